@@ -1,0 +1,1 @@
+"""Command-line entry points (click + rich); thin layers over the layers below."""

@@ -1,0 +1,1 @@
+"""Pump drivers: one typed interface, one Modbus implementation behind it."""
