@@ -1,0 +1,1 @@
+"""Register-map profiles shipped with pumpd (TOML data)."""
