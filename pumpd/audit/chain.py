@@ -1,0 +1,149 @@
+"""The hash chain: what is hashed, in which byte form, and with which key.
+
+Each event's hash covers every stored column except its own hash, in a fixed order, as a
+UTF-8 JSON array without whitespace (``ENCODING_TAG`` first, so a future format cannot be
+confused with this one). The payload enters as its stored canonical text, so what is
+hashed is byte for byte what is stored. With a key, the digest is HMAC-SHA-256: someone
+who can write the database but has not got the key cannot compute a valid chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pumpd.audit.errors import KeyFileError
+
+ENCODING_TAG = "pumpd.audit.v1"
+GENESIS_HASH = "0" * 64
+MIN_KEY_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One stored event, exactly as in the table."""
+
+    seq: int
+    occurred_at: str
+    mono_ns: int
+    host: str
+    instance_id: str
+    actor_kind: str
+    actor_uid: int | None
+    actor_name: str
+    actor_role: str
+    pump_id: str | None
+    session_id: str | None
+    patient_ref: str | None
+    event_type: str
+    correlation_id: str | None
+    simulated: bool
+    payload: str
+    prev_hash: str
+    event_hash: str
+
+
+COLUMNS: tuple[str, ...] = (
+    "seq",
+    "occurred_at",
+    "mono_ns",
+    "host",
+    "instance_id",
+    "actor_kind",
+    "actor_uid",
+    "actor_name",
+    "actor_role",
+    "pump_id",
+    "session_id",
+    "patient_ref",
+    "event_type",
+    "correlation_id",
+    "simulated",
+    "payload",
+    "prev_hash",
+    "event_hash",
+)
+"""Column order used by every raw SELECT on the read side (and by ``EventRecord``)."""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_row(row: Sequence[object], seq: int | None = None) -> bytes:
+    """The hashed bytes of a row in ``COLUMNS`` order (its own hash, last, is left out).
+
+    ``seq`` replaces the stored sequence number: verification uses it to ask "would this
+    row be valid at another position?" when it classifies a break.
+    """
+    fields: list[object] = [ENCODING_TAG, row[0] if seq is None else seq, *row[1:17]]
+    fields[15] = bool(fields[15])  # simulated: SQLite hands back 0/1
+    return _dumps(fields).encode()
+
+
+def encode(record: EventRecord) -> bytes:
+    return encode_row(
+        (
+            record.seq,
+            record.occurred_at,
+            record.mono_ns,
+            record.host,
+            record.instance_id,
+            record.actor_kind,
+            record.actor_uid,
+            record.actor_name,
+            record.actor_role,
+            record.pump_id,
+            record.session_id,
+            record.patient_ref,
+            record.event_type,
+            record.correlation_id,
+            record.simulated,
+            record.payload,
+            record.prev_hash,
+        )
+    )
+
+
+class Hasher:
+    """SHA-256, or HMAC-SHA-256 when a key is given."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        if key is not None and len(key) < MIN_KEY_BYTES:
+            raise KeyFileError(f"an HMAC key needs at least {MIN_KEY_BYTES} bytes")
+        self._key = key
+
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
+
+    def digest(self, data: bytes) -> str:
+        if self._key is None:
+            return hashlib.sha256(data).hexdigest()
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest()
+
+
+def load_key(path: Path) -> bytes:
+    """Read an HMAC key file; refuse one that others can read or that is too short.
+
+    The key is the file's bytes with trailing newlines removed, so ``head -c 48 /dev/urandom
+    | base64 > key`` and a raw binary file both work.
+    """
+    try:
+        info = path.stat()
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) and os.name == "posix":
+        raise KeyFileError(
+            f"key file {path} is accessible to group/others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); chmod 600 it"
+        )
+    key = data.rstrip(b"\r\n")
+    if len(key) < MIN_KEY_BYTES:
+        raise KeyFileError(f"key file {path} holds {len(key)} bytes; at least {MIN_KEY_BYTES}")
+    return key

@@ -1,0 +1,54 @@
+"""The event table as SQLAlchemy sees it at run time.
+
+The schema itself is made only by the Alembic migrations in ``migrations/``; this module
+describes the same table so the store can build statements. ``tests/audit`` compares the
+two after migrating, so they cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+TABLE = "audit_event"
+READ_VIEW = "audit_events"
+"""The auditor's view over the whole table; the read side uses it so that the auditor
+role needs SELECT on views only."""
+
+audit_event = Table(
+    TABLE,
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("occurred_at", String(27), nullable=False),
+    Column("mono_ns", BigInteger, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("instance_id", String(36), nullable=False),
+    Column("actor_kind", String(16), nullable=False),
+    Column("actor_uid", BigInteger, nullable=True),
+    Column("actor_name", String(120), nullable=False),
+    Column("actor_role", String(32), nullable=False),
+    Column("pump_id", String(80), nullable=True),
+    Column("session_id", String(80), nullable=True),
+    Column("patient_ref", String(64), nullable=True),
+    Column("event_type", String(80), nullable=False),
+    Column("correlation_id", String(80), nullable=True),
+    Column("simulated", Boolean(create_constraint=False), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("event_hash", String(64), nullable=False),
+)
+
+PROTECTION_TRIGGERS_SQLITE = ("audit_event_no_update", "audit_event_no_delete")
+PROTECTION_TRIGGERS_POSTGRES = ("audit_event_no_update_delete", "audit_event_no_truncate")
+UNIQUE_INDEXES = ("uq_audit_event_prev_hash", "uq_audit_event_event_hash")

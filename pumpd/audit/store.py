@@ -1,0 +1,279 @@
+"""Appending to the chain: validation first, then one serialized, durable transaction.
+
+Order and gaplessness come from taking the chain head and inserting inside one transaction
+that only one writer can hold at a time (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
+``pg_advisory_xact_lock``), so concurrent writers queue rather than retry. ``append``
+returns only after COMMIT has returned; with SQLite ``synchronous=FULL`` that means the WAL
+is fsynced. Any database failure is raised as :class:`AuditWriteFailed` — never swallowed,
+because the controller must stop the pump when it cannot write down what it does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+
+from pumpd.audit import migrate
+from pumpd.audit.catalogue import ActorRole, Payload, check_envelope, payload_text
+from pumpd.audit.chain import GENESIS_HASH, EventRecord, Hasher, encode, load_key
+from pumpd.audit.errors import AuditWriteFailed, InvalidEnvelope
+from pumpd.audit.schema import audit_event
+from pumpd.db import is_sqlite, make_engine, normalize_url
+
+PG_CHAIN_LOCK = 0x70756D7064_0001
+"""The advisory lock every PostgreSQL append holds; one chain, one key."""
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+_PATIENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+"""A clinic's pseudonymous id. No spaces, so a name typed by mistake is refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused the event: a person (with the uid the socket saw) or the daemon itself."""
+
+    kind: Literal["person", "daemon"]
+    name: str
+    role: str
+    uid: int | None = None
+
+    @classmethod
+    def daemon(cls) -> Actor:
+        return cls(kind="daemon", name="pumpd", role=ActorRole.DAEMON.value, uid=os.getuid())
+
+    @classmethod
+    def person(cls, name: str, role: ActorRole | str, uid: int | None = None) -> Actor:
+        return cls(kind="person", name=name, role=str(role), uid=uid)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event as a caller submits it; the store adds seq, times, host and hashes."""
+
+    event_type: str
+    payload: Payload | Mapping[str, Any]
+    actor: Actor
+    pump_id: str | None = None
+    session_id: str | None = None
+    patient_ref: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated event, ready to be chained; building one touches no database."""
+
+    event_type: str
+    payload: str
+    actor: Actor
+    pump_id: str | None
+    session_id: str | None
+    patient_ref: str | None
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The newest event's position and hash (seq 0 and the genesis hash when empty)."""
+
+    seq: int
+    event_hash: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.event_hash}"
+
+
+def utc_text(moment: datetime) -> str:
+    """The stored (and hashed) time form: fixed width, so text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def prepare(event: NewEvent) -> Prepared:
+    """Validate everything about ``event``; raise :class:`EventRefused` before any I/O."""
+    kind = event.event_type
+    payload = payload_text(kind, event.payload)
+    _check_actor(kind, event.actor)
+    for field, value, pattern in (
+        ("pump_id", event.pump_id, _ID),
+        ("session_id", event.session_id, _ID),
+        ("correlation_id", event.correlation_id, _ID),
+        ("patient_ref", event.patient_ref, _PATIENT_REF),
+    ):
+        if value is not None and not pattern.fullmatch(value):
+            raise InvalidEnvelope(kind, f"{field} {value!r} does not match {pattern.pattern}")
+    check_envelope(
+        kind,
+        session_id=event.session_id,
+        patient_ref=event.patient_ref,
+        pump_id=event.pump_id,
+        correlation_id=event.correlation_id,
+    )
+    return Prepared(
+        event_type=kind,
+        payload=payload,
+        actor=event.actor,
+        pump_id=event.pump_id,
+        session_id=event.session_id,
+        patient_ref=event.patient_ref,
+        correlation_id=event.correlation_id,
+    )
+
+
+def _check_actor(kind: str, actor: Actor) -> None:
+    roles = {r.value for r in ActorRole}
+    if actor.role not in roles:
+        raise InvalidEnvelope(kind, f"actor role {actor.role!r} is not one of {sorted(roles)}")
+    if actor.kind not in ("person", "daemon"):
+        raise InvalidEnvelope(kind, f"actor kind {actor.kind!r} is not person or daemon")
+    if (actor.kind == "daemon") != (actor.role == ActorRole.DAEMON.value):
+        raise InvalidEnvelope(kind, "only the daemon actor has the daemon role")
+    if not 1 <= len(actor.name) <= 120 or not actor.name.isprintable():
+        raise InvalidEnvelope(kind, "actor name must be 1-120 printable characters")
+    if actor.uid is not None and actor.uid < 0:
+        raise InvalidEnvelope(kind, f"actor uid {actor.uid} is negative")
+
+
+class AuditStore:
+    """The synchronous store: validate, chain, commit. Thread-safe (one engine, many conns).
+
+    ``simulated`` is fixed per store: a simulation-mode daemon flags every event it writes,
+    and the flag is hashed like every other column.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        key: bytes | None = None,
+        simulated: bool = False,
+        host: str | None = None,
+        check_schema: bool = True,
+    ) -> None:
+        if check_schema:
+            migrate.require_current(engine)
+        self._engine = engine
+        self._hasher = Hasher(key)
+        self._simulated = simulated
+        self._host = host or socket.gethostname()
+        self._instance_id = str(uuid.uuid4())
+        self._mono_origin_ns = time.monotonic_ns()
+        self._postgres = not is_sqlite(engine.url)
+
+    @classmethod
+    def open(
+        cls,
+        url: URL | str,
+        *,
+        key_file: Path | None = None,
+        simulated: bool = False,
+        pool_size: int = 5,
+    ) -> AuditStore:
+        real = normalize_url(url) if isinstance(url, str) else url
+        key = load_key(key_file) if key_file is not None else None
+        engine = make_engine(real, pool_size=pool_size)
+        try:
+            return cls(engine, key=key, simulated=simulated)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    @property
+    def keyed(self) -> bool:
+        return self._hasher.keyed
+
+    @property
+    def simulated(self) -> bool:
+        return self._simulated
+
+    def append(self, event: NewEvent) -> EventRecord:
+        """Write one event durably; return it as stored."""
+        return self.write([prepare(event)])[0]
+
+    def append_many(self, events: Sequence[NewEvent]) -> list[EventRecord]:
+        """Write several events in one transaction: all of them, in order, or none."""
+        return self.write([prepare(e) for e in events])
+
+    def write(self, batch: Sequence[Prepared]) -> list[EventRecord]:
+        """Chain and commit already validated events (the async writer's entry point)."""
+        if not batch:
+            return []
+        try:
+            with self._engine.begin() as conn:
+                if self._postgres:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_CHAIN_LOCK})
+                head = conn.execute(
+                    select(audit_event.c.seq, audit_event.c.event_hash)
+                    .order_by(audit_event.c.seq.desc())
+                    .limit(1)
+                ).first()
+                seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
+                records = []
+                for item in batch:
+                    seq += 1
+                    record = self._chain(item, seq, prev)
+                    records.append(record)
+                    prev = record.event_hash
+                conn.execute(insert(audit_event), [asdict(r) for r in records])
+        except SQLAlchemyError as exc:
+            raise AuditWriteFailed(f"audit write of {len(batch)} event(s) failed: {exc}") from exc
+        return records
+
+    def _chain(self, item: Prepared, seq: int, prev: str) -> EventRecord:
+        unhashed = EventRecord(
+            seq=seq,
+            occurred_at=utc_text(datetime.now(UTC)),
+            mono_ns=time.monotonic_ns() - self._mono_origin_ns,
+            host=self._host,
+            instance_id=self._instance_id,
+            actor_kind=item.actor.kind,
+            actor_uid=item.actor.uid,
+            actor_name=item.actor.name,
+            actor_role=item.actor.role,
+            pump_id=item.pump_id,
+            session_id=item.session_id,
+            patient_ref=item.patient_ref,
+            event_type=item.event_type,
+            correlation_id=item.correlation_id,
+            simulated=self._simulated,
+            payload=item.payload,
+            prev_hash=prev,
+            event_hash="",
+        )
+        digest = self._hasher.digest(encode(unhashed))
+        return EventRecord(**{**asdict(unhashed), "event_hash": digest})
+
+    def head(self) -> Head:
+        """The current chain head, read in a short transaction."""
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(audit_event.c.seq, audit_event.c.event_hash)
+                    .order_by(audit_event.c.seq.desc())
+                    .limit(1)
+                ).first()
+        except SQLAlchemyError as exc:
+            raise AuditWriteFailed(f"cannot read the chain head: {exc}") from exc
+        return Head(row[0], row[1]) if row else Head(0, GENESIS_HASH)
+
+    def close(self) -> None:
+        self._engine.dispose()

@@ -1,0 +1,179 @@
+"""Recompute the chain and name the first place where it breaks, and how.
+
+The walk streams rows in ``seq`` order and stops at the first problem. Classifying a break
+uses the chain itself: a row whose hash is valid at another position was moved (so an
+event was inserted before it, deleted before it, or it was swapped); a row that no longer
+links to its predecessor, while both hash correctly, means the predecessor was rewritten
+by someone who recomputed its hash. A checkpoint from outside the database catches what
+the chain alone cannot: the newest events cut off, or the chain rebuilt from some point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine
+
+from pumpd.audit.chain import COLUMNS, GENESIS_HASH, Hasher, encode_row
+from pumpd.audit.schema import READ_VIEW
+from pumpd.audit.store import Head
+
+ProblemKind = Literal["changed", "missing", "inserted", "reordered", "truncated"]
+
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {READ_VIEW}"  # noqa: S608 (constants only)
+_BATCH_ROWS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    seq: int
+    kind: ProblemKind
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    checked: int
+    head: Head
+    keyed: bool
+    problem: Problem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+def verify(engine: Engine, hasher: Hasher, checkpoint: Head | None = None) -> VerifyResult:
+    """Walk the whole chain; see the module docstring for how a break is classified."""
+    with engine.connect() as conn:
+        return _walk(conn, hasher, checkpoint)
+
+
+def _rows(conn: Connection) -> Iterator[Sequence[Any]]:
+    result = conn.execution_options(stream_results=True, yield_per=_BATCH_ROWS).exec_driver_sql(
+        f"{_SELECT} ORDER BY seq"
+    )
+    for part in result.partitions():
+        yield from part
+
+
+def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyResult:
+    digest = hasher.digest
+    expected = 1
+    prev = GENESIS_HASH
+    checkpoint_hash: str | None = None
+    problem: Problem | None = None
+    for row in _rows(conn):
+        seq = row[0]
+        if seq != expected:
+            problem = Problem(
+                expected,
+                "missing",
+                f"events {expected}..{seq - 1} are missing (the next event is {seq})"
+                if seq - 1 > expected
+                else f"event {expected} is missing (the next event is {seq})",
+            )
+            break
+        if digest(encode_row(row)) != row[17]:
+            problem = _bad_hash(conn, hasher, row)
+            break
+        if row[16] != prev:
+            problem = _bad_link(conn, row)
+            break
+        if checkpoint is not None and seq == checkpoint.seq:
+            checkpoint_hash = row[17]
+        prev = row[17]
+        expected += 1
+    checked = expected - 1
+    head = Head(checked, prev)
+    if problem is None and checkpoint is not None:
+        problem = _against_checkpoint(checkpoint, head, checkpoint_hash)
+    return VerifyResult(checked=checked, head=head, keyed=hasher.keyed, problem=problem)
+
+
+def _against_checkpoint(checkpoint: Head, head: Head, seen_hash: str | None) -> Problem | None:
+    if checkpoint.seq > head.seq:
+        return Problem(
+            head.seq + 1,
+            "truncated",
+            f"the chain ends at {head.seq} but checkpoint {checkpoint.seq} was witnessed: "
+            f"events {head.seq + 1}..{checkpoint.seq} (at least) were cut off",
+        )
+    if checkpoint.seq > 0 and seen_hash != checkpoint.event_hash:
+        return Problem(
+            checkpoint.seq,
+            "changed",
+            f"event {checkpoint.seq} does not have the witnessed hash: the chain was "
+            "rebuilt from this event or earlier",
+        )
+    if checkpoint.seq == 0 and checkpoint.event_hash != GENESIS_HASH:
+        return Problem(1, "changed", "checkpoint 0 must carry the genesis hash")
+    return None
+
+
+def _lookup(conn: Connection, column: str, value: object) -> Sequence[Any] | None:
+    return conn.exec_driver_sql(
+        f"{_SELECT} WHERE {column} = ? ORDER BY seq LIMIT 1"
+        if conn.dialect.paramstyle == "qmark"
+        else f"{_SELECT} WHERE {column} = %(v)s ORDER BY seq LIMIT 1",
+        (value,) if conn.dialect.paramstyle == "qmark" else {"v": value},
+    ).first()
+
+
+def _valid_at(hasher: Hasher, row: Sequence[Any], seq: int) -> bool:
+    return hasher.digest(encode_row(row, seq=seq)) == str(row[17])
+
+
+def _bad_hash(conn: Connection, hasher: Hasher, row: Sequence[Any]) -> Problem:
+    seq = row[0]
+    candidates: list[int] = []
+    before = _lookup(conn, "event_hash", row[16])
+    if before is not None:
+        candidates.append(before[0] + 1)
+    after = _lookup(conn, "prev_hash", row[17])
+    if after is not None:
+        candidates.append(after[0] - 1)
+    for origin in candidates:
+        if origin == seq or origin < 1 or not _valid_at(hasher, row, origin):
+            continue
+        if origin == seq - 1:
+            return Problem(
+                seq - 1,
+                "inserted",
+                f"event {seq - 1} is not part of the chain: the event now numbered {seq} "
+                f"was recorded as {seq - 1}",
+            )
+        if origin == seq + 1:
+            nxt = _lookup(conn, "seq", seq + 1)
+            if nxt is not None and _valid_at(hasher, nxt, seq):
+                return Problem(seq, "reordered", f"events {seq} and {seq + 1} were swapped")
+            return Problem(
+                seq,
+                "missing",
+                f"event {seq} was removed and the later events renumbered "
+                f"(the event now numbered {seq} was recorded as {seq + 1})",
+            )
+        return Problem(seq, "reordered", f"the event at {seq} was recorded as event {origin}")
+    hint = " (or the chain is keyed and no or the wrong key was given)" if seq == 1 else ""
+    return Problem(seq, "changed", f"event {seq} does not match its stored hash{hint}")
+
+
+def _bad_link(conn: Connection, row: Sequence[Any]) -> Problem:
+    seq = row[0]
+    before = _lookup(conn, "event_hash", row[16])
+    if before is None:
+        return Problem(
+            seq - 1,
+            "changed",
+            f"event {seq - 1} was rewritten with a recomputed hash: event {seq} was chained "
+            "to a different one",
+        )
+    if before[0] == seq - 2:
+        return Problem(
+            seq - 1,
+            "inserted",
+            f"event {seq - 1} is not part of the chain: event {seq} follows {seq - 2}",
+        )
+    return Problem(seq, "reordered", f"event {seq} was chained after event {before[0]}")
