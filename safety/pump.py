@@ -1,0 +1,106 @@
+"""The kernel's own view of a pump: what it needs to judge a start or a tick, nothing more.
+
+``safety`` must not import ``pumpd`` (the kernel is reviewed alone), so the controller
+translates its driver status into this snapshot. Keeping it small keeps the translation
+auditable: mode, alarm and warning flags, actual rate, and three counters.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+class InvalidPumpSnapshot(ValueError):
+    """A pump snapshot whose fields are of the wrong type or impossible."""
+
+
+class PumpMode(enum.Enum):
+    """The pump's own operating mode."""
+
+    IDLE = "idle"
+    PRIMING = "priming"
+    INFUSING = "infusing"
+    PAUSED = "paused"
+    KVO = "kvo"
+    ALARM = "alarm"
+
+    @property
+    def delivers(self) -> bool:
+        """True for the modes in which fluid moves."""
+        return self in _DELIVERING
+
+
+_DELIVERING = frozenset({PumpMode.PRIMING, PumpMode.INFUSING, PumpMode.KVO})
+
+
+class PumpAlarm(enum.Flag):
+    """Alarm conditions reported by the pump; any one of them means the pump must not run."""
+
+    NONE = 0
+    OCCLUSION_DOWNSTREAM = enum.auto()
+    OCCLUSION_UPSTREAM = enum.auto()
+    AIR_IN_LINE = enum.auto()
+    DOOR_OPEN = enum.auto()
+    SYSTEM_FAULT = enum.auto()
+    COMM_LOSS = enum.auto()
+    BATTERY_DEPLETED = enum.auto()
+
+
+class PumpWarning(enum.Flag):
+    """Conditions the pump reports that do not stop it by themselves."""
+
+    NONE = 0
+    LOW_BATTERY = enum.auto()
+    VTBI_COMPLETE = enum.auto()
+
+
+def flag_names(flags: PumpAlarm | PumpWarning) -> tuple[str, ...]:
+    """Lower-case names of the set members, in declaration order (for codes and messages)."""
+    return tuple(str(m.name).lower() for m in flags)
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidPumpSnapshot(f"{name} must be an integer ≥ 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class PumpSnapshot:
+    """One status read of the pump, already decoded from the wire.
+
+    ``volume_infused_ul`` counts what the pump believes went to the patient (priming not
+    included); ``volume_primed_ul`` what went through the line while priming; ``uptime_s``
+    lets the kernel see a reboot (uptime going down), after which the pump's counters and
+    program cannot be trusted.
+    """
+
+    mode: PumpMode
+    alarms: PumpAlarm
+    warnings: PumpWarning
+    rate_actual_ml_h: Decimal
+    volume_infused_ul: int
+    volume_primed_ul: int
+    uptime_s: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, PumpMode):
+            raise InvalidPumpSnapshot(f"mode must be a PumpMode, got {self.mode!r}")
+        if not isinstance(self.alarms, PumpAlarm):
+            raise InvalidPumpSnapshot(f"alarms must be PumpAlarm flags, got {self.alarms!r}")
+        if not isinstance(self.warnings, PumpWarning):
+            raise InvalidPumpSnapshot(f"warnings must be PumpWarning flags, got {self.warnings!r}")
+        rate = self.rate_actual_ml_h
+        if not isinstance(rate, Decimal) or not rate.is_finite() or rate < 0:
+            raise InvalidPumpSnapshot(
+                f"rate_actual_ml_h must be a finite Decimal ≥ 0, got {rate!r}"
+            )
+        _check_count("volume_infused_ul", self.volume_infused_ul)
+        _check_count("volume_primed_ul", self.volume_primed_ul)
+        _check_count("uptime_s", self.uptime_s)
+
+    @property
+    def in_alarm(self) -> bool:
+        """True when any alarm flag is set or the pump says it is in its alarm mode."""
+        return bool(self.alarms) or self.mode is PumpMode.ALARM

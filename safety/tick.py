@@ -1,0 +1,606 @@
+"""Tick evaluation: one pure function that says, every poll, what must happen now.
+
+``evaluate(limits, inputs)`` reads no clock and keeps no state: the controller passes the
+monotonic time and everything it has observed, and obeys the returned actions. Each rule
+is a small function that only *adds* actions; the outcome is the strongest action kind, so
+no rule can loosen what another demanded (the AndroidAPS constraint-chain idea), and the
+decision lists every rule that contributed. See docs/safety/supervision-rules.md for the
+choice and justification of every threshold.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from safety.actions import Action, ActionKind, Priority
+from safety.pump import PumpMode, PumpSnapshot, PumpWarning, flag_names
+from safety.vitals import VitalsReading, VitalsRules, breaches, missing_kinds
+
+
+class InvalidTickInput(ValueError):
+    """Tick limits or inputs of the wrong type, or times that contradict each other.
+
+    The controller must treat this error like a STOP with a high-priority alarm: it means
+    its own bookkeeping is broken.
+    """
+
+
+class SessionPhase(enum.Enum):
+    """The phase the controller believes the session is in."""
+
+    READY = "ready"
+    PRIMING = "priming"
+    INFUSING = "infusing"
+    PAUSED = "paused"
+    KVO = "kvo"
+    OBSERVATION = "observation"
+    ENDED = "ended"
+
+
+# Which pump modes that move fluid each phase allows; any other delivering mode is a stop.
+_ALLOWED_DELIVERY: dict[SessionPhase, frozenset[PumpMode]] = {
+    SessionPhase.READY: frozenset(),
+    SessionPhase.PRIMING: frozenset({PumpMode.PRIMING}),
+    SessionPhase.INFUSING: frozenset({PumpMode.INFUSING, PumpMode.KVO}),
+    SessionPhase.PAUSED: frozenset(),
+    SessionPhase.KVO: frozenset({PumpMode.KVO}),
+    SessionPhase.OBSERVATION: frozenset(),
+    SessionPhase.ENDED: frozenset(),
+}
+_DELIVERY_PHASES = frozenset({SessionPhase.INFUSING, SessionPhase.KVO})
+_ACCOUNTED_PHASES = frozenset({SessionPhase.INFUSING, SessionPhase.PAUSED, SessionPhase.KVO})
+_VITALS_PHASES = frozenset(
+    {SessionPhase.INFUSING, SessionPhase.PAUSED, SessionPhase.KVO, SessionPhase.OBSERVATION}
+)
+
+
+def _seconds(name: str, value: object, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTickInput(f"{name} must be a number of seconds, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else "≥ 0"
+        raise InvalidTickInput(f"{name} must be finite and {bound} s, got {value!r}")
+    return number
+
+
+def _microlitres(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidTickInput(f"{name} must be an integer ≥ 0 µL, got {value!r}")
+    return value
+
+
+def _decimal(name: str, value: object, *, upper: Decimal | None = None) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise InvalidTickInput(f"{name} must be a finite Decimal ≥ 0, got {value!r}")
+    if upper is not None and value > upper:
+        raise InvalidTickInput(f"{name} must be ≤ {upper}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionLimits:
+    """Every threshold the tick applies, fixed for one session.
+
+    Tolerances are relative *and* absolute: a band is ``max(rel × reference, abs)``, so a
+    small reference (early in an infusion, a slow rate) is not judged on noise, while a
+    large one is held to the relative band.
+    """
+
+    vtbi_ul: int
+    vtbi_overrun_ul: int
+    kvo_max_ul: int
+    comm_timeout_s: float
+    rate_tolerance_rel: Decimal
+    rate_tolerance_abs_ml_h: Decimal
+    rate_settle_s: float
+    volume_tolerance_rel: Decimal
+    volume_tolerance_abs_ul: int
+    pause_remind_after_s: float
+    pause_remind_every_s: float
+    pause_stop_after_s: float
+    max_delivery_s: float | None = None
+    vitals: VitalsRules | None = None
+
+    def __post_init__(self) -> None:
+        _microlitres("vtbi_ul", self.vtbi_ul)
+        _microlitres("vtbi_overrun_ul", self.vtbi_overrun_ul)
+        _microlitres("kvo_max_ul", self.kvo_max_ul)
+        _microlitres("volume_tolerance_abs_ul", self.volume_tolerance_abs_ul)
+        if self.vtbi_ul == 0:
+            raise InvalidTickInput("vtbi_ul must be > 0")
+        _seconds("comm_timeout_s", self.comm_timeout_s, positive=True)
+        _seconds("rate_settle_s", self.rate_settle_s)
+        _seconds("pause_remind_after_s", self.pause_remind_after_s)
+        _seconds("pause_remind_every_s", self.pause_remind_every_s, positive=True)
+        _seconds("pause_stop_after_s", self.pause_stop_after_s, positive=True)
+        if self.max_delivery_s is not None:
+            _seconds("max_delivery_s", self.max_delivery_s, positive=True)
+        _decimal("rate_tolerance_rel", self.rate_tolerance_rel, upper=Decimal(1))
+        _decimal("rate_tolerance_abs_ml_h", self.rate_tolerance_abs_ml_h)
+        _decimal("volume_tolerance_rel", self.volume_tolerance_rel, upper=Decimal(1))
+        if self.pause_remind_after_s > self.pause_stop_after_s:
+            raise InvalidTickInput(
+                f"pause_remind_after_s ({self.pause_remind_after_s}) is after "
+                f"pause_stop_after_s ({self.pause_stop_after_s}): the stop would come first"
+            )
+        if self.vitals is not None and not isinstance(self.vitals, VitalsRules):
+            raise InvalidTickInput(f"vitals must be VitalsRules or None, got {self.vitals!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TickInputs:
+    """What the controller knows at ``now_s`` (its monotonic clock, like every ``*_s`` here).
+
+    ``expected_volume_ul`` is integrated by the controller from the rates it commanded
+    (zero while paused), independently of the pump's counter; ``volume_at_start_ul`` is the
+    pump counter when this session began, so delivered = counter − that;
+    ``delivery_elapsed_s`` is the time spent delivering since the start, pauses excluded.
+    """
+
+    now_s: float
+    phase: SessionPhase
+    commanded_rate_ml_h: Decimal
+    commanded_vtbi_ul: int
+    rate_commanded_at_s: float
+    snapshot: PumpSnapshot | None
+    previous_snapshot: PumpSnapshot | None
+    last_good_comm_s: float
+    delivery_elapsed_s: float | None
+    expected_volume_ul: int
+    volume_at_start_ul: int = 0
+    vitals: VitalsReading | None = None
+    vitals_taken_s: float | None = None
+    paused_since_s: float | None = None
+
+    def __post_init__(self) -> None:
+        now = _seconds("now_s", self.now_s)
+        if not isinstance(self.phase, SessionPhase):
+            raise InvalidTickInput(f"phase must be a SessionPhase, got {self.phase!r}")
+        _decimal("commanded_rate_ml_h", self.commanded_rate_ml_h)
+        _microlitres("commanded_vtbi_ul", self.commanded_vtbi_ul)
+        _microlitres("expected_volume_ul", self.expected_volume_ul)
+        _microlitres("volume_at_start_ul", self.volume_at_start_ul)
+        for snap_name in ("snapshot", "previous_snapshot"):
+            snap = getattr(self, snap_name)
+            if snap is not None and not isinstance(snap, PumpSnapshot):
+                raise InvalidTickInput(f"{snap_name} must be a PumpSnapshot or None, got {snap!r}")
+        times = {
+            "rate_commanded_at_s": self.rate_commanded_at_s,
+            "last_good_comm_s": self.last_good_comm_s,
+            "vitals_taken_s": self.vitals_taken_s,
+            "paused_since_s": self.paused_since_s,
+        }
+        if self.delivery_elapsed_s is not None:
+            _seconds("delivery_elapsed_s", self.delivery_elapsed_s)
+        for name, value in times.items():
+            if value is not None and _seconds(name, value) > now:
+                raise InvalidTickInput(f"{name} ({value}) is after now_s ({now})")
+        if self.rate_commanded_at_s is None or self.last_good_comm_s is None:
+            raise InvalidTickInput("rate_commanded_at_s and last_good_comm_s are required")
+        if self.vitals is not None and not isinstance(self.vitals, VitalsReading):
+            raise InvalidTickInput(f"vitals must be a VitalsReading or None, got {self.vitals!r}")
+        if (self.vitals is None) != (self.vitals_taken_s is None):
+            raise InvalidTickInput("vitals and vitals_taken_s must be given together")
+        if (self.phase is SessionPhase.PAUSED) != (self.paused_since_s is not None):
+            raise InvalidTickInput("paused_since_s must be given exactly when the phase is paused")
+
+
+class Outcome(enum.Enum):
+    """The decision as one word: the strongest action kind, or continue."""
+
+    CONTINUE = "continue"
+    REMIND = "remind"
+    ALARM = "alarm"
+    PAUSE = "pause"
+    STOP = "stop"
+
+    @property
+    def rank(self) -> int:
+        return 0 if self is Outcome.CONTINUE else ActionKind(self.value).rank
+
+
+@dataclass(frozen=True, slots=True)
+class TickDecision:
+    """Every action demanded at this tick, strongest first, and the resulting outcome."""
+
+    actions: tuple[Action, ...] = field(default=())
+
+    @property
+    def outcome(self) -> Outcome:
+        if not self.actions:
+            return Outcome.CONTINUE
+        return Outcome(max((a.kind for a in self.actions), key=lambda k: k.rank).value)
+
+    @property
+    def priority(self) -> Priority | None:
+        """The highest alarm priority to signal, or None when nothing is demanded."""
+        if not self.actions:
+            return None
+        return max((a.priority for a in self.actions), key=lambda p: p.rank)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(a.code for a in self.actions)
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The distinct rules that contributed, in the order of ``actions``."""
+        return tuple(dict.fromkeys(a.rule for a in self.actions))
+
+
+_Rule = Callable[[SupervisionLimits, TickInputs], Iterator[Action]]
+
+
+def _delivered_ul(inputs: TickInputs, snapshot: PumpSnapshot) -> int:
+    return snapshot.volume_infused_ul - inputs.volume_at_start_ul
+
+
+def _band(rel: Decimal, reference: Decimal, absolute: Decimal) -> Decimal:
+    return max(rel * reference, absolute)
+
+
+def rule_pump_alarm(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """Any alarm flag (or the pump's alarm mode) stops the infusion with a high alarm."""
+    snap = inputs.snapshot
+    if snap is None:
+        return
+    rule = "tick.pump_alarm"
+    for name in flag_names(snap.alarms):
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            f"tick.pump.alarm.{name}",
+            f"The pump reports {name.replace('_', ' ')}; the infusion is stopped.",
+            rule,
+        )
+    if snap.mode is PumpMode.ALARM and not snap.alarms:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.pump.alarm_mode",
+            "The pump is in its alarm mode without a known alarm flag; the infusion is stopped.",
+            rule,
+        )
+    if PumpWarning.LOW_BATTERY in snap.warnings:
+        yield Action(
+            ActionKind.ALARM,
+            Priority.LOW,
+            "tick.pump.battery_low",
+            "The pump battery is low; connect mains power.",
+            rule,
+        )
+
+
+def rule_comm(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """A pump silent for longer than the timeout is a pump whose delivery is unknown."""
+    silent_s = inputs.now_s - inputs.last_good_comm_s
+    if silent_s > limits.comm_timeout_s:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.comm.lost",
+            f"No answer from the pump for {silent_s:.1f} s (limit {limits.comm_timeout_s} s); "
+            "stop the infusion at the pump and check the connection.",
+            "tick.comm",
+        )
+
+
+def rule_phase(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """The pump moves fluid only in the modes the session phase allows."""
+    snap = inputs.snapshot
+    if snap is None:
+        return
+    rule = "tick.phase"
+    allowed = _ALLOWED_DELIVERY[inputs.phase]
+    if snap.mode.delivers and snap.mode not in allowed:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.pump.delivering_unexpectedly",
+            f"The pump is {snap.mode.value} while the session is {inputs.phase.value}; "
+            "the infusion is stopped.",
+            rule,
+        )
+    elif not snap.mode.delivers and snap.rate_actual_ml_h > 0:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.pump.flow_while_stopped",
+            f"The pump reports {snap.rate_actual_ml_h} mL/h while {snap.mode.value}; "
+            "the infusion is stopped.",
+            rule,
+        )
+    elif inputs.phase in _DELIVERY_PHASES and snap.mode in (PumpMode.IDLE, PumpMode.PAUSED):
+        yield Action(
+            ActionKind.ALARM,
+            Priority.MEDIUM,
+            "tick.pump.not_delivering",
+            f"The pump is {snap.mode.value} although the session is {inputs.phase.value}; "
+            "check the pump.",
+            rule,
+        )
+
+
+def rule_counters(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """A reboot or a counter running backwards makes every later reading untrustworthy."""
+    snap, prev = inputs.snapshot, inputs.previous_snapshot
+    if snap is None:
+        return
+    rule = "tick.counters"
+    if prev is not None and snap.uptime_s < prev.uptime_s:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.pump.rebooted",
+            f"The pump restarted (uptime {prev.uptime_s} s → {snap.uptime_s} s); its program "
+            "and counters are lost, so the infusion is stopped.",
+            rule,
+        )
+    if prev is not None and snap.volume_infused_ul < prev.volume_infused_ul:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.pump.counter_backwards",
+            f"The pump's infused volume went down ({prev.volume_infused_ul} µL → "
+            f"{snap.volume_infused_ul} µL); the infusion is stopped.",
+            rule,
+        )
+    if snap.volume_infused_ul < inputs.volume_at_start_ul:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.pump.counter_below_start",
+            f"The pump's infused volume ({snap.volume_infused_ul} µL) is below its value at "
+            f"the start of this session ({inputs.volume_at_start_ul} µL).",
+            rule,
+        )
+
+
+def rule_vtbi(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """Never deliver beyond the plan's VTBI, whatever the pump is programmed to do."""
+    rule = "tick.vtbi"
+    if inputs.commanded_vtbi_ul > limits.vtbi_ul:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.vtbi.commanded_above_plan",
+            f"The pump was commanded a VTBI of {inputs.commanded_vtbi_ul} µL, above the "
+            f"plan's {limits.vtbi_ul} µL; the infusion is stopped.",
+            rule,
+        )
+    snap = inputs.snapshot
+    if snap is None:
+        return
+    delivered = _delivered_ul(inputs, snap)
+    allowance = limits.vtbi_ul + limits.vtbi_overrun_ul
+    if inputs.phase is SessionPhase.KVO:
+        allowance += limits.kvo_max_ul
+    if delivered > allowance:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.vtbi.exceeded",
+            f"{delivered} µL delivered, more than the {allowance} µL allowed (VTBI "
+            f"{limits.vtbi_ul} µL); the infusion is stopped.",
+            rule,
+        )
+    elif snap.mode is PumpMode.INFUSING and delivered >= limits.vtbi_ul:
+        yield Action(
+            ActionKind.STOP,
+            Priority.LOW,
+            "tick.vtbi.reached",
+            f"{delivered} µL delivered: the VTBI of {limits.vtbi_ul} µL is reached and the "
+            "pump is still infusing; stop it.",
+            rule,
+        )
+
+
+def rule_rate(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """The pump's actual rate matches the commanded one once it has had time to settle."""
+    snap = inputs.snapshot
+    if snap is None or inputs.phase is not SessionPhase.INFUSING:
+        return
+    if snap.mode is not PumpMode.INFUSING:
+        return
+    if inputs.now_s - inputs.rate_commanded_at_s < limits.rate_settle_s:
+        return
+    commanded = inputs.commanded_rate_ml_h
+    band = _band(limits.rate_tolerance_rel, commanded, limits.rate_tolerance_abs_ml_h)
+    actual = snap.rate_actual_ml_h
+    if abs(actual - commanded) > band:
+        yield Action(
+            ActionKind.PAUSE,
+            Priority.HIGH,
+            "tick.rate.mismatch",
+            f"The pump runs at {actual} mL/h but {commanded} mL/h was commanded (tolerance "
+            f"±{band:.2f} mL/h); the infusion is paused.",
+            "tick.rate",
+        )
+
+
+def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """Delivered volume tracks the independently integrated expected volume."""
+    snap = inputs.snapshot
+    if snap is None or inputs.phase not in _ACCOUNTED_PHASES:
+        return
+    delivered = _delivered_ul(inputs, snap)
+    expected = inputs.expected_volume_ul
+    band = _band(
+        limits.volume_tolerance_rel, Decimal(expected), Decimal(limits.volume_tolerance_abs_ul)
+    )
+    rule = "tick.volume"
+    if delivered - expected > band:
+        yield Action(
+            ActionKind.STOP,
+            Priority.HIGH,
+            "tick.volume.over_infusion",
+            f"{delivered} µL delivered but {expected} µL expected (tolerance +{band:.0f} µL); "
+            "over-infusion, the infusion is stopped.",
+            rule,
+        )
+    elif expected - delivered > band:
+        yield Action(
+            ActionKind.PAUSE,
+            Priority.MEDIUM,
+            "tick.volume.under_infusion",
+            f"{delivered} µL delivered but {expected} µL expected (tolerance −{band:.0f} µL); "
+            "under-infusion, check the line for occlusion or leak.",
+            rule,
+        )
+
+
+def rule_pause(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """A pause reminds on a ladder and ends the infusion when it lasts too long."""
+    if inputs.paused_since_s is None:
+        return
+    paused_s = inputs.now_s - inputs.paused_since_s
+    rule = "tick.pause"
+    if paused_s >= limits.pause_stop_after_s:
+        yield Action(
+            ActionKind.STOP,
+            Priority.MEDIUM,
+            "tick.pause.too_long",
+            f"Paused for {paused_s / 60:.1f} min, the limit is "
+            f"{limits.pause_stop_after_s / 60:.1f} min; the infusion is ended.",
+            rule,
+        )
+    elif paused_s >= limits.pause_remind_after_s:
+        number = 1 + int((paused_s - limits.pause_remind_after_s) // limits.pause_remind_every_s)
+        last = paused_s + limits.pause_remind_every_s >= limits.pause_stop_after_s
+        yield Action(
+            ActionKind.REMIND,
+            Priority.MEDIUM if last else Priority.LOW,
+            f"tick.pause.reminder.{number}",
+            f"Paused for {paused_s / 60:.1f} min (reminder {number}); the infusion ends at "
+            f"{limits.pause_stop_after_s / 60:.1f} min of pause.",
+            rule,
+        )
+
+
+def _vitals_rules(limits: SupervisionLimits, inputs: TickInputs) -> VitalsRules | None:
+    if limits.vitals is None or inputs.phase not in _VITALS_PHASES:
+        return None
+    return limits.vitals
+
+
+def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """Vitals outside the stop band stop, outside the pause band pause (alarm when idle)."""
+    rules = _vitals_rules(limits, inputs)
+    reading = inputs.vitals
+    if rules is None or reading is None:
+        return
+    delivering = inputs.phase in _DELIVERY_PHASES
+    stop_found = breaches(rules.stop, reading)
+    stop_measures = {b.measure for b in stop_found}
+    for breach in stop_found:
+        yield Action(
+            ActionKind.STOP if delivering else ActionKind.ALARM,
+            Priority.HIGH,
+            f"tick.vitals.stop.{breach.code_suffix}",
+            f"{breach.describe()} of the stop rule.",
+            "tick.vitals.range",
+        )
+    for breach in breaches(rules.pause, reading):
+        if breach.measure in stop_measures:
+            continue
+        yield Action(
+            ActionKind.PAUSE if delivering else ActionKind.ALARM,
+            Priority.MEDIUM,
+            f"tick.vitals.pause.{breach.code_suffix}",
+            f"{breach.describe()} of the pause rule.",
+            "tick.vitals.range",
+        )
+
+
+def rule_vitals_due(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """Vitals are due every interval while infusing and observing; overdue ones remind louder."""
+    rules = _vitals_rules(limits, inputs)
+    if rules is None:
+        return
+    rule = "tick.vitals.due"
+    if inputs.vitals is None or inputs.vitals_taken_s is None:
+        yield Action(
+            ActionKind.REMIND,
+            Priority.MEDIUM,
+            "tick.vitals.none",
+            "No vital signs are recorded for this session; record them now.",
+            rule,
+        )
+        return
+    age_s = inputs.now_s - inputs.vitals_taken_s
+    due_s = rules.interval_min * 60
+    if age_s > due_s + rules.overdue_grace_min * 60:
+        yield Action(
+            ActionKind.REMIND,
+            Priority.MEDIUM,
+            "tick.vitals.overdue",
+            f"Vital signs are {age_s / 60:.0f} min old; they are due every "
+            f"{rules.interval_min} min and now overdue.",
+            rule,
+        )
+    elif age_s >= due_s:
+        yield Action(
+            ActionKind.REMIND,
+            Priority.LOW,
+            "tick.vitals.due",
+            f"Vital signs are due (every {rules.interval_min} min).",
+            rule,
+        )
+    missing = missing_kinds(rules, inputs.vitals)
+    if missing:
+        yield Action(
+            ActionKind.REMIND,
+            Priority.LOW,
+            "tick.vitals.incomplete",
+            f"The last vital signs lack {', '.join(missing)}.",
+            rule,
+        )
+
+
+def rule_duration(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """Delivery running far longer than planned means something is not as programmed."""
+    if limits.max_delivery_s is None or inputs.delivery_elapsed_s is None:
+        return
+    if inputs.phase not in _ACCOUNTED_PHASES:
+        return
+    running_s = inputs.delivery_elapsed_s
+    if running_s > limits.max_delivery_s:
+        yield Action(
+            ActionKind.ALARM,
+            Priority.MEDIUM,
+            "tick.duration.exceeded",
+            f"The infusion has run {running_s / 60:.1f} min, longer than the "
+            f"{limits.max_delivery_s / 60:.1f} min allowed; review it.",
+            "tick.duration",
+        )
+
+
+RULES: tuple[_Rule, ...] = (
+    rule_pump_alarm,
+    rule_comm,
+    rule_phase,
+    rule_counters,
+    rule_vtbi,
+    rule_rate,
+    rule_volume,
+    rule_pause,
+    rule_vitals_range,
+    rule_vitals_due,
+    rule_duration,
+)
+
+
+def evaluate(limits: SupervisionLimits, inputs: TickInputs) -> TickDecision:
+    """Run every rule; the decision keeps every action, strongest and most urgent first."""
+    if not isinstance(limits, SupervisionLimits):
+        raise InvalidTickInput(f"limits must be SupervisionLimits, got {limits!r}")
+    if not isinstance(inputs, TickInputs):
+        raise InvalidTickInput(f"inputs must be TickInputs, got {inputs!r}")
+    actions = [action for rule in RULES for action in rule(limits, inputs)]
+    actions.sort(key=lambda a: (-a.kind.rank, -a.priority.rank))
+    return TickDecision(tuple(actions))
