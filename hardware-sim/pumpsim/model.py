@@ -250,7 +250,11 @@ class PumpModel:
         return {
             "conditions": [f.name for f in AlarmFlag if f and f in self._condition_faults],
             "low_battery": self._low_battery_fault,
-            "runaway_factor": (None if self._runaway_factor is None else str(self._runaway_factor)),
+            "runaway_factor": (
+                None
+                if self._runaway_factor is None
+                else str(Decimal(self._runaway_factor.numerator) / self._runaway_factor.denominator)
+            ),
             "stuck_volume": self._stuck_volume,
             "ignore_commands": self._ignore_commands,
         }

@@ -1,0 +1,206 @@
+"""The control channel: fault injection and inspection as one JSON object per line over TCP.
+
+Request:  {"op": "<operation>", "id": <anything, echoed>, ...fields}
+Reply:    {"ok": true, "id": ..., ...}  or  {"ok": false, "id": ..., "error": {"type", "message"}}
+
+Operations: ping, status {unit}, fault {unit, fault, on, factor|ms|probability|count},
+reboot {unit}, log {unit?, since?}, faults. docs/pumpsim.md is the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from typing import TYPE_CHECKING
+
+from pumpsim.errors import ControlProtocolError, ControlRequestFailed, SimError
+from pumpsim.faults import Fault
+
+if TYPE_CHECKING:
+    from pumpsim.harness import Simulator
+
+MAX_LINE_BYTES = 64 * 1024
+_FAULT_PARAMS = ("factor", "ms", "probability", "count")
+
+
+def _require_unit(request: dict[str, object]) -> int:
+    unit = request.get("unit")
+    if isinstance(unit, bool) or not isinstance(unit, int):
+        raise ControlProtocolError(f"'unit' must be an integer, got {unit!r}")
+    return unit
+
+
+def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
+    """Run one control request against `sim`; raises SimError subclasses on refusal."""
+    op = request.get("op")
+    if op == "ping":
+        return {"units": list(sim.units), "time_scale": sim.time_scale}
+    if op == "status":
+        return {"status": sim.status(_require_unit(request))}
+    if op == "fault":
+        unit = _require_unit(request)
+        on = request.get("on", True)
+        if not isinstance(on, bool):
+            raise ControlProtocolError(f"'on' must be true or false, got {on!r}")
+        name = request.get("fault")
+        if not isinstance(name, str):
+            raise ControlProtocolError(f"'fault' must be a fault name, got {name!r}")
+        unknown = set(request) - {"op", "id", "unit", "fault", "on", *_FAULT_PARAMS}
+        if unknown:
+            raise ControlProtocolError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        sim.inject(
+            unit,
+            name,
+            on,
+            factor=_opt_number(request, "factor"),
+            ms=_opt_int(request, "ms"),
+            probability=_opt_float(request, "probability"),
+            count=_opt_int(request, "count"),
+        )
+        return {"status": sim.status(unit)}
+    if op == "reboot":
+        unit = _require_unit(request)
+        sim.reboot(unit)
+        return {"status": sim.status(unit)}
+    if op == "log":
+        log_unit = None if request.get("unit") is None else _require_unit(request)
+        since = request.get("since", 0)
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise ControlProtocolError(f"'since' must be a non-negative integer, got {since!r}")
+        records = sim.command_log(log_unit)
+        return {"records": [r.as_json() for r in records[since:]], "next": len(records)}
+    if op == "faults":
+        return {"faults": [f.value for f in Fault]}
+    raise ControlProtocolError(f"unknown op {op!r}")
+
+
+def _opt_number(request: dict[str, object], key: str) -> str | int | float | None:
+    value = request.get(key)
+    if value is None or (isinstance(value, str | int | float) and not isinstance(value, bool)):
+        return value
+    raise ControlProtocolError(f"'{key}' must be a number, got {value!r}")
+
+
+def _opt_int(request: dict[str, object], key: str) -> int | None:
+    value = request.get(key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ControlProtocolError(f"'{key}' must be an integer, got {value!r}")
+
+
+def _opt_float(request: dict[str, object], key: str) -> float | None:
+    value = request.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ControlProtocolError(f"'{key}' must be a number, got {value!r}")
+
+
+def handle_line(sim: Simulator, line: bytes) -> dict[str, object]:
+    """One reply for one request line; never raises for a bad request."""
+    request_id: object = None
+    try:
+        try:
+            request = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ControlProtocolError(f"request is not JSON: {exc}") from None
+        if not isinstance(request, dict):
+            raise ControlProtocolError("request must be a JSON object")
+        request_id = request.get("id")
+        reply: dict[str, object] = {"ok": True, "id": request_id}
+        reply.update(dispatch(sim, request))
+        return reply
+    except SimError as exc:
+        return {
+            "ok": False,
+            "id": request_id,
+            "error": {"type": type(exc).__name__, "message": str(exc)},
+        }
+
+
+class ControlServer:
+    def __init__(self, sim: Simulator) -> None:
+        self._sim = sim
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE_BYTES)
+        sockname = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than MAX_LINE_BYTES: refuse and hang up
+                    reply = handle_line(self._sim, b"")
+                    reply["error"] = {
+                        "type": "ControlProtocolError",
+                        "message": f"request longer than {MAX_LINE_BYTES} bytes",
+                    }
+                    writer.write(json.dumps(reply).encode() + b"\n")
+                    break
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                reply = handle_line(self._sim, line)
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        with contextlib.suppress(OSError):
+            await self._server.wait_closed()
+        self._server = None
+
+
+class ControlClient:
+    """A blocking client for the control channel (the CLI; any script or test)."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
+        self._sock = socket.create_connection((host, port), timeout=timeout_s)
+        self._file = self._sock.makefile("rwb")
+
+    def request(self, op: str, **fields: object) -> dict[str, object]:
+        """Send one request; the reply on success, ControlRequestFailed on refusal."""
+        payload = {"op": op, **{k: v for k, v in fields.items() if v is not None}}
+        self._file.write(json.dumps(payload).encode() + b"\n")
+        self._file.flush()
+        line = self._file.readline(MAX_LINE_BYTES * 16)
+        if not line:
+            raise ControlProtocolError("control channel closed without a reply")
+        reply = json.loads(line)
+        if not isinstance(reply, dict):
+            raise ControlProtocolError(f"reply is not a JSON object: {line!r}")
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise ControlRequestFailed(
+                str(error.get("type", "unknown")), str(error.get("message", ""))
+            )
+        return reply
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
