@@ -1,0 +1,175 @@
+"""One shared Modbus link per serial line or TCP endpoint, with its lock and pacing.
+
+RS-485 is half-duplex and RTU frames carry no transaction id: two requests in flight on
+one line would have their replies confused. So every unit id on a line goes through one
+client and one asyncio.Lock, requests keep an inter-frame gap, and after a timeout the
+line stays quiet long enough for a late reply to drain before anything else is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.framer import FramerType
+
+from pumpd.drivers.base import DriverError
+
+T = TypeVar("T")
+log = logging.getLogger("pumpd.drivers.line")
+
+ModbusClient = AsyncModbusTcpClient | AsyncModbusSerialClient
+
+
+class LineConflict(DriverError):
+    """Two drivers on one line asked for different line settings (baud rate, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LineSettings:
+    """What identifies a line and how it is driven; equal for every unit sharing it."""
+
+    transport: Literal["tcp", "rtu"]
+    address: str
+    """host for TCP, the resolved device path for RTU"""
+    port: int
+    baudrate: int
+    parity: Literal["N", "E", "O"]
+    stopbits: Literal[1, 2]
+    timeout_s: float
+    gap_s: float
+    quiet_after_timeout_s: float
+    reconnect_delay_s: float
+    reconnect_delay_max_s: float
+    trace_frames: bool
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.transport, self.address, self.port)
+
+
+class Line:
+    """A Modbus client plus the lock every request on it holds."""
+
+    def __init__(self, settings: LineSettings) -> None:
+        self.settings = settings
+        self.lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
+        self.users = 0
+        self._ready_at = 0.0
+        self.client: ModbusClient = _make_client(settings)
+
+    async def ensure_connected(self) -> bool:
+        if self.client.connected:
+            return True
+        async with self.lock:
+            if self.client.connected:
+                return True
+            return bool(await self.client.connect())
+
+    async def run(self, op: Callable[[ModbusClient], Awaitable[T]]) -> T:
+        """Run one request alone on the line, honouring the gap and any quiet period."""
+        async with self.lock:
+            wait_s = self._ready_at - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            clean = False
+            try:
+                result = await op(self.client)
+                clean = True
+                return result
+            finally:
+                now = time.monotonic()
+                if clean:
+                    self._ready_at = now + self.settings.gap_s
+                else:
+                    # A cancelled or failed request may still be answered late.
+                    self._ready_at = max(self._ready_at, now + self.settings.quiet_after_timeout_s)
+
+
+_LINES: dict[tuple[str, str, int], Line] = {}
+
+
+def resolve_address(transport: Literal["tcp", "rtu"], address: str) -> str:
+    """Serial lines are keyed by their real device, so two symlinks share one lock."""
+    return os.path.realpath(address) if transport == "rtu" else address
+
+
+def acquire_line(settings: LineSettings) -> Line:
+    """The line for these settings, created on first use; refused if settings disagree."""
+    line = _LINES.get(settings.key)
+    if line is not None and (line.loop is not asyncio.get_running_loop() or line.loop.is_closed()):
+        # Left over from an event loop that has ended; its client is unusable here.
+        del _LINES[settings.key]
+        line = None
+    if line is None:
+        line = Line(settings)
+        _LINES[settings.key] = line
+    elif line.settings != settings:
+        raise LineConflict(
+            f"{settings.transport} line {settings.address}:{settings.port} is already open "
+            f"with different settings ({line.settings} vs {settings})"
+        )
+    line.users += 1
+    return line
+
+
+def release_line(line: Line) -> None:
+    """Drop one user; the last one closes the client."""
+    line.users -= 1
+    if line.users <= 0:
+        if _LINES.get(line.settings.key) is line:
+            del _LINES[line.settings.key]
+        line.client.close()
+
+
+def _trace_packet(label: str) -> Callable[[bool, bytes], bytes]:
+    def trace(sending: bool, data: bytes) -> bytes:
+        log.debug("%s %s %s", label, "tx" if sending else "rx", data.hex(" "))
+        return data
+
+    return trace
+
+
+def _trace_connect(label: str) -> Callable[[bool], None]:
+    def trace(connected: bool) -> None:
+        log.info("%s %s", label, "connected" if connected else "disconnected")
+
+    return trace
+
+
+def _make_client(s: LineSettings) -> ModbusClient:
+    # retries=0: a lost reply must never make pymodbus resend a write on its own.
+    label = f"{s.transport}:{s.address}:{s.port}" if s.transport == "tcp" else s.address
+    trace_packet = _trace_packet(label) if s.trace_frames else None
+    if s.transport == "tcp":
+        return AsyncModbusTcpClient(
+            s.address,
+            port=s.port,
+            timeout=s.timeout_s,
+            retries=0,
+            reconnect_delay=s.reconnect_delay_s,
+            reconnect_delay_max=s.reconnect_delay_max_s,
+            trace_packet=trace_packet,
+            trace_connect=_trace_connect(label),
+        )
+    return AsyncModbusSerialClient(
+        s.address,
+        framer=FramerType.RTU,
+        baudrate=s.baudrate,
+        bytesize=8,
+        parity=s.parity,
+        stopbits=s.stopbits,
+        timeout=s.timeout_s,
+        retries=0,
+        reconnect_delay=s.reconnect_delay_s,
+        reconnect_delay_max=s.reconnect_delay_max_s,
+        trace_packet=trace_packet,
+        trace_connect=_trace_connect(label),
+    )

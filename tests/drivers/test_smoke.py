@@ -1,0 +1,40 @@
+"""The basic round trip over TCP and RTU: status, program read-back, confirmed command."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pumpsim.harness import Simulator
+
+from pumpd.drivers.base import Command, CommandResult, PumpState
+from pumpd.drivers.modbus import ModbusPumpDriver
+
+from .conftest import program, rtu_config, tcp_config
+
+
+async def _round_trip(drv: ModbusPumpDriver, sim: Simulator) -> None:
+    status = await drv.read_status()
+    assert status.state is PumpState.IDLE
+    assert status.profile_version == 1
+    assert status.serial_number == sim.pump(1).snapshot()["serial_number"]
+    assert status.max_rate_ml_h == Decimal("1200.00")
+    held = await drv.write_program(program(rate_ml_h="150.25", vtbi_ul=10_000))
+    assert held.rate_ml_h == Decimal("150.25")
+    assert held.vtbi_ul == 10_000
+    outcome = await drv.command(Command.START)
+    assert outcome.result is CommandResult.OK
+    assert outcome.status.state is PumpState.INFUSING
+    assert outcome.status.last_cmd_seq == outcome.cmd_seq
+    assert outcome.status.rate_actual_ml_h == Decimal("150.25")
+    log = sim.command_log(1)
+    assert [(r.cmd_seq, r.command, r.result) for r in log] == [(outcome.cmd_seq, 1, 0)]
+
+
+async def test_round_trip_tcp(sim_tcp: Simulator) -> None:
+    async with ModbusPumpDriver(tcp_config(sim_tcp)) as drv:
+        await _round_trip(drv, sim_tcp)
+
+
+async def test_round_trip_rtu(sim_rtu: Simulator) -> None:
+    async with ModbusPumpDriver(rtu_config(sim_rtu)) as drv:
+        await _round_trip(drv, sim_rtu)
