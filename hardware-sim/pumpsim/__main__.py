@@ -1,0 +1,5 @@
+"""`python -m pumpsim` is the `pumpsim` command."""
+
+from pumpsim.cli import main
+
+main()
