@@ -49,13 +49,6 @@ class CourseRules(BaseModel):
             )
         return value
 
-    @field_validator("min_interval_h", "max_cumulative_dose_mg_per_kg_in_window")
-    @classmethod
-    def _finite(cls, value: Decimal) -> Decimal:
-        if not value.is_finite():
-            raise ValueError(f"must be finite, got {value}")
-        return value
-
     @model_validator(mode="after")
     def _series_fits(self) -> Self:
         needed_h = self.min_interval_h * (self.planned_series - 1)

@@ -61,9 +61,15 @@ def flag_names(flags: PumpAlarm | PumpWarning) -> tuple[str, ...]:
     return tuple(str(m.name).lower() for m in flags)
 
 
+# A rate no pump reaches; beyond it the reading is corrupt.
+MAX_RATE_ML_H = Decimal(100_000)
+# A 64-bit counter's range; anything larger did not come off the wire.
+MAX_COUNT = 2**64 - 1
+
+
 def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidPumpSnapshot(f"{name} must be an integer ≥ 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise InvalidPumpSnapshot(f"{name} must be an integer in 0..2**64-1, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +98,9 @@ class PumpSnapshot:
         if not isinstance(self.warnings, PumpWarning):
             raise InvalidPumpSnapshot(f"warnings must be PumpWarning flags, got {self.warnings!r}")
         rate = self.rate_actual_ml_h
-        if not isinstance(rate, Decimal) or not rate.is_finite() or rate < 0:
+        if not isinstance(rate, Decimal) or not rate.is_finite() or not 0 <= rate <= MAX_RATE_ML_H:
             raise InvalidPumpSnapshot(
-                f"rate_actual_ml_h must be a finite Decimal ≥ 0, got {rate!r}"
+                f"rate_actual_ml_h must be a Decimal in 0..{MAX_RATE_ML_H} mL/h, got {rate!r}"
             )
         _check_count("volume_infused_ul", self.volume_infused_ul)
         _check_count("volume_primed_ul", self.volume_primed_ul)

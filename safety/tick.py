@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from safety.actions import Action, ActionKind, Priority
-from safety.pump import PumpMode, PumpSnapshot, PumpWarning, flag_names
+from safety.pump import MAX_RATE_ML_H, PumpMode, PumpSnapshot, PumpWarning, flag_names
 from safety.vitals import VitalsReading, VitalsRules, breaches, missing_kinds
 
 
@@ -61,16 +61,25 @@ _VITALS_PHASES = frozenset(
 def _seconds(name: str, value: object, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidTickInput(f"{name} must be a number of seconds, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidTickInput(f"{name} is too large to be a time in seconds") from None
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         bound = "> 0" if positive else "≥ 0"
         raise InvalidTickInput(f"{name} must be finite and {bound} s, got {value!r}")
     return number
 
 
+# No infusion comes near these; they keep arithmetic and messages on ordinary numbers.
+MAX_VOLUME_UL = 10**12
+
+
 def _microlitres(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidTickInput(f"{name} must be an integer ≥ 0 µL, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VOLUME_UL:
+        raise InvalidTickInput(
+            f"{name} must be an integer between 0 and {MAX_VOLUME_UL} µL, got {value!r}"
+        )
     return value
 
 
@@ -121,7 +130,7 @@ class SupervisionLimits:
         if self.max_delivery_s is not None:
             _seconds("max_delivery_s", self.max_delivery_s, positive=True)
         _decimal("rate_tolerance_rel", self.rate_tolerance_rel, upper=Decimal(1))
-        _decimal("rate_tolerance_abs_ml_h", self.rate_tolerance_abs_ml_h)
+        _decimal("rate_tolerance_abs_ml_h", self.rate_tolerance_abs_ml_h, upper=MAX_RATE_ML_H)
         _decimal("volume_tolerance_rel", self.volume_tolerance_rel, upper=Decimal(1))
         if self.pause_remind_after_s > self.pause_stop_after_s:
             raise InvalidTickInput(
@@ -161,7 +170,7 @@ class TickInputs:
         now = _seconds("now_s", self.now_s)
         if not isinstance(self.phase, SessionPhase):
             raise InvalidTickInput(f"phase must be a SessionPhase, got {self.phase!r}")
-        _decimal("commanded_rate_ml_h", self.commanded_rate_ml_h)
+        _decimal("commanded_rate_ml_h", self.commanded_rate_ml_h, upper=MAX_RATE_ML_H)
         _microlitres("commanded_vtbi_ul", self.commanded_vtbi_ul)
         _microlitres("expected_volume_ul", self.expected_volume_ul)
         _microlitres("volume_at_start_ul", self.volume_at_start_ul)

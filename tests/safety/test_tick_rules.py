@@ -580,7 +580,7 @@ def test_every_contributing_rule_is_listed_strongest_first() -> None:
 
 
 def test_last_pause_reminder_before_the_stop_is_medium() -> None:
-    paused = {
+    paused: dict[str, Any] = {
         "phase": SessionPhase.PAUSED,
         "snapshot": snapshot(mode=PumpMode.PAUSED, rate_actual_ml_h=D(0)),
     }
@@ -605,3 +605,8 @@ def test_messages_carry_value_limit_and_unit() -> None:
         "message": action.message,
         "rule": "tick.rate",
     }
+
+
+def test_outcomes_are_ordered_from_continue_to_stop() -> None:
+    ordered = [Outcome.CONTINUE, Outcome.REMIND, Outcome.ALARM, Outcome.PAUSE, Outcome.STOP]
+    assert [o.rank for o in ordered] == [0, 1, 2, 3, 4]
