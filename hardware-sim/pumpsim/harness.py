@@ -172,6 +172,13 @@ class Simulator:
         """The model of `unit`, brought to now (read it; change it only through faults)."""
         return self._bank.sync(unit)
 
+    def peek(self, unit: int) -> PumpModel:
+        """The model as the last access or periodic tick left it, without advancing it.
+
+        For tests that must show something happened with no client asking (failsafe, VTBI).
+        """
+        return self._bank.model(unit)
+
     def wire_faults(self, unit: int) -> WireFaults:
         self._bank.model(unit)
         return self._wire[unit]
