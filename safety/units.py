@@ -96,7 +96,7 @@ _MICRO = "\u00b5"
 _MAX_TEXT = 40
 # ASCII digits only (\d and str.isdigit() accept Arabic-Indic and other digits); at most 9
 # integer and 6 fraction digits, which keeps every product inside Decimal's 28 digits.
-_QUANTITY = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})\s*(.*)", re.ASCII)
+_QUANTITY = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})(?![0-9.])\s*(.*)", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
