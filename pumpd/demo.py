@@ -79,28 +79,31 @@ async def _drive(host: str, port: int) -> None:
         # Defence in depth: the pump stops by itself if our heartbeat goes quiet for 30
         # simulated seconds (half a real second at scale 60).
         await driver.set_heartbeat_timeout(30)
-
-        print("priming 2 mL at 600 mL/h (line NOT connected to the patient)")
-        outcome = await driver.command(Command.PRIME)
-        print(f"  PRIME confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
-        await _wait_for(driver, "priming", PumpState.IDLE, 0.1)
-
-        print("infusing 10 mL at 150 mL/h (4 simulated minutes, 4 s real)")
-        outcome = await driver.command(Command.START)
-        print(f"  START confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
         heartbeat = asyncio.create_task(_heartbeat(driver))
         try:
-            final = await _wait_for(driver, "infusing", PumpState.IDLE, 0.5)
+            await _prime_and_infuse(driver)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        delivered = final.volume_infused_ul
-        print(f"VTBI reached: delivered {delivered} µL of {VTBI_UL} µL ({final.warnings.name})")
         outcome = await driver.command(Command.STOP)
         print(f"  STOP confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
     finally:
         await driver.close()
+
+
+async def _prime_and_infuse(driver: ModbusPumpDriver) -> None:
+    print("priming 2 mL at 600 mL/h (line NOT connected to the patient)")
+    outcome = await driver.command(Command.PRIME)
+    print(f"  PRIME confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
+    await _wait_for(driver, "priming", PumpState.IDLE, 0.1)
+
+    print("infusing 10 mL at 150 mL/h (4 simulated minutes, 4 s real)")
+    outcome = await driver.command(Command.START)
+    print(f"  START confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
+    final = await _wait_for(driver, "infusing", PumpState.IDLE, 0.5)
+    delivered = final.volume_infused_ul
+    print(f"VTBI reached: delivered {delivered} µL of {VTBI_UL} µL ({final.warnings.name})")
 
 
 async def _heartbeat(driver: ModbusPumpDriver) -> None:
