@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from safety.course import CourseAssessment, CourseRules, PriorSession, evaluate_course
+from safety.protocol import Protocol
 from safety.pump import PumpMode, PumpSnapshot, PumpWarning, flag_names
 from safety.verdicts import Severity, Verdict
 from safety.vitals import VitalsReading, VitalsRules, check_baseline
@@ -35,6 +36,17 @@ class StartRequirements:
         v = self.prime_volume_ul
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise InvalidStartInput(f"prime_volume_ul must be an integer ≥ 0, got {v!r}")
+
+
+def start_requirements(protocol: Protocol) -> StartRequirements:
+    """The start requirements of ``protocol``; the prime volume is rounded up to whole µL."""
+    prime_ul = (protocol.priming.volume_ml * 1000).to_integral_value(rounding=ROUND_CEILING)
+    return StartRequirements(
+        prime_volume_ul=int(prime_ul),
+        double_check_required=protocol.double_check_required,
+        vitals=protocol.vitals,
+        course=protocol.course,
+    )
 
 
 @dataclass(frozen=True, slots=True)

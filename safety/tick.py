@@ -14,9 +14,12 @@ import enum
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from safety.actions import Action, ActionKind, Priority
+from safety.constraints import ceiling
+from safety.plan import Plan
+from safety.protocol import Protocol
 from safety.pump import MAX_RATE_ML_H, PumpMode, PumpSnapshot, PumpWarning, flag_names
 from safety.vitals import VitalsReading, VitalsRules, breaches, missing_kinds
 
@@ -114,6 +117,7 @@ class SupervisionLimits:
     pause_stop_after_s: float
     max_delivery_s: float | None = None
     vitals: VitalsRules | None = None
+    provenance: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _microlitres("vtbi_ul", self.vtbi_ul)
@@ -613,3 +617,87 @@ def evaluate(limits: SupervisionLimits, inputs: TickInputs) -> TickDecision:
     actions = [action for rule in RULES for action in rule(limits, inputs)]
     actions.sort(key=lambda a: (-a.kind.rank, -a.priority.rank))
     return TickDecision(tuple(actions))
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisionPolicy:
+    """The kernel's own supervision thresholds: engineering choices, not clinic policy.
+
+    docs/safety/supervision-rules.md justifies each figure. ``max_unplanned_dose_mg`` caps
+    the absolute volume band by drug content, so a concentrated solution gets a narrower
+    band in µL than a dilute one.
+    """
+
+    comm_timeout_s: float = 5.0
+    rate_tolerance_rel: Decimal = Decimal("0.05")
+    rate_tolerance_abs_ml_h: Decimal = Decimal("0.5")
+    rate_settle_s: float = 10.0
+    volume_tolerance_rel: Decimal = Decimal("0.05")
+    volume_tolerance_abs_ul: int = 500
+    max_unplanned_dose_mg: Decimal = Decimal("1")
+    vtbi_overrun_ul: int = 200
+    duration_overrun_rel: Decimal = Decimal("0.25")
+
+
+DEFAULT_POLICY = SupervisionPolicy()
+
+
+def _ceil_int(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_CEILING))
+
+
+def supervision_limits(
+    protocol: Protocol, plan: Plan, policy: SupervisionPolicy = DEFAULT_POLICY
+) -> SupervisionLimits:
+    """The limits one session is supervised with, from its protocol, its plan and the policy.
+
+    Where several sources bound one figure they form a constraint chain that keeps the
+    strictest; each chain's explanation goes into ``provenance`` for the audit record.
+    """
+    if not isinstance(protocol, Protocol) or not isinstance(plan, Plan):
+        raise InvalidTickInput("supervision_limits needs a Protocol and its Plan")
+    volume_band = ceiling("volume_tolerance_abs", "µL").tighten(
+        Decimal(policy.volume_tolerance_abs_ul), rule="policy.volume_band", reason="kernel default"
+    )
+    if plan.concentration_mg_per_ml > 0:
+        volume_band = volume_band.tighten(
+            (policy.max_unplanned_dose_mg / plan.concentration_mg_per_ml * 1000).to_integral_value(
+                rounding=ROUND_FLOOR
+            ),
+            rule="policy.max_unplanned_dose",
+            reason=f"{policy.max_unplanned_dose_mg} mg at {plan.concentration_mg_per_ml} mg/mL",
+        )
+    delivery = (
+        ceiling("delivery_time", "min")
+        .tighten(
+            protocol.limits.duration_min.hard_max,
+            rule="protocol.limits.duration_min.hard_max",
+            reason=protocol.key,
+        )
+        .tighten(
+            plan.duration_min * (1 + policy.duration_overrun_rel),
+            rule="policy.duration_overrun",
+            reason=f"planned {plan.duration_min} min + {policy.duration_overrun_rel:%}",
+        )
+    )
+    pause = protocol.pause
+    kvo_ul = protocol.kvo_rate_ml_h * protocol.observation_min / 60 * 1000
+    band_ul = volume_band.value if volume_band.value is not None else Decimal(0)
+    delivery_min = delivery.value if delivery.value is not None else Decimal(0)
+    return SupervisionLimits(
+        vtbi_ul=plan.vtbi_ul,
+        vtbi_overrun_ul=policy.vtbi_overrun_ul,
+        kvo_max_ul=_ceil_int(kvo_ul),
+        comm_timeout_s=policy.comm_timeout_s,
+        rate_tolerance_rel=policy.rate_tolerance_rel,
+        rate_tolerance_abs_ml_h=policy.rate_tolerance_abs_ml_h,
+        rate_settle_s=policy.rate_settle_s,
+        volume_tolerance_rel=policy.volume_tolerance_rel,
+        volume_tolerance_abs_ul=int(band_ul),
+        pause_remind_after_s=float(pause.reminder_after_min * 60),
+        pause_remind_every_s=float(pause.reminder_interval_min * 60),
+        pause_stop_after_s=float(pause.stop_after_min * 60),
+        max_delivery_s=float(delivery_min * 60),
+        vitals=protocol.vitals,
+        provenance=(volume_band.explain(), delivery.explain()),
+    )
