@@ -23,6 +23,7 @@ from pumpd.drivers.base import (
     WarningFlag,
 )
 from pumpd.drivers.modbus import ModbusPumpDriver
+from pumpd.drivers.profile import load_profile, parse_profile
 
 from .conftest import program, tcp_config, wait_for, wait_state
 
@@ -215,3 +216,14 @@ async def test_regular_heartbeat_keeps_infusion_running(sim_tcp: Simulator) -> N
             await drv.heartbeat()
             await asyncio.sleep(0.02)
         assert (await drv.read_status()).state is PumpState.INFUSING
+
+
+async def test_alarm_bit_the_profile_does_not_name_still_shows(sim_tcp: Simulator) -> None:
+    # A site profile that puts OCCLUSION_DOWNSTREAM on bit 7: the pump's bit 0 is unnamed.
+    data = load_profile().model_dump()
+    data["alarm_bits"]["OCCLUSION_DOWNSTREAM"] = 7
+    async with ModbusPumpDriver(tcp_config(sim_tcp), profile=parse_profile(data)) as drv:
+        await _start_infusion(drv)
+        sim_tcp.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
+        status = await wait_state(drv, PumpState.ALARM)
+        assert status.alarms == AlarmFlag.UNKNOWN
