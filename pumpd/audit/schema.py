@@ -7,7 +7,7 @@ two after migrating, so they cannot drift apart silently.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,6 +47,15 @@ audit_event = Table(
     Column("payload", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("event_hash", String(64), nullable=False),
+    Index("uq_audit_event_prev_hash", "prev_hash", unique=True),
+    Index("uq_audit_event_event_hash", "event_hash", unique=True),
+    Index("ix_audit_event_session", "session_id", "event_type", "seq"),
+    Index("ix_audit_event_patient", "patient_ref", "seq"),
+    Index("ix_audit_event_pump", "pump_id", "seq"),
+    Index("ix_audit_event_type_time", "event_type", "occurred_at"),
+    Index("ix_audit_event_time", "occurred_at"),
+    Index("ix_audit_event_actor", "actor_name", "seq"),
+    Index("ix_audit_event_correlation", "correlation_id", "event_type"),
 )
 
 PROTECTION_TRIGGERS_SQLITE = ("audit_event_no_update", "audit_event_no_delete")

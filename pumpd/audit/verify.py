@@ -63,6 +63,7 @@ def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyRe
     digest = hasher.digest
     expected = 1
     prev = GENESIS_HASH
+    before_prev = GENESIS_HASH  # a break can be blamed on the row before the one that shows it
     checkpoint_hash: str | None = None
     problem: Problem | None = None
     for row in _rows(conn):
@@ -84,13 +85,20 @@ def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyRe
             break
         if checkpoint is not None and seq == checkpoint.seq:
             checkpoint_hash = row[17]
-        prev = row[17]
+        before_prev, prev = prev, row[17]
         expected += 1
-    checked = expected - 1
-    head = Head(checked, prev)
+    if problem is not None and problem.seq < expected:
+        # Blamed on the last row that looked good: it is not part of the verified prefix.
+        return VerifyResult(
+            checked=problem.seq - 1,
+            head=Head(problem.seq - 1, before_prev),
+            keyed=hasher.keyed,
+            problem=problem,
+        )
+    head = Head(expected - 1, prev)
     if problem is None and checkpoint is not None:
         problem = _against_checkpoint(checkpoint, head, checkpoint_hash)
-    return VerifyResult(checked=checked, head=head, keyed=hasher.keyed, problem=problem)
+    return VerifyResult(checked=head.seq, head=head, keyed=hasher.keyed, problem=problem)
 
 
 def _against_checkpoint(checkpoint: Head, head: Head, seen_hash: str | None) -> Problem | None:
@@ -135,6 +143,8 @@ def _bad_hash(conn: Connection, hasher: Hasher, row: Sequence[Any]) -> Problem:
     after = _lookup(conn, "prev_hash", row[17])
     if after is not None:
         candidates.append(after[0] - 1)
+    # Neighbours may have moved together with this row (a renumbered tail): try one step.
+    candidates += [seq - 1, seq + 1]
     for origin in candidates:
         if origin == seq or origin < 1 or not _valid_at(hasher, row, origin):
             continue

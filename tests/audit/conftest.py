@@ -84,24 +84,23 @@ class Db:
     def is_sqlite(self) -> bool:
         return self.backend == "sqlite"
 
-    def admin(self, *statements: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run SQL as the database superuser / file owner, bypassing the store."""
-        rows: list[tuple[Any, ...]] = []
+    def admin(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement as the database superuser / file owner, bypassing the store."""
         if self.is_sqlite:
             assert self.path is not None
             con = sqlite3.connect(self.path, isolation_level=None)
             try:
-                for stmt in statements:
-                    rows = con.execute(stmt, params).fetchall()
+                return con.execute(statement, params).fetchall()
             finally:
                 con.close()
-            return rows
         assert self.pg_conninfo is not None
         with psycopg.connect(self.pg_conninfo, autocommit=True) as conn:
-            for stmt in statements:
-                cur = conn.execute(stmt.replace("?", "%s"), params or None)
-                rows = cur.fetchall() if cur.description else []
-        return rows
+            cur = conn.execute(statement.replace("?", "%s"), params or None)
+            return cur.fetchall() if cur.description else []
+
+    def admin_script(self, *statements: str) -> None:
+        for statement in statements:
+            self.admin(statement)
 
     def open_store(self, **kwargs: Any) -> AuditStore:
         return AuditStore.open(self.url, **kwargs)
