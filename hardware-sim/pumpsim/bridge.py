@@ -355,6 +355,9 @@ class RtuLine:
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError:
+            # The pty is gone (we hold both slaves open, so only at shutdown): stop
+            # watching it rather than being called back forever.
+            asyncio.get_running_loop().remove_reader(fd)
             return b""
 
     def _arm_flush(
@@ -373,8 +376,8 @@ class RtuLine:
             loop = asyncio.get_running_loop()
             self._flush_handles[name] = loop.call_later(RTU_QUIET_FLUSH_S, flush)
 
-    def _on_client_bytes(self, data: bytes | None = None) -> None:
-        chunk = self._read(self._cli_master) if data is None else data
+    def _on_client_bytes(self) -> None:
+        chunk = self._read(self._cli_master)
         if not chunk:
             return
         for frame in self._requests.feed(chunk):
