@@ -12,7 +12,7 @@ sees every figure next to the reason it is refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 from safety.order import (
     Checked,
@@ -36,8 +36,12 @@ from safety.weight import Sex, dosing_weight
 
 WIRE_RATE_STEP_ML_H = Decimal("0.01")
 UL_PER_ML = 1000
-# Above this any single input figure (kg, cm, min, mg/kg) is a typing error, not a patient.
+# Outside this range any single input figure (kg, cm, min, mg/kg) is a typing error, not a
+# patient; the bounds also keep every product well inside the working precision below.
+MIN_INPUT = Decimal("0.000001")
 MAX_INPUT = Decimal(100_000)
+# Independent of the caller's decimal context, with headroom over the 28-digit default.
+_PRECISION = 40
 
 
 class WrongDoseForm(InputError):
@@ -108,7 +112,7 @@ def _checked_input(name: str, value: object, unit: str) -> Decimal:
         raise OutOfRangeInput(f"{name} must be a finite number, got {number}")
     if number <= 0:
         raise OutOfRangeInput(f"{name} must be greater than zero, got {number} {unit}")
-    if number > MAX_INPUT:
+    if not MIN_INPUT <= number <= MAX_INPUT:
         raise OutOfRangeInput(f"{name} of {number} {unit} is not plausible; check the entry")
     return number
 
@@ -211,6 +215,11 @@ class Plan:
 
 def compute_plan(protocol: Protocol, patient: Patient, order: Order) -> Plan:
     """The plan for ``order`` on ``patient`` under ``protocol``, with its verdicts."""
+    with localcontext(prec=_PRECISION):
+        return _compute(protocol, patient, order)
+
+
+def _compute(protocol: Protocol, patient: Patient, order: Order) -> Plan:
     actual_kg = _checked_input("weight", patient.weight_kg, "kg")
     height_cm = (
         None if patient.height_cm is None else _checked_input("height", patient.height_cm, "cm")
@@ -240,8 +249,7 @@ def compute_plan(protocol: Protocol, patient: Patient, order: Order) -> Plan:
     else:
         if order.dose_mg_per_kg is not None:
             raise WrongDoseForm(
-                f"{protocol.key} prescribes a dose rate per kg (mg/kg/h), "
-                "not a total dose (mg/kg)"
+                f"{protocol.key} prescribes a dose rate per kg (mg/kg/h), not a total dose (mg/kg)"
             )
         dose_rate = (
             dose.default_mg_per_kg_h

@@ -20,7 +20,7 @@ from safety.order import (
     override_requirement,
 )
 from safety.protocol import Band, Protocol
-from safety.verdicts import Severity, Verdict, needs_override, refused
+from safety.verdicts import Severity, Verdict, needs_override, refused, worst
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[2] / "protocols"
@@ -201,6 +201,12 @@ def test_requirement_lists_soft_codes_and_second_person_per_protocol() -> None:
     }
     relaxed = STANDARD.model_copy(update={"soft_override_second_person": False})
     assert override_requirement(relaxed, [SOFT]).second_person is False
+
+
+def test_worst_severity_of_an_order() -> None:
+    assert worst([NOTE, SOFT]) is Severity.SOFT
+    assert worst([SOFT, HARD, NOTE]) is Severity.HARD
+    assert worst(check_order(STANDARD, figures())) is None
 
 
 def test_no_requirement_for_clean_or_refused_orders() -> None:

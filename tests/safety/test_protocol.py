@@ -69,7 +69,7 @@ def test_chronic_pain_protocol_is_continuous_at_fixed_concentration() -> None:
 def test_model_is_frozen() -> None:
     p = Protocol.model_validate(raw())
     with pytest.raises(ValidationError, match="frozen"):
-        p.version = 2  # type: ignore[misc]
+        p.version = 2
 
 
 @pytest.mark.parametrize(

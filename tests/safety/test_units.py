@@ -132,6 +132,7 @@ def test_pound_and_inch_are_the_exact_international_definitions() -> None:
         (D("-0.0004"), 4, "-0.0004"),
         (D("1E+2"), 2, "100"),
         (D("0"), 3, "0"),
+        (D("40.4"), 0, "40"),
     ],
 )
 def test_fmt_is_fixed_point_without_trailing_zeros(value: Decimal, places: int, text: str) -> None:
