@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-from pumpsim.errors import ModelInputError, UnknownUnitError
+from pumpsim.errors import SimConfigError, UnknownUnitError
 from pumpsim.model import DEFAULT_MAX_RATE_CENTI_ML_H, PumpModel
 
 MAX_UNITS = 247
@@ -24,7 +24,7 @@ class ScaledClock:
 
     def __init__(self, time_scale: float) -> None:
         if not math.isfinite(time_scale) or not 0 < time_scale <= MAX_TIME_SCALE:
-            raise ModelInputError(f"time_scale must be in (0, {MAX_TIME_SCALE}], got {time_scale}")
+            raise SimConfigError(f"time_scale must be in (0, {MAX_TIME_SCALE}], got {time_scale}")
         self.time_scale = time_scale
         self._scale = Fraction(time_scale)
         self._t0_ns = time.monotonic_ns()
@@ -65,7 +65,7 @@ class PumpBank:
         max_rate_centi_ml_h: int = DEFAULT_MAX_RATE_CENTI_ML_H,
     ) -> None:
         if not 1 <= pumps <= MAX_UNITS:
-            raise ModelInputError(f"pumps must be in 1..{MAX_UNITS}, got {pumps}")
+            raise SimConfigError(f"pumps must be in 1..{MAX_UNITS}, got {pumps}")
         self.clock = ScaledClock(time_scale)
         self._models = {
             unit: PumpModel(

@@ -11,6 +11,10 @@ class ModelInputError(SimError, ValueError):
     """A value handed to the pump model is impossible (negative time, bad register...)."""
 
 
+class SimConfigError(SimError, ValueError):
+    """The simulator was configured with an impossible value (pumps, baud, time scale...)."""
+
+
 class UnknownUnitError(SimError, LookupError):
     """No pump with that unit id in this simulator."""
 

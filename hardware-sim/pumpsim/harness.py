@@ -16,7 +16,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pumpsim.bank import CommandRecord, PumpBank
 from pumpsim.bridge import RtuLine, TcpProxy, WireFaults
 from pumpsim.control import ControlServer
-from pumpsim.errors import FaultParameterError, SimulatorStateError
+from pumpsim.errors import SimConfigError, SimulatorStateError
 from pumpsim.faults import CONDITION_OF, Fault, check_fault
 from pumpsim.model import PumpModel
 
@@ -55,10 +55,10 @@ class Simulator:
         wire_timing: bool = True,
     ) -> None:
         if not 0 < baud <= MAX_BAUD:
-            raise FaultParameterError(f"baud must be in 1..{MAX_BAUD}, got {baud}")
+            raise SimConfigError(f"baud must be in 1..{MAX_BAUD}, got {baud}")
         max_rate_centi = max_rate_ml_h * 100
         if max_rate_centi != max_rate_centi.to_integral_value() or max_rate_centi <= 0:
-            raise FaultParameterError(
+            raise SimConfigError(
                 f"max_rate_ml_h must be positive with at most 2 decimals, got {max_rate_ml_h}"
             )
         self._bank = PumpBank(

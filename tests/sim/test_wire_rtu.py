@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pumpsim.errors import SimConfigError
 from pumpsim.harness import Fault, Simulator
 from pumpsim.registers import CmdResult, Command, State
 from pymodbus.exceptions import ModbusIOException
@@ -134,3 +136,31 @@ async def test_tcp_and_rtu_serve_the_same_pumps() -> None:
         assert await send_command(rtu, 2, 2, Command.PAUSE) == (2, CmdResult.OK)
         rr = await tcp.read_input_registers(3, count=1, device_id=2)
         assert rr.registers == [State.PAUSED]
+
+
+async def test_frames_take_their_wire_time_at_the_configured_baud() -> None:
+    # 8-byte request + 47-byte reply at 9600 baud 8N1 is 55 × 10 / 9600 s ≈ 57 ms on the wire.
+    async with Simulator(pumps=1, tcp=False, rtu=True, baud=9_600) as sim:
+        async with rtu_client(sim, timeout_s=2.0) as client:
+            started = time.monotonic()
+            rr = await client.read_input_registers(0, count=21, device_id=1)
+            elapsed = time.monotonic() - started
+        assert not rr.isError()
+        assert elapsed >= 55 * 10 / 9_600 * 0.95
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"pumps": 0},
+        {"pumps": 248},
+        {"baud": 0},
+        {"time_scale": 0.0},
+        {"time_scale": float("inf")},
+        {"max_rate_ml_h": Decimal("0")},
+        {"max_rate_ml_h": Decimal("1.005")},
+    ],
+)
+def test_impossible_configuration_is_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(SimConfigError):
+        Simulator(**kwargs)  # type: ignore[arg-type]
