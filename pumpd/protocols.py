@@ -131,12 +131,14 @@ def _known_keys() -> set[str]:
 
 
 def _first_error(path: Path, exc: ValidationError) -> ProtocolFileError:
-    error = exc.errors()[0]
+    # An unknown key first: it usually explains a "field required" next to it (bag_volume).
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    error = errors[0]
     loc = tuple(error["loc"])
     if error["type"] == "extra_forbidden":
         return ProtocolFileError(path, _key(loc), _unit_hint(_known_keys(), str(loc[-1])))
     message = str(error["msg"]).removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
+    more = len(errors) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return ProtocolFileError(path, _key(loc), message)
