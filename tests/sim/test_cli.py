@@ -149,3 +149,11 @@ async def test_unreachable_control_channel_exits_1() -> None:
     code, _, err = await pumpsim("status", "--control", "127.0.0.1:1", "--unit", "1")
     assert code == 1
     assert "cannot reach control channel" in err
+
+
+async def test_sigint_stops_cleanly_too(running: Running) -> None:
+    running.process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(running.process.wait(), READY_TIMEOUT_S) == 0
+    assert not exists(running.rtu)
+    assert running.process.stderr is not None
+    assert b"Traceback" not in await running.process.stderr.read()
