@@ -275,12 +275,15 @@ def _csv_cell(value: Any) -> Any:
 
 
 def _lines(headers: list[str], rows: Iterable[list[str]], widths: list[int]) -> None:
-    """A streamed fixed-width listing: rich tables need every row before printing."""
+    """A streamed listing with minimum column widths: rich tables need every row first.
+
+    Cells are padded, never cut: an auditor must not see a shortened id or protocol.
+    """
 
     def fmt(cells: list[str]) -> str:
         parts = []
         for cell, width in zip(cells, widths, strict=True):
-            parts.append(cell if width == 0 else cell[:width].ljust(width))
+            parts.append(cell.ljust(width))
         return " ".join(parts).rstrip()
 
     click.echo(fmt(headers))

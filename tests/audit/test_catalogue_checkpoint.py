@@ -1,0 +1,130 @@
+"""The catalogue (names, no floats, documentation in step) and checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pumpd.audit.catalogue import CATALOGUE, payload_text
+from pumpd.audit.checkpoint import (
+    CHECKPOINT_EVENT,
+    checkpoint_every,
+    emit_checkpoint,
+    parse_checkpoint,
+)
+from pumpd.audit.errors import CheckpointFormatError, InvalidPayload
+from pumpd.audit.store import AuditStore, Head
+
+from .factories import filler
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit-events.md"
+_NAME = re.compile(r"^[a-z_]+(\.[a-z_]+)*\.[a-z]+ed$")
+
+
+# States named as adjectives in the issue itself ("uncertain command", "pump unreachable").
+_ADJECTIVE_STATES = {"pump.command.uncertain", "pump.unreachable"}
+
+
+def test_every_event_type_is_a_dotted_noun_and_past_participle() -> None:
+    bad = [n for n in CATALOGUE if not _NAME.fullmatch(n) and n not in _ADJECTIVE_STATES]
+    assert bad == []
+
+
+def test_every_event_type_and_field_is_documented() -> None:
+    text = DOCS.read_text()
+    for name, spec in CATALOGUE.items():
+        assert f"`{name}`" in text, f"{name} missing from docs/audit-events.md"
+        for field in spec.model.model_fields:
+            assert f"`{field}`" in text, f"{name}.{field} missing from docs/audit-events.md"
+
+
+def test_issue_catalogue_is_covered() -> None:
+    needed = {
+        "session.programmed", "override.granted", "double_check.completed",
+        "pump.command.requested", "pump.command.confirmed", "pump.command.uncertain",
+        "alarm.raised", "alarm.acknowledged", "reminder.issued", "vitals.recorded",
+        "interlock.triggered", "infusion.completed", "observation.started",
+        "observation.ended", "patient.discharged", "pump.connected", "pump.unreachable",
+        "pump.rebooted", "access.denied", "daemon.started", "daemon.stopped",
+        "daemon.recovered", "config.loaded", "protocol_library.loaded", "chain.checkpointed",
+    }  # fmt: skip
+    assert needed <= set(CATALOGUE)
+
+
+@given(value=st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_never_enter_a_payload(value: float) -> None:
+    with pytest.raises(InvalidPayload, match="floats are not accepted"):
+        payload_text(
+            "session.stopped",
+            {"reason_code": "x", "delivered_volume_ul": 1, "delivered_dose_mg": value},
+        )
+
+
+@given(value=st.decimals(min_value=0, max_value=10**6, allow_nan=False, places=3))
+def test_decimals_are_hashed_as_exact_text(value: Decimal) -> None:
+    text = payload_text(
+        "session.stopped",
+        {"reason_code": "x", "delivered_volume_ul": 1, "delivered_dose_mg": value},
+    )
+    assert f'"delivered_dose_mg":"{format(value, "f")}"' in text
+    assert Decimal(format(value, "f")) == value
+
+
+def test_payload_text_is_canonical_whatever_the_key_order() -> None:
+    a = payload_text("reminder.issued", {"reminder_code": "vitals_due", "message": "Check BP"})
+    b = payload_text("reminder.issued", {"message": "Check BP", "reminder_code": "vitals_due"})
+    assert a == b == '{"message":"Check BP","reminder_code":"vitals_due"}'
+
+
+@pytest.mark.parametrize("text", ["12", "x:" + "a" * 64, "3:" + "A" * 64, "3:" + "a" * 63])
+def test_bad_checkpoints_are_refused(text: str) -> None:
+    with pytest.raises(CheckpointFormatError):
+        parse_checkpoint(text)
+
+
+class _Log:
+    """A structlog-shaped logger that records lines (it is called from worker threads)."""
+
+    def __init__(self, wanted: int = 0) -> None:
+        self.lines: list[tuple[str, dict[str, Any]]] = []
+        self.enough = threading.Event()
+        self.wanted = wanted
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append((event, fields))
+        if len(self.lines) >= self.wanted:
+            self.enough.set()
+
+
+def test_checkpoint_on_demand_is_the_head(store: AuditStore) -> None:
+    log = _Log()
+    assert emit_checkpoint(store, log) == Head(0, "0" * 64)
+    records = store.append_many([filler(i) for i in range(4)])
+    head = emit_checkpoint(store, log)
+    assert head == Head(4, records[-1].event_hash)
+    assert parse_checkpoint(str(head)) == head
+    event, fields = log.lines[-1]
+    assert event == CHECKPOINT_EVENT
+    assert fields["checkpoint"] == f"4:{records[-1].event_hash}"
+    assert fields["keyed"] is False
+
+
+async def test_checkpoints_at_an_interval_and_on_stop(store: AuditStore) -> None:
+    log = _Log(wanted=3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(checkpoint_every(store, 0.05, stop, log))
+    assert await asyncio.to_thread(log.enough.wait, 30)
+    store.append(filler(1))
+    stop.set()
+    await asyncio.wait_for(task, timeout=10)
+    assert log.lines[-1][1]["seq"] == 1
+    with pytest.raises(ValueError, match="positive"):
+        await checkpoint_every(store, 0, stop, log)
