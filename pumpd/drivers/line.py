@@ -63,25 +63,49 @@ class Line:
         self.loop = asyncio.get_running_loop()
         self.users = 0
         self._ready_at = 0.0
+        self._next_dial = 0.0
+        self._dial_delay_s = settings.reconnect_delay_s
         self.client: ModbusClient = _make_client(settings)
 
-    async def ensure_connected(self) -> bool:
+    async def ensure_connected(self, *, force: bool = False) -> bool:
+        """Dial the link if it is down, at most once per backoff step; whether it is up.
+
+        pymodbus redials by itself only after a connection it had is lost; a link that
+        never came up (pump powered later, cable plugged in late) is redialled here.
+        """
         if self.client.connected:
             return True
+        if getattr(self.client.ctx, "reconnect_task", None) is not None:
+            return False  # pymodbus is already redialling with its own backoff
+        if not force and time.monotonic() < self._next_dial:
+            return False
         async with self.lock:
             if self.client.connected:
                 return True
-            return bool(await self.client.connect())
+            up = bool(await self.client.connect())
+        if up:
+            self._dial_delay_s = self.settings.reconnect_delay_s
+        else:
+            self._next_dial = time.monotonic() + self._dial_delay_s
+            self._dial_delay_s = min(2 * self._dial_delay_s, self.settings.reconnect_delay_max_s)
+        return up
 
-    async def run(self, op: Callable[[ModbusClient], Awaitable[T]]) -> T:
-        """Run one request alone on the line, honouring the gap and any quiet period."""
+    async def run(self, op: Callable[[ModbusClient], Awaitable[T]], limit_s: float) -> T:
+        """Run one request alone on the line, honouring the gap and any quiet period.
+
+        `limit_s` bounds the request itself (pymodbus already times it out; this catches a
+        wedged transport). Waiting for the lock is not bounded here: every holder is, so
+        the wait is bounded by the queue of requests ahead, which is the line's honest
+        capacity, not a sign that this pump is unreachable.
+        """
         async with self.lock:
             wait_s = self._ready_at - time.monotonic()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
             clean = False
             try:
-                result = await op(self.client)
+                async with asyncio.timeout(limit_s):
+                    result = await op(self.client)
                 clean = True
                 return result
             finally:

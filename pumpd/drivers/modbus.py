@@ -148,6 +148,10 @@ class ModbusPumpDriver:
         self._alarm_bits = self.profile.alarm_bit_map()
         self._warning_bits = self.profile.warning_bit_map()
         self._label = f"unit {config.unit}"
+        self._int_scale = {
+            id(fld): int(fld.scale)
+            for _name, fld in (*self.profile.input.fields, *self.profile.holding.fields)
+        }
 
     @property
     def next_cmd_seq(self) -> int | None:
@@ -160,13 +164,14 @@ class ModbusPumpDriver:
         """Open (or join) the line and learn the pump's last cmd_seq and heartbeat."""
         if self._line is None:
             self._line = acquire_line(self.config.line_settings())
-        if not await self._line.ensure_connected():
+        if not await self._line.ensure_connected(force=True):
             raise PumpUnreachable(f"{self._label}: cannot open {self._line.settings.address}")
         status = await self.read_status()
         self._seq = next_seq(status.last_cmd_seq)
         self._heartbeat = status.heartbeat_echo
 
     async def close(self) -> None:
+        """Leave the line; the last driver on it closes the client."""
         line, self._line = self._line, None
         self._seq = None
         if line is not None:
@@ -187,12 +192,11 @@ class ModbusPumpDriver:
         line = self._line
         if line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
-        # pymodbus enforces timeout_s per request; this outer bound also covers the lock
-        # wait, so a wedged line can never hang a caller.
-        limit_s = self.config.timeout_s * 2 + line.settings.quiet_after_timeout_s + 1.0
+        if not await line.ensure_connected():
+            raise _NotSent(f"{self._label}: {what}: link down, redialling with backoff")
+        limit_s = self.config.timeout_s * 2 + 1.0
         try:
-            async with asyncio.timeout(limit_s):
-                reply = await line.run(op)
+            reply = await line.run(op, limit_s)
         except ConnectionException as exc:
             raise _NotSent(f"{self._label}: {what}: link down ({exc})") from None
         except ModbusIOException as exc:
@@ -240,13 +244,14 @@ class ModbusPumpDriver:
         words = await self._read("read status", 4, block.first, block.count)
         read_at = time.monotonic()
         f = block.fields
+        first = block.first
+        decode = self.profile.decode
 
         def raw(fld: RegisterField) -> int:
-            start = fld.address - block.first
-            return self.profile.decode(fld, words[start : start + fld.words])
+            return decode(fld, words, fld.address - first)
 
         def integer(fld: RegisterField) -> int:
-            return raw(fld) * int(fld.scale)
+            return raw(fld) * self._int_scale[id(fld)]
 
         def rate(fld: RegisterField) -> Decimal:
             return Decimal(raw(fld)) * fld.scale
@@ -347,8 +352,11 @@ class ModbusPumpDriver:
         Never resent: a write whose reply was lost is followed by confirmation polling,
         and if no echo arrives in time the caller gets CommandUncertain.
         """
-        if self._seq is None:
+        if self._line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
+        if self._seq is None:
+            # connect() could not read the pump; learn its last seq before sending anything.
+            self._seq = next_seq((await self.read_status()).last_cmd_seq)
         limit_s = self.config.confirm_timeout_s if timeout_s is None else timeout_s
         if limit_s <= 0:
             raise ValueError(f"timeout_s={limit_s} must be positive")
@@ -420,9 +428,12 @@ class ModbusPumpDriver:
 
 def _flags(word: int, bits: dict[int, F], none: F, unknown: F) -> F:
     flags = none
-    for bit in range(16):
-        if word >> bit & 1:
+    bit = 0
+    while word:
+        if word & 1:
             flags |= bits.get(bit, unknown)
+        word >>= 1
+        bit += 1
     return flags
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from decimal import Decimal
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,11 +47,11 @@ class RegisterField(_Frozen):
     signed: bool = False
     scale: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] = Decimal(1)
 
-    @property
+    @cached_property
     def raw_min(self) -> int:
         return -(1 << (16 * self.words - 1)) if self.signed else 0
 
-    @property
+    @cached_property
     def raw_max(self) -> int:
         bits = 16 * self.words
         return (1 << (bits - 1)) - 1 if self.signed else (1 << bits) - 1
@@ -192,15 +193,14 @@ class Profile(_Frozen):
     def warning_bit_map(self) -> dict[int, WarningFlag]:
         return {bit: WarningFlag[name] for name, bit in self.warning_bits.model_dump().items()}
 
-    def decode(self, fld: RegisterField, words: list[int]) -> int:
-        """The raw integer a field's words carry (scale not applied)."""
-        if self.word_order == "high_first" or fld.words == 1:
-            ordered = words
+    def decode(self, fld: RegisterField, words: list[int], offset: int = 0) -> int:
+        """The raw integer of a field whose first word is words[offset] (scale not applied)."""
+        if fld.words == 1:
+            raw = words[offset]
+        elif self.word_order == "high_first":
+            raw = words[offset] << 16 | words[offset + 1]
         else:
-            ordered = list(reversed(words))
-        raw = 0
-        for w in ordered:
-            raw = (raw << 16) | w
+            raw = words[offset + 1] << 16 | words[offset]
         if fld.signed and raw > fld.raw_max:
             raw -= 1 << (16 * fld.words)
         return raw

@@ -248,3 +248,36 @@ async def test_repeating_gives_up_as_uncertain(sim_tcp: Simulator) -> None:
         with pytest.raises(CommandUncertain):
             await command_repeating(drv, Command.PAUSE, attempts=2, timeout_s=0.2)
         assert drv.next_cmd_seq == 3  # two attempts, two fresh sequence numbers
+
+
+async def test_pump_that_appears_later_is_reached_without_a_new_driver() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = ModbusConfig(
+        transport="tcp",
+        host="127.0.0.1",
+        port=port,
+        unit=1,
+        timeout_s=0.3,
+        reconnect_delay_max_s=0.5,
+    )
+    drv = ModbusPumpDriver(config)
+    try:
+        with pytest.raises(PumpUnreachable):
+            await drv.connect()
+        async with Simulator(pumps=1, tcp=("127.0.0.1", port)) as sim:
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                try:
+                    status = await drv.read_status()
+                    break
+                except PumpUnreachable:
+                    assert asyncio.get_running_loop().time() < deadline, "never reconnected"
+                    await asyncio.sleep(0.05)
+            assert status.state is PumpState.IDLE
+            outcome = await drv.command(Command.STOP)
+            assert outcome.cmd_seq == 1
+            assert [r.cmd_seq for r in sim.command_log(1)] == [1]
+    finally:
+        await drv.close()
