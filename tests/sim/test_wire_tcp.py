@@ -28,6 +28,11 @@ async def test_addresses_are_protocol_addresses_without_legacy_offset(sim_tcp: S
         assert rr.registers[3] == State.IDLE
         assert rr.registers[13] == pump.battery_percent
         assert (rr.registers[17] << 16) | rr.registers[18] == 120_000
+        # The last address of each block is inside the map; one past it is not (see below).
+        rr = await client.read_input_registers(20, count=1, device_id=1)
+        assert not rr.isError()
+        rr = await client.read_holding_registers(113, count=1, device_id=1)
+        assert not rr.isError()
 
 
 @pytest.mark.parametrize(
@@ -63,11 +68,18 @@ async def test_outside_the_map_is_exception_2_and_changes_nothing(
     assert sim_tcp.command_log() == []
 
 
-async def test_bit_functions_are_not_in_the_map(sim_tcp: Simulator) -> None:
+async def test_functions_outside_the_map_are_exception_1(sim_tcp: Simulator) -> None:
+    before = sim_tcp.pump(1).holding_registers()
     async with tcp_client(sim_tcp) as client:
         rr = await client.read_coils(0, count=1, device_id=1)
         assert rr.isError()
         assert rr.exception_code == 1
+        rr = await client.readwrite_registers(
+            read_address=100, read_count=2, write_address=100, values=[1, 2], device_id=1
+        )
+        assert rr.isError()
+        assert rr.exception_code == 1
+    assert sim_tcp.pump(1).holding_registers() == before
 
 
 async def test_command_semantics_over_the_wire(sim_tcp: Simulator) -> None:
