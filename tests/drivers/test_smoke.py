@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
+import pytest
 from pumpsim.harness import Simulator
 
 from pumpd.drivers.base import Command, CommandResult, PumpState
@@ -38,3 +40,24 @@ async def test_round_trip_tcp(sim_tcp: Simulator) -> None:
 async def test_round_trip_rtu(sim_rtu: Simulator) -> None:
     async with ModbusPumpDriver(rtu_config(sim_rtu)) as drv:
         await _round_trip(drv, sim_rtu)
+
+
+async def test_raw_frames_logged_at_debug_when_asked(
+    sim_tcp: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pumpd.drivers.line")
+    async with ModbusPumpDriver(tcp_config(sim_tcp, trace_frames=True)) as drv:
+        await drv.read_status()
+    frames = [r.getMessage() for r in caplog.records if r.name == "pumpd.drivers.line"]
+    # MBAP header, unit 1, fc 4, address 0, count 21 (0x15)
+    assert any(" tx " in m and m.endswith("00 00 00 06 01 04 00 00 00 15") for m in frames)
+    assert any(" rx " in m and " 01 04 2a " in m for m in frames)
+
+
+async def test_no_frames_logged_by_default(
+    sim_tcp: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="pumpd.drivers.line")
+    async with ModbusPumpDriver(tcp_config(sim_tcp)) as drv:
+        await drv.read_status()
+    assert not [r for r in caplog.records if " rx " in r.getMessage()]
