@@ -321,6 +321,7 @@ class RtuLine:
         self._flush_handles: dict[str, asyncio.TimerHandle] = {}
         self.device_path = ""
         self.client_path = ""
+        self.noise_bytes_discarded = 0
 
     def open(self) -> None:
         if self._fds:
@@ -382,7 +383,10 @@ class RtuLine:
             return
         for frame in self._requests.feed(chunk):
             self._request(frame)
-        self._arm_flush("requests", self._requests, self._request)
+        # An incomplete request followed by silence is line noise: a device's receiver
+        # resets on the inter-frame gap, so it is discarded, never passed on to be glued
+        # to the next request.
+        self._arm_flush("requests", self._requests, self._discard_request)
 
     def _on_device_bytes(self) -> None:
         chunk = self._read(self._dev_master)
@@ -400,6 +404,9 @@ class RtuLine:
             faults.frames_dropped += 1
             return
         self._to_device.send(frame)
+
+    def _discard_request(self, fragment: bytes) -> None:
+        self.noise_bytes_discarded += len(fragment)
 
     def _reply(self, frame: bytes) -> None:
         faults = self._faults.get(frame[0])
