@@ -1,0 +1,198 @@
+"""The session's guards: each returns the verdicts that refuse a command, [] when it may go.
+
+Wherever the safety kernel has the rule, the guard calls it (plan and order limits,
+overrides, start checks, double-check identity). The few rules the kernel does not have yet
+are written here in the kernel's own vocabulary (a :class:`~safety.verdicts.Verdict` with a
+code and a sentence) so that moving them into ``safety/`` later changes no caller:
+weight re-entry at the double-check, the prime-after-start and adjust rules, discharge
+timing and checklist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from decimal import Decimal
+
+from safety.order import Override, check_override, override_requirement
+from safety.plan import Order, Patient, Plan, compute_plan
+from safety.protocol import Protocol
+from safety.start import check_double_check
+from safety.units import Dimension, InputError, fmt, parse_quantity
+from safety.verdicts import Severity, Verdict, refused
+
+RULE = "session"
+
+
+def hard(code: str, message: str, rule: str = RULE) -> Verdict:
+    return Verdict(code, Severity.HARD, message, rule)
+
+
+def person(field: str, value: object, what: str) -> list[Verdict]:
+    """A command must say who gave it: the audit log records a person, never nobody."""
+    if not isinstance(value, str) or not value.strip():
+        return [hard(f"{field}.identity_missing", f"The {what} does not say who gave it.")]
+    return []
+
+
+def reason_text(code: str, value: object, what: str) -> list[Verdict]:
+    if not isinstance(value, str) or not value.strip():
+        return [hard(code, f"A {what} needs a reason in words.")]
+    return []
+
+
+def plan_or_refusal(
+    protocol: Protocol, patient: Patient, order: Order, override: Override | None
+) -> tuple[Plan | None, list[Verdict]]:
+    """The kernel's plan and every verdict that stops it: hard limits, then the override."""
+    try:
+        plan = compute_plan(protocol, patient, order)
+    except InputError as exc:
+        return None, [hard("order.input", f"The order cannot be calculated: {exc}.", "order.input")]
+    if plan.refused:
+        return plan, [v for v in plan.verdicts if v.severity is Severity.HARD]
+    return plan, list(check_override(plan.override, override))
+
+
+def _norm(identity: str) -> str:
+    return identity.strip().casefold()
+
+
+def double_check(programmed_by: str, checker: str) -> list[Verdict]:
+    """A second, different person (compared without case or spaces) checks the order."""
+    return check_double_check(True, _norm(programmed_by), _norm(checker))
+
+
+def weight_reentry(recorded_kg: Decimal, typed: object) -> list[Verdict]:
+    """The checker types the weight again, with its unit; it must equal the recorded one.
+
+    Equality is exact after unit conversion: a weight typed as 176 lb that became
+    79.83 kg does not match 80 kg, and that is the point (a kg/lb mix-up is a 2.2-fold dose).
+    """
+    rule = "session.double_check.weight"
+    if not isinstance(typed, str):
+        return [hard("double_check.weight_missing", "The checker must type the weight.", rule)]
+    try:
+        kg = parse_quantity(typed, Dimension.BODY_WEIGHT).value
+    except InputError as exc:
+        return [hard("double_check.weight_unreadable", f"The checked weight: {exc}.", rule)]
+    if kg != recorded_kg:
+        return [
+            hard(
+                "double_check.weight_mismatch",
+                f"The checked weight of {fmt(kg, 2)} kg differs from the programmed "
+                f"{fmt(recorded_kg, 2)} kg; check the patient's weight and program again.",
+                rule,
+            )
+        ]
+    return []
+
+
+def prime_allowed(start_commanded: bool, line_disconnected: object) -> list[Verdict]:
+    """Priming pushes fluid at a high rate: only into a line not connected to a patient."""
+    rule = "session.prime"
+    found: list[Verdict] = []
+    if start_commanded:
+        found.append(
+            hard(
+                "prime.after_start",
+                "The infusion has started: a prime now would be a bolus into the patient.",
+                rule,
+            )
+        )
+    if line_disconnected is not True:
+        found.append(
+            hard(
+                "prime.line_not_confirmed_disconnected",
+                "Confirm that the line is disconnected from the patient before priming.",
+                rule,
+            )
+        )
+    return found
+
+
+def start_override(
+    protocol: Protocol, verdicts: Sequence[Verdict], override: Override | None
+) -> list[Verdict]:
+    """Hard start verdicts refuse; soft ones need the kernel's override check to pass."""
+    if refused(verdicts):
+        return [v for v in verdicts if v.severity is Severity.HARD]
+    return list(check_override(override_requirement(protocol, verdicts), override))
+
+
+def adjust_allowed(
+    protocol_key: str,
+    protocol_sha256: str,
+    new_key: str | None,
+    new_sha256: str | None,
+    plan: Plan | None,
+    delivered_ul: object,
+) -> list[Verdict]:
+    """Same drug and protocol (stop first to change them), and more left than already given."""
+    rule = "session.adjust"
+    found: list[Verdict] = []
+    if (new_key is not None and new_key != protocol_key) or (
+        new_sha256 is not None and new_sha256 != protocol_sha256
+    ):
+        found.append(
+            hard(
+                "adjust.protocol_change",
+                f"An adjustment cannot change the protocol ({protocol_key} to {new_key}); "
+                "stop this infusion and program a new session.",
+                rule,
+            )
+        )
+    if isinstance(delivered_ul, bool) or not isinstance(delivered_ul, int) or delivered_ul < 0:
+        found.append(
+            hard("adjust.delivered_unknown", "The volume delivered so far is not known.", rule)
+        )
+    elif plan is not None and plan.vtbi_ul <= delivered_ul:
+        found.append(
+            hard(
+                "adjust.below_delivered",
+                f"The adjusted volume of {plan.vtbi_ul} µL is not more than the "
+                f"{delivered_ul} µL already delivered; stop the infusion instead.",
+                rule,
+            )
+        )
+    return found
+
+
+def discharge_allowed(
+    observed_s: float,
+    observation_min: int,
+    checklist: Sequence[str],
+    confirmed: Collection[str],
+) -> list[Verdict]:
+    """The protocol's whole observation time has passed and every checklist item is ticked."""
+    rule = "session.discharge"
+    found: list[Verdict] = []
+    needed_s = observation_min * 60
+    if observed_s < needed_s:
+        left_min = (needed_s - observed_s) / 60
+        found.append(
+            hard(
+                "discharge.observation_too_short",
+                f"The patient has been observed for {observed_s / 60:.1f} min; the protocol "
+                f"requires {observation_min} min ({left_min:.1f} min to go).",
+                rule,
+            )
+        )
+    unknown = [item for item in confirmed if item not in checklist]
+    if unknown:
+        found.append(
+            hard(
+                "discharge.checklist_unknown_item",
+                f"Not on this protocol's checklist: {'; '.join(sorted(unknown))}.",
+                rule,
+            )
+        )
+    missing = [item for item in checklist if item not in confirmed]
+    if missing:
+        found.append(
+            hard(
+                "discharge.checklist_incomplete",
+                f"Not yet confirmed: {'; '.join(missing)}.",
+                rule,
+            )
+        )
+    return found
