@@ -6,7 +6,7 @@ two are independent readings of the same specification.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
 import pytest
@@ -19,10 +19,10 @@ from pumpd.drivers.base import (
     PumpState,
     PumpStatus,
 )
-from pumpd.drivers.modbus import ModbusPumpDriver
+from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.profile import load_profile, parse_profile
 
-from .conftest import program, tcp_config, wait_state
+from .conftest import TIME_SCALE, program, rtu_config, tcp_config, wait_state
 
 Setup = Callable[[ModbusPumpDriver, Simulator], Awaitable[None]]
 
@@ -156,17 +156,28 @@ async def _send(drv: ModbusPumpDriver, command: Command) -> tuple[CommandResult,
     return outcome.result, outcome.status, outcome.cmd_seq
 
 
+@pytest.fixture(params=["tcp", "rtu"])
+async def wired(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Simulator, ModbusConfig]]:
+    """The same simulator set-up reached over Modbus TCP or over RTU on a pty."""
+    rtu = request.param == "rtu"
+    async with Simulator(pumps=1, tcp=not rtu, rtu=rtu, time_scale=TIME_SCALE) as sim:
+        yield sim, rtu_config(sim) if rtu else tcp_config(sim)
+
+
 @pytest.mark.parametrize(("setup", "command"), sorted(EXPECTED, key=str), ids=str)
-async def test_command_in_state(sim_tcp: Simulator, setup: str, command: Command) -> None:
-    async with ModbusPumpDriver(tcp_config(sim_tcp)) as drv:
+async def test_command_in_state(
+    wired: tuple[Simulator, ModbusConfig], setup: str, command: Command
+) -> None:
+    sim, config = wired
+    async with ModbusPumpDriver(config) as drv:
         prepare, state_before = SETUPS[setup]
-        await prepare(drv, sim_tcp)
+        await prepare(drv, sim)
         assert (await drv.read_status()).state is state_before
         result, status, seq = await _send(drv, command)
         want_result, want_state = EXPECTED[(setup, command)]
         assert (result, status.state) == (want_result, want_state)
         assert status.last_cmd_seq == seq
-        last = sim_tcp.command_log(1)[-1]
+        last = sim.command_log(1)[-1]
         assert (last.cmd_seq, last.result) == (seq, list(CommandResult).index(want_result))
 
 

@@ -88,3 +88,16 @@ async def test_unit_without_pump_is_unreachable(sim_rtu: Simulator) -> None:
             await drv.connect()
     finally:
         await drv.close()
+
+
+async def test_drop_link_on_rtu_then_back(sim_rtu: Simulator) -> None:
+    async with ModbusPumpDriver(rtu_config(sim_rtu, timeout_s=0.2)) as drv:
+        before = await drv.read_status()
+        sim_rtu.inject(1, Fault.DROP_LINK, on=True)
+        for _ in range(3):
+            with pytest.raises(PumpUnreachable):
+                await drv.read_status()
+        sim_rtu.inject(1, Fault.DROP_LINK, on=False)
+        after = await read_when_back(drv)
+        assert after.serial_number == before.serial_number
+        assert after.uptime_s >= before.uptime_s
