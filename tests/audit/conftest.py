@@ -14,6 +14,7 @@ import sqlite3
 import uuid
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,10 +118,28 @@ def _pg_database(base: str) -> Iterator[Db]:
     try:
         yield Db(backend="postgres", url=url, pg_conninfo=conninfo)
     finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        # DROP DATABASE waits for a checkpoint; run drops in the background while the next
+        # tests go on. ``_dropped_at_end`` waits for all of them and fails on any error.
+        _drops.append(_dropper.submit(_drop_database, base, name))
+
+
+def _drop_database(base: str, name: str) -> None:
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+_dropper = ThreadPoolExecutor(max_workers=3, thread_name_prefix="drop-test-db")
+_drops: list[Future[None]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dropped_at_end() -> Iterator[None]:
+    yield
+    for future in _drops:
+        future.result(timeout=120)
+    _drops.clear()
 
 
 def _url_tail(info: dict[str, Any]) -> str:

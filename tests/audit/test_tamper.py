@@ -17,7 +17,6 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
 
 from pumpd.audit.chain import COLUMNS, Hasher, encode_row
 from pumpd.audit.store import Head
@@ -46,36 +45,34 @@ class Pristine:
         self.heads: dict[int, str] = {}
 
     def clone(self) -> Db:
+        """A private copy of the pristine chain.
+
+        SQLite: a copy of the file. PostgreSQL: a schema of the test's own database holding
+        a copy of the table and the read view, reached through ``search_path`` (a database
+        per example would cost a checkpoint per DROP DATABASE). The copy has no triggers or
+        unique indexes; dropping those on a real database is exercised by test_cli and, on
+        SQLite, by every example here.
+        """
+        name = f"c{len(self.clones)}_{uuid.uuid4().hex[:6]}"
+        self.clones.append(name)
         if self.db.is_sqlite:
             assert self.db.path is not None
-            path = self.tmp_path / f"clone-{uuid.uuid4().hex[:8]}.db"
+            path = self.tmp_path / f"{name}.db"
             shutil.copyfile(self.db.path, path)
             return Db(backend="sqlite", url=f"sqlite:///{path}", path=path)
         assert self.db.pg_conninfo is not None
-        source = psycopg.conninfo.conninfo_to_dict(self.db.pg_conninfo)
-        name = f"{source['dbname']}_c{len(self.clones)}"
-        admin = psycopg.conninfo.make_conninfo(**{**source, "dbname": "postgres"})
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(str(source["dbname"]))
-                )
-            )
-        self.clones.append(name)
-        conninfo = psycopg.conninfo.make_conninfo(**{**source, "dbname": name})
-        url = self.db.url.rsplit("/", 1)[0] + "/" + name
+        self.db.admin_script(
+            f"CREATE SCHEMA {name}",
+            f"CREATE TABLE {name}.audit_event "
+            "(LIKE public.audit_event INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+            f"INSERT INTO {name}.audit_event SELECT * FROM public.audit_event",
+            f"CREATE VIEW {name}.audit_events AS SELECT * FROM {name}.audit_event",
+        )
+        conninfo = psycopg.conninfo.make_conninfo(
+            self.db.pg_conninfo, options=f"-c search_path={name}"
+        )
+        url = f"{self.db.url}?options=-csearch_path%3D{name}"
         return Db(backend="postgres", url=url, pg_conninfo=conninfo)
-
-    def drop_clones(self) -> None:
-        if not self.clones or self.db.pg_conninfo is None:
-            return
-        source = psycopg.conninfo.conninfo_to_dict(self.db.pg_conninfo)
-        admin = psycopg.conninfo.make_conninfo(**{**source, "dbname": "postgres"})
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for name in self.clones:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
 
 
 def _build(db: Db, tmp_path: Path, key_file: Path | None) -> Iterator[Pristine]:
@@ -86,10 +83,7 @@ def _build(db: Db, tmp_path: Path, key_file: Path | None) -> Iterator[Pristine]:
     assert records[-1].seq == N_EVENTS
     pristine = Pristine(db, tmp_path, key_file.read_bytes().rstrip(b"\n") if key_file else None)
     pristine.heads = {r.seq: r.event_hash for r in records}
-    try:
-        yield pristine
-    finally:
-        pristine.drop_clones()
+    yield pristine
 
 
 @pytest.fixture
@@ -115,10 +109,10 @@ def drop_protection(db: Db) -> None:
         )
     else:
         db.admin_script(
-            "DROP TRIGGER audit_event_no_update_delete ON audit_event",
-            "DROP TRIGGER audit_event_no_truncate ON audit_event",
-            "DROP INDEX uq_audit_event_prev_hash",
-            "DROP INDEX uq_audit_event_event_hash",
+            "DROP TRIGGER IF EXISTS audit_event_no_update_delete ON audit_event",
+            "DROP TRIGGER IF EXISTS audit_event_no_truncate ON audit_event",
+            "DROP INDEX IF EXISTS uq_audit_event_prev_hash",
+            "DROP INDEX IF EXISTS uq_audit_event_event_hash",
         )
 
 
