@@ -148,10 +148,6 @@ class ModbusPumpDriver:
         self._alarm_bits = self.profile.alarm_bit_map()
         self._warning_bits = self.profile.warning_bit_map()
         self._label = f"unit {config.unit}"
-        self._int_scale = {
-            id(fld): int(fld.scale)
-            for _name, fld in (*self.profile.input.fields, *self.profile.holding.fields)
-        }
 
     @property
     def next_cmd_seq(self) -> int | None:
@@ -251,7 +247,7 @@ class ModbusPumpDriver:
             return decode(fld, words, fld.address - first)
 
         def integer(fld: RegisterField) -> int:
-            return raw(fld) * self._int_scale[id(fld)]
+            return raw(fld) * int(fld.scale)
 
         def rate(fld: RegisterField) -> Decimal:
             return Decimal(raw(fld)) * fld.scale
@@ -312,37 +308,33 @@ class ModbusPumpDriver:
                 image[fld.address + offset] = word
         return image
 
-    def _decode_program(self, words_at: Callable[[RegisterField], list[int]]) -> PumpProgram:
-        fields = self.profile.holding.fields
-        values: dict[str, Decimal | int] = {}
-        for attr, name, is_decimal in _PROGRAM_FIELDS:
-            fld: RegisterField = getattr(fields, name)
-            raw = self.profile.decode(fld, words_at(fld))
-            values[attr] = Decimal(raw) * fld.scale if is_decimal else raw * int(fld.scale)
-        return PumpProgram(**values)  # type: ignore[arg-type]
-
     async def write_program(self, program: PumpProgram) -> PumpProgram:
         """Write the five setpoints, read them back, and refuse any difference.
 
         Contiguous registers go out in one function 0x10 request each (one request for
-        GIP-MB1) and are read back with function 0x03.
+        GIP-MB1) and are read back with function 0x03. The comparison is field by field
+        in contract units, so the error names the setpoint the pump does not hold.
         """
         image = self._encode_program(program)
         for start, words in _runs(image):
             await self._write("write program", start, words)
         first, last = min(image), max(image)
-        read_back: dict[int, int] = {}
+        held: dict[int, int] = {}
         for start, words in _runs(dict.fromkeys(range(first, last + 1), 0)):
             got = await self._read("read back program", 3, start, len(words))
-            read_back.update(zip(range(start, start + len(words)), got, strict=True))
-        held = self._decode_program(
-            lambda fld: [read_back[a] for a in range(fld.address, fld.address + fld.words)]
-        )
-        for attr, _name, _decimal in _PROGRAM_FIELDS:
-            written, read = getattr(program, attr), getattr(held, attr)
-            if written != read:
+            held.update(zip(range(start, start + len(words)), got, strict=True))
+        fields = self.profile.holding.fields
+        for attr, name, is_decimal in _PROGRAM_FIELDS:
+            fld: RegisterField = getattr(fields, name)
+            raw = self.profile.decode(
+                fld, [held[a] for a in range(fld.address, fld.address + fld.words)]
+            )
+            read: Decimal | int = Decimal(raw) * fld.scale if is_decimal else raw * int(fld.scale)
+            written = getattr(program, attr)
+            if read != written:
                 raise ProgramMismatch(attr, written, read)
-        return held
+        # Every field equals what was written, so the program is what the pump holds.
+        return program
 
     # ------------------------------------------------------------- commands
 
