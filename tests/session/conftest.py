@@ -11,7 +11,7 @@ import pytest
 
 from pumpd.clock import ManualClock, Stamp, stamp
 from pumpd.protocols import Library, LoadedProtocol, load_library
-from pumpd.session import CommandKind, Session, State
+from pumpd.session import CommandKind, Session, State, Step
 from safety.actions import Priority
 from safety.plan import Order, Patient
 from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
@@ -81,20 +81,20 @@ class Bedside:
         return session
 
     # each step takes a session one edge further along a path to a named state
-    def confirm(self, s: Session) -> None:
-        s.confirm(by=CHECKER, weight="80 kg", at=self.at())
+    def confirm(self, s: Session) -> Step:
+        return s.confirm(by=CHECKER, weight="80 kg", at=self.at())
 
     def prime(self, s: Session) -> None:
         s.request_prime(by=PROGRAMMER, line_disconnected=True, at=self.at())
         s.prime_confirmed(at=self.at())
         s.prime_complete(volume_primed_ul=15_000, at=self.at(10))
-
-    def start(self, s: Session) -> None:
         s.record_vitals(by=PROGRAMMER, reading=self.vitals(), at=self.at())
-        s.request_start(by=PROGRAMMER, pump=self.pump(), prior_sessions=(), at=self.at())
 
-    def alarm(self, s: Session) -> None:
-        s.alarm(
+    def start(self, s: Session) -> Step:
+        return s.request_start(by=PROGRAMMER, pump=self.pump(), prior_sessions=(), at=self.at())
+
+    def alarm(self, s: Session) -> Step:
+        return s.alarm(
             code="tick.pump.occlusion",
             priority=Priority.HIGH,
             message="Downstream occlusion on chair-2: infusion stopped at 1.0 of 100 mL",
