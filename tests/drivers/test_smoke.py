@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.drivers.base import Command, CommandResult, PumpState
+from pumpd.drivers.base import Command, CommandResult, PumpDriver, PumpState
 from pumpd.drivers.modbus import ModbusPumpDriver
 
 from .conftest import program, rtu_config, tcp_config
@@ -61,3 +61,13 @@ async def test_no_frames_logged_by_default(
     async with ModbusPumpDriver(tcp_config(sim_tcp)) as drv:
         await drv.read_status()
     assert not [r for r in caplog.records if " rx " in r.getMessage()]
+
+
+def as_contract(drv: ModbusPumpDriver) -> PumpDriver:
+    """mypy --strict checks here that ModbusPumpDriver satisfies the PumpDriver protocol."""
+    return drv
+
+
+async def test_modbus_driver_is_a_pump_driver(sim_tcp: Simulator) -> None:
+    drv = as_contract(ModbusPumpDriver(tcp_config(sim_tcp)))
+    assert isinstance(drv, PumpDriver)
