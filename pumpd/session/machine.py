@@ -17,7 +17,7 @@ nothing can interrupt a transition halfway (docs/session.md has the reasoning).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -118,9 +118,17 @@ class _Decision:
 
 
 class _Core:
-    """The object ``transitions`` drives; it holds only the state name."""
+    """The object the machine moves: the state name and a way back to its session."""
 
-    state: str
+    def __init__(self, session: Session, state: State) -> None:
+        self.session = session
+        self.state = state.value
+
+    def edge_matches(self, event: EventData) -> bool:
+        return self.session._edge_matches(event)
+
+    def apply(self, event: EventData) -> None:
+        self.session._apply(event)
 
 
 def _check_stamp(at: object) -> Stamp:
@@ -147,39 +155,31 @@ def _refuse_if(trigger: str, verdicts: Sequence[Verdict]) -> None:
         raise CommandRefused(trigger, verdicts)
 
 
-def _transitions_table(
-    core_condition: Callable[[EventData], bool], apply: Callable[[EventData], None]
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "trigger": edge.trigger,
-            "source": [s.value for s in edge.sources],
-            "dest": None if edge.dest is None else edge.dest.value,
-            "conditions": [core_condition],
-            "before": [apply],
-        }
-        for edge in EDGES
-    ]
-
-
-def build_machine(model: object, initial: State) -> Machine:
-    """A bare machine of the edge table (for the diagram); sessions build their own."""
+def _build_machine() -> Machine:
+    # One machine for every session: the edge table is the same for all of them, and the
+    # models are passed per trigger, so the machine itself holds no session (and no state).
     return Machine(
-        model=model,
+        model=None,
         states=[s.value for s in State],
         transitions=[
             {
-                "trigger": e.trigger,
-                "source": [s.value for s in e.sources],
-                "dest": None if e.dest is None else e.dest.value,
+                "trigger": edge.trigger,
+                "source": [s.value for s in edge.sources],
+                "dest": None if edge.dest is None else edge.dest.value,
+                "conditions": ["edge_matches"],
+                "before": ["apply"],
             }
-            for e in EDGES
+            for edge in EDGES
         ],
-        initial=initial.value,
+        initial=State.PROGRAMMED.value,
         auto_transitions=False,
         send_event=True,
         queued=False,
     )
+
+
+MACHINE: Final = _build_machine()
+"""The transitions machine of every session (the diagram is drawn from it)."""
 
 
 class Session:
@@ -198,16 +198,7 @@ class Session:
         self._plan = plan
         self._proposed_plan = proposed_plan
         self._firing = False
-        self._core = _Core()
-        self._machine = Machine(
-            model=self._core,
-            states=[s.value for s in State],
-            transitions=_transitions_table(self._edge_matches, self._apply),
-            initial=state.value,
-            auto_transitions=False,
-            send_event=True,
-            queued=False,
-        )
+        self._core = _Core(self, state)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -325,7 +316,7 @@ class Session:
         )
         self._firing = True
         try:
-            moved = self._core.trigger(trigger, decision=decision)  # type: ignore[attr-defined]
+            moved = MACHINE.events[trigger].trigger(self._core, decision=decision)
         except MachineError as exc:
             raise InvalidInState(trigger, source.value, allowed_triggers(source)) from exc
         finally:

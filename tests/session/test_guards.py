@@ -21,6 +21,7 @@ from pumpd.session import (
     State,
     Step,
 )
+from safety.actions import Priority
 from safety.order import Override
 from safety.plan import Order, Patient
 from safety.pump import PumpMode
@@ -307,8 +308,6 @@ def test_an_alarm_in_observation_returns_to_observation() -> None:
 
 def test_the_most_urgent_alarm_is_the_latched_one() -> None:
     b, s = drive(S.INFUSING)
-    from safety.actions import Priority
-
     s.alarm(
         code="vitals.due", priority=Priority.LOW, message="Vitals due", source="vitals", at=b.at()
     )
@@ -571,11 +570,11 @@ def test_bad_argument_types_are_caller_errors_not_refusals() -> None:
     with pytest.raises(InvalidCommandInput):
         s.alarm(
             code="c",
-            priority=__import__("safety.actions").actions.Priority.LOW,
+            priority=Priority.LOW,
             message="m",
-            source="moon",
+            source="moon",  # type: ignore[arg-type]
             at=b.at(),
-        )  # type: ignore[arg-type]
+        )
     assert s.snapshot() == before
 
 

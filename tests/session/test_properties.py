@@ -1,0 +1,264 @@
+"""Properties over random sessions: snapshot/restore is exact, refusals change nothing,
+and no sequence of commands and device facts reaches INFUSING with an alarm latched."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from pumpd.session import (
+    CommandKind,
+    CommandRefused,
+    InvalidCommandInput,
+    InvalidInState,
+    Session,
+    SessionError,
+    State,
+)
+from safety.actions import Priority
+from safety.plan import Order
+from safety.pump import PumpMode
+
+from .conftest import CHECKER, PROGRAMMER, Bedside, drive
+
+PEOPLE = st.sampled_from([PROGRAMMER, CHECKER, " nurse.ada ", "", "  "])
+REASONS = st.sampled_from(["patient asked", "", "   ", "blood pressure 172/104"])
+MODES = st.sampled_from(list(PumpMode))
+KINDS = st.sampled_from(list(CommandKind))
+PRIORITIES = st.sampled_from(list(Priority))
+DURATIONS = st.sampled_from([Decimal(30), Decimal(45), Decimal(60), Decimal(200)])
+WEIGHTS = st.sampled_from(["80 kg", "81 kg", "176 lb", "80"])
+STEP_S = st.floats(min_value=0, max_value=40 * 60, allow_nan=False)
+
+
+def _no_floats(value: Any) -> bool:
+    if isinstance(value, float):
+        return False
+    if isinstance(value, dict):
+        return all(_no_floats(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_no_floats(v) for v in value)
+    return True
+
+
+def assert_round_trip(session: Session) -> None:
+    snap = session.snapshot()
+    assert _no_floats(snap)
+    wire = json.loads(json.dumps(snap))
+    restored = Session.restore(wire, session.protocol)
+    assert restored.state is session.state
+    assert restored.snapshot() == snap
+    assert restored.data == session.data
+    assert restored.allowed() == session.allowed()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    state=st.sampled_from(list(State)),
+    notes=st.lists(st.text(min_size=1, max_size=20).filter(str.strip), max_size=3),
+)
+def test_snapshot_restore_round_trip_in_every_state(state: State, notes: list[str]) -> None:
+    bedside, session = drive(state)
+    for text in notes:
+        session.note(by=PROGRAMMER, text=text, at=bedside.at(0.001))
+    assert_round_trip(session)
+
+
+class SessionMachine(RuleBasedStateMachine):
+    """Random nurse commands and device facts, with random arguments, in any order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bedside = Bedside()
+        self.session = self.bedside.open()
+
+    @initialize(state=st.sampled_from(list(State)))
+    def start_somewhere(self, state: State) -> None:
+        self.bedside, self.session = drive(state)
+
+    def attempt(self, call: Any) -> None:
+        before = self.session.snapshot()
+        state = self.session.state
+        try:
+            call()
+        except (InvalidInState, CommandRefused, InvalidCommandInput):
+            assert self.session.snapshot() == before
+            assert self.session.state is state
+        except SessionError as exc:  # pragma: no cover - would be a failure
+            raise AssertionError(f"unexpected {exc!r}") from exc
+
+    # -- time ------------------------------------------------------------------------
+
+    @rule(seconds=STEP_S)
+    def time_passes(self, seconds: float) -> None:
+        self.bedside.clock.advance(seconds)
+
+    # -- nurse -----------------------------------------------------------------------
+
+    @rule(by=PEOPLE, weight=WEIGHTS)
+    def confirm(self, by: str, weight: str) -> None:
+        self.attempt(lambda: self.session.confirm(by=by, weight=weight, at=self.bedside.at(0)))
+
+    @rule(by=PEOPLE, disconnected=st.booleans())
+    def request_prime(self, by: str, disconnected: bool) -> None:
+        self.attempt(
+            lambda: self.session.request_prime(
+                by=by, line_disconnected=disconnected, at=self.bedside.at(0)
+            )
+        )
+
+    @rule(by=PEOPLE, mode=MODES, manual=st.booleans())
+    def request_start(self, by: str, mode: PumpMode, manual: bool) -> None:
+        b = self.bedside
+        self.attempt(
+            lambda: self.session.request_start(
+                by=by, pump=b.pump(mode), prior_sessions=(), primed_confirmed=manual, at=b.at(0)
+            )
+        )
+
+    @rule(by=PEOPLE)
+    def record_vitals(self, by: str) -> None:
+        b = self.bedside
+        self.attempt(lambda: self.session.record_vitals(by=by, reading=b.vitals(), at=b.at(0)))
+
+    @rule(by=PEOPLE)
+    def pause(self, by: str) -> None:
+        self.attempt(lambda: self.session.pause(by=by, at=self.bedside.at(0)))
+
+    @rule(by=PEOPLE)
+    def resume(self, by: str) -> None:
+        self.attempt(lambda: self.session.resume(by=by, at=self.bedside.at(0)))
+
+    @rule(by=PEOPLE, reason=REASONS, duration=DURATIONS, delivered=st.integers(0, 120_000))
+    def adjust(self, by: str, reason: str, duration: Decimal, delivered: int) -> None:
+        self.attempt(
+            lambda: self.session.adjust(
+                by=by,
+                reason=reason,
+                order=Order(duration_min=duration),
+                delivered_ul=delivered,
+                at=self.bedside.at(0),
+            )
+        )
+
+    @rule(by=PEOPLE, confirm=st.booleans())
+    def settle_adjust(self, by: str, confirm: bool) -> None:
+        at = self.bedside.at(0)
+        if confirm:
+            self.attempt(lambda: self.session.confirm_adjust(by=by, at=at))
+        else:
+            self.attempt(lambda: self.session.cancel_adjust(by=by, at=at))
+
+    @rule(by=PEOPLE, reason=REASONS)
+    def stop(self, by: str, reason: str) -> None:
+        self.attempt(lambda: self.session.stop(by=by, reason=reason, at=self.bedside.at(0)))
+
+    @rule(by=PEOPLE, mode=MODES)
+    def acknowledge(self, by: str, mode: PumpMode) -> None:
+        self.attempt(
+            lambda: self.session.acknowledge(by=by, pump_mode=mode, at=self.bedside.at(0))
+        )
+
+    @rule(by=PEOPLE)
+    def observe(self, by: str) -> None:
+        self.attempt(lambda: self.session.observe(by=by, at=self.bedside.at(0)))
+
+    @rule(by=PEOPLE, drop=st.integers(0, 4))
+    def discharge(self, by: str, drop: int) -> None:
+        items = self.bedside.protocol.protocol.discharge_checklist[drop:]
+        self.attempt(
+            lambda: self.session.discharge(by=by, checklist_confirmed=items, at=self.bedside.at(0))
+        )
+
+    @rule(by=PEOPLE, reason=REASONS)
+    def abort(self, by: str, reason: str) -> None:
+        self.attempt(lambda: self.session.abort(by=by, reason=reason, at=self.bedside.at(0)))
+
+    # -- device facts ----------------------------------------------------------------
+
+    @rule(
+        fact=st.sampled_from(
+            [
+                "prime_confirmed",
+                "start_confirmed",
+                "pause_confirmed",
+                "stop_confirmed",
+                "adjust_confirmed",
+                "vtbi_reached",
+            ]
+        )
+    )
+    def confirmed(self, fact: str) -> None:
+        self.attempt(lambda: getattr(self.session, fact)(at=self.bedside.at(0)))
+
+    @rule(volume=st.integers(0, 20_000))
+    def prime_complete(self, volume: int) -> None:
+        self.attempt(
+            lambda: self.session.prime_complete(volume_primed_ul=volume, at=self.bedside.at(0))
+        )
+
+    @rule(priority=PRIORITIES, source=st.sampled_from(["pump", "kernel", "vitals", "daemon"]))
+    def alarm(self, priority: Priority, source: Any) -> None:
+        self.attempt(
+            lambda: self.session.alarm(
+                code="random.alarm",
+                priority=priority,
+                message="A random alarm",
+                source=source,
+                at=self.bedside.at(0),
+            )
+        )
+
+    @rule(kind=KINDS, failed=st.booleans(), use_pending=st.booleans())
+    def command_outcome(self, kind: CommandKind, failed: bool, use_pending: bool) -> None:
+        pending = self.session.data.pending_command
+        command = pending if use_pending and pending is not None else kind
+        at = self.bedside.at(0)
+        if failed:
+            self.attempt(
+                lambda: self.session.command_failed(command=command, detail="REJECTED", at=at)
+            )
+        else:
+            self.attempt(
+                lambda: self.session.command_uncertain(command=command, detail="timeout", at=at)
+            )
+
+    @rule(mode=MODES, proposed_rate=st.booleans())
+    def reconciled(self, mode: PumpMode, proposed_rate: bool) -> None:
+        plan = self.session.proposed_plan if proposed_rate else self.session.plan
+        rate = None if plan is None else plan.rate_ml_h
+        self.attempt(
+            lambda: self.session.reconciled(pump_mode=mode, rate_ml_h=rate, at=self.bedside.at(0))
+        )
+
+    # -- invariants ------------------------------------------------------------------
+
+    @invariant()
+    def never_infusing_with_an_alarm_latched(self) -> None:
+        data = self.session.data
+        assert not (self.session.state is State.INFUSING and data.alarms)
+        assert bool(data.alarms) == (self.session.state is State.ALARM)
+
+    @invariant()
+    def a_proposal_always_has_its_plan(self) -> None:
+        assert (self.session.data.pending_adjustment is None) == (
+            self.session.proposed_plan is None
+        )
+
+    @invariant()
+    def restore_gives_back_the_same_session(self) -> None:
+        assert_round_trip(self.session)
+
+
+TestSessionMachine = SessionMachine.TestCase
+TestSessionMachine.settings = settings(
+    max_examples=40,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
