@@ -40,7 +40,7 @@ async def _samples_ms(n: int, op: Callable[[], Awaitable[object]]) -> list[float
     return samples
 
 
-ROUNDS = 5
+ROUNDS = 20
 
 
 async def _driver_round(
@@ -131,7 +131,7 @@ async def _measure(
 
 
 async def _run(quick: bool) -> list[Row]:
-    reads, commands = (100, 25) if quick else (2000, 250)
+    reads, commands = (200, 40) if quick else (2000, 300)
     async with Simulator(pumps=1, tcp=True, rtu=True, baud=BAUD) as sim:
         assert sim.tcp_address is not None
         assert sim.rtu_path is not None
@@ -163,5 +163,5 @@ def run(report: Report, quick: bool) -> None:
         "driver: same simulator for both sides; TCP passes through the simulator's fault "
         "proxy, RTU through its pty line with 115200-baud wire timing. Command round trip "
         "= fc16 write + fc4 polls until last_cmd_seq echoes; confirm_poll_s=0 on both "
-        "sides. Five alternating rounds of driver and bare client; medians."
+        "sides. Twenty alternating rounds of driver and bare client; medians."
     )
