@@ -501,6 +501,10 @@ def _vitals_rules(limits: SupervisionLimits, inputs: TickInputs) -> VitalsRules 
     return limits.vitals
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
     """Vitals outside the stop band stop, outside the pause band pause (alarm when idle)."""
     rules = _vitals_rules(limits, inputs)
@@ -508,6 +512,8 @@ def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator
     if rules is None or reading is None:
         return
     delivering = inputs.phase in _DELIVERY_PHASES
+    stop_effect = "the infusion is stopped" if delivering else "see the patient now"
+    pause_effect = "the infusion is paused" if delivering else "see the patient"
     stop_found = breaches(rules.stop, reading)
     stop_measures = {b.measure for b in stop_found}
     for breach in stop_found:
@@ -515,7 +521,7 @@ def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator
             ActionKind.STOP if delivering else ActionKind.ALARM,
             Priority.HIGH,
             f"tick.vitals.stop.{breach.code_suffix}",
-            f"{breach.describe()} of the stop rule.",
+            _sentence(f"{breach.describe()} of the stop band; {stop_effect}."),
             "tick.vitals.range",
         )
     for breach in breaches(rules.pause, reading):
@@ -525,7 +531,7 @@ def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator
             ActionKind.PAUSE if delivering else ActionKind.ALARM,
             Priority.MEDIUM,
             f"tick.vitals.pause.{breach.code_suffix}",
-            f"{breach.describe()} of the pause rule.",
+            _sentence(f"{breach.describe()} of the pause band; {pause_effect}."),
             "tick.vitals.range",
         )
 

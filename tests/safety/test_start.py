@@ -21,7 +21,7 @@ from safety.start import (
     check_pump,
     check_start,
 )
-from safety.verdicts import Severity, needs_override, refused
+from safety.verdicts import Severity, Verdict, needs_override, refused
 
 NOW = T0 + dt.timedelta(minutes=5)
 COURSE = CourseRules(
@@ -57,8 +57,29 @@ def start_inputs(**overrides: Any) -> StartInputs:
     return StartInputs(**values)
 
 
+RULE_OF_CODE = [
+    ("start.pump.", "start.pump"),
+    ("start.double_check.", "start.double_check"),
+    ("start.vitals.", "start.vitals.baseline"),
+    ("course.", "start.course"),
+]
+
+
+def assert_well_formed(verdict: Verdict) -> None:
+    """A nurse-readable sentence from the documented rule."""
+    message = verdict.message
+    assert message[0].isupper(), message
+    assert message.endswith("."), message
+    assert message != message.upper(), message
+    assert "XX" not in message, message
+    assert verdict.rule == next(r for p, r in RULE_OF_CODE if verdict.code.startswith(p))
+
+
 def codes(req: StartRequirements = REQ, **overrides: Any) -> list[str]:
-    return [v.code for v in check_start(req, start_inputs(**overrides)).verdicts]
+    verdicts = check_start(req, start_inputs(**overrides)).verdicts
+    for verdict in verdicts:
+        assert_well_formed(verdict)
+    return [v.code for v in verdicts]
 
 
 def test_a_good_start_has_only_the_series_note() -> None:
@@ -93,6 +114,8 @@ def test_a_good_start_has_only_the_series_note() -> None:
 def test_pump_rule(snap: PumpSnapshot | None, primed_confirmed: bool, expected: list[str]) -> None:
     verdicts = check_pump(snap, 15_000, primed_confirmed)
     assert [v.code for v in verdicts] == expected
+    for verdict in verdicts:
+        assert_well_formed(verdict)
     assert all(v.severity is Severity.HARD and v.rule == "start.pump" for v in verdicts)
 
 
@@ -122,6 +145,8 @@ def test_not_primed_message_has_both_volumes() -> None:
 def test_double_check_rule(required: bool, checker: str | None, expected: list[str]) -> None:
     verdicts = check_double_check(required, "nurse:ana", checker)
     assert [v.code for v in verdicts] == expected
+    for verdict in verdicts:
+        assert_well_formed(verdict)
     assert all(v.severity is Severity.HARD for v in verdicts)
 
 

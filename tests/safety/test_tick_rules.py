@@ -10,12 +10,75 @@ from typing import Any
 import pytest
 from test_tick_nominal import decide, limits, reading, snapshot
 
-from safety.actions import ActionKind, Priority
+from safety.actions import Action, ActionKind, Priority
 from safety.pump import PumpAlarm, PumpMode, PumpWarning
 from safety.tick import Outcome, SessionPhase
 
 NOW = 2000.0
 D = Decimal
+
+# code prefix -> the rule that must have produced it (first match wins)
+RULE_OF_CODE = [
+    ("tick.pump.alarm", "tick.pump_alarm"),
+    ("tick.pump.battery_low", "tick.pump_alarm"),
+    ("tick.comm.", "tick.comm"),
+    ("tick.pump.delivering_unexpectedly", "tick.phase"),
+    ("tick.pump.flow_while_stopped", "tick.phase"),
+    ("tick.pump.not_delivering", "tick.phase"),
+    ("tick.pump.rebooted", "tick.counters"),
+    ("tick.pump.counter_", "tick.counters"),
+    ("tick.vtbi.", "tick.vtbi"),
+    ("tick.rate.", "tick.rate"),
+    ("tick.volume.", "tick.volume"),
+    ("tick.pause.", "tick.pause"),
+    ("tick.vitals.stop.", "tick.vitals.range"),
+    ("tick.vitals.pause.", "tick.vitals.range"),
+    ("tick.vitals.", "tick.vitals.due"),
+    ("tick.duration.", "tick.duration"),
+]
+
+# code prefix -> (kind, priority) while the session is delivering
+KIND_OF_CODE = [
+    ("tick.pump.alarm", ActionKind.STOP, Priority.HIGH),
+    ("tick.pump.battery_low", ActionKind.ALARM, Priority.LOW),
+    ("tick.comm.lost", ActionKind.STOP, Priority.HIGH),
+    ("tick.pump.delivering_unexpectedly", ActionKind.STOP, Priority.HIGH),
+    ("tick.pump.flow_while_stopped", ActionKind.STOP, Priority.HIGH),
+    ("tick.pump.not_delivering", ActionKind.ALARM, Priority.MEDIUM),
+    ("tick.pump.rebooted", ActionKind.STOP, Priority.HIGH),
+    ("tick.pump.counter_", ActionKind.STOP, Priority.HIGH),
+    ("tick.vtbi.reached", ActionKind.STOP, Priority.LOW),
+    ("tick.vtbi.", ActionKind.STOP, Priority.HIGH),
+    ("tick.rate.mismatch", ActionKind.PAUSE, Priority.HIGH),
+    ("tick.volume.over_infusion", ActionKind.STOP, Priority.HIGH),
+    ("tick.volume.under_infusion", ActionKind.PAUSE, Priority.MEDIUM),
+    ("tick.pause.too_long", ActionKind.STOP, Priority.MEDIUM),
+    ("tick.pause.reminder", ActionKind.REMIND, None),
+    ("tick.vitals.stop.", None, Priority.HIGH),
+    ("tick.vitals.pause.", None, Priority.MEDIUM),
+    ("tick.vitals.none", ActionKind.REMIND, Priority.MEDIUM),
+    ("tick.vitals.overdue", ActionKind.REMIND, Priority.MEDIUM),
+    ("tick.vitals.due", ActionKind.REMIND, Priority.LOW),
+    ("tick.vitals.incomplete", ActionKind.REMIND, Priority.LOW),
+    ("tick.duration.exceeded", ActionKind.ALARM, Priority.MEDIUM),
+]
+
+
+def assert_well_formed(action: Action) -> None:
+    """A nurse-readable sentence, the documented rule, and the documented kind/priority."""
+    message = action.message
+    assert message[0].isupper() or message[0].isdigit(), message
+    assert message.endswith("."), message
+    assert message != message.upper(), message
+    assert "XX" not in message, message
+    rule = next(r for prefix, r in RULE_OF_CODE if action.code.startswith(prefix))
+    assert action.rule == rule, action
+    kind, priority = next((k, p) for prefix, k, p in KIND_OF_CODE if action.code.startswith(prefix))
+    if kind is not None:
+        assert action.kind is kind, action
+    if priority is not None:
+        assert action.priority is priority, action
+
 
 # id, limit overrides, input overrides, expected codes, expected outcome
 CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str], Outcome]] = [
@@ -542,6 +605,8 @@ def test_rule_boundary(
     decision = decide(limits(**limit_overrides), **input_overrides)
     assert set(decision.codes) == codes
     assert decision.outcome is outcome
+    for action in decision.actions:
+        assert_well_formed(action)
 
 
 @pytest.mark.parametrize("alarm", list(PumpAlarm.__members__.values())[1:])
@@ -610,3 +675,23 @@ def test_messages_carry_value_limit_and_unit() -> None:
 def test_outcomes_are_ordered_from_continue_to_stop() -> None:
     ordered = [Outcome.CONTINUE, Outcome.REMIND, Outcome.ALARM, Outcome.PAUSE, Outcome.STOP]
     assert [o.rank for o in ordered] == [0, 1, 2, 3, 4]
+
+
+def test_vitals_messages_say_what_happens_to_the_infusion() -> None:
+    (stop,) = decide(vitals=reading(systolic_mmhg=79)).actions
+    assert stop.message == (
+        "Systolic pressure 79 mmHg is below the minimum of 80 mmHg of the stop band; "
+        "the infusion is stopped."
+    )
+    (pause,) = decide(vitals=reading(spo2_percent=91)).actions
+    assert pause.message == (
+        "SpO2 91 % is below the minimum of 92 % of the pause band; the infusion is paused."
+    )
+    observing: dict[str, Any] = {
+        "phase": SessionPhase.OBSERVATION,
+        "snapshot": snapshot(mode=PumpMode.IDLE, rate_actual_ml_h=D(0)),
+    }
+    (stop_alarm,) = decide(vitals=reading(heart_rate_bpm=141), **observing).actions
+    assert stop_alarm.message.endswith("of the stop band; see the patient now.")
+    (pause_alarm,) = decide(vitals=reading(heart_rate_bpm=121), **observing).actions
+    assert pause_alarm.message.endswith("of the pause band; see the patient.")
