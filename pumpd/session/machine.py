@@ -870,7 +870,8 @@ class Session:
         ):
             raise InvalidCommandInput("checklist_confirmed must be a collection of item strings")
         started = self._data.observation_started_at
-        assert started is not None
+        if started is None:
+            raise AssertionError("unreachable: OBSERVATION is always entered with its start")
         proto = self._protocol.protocol
         verdicts = rules.person("discharge", by, "discharge")
         verdicts += rules.discharge_allowed(
@@ -959,11 +960,19 @@ class Session:
                 "observation.started",
                 observation_started_at=at_rec,
             )
+        settled: dict[str, object] = {}
+        doubt = self._data.last_uncertain
+        if doubt is not None and doubt.resolved_to is None:
+            # A pump confirmed stopped settles any command that was still in doubt.
+            dest = State.ALARM if source is State.ALARM else State.STOPPED
+            settled["last_uncertain"] = doubt.model_copy(
+                update={"resolved_to": dest, "resolved_at": at_rec}
+            )
         if source is State.ALARM:
             stopped = self._data.stopped_at or at_rec
-            return self._confirmed("stop_confirmed", source, stopped_at=stopped)
+            return self._confirmed("stop_confirmed", source, stopped_at=stopped, **settled)
         return self._confirmed(
-            "stop_confirmed", State.STOPPED, "session.stopped", stopped_at=at_rec
+            "stop_confirmed", State.STOPPED, "session.stopped", stopped_at=at_rec, **settled
         )
 
     def _applied_adjustment(self, changes: dict[str, object]) -> Plan:
@@ -1242,6 +1251,8 @@ class Session:
             data.last_uncertain is None or data.last_uncertain.resolved_to is not None
         ):
             raise RestoreError("UNCERTAIN without an open uncertain command")
+        if state in (State.OBSERVATION, State.DISCHARGED) and data.observation_started_at is None:
+            raise RestoreError(f"{state.value} without the start of the observation")
         plan = compute_plan(proto, data.patient.patient(), data.order.order())
         if plan.as_dict() != snapshot.get("plan"):
             raise RestoreError("the recomputed plan differs from the recorded one")
