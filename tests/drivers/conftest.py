@@ -51,16 +51,6 @@ def rtu_config(sim: Simulator, unit: int = 1, **overrides: object) -> ModbusConf
     return ModbusConfig.model_validate(fields)
 
 
-@pytest.fixture
-async def driver(sim_tcp: Simulator) -> AsyncIterator[ModbusPumpDriver]:
-    drv = ModbusPumpDriver(tcp_config(sim_tcp))
-    await drv.connect()
-    try:
-        yield drv
-    finally:
-        await drv.close()
-
-
 def program(
     rate_ml_h: str = "1.00",
     vtbi_ul: int = 100_000,
