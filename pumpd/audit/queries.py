@@ -240,14 +240,33 @@ def _programmed(
             yield session_id, at
 
 
+_SUMMARY_TYPES = (
+    "session.programmed",
+    "session.started",
+    *_END_TYPES,
+    "alarm.raised",
+    "override.granted",
+    "double_check.completed",
+)
+"""The event types a session summary reads; of the rest only the person actors count."""
+
+
 def _session_events(conn: Connection, ids: Sequence[str]) -> Iterator[EventRecord]:
+    """The events of these sessions that change their summaries, in seq order.
+
+    Daemon-written routine events (vitals every minute, command results) are most of a
+    session and change nothing in its summary, so they are not fetched at all.
+    """
     q = _Sql(conn)
     marks = ", ".join(q.bind(i) for i in ids)
+    types = ", ".join(q.bind(t) for t in _SUMMARY_TYPES)
     sql = (
         f"SELECT {', '.join(COLUMNS)} FROM {READ_VIEW} "  # noqa: S608
-        f"WHERE session_id IN ({marks}) ORDER BY seq"
+        f"WHERE session_id IN ({marks}) "
+        f"AND (event_type IN ({types}) OR actor_kind = {q.bind('person')})"
     )
-    for row in conn.exec_driver_sql(sql, q.args()):
+    rows = sorted(conn.exec_driver_sql(sql, q.args()), key=lambda r: int(r[0]))
+    for row in rows:
         yield _record(row)
 
 

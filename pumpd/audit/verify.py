@@ -52,11 +52,22 @@ def verify(engine: Engine, hasher: Hasher, checkpoint: Head | None = None) -> Ve
 
 
 def _rows(conn: Connection) -> Iterator[Sequence[Any]]:
-    result = conn.execution_options(stream_results=True, yield_per=_BATCH_ROWS).exec_driver_sql(
-        f"{_SELECT} ORDER BY seq"
-    )
-    for part in result.partitions():
-        yield from part
+    """Rows straight from the DB-API cursor: SQLAlchemy's Row wrapper costs a third of the
+    time of a million-row walk. PostgreSQL gets a server-side (named) cursor."""
+    raw: Any = conn.connection.dbapi_connection
+    postgres = conn.dialect.name == "postgresql"
+    cursor = raw.cursor(name="pumpd_verify") if postgres else raw.cursor()
+    try:
+        if postgres:
+            cursor.itersize = _BATCH_ROWS
+        cursor.execute(f"{_SELECT} ORDER BY seq")
+        while True:
+            batch = cursor.fetchmany(_BATCH_ROWS)
+            if not batch:
+                return
+            yield from batch
+    finally:
+        cursor.close()
 
 
 def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyResult:
