@@ -101,3 +101,17 @@ async def test_drop_link_on_rtu_then_back(sim_rtu: Simulator) -> None:
         after = await read_when_back(drv)
         assert after.serial_number == before.serial_number
         assert after.uptime_s >= before.uptime_s
+
+
+async def test_late_reply_never_answers_the_next_request(sim_rtu: Simulator) -> None:
+    # Every reply is 0.3 s late and the timeout is 0.25 s. Without the quiet period the
+    # second read would be sent at 0.25 s and take the first read's late reply (0.3 s)
+    # as its answer: a stale status, returned as if fresh. With the default quiet period
+    # (one timeout) the late reply drains before the next request, so each read fails.
+    async with ModbusPumpDriver(rtu_config(sim_rtu, timeout_s=0.25)) as drv:
+        sim_rtu.inject(1, Fault.LATENCY, on=True, ms=300)
+        for _ in range(3):
+            with pytest.raises(PumpUnreachable):
+                await drv.read_status()
+        sim_rtu.inject(1, Fault.LATENCY, on=False)
+        assert (await read_when_back(drv)).state is PumpState.IDLE
