@@ -227,3 +227,15 @@ async def test_alarm_bit_the_profile_does_not_name_still_shows(sim_tcp: Simulato
         sim_tcp.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
         status = await wait_state(drv, PumpState.ALARM)
         assert status.alarms == AlarmFlag.UNKNOWN
+
+
+async def test_late_tcp_reply_never_answers_the_next_request(sim_tcp: Simulator) -> None:
+    # On TCP the transaction id does the job of the RTU quiet period: a reply to an
+    # earlier request is refused, never returned as the status just asked for.
+    async with ModbusPumpDriver(tcp_config(sim_tcp, timeout_s=0.25)) as drv:
+        sim_tcp.inject(1, Fault.LATENCY, on=True, ms=300)
+        for _ in range(3):
+            with pytest.raises(PumpUnreachable):
+                await drv.read_status()
+        sim_tcp.inject(1, Fault.LATENCY, on=False)
+        assert (await read_when_back(drv)).state is PumpState.IDLE
