@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from decimal import Decimal
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pumpd.audit.catalogue import CATALOGUE, payload_text
+from pumpd.audit.chain import ENCODING_TAG, encode_row
 from pumpd.audit.checkpoint import (
     CHECKPOINT_EVENT,
     checkpoint_every,
@@ -128,3 +130,25 @@ async def test_checkpoints_at_an_interval_and_on_stop(store: AuditStore) -> None
     assert log.lines[-1][1]["seq"] == 1
     with pytest.raises(ValueError, match="positive"):
         await checkpoint_every(store, 0, stop, log)
+
+
+_text = st.one_of(st.none(), st.text(max_size=30))
+
+
+@given(
+    fields=st.tuples(
+        st.integers(min_value=1, max_value=2**62),
+        st.text(max_size=30),
+        st.integers(min_value=0, max_value=2**62),
+        *([_text] * 11),
+        st.booleans(),
+        st.text(max_size=60),
+        st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    )
+)
+def test_hashed_bytes_are_plain_canonical_json(fields: tuple[Any, ...]) -> None:
+    """The fast encoder must produce exactly what docs/audit.md specifies."""
+    expected = json.dumps(
+        [ENCODING_TAG, *fields], ensure_ascii=False, separators=(",", ":")
+    ).encode()
+    assert encode_row(fields) == expected
