@@ -111,9 +111,8 @@ def _pg_database(base: str) -> Iterator[Db]:
     name = f"pumpd_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(base)
-    info["dbname"] = name
-    conninfo = psycopg.conninfo.make_conninfo(**info)
+    conninfo = psycopg.conninfo.make_conninfo(base, dbname=name)
+    info = psycopg.conninfo.conninfo_to_dict(conninfo)
     url = normalize_url(f"postgresql://{_url_tail(info)}").render_as_string(hide_password=False)
     try:
         yield Db(backend="postgres", url=url, pg_conninfo=conninfo)

@@ -86,8 +86,8 @@ async def test_asyncio_writers_group_commit_without_gaps(db: Db) -> None:
         for s in stores:
             s.close()
     assert sorted(r.seq for r in results) == list(range(1, 2 * per_writer + 1))
-    for w in (0, 1):  # each writer keeps its callers' submission order
-        own = [r.seq for r in results[w * per_writer : (w + 1) * per_writer]]
+    for k in (0, 1):  # each writer keeps its callers' submission order
+        own = [r.seq for r in results[k * per_writer : (k + 1) * per_writer]]
         assert own == sorted(own)
     assert writers[0].batches_committed + writers[1].batches_committed < 2 * per_writer
     _assert_gapless_and_valid(db, 2 * per_writer)

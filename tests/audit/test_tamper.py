@@ -150,7 +150,7 @@ def assert_broken(result: VerifyResult, seq: int, *kinds: str) -> None:
 positions = st.integers(min_value=1, max_value=N_EVENTS)
 
 
-def tampered(pristine: Pristine, act: Callable[[Db], None]) -> Db:
+def tampered(pristine: Pristine, act: Callable[[Db], object]) -> Db:
     clone = pristine.clone()
     drop_protection(clone)
     act(clone)

@@ -109,8 +109,7 @@ class Roles:
 
     def conninfo(self, db: Db, role: str) -> str:
         assert db.pg_conninfo is not None
-        info = psycopg.conninfo.conninfo_to_dict(db.pg_conninfo)
-        return psycopg.conninfo.make_conninfo(**{**info, "user": role})
+        return psycopg.conninfo.make_conninfo(db.pg_conninfo, user=role)
 
     def url(self, db: Db, role: str) -> str:
         head, tail = db.url.split("://", 1)
