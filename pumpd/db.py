@@ -36,7 +36,7 @@ def normalize_url(raw: str) -> URL:
     if not text:
         raise DatabaseUrlError("the database URL is empty")
     if "://" not in text:
-        return make_url(f"sqlite:///{Path(text).expanduser().absolute()}")
+        text = f"sqlite:///{Path(text).expanduser().absolute()}"
     try:
         url = make_url(text)
     except ArgumentError as exc:
