@@ -181,7 +181,7 @@ def allowed_triggers(state: State) -> tuple[str, ...]:
 # What the safety kernel's tick is told. A requested state carries the phase of the
 # delivery it asked for, so the tick does not stop a pump for obeying; every state in
 # which the pump must not move fluid maps to a phase that allows no delivery.
-_PHASE: dict[State, SessionPhase] = {
+TICK_PHASE: dict[State, SessionPhase] = {
     S.PROGRAMMED: SessionPhase.READY,
     S.VERIFIED: SessionPhase.READY,
     S.PRIME_REQUESTED: SessionPhase.PRIMING,

@@ -1,0 +1,631 @@
+"""Nurse commands: each is checked against the kernel, then moves the session or is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Self
+
+from pumpd.clock import Stamp
+from pumpd.protocols import LoadedProtocol
+from safety.course import InvalidCourseHistory, PriorSession
+from safety.order import Override
+from safety.plan import Order, Patient, Plan
+from safety.pump import InvalidPumpSnapshot, PumpMode, PumpSnapshot
+from safety.start import InvalidStartInput, StartInputs, check_start, start_requirements
+from safety.verdicts import Verdict
+from safety.vitals import InvalidVitals, VitalsReading
+
+from . import rules
+from .core import (
+    CommandIntent,
+    SessionCore,
+    Step,
+    check_stamp,
+    check_text,
+    check_type,
+    refuse_if,
+)
+from .errors import (
+    CommandRefused,
+    InvalidCommandInput,
+)
+from .records import (
+    AcknowledgedAlarm,
+    AdjustmentRecord,
+    At,
+    NoteRecord,
+    OrderRecord,
+    OverrideRecord,
+    PatientRecord,
+    SessionData,
+    VerdictRecord,
+    VitalsRecord,
+)
+from .states import CommandKind, State
+
+
+class NurseCommands(SessionCore):
+    """What a nurse (or the daemon obeying the kernel) asks of a session."""
+
+    # -- opening and programming ----------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        session_id: str,
+        pump_id: str,
+        patient_ref: str,
+        protocol: LoadedProtocol,
+        by: str,
+        patient: Patient,
+        order: Order,
+        at: Stamp,
+        override: Override | None = None,
+    ) -> tuple[Self, Step]:
+        """Program a new session; refused (CommandRefused) when the kernel refuses the plan."""
+        for name, value in (("session_id", session_id), ("pump_id", pump_id)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidCommandInput(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(patient_ref, str) or not patient_ref.strip():
+            raise InvalidCommandInput(
+                f"patient_ref must be a non-empty string, got {patient_ref!r}"
+            )
+        check_type("protocol", protocol, LoadedProtocol)
+        stamp = check_stamp(at)
+        plan, dest, verdicts = cls._program_checks(protocol, by, patient, order, override)
+        refuse_if("program", verdicts)
+        assert plan is not None
+        proto = protocol.protocol
+        data = SessionData(
+            session_id=session_id,
+            pump_id=pump_id,
+            patient_ref=patient_ref,
+            protocol_id=proto.id,
+            protocol_version=proto.version,
+            protocol_sha256=protocol.sha256,
+            patient=PatientRecord.of(patient),
+            order=OrderRecord.of(order),
+            plan_override=None if override is None else OverrideRecord.of(override),
+            programmed_by=by,
+            programmed_at=At.of(stamp),
+        )
+        session = cls(protocol, data, dest, plan, None)
+        step = Step("program", dest, dest, None, cls._program_audit(plan, override))
+        return session, step
+
+    @staticmethod
+    def _program_checks(
+        protocol: LoadedProtocol,
+        by: object,
+        patient: object,
+        order: object,
+        override: object,
+    ) -> tuple[Plan | None, State, list[Verdict]]:
+        check_type("patient", patient, Patient)
+        check_type("order", order, Order)
+        if override is not None:
+            check_type("override", override, Override)
+        assert isinstance(patient, Patient)
+        assert isinstance(order, Order)
+        assert override is None or isinstance(override, Override)
+        verdicts = rules.person("program", by, "programming")
+        plan, found = rules.plan_or_refusal(protocol.protocol, patient, order, override)
+        verdicts += found
+        dest = State.PROGRAMMED if protocol.protocol.double_check_required else State.VERIFIED
+        return plan, dest, verdicts
+
+    @staticmethod
+    def _program_audit(plan: Plan, override: Override | None) -> tuple[str, ...]:
+        if override is not None and plan.override.required:
+            return ("session.programmed", "override.granted")
+        return ("session.programmed",)
+
+    def program(
+        self,
+        *,
+        by: str,
+        patient: Patient,
+        order: Order,
+        at: Stamp,
+        override: Override | None = None,
+    ) -> Step:
+        """Program again before priming: a new plan, and the double-check starts over."""
+        source = self._require("program")
+        stamp = check_stamp(at)
+        plan, dest, verdicts = self._program_checks(self._protocol, by, patient, order, override)
+        refuse_if("program", verdicts)
+        assert plan is not None
+        data = self._update(
+            patient=PatientRecord.of(patient),
+            order=OrderRecord.of(order),
+            plan_override=None if override is None else OverrideRecord.of(override),
+            programmed_by=by,
+            programmed_at=At.of(stamp),
+            confirmed_by=None,
+            confirmed_at=None,
+        )
+        return self._fire(
+            "program", source, dest, data, plan=plan, audit=self._program_audit(plan, override)
+        )
+
+    def confirm(self, *, by: str, weight: str, at: Stamp) -> Step:
+        """The independent double-check: a second person, who types the weight again."""
+        source = self._require("confirm")
+        stamp = check_stamp(at)
+        verdicts = rules.person("double_check", by, "double-check")
+        if not verdicts:
+            verdicts += rules.double_check(self._data.programmed_by, by)
+        verdicts += rules.weight_reentry(self._data.patient.weight_kg, weight)
+        refuse_if("confirm", verdicts)
+        data = self._update(confirmed_by=by, confirmed_at=At.of(stamp))
+        return self._fire(
+            "confirm", source, State.VERIFIED, data, audit=("double_check.completed",)
+        )
+
+    # -- priming and starting -------------------------------------------------------
+
+    def request_prime(self, *, by: str, line_disconnected: bool, at: Stamp) -> Step:
+        """Ask to prime; needs the nurse's word that the line is off the patient."""
+        source = self._require("request_prime")
+        stamp = check_stamp(at)
+        verdicts = rules.person("prime", by, "prime request")
+        verdicts += rules.prime_allowed(self._data.start_commanded, line_disconnected)
+        refuse_if("request_prime", verdicts)
+        req = start_requirements(self._protocol.protocol)
+        data = self._update(
+            line_disconnected_by=by,
+            prime_requested_at=At.of(stamp),
+            pending_command=CommandKind.PRIME,
+            requested_in=source,
+        )
+        command = CommandIntent(
+            CommandKind.PRIME,
+            rate_ml_h=self._protocol.protocol.priming.rate_ml_h,
+            vtbi_ul=req.prime_volume_ul,
+            reason_code="nurse.prime",
+        )
+        return self._fire(
+            "request_prime",
+            source,
+            State.PRIME_REQUESTED,
+            data,
+            command=command,
+            audit=("pump.command.requested",),
+        )
+
+    def request_start(
+        self,
+        *,
+        by: str,
+        pump: PumpSnapshot | None,
+        prior_sessions: Sequence[PriorSession],
+        at: Stamp,
+        primed_confirmed: bool = False,
+        override: Override | None = None,
+    ) -> Step:
+        """Ask to start; every start check of the kernel must pass (soft ones overridden)."""
+        source = self._require("request_start")
+        stamp = check_stamp(at)
+        if override is not None:
+            check_type("override", override, Override)
+        if pump is not None:
+            check_type("pump", pump, PumpSnapshot)
+        if isinstance(prior_sessions, str) or not all(
+            isinstance(p, PriorSession) for p in prior_sessions
+        ):
+            raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
+        verdicts = rules.person("start", by, "start request")
+        if verdicts:
+            raise CommandRefused("request_start", verdicts)
+        vitals = self._data.vitals[-1].reading() if self._data.vitals else None
+        try:
+            inputs = StartInputs(
+                snapshot=pump,
+                primed_confirmed=primed_confirmed,
+                operator_id=by,
+                double_checker_id=self._data.confirmed_by,
+                baseline_vitals=vitals,
+                prior_sessions=tuple(prior_sessions),
+                planned_dose_mg_per_kg=self._plan.dose_mg_per_kg,
+                now=stamp.utc,
+            )
+            assessment = check_start(start_requirements(self._protocol.protocol), inputs)
+        except (InvalidStartInput, InvalidVitals, InvalidCourseHistory, InvalidPumpSnapshot) as e:
+            raise InvalidCommandInput(f"start input: {e}") from e
+        found = rules.start_override(self._protocol.protocol, assessment.verdicts, override)
+        refuse_if("request_start", found)
+        data = self._update(
+            start_requested_by=by,
+            start_requested_at=At.of(stamp),
+            start_override=None if override is None else OverrideRecord.of(override),
+            start_verdicts=tuple(VerdictRecord.of(v) for v in assessment.verdicts),
+            pending_command=CommandKind.START,
+            requested_in=source,
+        )
+        command = CommandIntent(
+            CommandKind.START,
+            rate_ml_h=self._plan.rate_ml_h,
+            vtbi_ul=self._plan.vtbi_ul,
+            reason_code="nurse.start",
+        )
+        audit = ["pump.command.requested"]
+        if override is not None:
+            audit.insert(0, "override.granted")
+        return self._fire(
+            "request_start", source, State.START_REQUESTED, data, command=command, audit=audit
+        )
+
+    # -- pause, resume, adjust, stop ------------------------------------------------
+
+    def pause(self, *, by: str, at: Stamp, reason_code: str = "nurse.pause") -> Step:
+        """Pause the infusion (a nurse, or the controller obeying the kernel)."""
+        source = self._require("pause")
+        check_stamp(at)
+        check_text("reason_code", reason_code)
+        refuse_if("pause", rules.person("pause", by, "pause"))
+        command = CommandIntent(CommandKind.PAUSE, reason_code=reason_code)
+        if source is State.ALARM:
+            data = self._update(pause_reason_code=reason_code)
+            return self._fire(
+                "pause", source, source, data, command=command, audit=("pump.command.requested",)
+            )
+        data = self._update(
+            pause_reason_code=reason_code,
+            pending_command=CommandKind.PAUSE,
+            requested_in=source,
+        )
+        return self._fire(
+            "pause",
+            source,
+            State.PAUSE_REQUESTED,
+            data,
+            command=command,
+            audit=("pump.command.requested",),
+        )
+
+    def resume(self, *, by: str, at: Stamp) -> Step:
+        """Resume a paused infusion at the plan in effect; never out of ALARM."""
+        source = self._require("resume")
+        check_stamp(at)
+        refuse_if("resume", rules.person("resume", by, "resume"))
+        data = self._update(pending_command=CommandKind.RESUME, requested_in=source)
+        command = CommandIntent(
+            CommandKind.RESUME,
+            rate_ml_h=self._plan.rate_ml_h,
+            vtbi_ul=self._plan.vtbi_ul,
+            reason_code="nurse.resume",
+        )
+        return self._fire(
+            "resume",
+            source,
+            State.RESUME_REQUESTED,
+            data,
+            command=command,
+            audit=("pump.command.requested",),
+        )
+
+    def adjust(
+        self,
+        *,
+        by: str,
+        reason: str,
+        order: Order,
+        delivered_ul: int,
+        at: Stamp,
+        override: Override | None = None,
+        protocol: LoadedProtocol | None = None,
+    ) -> Step:
+        """Propose a new plan for the infusion (step one of two); nothing changes at the pump.
+
+        ``protocol`` is what the caller believes it is adjusting under; a different one is
+        refused (changing drug or protocol mid-infusion means stop and program anew).
+        """
+        source = self._require("adjust")
+        stamp = check_stamp(at)
+        check_type("order", order, Order)
+        if override is not None:
+            check_type("override", override, Override)
+        if protocol is not None:
+            check_type("protocol", protocol, LoadedProtocol)
+        verdicts = rules.person("adjust", by, "adjustment")
+        verdicts += rules.reason_text("adjust.reason_missing", reason, "adjustment")
+        plan, found = rules.plan_or_refusal(
+            self._protocol.protocol, self._data.patient.patient(), order, override
+        )
+        verdicts += found
+        verdicts += rules.adjust_allowed(
+            self._protocol.protocol.key,
+            self._protocol.sha256,
+            None if protocol is None else protocol.protocol.key,
+            None if protocol is None else protocol.sha256,
+            plan,
+            delivered_ul,
+        )
+        refuse_if("adjust", verdicts)
+        assert plan is not None
+        proposal = AdjustmentRecord(
+            order=OrderRecord.of(order),
+            reason=reason,
+            proposed_by=by,
+            proposed_at=At.of(stamp),
+            override=None if override is None else OverrideRecord.of(override),
+            rate_ml_h=plan.rate_ml_h,
+            vtbi_ul=plan.vtbi_ul,
+        )
+        data = self._update(pending_adjustment=proposal)
+        return self._fire("adjust", source, source, data, proposed_plan=plan)
+
+    def _nothing_proposed(self, trigger: str) -> None:
+        if self._data.pending_adjustment is None or self._proposed_plan is None:
+            raise CommandRefused(
+                trigger,
+                [rules.hard("adjust.nothing_proposed", "There is no proposed adjustment.")],
+            )
+
+    def confirm_adjust(self, *, by: str, at: Stamp) -> Step:
+        """Step two: the nurse has seen the new plan and confirms it."""
+        source = self._require("confirm_adjust")
+        stamp = check_stamp(at)
+        refuse_if("confirm_adjust", rules.person("adjust", by, "confirmation"))
+        self._nothing_proposed("confirm_adjust")
+        pending = self._data.pending_adjustment
+        new_plan = self._proposed_plan
+        assert pending is not None
+        assert new_plan is not None
+        confirmed = pending.model_copy(update={"confirmed_by": by, "confirmed_at": At.of(stamp)})
+        if source is State.PAUSED:
+            data = self._update(
+                order=confirmed.order,
+                pending_adjustment=None,
+                adjustments=(*self._data.adjustments, confirmed),
+            )
+            return self._fire(
+                "confirm_adjust",
+                source,
+                source,
+                data,
+                plan=new_plan,
+                proposed_plan=None,
+                audit=("session.adjusted",),
+            )
+        data = self._update(
+            pending_adjustment=confirmed,
+            pending_command=CommandKind.SET_RATE,
+            requested_in=source,
+        )
+        command = CommandIntent(
+            CommandKind.SET_RATE,
+            rate_ml_h=new_plan.rate_ml_h,
+            vtbi_ul=new_plan.vtbi_ul,
+            reason_code="nurse.adjust",
+        )
+        return self._fire(
+            "confirm_adjust",
+            source,
+            State.ADJUSTING,
+            data,
+            command=command,
+            audit=("pump.command.requested",),
+        )
+
+    def cancel_adjust(self, *, by: str, at: Stamp) -> Step:
+        source = self._require("cancel_adjust")
+        check_stamp(at)
+        refuse_if("cancel_adjust", rules.person("adjust", by, "cancellation"))
+        self._nothing_proposed("cancel_adjust")
+        data = self._update(pending_adjustment=None)
+        return self._fire("cancel_adjust", source, source, data, proposed_plan=None)
+
+    def stop(self, *, by: str, reason: str, at: Stamp, reason_code: str = "nurse.stop") -> Step:
+        """Stop delivery; a reason is required. Allowed while a command is in doubt, too.
+
+        Stopping is the one command that can never give more drug, so it is not held back
+        by an uncertain command or a latched alarm (in ALARM it stays latched).
+        """
+        source = self._require("stop")
+        check_stamp(at)
+        check_text("reason_code", reason_code)
+        verdicts = rules.person("stop", by, "stop")
+        verdicts += rules.reason_text("stop.reason_missing", reason, "stop")
+        refuse_if("stop", verdicts)
+        changes: dict[str, object] = {
+            "stop_requested_by": by,
+            "stop_reason_code": reason_code,
+            "stop_reason": reason,
+            "pending_adjustment": None,
+        }
+        command = CommandIntent(CommandKind.STOP, reason_code=reason_code)
+        dest = source
+        if source in (State.ALARM, State.STOP_REQUESTED):
+            data = self._update(**changes)
+        else:
+            dest = State.STOP_REQUESTED
+            data = self._update(**changes, pending_command=CommandKind.STOP, requested_in=source)
+        return self._fire(
+            "stop",
+            source,
+            dest,
+            data,
+            command=command,
+            audit=("pump.command.requested",),
+            proposed_plan=None,
+        )
+
+    # -- alarms ---------------------------------------------------------------------
+
+    def acknowledge(
+        self, *, by: str, pump_mode: PumpMode, at: Stamp, note: str | None = None
+    ) -> Step:
+        """A nurse acknowledges the latched alarms; the pump's mode decides where to go.
+
+        Never to INFUSING: a paused pump leads to PAUSED (the nurse resumes explicitly), an
+        idle one to STOPPED, OBSERVATION or back before the start. A pump still delivering
+        or still in alarm is refused: the controller must stop it, or the pump's own alarm
+        be cleared, first.
+        """
+        source = self._require("acknowledge")
+        stamp = check_stamp(at)
+        check_type("pump_mode", pump_mode, PumpMode)
+        check_text("note", note, optional=True)
+        verdicts = rules.person("acknowledge", by, "acknowledgement")
+        d = self._data
+        post_delivery = d.completed_at is not None or d.observation_started_at is not None
+        if pump_mode.delivers:
+            verdicts.append(
+                rules.hard(
+                    "ack.pump_delivering",
+                    f"The pump is still {pump_mode.value}; stop it before acknowledging.",
+                )
+            )
+        elif pump_mode is PumpMode.ALARM:
+            verdicts.append(
+                rules.hard(
+                    "ack.pump_in_alarm",
+                    "The pump is still in alarm; clear the cause at the pump first.",
+                )
+            )
+        elif (
+            pump_mode is PumpMode.PAUSED
+            and d.start_commanded
+            and (post_delivery or d.stopped_at is not None)
+        ):
+            verdicts.append(
+                rules.hard(
+                    "ack.pump_not_idle",
+                    "The pump still holds a paused program after the infusion ended; stop it "
+                    "before acknowledging.",
+                )
+            )
+        refuse_if("acknowledge", verdicts)
+        at_rec = At.of(stamp)
+        acked = tuple(AcknowledgedAlarm(alarm=a, by=by, note=note, at=at_rec) for a in d.alarms)
+        changes: dict[str, object] = {
+            "alarms": (),
+            "acknowledged_alarms": (*d.acknowledged_alarms, *acked),
+            "pending_command": None,
+        }
+        audit = ["alarm.acknowledged"]
+        if not d.start_commanded:
+            checked = d.confirmed_by is not None
+            needed = self._protocol.protocol.double_check_required
+            dest = State.PROGRAMMED if needed and not checked else State.VERIFIED
+        elif post_delivery:
+            dest = State.OBSERVATION
+            if d.observation_started_at is None:
+                changes["observation_started_at"] = at_rec
+                audit.append("observation.started")
+        elif d.stopped_at is not None:
+            dest = State.STOPPED
+        elif pump_mode is PumpMode.PAUSED:
+            dest = State.PAUSED
+            if d.paused_at is None:
+                changes["paused_at"] = d.alarms[0].at if d.alarms else at_rec
+        else:
+            dest = State.STOPPED
+            changes["stopped_at"] = at_rec
+            if d.stop_reason_code is None:
+                first = d.alarms[0] if d.alarms else None
+                changes["stop_reason_code"] = first.code if first else "alarm"
+                changes["stop_reason"] = first.message if first else "stopped by an alarm"
+            audit.append("session.stopped")
+        if d.last_uncertain is not None and d.last_uncertain.resolved_to is None:
+            changes["last_uncertain"] = d.last_uncertain.model_copy(
+                update={"resolved_to": dest, "resolved_at": at_rec}
+            )
+        return self._fire(
+            "acknowledge", source, dest, self._update(**changes), audit=audit, proposed_plan=None
+        )
+
+    # -- records --------------------------------------------------------------------
+
+    def record_vitals(self, *, by: str, reading: VitalsReading, at: Stamp) -> Step:
+        source = self._require("record_vitals")
+        stamp = check_stamp(at)
+        check_type("reading", reading, VitalsReading)
+        refuse_if("record_vitals", rules.person("vitals", by, "vital signs"))
+        record = VitalsRecord.of(reading, by, stamp)
+        data = self._update(vitals=(*self._data.vitals, record))
+        return self._fire("record_vitals", source, source, data, audit=("vitals.recorded",))
+
+    def note(self, *, by: str, text: str, at: Stamp) -> Step:
+        source = self._require("note")
+        stamp = check_stamp(at)
+        verdicts = rules.person("note", by, "note")
+        if not isinstance(text, str) or not text.strip():
+            verdicts.append(rules.hard("note.empty", "A note needs some text."))
+        refuse_if("note", verdicts)
+        data = self._update(
+            notes=(*self._data.notes, NoteRecord(text=text, by=by, at=At.of(stamp)))
+        )
+        return self._fire("note", source, source, data, audit=("session.note",))
+
+    # -- ending ---------------------------------------------------------------------
+
+    def observe(self, *, by: str, at: Stamp) -> Step:
+        """After an early stop, start watching the patient (drug was given)."""
+        source = self._require("observe")
+        stamp = check_stamp(at)
+        verdicts = rules.person("observe", by, "observation")
+        if not self._data.start_commanded:
+            verdicts.append(
+                rules.hard(
+                    "observe.nothing_given",
+                    "No infusion was started, so there is nothing to observe; abort instead.",
+                )
+            )
+        refuse_if("observe", verdicts)
+        data = self._update(observation_started_at=At.of(stamp))
+        return self._fire(
+            "observe", source, State.OBSERVATION, data, audit=("observation.started",)
+        )
+
+    def discharge(self, *, by: str, checklist_confirmed: Collection[str], at: Stamp) -> Step:
+        """Discharge after the protocol's observation time, with every checklist item ticked."""
+        source = self._require("discharge")
+        stamp = check_stamp(at)
+        if isinstance(checklist_confirmed, str) or not all(
+            isinstance(item, str) for item in checklist_confirmed
+        ):
+            raise InvalidCommandInput("checklist_confirmed must be a collection of item strings")
+        started = self._data.observation_started_at
+        if started is None:
+            raise AssertionError("unreachable: OBSERVATION is always entered with its start")
+        proto = self._protocol.protocol
+        verdicts = rules.person("discharge", by, "discharge")
+        verdicts += rules.discharge_allowed(
+            stamp.mono_s - started.mono_s,
+            proto.observation_min,
+            proto.discharge_checklist,
+            set(checklist_confirmed),
+        )
+        refuse_if("discharge", verdicts)
+        data = self._update(
+            discharged_by=by,
+            discharged_at=At.of(stamp),
+            checklist_confirmed=tuple(i for i in proto.discharge_checklist),
+        )
+        return self._fire(
+            "discharge",
+            source,
+            State.DISCHARGED,
+            data,
+            audit=("observation.ended", "patient.discharged"),
+        )
+
+    def abort(self, *, by: str, reason: str, at: Stamp) -> Step:
+        """Abandon a session before any drug was given; after a start, stop and observe."""
+        source = self._require("abort")
+        check_stamp(at)
+        verdicts = rules.person("abort", by, "abort")
+        verdicts += rules.reason_text("abort.reason_missing", reason, "abort")
+        if self._data.start_commanded:
+            verdicts.append(
+                rules.hard(
+                    "abort.after_start",
+                    "Drug may have reached the patient; the session must end in observation.",
+                )
+            )
+        refuse_if("abort", verdicts)
+        data = self._update(aborted_by=by, abort_reason=reason)
+        return self._fire("abort", source, State.ABORTED, data, audit=("session.stopped",))

@@ -1,0 +1,397 @@
+"""The session's core: its data, the shared ``transitions`` machine, and how a trigger fires.
+
+Every command is decided in full before anything changes: the guard and the routing run
+first and produce the new data; then one ``transitions`` trigger moves the state, and its
+``before`` callback swaps in the new data with a single assignment that cannot fail. The
+machine is synchronous and unqueued because no callback awaits or fires another event, so
+nothing can interrupt a transition halfway (docs/session.md has the reasoning). Snapshot
+and restore live here too: they are the other way data enters and leaves a session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final, Self
+
+from pydantic import ValidationError
+from transitions import EventData, Machine, MachineError
+
+from pumpd.clock import Stamp
+from pumpd.protocols import LoadedProtocol
+from safety.plan import Plan, compute_plan
+from safety.tick import SessionPhase
+from safety.verdicts import Verdict
+
+from .errors import (
+    CommandRefused,
+    InvalidCommandInput,
+    InvalidInState,
+    ReentrantTrigger,
+    RestoreError,
+)
+from .records import (
+    AlarmRecord,
+    SessionData,
+)
+from .states import EDGES, TICK_PHASE, CommandKind, State, allowed_triggers
+
+SNAPSHOT_FORMAT: Final = 1
+ALARM_SOURCES: Final = ("pump", "kernel", "vitals", "daemon")
+
+# Audit event types the session names that the audit catalogue does not define yet
+# (reported to the audit owner); every other name is a catalogue entry.
+PROPOSED_EVENTS: Final = frozenset({"session.adjusted", "session.note"})
+
+
+@dataclass(frozen=True, slots=True)
+class CommandIntent:
+    """A pump command the session now wants; the controller audits it, then sends it."""
+
+    kind: CommandKind
+    rate_ml_h: Decimal | None = None
+    vtbi_ul: int | None = None
+    reason_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one accepted trigger did, and what the controller must do next."""
+
+    trigger: str
+    source: State
+    dest: State
+    command: CommandIntent | None
+    audit_events: tuple[str, ...]
+
+
+_REQUESTED: Final = {
+    CommandKind.PRIME: State.PRIME_REQUESTED,
+    CommandKind.START: State.START_REQUESTED,
+    CommandKind.PAUSE: State.PAUSE_REQUESTED,
+    CommandKind.RESUME: State.RESUME_REQUESTED,
+    CommandKind.SET_RATE: State.ADJUSTING,
+}
+
+
+class KeepProposal:
+    """Marker: the proposed plan stays as it is."""
+
+
+KEEP_PROPOSAL: Final = KeepProposal()
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    dest: State
+    data: SessionData
+    plan: Plan
+    proposed_plan: Plan | None
+    command: CommandIntent | None
+    audit: tuple[str, ...]
+
+
+class _Core:
+    """The object the machine moves: the state name and a way back to its session."""
+
+    def __init__(self, session: SessionCore, state: State) -> None:
+        self.session = session
+        self.state = state.value
+
+    def edge_matches(self, event: EventData) -> bool:
+        return self.session._edge_matches(event)
+
+    def apply(self, event: EventData) -> None:
+        self.session._apply(event)
+
+
+def check_stamp(at: object) -> Stamp:
+    if not isinstance(at, Stamp):
+        raise InvalidCommandInput(f"at must be a pumpd.clock.Stamp, got {at!r}")
+    return at
+
+
+def check_text(name: str, value: object, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise InvalidCommandInput(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def check_type(name: str, value: object, kind: type | tuple[type, ...]) -> None:
+    if not isinstance(value, kind):
+        raise InvalidCommandInput(f"{name} has the wrong type: {value!r}")
+
+
+def refuse_if(trigger: str, verdicts: Sequence[Verdict]) -> None:
+    if verdicts:
+        raise CommandRefused(trigger, verdicts)
+
+
+def _build_machine() -> Machine:
+    # One machine for every session: the edge table is the same for all of them, and the
+    # models are passed per trigger, so the machine itself holds no session (and no state).
+    return Machine(
+        model=None,
+        states=[s.value for s in State],
+        transitions=[
+            {
+                "trigger": edge.trigger,
+                "source": [s.value for s in edge.sources],
+                "dest": None if edge.dest is None else edge.dest.value,
+                "conditions": ["edge_matches"],
+                "before": ["apply"],
+            }
+            for edge in EDGES
+        ],
+        initial=State.PROGRAMMED.value,
+        auto_transitions=False,
+        send_event=True,
+        queued=False,
+    )
+
+
+MACHINE: Final = _build_machine()
+"""The transitions machine of every session (the diagram is drawn from it)."""
+
+
+class SessionCore:
+    """State, data and plans of one session; the commands live in the subclasses."""
+
+    def __init__(
+        self,
+        protocol: LoadedProtocol,
+        data: SessionData,
+        state: State,
+        plan: Plan,
+        proposed_plan: Plan | None,
+    ) -> None:
+        self._protocol = protocol
+        self._data = data
+        self._plan = plan
+        self._proposed_plan = proposed_plan
+        self._firing = False
+        self._core = _Core(self, state)
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return State(self._core.state)
+
+    @property
+    def data(self) -> SessionData:
+        return self._data
+
+    @property
+    def plan(self) -> Plan:
+        """The plan in effect (after any confirmed adjustment)."""
+        return self._plan
+
+    @property
+    def proposed_plan(self) -> Plan | None:
+        """The plan an adjustment proposes, shown to the nurse before confirmation."""
+        return self._proposed_plan
+
+    @property
+    def protocol(self) -> LoadedProtocol:
+        return self._protocol
+
+    @property
+    def latched_alarm(self) -> AlarmRecord | None:
+        """The most urgent latched alarm (the earliest among equals), or None."""
+        if not self._data.alarms:
+            return None
+        return max(self._data.alarms, key=lambda a: a.priority.rank)
+
+    def allowed(self) -> tuple[str, ...]:
+        """The triggers that exist in the current state (guards may still refuse them)."""
+        return allowed_triggers(self.state)
+
+    def phase(self) -> SessionPhase:
+        """The phase the safety kernel's tick must be told for this state."""
+        return self._phase_of(self.state)
+
+    def _phase_of(self, state: State) -> SessionPhase:
+        d = self._data
+        if state in TICK_PHASE:
+            return TICK_PHASE[state]
+        if state is State.UNCERTAIN and d.pending_command in _REQUESTED:
+            # While the outcome is unknown the tick allows what was asked for, no more.
+            return TICK_PHASE[_REQUESTED[d.pending_command]]
+        if state in (State.STOP_REQUESTED, State.UNCERTAIN) and d.requested_in in TICK_PHASE:
+            return TICK_PHASE[d.requested_in]
+        if not d.start_commanded:
+            return SessionPhase.READY
+        if state is State.STOPPED or d.completed_at or d.observation_started_at:
+            return SessionPhase.OBSERVATION
+        return SessionPhase.PAUSED
+
+    def paused_since_s(self) -> float | None:
+        """Monotonic start of the pause, exactly when :meth:`phase` is PAUSED (the tick's rule)."""
+        if self.phase() is not SessionPhase.PAUSED:
+            return None
+        d = self._data
+        if d.paused_at is not None:
+            return d.paused_at.mono_s
+        first = d.alarms[0].at if d.alarms else None
+        return first.mono_s if first is not None else d.programmed_at.mono_s
+
+    # -- the firing mechanism -------------------------------------------------------
+
+    def _edge_matches(self, event: EventData) -> bool:
+        decision: _Decision = event.kwargs["decision"]
+        transition = event.transition
+        if transition is None:
+            return False
+        dest = transition.dest if transition.dest is not None else transition.source
+        return bool(dest == decision.dest.value)
+
+    def _apply(self, event: EventData) -> None:
+        decision: _Decision = event.kwargs["decision"]
+        self._data, self._plan, self._proposed_plan = (
+            decision.data,
+            decision.plan,
+            decision.proposed_plan,
+        )
+
+    def _require(self, trigger: str) -> State:
+        state = self.state
+        if self._firing:
+            raise ReentrantTrigger(f"{trigger} fired while another trigger was running")
+        if trigger not in allowed_triggers(state):
+            raise InvalidInState(trigger, state.value, allowed_triggers(state))
+        return state
+
+    def _fire(
+        self,
+        trigger: str,
+        source: State,
+        dest: State,
+        data: SessionData,
+        *,
+        command: CommandIntent | None = None,
+        audit: Iterable[str] = (),
+        plan: Plan | None = None,
+        proposed_plan: Plan | KeepProposal | None = KEEP_PROPOSAL,
+    ) -> Step:
+        proposed = self._proposed_plan if isinstance(proposed_plan, KeepProposal) else proposed_plan
+        if proposed is None and data.pending_adjustment is not None:
+            # A proposal is dropped together with the plan it showed, never one without the other.
+            data = data.model_copy(update={"pending_adjustment": None})
+        decision = _Decision(
+            dest=dest,
+            data=data,
+            plan=self._plan if plan is None else plan,
+            proposed_plan=proposed,
+            command=command,
+            audit=tuple(audit),
+        )
+        self._firing = True
+        try:
+            moved = MACHINE.events[trigger].trigger(self._core, decision=decision)
+        except MachineError as exc:
+            raise InvalidInState(trigger, source.value, allowed_triggers(source)) from exc
+        finally:
+            self._firing = False
+        if not moved:
+            raise AssertionError(f"unreachable: no edge {trigger} {source} -> {dest}")
+        return Step(trigger, source, dest, command, decision.audit)
+
+    def _update(self, **changes: object) -> SessionData:
+        return self._data.model_copy(update=changes)
+
+    def _applied_adjustment(self, changes: dict[str, object]) -> Plan:
+        pending = self._data.pending_adjustment
+        new_plan = self._proposed_plan
+        assert pending is not None
+        assert new_plan is not None
+        changes["order"] = pending.order
+        changes["pending_adjustment"] = None
+        changes["adjustments"] = (*self._data.adjustments, pending)
+        return new_plan
+
+    # -- snapshot and restore -------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain JSON (Decimals and monotonic seconds as strings) for audit payloads."""
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "state": self.state.value,
+            "data": self._data.model_dump(mode="json"),
+            "plan": self._plan.as_dict(),
+            "proposed_plan": None if self._proposed_plan is None else self._proposed_plan.as_dict(),
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        snapshot: Mapping[str, Any],
+        protocol: LoadedProtocol,
+        rebase_to: Stamp | None = None,
+    ) -> Self:
+        """The session a snapshot was taken of, in the same state with the same data.
+
+        The plan is recomputed from the protocol and compared with the recorded one, so a
+        changed protocol file or calculator cannot slip into a running session. After a
+        restart, ``rebase_to`` (the new process's now) re-expresses every stored monotonic
+        time on the new monotonic clock through its UTC time: the only bridge a restart
+        leaves between two monotonic clocks.
+        """
+        if not isinstance(snapshot, Mapping) or snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise RestoreError(f"not a session snapshot of format {SNAPSHOT_FORMAT}")
+        check_type("protocol", protocol, LoadedProtocol)
+        try:
+            state = State(snapshot["state"])
+            raw = snapshot["data"]
+            if rebase_to is not None:
+                raw = _rebased(raw, check_stamp(rebase_to))
+            data = SessionData.model_validate(raw)
+        except (KeyError, ValueError, ValidationError) as exc:
+            raise RestoreError(f"snapshot unreadable: {exc}") from exc
+        proto = protocol.protocol
+        if (data.protocol_id, data.protocol_version, data.protocol_sha256) != (
+            proto.id,
+            proto.version,
+            protocol.sha256,
+        ):
+            raise RestoreError(
+                f"snapshot is for {data.protocol_id}@{data.protocol_version} "
+                f"({data.protocol_sha256[:12]}), not {proto.key} ({protocol.sha256[:12]})"
+            )
+        if bool(data.alarms) != (state is State.ALARM):
+            raise RestoreError("latched alarms and the ALARM state disagree")
+        if (state is State.UNCERTAIN) and (
+            data.last_uncertain is None or data.last_uncertain.resolved_to is not None
+        ):
+            raise RestoreError("UNCERTAIN without an open uncertain command")
+        if state in (State.OBSERVATION, State.DISCHARGED) and data.observation_started_at is None:
+            raise RestoreError(f"{state.value} without the start of the observation")
+        plan = compute_plan(proto, data.patient.patient(), data.order.order())
+        if plan.as_dict() != snapshot.get("plan"):
+            raise RestoreError("the recomputed plan differs from the recorded one")
+        proposed: Plan | None = None
+        if data.pending_adjustment is not None:
+            proposed = compute_plan(
+                proto, data.patient.patient(), data.pending_adjustment.order.order()
+            )
+        recorded_proposed = snapshot.get("proposed_plan")
+        if (None if proposed is None else proposed.as_dict()) != recorded_proposed:
+            raise RestoreError("the recomputed proposed plan differs from the recorded one")
+        return cls(protocol, data, state, plan, proposed)
+
+
+def _rebased(raw: Any, now: Stamp) -> Any:
+    """``raw`` with every stored moment's monotonic seconds moved onto ``now``'s clock."""
+    if isinstance(raw, dict):
+        if set(raw) == {"mono_s", "utc"}:
+            utc = dt.datetime.fromisoformat(raw["utc"])
+            mono = now.mono_s - (now.utc - utc).total_seconds()
+            return {"mono_s": repr(mono), "utc": raw["utc"]}
+        return {k: _rebased(v, now) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_rebased(v, now) for v in raw]
+    return raw
