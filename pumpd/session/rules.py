@@ -57,9 +57,20 @@ def _norm(identity: str) -> str:
     return identity.strip().casefold()
 
 
+_AT_CONFIRM = {
+    "start.double_check.same_person": "The double-check must be done by a second person, "
+    "not by the one who programmed the order.",
+}
+
+
 def double_check(programmed_by: str, checker: str) -> list[Verdict]:
-    """A second, different person (compared without case or spaces) checks the order."""
-    return check_double_check(True, _norm(programmed_by), _norm(checker))
+    """A second, different person (compared without case or spaces) checks the order.
+
+    The kernel's rule words its finding for the start; at the double-check itself the
+    same code gets a sentence about programming, so the nurse reads what actually happened.
+    """
+    found = check_double_check(True, _norm(programmed_by), _norm(checker))
+    return [Verdict(v.code, v.severity, _AT_CONFIRM.get(v.code, v.message), v.rule) for v in found]
 
 
 def weight_reentry(recorded_kg: Decimal, typed: object) -> list[Verdict]:

@@ -50,11 +50,12 @@ def refused(session: Session, call: Callable[[], object], *codes: str) -> Comman
 @pytest.mark.parametrize("checker", [PROGRAMMER, " Nurse.Ada ", "NURSE.ADA"])
 def test_the_programmer_cannot_confirm_their_own_order(checker: str) -> None:
     b, s = drive(S.PROGRAMMED)
-    refused(
+    refusal = refused(
         s,
         lambda: s.confirm(by=checker, weight="80 kg", at=b.at()),
         "start.double_check.same_person",
     )
+    assert "programmed" in refusal.verdicts[0].message
 
 
 @pytest.mark.parametrize(
