@@ -27,7 +27,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pumpd safety
+	$(BIN)/mypy pumpd safety hardware-sim/pumpsim
 
 format: venv
 	$(BIN)/ruff format .
