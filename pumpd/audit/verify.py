@@ -51,16 +51,28 @@ def verify(engine: Engine, hasher: Hasher, checkpoint: Head | None = None) -> Ve
         return _walk(conn, hasher, checkpoint)
 
 
-def _rows(conn: Connection) -> Iterator[Sequence[Any]]:
-    """Rows straight from the DB-API cursor: SQLAlchemy's Row wrapper costs a third of the
-    time of a million-row walk. PostgreSQL gets a server-side (named) cursor."""
+_SQLITE_ENCODED = (
+    "SELECT seq, json_array('pumpd.audit.v1', seq, occurred_at, mono_ns, host, instance_id, "  # noqa: S608
+    "actor_kind, actor_uid, actor_name, actor_role, pump_id, session_id, patient_ref, "
+    "event_type, correlation_id, json(CASE WHEN simulated THEN 'true' ELSE 'false' END), "
+    f"payload, prev_hash), prev_hash, event_hash FROM {READ_VIEW} ORDER BY seq"
+)
+"""SQLite writes the hashed JSON array itself: four values per row reach Python instead of
+eighteen, which makes a million-row walk about 2.5 times faster. It is only ever used to
+*confirm* a row: when its digest does not match, the row is fetched whole and judged by
+``encode_row``, the specification, so an encoding difference can never hide a problem."""
+
+
+def _cursor_rows(conn: Connection, statement: str) -> Iterator[Sequence[Any]]:
+    """Rows straight from the DB-API cursor (SQLAlchemy's Row wrapper costs a third of a
+    million-row walk); PostgreSQL gets a server-side (named) cursor."""
     raw: Any = conn.connection.dbapi_connection
     postgres = conn.dialect.name == "postgresql"
     cursor = raw.cursor(name="pumpd_verify") if postgres else raw.cursor()
     try:
         if postgres:
             cursor.itersize = _BATCH_ROWS
-        cursor.execute(f"{_SELECT} ORDER BY seq")
+        cursor.execute(statement)
         while True:
             batch = cursor.fetchmany(_BATCH_ROWS)
             if not batch:
@@ -70,6 +82,16 @@ def _rows(conn: Connection) -> Iterator[Sequence[Any]]:
         cursor.close()
 
 
+def _encoded(conn: Connection) -> Iterator[tuple[int, bytes | None, str, str]]:
+    """(seq, hashed bytes or None when only a full-row check can tell, prev, hash)."""
+    if conn.dialect.name == "sqlite":
+        for seq, text, prev, event_hash in _cursor_rows(conn, _SQLITE_ENCODED):
+            yield seq, text.encode() if isinstance(text, str) else None, prev, event_hash
+        return
+    for row in _cursor_rows(conn, f"{_SELECT} ORDER BY seq"):
+        yield row[0], encode_row(row), row[16], row[17]
+
+
 def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyResult:
     digest = hasher.digest
     expected = 1
@@ -77,8 +99,7 @@ def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyRe
     before_prev = GENESIS_HASH  # a break can be blamed on the row before the one that shows it
     checkpoint_hash: str | None = None
     problem: Problem | None = None
-    for row in _rows(conn):
-        seq = row[0]
+    for seq, data, row_prev, row_hash in _encoded(conn):
         if seq != expected:
             problem = Problem(
                 expected,
@@ -88,15 +109,22 @@ def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyRe
                 else f"event {expected} is missing (the next event is {seq})",
             )
             break
-        if digest(encode_row(row)) != row[17]:
-            problem = _bad_hash(conn, hasher, row)
-            break
-        if row[16] != prev:
+        if data is None or digest(data) != row_hash:
+            row = _lookup(conn, "seq", seq)
+            if row is None:
+                problem = Problem(seq, "missing", f"event {seq} vanished during verification")
+                break
+            if digest(encode_row(row)) != row_hash:
+                problem = _bad_hash(conn, hasher, row)
+                break
+        if row_prev != prev:
+            row = _lookup(conn, "seq", seq)
+            assert row is not None
             problem = _bad_link(conn, row)
             break
         if checkpoint is not None and seq == checkpoint.seq:
-            checkpoint_hash = row[17]
-        before_prev, prev = prev, row[17]
+            checkpoint_hash = row_hash
+        before_prev, prev = prev, row_hash
         expected += 1
     if problem is not None and problem.seq < expected:
         # Blamed on the last row that looked good: it is not part of the verified prefix.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pumpd.audit.catalogue import CATALOGUE, payload_text
-from pumpd.audit.chain import ENCODING_TAG, encode_row
+from pumpd.audit.chain import COLUMNS, ENCODING_TAG, encode_row
 from pumpd.audit.checkpoint import (
     CHECKPOINT_EVENT,
     checkpoint_every,
@@ -24,6 +25,7 @@ from pumpd.audit.checkpoint import (
 )
 from pumpd.audit.errors import CheckpointFormatError, InvalidPayload
 from pumpd.audit.store import AuditStore, Head
+from pumpd.audit.verify import _SQLITE_ENCODED
 
 from .factories import filler
 
@@ -152,3 +154,30 @@ def test_hashed_bytes_are_plain_canonical_json(fields: tuple[Any, ...]) -> None:
         [ENCODING_TAG, *fields], ensure_ascii=False, separators=(",", ":")
     ).encode()
     assert encode_row(fields) == expected
+
+
+_stored_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30)
+
+
+@given(
+    texts=st.lists(st.one_of(st.none(), _stored_text), min_size=12, max_size=12),
+    payload=_stored_text,
+    numbers=st.tuples(
+        st.integers(min_value=1, max_value=2**62), st.integers(min_value=0, max_value=2**62)
+    ),
+    simulated=st.booleans(),
+)
+def test_sqlite_fast_encoding_equals_the_specification(
+    texts: list[str | None], payload: str, numbers: tuple[int, int], simulated: bool
+) -> None:
+    """verify's SQLite fast path must reproduce encode_row byte for byte on stored values."""
+    con = sqlite3.connect(":memory:")
+    try:
+        con.execute(f"CREATE TABLE audit_events ({', '.join(COLUMNS)})")
+        row = (numbers[0], texts[0], numbers[1], *texts[1:], int(simulated), payload, "a" * 64)
+        con.execute(f"INSERT INTO audit_events VALUES ({', '.join('?' * 18)})", (*row, "b" * 64))
+        (seq, text, _prev, _hash), *_ = con.execute(_SQLITE_ENCODED).fetchall()
+    finally:
+        con.close()
+    assert seq == numbers[0]
+    assert text.encode() == encode_row(row)
