@@ -182,7 +182,10 @@ class AuditStore:
     ) -> AuditStore:
         real = normalize_url(url) if isinstance(url, str) else url
         key = load_key(key_file) if key_file is not None else None
-        engine = make_engine(real, pool_size=pool_size)
+        # No pre-ping: it would add a round trip to every append. After a lost connection
+        # one append fails (AuditWriteFailed: the controller fails safe) and SQLAlchemy
+        # replaces the pool, so the next append reconnects.
+        engine = make_engine(real, pool_size=pool_size, pool_pre_ping=False)
         try:
             return cls(engine, key=key, simulated=simulated)
         except BaseException:
