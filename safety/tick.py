@@ -688,8 +688,9 @@ def supervision_limits(
     )
     pause = protocol.pause
     kvo_ul = protocol.kvo_rate_ml_h * protocol.observation_min / 60 * 1000
-    band_ul = volume_band.value if volume_band.value is not None else Decimal(0)
-    delivery_min = delivery.value if delivery.value is not None else Decimal(0)
+    # Both chains start from a bound, so clamping that bound yields the chain's strictest.
+    band_ul = volume_band.clamp(Decimal(policy.volume_tolerance_abs_ul))
+    delivery_min = delivery.clamp(protocol.limits.duration_min.hard_max)
     return SupervisionLimits(
         vtbi_ul=plan.vtbi_ul,
         vtbi_overrun_ul=policy.vtbi_overrun_ul,

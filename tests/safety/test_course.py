@@ -230,3 +230,8 @@ def test_beyond_the_planned_series_is_soft() -> None:
     assert beyond.message == "This would be infusion 7; the planned series is 6 in 21 days."
     five = six[:5]
     assert evaluate_course(RULES, five, NOW, HALF).verdicts[-1].code == "course.series.position"
+
+
+def test_a_session_that_delivered_nothing_is_a_valid_record() -> None:
+    empty = PriorSession(NOW - days(2), Decimal(0), Decimal(0), Outcome.ABORTED)
+    assert codes([empty]) == ["course.series.position"]

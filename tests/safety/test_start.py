@@ -203,3 +203,15 @@ def test_start_inputs_refuse_bad_shapes(overrides: dict[str, Any], match: str) -
 def test_requirements_refuse_a_bad_prime_volume(bad: object) -> None:
     with pytest.raises(InvalidStartInput, match="prime_volume_ul"):
         StartRequirements(bad, True, VITALS_RULES, COURSE)  # type: ignore[arg-type]
+
+
+def test_start_uses_the_manual_prime_and_the_operator_identity() -> None:
+    unprimed = idle(volume_primed_ul=0)
+    assert codes(snapshot=unprimed, primed_confirmed=True) == ["course.series.position"]
+    assert codes(snapshot=unprimed, primed_confirmed=False)[0] == "start.pump.not_primed"
+    assert codes(double_checker_id="nurse:ana")[0] == "start.double_check.same_person"
+
+
+def test_a_protocol_without_priming_needs_no_prime_volume() -> None:
+    req = dataclasses.replace(REQ, prime_volume_ul=0)
+    assert codes(req, snapshot=idle(volume_primed_ul=0)) == ["course.series.position"]

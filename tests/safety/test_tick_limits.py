@@ -69,6 +69,13 @@ def test_concentrated_solution_narrows_the_volume_band() -> None:
     assert "policy.max_unplanned_dose 300 µL (deciding)" in lim.provenance[0]
 
 
+def test_drug_content_band_is_rounded_down() -> None:
+    protocol = load("ketamine-trd-escalation")
+    policy = dataclasses.replace(DEFAULT_POLICY, max_unplanned_dose_mg=Decimal("0.25"))
+    # 0.25 mg at 0.6 mg/mL is 416.67 µL; the band is rounded down to 416 µL.
+    assert supervision_limits(protocol, plan_for(protocol), policy).volume_tolerance_abs_ul == 416
+
+
 def test_protocol_hard_duration_decides_when_stricter() -> None:
     protocol = load("ketamine-trd-escalation")
     order = parse_order(duration="60min")
@@ -85,6 +92,9 @@ def test_kvo_volume_is_rate_times_observation_rounded_up() -> None:
     assert lim.kvo_max_ul == 350
     with_odd_kvo = protocol.model_copy(update={"kvo_rate_ml_h": Decimal("0.71")})
     assert supervision_limits(with_odd_kvo, plan_for(protocol)).kvo_max_ul == 355
+    # 0.701 mL/h over 30 min = 350.5 µL: rounded up, never to even.
+    with_half = protocol.model_copy(update={"kvo_rate_ml_h": Decimal("0.701")})
+    assert supervision_limits(with_half, plan_for(protocol)).kvo_max_ul == 351
 
 
 def test_mapped_limits_supervise_a_nominal_session() -> None:

@@ -270,3 +270,9 @@ def test_all_baseline_findings_are_reported_together() -> None:
 def test_baseline_refuses_a_naive_now() -> None:
     with pytest.raises(InvalidVitals, match="now must be an aware UTC"):
         check_baseline(VITALS_RULES, reading(), dt.datetime(2026, 3, 2, 9, 10))  # noqa: DTZ001
+
+
+def test_an_unmeasured_value_does_not_hide_later_breaches() -> None:
+    band = VitalsThreshold(systolic_mmhg_min=90, heart_rate_bpm_max=110, spo2_percent_min=94)
+    found = breaches(band, reading(systolic_mmhg=None, diastolic_mmhg=None, heart_rate_bpm=150))
+    assert found == (Breach("heart_rate_bpm", "max", 150, 110),)
