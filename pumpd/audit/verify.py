@@ -57,10 +57,23 @@ _SQLITE_ENCODED = (
     "event_type, correlation_id, json(CASE WHEN simulated THEN 'true' ELSE 'false' END), "
     f"payload, prev_hash), prev_hash, event_hash FROM {READ_VIEW} ORDER BY seq"
 )
-"""SQLite writes the hashed JSON array itself: four values per row reach Python instead of
-eighteen, which makes a million-row walk about 2.5 times faster. It is only ever used to
+"""The database writes the hashed JSON array itself: four values per row reach Python instead
+of eighteen, which makes a million-row walk about 2.5 times faster. It is only ever used to
 *confirm* a row: when its digest does not match, the row is fetched whole and judged by
 ``encode_row``, the specification, so an encoding difference can never hide a problem."""
+
+
+def _pg_json(column: str) -> str:
+    return f"coalesce(to_json({column})::text, 'null')"
+
+
+_POSTGRES_ENCODED = (
+    "SELECT seq, '[\"pumpd.audit.v1\",' || "  # noqa: S608
+    + " || ',' || ".join(_pg_json(c) for c in COLUMNS[:17])
+    + f" || ']', prev_hash, event_hash FROM {READ_VIEW} ORDER BY seq"
+)
+"""The same confirmation-only fast path on PostgreSQL: ``to_json`` of each column, joined
+without whitespace (``json_build_array`` would put a space after each comma)."""
 
 
 def _cursor_rows(conn: Connection, statement: str) -> Iterator[Sequence[Any]]:
@@ -83,13 +96,10 @@ def _cursor_rows(conn: Connection, statement: str) -> Iterator[Sequence[Any]]:
 
 
 def _encoded(conn: Connection) -> Iterator[tuple[int, bytes | None, str, str]]:
-    """(seq, hashed bytes or None when only a full-row check can tell, prev, hash)."""
-    if conn.dialect.name == "sqlite":
-        for seq, text, prev, event_hash in _cursor_rows(conn, _SQLITE_ENCODED):
-            yield seq, text.encode() if isinstance(text, str) else None, prev, event_hash
-        return
-    for row in _cursor_rows(conn, f"{_SELECT} ORDER BY seq"):
-        yield row[0], encode_row(row), row[16], row[17]
+    """(seq, hashed bytes as the database wrote them or None, prev, hash) in seq order."""
+    fast = _SQLITE_ENCODED if conn.dialect.name == "sqlite" else _POSTGRES_ENCODED
+    for seq, text, prev, event_hash in _cursor_rows(conn, fast):
+        yield seq, text.encode() if isinstance(text, str) else None, prev, event_hash
 
 
 def _walk(conn: Connection, hasher: Hasher, checkpoint: Head | None) -> VerifyResult:

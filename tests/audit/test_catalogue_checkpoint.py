@@ -7,12 +7,14 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pumpd.audit.catalogue import CATALOGUE, payload_text
@@ -25,8 +27,9 @@ from pumpd.audit.checkpoint import (
 )
 from pumpd.audit.errors import CheckpointFormatError, InvalidPayload
 from pumpd.audit.store import AuditStore, Head
-from pumpd.audit.verify import _SQLITE_ENCODED
+from pumpd.audit.verify import _POSTGRES_ENCODED, _SQLITE_ENCODED
 
+from .conftest import Db
 from .factories import filler
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit-events.md"
@@ -181,3 +184,47 @@ def test_sqlite_fast_encoding_equals_the_specification(
         con.close()
     assert seq == numbers[0]
     assert text.encode() == encode_row(row)
+
+
+@pytest.fixture
+def pg_conn(pg_db: Db) -> Iterator[psycopg.Connection[Any]]:
+    assert pg_db.pg_conninfo is not None
+    with psycopg.connect(pg_db.pg_conninfo, autocommit=True) as conn:
+        types = {"seq": "bigint", "mono_ns": "bigint", "actor_uid": "bigint", "simulated": "bool"}
+        columns = ", ".join(f"{c} {types.get(c, 'text')}" for c in COLUMNS)
+        conn.execute(f"CREATE TEMP TABLE audit_events ({columns})")  # shadows the view
+        yield conn
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(
+        st.one_of(st.none(), _stored_text.filter(lambda t: "\x00" not in t)),
+        min_size=12,
+        max_size=12,
+    ),
+    payload=_stored_text.filter(lambda t: "\x00" not in t),
+    numbers=st.tuples(
+        st.integers(min_value=1, max_value=2**62), st.integers(min_value=0, max_value=2**62)
+    ),
+    uid=st.one_of(st.none(), st.integers(min_value=0, max_value=2**31)),
+    simulated=st.booleans(),
+)
+def test_postgres_fast_encoding_equals_the_specification(
+    pg_conn: psycopg.Connection[Any],
+    texts: list[str | None],
+    payload: str,
+    numbers: tuple[int, int],
+    uid: int | None,
+    simulated: bool,
+) -> None:
+    """PostgreSQL text cannot hold NUL; everything else must encode exactly like the spec."""
+    values = [numbers[0], texts[0] or "", numbers[1], *texts[1:]]
+    values[6] = uid  # actor_uid is a BIGINT column
+    for i in (3, 4, 5, 7, 8, 12):  # NOT NULL text columns
+        values[i] = values[i] or ""
+    row = (*values, simulated, payload, "a" * 64)
+    pg_conn.execute("TRUNCATE audit_events")
+    pg_conn.execute(f"INSERT INTO audit_events VALUES ({', '.join(['%s'] * 18)})", (*row, "b" * 64))
+    fetched = pg_conn.execute(_POSTGRES_ENCODED).fetchall()
+    assert fetched[0][1].encode() == encode_row(row)
