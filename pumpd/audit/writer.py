@@ -59,6 +59,8 @@ class AsyncAuditWriter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[EventRecord] = loop.create_future()
         self._queue.put(_Job(item, future, loop))
+        if not self._thread.is_alive():  # it ended between the check above and the put
+            self._fail_leftovers()
         return await future
 
     async def aclose(self) -> None:
@@ -70,11 +72,18 @@ class AsyncAuditWriter:
         await asyncio.to_thread(self._thread.join)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._closed = True
+            self._fail_leftovers()
+
+    def _loop(self) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
-                break
+                return
             batch: list[_Job] = [first] if isinstance(first, _Job) else []
             while len(batch) < self._max_batch:
                 try:
@@ -87,15 +96,16 @@ class AsyncAuditWriter:
                 if isinstance(nxt, _Job):
                     batch.append(nxt)
             self._commit(batch)
-        self._fail_leftovers()
 
     def _commit(self, batch: list[_Job]) -> None:
         try:
             records = self._store.write([job.item for job in batch])
-        except Exception as exc:
+        except BaseException as exc:
             # One exception object per caller: each task raises it with its own traceback.
             for job in batch:
-                _resolve(job, None, AuditWriteFailed(str(exc)), cause=exc)
+                _resolve(job, None, AuditWriteFailed(str(exc) or type(exc).__name__), cause=exc)
+            if not isinstance(exc, Exception):
+                raise  # the thread ends; later appends get StoreClosed, none waits forever
             return
         self._batches += 1
         for job, record in zip(batch, records, strict=True):
