@@ -1,0 +1,23 @@
+"""The per-pump supervising controller; see docs/controller.md."""
+
+from pumpd.controller.config import ControllerConfig, InvalidControllerConfig
+from pumpd.controller.errors import (
+    AuditUnavailable,
+    ControllerError,
+    NoSession,
+    PumpNotAnswering,
+    SessionActive,
+)
+from pumpd.controller.loop import Controller, ControllerStatus
+
+__all__ = [
+    "AuditUnavailable",
+    "Controller",
+    "ControllerConfig",
+    "ControllerError",
+    "ControllerStatus",
+    "InvalidControllerConfig",
+    "NoSession",
+    "PumpNotAnswering",
+    "SessionActive",
+]

@@ -1,0 +1,26 @@
+"""Errors the controller's nurse-facing API raises besides the session's own refusals."""
+
+from __future__ import annotations
+
+
+class ControllerError(Exception):
+    """Base of the controller's own errors."""
+
+
+class NoSession(ControllerError):
+    """A command that needs a session arrived while the pump has none."""
+
+
+class SessionActive(ControllerError):
+    """A new session was programmed while the pump still has one that is not over."""
+
+
+class AuditUnavailable(ControllerError):
+    """The intent could not be made durable, so nothing was sent to the pump.
+
+    The session is exactly as it was before the command.
+    """
+
+
+class PumpNotAnswering(ControllerError):
+    """The pump gave no status, so a command that needs its present state was refused."""

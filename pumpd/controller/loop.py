@@ -1,0 +1,1081 @@
+"""The per-pump supervising controller: one poll loop, one session, one pump.
+
+Every poll reads the pump, heartbeats it, reports what the reading proves to the session
+(a prime finished, the planned volume is in, an uncertain command settled), asks the
+safety kernel and obeys it at once. Nurse commands and polls take the same lock, so a
+command and a tick never interleave: nothing is ticked between sending a command and
+reading its result.
+
+Write-ahead: an intent event is durable before the pump is commanded. For anything that
+moves fluid (prime, start, resume, a new rate) a failed write means the command is not
+sent and the session is put back exactly as it was. A stop or pause goes to the pump even
+when the write fails or hangs; the failure is then an alarm of its own and the events are
+written as soon as the store answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from pumpd.audit.errors import AuditWriteFailed
+from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.clock import Clock, Stamp, stamp
+from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
+from pumpd.protocols import LoadedProtocol
+from pumpd.session import CommandIntent, CommandKind, Session, State, Step
+from pumpd.session.records import AlarmSource
+from safety.actions import Action, ActionKind, Priority
+from safety.course import PriorSession
+from safety.order import Override
+from safety.plan import Order, Patient, Plan
+from safety.pump import PumpMode, PumpSnapshot
+from safety.start import start_requirements
+from safety.tick import (
+    InvalidTickInput,
+    SupervisionLimits,
+    TickDecision,
+    TickInputs,
+    evaluate,
+    supervision_limits,
+)
+from safety.vitals import VitalsReading
+
+from .accounting import VolumeAccount
+from .config import ControllerConfig, real_seconds
+from .errors import AuditUnavailable, NoSession, PumpNotAnswering, SessionActive
+from .executor import Executor, Outcome, Result, Setpoints
+from .journal import Journal, actor_for, code_of, dose_mg, new_correlation
+from .translate import MODE_OF, alarm_message, to_snapshot
+
+TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
+MOVING = frozenset({CommandKind.PRIME, CommandKind.START, CommandKind.RESUME, CommandKind.SET_RATE})
+DAEMON = "pumpd"
+_HALT_KINDS = (ActionKind.STOP, ActionKind.PAUSE)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An alarm of the daemon's own that no session latches (no session, audit store down,
+    a low battery while the infusion rightly goes on)."""
+
+    code: str
+    priority: Priority
+    message: str
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    code: str
+    priority: str
+    message: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerStatus:
+    """What the control socket shows for one pump."""
+
+    pump_id: str
+    reachable: bool
+    pump_state: str | None
+    session_id: str | None
+    session_state: str | None
+    delivered_ul: int
+    expected_ul: int
+    vtbi_ul: int | None
+    rate_ml_h: str | None
+    alarms: tuple[AlarmView, ...]
+    reminders: tuple[str, ...]
+    audit_backlog: int
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """What the events of one step need besides the session."""
+
+    correlation_id: str | None = None
+    command: CommandIntent | None = None
+    outcome: Outcome | None = None
+    extra: list[NewEvent] = field(default_factory=list)
+
+
+class Controller:
+    """Supervises one pump; see the module docstring for the rules it keeps."""
+
+    def __init__(
+        self,
+        *,
+        driver: PumpDriver,
+        writer: AsyncAuditWriter,
+        clock: Clock,
+        config: ControllerConfig,
+    ) -> None:
+        self.config = config
+        self._driver = driver
+        self._clock = clock
+        self._journal = Journal(writer, config.pump_id)
+        self._executor = Executor(
+            driver, clock, timeout_s=config.command_timeout_s, stop_attempts=config.stop_attempts
+        )
+        self._lock = asyncio.Lock()
+        self._session: Session | None = None
+        self._limits: SupervisionLimits | None = None
+        self._account: VolumeAccount | None = None
+        self._baseline_ul = 0
+        self._start_counter_ul = 0
+        self._status: PumpStatus | None = None
+        self._snapshot: PumpSnapshot | None = None
+        self._ticked: PumpSnapshot | None = None
+        self._last_good_s = clock.monotonic()
+        self._unreachable_since: float | None = None
+        self._halted_on_comm = False
+        self._pending_sent_s: float | None = None
+        self._notices: dict[str, Notice] = {}
+        self._reminders: dict[str, str] = {}
+        self._alarm_ids: dict[str, str] = {}
+        self.polls = 0
+
+    # -- reading -------------------------------------------------------------------
+
+    @property
+    def session(self) -> Session | None:
+        return self._session
+
+    @property
+    def last_status(self) -> PumpStatus | None:
+        return self._status
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    @property
+    def notices(self) -> tuple[Notice, ...]:
+        return tuple(self._notices.values())
+
+    def delivered_ul(self) -> int:
+        """Delivered to this session by the pump's own counter (0 before the start)."""
+        if self._account is None or self._status is None:
+            return 0
+        return max(0, self._status.volume_infused_ul - self._account.volume_at_start_ul)
+
+    def expected_ul(self) -> int:
+        if self._account is None:
+            return 0
+        return self._account.expected_ul(self._clock.monotonic())
+
+    def status(self) -> ControllerStatus:
+        s = self._session
+        alarms = [
+            AlarmView(a.code, a.priority.value, a.message, a.source)
+            for a in (s.data.alarms if s is not None else ())
+        ]
+        alarms += [
+            AlarmView(n.code, n.priority.value, n.message, "daemon") for n in self._notices.values()
+        ]
+        return ControllerStatus(
+            pump_id=self.config.pump_id,
+            reachable=self._unreachable_since is None and self._status is not None,
+            pump_state=None if self._status is None else self._status.state.value,
+            session_id=None if s is None else s.data.session_id,
+            session_state=None if s is None else s.state.value,
+            delivered_ul=self.delivered_ul(),
+            expected_ul=self.expected_ul(),
+            vtbi_ul=None if s is None else s.plan.vtbi_ul,
+            rate_ml_h=None if self._account is None else format(self._account.rate_ml_h, "f"),
+            alarms=tuple(alarms),
+            reminders=tuple(self._reminders.values()),
+            audit_backlog=len(self._journal.backlog),
+        )
+
+    # -- running -------------------------------------------------------------------
+
+    async def attach(self) -> None:
+        """Arm the pump's own failsafe; call once the driver is connected."""
+        async with self._lock:
+            await self._driver.set_heartbeat_timeout(self.config.heartbeat_timeout_s)
+            await self._read()
+
+    async def run(self) -> None:
+        """Poll until cancelled. Cancelling is how the daemon dies; the pump then stops
+        itself when the heartbeat goes quiet."""
+        period_real = real_seconds(self._clock, self.config.poll_period_s)
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            await self.poll()
+            next_at += period_real
+            delay = next_at - loop.time()
+            if delay < 0:
+                next_at = loop.time()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def poll(self) -> None:
+        async with self._lock:
+            await self._poll()
+
+    async def _poll(self) -> None:
+        self.polls += 1
+        status = await self._read()
+        if status is not None:
+            # A failed heartbeat shows in the next read; a rebooted pump forgot its
+            # failsafe timeout, so it is armed again at once (retried while it fails).
+            with contextlib.suppress(DriverError):
+                await self._driver.heartbeat()
+            if self._ticked is not None and status.uptime_s < self._ticked.uptime_s:
+                with contextlib.suppress(DriverError):
+                    await self._driver.set_heartbeat_timeout(self.config.heartbeat_timeout_s)
+        if await self._journal.flush():
+            self._notices.pop("audit.write_failed", None)
+        if status is not None:
+            await self._status_facts(status)
+        await self._supervise()
+
+    async def _read(self) -> PumpStatus | None:
+        before = self._clock.monotonic()
+        try:
+            status = await self._driver.read_status()
+        except DriverError as exc:
+            if self._unreachable_since is None:
+                self._unreachable_since = before
+                await self._log(
+                    [
+                        self._journal.event(
+                            "pump.unreachable",
+                            {
+                                "error_code": "read_failed",
+                                "detail": str(exc)[:500] or "no reply",
+                                "unreachable_ms": 0,
+                            },
+                            Actor.daemon(),
+                        )
+                    ]
+                )
+            self._snapshot = None
+            return None
+        self._observe(status)
+        return status
+
+    def _observe(self, status: PumpStatus) -> None:
+        self._last_good_s = self._clock.monotonic()
+        self._unreachable_since = None
+        self._halted_on_comm = False
+        self._status = status
+        self._snapshot = to_snapshot(status)
+        if self._account is None:
+            self._baseline_ul = status.volume_infused_ul
+
+    # -- what a reading proves -------------------------------------------------------
+
+    async def _status_facts(self, status: PumpStatus) -> None:
+        s = self._session
+        if s is None:
+            return
+        mode = MODE_OF[status.state]
+        now = self._now()
+        if s.state is State.UNCERTAIN:
+            pending = s.data.last_uncertain
+            step = s.reconciled(pump_mode=mode, rate_ml_h=status.rate_actual_ml_h, at=now)
+            self._account_after(pending.command if pending else None, step.dest, status)
+            await self._record(step, DAEMON, _Ctx())
+        elif s.state is State.PRIMING and mode is PumpMode.IDLE:
+            step = s.prime_complete(volume_primed_ul=status.volume_primed_ul, at=now)
+            await self._record(step, DAEMON, _Ctx())
+        elif (
+            s.state is State.INFUSING
+            and self._account is not None
+            and status.volume_infused_ul - self._account.volume_at_start_ul >= s.plan.vtbi_ul
+        ):
+            still_running = mode.delivers
+            await self._carry_out(s.vtbi_reached(at=now), DAEMON)
+            if still_running:
+                over_ul = self.delivered_ul() - s.plan.vtbi_ul
+                await self._latch(
+                    [
+                        Action(
+                            ActionKind.STOP,
+                            Priority.HIGH,
+                            "pump.vtbi_ignored",
+                            f"The pump went on past its programmed volume; pumpd stopped it "
+                            f"{over_ul} µL over the plan.",
+                            "controller.vtbi",
+                        )
+                    ],
+                    effect="stopped",
+                )
+
+    def _account_after(
+        self, command: CommandKind | None, dest: State, status: PumpStatus | None
+    ) -> None:
+        at = self._pending_sent_s if self._pending_sent_s is not None else self._clock.monotonic()
+        s = self._session
+        if s is None:
+            return
+        if dest is State.INFUSING and command is CommandKind.START:
+            self._account = VolumeAccount(self._start_counter_ul, s.plan.rate_ml_h, at)
+        elif dest is State.INFUSING and self._account is not None:
+            self._account.set_rate(s.plan.rate_ml_h, at)
+        elif self._account is not None and (
+            command in (CommandKind.STOP, CommandKind.PAUSE)
+            or (status is not None and not MODE_OF[status.state].delivers)
+        ):
+            self._account.set_rate(Decimal(0), at)
+        self._limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
+
+    # -- the kernel ----------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        s = self._session
+        snap = self._snapshot
+        if s is None or s.state in TERMINAL or self._limits is None:
+            await self._orphan_check(snap)
+            return
+        now = self._clock.monotonic()
+        acct = self._account
+        vitals = s.data.vitals[-1] if s.data.vitals else None
+        try:
+            inputs = TickInputs(
+                now_s=now,
+                phase=s.phase(),
+                commanded_rate_ml_h=acct.rate_ml_h if acct else Decimal(0),
+                commanded_vtbi_ul=s.plan.vtbi_ul,
+                rate_commanded_at_s=min(acct.rate_since_s, now) if acct else now,
+                snapshot=snap,
+                previous_snapshot=self._ticked,
+                last_good_comm_s=min(self._last_good_s, now),
+                delivery_elapsed_s=acct.delivery_elapsed_s(now) if acct else None,
+                expected_volume_ul=acct.expected_ul(now) if acct else 0,
+                volume_at_start_ul=acct.volume_at_start_ul if acct else self._baseline_ul,
+                vitals=None if vitals is None else vitals.reading(),
+                vitals_taken_s=None if vitals is None else min(vitals.at.mono_s, now),
+                paused_since_s=s.paused_since_s(),
+            )
+            decision = evaluate(self._limits, inputs)
+        except InvalidTickInput as exc:
+            # The kernel says: broken bookkeeping is treated as a stop with a high alarm.
+            decision = TickDecision(
+                (
+                    Action(
+                        ActionKind.STOP,
+                        Priority.HIGH,
+                        "controller.bookkeeping",
+                        f"pumpd's own figures are inconsistent ({exc}); the infusion is stopped.",
+                        "controller.tick",
+                    ),
+                )
+            )
+        await self._obey(decision, snap)
+        if snap is not None:
+            self._ticked = snap
+
+    async def _obey(self, decision: TickDecision, snap: PumpSnapshot | None) -> None:
+        halting = [a for a in decision.actions if a.kind in _HALT_KINDS]
+        if halting:
+            kind = ActionKind.STOP if halting[0].kind is ActionKind.STOP else ActionKind.PAUSE
+            if self._must_command(snap):
+                await self._halt(kind, halting)
+            effect = "stopped" if kind is ActionKind.STOP else "paused"
+            await self._latch(halting, effect=effect)
+        delivering = snap is None or snap.mode.delivers
+        for action in decision.actions:
+            if action.kind is ActionKind.ALARM:
+                if delivering:
+                    await self._notice(action.code, action.priority, action.message)
+                else:
+                    await self._latch([action], effect="not running")
+        await self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
+
+    def _must_command(self, snap: PumpSnapshot | None) -> bool:
+        s = self._session
+        if snap is None:
+            # One stop per outage: on a dead link it cannot arrive, and the pump's own
+            # failsafe is what ends delivery; a reading that comes back is judged afresh.
+            first = not self._halted_on_comm
+            self._halted_on_comm = True
+            return first
+        if snap.mode.delivers:
+            return True
+        return s is not None and s.state is not State.ALARM
+
+    async def _halt(self, kind: ActionKind, actions: Sequence[Action]) -> None:
+        s = self._session
+        assert s is not None
+        first = actions[0]
+        interlock = self._journal.event(
+            "interlock.triggered",
+            {
+                "action": kind.value,
+                "reason_codes": list(dict.fromkeys(a.code for a in actions)),
+                "detail": first.message[:500],
+            },
+            Actor.daemon(),
+            session=s,
+        )
+        now = self._now()
+        if kind is ActionKind.PAUSE and s.state is State.INFUSING:
+            step = s.pause(by=DAEMON, reason_code=first.code, at=now)
+        else:
+            if "stop" not in s.allowed():
+                await self._latch(actions, effect="stopped")
+            step = s.stop(by=DAEMON, reason=first.message, reason_code=first.code, at=now)
+        await self._carry_out(step, DAEMON, extra=[interlock])
+
+    async def _latch(self, actions: Sequence[Action], *, effect: str) -> None:
+        s = self._session
+        if s is None or s.state in TERMINAL:
+            for a in actions:
+                await self._notice(a.code, a.priority, a.message)
+            return
+        for a in actions:
+            if any(x.code == a.code for x in s.data.alarms):
+                continue
+            source: AlarmSource = "kernel"
+            if a.code.startswith("tick.pump.alarm"):
+                source = "pump"
+            elif a.code.startswith("tick.vitals"):
+                source = "vitals"
+            elif not a.code.startswith("tick."):
+                source = "daemon"
+            message = alarm_message(
+                a.code, self.config.pump_id, effect, self.delivered_ul(), s.plan.vtbi_ul, a.message
+            )
+            step = s.alarm(
+                code=a.code, priority=a.priority, message=message, source=source, at=self._now()
+            )
+            await self._record(step, DAEMON, _Ctx())
+
+    async def _notice(self, code: str, priority: Priority, message: str) -> None:
+        if code in self._notices:
+            return
+        corr = new_correlation("alarm")
+        self._notices[code] = Notice(code, priority, message, corr)
+        await self._log(
+            [
+                self._journal.event(
+                    "alarm.raised",
+                    {
+                        "alarm_code": code,
+                        "priority": priority.value,
+                        "source": "daemon",
+                        "message": message[:500],
+                    },
+                    Actor.daemon(),
+                    session=self._live_session(),
+                    correlation_id=corr,
+                )
+            ]
+        )
+
+    async def _remind(self, actions: Sequence[Action]) -> None:
+        current = {a.code: a.message for a in actions}
+        for code in list(self._reminders):
+            if code not in current:
+                del self._reminders[code]
+        s = self._live_session()
+        for code, message in current.items():
+            if code in self._reminders:
+                continue
+            self._reminders[code] = message
+            if s is not None:
+                await self._log(
+                    [
+                        self._journal.event(
+                            "reminder.issued",
+                            {"reminder_code": code, "message": message[:500]},
+                            Actor.daemon(),
+                            session=s,
+                        )
+                    ]
+                )
+
+    async def _orphan_check(self, snap: PumpSnapshot | None) -> None:
+        """A pump delivering with no session behind it is stopped, and that is an alarm."""
+        if snap is None or not snap.mode.delivers:
+            return
+        corr = new_correlation("cmd")
+        intent = self._journal.event(
+            "pump.command.requested",
+            {"command": "stop", "reason_codes": ["pump.orphan_delivery"]},
+            Actor.daemon(),
+            correlation_id=corr,
+        )
+        await self._journal.write_ahead([intent], self.config.intent_wait_s)
+        outcome = await self._executor.run(CommandKind.STOP, None)
+        if outcome.status is not None:
+            self._observe(outcome.status)
+        await self._log([self._result_event(CommandKind.STOP, outcome, corr, None)])
+        await self._notice(
+            "pump.orphan_delivery",
+            Priority.HIGH,
+            f"Pump delivering without a session on {self.config.pump_id}: pumpd stopped it "
+            f"(pump was {snap.mode.value} at {snap.rate_actual_ml_h} mL/h).",
+        )
+
+    # -- carrying steps out ----------------------------------------------------------
+
+    def _now(self) -> Stamp:
+        return stamp(self._clock)
+
+    def _live_session(self) -> Session | None:
+        s = self._session
+        return s if s is not None and s.state not in TERMINAL else None
+
+    def _setpoints(self, kind: CommandKind) -> Setpoints | None:
+        s = self._session
+        assert s is not None
+        if kind in (CommandKind.STOP, CommandKind.PAUSE):
+            return None
+        proto = s.protocol.protocol
+        plan = s.plan
+        rate, vtbi = plan.rate_ml_h, plan.vtbi_ul
+        pending = s.data.pending_adjustment
+        if kind is CommandKind.SET_RATE and pending is not None:
+            rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
+        base = self._start_counter_ul if self._account is not None else self._baseline_ul
+        if kind is CommandKind.START:
+            base = self._baseline_ul
+        return Setpoints(
+            rate_ml_h=rate,
+            vtbi_ul=base + vtbi,
+            kvo_rate_ml_h=plan.kvo_rate_ml_h,
+            prime_volume_ul=start_requirements(proto).prime_volume_ul,
+            prime_rate_ml_h=proto.priming.rate_ml_h,
+        )
+
+    async def _carry_out(
+        self,
+        step: Step,
+        by: str,
+        *,
+        undo: Callable[[], None] | None = None,
+        extra: Sequence[NewEvent] = (),
+    ) -> None:
+        """Write the step's events, command the pump if it asks for that, report the fact."""
+        command = step.command
+        ctx = _Ctx(command=command, extra=list(extra))
+        if command is not None:
+            ctx.correlation_id = new_correlation("cmd")
+        events = [*extra, *self._events(step, by, ctx)]
+        if command is None or command.kind in MOVING or undo is not None:
+            await self._write_first(events, undo)
+        else:
+            if not await self._journal.write_ahead(events, self.config.intent_wait_s):
+                await self._audit_failed()
+        if command is None:
+            return
+        if command.kind is CommandKind.START:
+            self._start_counter_ul = self._baseline_ul
+        outcome = await self._executor.run(command.kind, self._setpoints(command.kind))
+        self._pending_sent_s = outcome.sent_at_s
+        if outcome.status is not None:
+            self._observe(outcome.status)
+        await self._report(command, outcome, ctx)
+
+    async def _write_first(self, events: list[NewEvent], undo: Callable[[], None] | None) -> None:
+        if undo is None:
+            await self._log(events)
+            return
+        kept = list(self._journal.backlog)
+        try:
+            await self._journal.write(events)
+        except AuditWriteFailed as exc:
+            # The intent never became a record, so it never happened: forget it, put the
+            # session back, and tell the nurse why nothing moved.
+            ids = {id(e) for e in events}
+            self._journal.backlog = [e for e in kept if id(e) not in ids]
+            undo()
+            await self._audit_failed()
+            raise AuditUnavailable(
+                f"the audit log refused the record, nothing was sent: {exc}"
+            ) from exc
+
+    async def _report(self, command: CommandIntent, outcome: Outcome, ctx: _Ctx) -> None:
+        s = self._session
+        assert s is not None
+        kind = command.kind
+        at = self._now()
+        ctx.outcome = outcome
+        if outcome.result is Result.CONFIRMED:
+            step = self._confirmed(kind, at)
+            self._account_after(kind, step.dest, outcome.status)
+        elif outcome.result is Result.UNKNOWN:
+            step = s.command_uncertain(command=kind, detail=outcome.detail[:500], at=at)
+        else:
+            step = s.command_failed(command=kind, detail=outcome.detail[:400], at=at)
+            if kind in (CommandKind.STOP, CommandKind.PAUSE):
+                self._account_after(kind, step.dest, outcome.status)
+        await self._record(step, DAEMON, ctx)
+
+    def _confirmed(self, kind: CommandKind, at: Stamp) -> Step:
+        s = self._session
+        assert s is not None
+        if kind is CommandKind.PRIME:
+            return s.prime_confirmed(at=at)
+        if kind in (CommandKind.START, CommandKind.RESUME):
+            return s.start_confirmed(at=at)
+        if kind is CommandKind.PAUSE:
+            return s.pause_confirmed(at=at)
+        if kind is CommandKind.STOP:
+            return s.stop_confirmed(at=at)
+        return s.adjust_confirmed(at=at)
+
+    async def _record(self, step: Step, by: str, ctx: _Ctx) -> None:
+        await self._log(self._events(step, by, ctx))
+
+    async def _log(self, events: Sequence[NewEvent]) -> None:
+        """Write; a failure keeps the events for later and raises the audit alarm."""
+        if not events:
+            return
+        try:
+            await self._journal.write(events)
+        except AuditWriteFailed:
+            await self._audit_failed()
+
+    async def _audit_failed(self) -> None:
+        if "audit.write_failed" in self._notices:
+            return
+        self._notices["audit.write_failed"] = Notice(
+            "audit.write_failed",
+            Priority.HIGH,
+            f"Audit log unavailable on {self.config.pump_id}: events are held and will be "
+            "written when it answers; no infusion can be started or resumed meanwhile.",
+            new_correlation("alarm"),
+        )
+
+    # -- events ----------------------------------------------------------------------
+
+    def _result_event(
+        self, kind: CommandKind, outcome: Outcome, corr: str | None, s: Session | None
+    ) -> NewEvent:
+        if outcome.result is Result.CONFIRMED and outcome.status is not None:
+            payload: dict[str, Any] = {
+                "command": kind.value,
+                "observed_state": outcome.status.state.value.lower(),
+                "observed_rate_ml_h": format(outcome.status.rate_actual_ml_h, "f"),
+                "latency_ms": outcome.latency_ms,
+            }
+            return self._journal.event(
+                "pump.command.confirmed", payload, Actor.daemon(), session=s, correlation_id=corr
+            )
+        if outcome.result is Result.UNKNOWN:
+            return self._journal.event(
+                "pump.command.uncertain",
+                {"command": kind.value, "detail": outcome.detail[:500] or "no confirmation"},
+                Actor.daemon(),
+                session=s,
+                correlation_id=corr,
+            )
+        return self._journal.event(
+            "pump.command.failed",
+            {
+                "command": kind.value,
+                "error_code": outcome.error_code,
+                "detail": outcome.detail[:500] or "failed",
+            },
+            Actor.daemon(),
+            session=s,
+            correlation_id=corr,
+        )
+
+    def _events(self, step: Step, by: str, ctx: _Ctx) -> list[NewEvent]:
+        s = self._session
+        assert s is not None
+        actor = actor_for(by)
+        daemon = Actor.daemon()
+        out: list[NewEvent] = []
+        d = s.data
+        plan = s.plan
+        delivered = self.delivered_ul()
+
+        def ev(
+            kind: str, payload: dict[str, Any], who: Actor = actor, corr: str | None = None
+        ) -> None:
+            out.append(self._journal.event(kind, payload, who, session=s, correlation_id=corr))
+
+        for kind in step.audit_events:
+            if kind == "session.programmed":
+                ev(kind, _programmed(s, plan))
+            elif kind == "override.granted":
+                rec = d.start_override if step.trigger == "request_start" else d.plan_override
+                if rec is not None:
+                    ev(
+                        kind,
+                        {
+                            "verdict_codes": list(rec.codes) or ["override"],
+                            "reason_code": "override",
+                            "reason": rec.reason,
+                            "approved_by": rec.by,
+                            "witness": rec.second_by,
+                        },
+                    )
+            elif kind == "double_check.completed":
+                ev(
+                    kind,
+                    {
+                        "first_checker": d.programmed_by,
+                        "second_checker": d.confirmed_by or by,
+                        "fields_checked": ["patient_ref", "weight_kg", "protocol", "plan"],
+                    },
+                )
+            elif kind == "pump.command.requested" and step.command is not None:
+                c = step.command
+                ev(
+                    kind,
+                    {
+                        "command": c.kind.value,
+                        "rate_ml_h": None if c.rate_ml_h is None else format(c.rate_ml_h, "f"),
+                        "volume_ul": c.vtbi_ul,
+                        "reason_codes": [c.reason_code] if c.reason_code else [],
+                    },
+                    corr=ctx.correlation_id,
+                )
+            elif kind in (
+                "pump.command.confirmed",
+                "pump.command.uncertain",
+                "pump.command.failed",
+            ):
+                if ctx.outcome is not None and ctx.command is not None:
+                    out.append(
+                        self._result_event(ctx.command.kind, ctx.outcome, ctx.correlation_id, s)
+                    )
+                elif kind == "pump.command.uncertain" and d.last_uncertain is not None:
+                    ev(
+                        kind,
+                        {
+                            "command": d.last_uncertain.command.value,
+                            "detail": d.last_uncertain.detail[:500],
+                        },
+                        daemon,
+                        new_correlation("cmd"),
+                    )
+            elif kind == "session.started":
+                ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f"), "volume_ul": plan.vtbi_ul})
+            elif kind == "session.resumed":
+                ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f")})
+            elif kind == "session.paused":
+                ev(
+                    kind,
+                    {
+                        "reason_code": d.pause_reason_code or "pause",
+                        "delivered_volume_ul": delivered,
+                    },
+                )
+            elif kind == "session.stopped":
+                ev(
+                    kind,
+                    {
+                        "reason_code": d.stop_reason_code
+                        or ("abort" if d.abort_reason else "stop"),
+                        "reason": (d.stop_reason or d.abort_reason or "stopped")[:500],
+                        "delivered_volume_ul": delivered,
+                        "delivered_dose_mg": format(
+                            dose_mg(delivered, plan.concentration_mg_per_ml), "f"
+                        ),
+                    },
+                )
+            elif kind == "infusion.completed":
+                ev(
+                    kind,
+                    {
+                        "delivered_volume_ul": delivered,
+                        "delivered_dose_mg": format(
+                            dose_mg(delivered, plan.concentration_mg_per_ml), "f"
+                        ),
+                    },
+                )
+            elif kind == "observation.started":
+                ev(kind, {"minimum_s": int(s.protocol.protocol.observation_min * 60)})
+            elif kind == "observation.ended":
+                started = d.observation_started_at
+                observed = 0 if started is None else int(self._clock.monotonic() - started.mono_s)
+                ev(kind, {"observed_s": max(0, observed), "outcome": "discharged"})
+            elif kind == "patient.discharged":
+                ev(
+                    kind,
+                    {
+                        "discharged_by": d.discharged_by or by,
+                        "criteria_met": [code_of(i) for i in d.checklist_confirmed],
+                    },
+                )
+            elif kind == "alarm.raised" and d.alarms:
+                alarm = d.alarms[-1]
+                corr = new_correlation("alarm")
+                self._alarm_ids[alarm.code] = corr
+                ev(
+                    kind,
+                    {
+                        "alarm_code": alarm.code,
+                        "priority": alarm.priority.value,
+                        "source": alarm.source,
+                        "message": alarm.message[:500],
+                    },
+                    daemon,
+                    corr,
+                )
+            elif kind == "alarm.acknowledged":
+                for acked in d.acknowledged_alarms:
+                    if acked.at != d.acknowledged_alarms[-1].at:
+                        continue
+                    corr = self._alarm_ids.pop(acked.alarm.code, "") or new_correlation("alarm")
+                    ev(kind, {"alarm_code": acked.alarm.code, "note": acked.note}, corr=corr)
+            elif kind == "vitals.recorded" and d.vitals:
+                v = d.vitals[-1]
+                ev(
+                    kind,
+                    {
+                        "systolic_mmhg": v.systolic_mmhg,
+                        "diastolic_mmhg": v.diastolic_mmhg,
+                        "heart_rate_bpm": v.heart_rate_bpm,
+                        "spo2_percent": v.spo2_percent,
+                        "respiratory_rate_per_min": v.resp_rate_per_min,
+                        "source": "manual",
+                    },
+                )
+            elif kind == "session.adjusted":
+                last = d.adjustments[-1] if d.adjustments else None
+                ev(
+                    kind,
+                    {
+                        "reason": (last.reason if last else "adjusted")[:500],
+                        "rate_ml_h": format(plan.rate_ml_h, "f"),
+                        "volume_ul": plan.vtbi_ul,
+                    },
+                )
+            elif kind == "session.note" and d.notes:
+                ev(kind, {"text": d.notes[-1].text[:500]})
+        return out
+
+    # -- the nurse's commands ----------------------------------------------------------
+
+    def _need(self) -> Session:
+        s = self._session
+        if s is None or s.state in TERMINAL:
+            raise NoSession(f"pump {self.config.pump_id} has no open session")
+        return s
+
+    def _undo_to(self, snapshot: dict[str, Any], protocol: LoadedProtocol) -> Callable[[], None]:
+        def undo() -> None:
+            self._session = Session.restore(snapshot, protocol)
+            self._limits = supervision_limits(
+                protocol.protocol, self._session.plan, self.config.policy
+            )
+
+        return undo
+
+    async def _nurse(self, by: str, act: Callable[[Session, Stamp], Step], *, undo: bool) -> Step:
+        async with self._lock:
+            s = self._need()
+            before = s.snapshot()
+            step = act(s, self._now())
+            await self._carry_out(
+                step, by, undo=self._undo_to(before, s.protocol) if undo else None
+            )
+            return step
+
+    async def program(
+        self,
+        *,
+        by: str,
+        session_id: str,
+        patient_ref: str,
+        protocol: LoadedProtocol,
+        patient: Patient,
+        order: Order,
+        override: Override | None = None,
+    ) -> Step:
+        """Open a session (or program the open one again before its start)."""
+        async with self._lock:
+            s = self._session
+            at = self._now()
+            if s is not None and s.state not in TERMINAL:
+                if s.state not in (State.PROGRAMMED, State.VERIFIED):
+                    raise SessionActive(
+                        f"pump {self.config.pump_id} has session {s.data.session_id} "
+                        f"in {s.state.value}; end it first"
+                    )
+                before = s.snapshot()
+                step = s.program(by=by, patient=patient, order=order, at=at, override=override)
+                await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+            else:
+                previous = (self._session, self._limits, self._account)
+                new, step = Session.open(
+                    session_id=session_id,
+                    pump_id=self.config.pump_id,
+                    patient_ref=patient_ref,
+                    protocol=protocol,
+                    by=by,
+                    patient=patient,
+                    order=order,
+                    at=at,
+                    override=override,
+                )
+
+                def undo() -> None:
+                    self._session, self._limits, self._account = previous
+
+                self._session, self._account = new, None
+                self._reminders.clear()
+                await self._carry_out(step, by, undo=undo)
+            s = self._session
+            assert s is not None
+            self._limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
+            return step
+
+    async def confirm(self, *, by: str, weight: str) -> Step:
+        return await self._nurse(
+            by, lambda s, at: s.confirm(by=by, weight=weight, at=at), undo=True
+        )
+
+    async def prime(self, *, by: str, line_disconnected: bool) -> Step:
+        return await self._nurse(
+            by,
+            lambda s, at: s.request_prime(by=by, line_disconnected=line_disconnected, at=at),
+            undo=True,
+        )
+
+    async def start(
+        self,
+        *,
+        by: str,
+        prior_sessions: Sequence[PriorSession] = (),
+        primed_confirmed: bool = False,
+        override: Override | None = None,
+    ) -> Step:
+        async with self._lock:
+            s = self._need()
+            status = await self._read()
+            if status is None:
+                raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
+            before = s.snapshot()
+            step = s.request_start(
+                by=by,
+                pump=to_snapshot(status),
+                prior_sessions=prior_sessions,
+                primed_confirmed=primed_confirmed,
+                override=override,
+                at=self._now(),
+            )
+            await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+            return step
+
+    async def pause(self, *, by: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.pause(by=by, at=at), undo=False)
+
+    async def resume(self, *, by: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.resume(by=by, at=at), undo=True)
+
+    async def adjust(
+        self,
+        *,
+        by: str,
+        reason: str,
+        order: Order,
+        override: Override | None = None,
+        protocol: LoadedProtocol | None = None,
+    ) -> Plan:
+        """Step one of two: propose a new plan; returns it for the nurse to see."""
+        async with self._lock:
+            s = self._need()
+            s.adjust(
+                by=by,
+                reason=reason,
+                order=order,
+                delivered_ul=self.delivered_ul(),
+                override=override,
+                protocol=protocol,
+                at=self._now(),
+            )
+            plan = s.proposed_plan
+            assert plan is not None
+            return plan
+
+    async def confirm_adjust(self, *, by: str) -> Step:
+        step = await self._nurse(by, lambda s, at: s.confirm_adjust(by=by, at=at), undo=True)
+        s = self._session
+        if s is not None:
+            self._limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
+        return step
+
+    async def cancel_adjust(self, *, by: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.cancel_adjust(by=by, at=at), undo=True)
+
+    async def stop(self, *, by: str, reason: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.stop(by=by, reason=reason, at=at), undo=False)
+
+    async def acknowledge(self, *, by: str, note: str | None = None) -> Step | None:
+        """Acknowledge the latched alarms (and the daemon's own notices)."""
+        async with self._lock:
+            for n in list(self._notices.values()):
+                if n.code == "audit.write_failed" and self._journal.backlog:
+                    continue
+                del self._notices[n.code]
+                await self._log(
+                    [
+                        self._journal.event(
+                            "alarm.acknowledged",
+                            {"alarm_code": n.code, "note": note},
+                            actor_for(by),
+                            session=self._live_session(),
+                            correlation_id=n.correlation_id,
+                        )
+                    ]
+                )
+            s = self._session
+            if s is None or s.state is not State.ALARM:
+                return None
+            status = await self._read()
+            if status is None:
+                raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
+            before = s.snapshot()
+            step = s.acknowledge(by=by, pump_mode=MODE_OF[status.state], note=note, at=self._now())
+            await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+            return step
+
+    async def vitals(self, *, by: str, reading: VitalsReading) -> Step:
+        return await self._nurse(
+            by, lambda s, at: s.record_vitals(by=by, reading=reading, at=at), undo=True
+        )
+
+    async def note(self, *, by: str, text: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.note(by=by, text=text, at=at), undo=True)
+
+    async def observe(self, *, by: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.observe(by=by, at=at), undo=True)
+
+    async def discharge(self, *, by: str, checklist_confirmed: Collection[str]) -> Step:
+        return await self._nurse(
+            by,
+            lambda s, at: s.discharge(by=by, checklist_confirmed=checklist_confirmed, at=at),
+            undo=True,
+        )
+
+    async def abort(self, *, by: str, reason: str) -> Step:
+        return await self._nurse(by, lambda s, at: s.abort(by=by, reason=reason, at=at), undo=True)
+
+
+def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
+    proto = s.protocol.protocol
+    return {
+        # The catalogue's code pattern has no hyphen; the sha256 pins the exact file.
+        "protocol_id": code_of(proto.id),
+        "protocol_version": str(proto.version),
+        "protocol_sha256": s.protocol.sha256,
+        "drug": proto.drug,
+        "concentration_mg_ml": format(plan.concentration_mg_per_ml, "f"),
+        "weight_kg": format(plan.weight_kg, "f"),
+        "weight_basis": plan.weight_basis_applied.value,
+        "dose_mg_kg": format(plan.dose_mg_per_kg, "f"),
+        "prescribed_dose_mg": format(plan.dose_mg, "f"),
+        "rate_ml_h": format(plan.rate_ml_h, "f"),
+        "volume_ul": plan.vtbi_ul,
+        "duration_s": int(plan.duration_min * 60),
+        "verdict_codes": [v.code for v in plan.verdicts],
+    }

@@ -1,0 +1,189 @@
+"""Controller tests: the real controller, the real simulator over Modbus TCP, a real
+SQLite audit store on disk, and a scaled clock whose scale equals the simulator's.
+
+Time-scaled settings: at scale S one real second is S simulated seconds, so the poll
+period, the pump's heartbeat timeout and the kernel's communication timeout are given in
+simulated seconds that correspond to sane real intervals (about 10 ms, 0.6 s and 0.4 s of
+real time). Nothing here asserts on speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pumpsim.harness import Simulator
+
+from pumpd.audit import migrate
+from pumpd.audit.chain import EventRecord, Hasher
+from pumpd.audit.queries import EventFilter, iter_events
+from pumpd.audit.store import AuditStore
+from pumpd.audit.verify import verify
+from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.clock import ScaledClock
+from pumpd.controller import Controller, ControllerConfig
+from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.protocols import Library, LoadedProtocol, load_library
+from pumpd.session import State
+from safety.plan import Order, Patient
+from safety.tick import DEFAULT_POLICY
+from safety.vitals import VitalsReading
+
+NURSE = "nurse.ada"
+CHECKER = "nurse.grace"
+PUMP_ID = "chair-2"
+_LIBRARY: Library | None = None
+
+
+def library() -> Library:
+    global _LIBRARY
+    if _LIBRARY is None:
+        _LIBRARY = load_library()
+    return _LIBRARY
+
+
+def protocol(name: str) -> LoadedProtocol:
+    return library().get(name)
+
+
+@dataclass
+class Rig:
+    """One simulator, one audit store, and a way to make controllers on them."""
+
+    sim: Simulator
+    store: AuditStore
+    writer: AsyncAuditWriter
+    scale: float
+    db_path: Path
+    clock: ScaledClock
+
+    def config(self, **overrides: Any) -> ControllerConfig:
+        s = self.scale
+        policy = dataclasses.replace(DEFAULT_POLICY, comm_timeout_s=0.4 * s)
+        fields: dict[str, Any] = {
+            "pump_id": PUMP_ID,
+            "poll_period_s": 0.01 * s,
+            "heartbeat_timeout_s": max(2, round(0.6 * s)),
+            "command_timeout_s": 0.3,
+            "intent_wait_s": 0.2,
+            "policy": policy,
+        }
+        fields.update(overrides)
+        return ControllerConfig(**fields)
+
+    async def controller(self, unit: int = 1, **overrides: Any) -> Controller:
+        assert self.sim.tcp_address is not None
+        host, port = self.sim.tcp_address
+        driver = ModbusPumpDriver(
+            ModbusConfig(transport="tcp", host=host, port=port, unit=unit, timeout_s=0.2)
+        )
+        await driver.connect()
+        ctl = Controller(
+            driver=driver, writer=self.writer, clock=self.clock, config=self.config(**overrides)
+        )
+        await ctl.attach()
+        return ctl
+
+    def events(self, **flt: Any) -> list[EventRecord]:
+        with self.store.engine.connect() as conn:
+            return list(iter_events(conn, EventFilter(**flt)))
+
+    def types(self, **flt: Any) -> list[str]:
+        return [e.event_type for e in self.events(**flt)]
+
+    def chain_ok(self) -> bool:
+        return verify(self.store.engine, Hasher(None)).ok
+
+    def vitals(self) -> VitalsReading:
+        return VitalsReading(
+            taken_at=self.clock.now_utc(),
+            systolic_mmhg=120,
+            diastolic_mmhg=80,
+            heart_rate_bpm=72,
+            spo2_percent=98,
+            resp_rate_per_min=14,
+        )
+
+
+def make_store(db_path: Path) -> AuditStore:
+    url = f"sqlite:///{db_path}"
+    migrate.upgrade_url(url)
+    return AuditStore.open(url, simulated=True)
+
+
+@pytest.fixture
+def scale() -> float:
+    return 600.0
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, scale: float) -> AsyncIterator[Rig]:
+    db_path = tmp_path / "audit.db"
+    store = make_store(db_path)
+    writer = AsyncAuditWriter(store)
+    async with Simulator(pumps=2, tcp=True, time_scale=scale) as sim:
+        yield Rig(sim, store, writer, scale, db_path, ScaledClock(scale))
+    await writer.aclose()
+    store.close()
+
+
+async def wait_until(
+    predicate: Callable[[], bool], *, within_s: float = 15.0, what: str = "condition"
+) -> None:
+    """Wait (real seconds) for ``predicate``; fail saying what did not happen."""
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def running(ctl: Controller) -> asyncio.Task[None]:
+    return asyncio.create_task(ctl.run(), name=f"controller-{ctl.config.pump_id}")
+
+
+async def halt(task: asyncio.Task[None]) -> None:
+    """Kill a controller the way a crash would: cancel it, no cleanup, pump left as is."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def to_infusing(
+    rig: Rig,
+    ctl: Controller,
+    name: str = "ketamine-trd-standard",
+    order: Order | None = None,
+    session_id: str = "S-1",
+) -> None:
+    """Program, double-check, prime (line off the patient), vitals, start: the nurse's path."""
+    proto = protocol(name)
+    await ctl.program(
+        by=NURSE,
+        session_id=session_id,
+        patient_ref="P-0117",
+        protocol=proto,
+        patient=Patient(weight_kg=Decimal(80)),
+        order=order or Order(),
+    )
+    await ctl.confirm(by=CHECKER, weight="80 kg")
+    await ctl.prime(by=NURSE, line_disconnected=True)
+    session = ctl.session
+    assert session is not None
+    await wait_until(lambda: session_state(ctl) is State.PRIMED, what="priming to finish")
+    await ctl.vitals(by=NURSE, reading=rig.vitals())
+    await ctl.start(by=NURSE)
+    assert session_state(ctl) is State.INFUSING
+
+
+def session_state(ctl: Controller) -> State | None:
+    s = ctl.session
+    return None if s is None else s.state
