@@ -1,7 +1,9 @@
 """The dose calculator: protocol + patient + order -> the plan a pump is programmed with.
 
-Pure and Decimal-only: a float in the dose path can turn 0.1 + 0.2 into 0.30000000000000004,
-and a reviewer must be able to redo every figure by hand. The pump takes 0.01 mL/h and 1 µL;
+Pure and float-free: a float in the dose path can turn 0.1 + 0.2 into 0.30000000000000004,
+and a reviewer must be able to redo every figure by hand. Inputs and outputs are Decimal; in
+between, the arithmetic is exact (``Fraction`` from those Decimals) so that a repeating
+quotient such as 1/3 h cannot tip a rounding step. The pump takes 0.01 mL/h and 1 µL;
 both are rounded *down*, so rounding can only give a little less drug a little more slowly,
 and the plan states how much. Input that cannot be planned (no unit, NaN, zero, missing
 height for an ideal-weight protocol) raises :class:`~safety.units.InputError` and nothing
@@ -11,8 +13,10 @@ sees every figure next to the reason it is refused.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, localcontext
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 from safety.order import (
     Checked,
@@ -233,61 +237,68 @@ def _compute(protocol: Protocol, patient: Patient, order: Order) -> Plan:
         if order.duration_min is None
         else _checked_input("duration", order.duration_min, "min")
     )
-    hours = duration_min / 60
     if isinstance(dose, TotalDose):
         if order.dose_rate_mg_per_kg_h is not None:
             raise WrongDoseForm(
                 f"{protocol.key} prescribes a total dose per kg (mg/kg), "
                 "not a rate per kg (mg/kg/h)"
             )
-        per_kg = (
+        per_kg_q = Fraction(
             dose.default_mg_per_kg
             if order.dose_mg_per_kg is None
             else _checked_input("dose", order.dose_mg_per_kg, "mg/kg")
         )
-        dose_rate = per_kg / hours
+        dose_rate_q = per_kg_q * 60 / Fraction(duration_min)
     else:
         if order.dose_mg_per_kg is not None:
             raise WrongDoseForm(
                 f"{protocol.key} prescribes a dose rate per kg (mg/kg/h), not a total dose (mg/kg)"
             )
-        dose_rate = (
+        dose_rate_q = Fraction(
             dose.default_mg_per_kg_h
             if order.dose_rate_mg_per_kg_h is None
             else _checked_input("dose rate", order.dose_rate_mg_per_kg_h, "mg/kg/h")
         )
-        per_kg = dose_rate * hours
-    dose_mg = per_kg * dw.kg
-
+        per_kg_q = dose_rate_q * Fraction(duration_min) / 60
+    # Exact rational arithmetic up to the wire rounding: a repeating decimal (1/3 h) must not
+    # make a rate that is exactly 7.7 mL/h round down to 7.69.
+    kg_q = Fraction(dw.kg)
+    dose_q = per_kg_q * kg_q
     prep = protocol.preparation
     if isinstance(prep, FixedBag):
-        volume_ml = prep.bag_volume_ml
-        concentration = dose_mg / volume_ml
+        volume_q = Fraction(prep.bag_volume_ml)
+        conc_q = dose_q / volume_q
     else:
-        concentration = prep.concentration_mg_per_ml
-        volume_ml = dose_mg / concentration
-
-    rate_exact = volume_ml / hours
-    rate_wire = rate_exact.quantize(WIRE_RATE_STEP_ML_H, rounding=ROUND_DOWN)
-    vtbi_ul = int((volume_ml * UL_PER_ML).to_integral_value(rounding=ROUND_DOWN))
-    delivered_ml = Decimal(vtbi_ul) / UL_PER_ML
-    delivered_mg = delivered_ml * concentration
-    expected_min = delivered_ml * 60 / rate_wire if rate_wire > 0 else None
+        conc_q = Fraction(prep.concentration_mg_per_ml)
+        volume_q = dose_q / conc_q
+    rate_q = volume_q * 60 / Fraction(duration_min)
+    step = Fraction(WIRE_RATE_STEP_ML_H)
+    rate_wire_q = math.floor(rate_q / step) * step
+    vtbi_ul = math.floor(volume_q * UL_PER_ML)
+    delivered_ml_q = Fraction(vtbi_ul, UL_PER_ML)
+    delivered_q = delivered_ml_q * conc_q
+    expected_q = delivered_ml_q * 60 / rate_wire_q if rate_wire_q > 0 else None
 
     priming = protocol.priming
-    priming_drug_mg = priming.volume_ml * concentration
+    priming_q = Fraction(priming.volume_ml)
     if priming.primed_with_drug:
-        container_ml = volume_ml + priming.volume_ml
-        container_mg = dose_mg + priming_drug_mg
-        to_patient_mg = delivered_mg
-        residual_mg = priming_drug_mg
+        container_ml_q = volume_q + priming_q
+        container_q = dose_q + priming_q * conc_q
+        to_patient_q = delivered_q
+        residual_q = priming_q * conc_q
     else:
-        container_ml = volume_ml
-        container_mg = dose_mg
-        carried_ml = min(priming.volume_ml, delivered_ml)
-        to_patient_mg = (delivered_ml - carried_ml) * concentration
-        residual_mg = carried_ml * concentration
+        container_ml_q = volume_q
+        container_q = dose_q
+        carried_ml_q = min(priming_q, delivered_ml_q)
+        to_patient_q = (delivered_ml_q - carried_ml_q) * conc_q
+        residual_q = carried_ml_q * conc_q
 
+    per_kg, dose_rate, dose_mg = _dec(per_kg_q), _dec(dose_rate_q), _dec(dose_q)
+    concentration, volume_ml = _dec(conc_q), _dec(volume_q)
+    rate_exact, rate_wire = _dec(rate_q), _dec(rate_wire_q)
+    delivered_mg = _dec(delivered_q)
+    expected_min = None if expected_q is None else _dec(expected_q)
+    residual_mg = _dec(residual_q)
     figures = OrderFigures(
         weight_kg=actual_kg,
         dose_per_kg=Checked("dose_per_kg", "dose", "mg/kg", delivered_mg / dw.kg, per_kg),
@@ -308,7 +319,8 @@ def _compute(protocol: Protocol, patient: Patient, order: Order) -> Plan:
     )
     verdicts = list(check_order(protocol, figures))
     verdicts += _notes(protocol, dw.basis, dw.applied, residual_mg, priming.volume_ml, dose_mg)
-    verdicts += _rounding_note(dose_mg, delivered_mg, rate_exact, rate_wire)
+    exact = delivered_q == dose_q and rate_q == rate_wire_q
+    verdicts += _rounding_note(exact, dose_mg, delivered_mg, rate_exact, rate_wire)
     return Plan(
         protocol_key=protocol.key,
         dose_mode=dose.mode,
@@ -330,15 +342,20 @@ def _compute(protocol: Protocol, patient: Patient, order: Order) -> Plan:
         expected_duration_min=expected_min,
         priming_volume_ml=priming.volume_ml,
         primed_with_drug=priming.primed_with_drug,
-        priming_drug_mg=priming_drug_mg,
-        container_volume_ml=container_ml,
-        container_drug_mg=container_mg,
-        dose_to_patient_mg=to_patient_mg,
+        priming_drug_mg=_dec(priming_q * conc_q),
+        container_volume_ml=_dec(container_ml_q),
+        container_drug_mg=_dec(container_q),
+        dose_to_patient_mg=_dec(to_patient_q),
         line_residual_mg=residual_mg,
         kvo_rate_ml_h=protocol.kvo_rate_ml_h,
         verdicts=tuple(verdicts),
         override=override_requirement(protocol, verdicts),
     )
+
+
+def _dec(value: Fraction) -> Decimal:
+    """A rational as a Decimal in the calculator's 40-digit context (exact when it terminates)."""
+    return Decimal(value.numerator) / Decimal(value.denominator)
 
 
 def _notes(
@@ -385,9 +402,9 @@ def _notes(
 
 
 def _rounding_note(
-    dose_mg: Decimal, delivered_mg: Decimal, rate_exact: Decimal, rate_wire: Decimal
+    exact: bool, dose_mg: Decimal, delivered_mg: Decimal, rate_exact: Decimal, rate_wire: Decimal
 ) -> list[Verdict]:
-    if delivered_mg == dose_mg and rate_exact == rate_wire:
+    if exact:
         return []
     return [
         Verdict(

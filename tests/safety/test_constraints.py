@@ -102,3 +102,18 @@ def test_floor_never_loosens(a: list[Decimal]) -> None:
         assert f.value is not None
         assert before is None or f.value >= before
     assert f.value == max(a)
+
+
+def test_floor_tie_does_not_count_as_tightening_and_reasons_are_kept() -> None:
+    f = floor("duration", "min").tighten(D(30), rule="a", reason="protocol hard minimum")
+    f = f.tighten(D(30), rule="b", reason="clinic floor")
+    assert [s.tightened for s in f.steps] == [True, False]
+    assert [s.reason for s in f.steps] == ["protocol hard minimum", "clinic floor"]
+
+
+def test_error_names_rule_and_quantity() -> None:
+    with pytest.raises(ConstraintError) as info:
+        ceiling("rate", "mL/h").tighten(D("NaN"), rule="pump.max", reason="")
+    assert str(info.value) == (
+        "rule 'pump.max' offered Decimal('NaN') for rate: a bound must be a finite Decimal"
+    )

@@ -265,3 +265,91 @@ def test_band_is_what_the_checks_read() -> None:
     assert STANDARD.limits.rate_ml_h == Band(
         hard_min=D(50), soft_min=D(100), soft_max=D(150), hard_max=D(200)
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            D(151),
+            "The patient weight of 151 kg is above the hard limit of 150 kg; it cannot be given.",
+        ),
+        (
+            D(131),
+            "The patient weight of 131 kg is above the usual maximum of 130 kg; it needs an "
+            "override with a reason.",
+        ),
+        (
+            D(39),
+            "The patient weight of 39 kg is below the hard limit of 40 kg; it cannot be given.",
+        ),
+        (
+            D(44),
+            "The patient weight of 44 kg is below the usual minimum of 45 kg; it needs an "
+            "override with a reason.",
+        ),
+    ],
+)
+def test_each_side_has_its_sentence(value: Decimal, message: str) -> None:
+    (v,) = check_order(STANDARD, figures(weight=value))
+    assert v.message == message
+    assert v.rule == "order.weight_kg"
+
+
+def test_continuous_order_reports_weight_dose_rate_and_rate_together() -> None:
+    f = figures(
+        weight=D(151),
+        dose_per_kg=D("1.4"),
+        dose_rate=D("0.6"),
+        total_dose=D(112),
+        rate=D(28),
+        duration=D(240),
+    )
+    verdicts = check_order(PAIN, f)
+    assert codes(verdicts) == {"weight.above_hard_max", "dose_rate.above_hard_max"}
+    assert {v.rule for v in verdicts} == {"order.weight_kg", "order.dose_rate_mg_per_kg_h"}
+
+
+def test_wire_resolution_sentence() -> None:
+    f = dataclasses.replace(figures(), rate_wire_ml_h=D(0), vtbi_ul=0)
+    (v,) = (x for x in check_order(STANDARD, f) if x.code == "wire.below_resolution")
+    assert v.message == (
+        "The order rounds to 0 mL/h and 0 µL, below what the pump can deliver (0.01 mL/h, 1 µL)."
+    )
+    assert v.rule == "order.wire_resolution"
+
+
+@pytest.mark.parametrize(
+    ("override", "code", "message"),
+    [
+        (
+            None,
+            "override.missing",
+            "This order is outside the usual limits (dose_per_kg.above_soft_max); an override "
+            "with a reason is needed before it can start.",
+        ),
+        (
+            dataclasses.replace(GOOD, by=""),
+            "override.identity_missing",
+            "The override does not say who made it.",
+        ),
+        (
+            dataclasses.replace(GOOD, reason="short"),
+            "override.reason_missing",
+            "The override reason must say why, in at least 10 characters.",
+        ),
+        (
+            dataclasses.replace(GOOD, second_by=None),
+            "override.second_person_missing",
+            "This protocol needs a second person to confirm the override.",
+        ),
+        (
+            dataclasses.replace(GOOD, second_by="nurse.a"),
+            "override.second_person_same",
+            "The second person confirming the override must be someone else.",
+        ),
+    ],
+)
+def test_override_sentences(override: Override | None, code: str, message: str) -> None:
+    (v,) = check_override(REQ, override)
+    assert (v.code, v.message, v.rule) == (code, message, "order.override")

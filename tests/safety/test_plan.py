@@ -579,3 +579,261 @@ def test_tightening_a_limit_never_loosens_a_verdict(
     for quantity, rank in old.items():
         assert new.get(quantity, -1) >= rank
     assert refused(after.verdicts) or not refused(before.verdicts)
+
+
+# --- figures and sentences the nurse reads ----------------------------------------------------
+
+PAIN_3MG = variant(
+    PAIN, preparation={"kind": "fixed_concentration", "concentration_mg_per_ml": D(3)}
+)
+
+
+def test_as_dict_rounds_each_figure_for_reading() -> None:
+    # 77 kg x 0.3 mg/kg/h x 200 min = 77 mg at 3 mg/mL = 25.666... mL at 7.7 mL/h (hand-worked)
+    d = plan(PAIN_3MG, "77kg", "0.3mg/kg/h", "200min").as_dict()
+    verdicts = d.pop("verdicts")
+    assert d == {
+        "protocol": "ketamine-chronic-pain@1",
+        "dose_mode": "rate_per_kg_h",
+        "weight_kg": "77",
+        "dosing_weight_kg": "77",
+        "weight_basis": "actual",
+        "weight_basis_applied": "actual",
+        "ideal_weight_kg": None,
+        "dose_mg_per_kg": "1",
+        "dose_mg": "77",
+        "dose_rate_mg_kg_h": "0.3",
+        "concentration_mg_per_ml": "3",
+        "volume_ml": "25.667",
+        "duration_min": "200",
+        "rate_exact_ml_h": "7.7",
+        "rate_ml_h": "7.7",
+        "rate_rounding_ml_h": "0",
+        "vtbi_ul": 25666,
+        "vtbi_rounding_ul": "-0.667",
+        "delivered_dose_mg": "76.998",
+        "dose_rounding_mg": "-0.002",
+        "expected_duration_min": "199.99",
+        "priming_volume_ml": "15",
+        "primed_with_drug": False,
+        "priming_drug_mg": "45",
+        "container_volume_ml": "25.67",
+        "container_drug_mg": "77",
+        "dose_to_patient_mg": "31.998",  # (25.666 - 15) mL x 3 mg/mL without a flush
+        "line_residual_mg": "45",
+        "kvo_rate_ml_h": "0",
+        "refused": False,
+        "override": {"required": False, "codes": [], "second_person": False},
+    }
+    assert verdicts == [
+        {
+            "code": "priming.carrier_dead_space",
+            "severity": "note",
+            "message": "The line is primed with carrier: 45 mg of the 77 mg dose stays in the "
+            "line (15 mL) at the end unless it is flushed through with 15 mL of carrier.",
+            "rule": "order.priming",
+        },
+        {
+            "code": "double_check.required",
+            "severity": "note",
+            "message": "This protocol needs an independent double-check by a second person "
+            "before the start.",
+            "rule": "order.double_check",
+        },
+        {
+            "code": "wire.rounded",
+            "severity": "note",
+            "message": "Rounded down for the pump: 7.7 -> 7.7 mL/h; the dose delivered is "
+            "76.998 mg of 77 mg (-0.002 mg).",
+            "rule": "order.wire_rounding",
+        },
+    ]
+
+
+def test_ideal_weight_and_fallback_note_in_the_output() -> None:
+    p = plan(variant(STANDARD, weight_basis="ideal"), "60kg", height="70in", sex="male")
+    assert p.as_dict()["ideal_weight_kg"] == "73"
+    note = next(v for v in p.verdicts if v.code == "weight.basis_fell_back_to_actual")
+    assert note.message == (
+        "The protocol doses on ideal body weight, but the actual weight is lower, so the dose "
+        "is calculated on the actual weight."
+    )
+    assert note.rule == "order.weight_basis"
+    assert note.severity is Severity.NOTE
+
+
+@pytest.mark.parametrize(
+    ("protocol", "weight", "dose", "duration", "code", "message"),
+    [
+        (
+            STANDARD,
+            "151kg",
+            None,
+            None,
+            "weight.above_hard_max",
+            "The patient weight of 151 kg is above the hard limit of 150 kg; it cannot be given.",
+        ),
+        (
+            STANDARD,
+            "80kg",
+            "0.49mg/kg",
+            None,
+            "dose_per_kg.below_soft_min",
+            "The dose of 0.49 mg/kg is below the usual minimum of 0.5 mg/kg; it needs an override "
+            "with a reason.",
+        ),
+        (
+            STANDARD,
+            "80kg",
+            "0.09mg/kg",
+            None,
+            "dose_per_kg.below_hard_min",
+            "The dose of 0.09 mg/kg is below the hard limit of 0.1 mg/kg; it cannot be given.",
+        ),
+        (
+            STANDARD,
+            "130kg",
+            "0.75mg/kg",
+            None,
+            "total_dose.above_soft_max",
+            "The total dose of 97.5 mg is above the usual maximum of 75 mg; it needs an override "
+            "with a reason.",
+        ),
+        (
+            STANDARD,
+            "80kg",
+            None,
+            "120min",
+            "rate.below_soft_min",
+            "The flow rate of 50 mL/h is below the usual minimum of 100 mL/h; it needs an "
+            "override with a reason.",
+        ),
+        (
+            STANDARD,
+            "80kg",
+            None,
+            "101min",
+            "duration.above_hard_max",
+            # 100 mL at 59.40 mL/h (rounded down) takes 101.01 min: the longer figure is checked
+            "The duration of 101.01 min is above the hard limit of 100 min; it cannot be given.",
+        ),
+        (
+            PAIN,
+            "80kg",
+            "0.09mg/kg/h",
+            None,
+            "dose_rate.below_soft_min",
+            "The dose rate of 0.09 mg/kg/h is below the usual minimum of 0.1 mg/kg/h; it needs an "
+            "override with a reason.",
+        ),
+        (
+            PAIN,
+            "80kg",
+            "0.04mg/kg/h",
+            None,
+            "dose_rate.below_hard_min",
+            "The dose rate of 0.04 mg/kg/h is below the hard limit of 0.05 mg/kg/h; it cannot be "
+            "given.",
+        ),
+        (
+            PAIN,
+            "80kg",
+            "0.51mg/kg/h",
+            None,
+            "dose_rate.above_hard_max",
+            "The dose rate of 0.51 mg/kg/h is above the hard limit of 0.5 mg/kg/h; it cannot be "
+            "given.",
+        ),
+    ],
+)
+def test_sentences_through_the_calculator(
+    protocol: Protocol,
+    weight: str,
+    dose: str | None,
+    duration: str | None,
+    code: str,
+    message: str,
+) -> None:
+    p = plan(protocol, weight, dose, duration)
+    found = [v for v in p.verdicts if v.code == code]
+    assert [v.message for v in found] == [message]
+    quantity = code.split(".")[0]
+    rules = {
+        "weight": "order.weight_kg",
+        "dose_per_kg": "order.dose_mg_per_kg",
+        "dose_rate": "order.dose_rate_mg_per_kg_h",
+        "total_dose": "order.total_dose_mg",
+        "rate": "order.rate_ml_h",
+        "duration": "order.duration_min",
+    }
+    assert found[0].rule == rules[quantity]
+
+
+def test_rate_below_hard_min_through_the_calculator() -> None:
+    p = plan(STANDARD, "80kg", None, "100min")  # 60 mL/h: inside hard, below soft
+    assert "rate.below_soft_min" in codes(p)
+    slow = variant(
+        STANDARD,
+        limits__duration_min={
+            "hard_max": D(150),
+            "soft_max": D(60),
+            "soft_min": D(40),
+            "hard_min": D(30),
+        },
+    )
+    p = plan(slow, "80kg", None, "121min")  # 49.58 mL/h
+    assert "rate.below_hard_min" in codes(p)
+
+
+def test_every_violated_quantity_is_reported_together() -> None:
+    p = plan(PAIN, "151kg", "0.6mg/kg/h", "61min")
+    assert {
+        "weight.above_hard_max",
+        "dose_rate.above_hard_max",
+        "duration.below_soft_min",
+    } <= codes(p)
+
+
+def test_expected_duration_is_given_for_slow_rates_too() -> None:
+    p = plan(PAIN_3MG, "40kg", "0.06mg/kg/h", "300min")  # 2.4 mg/h at 3 mg/mL = 0.8 mL/h
+    assert p.rate_ml_h == D("0.8")
+    assert p.expected_duration_min == D(300)
+
+
+def test_rounding_that_lengthens_past_the_soft_maximum_is_flagged() -> None:
+    # 77.7 kg x 0.35 mg/kg/h x 5 h = 135.975 mL at 1 mg/mL; 27.195 mL/h runs as 27.19 mL/h,
+    # so the infusion takes 300.06 min, past the 300 min soft maximum.
+    p = plan(PAIN, "77.7kg", "0.35mg/kg/h", "300min")
+    assert p.rate_ml_h == D("27.19")
+    assert p.expected_duration_min is not None
+    assert p.expected_duration_min > 300
+    assert "duration.above_soft_max" in codes(p)
+
+
+@pytest.mark.parametrize(("priming_ml", "noted"), [(D(0), False), (D("0.1"), True)])
+def test_carrier_note_only_when_drug_stays_in_the_line(priming_ml: Decimal, noted: bool) -> None:
+    proto = variant(
+        PAIN, priming={"volume_ml": priming_ml, "rate_ml_h": D(300), "primed_with_drug": False}
+    )
+    p = plan(proto, "80kg")
+    assert ("priming.carrier_dead_space" in codes(p)) is noted
+    assert p.line_residual_mg == priming_ml  # 1 mg/mL
+    assert p.container_volume_ml == p.volume_ml
+
+
+def test_a_callers_low_precision_context_does_not_change_the_plan() -> None:
+    import decimal
+
+    expected = plan(PAIN_3MG, "77.7kg", "0.333mg/kg/h", "199min")
+    with decimal.localcontext(prec=4):
+        again = plan(PAIN_3MG, "77.7kg", "0.333mg/kg/h", "199min")
+    assert again == expected
+
+
+@pytest.mark.parametrize("value", [MIN_INPUT, MAX_INPUT])
+def test_input_bounds_are_inclusive(value: Decimal) -> None:
+    p = compute_plan(PAIN_3MG, Patient(D(80)), Order(duration_min=value))
+    assert p.duration_min == value
+    p = compute_plan(STANDARD, Patient(value), Order())
+    assert p.weight_kg == value
+    assert p.refused

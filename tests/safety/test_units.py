@@ -158,3 +158,43 @@ def test_round_trip_of_number_and_unit(number: Decimal, symbol: str) -> None:
     unit = UNITS[symbol]
     q = parse_quantity(f"{number:f}{symbol}", unit.dimension)
     assert q.value == number * unit.factor
+
+
+def test_forty_characters_are_accepted_and_41_are_not() -> None:
+    forty = "80" + " " * 36 + "kg"
+    assert len(forty) == 40
+    assert parse_quantity(forty, Dimension.BODY_WEIGHT).value == 80
+    with pytest.raises(BadNumber, match="longer than 40"):
+        parse_quantity("80" + " " * 37 + "kg", Dimension.BODY_WEIGHT)
+
+
+@pytest.mark.parametrize(
+    ("text", "dimension", "message"),
+    [
+        ("80", Dimension.BODY_WEIGHT, "'80' has no unit: write it with one of kg, lb"),
+        ("40 mL", Dimension.DURATION, "'40 mL' is a volume, expected a duration (min, h)"),
+        ("80 st", Dimension.BODY_WEIGHT, "unit 'st' in '80 st' is not accepted: use one of kg, lb"),
+        (
+            "-1kg",
+            Dimension.BODY_WEIGHT,
+            "'-1kg' is not a plain non-negative number followed by a unit (e.g. '80kg'; no sign, "
+            "exponent, comma or NaN; at most 9 digits before and 6 after the point)",
+        ),
+    ],
+)
+def test_whole_sentences(text: str, dimension: Dimension, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        parse_quantity(text, dimension)
+    assert str(info.value) == message
+
+
+def test_non_text_names_its_type() -> None:
+    with pytest.raises(BadNumber, match="expected text such as '80kg', got int"):
+        parse_quantity(80, Dimension.BODY_WEIGHT)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(D("100"), "100"), (D("0.10"), "0.1"), (D("10.005"), "10")]
+)
+def test_fmt_trims_only_fraction_zeros(value: Decimal, text: str) -> None:
+    assert fmt(value) == text
