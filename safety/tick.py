@@ -369,7 +369,7 @@ def rule_counters(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Act
             Priority.HIGH,
             "tick.pump.counter_below_start",
             f"The pump's infused volume ({snap.volume_infused_ul} µL) is below its value at "
-            f"the start of this session ({inputs.volume_at_start_ul} µL).",
+            f"the start of this session ({inputs.volume_at_start_ul} µL); the infusion is stopped.",
             rule,
         )
 
@@ -462,7 +462,7 @@ def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Actio
             Priority.MEDIUM,
             "tick.volume.under_infusion",
             f"{delivered} µL delivered but {expected} µL expected (tolerance −{band:.0f} µL); "
-            "under-infusion, check the line for occlusion or leak.",
+            "under-infusion, the infusion is paused: check the line for occlusion or leak.",
             rule,
         )
 

@@ -695,3 +695,115 @@ def test_vitals_messages_say_what_happens_to_the_infusion() -> None:
     assert stop_alarm.message.endswith("of the stop band; see the patient now.")
     (pause_alarm,) = decide(vitals=reading(heart_rate_bpm=121), **observing).actions
     assert pause_alarm.message.endswith("of the pause band; see the patient.")
+
+
+PAUSED_PUMP: dict[str, Any] = {
+    "phase": SessionPhase.PAUSED,
+    "snapshot": snapshot(mode=PumpMode.PAUSED, rate_actual_ml_h=D(0)),
+}
+
+# Each message a nurse reads: the value, the limit, the unit and what happens.
+MESSAGES: list[tuple[dict[str, Any], str]] = [
+    (
+        {"last_good_comm_s": NOW - 7.25},
+        "No answer from the pump for 7.2 s (limit 5.0 s); stop the infusion at the pump and "
+        "check the connection.",
+    ),
+    (
+        {"snapshot": snapshot(mode=PumpMode.ALARM, rate_actual_ml_h=D(0))},
+        "The pump is in its alarm mode without a known alarm flag; the infusion is stopped.",
+    ),
+    (
+        {"snapshot": snapshot(warnings=PumpWarning.LOW_BATTERY)},
+        "The pump battery is low; connect mains power.",
+    ),
+    (
+        {"phase": SessionPhase.PAUSED, "paused_since_s": NOW - 10},
+        "The pump is infusing while the session is paused; the infusion is stopped.",
+    ),
+    (
+        {
+            **PAUSED_PUMP,
+            "paused_since_s": NOW - 10,
+            "snapshot": snapshot(mode=PumpMode.PAUSED, rate_actual_ml_h=D("0.01")),
+        },
+        "The pump reports 0.01 mL/h while paused; the infusion is stopped.",
+    ),
+    (
+        {"snapshot": snapshot(mode=PumpMode.IDLE, rate_actual_ml_h=D(0))},
+        "The pump is idle although the session is infusing; check the pump.",
+    ),
+    (
+        {"previous_snapshot": snapshot(uptime_s=10_001)},
+        "The pump restarted (uptime 10001 s → 10000 s); its program and counters are lost, so "
+        "the infusion is stopped.",
+    ),
+    (
+        {"previous_snapshot": snapshot(volume_infused_ul=50_001)},
+        "The pump's infused volume went down (50001 µL → 50000 µL); the infusion is stopped.",
+    ),
+    (
+        {"volume_at_start_ul": 50_001, "expected_volume_ul": 0},
+        "The pump's infused volume (50000 µL) is below its value at the start of this session "
+        "(50001 µL); the infusion is stopped.",
+    ),
+    (
+        {"commanded_vtbi_ul": 100_001},
+        "The pump was commanded a VTBI of 100001 µL, above the plan's 100000 µL; the infusion "
+        "is stopped.",
+    ),
+    (
+        {
+            "snapshot": snapshot(mode=PumpMode.KVO, volume_infused_ul=100_201),
+            "expected_volume_ul": 100_000,
+        },
+        "100201 µL delivered, more than the 100200 µL allowed (VTBI 100000 µL); the infusion "
+        "is stopped.",
+    ),
+    (
+        {"snapshot": snapshot(volume_infused_ul=100_000), "expected_volume_ul": 100_000},
+        "100000 µL delivered: the VTBI of 100000 µL is reached and the pump is still "
+        "infusing; stop it.",
+    ),
+    (
+        {"snapshot": snapshot(volume_infused_ul=52_501)},
+        "52501 µL delivered but 50000 µL expected (tolerance +2500 µL); over-infusion, the "
+        "infusion is stopped.",
+    ),
+    (
+        {"snapshot": snapshot(volume_infused_ul=47_499), "previous_snapshot": None},
+        "47499 µL delivered but 50000 µL expected (tolerance −2500 µL); under-infusion, the "
+        "infusion is paused: check the line for occlusion or leak.",
+    ),
+    (
+        {**PAUSED_PUMP, "paused_since_s": NOW - 1830},
+        "Paused for 30.5 min, the limit is 30.0 min; the infusion is ended.",
+    ),
+    (
+        {**PAUSED_PUMP, "paused_since_s": NOW - 450},
+        "Paused for 7.5 min (reminder 2); the infusion ends at 30.0 min of pause.",
+    ),
+    (
+        {"vitals": None, "vitals_taken_s": None},
+        "No vital signs are recorded for this session; record them now.",
+    ),
+    (
+        {"vitals_taken_s": NOW - 1500},
+        "Vital signs are 25 min old; they are due every 15 min and now overdue.",
+    ),
+    ({"vitals_taken_s": NOW - 960}, "Vital signs are due (every 15 min)."),
+    (
+        {"vitals": reading(spo2_percent=None, heart_rate_bpm=None)},
+        "The last vital signs lack hr, spo2.",
+    ),
+    (
+        {"delivery_elapsed_s": 3690.0},
+        "The infusion has run 61.5 min, longer than the 60.0 min allowed; review it.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), MESSAGES)
+def test_message_text(overrides: dict[str, Any], message: str) -> None:
+    (action,) = decide(**overrides).actions
+    assert action.message == message
