@@ -36,10 +36,34 @@ format: venv
 bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Mutation testing of safety/ with tests/safety only ([tool.mutmut] in pyproject.toml).
+# Lists the mutants that were not killed, then the score per module and in total:
+# killed (or timed out) / every mutant that was run, "no tests" counting as not killed.
+define MUTATION_SCORE
+import collections, sys
+counts = collections.defaultdict(collections.Counter)
+for line in sys.stdin:
+    name, _, status = line.strip().partition(": ")
+    if "__mutmut_" in name:
+        counts[".".join(name.split(".")[:2])][status] += 1
+total = collections.Counter()
+def show(label, c):
+    killed = c["killed"] + c["timeout"]
+    ran = sum(c.values()) - c["skipped"] - c["not checked"]
+    print(f"{label:<22} {killed:>5} / {ran:<5} killed  {100 * killed / max(ran, 1):5.1f} %"
+          f"   survived {c['survived']}, no tests {c['no tests']}")
+for module in sorted(counts):
+    total.update(counts[module])
+    show(module, counts[module])
+show("all of safety/", total)
+endef
+export MUTATION_SCORE
+
 mutation: venv
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results
+	$(BIN)/mutmut results --all true | $(BIN)/python -c "$$MUTATION_SCORE"
 
 clean:
 	rm -rf $(VENV) mutants .pytest_cache .mypy_cache .ruff_cache .coverage
