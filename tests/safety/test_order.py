@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import pumpd
 from safety.order import (
     MIN_REASON_CHARS,
     Checked,
@@ -23,7 +24,8 @@ from safety.protocol import Band, Protocol
 from safety.verdicts import Severity, Verdict, needs_override, refused, worst
 
 D = Decimal
-ROOT = Path(__file__).resolve().parents[2] / "protocols"
+# Next to the installed pumpd package (not this file): mutmut runs these tests from a copy.
+ROOT = Path(pumpd.__file__).resolve().parent.parent / "protocols"
 EPS = D("0.000001")
 
 

@@ -13,6 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+import pumpd
 from safety.plan import (
     MAX_INPUT,
     MIN_INPUT,
@@ -31,7 +32,8 @@ from safety.verdicts import Severity, refused
 from safety.weight import ImplausibleHeight, MissingPatientData, Sex
 
 D = Decimal
-ROOT = Path(__file__).resolve().parents[2] / "protocols"
+# Next to the installed pumpd package (not this file): mutmut runs these tests from a copy.
+ROOT = Path(pumpd.__file__).resolve().parent.parent / "protocols"
 
 
 def raw(name: str) -> dict[str, Any]:

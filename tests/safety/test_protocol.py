@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+import pumpd
 from safety.protocol import (
     Band,
     ContinuousDose,
@@ -22,7 +23,8 @@ from safety.protocol import (
 )
 
 D = Decimal
-ROOT = Path(__file__).resolve().parents[2] / "protocols"
+# Next to the installed pumpd package (not this file): mutmut runs these tests from a copy.
+ROOT = Path(pumpd.__file__).resolve().parent.parent / "protocols"
 DELETE = object()
 
 
