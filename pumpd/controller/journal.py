@@ -1,8 +1,10 @@
-"""The controller's side of the audit log: payloads for each event a step names, and the
-write-ahead discipline.
+"""The controller's side of the audit log: envelopes, and the write-ahead discipline.
 
-An event that cannot be written is never dropped: it waits in a backlog, in order, and
-goes out with the next write once the store answers again.
+Events are handed to the shared group-committing writer in the order they happen and the
+poll loop does not wait for them, so a slow or failed store never stalls supervision.
+Only an intent waits for durability (:meth:`Journal.durable`), and only for a bounded
+time. An event that could not be written is never dropped: it waits in a backlog and goes
+out again when the store answers.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 
 from pumpd.audit.catalogue import CATALOGUE
-from pumpd.audit.errors import AuditWriteFailed
-from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit.chain import EventRecord
+from pumpd.audit.store import Actor, NewEvent, prepare
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
 
@@ -35,7 +37,7 @@ def actor_for(by: str) -> Actor:
 
 
 def code_of(text: str) -> str:
-    """A checklist sentence as an audit code: lower snake case."""
+    """A sentence or an id as an audit code: lower snake case."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:120] or "item"
 
 
@@ -50,6 +52,8 @@ class Journal:
         self._writer = writer
         self.pump_id = pump_id
         self.backlog: list[NewEvent] = []
+        self._inflight: dict[asyncio.Task[EventRecord], float] = {}
+        self.failures = 0
 
     def event(
         self,
@@ -62,7 +66,7 @@ class Journal:
     ) -> NewEvent:
         if event_type not in CATALOGUE:
             raise EventNotInCatalogue(event_type)
-        return NewEvent(
+        event = NewEvent(
             event_type,
             payload,
             actor,
@@ -71,49 +75,52 @@ class Journal:
             patient_ref=None if session is None else session.data.patient_ref,
             correlation_id=correlation_id,
         )
+        prepare(event)  # a malformed event is a bug: it raises here, never in the backlog
+        return event
 
-    async def write(self, events: Sequence[NewEvent]) -> None:
-        """Everything in the backlog, then ``events``, in order; raises AuditWriteFailed.
+    def submit(self, events: Sequence[NewEvent]) -> list[asyncio.Task[EventRecord]]:
+        """Queue ``events`` in order; returns at once."""
+        loop = asyncio.get_running_loop()
+        tasks = []
+        for event in events:
+            task = asyncio.ensure_future(self._writer.append(event))
+            self._inflight[task] = loop.time()
+            task.add_done_callback(lambda t, e=event: self._settled(t, e))  # type: ignore[misc]
+            tasks.append(task)
+        return tasks
 
-        On failure the unwritten events join the backlog (the caller decides whether that
-        blocks its action: it does for anything that moves fluid, never for a stop).
+    def _settled(self, task: asyncio.Task[EventRecord], event: NewEvent) -> None:
+        self._inflight.pop(task, None)
+        if task.cancelled() or task.exception() is not None:
+            self.failures += 1
+            self.backlog.append(event)
+
+    async def durable(self, events: Sequence[NewEvent], wait_s: float) -> bool:
+        """Queue ``events`` and wait at most ``wait_s`` real seconds for all to commit.
+
+        False means not (yet) durable; the events stay queued (a queued event cannot be
+        taken back) or join the backlog if their write failed.
         """
-        pending = [*self.backlog, *events]
-        self.backlog = []
-        for index, event in enumerate(pending):
-            try:
-                await self._writer.append(event)
-            except AuditWriteFailed:
-                self.backlog = pending[index:]
-                raise
-
-    async def write_ahead(self, events: Sequence[NewEvent], wait_s: float) -> bool:
-        """Write a stop's intent, waiting at most ``wait_s`` real seconds for durability.
-
-        Returns True when durable in time. Otherwise the write goes on in the background
-        (cancelling it would not un-write it) and False tells the caller to stop anyway.
-        """
-        task = asyncio.ensure_future(self.write(events))
-        done, _ = await asyncio.wait({task}, timeout=wait_s)
-        if task in done and task.exception() is None:
+        tasks = self.submit(events)
+        if not tasks:
             return True
-        if task not in done:
-            task.add_done_callback(_consume)
-        elif task.exception() is not None and not self.backlog:
-            self.backlog = [*events]
-        return False
+        done, pending = await asyncio.wait(tasks, timeout=wait_s)
+        return not pending and all(not t.cancelled() and t.exception() is None for t in done)
 
-    async def flush(self) -> bool:
-        """Try the backlog again; True when nothing is left."""
-        if not self.backlog:
+    def stalled(self, older_than_s: float) -> bool:
+        """True when the store failed, or a write has waited longer than ``older_than_s``."""
+        if self.backlog:
             return True
-        try:
-            await self.write(())
-        except AuditWriteFailed:
-            return False
-        return True
+        now = asyncio.get_running_loop().time()
+        return any(now - t0 > older_than_s for t0 in self._inflight.values())
 
+    def flush(self) -> None:
+        """Send the backlog again once nothing is in flight (so the order is kept)."""
+        if self.backlog and not self._inflight:
+            events, self.backlog = self.backlog, []
+            self.submit(events)
 
-def _consume(task: asyncio.Future[None]) -> None:
-    if not task.cancelled():
-        task.exception()
+    async def drain(self) -> None:
+        """Wait for every queued write to settle (shutdown, tests)."""
+        while self._inflight:
+            await asyncio.wait(list(self._inflight))

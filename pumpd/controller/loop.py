@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from pumpd.audit.errors import AuditWriteFailed
 from pumpd.audit.store import Actor, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
@@ -233,8 +232,9 @@ class Controller:
             if self._ticked is not None and status.uptime_s < self._ticked.uptime_s:
                 with contextlib.suppress(DriverError):
                     await self._driver.set_heartbeat_timeout(self.config.heartbeat_timeout_s)
-        if await self._journal.flush():
-            self._notices.pop("audit.write_failed", None)
+        self._journal.flush()
+        if self._journal.stalled(self.config.intent_wait_s):
+            self._audit_failed()
         if status is not None:
             await self._status_facts(status)
         await self._supervise()
@@ -246,7 +246,7 @@ class Controller:
         except DriverError as exc:
             if self._unreachable_since is None:
                 self._unreachable_since = before
-                await self._log(
+                self._log(
                     [
                         self._journal.event(
                             "pump.unreachable",
@@ -285,10 +285,10 @@ class Controller:
             pending = s.data.last_uncertain
             step = s.reconciled(pump_mode=mode, rate_ml_h=status.rate_actual_ml_h, at=now)
             self._account_after(pending.command if pending else None, step.dest, status)
-            await self._record(step, DAEMON, _Ctx())
+            self._record(step, DAEMON, _Ctx())
         elif s.state is State.PRIMING and mode is PumpMode.IDLE:
             step = s.prime_complete(volume_primed_ul=status.volume_primed_ul, at=now)
-            await self._record(step, DAEMON, _Ctx())
+            self._record(step, DAEMON, _Ctx())
         elif (
             s.state is State.INFUSING
             and self._account is not None
@@ -298,7 +298,7 @@ class Controller:
             await self._carry_out(s.vtbi_reached(at=now), DAEMON)
             if still_running:
                 over_ul = self.delivered_ul() - s.plan.vtbi_ul
-                await self._latch(
+                self._latch(
                     [
                         Action(
                             ActionKind.STOP,
@@ -383,15 +383,15 @@ class Controller:
             if self._must_command(snap):
                 await self._halt(kind, halting)
             effect = "stopped" if kind is ActionKind.STOP else "paused"
-            await self._latch(halting, effect=effect)
+            self._latch(halting, effect=effect)
         delivering = snap is None or snap.mode.delivers
         for action in decision.actions:
             if action.kind is ActionKind.ALARM:
                 if delivering:
-                    await self._notice(action.code, action.priority, action.message)
+                    self._notice(action.code, action.priority, action.message)
                 else:
-                    await self._latch([action], effect="not running")
-        await self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
+                    self._latch([action], effect="not running")
+        self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
 
     def _must_command(self, snap: PumpSnapshot | None) -> bool:
         s = self._session
@@ -424,15 +424,15 @@ class Controller:
             step = s.pause(by=DAEMON, reason_code=first.code, at=now)
         else:
             if "stop" not in s.allowed():
-                await self._latch(actions, effect="stopped")
+                self._latch(actions, effect="stopped")
             step = s.stop(by=DAEMON, reason=first.message, reason_code=first.code, at=now)
         await self._carry_out(step, DAEMON, extra=[interlock])
 
-    async def _latch(self, actions: Sequence[Action], *, effect: str) -> None:
+    def _latch(self, actions: Sequence[Action], *, effect: str) -> None:
         s = self._session
         if s is None or s.state in TERMINAL:
             for a in actions:
-                await self._notice(a.code, a.priority, a.message)
+                self._notice(a.code, a.priority, a.message)
             return
         for a in actions:
             if any(x.code == a.code for x in s.data.alarms):
@@ -450,14 +450,14 @@ class Controller:
             step = s.alarm(
                 code=a.code, priority=a.priority, message=message, source=source, at=self._now()
             )
-            await self._record(step, DAEMON, _Ctx())
+            self._record(step, DAEMON, _Ctx())
 
-    async def _notice(self, code: str, priority: Priority, message: str) -> None:
+    def _notice(self, code: str, priority: Priority, message: str) -> None:
         if code in self._notices:
             return
         corr = new_correlation("alarm")
         self._notices[code] = Notice(code, priority, message, corr)
-        await self._log(
+        self._log(
             [
                 self._journal.event(
                     "alarm.raised",
@@ -474,7 +474,7 @@ class Controller:
             ]
         )
 
-    async def _remind(self, actions: Sequence[Action]) -> None:
+    def _remind(self, actions: Sequence[Action]) -> None:
         current = {a.code: a.message for a in actions}
         for code in list(self._reminders):
             if code not in current:
@@ -485,7 +485,7 @@ class Controller:
                 continue
             self._reminders[code] = message
             if s is not None:
-                await self._log(
+                self._log(
                     [
                         self._journal.event(
                             "reminder.issued",
@@ -507,12 +507,13 @@ class Controller:
             Actor.daemon(),
             correlation_id=corr,
         )
-        await self._journal.write_ahead([intent], self.config.intent_wait_s)
+        if not await self._journal.durable([intent], self.config.intent_wait_s):
+            self._audit_failed()
         outcome = await self._executor.run(CommandKind.STOP, None)
         if outcome.status is not None:
             self._observe(outcome.status)
-        await self._log([self._result_event(CommandKind.STOP, outcome, corr, None)])
-        await self._notice(
+        self._log([self._result_event(CommandKind.STOP, outcome, corr, None)])
+        self._notice(
             "pump.orphan_delivery",
             Priority.HIGH,
             f"Pump delivering without a session on {self.config.pump_id}: pumpd stopped it "
@@ -564,11 +565,10 @@ class Controller:
         if command is not None:
             ctx.correlation_id = new_correlation("cmd")
         events = [*extra, *self._events(step, by, ctx)]
-        if command is None or command.kind in MOVING or undo is not None:
-            await self._write_first(events, undo)
-        else:
-            if not await self._journal.write_ahead(events, self.config.intent_wait_s):
-                await self._audit_failed()
+        if command is None or command.kind in MOVING:
+            await self._write_first(events, ctx, undo if command is not None else None)
+        elif not await self._journal.durable(events, self.config.intent_wait_s):
+            self._audit_failed()
         if command is None:
             return
         if command.kind is CommandKind.START:
@@ -579,23 +579,35 @@ class Controller:
             self._observe(outcome.status)
         await self._report(command, outcome, ctx)
 
-    async def _write_first(self, events: list[NewEvent], undo: Callable[[], None] | None) -> None:
+    async def _write_first(
+        self, events: list[NewEvent], ctx: _Ctx, undo: Callable[[], None] | None
+    ) -> None:
         if undo is None:
-            await self._log(events)
+            self._log(events)
             return
-        kept = list(self._journal.backlog)
-        try:
-            await self._journal.write(events)
-        except AuditWriteFailed as exc:
-            # The intent never became a record, so it never happened: forget it, put the
-            # session back, and tell the nurse why nothing moved.
-            ids = {id(e) for e in events}
-            self._journal.backlog = [e for e in kept if id(e) not in ids]
-            undo()
-            await self._audit_failed()
-            raise AuditUnavailable(
-                f"the audit log refused the record, nothing was sent: {exc}"
-            ) from exc
+        if await self._journal.durable(events, self.config.intent_wait_s):
+            return
+        # The intent is not a durable record, so the command is not sent: put the session
+        # back, close the intent in the record (it may still land), and tell the nurse.
+        undo()
+        self._audit_failed()
+        if ctx.command is not None:
+            self._log(
+                [
+                    self._journal.event(
+                        "pump.command.failed",
+                        {
+                            "command": ctx.command.kind.value,
+                            "error_code": "audit_unavailable",
+                            "detail": "not sent: the intent was not durable in time",
+                        },
+                        Actor.daemon(),
+                        session=self._session,
+                        correlation_id=ctx.correlation_id,
+                    )
+                ]
+            )
+        raise AuditUnavailable("the audit log did not record the intent; nothing was sent")
 
     async def _report(self, command: CommandIntent, outcome: Outcome, ctx: _Ctx) -> None:
         s = self._session
@@ -612,7 +624,7 @@ class Controller:
             step = s.command_failed(command=kind, detail=outcome.detail[:400], at=at)
             if kind in (CommandKind.STOP, CommandKind.PAUSE):
                 self._account_after(kind, step.dest, outcome.status)
-        await self._record(step, DAEMON, ctx)
+        self._record(step, DAEMON, ctx)
 
     def _confirmed(self, kind: CommandKind, at: Stamp) -> Step:
         s = self._session
@@ -627,27 +639,21 @@ class Controller:
             return s.stop_confirmed(at=at)
         return s.adjust_confirmed(at=at)
 
-    async def _record(self, step: Step, by: str, ctx: _Ctx) -> None:
-        await self._log(self._events(step, by, ctx))
+    def _record(self, step: Step, by: str, ctx: _Ctx) -> None:
+        self._log(self._events(step, by, ctx))
 
-    async def _log(self, events: Sequence[NewEvent]) -> None:
-        """Write; a failure keeps the events for later and raises the audit alarm."""
-        if not events:
-            return
-        try:
-            await self._journal.write(events)
-        except AuditWriteFailed:
-            await self._audit_failed()
+    def _log(self, events: Sequence[NewEvent]) -> None:
+        """Queue events in order; the poll loop never waits for the store."""
+        self._journal.submit(events)
 
-    async def _audit_failed(self) -> None:
-        if "audit.write_failed" in self._notices:
-            return
-        self._notices["audit.write_failed"] = Notice(
+    def _audit_failed(self) -> None:
+        # The alarm's own event is queued behind the held ones: it is written, in order,
+        # as soon as the store answers again.
+        self._notice(
             "audit.write_failed",
             Priority.HIGH,
             f"Audit log unavailable on {self.config.pump_id}: events are held and will be "
             "written when it answers; no infusion can be started or resumed meanwhile.",
-            new_correlation("alarm"),
         )
 
     # -- events ----------------------------------------------------------------------
@@ -1017,7 +1023,7 @@ class Controller:
                 if n.code == "audit.write_failed" and self._journal.backlog:
                     continue
                 del self._notices[n.code]
-                await self._log(
+                self._log(
                     [
                         self._journal.event(
                             "alarm.acknowledged",

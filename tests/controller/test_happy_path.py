@@ -52,6 +52,7 @@ async def test_protocol_runs_to_discharge(rig: Rig, name: str, order: Order, sca
         assert session_state(ctl) is State.DISCHARGED
     finally:
         await halt(task)
+    await ctl.journal.drain()
     types = rig.types(session="S-1")
     for expected in (
         "session.programmed",
