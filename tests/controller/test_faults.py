@@ -13,6 +13,7 @@ from pumpsim.harness import Fault
 
 from pumpd.controller import AuditUnavailable, Controller
 from pumpd.session import State
+from pumpd.session.records import AlarmRecord
 from safety.actions import Priority
 from safety.plan import Order, Patient
 
@@ -155,9 +156,9 @@ async def test_link_drop_failsafe_and_daemon_alarm_both_happen(rig: Rig) -> None
     assert rig.chain_ok()
 
 
-def _alarms(ctl: Controller) -> tuple[object, ...]:
+def _alarms(ctl: Controller) -> tuple[AlarmRecord, ...]:
     s = ctl.session
-    return () if s is None else s.data.alarms  # type: ignore[return-value]
+    return () if s is None else s.data.alarms
 
 
 async def test_no_start_when_the_intent_cannot_be_written(rig: Rig) -> None:
