@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from decimal import Decimal
+from decimal import Decimal as D
 from typing import Any
 
 from hypothesis import assume, given
@@ -95,6 +96,63 @@ def inputs_st(draw: st.DrawFn, alarms: st.SearchStrategy[int] | None = None) -> 
         vitals_taken_s=draw(before_now) if with_vitals else None,
         paused_since_s=draw(before_now) if phase is SessionPhase.PAUSED else None,
     )
+
+
+@st.composite
+def near_nominal_inputs_st(draw: st.DrawFn) -> TickInputs:
+    """A nominal infusion with a few figures pushed around their thresholds, so that most
+    decisions are close calls rather than a stop for a dozen reasons at once."""
+    now = 4000.0
+    expected = draw(st.integers(0, 120_000))
+    phase = draw(st.sampled_from([SessionPhase.INFUSING, SessionPhase.PAUSED, SessionPhase.KVO]))
+    mode = {
+        SessionPhase.INFUSING: PumpMode.INFUSING,
+        SessionPhase.PAUSED: PumpMode.PAUSED,
+        SessionPhase.KVO: PumpMode.KVO,
+    }[phase]
+    rate = draw(st.decimals(min_value=100, max_value=200, places=2))
+    delivered = max(0, expected + draw(st.integers(-6_000, 6_000)))
+    return inputs(
+        now_s=now,
+        phase=phase,
+        commanded_rate_ml_h=D("150.00"),
+        commanded_vtbi_ul=draw(st.sampled_from([100_000, 100_000, 250_000])),
+        rate_commanded_at_s=now - draw(st.floats(min_value=0, max_value=120)),
+        snapshot=snapshot(
+            mode=mode,
+            rate_actual_ml_h=rate if mode is PumpMode.INFUSING else D(0),
+            volume_infused_ul=delivered,
+        ),
+        previous_snapshot=draw(
+            st.none()
+            | st.builds(lambda v: snapshot(volume_infused_ul=v), st.integers(0, delivered))
+        ),
+        last_good_comm_s=now - draw(st.floats(min_value=0, max_value=120)),
+        delivery_elapsed_s=draw(st.none() | st.floats(min_value=0, max_value=6000)),
+        expected_volume_ul=expected,
+        vitals=reading(
+            systolic_mmhg=draw(st.integers(70, 210)),
+            heart_rate_bpm=draw(st.integers(35, 150)),
+            spo2_percent=draw(st.none() | st.integers(85, 100)),
+        ),
+        vitals_taken_s=now - draw(st.floats(min_value=0, max_value=2000)),
+        paused_since_s=now - draw(st.floats(min_value=0, max_value=3600))
+        if phase is SessionPhase.PAUSED
+        else None,
+    )
+
+
+@given(st.data(), limits_st(), near_nominal_inputs_st())
+def test_tightening_near_the_thresholds_never_loosens_the_decision(
+    data: st.DataObject, lim: SupervisionLimits, tick: TickInputs
+) -> None:
+    stricter = data.draw(tightened(lim))
+    loose, tight = evaluate(lim, tick), evaluate(stricter, tick)
+    assert tight.outcome.rank >= loose.outcome.rank
+    # Per rule, too: a rule that fired under the looser limits still fires.
+    assert {a.rule for a in loose.actions if a.kind.rank >= 3} <= {
+        a.rule for a in tight.actions if a.kind.rank >= 3
+    }
 
 
 @given(limits_st(), inputs_st(alarms=st.integers(1, 127)))
