@@ -355,3 +355,12 @@ def test_wire_resolution_sentence() -> None:
 def test_override_sentences(override: Override | None, code: str, message: str) -> None:
     (v,) = check_override(REQ, override)
     assert (v.code, v.message, v.rule) == (code, message, "order.override")
+
+
+def test_not_covering_sentence_lists_every_missing_code() -> None:
+    req = OverrideRequirement(codes=(SOFT.code, SOFT2.code), second_person=False)
+    (v,) = check_override(req, dataclasses.replace(GOOD, codes=frozenset()))
+    assert (v.code, v.rule) == ("override.not_covering", "order.override")
+    assert v.message == f"The override does not cover {SOFT.code}, {SOFT2.code}."
+    (missing,) = check_override(req, None)
+    assert f"({SOFT.code}, {SOFT2.code})" in missing.message

@@ -839,3 +839,68 @@ def test_input_bounds_are_inclusive(value: Decimal) -> None:
     p = compute_plan(STANDARD, Patient(value), Order())
     assert p.weight_kg == value
     assert p.refused
+
+
+@pytest.mark.parametrize(
+    ("protocol", "patient", "order", "message"),
+    [
+        (STANDARD, Patient(D(-80)), Order(), "weight must be greater than zero, got -80 kg"),
+        (
+            STANDARD,
+            Patient(D(80), height_cm=D(0)),
+            Order(),
+            "height must be greater than zero, got 0 cm",
+        ),
+        (
+            STANDARD,
+            Patient(D(80)),
+            Order(duration_min=D(-1)),
+            "duration must be greater than zero, got -1 min",
+        ),
+        (
+            STANDARD,
+            Patient(D(80)),
+            Order(dose_mg_per_kg=D(-1)),
+            "dose must be greater than zero, got -1 mg/kg",
+        ),
+        (
+            PAIN,
+            Patient(D(80)),
+            Order(dose_rate_mg_per_kg_h=D(-1)),
+            "dose rate must be greater than zero, got -1 mg/kg/h",
+        ),
+        (STANDARD, Patient(80.5), Order(), "weight must be a Decimal, got float 80.5"),  # type: ignore[arg-type]
+        (
+            STANDARD,
+            Patient(D(80)),
+            Order(dose_rate_mg_per_kg_h=D(1)),
+            "ketamine-trd-standard@1 prescribes a total dose per kg (mg/kg), "
+            "not a rate per kg (mg/kg/h)",
+        ),
+        (
+            PAIN,
+            Patient(D(80)),
+            Order(dose_mg_per_kg=D(1)),
+            "ketamine-chronic-pain@1 prescribes a dose rate per kg (mg/kg/h), "
+            "not a total dose (mg/kg)",
+        ),
+    ],
+)
+def test_input_error_sentences(
+    protocol: Protocol, patient: Patient, order: Order, message: str
+) -> None:
+    with pytest.raises(InputError) as info:
+        compute_plan(protocol, patient, order)
+    assert str(info.value) == message
+
+
+def test_sex_and_dose_form_sentences() -> None:
+    with pytest.raises(InputError) as info:
+        parse_patient("80kg", None, "unknown")
+    assert str(info.value) == "sex 'unknown' is not accepted: use male or female"
+    with pytest.raises(WrongDimension) as dim:
+        parse_order("40mg")
+    assert str(dim.value) == (
+        "dose '40mg' must be a dose per kg (mg/kg, µg/kg, mcg/kg) or a dose rate per kg "
+        "(mg/kg/h, mg/kg/min, µg/kg/min, mcg/kg/min)"
+    )
