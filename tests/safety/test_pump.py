@@ -22,15 +22,29 @@ from safety.pump import InvalidPumpSnapshot, PumpAlarm, PumpMode, PumpWarning, f
         ({"rate_actual_ml_h": 150.0}, "rate_actual_ml_h"),
         ({"rate_actual_ml_h": Decimal("NaN")}, "rate_actual_ml_h"),
         ({"rate_actual_ml_h": Decimal("-0.01")}, "rate_actual_ml_h"),
-        ({"volume_infused_ul": -1}, "volume_infused_ul"),
-        ({"volume_infused_ul": 1.0}, "volume_infused_ul"),
-        ({"volume_primed_ul": True}, "volume_primed_ul"),
-        ({"uptime_s": None}, "uptime_s"),
+        ({"volume_infused_ul": -1}, "^volume_infused_ul must"),
+        ({"volume_infused_ul": 1.0}, "^volume_infused_ul must"),
+        ({"volume_primed_ul": True}, "^volume_primed_ul must"),
+        ({"uptime_s": None}, "^uptime_s must"),
     ],
 )
 def test_snapshot_refuses_impossible_fields(overrides: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidPumpSnapshot, match=match):
         snapshot(**overrides)
+
+
+def test_snapshot_accepts_the_largest_plausible_values() -> None:
+    snap = snapshot(
+        rate_actual_ml_h=Decimal(100_000),
+        volume_infused_ul=2**64 - 1,
+        volume_primed_ul=2**64 - 1,
+        uptime_s=2**64 - 1,
+    )
+    assert snap.uptime_s == 2**64 - 1
+    with pytest.raises(InvalidPumpSnapshot, match=r"^uptime_s must"):
+        snapshot(uptime_s=2**64)
+    with pytest.raises(InvalidPumpSnapshot, match=r"^rate_actual_ml_h must"):
+        snapshot(rate_actual_ml_h=Decimal("100000.01"))
 
 
 def test_snapshot_accepts_zeroes() -> None:

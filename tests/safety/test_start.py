@@ -121,8 +121,15 @@ def test_pump_rule(snap: PumpSnapshot | None, primed_confirmed: bool, expected: 
 
 def test_low_battery_is_soft_and_needs_an_override() -> None:
     verdicts = check_pump(idle(warnings=PumpWarning.LOW_BATTERY), 15_000, False)
+    for verdict in verdicts:
+        assert_well_formed(verdict)
     assert [(v.code, v.severity) for v in verdicts] == [("start.pump.battery_low", Severity.SOFT)]
     assert needs_override(verdicts)
+
+
+def test_alarm_message_names_the_alarm_in_words() -> None:
+    (verdict,) = check_pump(idle(alarms=PumpAlarm.AIR_IN_LINE), 15_000, False)
+    assert verdict.message == "The pump reports the alarm air in line; clear it before starting."
 
 
 def test_not_primed_message_has_both_volumes() -> None:
@@ -143,6 +150,12 @@ def test_not_primed_message_has_both_volumes() -> None:
     ],
 )
 def test_double_check_rule(required: bool, checker: str | None, expected: list[str]) -> None:
+    if expected == ["start.double_check.same_person"]:
+        (same,) = check_double_check(required, "nurse:ana", checker)
+        assert same.message == (
+            "The double-check was recorded by the same person who started the infusion; "
+            "it must be a second person."
+        )
     verdicts = check_double_check(required, "nurse:ana", checker)
     assert [v.code for v in verdicts] == expected
     for verdict in verdicts:

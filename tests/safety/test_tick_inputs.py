@@ -97,6 +97,10 @@ def test_inputs_refuse_bad_values(overrides: dict[str, Any], match: str) -> None
         inputs(**overrides)
 
 
+def test_largest_volume_is_accepted() -> None:
+    assert limits(vtbi_ul=10**12).vtbi_ul == 10**12
+
+
 def test_times_equal_to_now_are_accepted() -> None:
     tick = inputs(rate_commanded_at_s=2000.0, last_good_comm_s=2000, vitals_taken_s=2000.0)
     assert evaluate(limits(), tick).outcome is Outcome.CONTINUE

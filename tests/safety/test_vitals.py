@@ -187,7 +187,16 @@ NOW = T0 + dt.timedelta(minutes=10)
 
 
 def codes(reading_: VitalsReading | None, now: dt.datetime = NOW) -> list[str]:
-    return [v.code for v in check_baseline(VITALS_RULES, reading_, now)]
+    verdicts = check_baseline(VITALS_RULES, reading_, now)
+    for verdict in verdicts:
+        message = verdict.message
+        assert message[0].isupper(), message
+        assert message.endswith("."), message
+        assert message != message.upper(), message
+        assert "XX" not in message, message
+        assert verdict.rule == "start.vitals.baseline"
+        assert verdict.severity is Severity.HARD
+    return [v.code for v in verdicts]
 
 
 def test_fresh_complete_normal_baseline_passes() -> None:
@@ -203,6 +212,9 @@ def test_missing_baseline_is_hard() -> None:
 
 def test_incomplete_baseline_is_hard_and_names_the_missing_vital() -> None:
     (verdict,) = check_baseline(VITALS_RULES, reading(spo2_percent=None), NOW)
+    assert verdict.message == (
+        "Baseline vital signs lack spo2; the protocol requires bp, hr, spo2."
+    )
     assert verdict.code == "start.vitals.incomplete"
     assert verdict.severity is Severity.HARD
     assert "lack spo2" in verdict.message
