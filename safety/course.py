@@ -136,7 +136,7 @@ def evaluate_course(
             Verdict(
                 "course.history.future",
                 Severity.HARD,
-                f"{len(future)} earlier session(s) are dated after now ({now.isoformat()}); "
+                f"Earlier sessions dated after now ({now.isoformat()}): {len(future)}; "
                 "check the clocks and the record before starting.",
                 RULE,
             )

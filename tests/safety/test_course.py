@@ -47,7 +47,15 @@ def days(n: float) -> dt.timedelta:
 def codes(
     prior: list[PriorSession], planned: Decimal = HALF, rules: CourseRules = RULES
 ) -> list[str]:
-    return [v.code for v in evaluate_course(rules, prior, NOW, planned).verdicts]
+    verdicts = evaluate_course(rules, prior, NOW, planned).verdicts
+    for verdict in verdicts:
+        message = verdict.message
+        assert message[0].isupper(), message
+        assert message.endswith("."), message
+        assert message != message.upper(), message
+        assert "XX" not in message, message
+        assert verdict.rule == "start.course"
+    return [v.code for v in verdicts]
 
 
 # -- model --------------------------------------------------------------------------------
@@ -166,6 +174,10 @@ def test_future_session_is_refused() -> None:
     result = evaluate_course(RULES, [session(-dt.timedelta(hours=1))], NOW, HALF)
     assert [v.code for v in result.verdicts] == ["course.history.future", "course.series.position"]
     assert result.verdicts[0].severity is Severity.HARD
+    assert result.verdicts[0].message == (
+        "Earlier sessions dated after now (2026-03-20T09:00:00+00:00): 1; check the clocks and "
+        "the record before starting."
+    )
     assert result.infusion_number == 1
 
 

@@ -788,8 +788,8 @@ MESSAGES: list[tuple[dict[str, Any], str]] = [
         "No vital signs are recorded for this session; record them now.",
     ),
     (
-        {"vitals_taken_s": NOW - 1500},
-        "Vital signs are 25 min old; they are due every 15 min and now overdue.",
+        {"now_s": 4000.0, "last_good_comm_s": 3999.0, "vitals_taken_s": 1600.0},
+        "Vital signs are 40 min old; they are due every 15 min and now overdue.",
     ),
     ({"vitals_taken_s": NOW - 960}, "Vital signs are due (every 15 min)."),
     (

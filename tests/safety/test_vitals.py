@@ -211,13 +211,13 @@ def test_missing_baseline_is_hard() -> None:
 
 
 def test_incomplete_baseline_is_hard_and_names_the_missing_vital() -> None:
-    (verdict,) = check_baseline(VITALS_RULES, reading(spo2_percent=None), NOW)
+    (verdict,) = check_baseline(VITALS_RULES, reading(spo2_percent=None, heart_rate_bpm=None), NOW)
     assert verdict.message == (
-        "Baseline vital signs lack spo2; the protocol requires bp, hr, spo2."
+        "Baseline vital signs lack hr, spo2; the protocol requires bp, hr, spo2."
     )
     assert verdict.code == "start.vitals.incomplete"
     assert verdict.severity is Severity.HARD
-    assert "lack spo2" in verdict.message
+    assert "lack hr, spo2" in verdict.message
 
 
 @pytest.mark.parametrize(
