@@ -84,6 +84,7 @@ def test_limits_accept_edge_values() -> None:
         ({"rate_commanded_at_s": None}, r"^rate_commanded_at_s and last_good_comm_s are required"),
         ({"last_good_comm_s": None}, "rate_commanded_at_s and last_good_comm_s are required"),
         ({"delivery_elapsed_s": float("nan")}, r"^delivery_elapsed_s"),
+        ({"last_good_comm_s": -1.0}, r"^last_good_comm_s must be finite"),
         ({"vitals": "120/80"}, r"^vitals must be a VitalsReading"),
         ({"vitals_taken_s": None}, "vitals and vitals_taken_s must be given together"),
         ({"vitals": None}, r"^vitals and vitals_taken_s must be given together"),

@@ -113,9 +113,13 @@ def test_mapped_limits_supervise_a_nominal_session() -> None:
 
 def test_limits_refuse_anything_but_a_protocol_and_plan() -> None:
     protocol = load("ketamine-trd-standard")
-    with pytest.raises(InvalidTickInput, match="Protocol and its Plan"):
+    with pytest.raises(
+        InvalidTickInput, match=r"^supervision_limits needs a Protocol and its Plan$"
+    ):
         supervision_limits(protocol, {"vtbi_ul": 1})  # type: ignore[arg-type]
-    with pytest.raises(InvalidTickInput, match="Protocol and its Plan"):
+    with pytest.raises(
+        InvalidTickInput, match=r"^supervision_limits needs a Protocol and its Plan$"
+    ):
         supervision_limits(protocol.model_dump(), plan_for(protocol))  # type: ignore[arg-type]
 
 
