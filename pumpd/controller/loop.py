@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -279,6 +279,8 @@ class Controller:
         s = self._session
         if s is None:
             return
+        if self._ticked is not None and status.uptime_s < self._ticked.uptime_s:
+            return  # a rebooted pump proves nothing; the kernel judges the reboot
         mode = MODE_OF[status.state]
         now = self._now()
         if s.state is State.UNCERTAIN:
@@ -372,15 +374,47 @@ class Controller:
                     ),
                 )
             )
+        own = self._own_rules(s, now)
+        if own:
+            merged = sorted(
+                (*own, *decision.actions), key=lambda a: (-a.kind.rank, -a.priority.rank)
+            )
+            decision = TickDecision(tuple(merged))
         await self._obey(decision, snap)
         if snap is not None:
             self._ticked = snap
+
+    def _own_rules(self, s: Session, now_s: float) -> list[Action]:
+        """The controller's own check where the kernel has none: priming must end.
+
+        A pump whose prime counter stops (a stuck sensor) would prime for ever; twice the
+        planned priming time plus ten seconds is the bound.
+        """
+        d = s.data
+        if s.state is not State.PRIMING or d.prime_requested_at is None:
+            return []
+        proto = s.protocol.protocol
+        rate_ul_s = proto.priming.rate_ml_h * 1000 / 3600
+        planned_s = float(start_requirements(proto).prime_volume_ul / rate_ul_s)
+        running_s = now_s - d.prime_requested_at.mono_s
+        if running_s <= 2 * planned_s + 10:
+            return []
+        return [
+            Action(
+                ActionKind.STOP,
+                Priority.MEDIUM,
+                "controller.prime.too_long",
+                f"Priming has run {running_s:.0f} s, planned {planned_s:.0f} s; the pump's "
+                "prime counter may be stuck, so priming is stopped.",
+                "controller.prime",
+            )
+        ]
 
     async def _obey(self, decision: TickDecision, snap: PumpSnapshot | None) -> None:
         halting = [a for a in decision.actions if a.kind in _HALT_KINDS]
         if halting:
             kind = ActionKind.STOP if halting[0].kind is ActionKind.STOP else ActionKind.PAUSE
-            if self._must_command(snap):
+            if self._must_command(kind, snap):
                 await self._halt(kind, halting)
             effect = "stopped" if kind is ActionKind.STOP else "paused"
             self._latch(halting, effect=effect)
@@ -393,7 +427,7 @@ class Controller:
                     self._latch([action], effect="not running")
         self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
 
-    def _must_command(self, snap: PumpSnapshot | None) -> bool:
+    def _must_command(self, kind: ActionKind, snap: PumpSnapshot | None) -> bool:
         s = self._session
         if snap is None:
             # One stop per outage: on a dead link it cannot arrive, and the pump's own
@@ -403,7 +437,13 @@ class Controller:
             return first
         if snap.mode.delivers:
             return True
-        return s is not None and s.state is not State.ALARM
+        if s is None:
+            return False
+        if s.state is not State.ALARM:
+            return True
+        # In ALARM a pump that does not deliver is left alone, except that a STOP ends a
+        # paused program once (a paused pump could otherwise be resumed at its panel).
+        return kind is ActionKind.STOP and snap.mode is PumpMode.PAUSED and not s.data.stopped_at
 
     async def _halt(self, kind: ActionKind, actions: Sequence[Action]) -> None:
         s = self._session
@@ -509,7 +549,8 @@ class Controller:
         )
         if not await self._journal.durable([intent], self.config.intent_wait_s):
             self._audit_failed()
-        outcome = await self._executor.run(CommandKind.STOP, None)
+        async with self._keepalive():
+            outcome = await self._executor.run(CommandKind.STOP, None)
         if outcome.status is not None:
             self._observe(outcome.status)
         self._log([self._result_event(CommandKind.STOP, outcome, corr, None)])
@@ -573,11 +614,36 @@ class Controller:
             return
         if command.kind is CommandKind.START:
             self._start_counter_ul = self._baseline_ul
-        outcome = await self._executor.run(command.kind, self._setpoints(command.kind))
+        async with self._keepalive():
+            outcome = await self._executor.run(command.kind, self._setpoints(command.kind))
         self._pending_sent_s = outcome.sent_at_s
         if outcome.status is not None:
             self._observe(outcome.status)
         await self._report(command, outcome, ctx)
+
+    @contextlib.asynccontextmanager
+    async def _keepalive(self) -> AsyncIterator[None]:
+        """Heartbeat the pump while a command (with its confirmations and repeats) runs.
+
+        The poll loop is busy with our own command, not dead: the pump's failsafe must not
+        trip for that. Outside commands only the poll loop heartbeats, so a hung loop still
+        lets the failsafe stop the pump.
+        """
+        period = real_seconds(self._clock, self.config.poll_period_s)
+
+        async def beat() -> None:
+            while True:
+                await asyncio.sleep(period)
+                with contextlib.suppress(DriverError):
+                    await self._driver.heartbeat()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _write_first(
         self, events: list[NewEvent], ctx: _Ctx, undo: Callable[[], None] | None

@@ -81,6 +81,8 @@ _TITLES: tuple[tuple[str, str], ...] = (
     ("pump.orphan_delivery", "Pump delivering without a session"),
     ("pump.state_lost", "Pump lost its state"),
     ("audit.write_failed", "Audit log unavailable"),
+    ("controller.prime.too_long", "Priming did not end"),
+    ("controller.bookkeeping", "pumpd bookkeeping error"),
     ("command.", "Pump command problem"),
 )
 

@@ -136,13 +136,19 @@ async def rig(tmp_path: Path, scale: float) -> AsyncIterator[Rig]:
 
 
 async def wait_until(
-    predicate: Callable[[], bool], *, within_s: float = 15.0, what: str = "condition"
+    predicate: Callable[[], bool],
+    *,
+    within_s: float = 15.0,
+    what: str = "condition",
+    seen: Callable[[], str] | None = None,
 ) -> None:
-    """Wait (real seconds) for ``predicate``; fail saying what did not happen."""
+    """Wait (real seconds) for ``predicate``; fail saying what did not happen and what
+    was seen instead."""
     deadline = time.monotonic() + within_s
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            instead = "" if seen is None else f"; seen: {seen()}"
+            raise AssertionError(f"timed out waiting for {what}{instead}")
         await asyncio.sleep(0.005)
 
 
