@@ -189,6 +189,7 @@ def test_window_session_count_boundary() -> None:
     too_many = [v for v in found if v.code == "course.window.too_many_sessions"]
     assert len(too_many) == 1
     assert too_many[0].severity is Severity.HARD
+    assert too_many[0].rule == "start.course"
     assert (
         too_many[0].message == "This would be session 9 in 28 days; the protocol allows at most 8."
     )
