@@ -156,6 +156,29 @@ class PatientDischarged(Payload):
     note: Text | None = None
 
 
+class SessionAdjusted(Payload):
+    """A confirmed adjustment of the remaining infusion (two steps, GIP 2.1.1)."""
+
+    reason: Text
+    rate_ml_h: Annotated[DecimalText, Field(gt=0)]
+    volume_ul: Annotated[int, Field(gt=0)]
+
+
+class NoteRecorded(Payload):
+    """A nurse's free-text note on the session (the session machine's ``session.note``)."""
+
+    text: Text
+
+
+class SessionCheckpointed(Payload):
+    """A session's whole state (the session machine's snapshot and the controller's volume
+    accounting), so a restarted daemon rebuilds it from the log alone."""
+
+    state: Annotated[str, Field(pattern=r"^[A-Z_]+$", max_length=40)]
+    snapshot: dict[str, Any]
+    accounting: dict[str, Any] | None = None
+
+
 # -- pump commands: intent and result share the envelope's correlation_id ---------------
 
 
@@ -347,6 +370,10 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("config.loaded", ConfigLoaded, _N, "configuration file"),
         EventSpec("protocol_library.loaded", ProtocolLibraryLoaded, _N, "protocols"),
         EventSpec("chain.checkpointed", ChainCheckpointed, _N, "head witnessed"),
+        # added by the controller (issue 5)
+        EventSpec("session.adjusted", SessionAdjusted, _S | _P, "new plan in effect"),
+        EventSpec("note.recorded", NoteRecorded, _S, "nurse's note"),
+        EventSpec("session.checkpointed", SessionCheckpointed, _S | _P, "state for recovery"),
     )
 }
 

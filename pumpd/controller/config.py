@@ -35,12 +35,13 @@ class ControllerConfig:
     command_timeout_s: float = 2.0
     stop_attempts: int = 3
     intent_wait_s: float = 0.5
+    checkpoint_every_s: float = 10.0
     policy: SupervisionPolicy = field(default=DEFAULT_POLICY)
 
     def __post_init__(self) -> None:
         if not isinstance(self.pump_id, str) or not self.pump_id.strip():
             raise InvalidControllerConfig(f"pump_id must be a non-empty string: {self.pump_id!r}")
-        for name in ("poll_period_s", "command_timeout_s", "intent_wait_s"):
+        for name in ("poll_period_s", "command_timeout_s", "intent_wait_s", "checkpoint_every_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidControllerConfig(f"{name} must be a number of seconds: {value!r}")

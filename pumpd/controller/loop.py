@@ -140,6 +140,9 @@ class Controller:
         self._reminders: dict[str, str] = {}
         self._alarm_ids: dict[str, str] = {}
         self.polls = 0
+        self.last_poll_s = clock.monotonic()
+        self._checkpointed: tuple[int, Decimal | None] | None = None
+        self._checkpointed_at_s = clock.monotonic()
 
     # -- reading -------------------------------------------------------------------
 
@@ -238,6 +241,8 @@ class Controller:
         if status is not None:
             await self._status_facts(status)
         await self._supervise()
+        self._checkpoint()
+        self.last_poll_s = self._clock.monotonic()
 
     async def _read(self) -> PumpStatus | None:
         before = self._clock.monotonic()
@@ -611,6 +616,7 @@ class Controller:
         elif not await self._journal.durable(events, self.config.intent_wait_s):
             self._audit_failed()
         if command is None:
+            self._checkpoint()
             return
         if command.kind is CommandKind.START:
             self._start_counter_ul = self._baseline_ul
@@ -707,6 +713,7 @@ class Controller:
 
     def _record(self, step: Step, by: str, ctx: _Ctx) -> None:
         self._log(self._events(step, by, ctx))
+        self._checkpoint()
 
     def _log(self, events: Sequence[NewEvent]) -> None:
         """Queue events in order; the poll loop never waits for the store."""
@@ -720,6 +727,129 @@ class Controller:
             Priority.HIGH,
             f"Audit log unavailable on {self.config.pump_id}: events are held and will be "
             "written when it answers; no infusion can be started or resumed meanwhile.",
+        )
+
+    # -- recovery --------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        """Record the session's whole state when it changed, and every
+        ``checkpoint_every_s`` while drug is delivered, so a restarted daemon can rebuild
+        it from the audit log alone (pumpd/recovery.py)."""
+        s = self._session
+        if s is None:
+            return
+        now = self._clock.monotonic()
+        mark = (id(s.data), None if self._account is None else self._account.rate_ml_h)
+        due = now - self._checkpointed_at_s >= self.config.checkpoint_every_s
+        delivering = self._account is not None and self._account.rate_ml_h > 0
+        if mark == self._checkpointed and not (due and delivering):
+            return
+        self._checkpointed, self._checkpointed_at_s = mark, now
+        accounting: dict[str, Any] | None = None
+        if self._account is not None:
+            accounting = self._account.as_dict(now)
+        if self._status is not None:
+            accounting = {
+                **(accounting or {}),
+                "pump_counter_ul": self._status.volume_infused_ul,
+                "pump_uptime_s": self._status.uptime_s,
+            }
+        payload: dict[str, Any] = {"state": s.state.value, "snapshot": s.snapshot()}
+        if accounting is not None:
+            payload["accounting"] = accounting
+        self._log([self._journal.event("session.checkpointed", payload, Actor.daemon(), session=s)])
+
+    async def recover(self, session: Session | None, accounting: dict[str, Any] | None) -> None:
+        """Take a pump over after a restart: read it, reconcile it with the rebuilt session.
+
+        Never starts or resumes delivery. A pump delivering with no open session is
+        stopped (the next poll's orphan check); a command that was in flight is in doubt
+        until a reading settles it; a pump that lost its counters is an alarm that names the
+        last delivered volume the log knows.
+        """
+        async with self._lock:
+            status = await self._read()
+            open_session = (
+                session if session is not None and session.state not in TERMINAL else None
+            )
+            self._session = open_session
+            if open_session is None:
+                detail = "no open session"
+                if status is not None and MODE_OF[status.state].delivers:
+                    detail = f"no open session but the pump is {status.state.value}: stopped"
+                self._log([self._recovered_event([], detail)])
+                await self._orphan_check(self._snapshot)
+                return
+            s = open_session
+            self._limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
+            acct = accounting or {}
+            now = self._clock.monotonic()
+            last_counter = int(acct.get("pump_counter_ul", 0))
+            last_uptime = int(acct.get("pump_uptime_s", 0))
+            if "volume_at_start_ul" in acct:
+                self._start_counter_ul = int(acct["volume_at_start_ul"])
+            lost = status is not None and (
+                status.uptime_s < last_uptime or status.volume_infused_ul < last_counter
+            )
+            if "volume_at_start_ul" in acct:
+                delivered = (
+                    last_counter if lost or status is None else status.volume_infused_ul
+                ) - self._start_counter_ul
+                self._account = VolumeAccount.resumed(acct, max(0, delivered), now)
+                if status is None or not MODE_OF[status.state].delivers:
+                    self._account.set_rate(Decimal(0), now)
+            if (
+                s.data.pending_command is not None
+                and s.state is not State.UNCERTAIN
+                and (s.state is not State.ALARM)
+            ):
+                step = s.command_uncertain(
+                    command=s.data.pending_command,
+                    detail="pumpd restarted while the command was outstanding",
+                    at=self._now(),
+                )
+                self._record(step, DAEMON, _Ctx())
+            if lost and status is not None:
+                known = max(0, last_counter - self._start_counter_ul)
+                self._latch(
+                    [
+                        Action(
+                            ActionKind.STOP,
+                            Priority.HIGH,
+                            "pump.state_lost",
+                            f"The pump restarted or lost its volume counter while pumpd was "
+                            f"down (uptime {last_uptime} s → {status.uptime_s} s, counter "
+                            f"{last_counter} µL → {status.volume_infused_ul} µL); the last "
+                            f"delivered volume on record is {known} µL.",
+                            "controller.recovery",
+                        )
+                    ],
+                    effect="stopped",
+                )
+                self._baseline_ul = status.volume_infused_ul
+                if self._account is not None:
+                    # The counter restarted: what it shows from now on is added to what the
+                    # log knows, so the kernel judges the pump as it is now.
+                    self._account.volume_at_start_ul = status.volume_infused_ul - known
+                    self._start_counter_ul = self._account.volume_at_start_ul
+            pump_text = "unreachable" if status is None else status.state.value
+            self._log(
+                [
+                    self._recovered_event(
+                        [s.data.session_id],
+                        f"session {s.data.session_id} rebuilt in {s.state.value}; pump "
+                        f"{pump_text}, {self.delivered_ul()} µL delivered; supervision "
+                        "resumed, nothing commanded",
+                    )
+                ]
+            )
+            self._checkpoint()
+
+    def _recovered_event(self, open_sessions: list[str], detail: str) -> NewEvent:
+        return self._journal.event(
+            "daemon.recovered",
+            {"open_sessions": open_sessions, "detail": detail[:500]},
+            Actor.daemon(),
         )
 
     # -- events ----------------------------------------------------------------------
@@ -922,7 +1052,8 @@ class Controller:
                     },
                 )
             elif kind == "session.note" and d.notes:
-                ev(kind, {"text": d.notes[-1].text[:500]})
+                # the catalogue's name for it (event names are past participles)
+                ev("note.recorded", {"text": d.notes[-1].text[:500]})
         return out
 
     # -- the nurse's commands ----------------------------------------------------------

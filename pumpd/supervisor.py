@@ -1,0 +1,74 @@
+"""All pumps of one daemon: start each controller after recovering its session, and say
+how fresh each poll loop is (for the watchdog that only pets systemd while all are)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from sqlalchemy import Engine
+
+from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.clock import Clock, stamp
+from pumpd.controller import Controller, ControllerConfig
+from pumpd.drivers.base import PumpDriver
+from pumpd.protocols import Library
+from pumpd.recovery import last_checkpoint, rebuild
+
+
+class Supervisor:
+    """Owns one controller task per pump."""
+
+    def __init__(
+        self, *, writer: AsyncAuditWriter, engine: Engine, clock: Clock, library: Library
+    ) -> None:
+        self._writer = writer
+        self._engine = engine
+        self._clock = clock
+        self._library = library
+        self._controllers: dict[str, Controller] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def controllers(self) -> dict[str, Controller]:
+        return dict(self._controllers)
+
+    async def add(self, driver: PumpDriver, config: ControllerConfig) -> Controller:
+        """Arm the pump's failsafe, rebuild its session from the log, reconcile, supervise.
+
+        The driver must be connected. Nothing is started or resumed at the pump.
+        """
+        ctl = Controller(driver=driver, writer=self._writer, clock=self._clock, config=config)
+        await ctl.attach()
+        checkpoint = await asyncio.to_thread(last_checkpoint, self._engine, config.pump_id)
+        session = None
+        accounting = None
+        if checkpoint is not None:
+            session = rebuild(checkpoint, self._library, stamp(self._clock))
+            accounting = checkpoint.accounting
+        await ctl.recover(session, accounting)
+        self._controllers[config.pump_id] = ctl
+        self._tasks[config.pump_id] = asyncio.create_task(
+            ctl.run(), name=f"controller-{config.pump_id}"
+        )
+        return ctl
+
+    def health(self) -> dict[str, float]:
+        """Clock seconds since each pump's last completed poll (a dead loop grows)."""
+        now = self._clock.monotonic()
+        out = {}
+        for pump_id, ctl in self._controllers.items():
+            task = self._tasks[pump_id]
+            out[pump_id] = float("inf") if task.done() else now - ctl.last_poll_s
+        return out
+
+    async def close(self) -> None:
+        """Stop supervising (the pumps' own failsafes take over)."""
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._tasks.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for ctl in self._controllers.values():
+            await ctl.journal.drain()
+        self._tasks.clear()

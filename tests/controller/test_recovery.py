@@ -1,0 +1,138 @@
+"""Restart recovery: kill the controller (cancel its task, no cleanup), start a new one on
+the same audit database and the same simulator, and see it reconcile without ever
+starting or resuming delivery by itself."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pumpd.clock import stamp
+from pumpd.controller import Controller
+from pumpd.drivers.base import Command, PumpProgram
+from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.recovery import last_checkpoint, rebuild
+from pumpd.session import State
+from pumpd.supervisor import Supervisor
+
+from .conftest import PUMP_ID, Rig, halt, library, running, session_state, to_infusing, wait_until
+
+START = 1
+
+
+async def _supervised(rig: Rig) -> tuple[Supervisor, Controller]:
+    assert rig.sim.tcp_address is not None
+    host, port = rig.sim.tcp_address
+    driver = ModbusPumpDriver(
+        ModbusConfig(transport="tcp", host=host, port=port, unit=1, timeout_s=0.2)
+    )
+    await driver.connect()
+    sup = Supervisor(writer=rig.writer, engine=rig.store.engine, clock=rig.clock, library=library())
+    ctl = await sup.add(driver, rig.config())
+    return sup, ctl
+
+
+def _starts(rig: Rig) -> int:
+    return sum(1 for r in rig.sim.command_log(1) if r.command == START)
+
+
+async def test_open_session_and_pump_infusing_resumes_supervision(rig: Rig) -> None:
+    first = await rig.controller()
+    task = await running(first)
+    await to_infusing(rig, first)
+    await wait_until(lambda: first.delivered_ul() > 5_000, what="some delivery")
+    await halt(task)  # the daemon dies here; the pump goes on infusing
+    await first.journal.drain()
+    assert rig.sim.status(1)["state"] == "INFUSING"
+    starts = _starts(rig)
+    sup, ctl = await _supervised(rig)
+    try:
+        assert session_state(ctl) is State.INFUSING
+        assert ctl.delivered_ul() > 5_000
+        session = ctl.session
+        assert session is not None
+        vtbi = session.plan.vtbi_ul
+        await wait_until(
+            lambda: session_state(ctl) is State.OBSERVATION, within_s=20, what="completion"
+        )
+        assert abs(int(str(rig.sim.status(1)["volume_infused_ul"])) - vtbi) <= 1
+        assert not session.data.alarms
+    finally:
+        await sup.close()
+    assert _starts(rig) == starts, "recovery never starts the pump"
+    recovered = rig.events(event_type="daemon.recovered")
+    assert recovered
+    assert "S-1" in recovered[-1].payload
+    assert rig.chain_ok()
+
+
+async def test_pump_infusing_without_session_is_stopped_with_an_alarm(rig: Rig) -> None:
+    # Someone started the pump behind pumpd's back (no session in the log).
+    assert rig.sim.tcp_address is not None
+    host, port = rig.sim.tcp_address
+    raw = ModbusPumpDriver(ModbusConfig(transport="tcp", host=host, port=port, unit=1))
+    await raw.connect()
+    await raw.write_program(
+        PumpProgram(
+            rate_ml_h=Decimal("100.00"),
+            vtbi_ul=50_000,
+            kvo_rate_ml_h=Decimal(0),
+            prime_volume_ul=1_000,
+            prime_rate_ml_h=Decimal("100.00"),
+        )
+    )
+    await raw.command(Command.START)
+    await raw.close()
+    sup, ctl = await _supervised(rig)
+    try:
+        await wait_until(lambda: rig.sim.status(1)["state"] == "IDLE", what="the stop")
+        assert any(n.code == "pump.orphan_delivery" for n in ctl.notices)
+        assert ctl.session is None
+    finally:
+        await sup.close()
+    alarms = rig.events(event_type="alarm.raised")
+    assert any("pump.orphan_delivery" in e.payload for e in alarms)
+
+
+async def test_rebooted_pump_is_an_alarm_with_the_last_known_volume(rig: Rig) -> None:
+    first = await rig.controller()
+    task = await running(first)
+    await to_infusing(rig, first)
+    await wait_until(lambda: first.delivered_ul() > 5_000, what="some delivery")
+    await halt(task)
+    await first.journal.drain()
+    checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
+    assert checkpoint is not None
+    assert checkpoint.accounting is not None
+    known_ul = int(checkpoint.accounting["pump_counter_ul"]) - int(
+        checkpoint.accounting["volume_at_start_ul"]
+    )
+    rig.sim.reboot(1)
+    starts = _starts(rig)
+    sup, ctl = await _supervised(rig)
+    try:
+        await wait_until(lambda: session_state(ctl) is State.ALARM, what="the alarm")
+        session = ctl.session
+        assert session is not None
+        alarm = next(a for a in session.data.alarms if a.code == "pump.state_lost")
+        assert alarm.message.startswith(f"Pump lost its state on {PUMP_ID}: infusion stopped at")
+        assert f"{known_ul} µL" in alarm.message
+        assert rig.sim.status(1)["state"] == "IDLE"
+    finally:
+        await sup.close()
+    assert _starts(rig) == starts
+
+
+async def test_checkpoint_rebuilds_the_same_session(rig: Rig) -> None:
+    ctl = await rig.controller()
+    task = await running(ctl)
+    await to_infusing(rig, ctl)
+    await halt(task)
+    await ctl.journal.drain()
+    checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
+    assert checkpoint is not None
+    session = rebuild(checkpoint, library(), stamp(rig.clock))
+    original = ctl.session
+    assert original is not None
+    assert session.state is original.state
+    assert session.plan == original.plan
+    assert session.data.session_id == "S-1"
