@@ -4,7 +4,6 @@ how fresh each poll loop is (for the watchdog that only pets systemd while all a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from sqlalchemy import Engine
 
@@ -66,9 +65,9 @@ class Supervisor:
         """Stop supervising (the pumps' own failsafes take over)."""
         for task in self._tasks.values():
             task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # asyncio.wait: a cancellation of close() itself must not be swallowed.
+            await asyncio.wait(set(self._tasks.values()))
         for ctl in self._controllers.values():
             await ctl.journal.drain()
         self._tasks.clear()

@@ -648,8 +648,9 @@ class Controller:
             yield
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # asyncio.wait, not ``await task`` under suppress(CancelledError): that would
+            # also swallow a cancellation of the controller itself, which must go through.
+            await asyncio.wait({task})
 
     async def _write_first(
         self, events: list[NewEvent], ctx: _Ctx, undo: Callable[[], None] | None

@@ -64,6 +64,7 @@ class Rig:
     scale: float
     db_path: Path
     clock: ScaledClock
+    drivers: list[ModbusPumpDriver] = dataclasses.field(default_factory=list)
 
     def config(self, **overrides: Any) -> ControllerConfig:
         s = self.scale
@@ -86,6 +87,7 @@ class Rig:
             ModbusConfig(transport="tcp", host=host, port=port, unit=unit, timeout_s=0.2)
         )
         await driver.connect()
+        self.drivers.append(driver)
         ctl = Controller(
             driver=driver, writer=self.writer, clock=self.clock, config=self.config(**overrides)
         )
@@ -130,7 +132,10 @@ async def rig(tmp_path: Path, scale: float) -> AsyncIterator[Rig]:
     store = make_store(db_path)
     writer = AsyncAuditWriter(store)
     async with Simulator(pumps=2, tcp=True, time_scale=scale) as sim:
-        yield Rig(sim, store, writer, scale, db_path, ScaledClock(scale))
+        made = Rig(sim, store, writer, scale, db_path, ScaledClock(scale))
+        yield made
+        for driver in made.drivers:
+            await driver.close()
     await writer.aclose()
     store.close()
 
