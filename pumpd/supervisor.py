@@ -63,11 +63,13 @@ class Supervisor:
 
     async def close(self) -> None:
         """Stop supervising (the pumps' own failsafes take over)."""
-        for task in self._tasks.values():
-            task.cancel()
-        if self._tasks:
-            # asyncio.wait: a cancellation of close() itself must not be swallowed.
-            await asyncio.wait(set(self._tasks.values()))
+        # A cancellation that lands inside a pymodbus request can be absorbed there, so
+        # cancel until every task is done (asyncio.wait never swallows our own cancel).
+        pending = {task for task in self._tasks.values() if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
         for ctl in self._controllers.values():
             await ctl.journal.drain()
         self._tasks.clear()

@@ -10,7 +10,6 @@ real time). Nothing here asserts on speed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
@@ -163,9 +162,10 @@ async def running(ctl: Controller) -> asyncio.Task[None]:
 
 async def halt(task: asyncio.Task[None]) -> None:
     """Kill a controller the way a crash would: cancel it, no cleanup, pump left as is."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    # pymodbus can absorb a cancellation that lands inside a request; cancel until done.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
 
 
 async def to_infusing(
