@@ -165,7 +165,7 @@ class SessionAdjusted(Payload):
 
 
 class NoteRecorded(Payload):
-    """A nurse's free-text note on the session (the session machine's ``session.note``)."""
+    """A nurse's free-text note on the session (the session machine's ``note`` command)."""
 
     text: Text
 

@@ -1052,9 +1052,8 @@ class Controller:
                         "volume_ul": plan.vtbi_ul,
                     },
                 )
-            elif kind == "session.note" and d.notes:
-                # the catalogue's name for it (event names are past participles)
-                ev("note.recorded", {"text": d.notes[-1].text[:500]})
+            elif kind == "note.recorded" and d.notes:
+                ev(kind, {"text": d.notes[-1].text[:500]})
         return out
 
     # -- the nurse's commands ----------------------------------------------------------

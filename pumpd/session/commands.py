@@ -558,7 +558,7 @@ class NurseCommands(SessionCore):
         data = self._update(
             notes=(*self._data.notes, NoteRecord(text=text, by=by, at=At.of(stamp)))
         )
-        return self._fire("note", source, source, data, audit=("session.note",))
+        return self._fire("note", source, source, data, audit=("note.recorded",))
 
     # -- ending ---------------------------------------------------------------------
 

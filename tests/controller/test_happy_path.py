@@ -30,7 +30,7 @@ async def test_protocol_runs_to_discharge(rig: Rig, name: str, order: Order, sca
         assert session is not None
         vtbi_ul = session.plan.vtbi_ul
         await wait_until(
-            lambda: session_state(ctl) is State.OBSERVATION, within_s=30, what="completion"
+            lambda: session_state(ctl) is State.OBSERVATION, within_s=120, what="completion"
         )
         status = rig.sim.status(1)
         delivered_ul = int(status["volume_infused_ul"])  # type: ignore[call-overload]

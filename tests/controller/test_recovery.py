@@ -52,7 +52,7 @@ async def test_open_session_and_pump_infusing_resumes_supervision(rig: Rig) -> N
         assert session is not None
         vtbi = session.plan.vtbi_ul
         await wait_until(
-            lambda: session_state(ctl) is State.OBSERVATION, within_s=20, what="completion"
+            lambda: session_state(ctl) is State.OBSERVATION, within_s=90, what="completion"
         )
         assert abs(int(str(rig.sim.status(1)["volume_infused_ul"])) - vtbi) <= 1
         assert not session.data.alarms
