@@ -96,6 +96,7 @@ _MICRO = "\u00b5"
 _MAX_TEXT = 40
 # ASCII digits only (\d and str.isdigit() accept Arabic-Indic and other digits); at most 9
 # integer and 6 fraction digits, which keeps every product inside Decimal's 28 digits.
+_DECIMAL_COMMA = re.compile(r",[0-9]", re.ASCII)
 _QUANTITY = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,6})?|\.[0-9]{1,6})(?![0-9.])\s*(.*)", re.ASCII)
 
 
@@ -132,6 +133,11 @@ def parse_quantity(text: str, dimension: Dimension) -> Quantity:
             "and 6 after the point)"
         )
     number, symbol = match.group(1), match.group(2).replace(_MU, _MICRO)
+    if _DECIMAL_COMMA.match(symbol):
+        raise BadNumber(
+            f"{stripped!r} has a decimal comma: write the number with a point, "
+            f"e.g. {stripped.replace(',', '.', 1)!r}"
+        )
     if not symbol:
         raise MissingUnit(
             f"{stripped!r} has no unit: write it with one of {', '.join(symbols(dimension))}"

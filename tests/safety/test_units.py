@@ -83,7 +83,8 @@ def test_accepted_quantities_convert_exactly(
         ("inf kg", Dimension.BODY_WEIGHT, BadNumber, "not a plain"),
         ("-80kg", Dimension.BODY_WEIGHT, BadNumber, "no sign"),
         ("+80kg", Dimension.BODY_WEIGHT, BadNumber, "no sign"),
-        ("80,5kg", Dimension.BODY_WEIGHT, UnknownUnit, "',5kg'"),
+        ("80,5kg", Dimension.BODY_WEIGHT, BadNumber, "has a decimal comma"),
+        ("80,kg", Dimension.BODY_WEIGHT, UnknownUnit, "',kg'"),
         ("1.2.3kg", Dimension.BODY_WEIGHT, BadNumber, "not a plain"),
         ("\u0668\u0660kg", Dimension.BODY_WEIGHT, BadNumber, "not a plain"),  # Arabic-Indic 80
         ("\uff18\uff10kg", Dimension.BODY_WEIGHT, BadNumber, "not a plain"),  # full-width 80
@@ -166,6 +167,14 @@ def test_forty_characters_are_accepted_and_41_are_not() -> None:
     assert parse_quantity(forty, Dimension.BODY_WEIGHT).value == 80
     with pytest.raises(BadNumber, match="longer than 40"):
         parse_quantity("80" + " " * 37 + "kg", Dimension.BODY_WEIGHT)
+
+
+def test_a_decimal_comma_is_named_with_the_point_form() -> None:
+    with pytest.raises(BadNumber) as info:
+        parse_quantity("82,5 kg", Dimension.BODY_WEIGHT)
+    assert str(info.value) == (
+        "'82,5 kg' has a decimal comma: write the number with a point, e.g. '82.5 kg'"
+    )
 
 
 @pytest.mark.parametrize(
