@@ -8,7 +8,20 @@ Faults act like a real line would:
 - latency: each reply of the unit leaves `ms` later (the pump has already acted, so a
   client that times out meanwhile holds an *uncertain* command, and on RTU the late
   reply lands in the next request's window, as on a real RS-485 line);
-- corrupt-rtu: the CRC of the unit's reply frames is broken.
+- corrupt-rtu: the CRC of the unit's frames is broken (replies by default; `direction`
+  request: the device gets a request that fails its CRC and ignores it);
+- truncate-rtu: a frame stops half way (a reply: the client gets a fragment and then
+  silence; a request: the device's receiver resets on the gap and drops it);
+- noise-rtu / foreign-frame-rtu: a second master on the bus: random bytes, or a valid
+  request of another master to a unit that is not on this line, arrive just before the
+  unit's reply;
+- reset-tcp: the connection is reset (RST) instead of carrying the unit's request (the pump
+  never sees it) or its reply (the pump acted, the answer is lost);
+- half-open-tcp: the connection that carries the unit's next request goes dead without FIN
+  or RST: nothing is forwarded either way again and the proxy never closes it (a peer that
+  vanished); new connections work;
+- silent-tcp: the endpoint accepts connections and reads every request, but delivers and
+  answers nothing (a pump whose Modbus task hangs); it acts on the whole endpoint.
 
 Requests for unit ids that have no pump (and broadcast, unit 0) are not delivered: on a
 serial line nobody answers them, and the proxy behaves the same for TCP.
@@ -20,6 +33,8 @@ import asyncio
 import contextlib
 import os
 import random
+import socket
+import struct
 import termios
 import time
 import tty
@@ -28,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pumpsim.errors import SimulatorStateError
+from pumpsim.faults import Fault, FaultRequest
 
 MBAP_HEADER_LEN = 7
 MAX_MBAP_LENGTH = 254  # unit id + PDU (max 253)
@@ -38,21 +54,124 @@ BITS_PER_CHAR_8N1 = 10
 
 
 @dataclass
+class FrameTrigger:
+    """A wire fault that fires frame by frame: on every frame, with p, or for the next N."""
+
+    on: bool = False
+    probability: float | None = None
+    remaining: int | None = None
+    direction: str = "reply"
+    address: int | None = None
+    fired: int = 0
+
+    def set(self, request: FaultRequest) -> None:
+        self.on = request.on
+        self.probability = request.probability if request.on else None
+        self.remaining = request.count if request.on else None
+        self.direction = request.direction or "reply"
+        self.address = request.address if request.on else None
+
+    def take(
+        self, rng: random.Random, direction: str = "reply", address: int | None = None
+    ) -> bool:
+        """Whether this frame (travelling in `direction`, carrying register `address`) is
+        hit; counts a `count` fault down."""
+        if not self.on or self.direction not in (direction, "both"):
+            return False
+        if self.address is not None and address != self.address:
+            return False
+        if self.probability is not None and rng.random() >= self.probability:
+            return False
+        if self.remaining is not None:
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.on = False
+                self.remaining = None
+        self.fired += 1
+        return True
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "on": self.on,
+            "probability": self.probability,
+            "remaining": self.remaining,
+            "direction": self.direction,
+            "address": self.address,
+            "fired": self.fired,
+        }
+
+
+@dataclass
 class WireFaults:
     """The wire faults of one unit; shared by the TCP proxy and the RTU line."""
 
     drop: bool = False
     latency_ms: int = 0
+    latency_address: int | None = None
     corrupt: bool = False
     corrupt_probability: float | None = None
     corrupt_remaining: int | None = None
+    corrupt_direction: str = "reply"
+    corrupt_address: int | None = None
     frames_dropped: int = 0
     frames_corrupted: int = 0
+    truncate: FrameTrigger = field(default_factory=FrameTrigger)
+    noise: FrameTrigger = field(default_factory=FrameTrigger)
+    foreign: FrameTrigger = field(default_factory=FrameTrigger)
+    reset: FrameTrigger = field(default_factory=FrameTrigger)
+    half_open: FrameTrigger = field(default_factory=lambda: FrameTrigger(direction="request"))
+    silent: bool = False
+    frames_swallowed: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
-    def take_corruption(self) -> bool:
-        """Whether this reply frame gets a broken CRC; counts a `count` fault down."""
-        if not self.corrupt:
+    def apply(self, request: FaultRequest) -> None:
+        """Switch one checked wire fault on or off."""
+        which = request.fault
+        if which is Fault.DROP_LINK:
+            self.drop = request.on
+        elif which is Fault.LATENCY:
+            self.latency_ms = request.latency_ms or 0
+            self.latency_address = request.address
+        elif which is Fault.CORRUPT_RTU:
+            self.corrupt = request.on
+            self.corrupt_probability = request.corrupt_probability
+            self.corrupt_remaining = request.corrupt_count
+            self.corrupt_direction = request.direction or "reply"
+            self.corrupt_address = request.address
+        elif which is Fault.SILENT_TCP:
+            self.silent = request.on
+        else:
+            trigger = {
+                Fault.TRUNCATE_RTU: self.truncate,
+                Fault.NOISE_RTU: self.noise,
+                Fault.FOREIGN_FRAME_RTU: self.foreign,
+                Fault.RESET_TCP: self.reset,
+                Fault.HALF_OPEN_TCP: self.half_open,
+            }[which]
+            trigger.set(request)
+            if which is Fault.HALF_OPEN_TCP:
+                trigger.direction = "request"
+
+    def take(
+        self, trigger: FrameTrigger, direction: str = "reply", address: int | None = None
+    ) -> bool:
+        return trigger.take(self._rng, direction, address)
+
+    def latency_s(self, address: int | None) -> float:
+        """The delay of a reply frame carrying register `address` (None: not a write echo)."""
+        if self.latency_address is not None and address != self.latency_address:
+            return 0.0
+        return self.latency_ms / 1000
+
+    def noise_bytes(self) -> bytes:
+        """What a second master's garbage looks like: 4 to 16 random bytes."""
+        return self._rng.randbytes(self._rng.randint(4, 16))
+
+    def take_corruption(self, direction: str = "reply", address: int | None = None) -> bool:
+        """Whether this frame gets a broken CRC; counts a `count` fault down."""
+        if not self.corrupt or self.corrupt_direction not in (direction, "both"):
+            return False
+        if self.corrupt_address is not None and address != self.corrupt_address:
             return False
         if self.corrupt_probability is not None and self._rng.random() >= self.corrupt_probability:
             return False
@@ -68,11 +187,21 @@ class WireFaults:
         return {
             "drop_link": self.drop,
             "latency_ms": self.latency_ms,
+            "latency_address": self.latency_address,
             "corrupt_rtu": self.corrupt,
             "corrupt_probability": self.corrupt_probability,
             "corrupt_remaining": self.corrupt_remaining,
+            "corrupt_direction": self.corrupt_direction,
+            "corrupt_address": self.corrupt_address,
             "frames_dropped": self.frames_dropped,
             "frames_corrupted": self.frames_corrupted,
+            "truncate_rtu": self.truncate.as_json(),
+            "noise_rtu": self.noise.as_json(),
+            "foreign_frame_rtu": self.foreign.as_json(),
+            "reset_tcp": self.reset.as_json(),
+            "half_open_tcp": self.half_open.as_json(),
+            "silent_tcp": self.silent,
+            "frames_swallowed": self.frames_swallowed,
         }
 
 
@@ -120,8 +249,9 @@ class TcpProxy:
             self._writers.discard(writer)
             return
         self._writers.add(up_writer)
-        requests = asyncio.create_task(self._relay_requests(reader, up_writer))
-        replies = asyncio.create_task(self._relay_replies(up_reader, writer))
+        conn = _Connection(writer)
+        requests = asyncio.create_task(self._relay_requests(reader, up_writer, conn))
+        replies = asyncio.create_task(self._relay_replies(up_reader, writer, conn))
         for task in (requests, replies):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -145,38 +275,77 @@ class TcpProxy:
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
 
+    def _silent(self) -> WireFaults | None:
+        """A unit whose silent-tcp fault is on (it holds the whole endpoint), or None."""
+        return next((f for f in self._faults.values() if f.silent), None)
+
     async def _relay_requests(
-        self, reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, conn: _Connection
     ) -> None:
         while (frame := await self._read_frame(reader)) is not None:
+            silent = self._silent()
+            if silent is not None:
+                silent.frames_swallowed += 1  # read, never delivered, never answered
+                continue
+            if conn.frozen:
+                continue  # the peer is gone: nothing arrives anywhere
             faults = self._faults.get(frame[6])
             if faults is None:
+                continue
+            address = _pdu_address(frame[7:], request=True)
+            if faults.take(faults.half_open, "request"):
+                conn.frozen = True
                 continue
             if faults.drop:
                 faults.frames_dropped += 1
                 continue
+            if faults.take(faults.reset, "request", address):
+                conn.reset()
+                return
             up_writer.write(frame)
 
     async def _relay_replies(
-        self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Connection
     ) -> None:
         loop = asyncio.get_running_loop()
         while (frame := await self._read_frame(up_reader)) is not None:
             faults = self._faults.get(frame[6])
-            if faults is None:
+            if faults is None or conn.frozen:
+                continue
+            if self._silent() is not None:
                 continue
             if faults.drop:
                 faults.frames_dropped += 1
                 continue
-            if faults.latency_ms:
-                loop.call_later(faults.latency_ms / 1000, self._late_write, writer, frame)
+            address = _pdu_address(frame[7:], request=False)
+            if faults.take(faults.reset, "reply", address):
+                conn.reset()
+                return
+            if delay_s := faults.latency_s(address):
+                loop.call_later(delay_s, self._late_write, conn, frame)
             else:
                 writer.write(frame)
 
     @staticmethod
-    def _late_write(writer: asyncio.StreamWriter, frame: bytes) -> None:
-        if not writer.is_closing():
-            writer.write(frame)
+    def _late_write(conn: _Connection, frame: bytes) -> None:
+        if not conn.frozen and not conn.writer.is_closing():
+            conn.writer.write(frame)
+
+
+class _Connection:
+    """One client connection through the proxy: alive, frozen (half-open) or reset."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.frozen = False
+
+    def reset(self) -> None:
+        """Abort the client connection with a TCP RST (SO_LINGER 0), not a FIN."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
 
 
 # ------------------------------------------------------------------------- RTU
@@ -216,6 +385,33 @@ def rtu_response_length(buf: bytes) -> int | None:
     if fc == 7:
         return 5
     return 0
+
+
+def rtu_crc(data: bytes) -> int:
+    """Modbus CRC-16 (poly 0xA001, init 0xFFFF); sent low byte first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def _pdu_address(pdu: bytes, request: bool) -> int | None:
+    """The start register a request names or a write's reply echoes (fc 3, 4, 6, 16).
+
+    `pdu` starts at the function code. A read reply carries no address: None.
+    """
+    if len(pdu) < 3:
+        return None
+    fc = pdu[0]
+    if fc in (6, 16) or (request and fc in (3, 4)):
+        return int.from_bytes(pdu[1:3], "big")
+    return None
+
+
+def _break_crc(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0xFF])
 
 
 class _RtuSplitter:
@@ -403,6 +599,13 @@ class RtuLine:
         if faults.drop:
             faults.frames_dropped += 1
             return
+        address = _pdu_address(frame[1:], request=True)
+        if faults.take(faults.truncate, "request", address):
+            # The device's receiver sees half a frame, then the gap: it resets and drops it.
+            self._discard_request(frame[: len(frame) // 2])
+            return
+        if faults.take_corruption("request", address):
+            frame = _break_crc(frame)  # delivered; the device checks the CRC and ignores it
         self._to_device.send(frame)
 
     def _discard_request(self, fragment: bytes) -> None:
@@ -415,9 +618,23 @@ class RtuLine:
         if faults.drop:
             faults.frames_dropped += 1
             return
-        if faults.take_corruption():
-            frame = frame[:-1] + bytes([frame[-1] ^ 0xFF])
-        self._to_client.send(frame, faults.latency_ms / 1000)
+        address = _pdu_address(frame[1:], request=False)
+        delay_s = faults.latency_s(address)
+        if faults.take(faults.noise):
+            self._to_client.send(faults.noise_bytes(), delay_s)
+        if faults.take(faults.foreign):
+            self._to_client.send(self._foreign_frame(), delay_s)
+        if faults.take_corruption("reply", address):
+            frame = _break_crc(frame)
+        if faults.take(faults.truncate, "reply", address):
+            frame = frame[: max(1, len(frame) // 2)]
+        self._to_client.send(frame, delay_s)
+
+    def _foreign_frame(self) -> bytes:
+        """A valid request of another master: read holding 100..113 of an absent unit."""
+        unit = next((u for u in range(247, 0, -1) if u not in self._faults), 0)
+        body = bytes([unit, 0x03, 0x00, 0x64, 0x00, 0x0E])
+        return body + rtu_crc(body).to_bytes(2, "little")
 
     async def close(self) -> None:
         for handle in self._flush_handles.values():

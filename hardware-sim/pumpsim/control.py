@@ -3,8 +3,9 @@
 Request:  {"op": "<operation>", "id": <anything, echoed>, ...fields}
 Reply:    {"ok": true, "id": ..., ...}  or  {"ok": false, "id": ..., "error": {"type", "message"}}
 
-Operations: ping, status {unit}, fault {unit, fault, on, factor|ms|probability|count},
-reboot {unit}, log {unit?, since?}, faults. docs/pumpsim.md is the reference.
+Operations: ping, status {unit}, reboot {unit}, log {unit?, since?}, faults, and
+fault {unit, fault, on, factor|ms|probability|count|direction|address}.
+docs/pumpsim.md is the reference.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from pumpsim.harness import Simulator
 
 MAX_LINE_BYTES = 64 * 1024
-_FAULT_PARAMS = ("factor", "ms", "probability", "count")
+_FAULT_PARAMS = ("factor", "ms", "probability", "count", "direction", "address")
 
 
 def _require_unit(request: dict[str, object]) -> int:
@@ -58,6 +59,8 @@ def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
             ms=_opt_int(request, "ms"),
             probability=_opt_float(request, "probability"),
             count=_opt_int(request, "count"),
+            direction=_opt_str(request, "direction"),
+            address=_opt_int(request, "address"),
         )
         return {"status": sim.status(unit)}
     if op == "reboot":
@@ -88,6 +91,13 @@ def _opt_int(request: dict[str, object], key: str) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise ControlProtocolError(f"'{key}' must be an integer, got {value!r}")
+
+
+def _opt_str(request: dict[str, object], key: str) -> str | None:
+    value = request.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ControlProtocolError(f"'{key}' must be a string, got {value!r}")
 
 
 def _opt_float(request: dict[str, object], key: str) -> float | None:

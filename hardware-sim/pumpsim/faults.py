@@ -33,6 +33,12 @@ class Fault(enum.StrEnum):
     DROP_LINK = "drop-link"
     LATENCY = "latency"
     CORRUPT_RTU = "corrupt-rtu"
+    TRUNCATE_RTU = "truncate-rtu"
+    NOISE_RTU = "noise-rtu"
+    FOREIGN_FRAME_RTU = "foreign-frame-rtu"
+    RESET_TCP = "reset-tcp"
+    HALF_OPEN_TCP = "half-open-tcp"
+    SILENT_TCP = "silent-tcp"
 
 
 # Faults that are physical alarm conditions of the pump.
@@ -44,12 +50,38 @@ CONDITION_OF: dict[Fault, AlarmFlag] = {
     Fault.SYSTEM_FAULT: AlarmFlag.SYSTEM_FAULT,
     Fault.BATTERY_DEPLETED: AlarmFlag.BATTERY_DEPLETED,
 }
-WIRE_FAULTS = frozenset({Fault.DROP_LINK, Fault.LATENCY, Fault.CORRUPT_RTU})
+WIRE_FAULTS = frozenset(
+    {
+        Fault.DROP_LINK,
+        Fault.LATENCY,
+        Fault.CORRUPT_RTU,
+        Fault.TRUNCATE_RTU,
+        Fault.NOISE_RTU,
+        Fault.FOREIGN_FRAME_RTU,
+        Fault.RESET_TCP,
+        Fault.HALF_OPEN_TCP,
+        Fault.SILENT_TCP,
+    }
+)
+LINK_FAULTS = WIRE_FAULTS - {Fault.DROP_LINK, Fault.LATENCY, Fault.CORRUPT_RTU}
+"""The issue 7 wire faults; their outcomes are tested in tests/wire (docs/safety/wire-faults.md)."""
 
+DIRECTIONS = ("request", "reply", "both")
+"""Which frames a directional wire fault hits: the client's requests, the pump's replies."""
+
+# Faults that fire frame by frame: on every frame, with a probability, or the next N.
+_COUNTED = frozenset(
+    {Fault.CORRUPT_RTU, Fault.TRUNCATE_RTU, Fault.NOISE_RTU, Fault.FOREIGN_FRAME_RTU}
+)
 _ALLOWED_PARAMS: dict[Fault, frozenset[str]] = {
     Fault.RUNAWAY: frozenset({"factor"}),
-    Fault.LATENCY: frozenset({"ms"}),
-    Fault.CORRUPT_RTU: frozenset({"probability", "count"}),
+    Fault.LATENCY: frozenset({"ms", "address"}),
+    Fault.CORRUPT_RTU: frozenset({"probability", "count", "direction", "address"}),
+    Fault.TRUNCATE_RTU: frozenset({"probability", "count", "direction", "address"}),
+    Fault.NOISE_RTU: frozenset({"probability", "count"}),
+    Fault.FOREIGN_FRAME_RTU: frozenset({"probability", "count"}),
+    Fault.RESET_TCP: frozenset({"count", "direction", "address"}),
+    Fault.HALF_OPEN_TCP: frozenset({"count"}),
 }
 
 
@@ -63,6 +95,18 @@ class FaultRequest:
     latency_ms: int | None = None
     corrupt_probability: float | None = None
     corrupt_count: int | None = None
+    direction: str | None = None
+    """request, reply or both for a directional wire fault; None for the others."""
+    address: int | None = None
+    """Only frames that carry this start register (a request, or a write's echo)."""
+
+    @property
+    def probability(self) -> float | None:
+        return self.corrupt_probability
+
+    @property
+    def count(self) -> int | None:
+        return self.corrupt_count
 
 
 def parse_fault(name: str | Fault) -> Fault:
@@ -124,19 +168,51 @@ def check_fault(fault: str | Fault, on: bool, params: dict[str, object]) -> Faul
             raise FaultParameterError(
                 f"latency ms must be in 1..{MAX_LATENCY_MS}, got {latency_ms}"
             )
-        return FaultRequest(which, True, latency_ms=latency_ms)
-    if which is Fault.CORRUPT_RTU:
-        if given == {"probability", "count"}:
-            raise FaultParameterError("corrupt-rtu takes probability or count, not both")
-        if "probability" in given:
-            probability = float(_to_fraction("probability", params["probability"]))
-            if not 0 < probability <= 1:
-                raise FaultParameterError(f"probability must be in (0, 1], got {probability}")
-            return FaultRequest(which, True, corrupt_probability=probability)
-        if "count" in given:
-            count = _to_int("count", params["count"])
-            if count < 1:
-                raise FaultParameterError(f"count must be at least 1, got {count}")
-            return FaultRequest(which, True, corrupt_count=count)
-        return FaultRequest(which, True)
+        return FaultRequest(
+            which, True, latency_ms=latency_ms, address=_address(which, given, params)
+        )
+    if which in _COUNTED or which in (Fault.RESET_TCP, Fault.HALF_OPEN_TCP):
+        return _counted(which, given, params)
     return FaultRequest(which, True)
+
+
+def _direction(which: Fault, params: dict[str, object]) -> str:
+    value = params.get("direction")
+    if value is None:
+        return "reply"
+    if value not in DIRECTIONS or (which is Fault.RESET_TCP and value == "both"):
+        choices = DIRECTIONS[:2] if which is Fault.RESET_TCP else DIRECTIONS
+        raise FaultParameterError(
+            f"{which.value} direction must be one of {', '.join(choices)}, got {value!r}"
+        )
+    return str(value)
+
+
+def _address(which: Fault, given: set[str], params: dict[str, object]) -> int | None:
+    if "address" not in given:
+        return None
+    address = _to_int("address", params["address"])
+    if not 0 <= address <= 0xFFFF:
+        raise FaultParameterError(f"{which.value} address must be in 0..65535, got {address}")
+    return address
+
+
+def _counted(which: Fault, given: set[str], params: dict[str, object]) -> FaultRequest:
+    """A frame-by-frame wire fault: every frame, each with `probability`, or the next `count`."""
+    direction = _direction(which, params) if "direction" in _ALLOWED_PARAMS[which] else None
+    address = _address(which, given, params)
+    if given >= {"probability", "count"}:
+        raise FaultParameterError(f"{which.value} takes probability or count, not both")
+    if "probability" in given:
+        probability = float(_to_fraction("probability", params["probability"]))
+        if not 0 < probability <= 1:
+            raise FaultParameterError(f"probability must be in (0, 1], got {probability}")
+        return FaultRequest(
+            which, True, corrupt_probability=probability, direction=direction, address=address
+        )
+    if "count" in given:
+        count = _to_int("count", params["count"])
+        if count < 1:
+            raise FaultParameterError(f"count must be at least 1, got {count}")
+        return FaultRequest(which, True, corrupt_count=count, direction=direction, address=address)
+    return FaultRequest(which, True, direction=direction, address=address)

@@ -17,7 +17,7 @@ from pumpsim.bank import CommandRecord, PumpBank
 from pumpsim.bridge import RtuLine, TcpProxy, WireFaults
 from pumpsim.control import ControlServer
 from pumpsim.errors import SimConfigError, SimulatorStateError
-from pumpsim.faults import CONDITION_OF, Fault, check_fault
+from pumpsim.faults import CONDITION_OF, WIRE_FAULTS, Fault, check_fault
 from pumpsim.model import PumpModel
 
 __all__ = ["CommandRecord", "Fault", "Simulator"]
@@ -204,10 +204,21 @@ class Simulator:
         ms: int | None = None,
         probability: float | None = None,
         count: int | None = None,
+        direction: str | None = None,
+        address: int | None = None,
     ) -> None:
         """Switch a fault on or off; the request is checked whole before anything changes."""
         request = check_fault(
-            fault, on, {"factor": factor, "ms": ms, "probability": probability, "count": count}
+            fault,
+            on,
+            {
+                "factor": factor,
+                "ms": ms,
+                "probability": probability,
+                "count": count,
+                "direction": direction,
+                "address": address,
+            },
         )
         model = self._bank.sync(unit)
         wire = self._wire[unit]
@@ -222,14 +233,8 @@ class Simulator:
             model.set_stuck_volume(request.on)
         elif which is Fault.IGNORE_COMMANDS:
             model.set_ignore_commands(request.on)
-        elif which is Fault.DROP_LINK:
-            wire.drop = request.on
-        elif which is Fault.LATENCY:
-            wire.latency_ms = request.latency_ms or 0
-        elif which is Fault.CORRUPT_RTU:
-            wire.corrupt = request.on
-            wire.corrupt_probability = request.corrupt_probability
-            wire.corrupt_remaining = request.corrupt_count
+        elif which in WIRE_FAULTS:
+            wire.apply(request)
         else:
             raise AssertionError("unreachable: every Fault is handled above")
 
