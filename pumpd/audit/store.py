@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.audit import migrate
 from pumpd.audit.catalogue import ActorRole, Payload, check_envelope, payload_text
-from pumpd.audit.chain import GENESIS_HASH, EventRecord, Hasher, encode, load_key
+from pumpd.audit.chain import COLUMNS, GENESIS_HASH, EventRecord, Hasher, encode, load_key
 from pumpd.audit.errors import AuditWriteFailed, InvalidEnvelope
 from pumpd.audit.schema import audit_event
 from pumpd.db import is_sqlite, make_engine, normalize_url
@@ -82,6 +83,42 @@ class Prepared:
     session_id: str | None
     patient_ref: str | None
     correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stamped:
+    """A validated event with its time and origin fixed, not yet chained.
+
+    Everything of the stored row except ``seq``, ``prev_hash`` and ``event_hash``: those
+    depend on the chain head and are only computed inside the inserting transaction.
+    The async writer stamps an event once, when it first tries to write it, so an event
+    that waits in the local spool (pumpd/audit/spool.py) keeps the time it happened.
+    ``(instance_id, mono_ns)`` identifies an event: ``mono_ns`` strictly increases within
+    one store instance.
+    """
+
+    occurred_at: str
+    mono_ns: int
+    host: str
+    instance_id: str
+    actor_kind: str
+    actor_uid: int | None
+    actor_name: str
+    actor_role: str
+    pump_id: str | None
+    session_id: str | None
+    patient_ref: str | None
+    event_type: str
+    correlation_id: str | None
+    simulated: bool
+    payload: str
+
+    def matches(self, record: EventRecord) -> bool:
+        """True when ``record`` is this very event as stored (same every stamped field)."""
+        return all(getattr(record, name) == value for name, value in asdict(self).items())
+
+
+STAMPED_FIELDS: tuple[str, ...] = tuple(Stamped.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +206,8 @@ class AuditStore:
         self._host = host or socket.gethostname()
         self._instance_id = str(uuid.uuid4())
         self._mono_origin_ns = time.monotonic_ns()
+        self._last_mono_ns = -1
+        self._stamp_lock = threading.Lock()
         self._postgres = not is_sqlite(engine.url)
 
     @classmethod
@@ -217,8 +256,19 @@ class AuditStore:
         return self.write([prepare(e) for e in events])
 
     def write(self, batch: Sequence[Prepared]) -> list[EventRecord]:
-        """Chain and commit already validated events (the async writer's entry point)."""
-        if not batch:
+        """Chain and commit already validated events, stamped inside the transaction."""
+        return self._write(len(batch), lambda: [self.stamp(item) for item in batch])
+
+    def write_stamped(self, batch: Sequence[Stamped]) -> list[EventRecord]:
+        """Chain and commit events stamped earlier (the async writer and its spool).
+
+        The stamps are kept as they are, so an event drained from the spool carries the
+        time it happened and the instance that recorded it, not the time of the drain.
+        """
+        return self._write(len(batch), lambda: list(batch))
+
+    def _write(self, count: int, stamps: Callable[[], list[Stamped]]) -> list[EventRecord]:
+        if not count:
             return []
         try:
             with self._engine.begin() as conn:
@@ -231,21 +281,25 @@ class AuditStore:
                 ).first()
                 seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
                 records = []
-                for item in batch:
+                for item in stamps():
                     seq += 1
                     record = self._chain(item, seq, prev)
                     records.append(record)
                     prev = record.event_hash
                 conn.execute(insert(audit_event), [asdict(r) for r in records])
         except SQLAlchemyError as exc:
-            raise AuditWriteFailed(f"audit write of {len(batch)} event(s) failed: {exc}") from exc
+            raise AuditWriteFailed(f"audit write of {count} event(s) failed: {exc}") from exc
         return records
 
-    def _chain(self, item: Prepared, seq: int, prev: str) -> EventRecord:
-        unhashed = EventRecord(
-            seq=seq,
-            occurred_at=utc_text(datetime.now(UTC)),
-            mono_ns=time.monotonic_ns() - self._mono_origin_ns,
+    def stamp(self, item: Prepared) -> Stamped:
+        """Fix the event's time and origin; ``mono_ns`` strictly increases per instance."""
+        with self._stamp_lock:
+            mono_ns = max(time.monotonic_ns() - self._mono_origin_ns, self._last_mono_ns + 1)
+            self._last_mono_ns = mono_ns
+            occurred_at = utc_text(datetime.now(UTC))
+        return Stamped(
+            occurred_at=occurred_at,
+            mono_ns=mono_ns,
             host=self._host,
             instance_id=self._instance_id,
             actor_kind=item.actor.kind,
@@ -259,11 +313,30 @@ class AuditStore:
             correlation_id=item.correlation_id,
             simulated=self._simulated,
             payload=item.payload,
-            prev_hash=prev,
-            event_hash="",
         )
+
+    def _chain(self, item: Stamped, seq: int, prev: str) -> EventRecord:
+        unhashed = EventRecord(seq=seq, **asdict(item), prev_hash=prev, event_hash="")
         digest = self._hasher.digest(encode(unhashed))
         return EventRecord(**{**asdict(unhashed), "event_hash": digest})
+
+    def tail(self, count: int) -> list[EventRecord]:
+        """The newest ``count`` events, oldest first (the spool's duplicate check)."""
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(*(audit_event.c[name] for name in COLUMNS))
+                    .order_by(audit_event.c.seq.desc())
+                    .limit(count)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise AuditWriteFailed(f"cannot read the newest {count} events: {exc}") from exc
+        return [EventRecord(*row) for row in reversed(rows)]
+
+    @property
+    def database(self) -> str:
+        """The database as text without its password (names the spool's destination)."""
+        return self._engine.url.render_as_string(hide_password=True)
 
     def head(self) -> Head:
         """The current chain head, read in a short transaction."""

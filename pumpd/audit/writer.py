@@ -1,13 +1,28 @@
-"""The asyncio face of the store: one writer thread, group commit, no early acknowledgement.
+"""The asyncio face of the store: one writer thread, group commit, no early acknowledgement,
+and a local durable spool for when the database goes away.
 
-Pump loops ``await writer.append(event)``. Validation runs at once in the caller (a bad
-event raises before anything is queued); the event then waits on a queue for the writer
-thread, which takes everything queued (up to ``max_batch``) and commits it in one
-transaction. Each caller's future resolves only after that COMMIT returned; if it failed,
-every caller in the batch gets :class:`AuditWriteFailed` — none is retried, because after
-an ambiguous commit failure a retry could write an event twice.
+Pump loops ``await writer.append(event)`` (resolves once the event is committed in the
+database) or ``await writer.log(event)`` (resolves once it is durable: committed, or
+fsync'd in the local spool). Validation runs at once in the caller (a bad event raises
+before anything is queued); the event then waits on a queue for the writer thread, which
+takes everything queued (up to ``max_batch``), stamps it (time, instance, a strictly
+increasing ``mono_ns``) and commits it in one transaction.
 
-Cancelling an ``append`` does not un-write the event: once queued, it is committed.
+Without a spool, a failed commit fails every caller of the batch with
+:class:`AuditWriteFailed`, as before. With a spool (``spool=Path``), a failed commit puts
+the writer in *degraded* mode: that batch and every later one are appended to the spool
+(fsync'd) in order; the thread retries the database with backoff and, when it answers,
+drains the spool into it in order (the chain is computed at insert, so it stays intact),
+removes the spool and goes back to direct writes. New events always queue behind the
+spool, so the global order is kept. A commit that raised may still have succeeded (the
+ambiguous commit): before draining, the oldest spooled events are looked for among the
+newest rows of the table, so none is written twice and none is lost. A spool left by a
+previous run is drained first, before any new event. If the spool itself cannot be written
+either, the callers get :class:`AuditWriteFailed` as without a spool. See
+docs/audit-spool.md.
+
+The writer owns the chain head while it runs: one writer per chain. Cancelling an
+``append`` does not un-write the event: once queued, it is committed (or spooled).
 """
 
 from __future__ import annotations
@@ -16,100 +31,418 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
 
 from pumpd.audit.chain import EventRecord
 from pumpd.audit.errors import AuditWriteFailed, StoreClosed
-from pumpd.audit.store import AuditStore, NewEvent, Prepared, prepare
+from pumpd.audit.spool import (
+    Spool,
+    SpoolConflict,
+    SpoolEntry,
+    SpoolWriteFailed,
+    TornTail,
+    already_stored,
+)
+from pumpd.audit.store import AuditStore, NewEvent, Prepared, Stamped, prepare
+
+_log = structlog.get_logger("pumpd.audit")
+
+TAIL_SLACK = 64
+"""Rows read beyond one drain chunk when looking for events an ambiguous commit wrote."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Where an event was made durable: in the database, or fsync'd in the spool."""
+
+    record: EventRecord | None
+    spool_n: int | None = None
+
+    @property
+    def in_database(self) -> bool:
+        return self.record is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WriterHealth:
+    """A snapshot of the writer's state, for the controller, the daemon and the nurses.
+
+    ``degraded``: the database is not taking events; they go to the spool.
+    ``spooled``: events in the spool not yet in the database.
+    ``spool_failing``: the last spool write failed too, so events cannot be made durable
+    at all right now (callers get ``AuditWriteFailed``).
+    """
+
+    degraded: bool
+    spooled: int
+    degraded_since: datetime | None
+    spool_failing: bool
+    reason: str | None
+    blocked: str | None
+    spooled_total: int
+    drained_total: int
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
     item: Prepared
-    future: asyncio.Future[EventRecord]
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    until_database: bool
 
 
 _STOP = object()
 
 
 class AsyncAuditWriter:
-    """Group-committing writer thread in front of an :class:`AuditStore`."""
+    """Group-committing writer thread in front of an :class:`AuditStore`, with a spool."""
 
-    def __init__(self, store: AuditStore, *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        max_batch: int = 256,
+        spool: Path | None = None,
+        retry_initial_s: float = 0.05,
+        retry_max_s: float = 2.0,
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if not 0 < retry_initial_s <= retry_max_s:
+            raise ValueError("need 0 < retry_initial_s <= retry_max_s")
         self._store = store
         self._max_batch = max_batch
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="pumpd-audit-writer", daemon=True)
         self._closed = False
+        self._stopping = False
         self._batches = 0
+        self._state_lock = threading.Lock()
+        self._degraded = False
+        self._degraded_since: datetime | None = None
+        self._reason: str | None = None
+        self._spool_failing = False
+        self._blocked: str | None = None
+        self._spooled_total = 0
+        self._drained_total = 0
+        self._pending: list[SpoolEntry] = []
+        self._waiting: dict[int, _Job] = {}
+        self._need_check = True
+        self._backoff_s = retry_initial_s
+        self._next_retry = 0.0
+        self._spool: Spool | None = None
+        self.torn_tail: TornTail | None = None
+        if spool is not None:
+            self._spool = Spool(spool, store.database)
+            self._spool.check_place()  # found out now, not in the middle of an outage
+            loaded = self._spool.load()  # SpoolCorrupt / SpoolMismatch: refuse to start
+            self.torn_tail = loaded.torn
+            if loaded.torn is not None:
+                _log.error(
+                    "audit.spool.torn_tail",
+                    spool=str(spool),
+                    line=loaded.torn.line_number,
+                    bytes=loaded.torn.byte_count,
+                    kept_at=str(loaded.torn.kept_at),
+                    detail="a write cut off by a crash; never acknowledged, not applied",
+                )
+            if not loaded.pending and spool.exists():
+                self._spool.remove()  # fully drained before the last run ended
+            if loaded.pending:
+                self._pending = list(loaded.pending)
+                self._enter_degraded(f"{len(loaded.pending)} event(s) left in the spool")
+                self._next_retry = 0.0  # drain them first, before any new event
+                _log.warning("audit.spool.leftover", spool=str(spool), events=len(self._pending))
+        self._thread = threading.Thread(target=self._run, name="pumpd-audit-writer", daemon=True)
         self._thread.start()
+
+    # -- the callers' side ---------------------------------------------------------------
 
     @property
     def batches_committed(self) -> int:
         """How many transactions the thread has committed (group-commit evidence)."""
         return self._batches
 
+    @property
+    def degraded(self) -> bool:
+        """True while events go to the spool instead of the database."""
+        return self._degraded
+
+    @property
+    def spooled(self) -> int:
+        """Events in the spool that are not in the database yet."""
+        return len(self._pending)
+
+    def health(self) -> WriterHealth:
+        with self._state_lock:
+            return WriterHealth(
+                degraded=self._degraded,
+                spooled=len(self._pending),
+                degraded_since=self._degraded_since,
+                spool_failing=self._spool_failing,
+                reason=self._reason,
+                blocked=self._blocked,
+                spooled_total=self._spooled_total,
+                drained_total=self._drained_total,
+            )
+
     async def append(self, event: NewEvent) -> EventRecord:
+        """Resolve once ``event`` is committed in the database (however long that takes)."""
+        result: EventRecord = await self._submit(event, until_database=True)
+        return result
+
+    async def log(self, event: NewEvent) -> Receipt:
+        """Resolve once ``event`` is durable: committed, or fsync'd in the spool."""
+        result: Receipt = await self._submit(event, until_database=False)
+        return result
+
+    async def _submit(self, event: NewEvent, *, until_database: bool) -> Any:
         item = prepare(event)
         if self._closed or not self._thread.is_alive():
             raise StoreClosed("the audit writer is closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[EventRecord] = loop.create_future()
-        self._queue.put(_Job(item, future, loop))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(item, future, loop, until_database))
         if not self._thread.is_alive():  # it ended between the check above and the put
             self._fail_leftovers()
         return await future
 
     async def aclose(self) -> None:
-        """Commit everything already queued, then stop the thread."""
+        """Commit (or spool) everything already queued, try the spool once more, stop."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
 
+    # -- the writer thread ---------------------------------------------------------------
+
     def _run(self) -> None:
         try:
             self._loop()
+            if self._degraded:
+                self._drain()  # one last try; what stays is drained at the next start
         finally:
             self._closed = True
             self._fail_leftovers()
+            for n, job in sorted(self._waiting.items()):
+                _resolve(job, None, StoreClosed(_closed_in_spool(n)), cause=None)
+            self._waiting.clear()
+            if self._spool is not None:
+                self._spool.close()
 
     def _loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Job] = [first] if isinstance(first, _Job) else []
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stopping = True
-                    break
-                if isinstance(nxt, _Job):
-                    batch.append(nxt)
-            self._commit(batch)
+        while not self._stopping:
+            if self._degraded and time.monotonic() >= self._next_retry:
+                self._drain()
+                continue
+            timeout = max(0.0, self._next_retry - time.monotonic()) if self._degraded else None
+            try:
+                first = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            batch = self._collect(first)
+            if batch:
+                self._handle(batch)
 
-    def _commit(self, batch: list[_Job]) -> None:
+    def _collect(self, first: object) -> list[_Job]:
+        """``first`` and whatever else is queued, up to ``max_batch``; notes a stop."""
+        if first is _STOP:
+            self._stopping = True
+            return []
+        batch: list[_Job] = [first] if isinstance(first, _Job) else []
+        while len(batch) < self._max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                self._stopping = True
+                break
+            if isinstance(nxt, _Job):
+                batch.append(nxt)
+        return batch
+
+    def _handle(self, batch: list[_Job]) -> None:
+        stamped = [self._store.stamp(job.item) for job in batch]
+        if not self._degraded:
+            try:
+                records = self._store.write_stamped(stamped)
+            except AuditWriteFailed as exc:
+                if self._spool is None:
+                    self._fail(batch, exc)
+                    return
+                self._enter_degraded(_short(exc))
+            except BaseException as exc:
+                self._fail(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise  # the thread ends; later appends get StoreClosed, none waits forever
+                return
+            else:
+                self._batches += 1
+                for job, record in zip(batch, records, strict=True):
+                    _resolve(job, _result(job, record), None, cause=None)
+                return
+        self._to_spool(batch, stamped)
+
+    def _to_spool(self, batch: list[_Job], stamped: list[Stamped]) -> None:
+        assert self._spool is not None
         try:
-            records = self._store.write([job.item for job in batch])
-        except BaseException as exc:
-            # One exception object per caller: each task raises it with its own traceback.
-            for job in batch:
-                _resolve(job, None, AuditWriteFailed(str(exc) or type(exc).__name__), cause=exc)
-            if not isinstance(exc, Exception):
-                raise  # the thread ends; later appends get StoreClosed, none waits forever
+            entries = self._spool.append(stamped)
+        except SpoolWriteFailed as exc:
+            if not self._spool_failing:
+                _log.error("audit.spool.write_failed", spool=str(self._spool.path), error=str(exc))
+            with self._state_lock:
+                self._spool_failing = True
+            self._fail(batch, exc)
             return
-        self._batches += 1
-        for job, record in zip(batch, records, strict=True):
-            _resolve(job, record, None, cause=None)
+        if self._spool_failing:
+            _log.warning("audit.spool.writable_again", spool=str(self._spool.path))
+        with self._state_lock:
+            self._spool_failing = False
+            self._pending.extend(entries)
+            self._spooled_total += len(entries)
+        for job, entry in zip(batch, entries, strict=True):
+            if job.until_database:
+                self._waiting[entry.n] = job
+            else:
+                _resolve(job, Receipt(None, entry.n), None, cause=None)
+
+    def _drain(self) -> None:
+        """Move the spool into the database, oldest first; on failure try again later."""
+        assert self._spool is not None
+        self._spool_queued()  # what waits in the queue is made durable before trying
+        if self._blocked is not None:
+            self._retry_later(self._blocked, quiet=True)
+            return
+        if not self._pending:  # nothing spooled (the spool failed too): is the database back?
+            try:
+                self._store.head()
+            except AuditWriteFailed as exc:
+                self._retry_later(_short(exc))
+                return
+        while self._pending:
+            chunk = self._pending[: self._max_batch]
+            if self._need_check:
+                try:
+                    tail = self._store.tail(len(chunk) + TAIL_SLACK)
+                    found = already_stored(chunk, tail)
+                except AuditWriteFailed as exc:
+                    self._retry_later(_short(exc))
+                    return
+                except SpoolConflict as exc:
+                    self._block(exc)
+                    return
+                self._need_check = False
+                if found:
+                    by_id = {(r.instance_id, r.mono_ns): r for r in tail}
+                    done = chunk[:found]
+                    records = [by_id[(e.event.instance_id, e.event.mono_ns)] for e in done]
+                    _log.warning("audit.spool.already_in_database", events=found)
+                    if not self._drained(done, records):
+                        return
+                continue
+            try:
+                records = self._store.write_stamped([e.event for e in chunk])
+            except AuditWriteFailed as exc:
+                self._need_check = True  # the commit may have happened all the same
+                self._retry_later(_short(exc))
+                return
+            self._batches += 1
+            if not self._drained(chunk, records):
+                return
+            self._spool_queued()  # new events keep their place: behind the spool
+        self._leave_degraded()
+
+    def _drained(self, chunk: list[SpoolEntry], records: list[EventRecord]) -> bool:
+        """``chunk`` is in the database: tell its waiters, mark it in the spool."""
+        for entry, record in zip(chunk, records, strict=True):
+            job = self._waiting.pop(entry.n, None)
+            if job is not None:
+                _resolve(job, record, None, cause=None)
+        assert self._spool is not None
+        try:
+            self._spool.mark_drained(chunk[-1].n)
+        except SpoolWriteFailed as exc:
+            # At most this one chunk is in the database unmarked; the next attempt finds
+            # it in the table (need_check) before writing anything else.
+            self._need_check = True
+            self._retry_later(str(exc))
+            return False
+        with self._state_lock:
+            del self._pending[: len(chunk)]
+            self._drained_total += len(chunk)
+        self._backoff_s = self._retry_initial_s
+        return True
+
+    def _spool_queued(self) -> None:
+        while not self._stopping:
+            try:
+                first = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            batch = self._collect(first)
+            if batch:
+                self._to_spool(batch, [self._store.stamp(job.item) for job in batch])
+
+    def _enter_degraded(self, reason: str) -> None:
+        with self._state_lock:
+            self._degraded = True
+            self._degraded_since = datetime.now(UTC)
+            self._reason = reason
+        self._need_check = True
+        self._backoff_s = self._retry_initial_s
+        self._next_retry = time.monotonic() + self._backoff_s
+        _log.warning(
+            "audit.spool.degraded",
+            spool=None if self._spool is None else str(self._spool.path),
+            reason=reason[:500],
+        )
+
+    def _leave_degraded(self) -> None:
+        assert self._spool is not None
+        try:
+            self._spool.remove()
+        except OSError as exc:  # all drained and marked: a leftover file drains to nothing
+            _log.error("audit.spool.remove_failed", spool=str(self._spool.path), error=str(exc))
+        since = self._degraded_since
+        with self._state_lock:
+            self._degraded = False
+            self._degraded_since = None
+            self._reason = None
+        _log.info(
+            "audit.spool.drained",
+            spool=str(self._spool.path),
+            drained_total=self._drained_total,
+            degraded_s=None if since is None else (datetime.now(UTC) - since).total_seconds(),
+        )
+
+    def _retry_later(self, reason: str, *, quiet: bool = False) -> None:
+        with self._state_lock:
+            self._reason = reason
+        if not quiet:
+            _log.debug("audit.spool.retry_later", reason=reason[:500], in_s=self._backoff_s)
+        self._next_retry = time.monotonic() + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self._retry_max_s)
+
+    def _block(self, exc: SpoolConflict) -> None:
+        """The table and the spool disagree: never guess; stay degraded, say so loudly."""
+        with self._state_lock:
+            self._blocked = str(exc)
+        _log.error("audit.spool.conflict", error=str(exc))
+        self._retry_later(str(exc), quiet=True)
+
+    def _fail(self, batch: list[_Job], exc: BaseException) -> None:
+        # One exception object per caller: each task raises it with its own traceback.
+        for job in batch:
+            _resolve(job, None, AuditWriteFailed(str(exc) or type(exc).__name__), cause=exc)
 
     def _fail_leftovers(self) -> None:
         while True:
@@ -121,9 +454,27 @@ class AsyncAuditWriter:
                 _resolve(job, None, StoreClosed("the audit writer closed first"), cause=None)
 
 
+def _short(exc: BaseException) -> str:
+    """The database's own words (no SQL, no parameters): for logs and the nurses' screen."""
+    orig = getattr(exc.__cause__, "orig", None)
+    text = f"{type(orig).__name__}: {orig}" if orig is not None else str(exc)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+
+
+def _closed_in_spool(n: int) -> str:
+    return (
+        f"the audit writer closed while the event (spool n={n}) was in the spool, not yet "
+        "in the database; it is drained at the next start"
+    )
+
+
+def _result(job: _Job, record: EventRecord) -> EventRecord | Receipt:
+    return record if job.until_database else Receipt(record)
+
+
 def _resolve(
     job: _Job,
-    record: EventRecord | None,
+    result: object,
     error: AuditWriteFailed | None,
     *,
     cause: BaseException | None,
@@ -137,8 +488,8 @@ def _resolve(
         if error is not None:
             job.future.set_exception(error)
         else:
-            job.future.set_result(record)  # type: ignore[arg-type]
+            job.future.set_result(result)
 
-    # A caller whose loop has already closed cannot be told; its event is committed anyway.
+    # A caller whose loop has already closed cannot be told; its event is durable anyway.
     with contextlib.suppress(RuntimeError):
         job.loop.call_soon_threadsafe(_set)
