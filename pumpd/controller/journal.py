@@ -55,6 +55,12 @@ class Journal:
         self._inflight: dict[asyncio.Task[EventRecord], float] = {}
         self.failures = 0
 
+    @property
+    def degraded(self) -> bool:
+        """The shared writer is spooling: the audit database is not taking events, so no
+        intent can become durable in it, even when nothing of this pump is in flight."""
+        return self._writer.degraded
+
     def event(
         self,
         event_type: str,

@@ -236,7 +236,7 @@ class Controller:
                 with contextlib.suppress(DriverError):
                     await self._driver.set_heartbeat_timeout(self.config.heartbeat_timeout_s)
         self._journal.flush()
-        if self._journal.stalled(self.config.intent_wait_s):
+        if self._journal.stalled(self.config.intent_wait_s) or self._journal.degraded:
             self._audit_failed()
         if status is not None:
             await self._status_facts(status)
@@ -1169,8 +1169,10 @@ class Controller:
             await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
             return step
 
-    async def pause(self, *, by: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.pause(by=by, at=at), undo=False)
+    async def pause(self, *, by: str, reason_code: str = "nurse.pause") -> Step:
+        return await self._nurse(
+            by, lambda s, at: s.pause(by=by, at=at, reason_code=reason_code), undo=False
+        )
 
     async def resume(self, *, by: str) -> Step:
         return await self._nurse(by, lambda s, at: s.resume(by=by, at=at), undo=True)
@@ -1217,7 +1219,9 @@ class Controller:
         """Acknowledge the latched alarms (and the daemon's own notices)."""
         async with self._lock:
             for n in list(self._notices.values()):
-                if n.code == "audit.write_failed" and self._journal.backlog:
+                if n.code == "audit.write_failed" and (
+                    self._journal.backlog or self._journal.degraded
+                ):
                     continue
                 del self._notices[n.code]
                 self._log(

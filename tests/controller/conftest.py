@@ -36,6 +36,8 @@ from safety.plan import Order, Patient
 from safety.tick import DEFAULT_POLICY
 from safety.vitals import VitalsReading
 
+from .simtime import SimulatorTime, StallFreeClock, shared_clocks
+
 NURSE = "nurse.ada"
 CHECKER = "nurse.grace"
 PUMP_ID = "chair-2"
@@ -63,6 +65,7 @@ class Rig:
     scale: float
     db_path: Path
     clock: ScaledClock
+    base_clock: StallFreeClock
     drivers: list[ModbusPumpDriver] = dataclasses.field(default_factory=list)
 
     def config(self, **overrides: Any) -> ControllerConfig:
@@ -131,12 +134,29 @@ async def rig(tmp_path: Path, scale: float) -> AsyncIterator[Rig]:
     store = make_store(db_path)
     writer = AsyncAuditWriter(store)
     async with Simulator(pumps=2, tcp=True, time_scale=scale) as sim:
-        made = Rig(sim, store, writer, scale, db_path, ScaledClock(scale))
+        made = make_rig(sim, store, writer, db_path)
         yield made
         for driver in made.drivers:
             await driver.close()
     await writer.aclose()
     store.close()
+
+
+def make_rig(sim: Simulator, store: AuditStore, writer: AsyncAuditWriter, db_path: Path) -> Rig:
+    """A rig whose controllers and simulator share one stall-free simulated time."""
+    base, clock = shared_clocks(sim.time_scale)
+    share_time(sim, base)
+    return Rig(sim, store, writer, sim.time_scale, db_path, clock, base)
+
+
+def share_time(sim: Simulator, base: StallFreeClock) -> None:
+    """Run the simulator on the controller's time base (tests/controller/simtime.py).
+
+    The harness has no public way to give it a clock yet, so its bank's clock is replaced
+    right after start, continuing from where it stood (the models only move forward).
+    """
+    bank = sim._bank  # no public hook yet; see the docstring
+    bank.clock = SimulatorTime(base, sim.time_scale, bank.clock.now_s())  # type: ignore[assignment]
 
 
 async def wait_until(

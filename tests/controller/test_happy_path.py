@@ -20,12 +20,6 @@ CASES = [
 ]
 
 
-# Known defect (issue 5 stays open for it): this passes alone (3 in ~20 s) but, run after
-# the fault-matrix and fault tests in the full suite, the session never reaches
-# OBSERVATION. State leaks between controller tests; find it before removing this mark.
-@pytest.mark.xfail(
-    strict=False, reason="hangs after earlier controller tests in the full suite (issue 5)"
-)
 @pytest.mark.parametrize(("name", "order", "scale"), CASES, ids=[c[0] for c in CASES])
 async def test_protocol_runs_to_discharge(rig: Rig, name: str, order: Order, scale: float) -> None:
     ctl = await rig.controller()
@@ -36,7 +30,15 @@ async def test_protocol_runs_to_discharge(rig: Rig, name: str, order: Order, sca
         assert session is not None
         vtbi_ul = session.plan.vtbi_ul
         await wait_until(
-            lambda: session_state(ctl) is State.OBSERVATION, within_s=30, what="completion"
+            lambda: session_state(ctl) is State.OBSERVATION,
+            within_s=30,
+            what="completion",
+            seen=lambda: (
+                f"{session_state(ctl)}, sim {rig.sim.status(1)}, "
+                f"alarms {[a.code for a in session.data.alarms]}, "
+                f"notices {[n.code for n in ctl.notices]}, polls {ctl.polls}, "
+                f"expected {ctl.expected_ul()} delivered {ctl.delivered_ul()}"
+            ),
         )
         status = rig.sim.status(1)
         delivered_ul = int(status["volume_infused_ul"])  # type: ignore[call-overload]

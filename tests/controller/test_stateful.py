@@ -23,12 +23,21 @@ from hypothesis import strategies as st
 from pumpsim.harness import Simulator
 
 from pumpd.audit.writer import AsyncAuditWriter
-from pumpd.clock import ScaledClock
 from pumpd.controller import Controller, ControllerError
 from pumpd.session import SessionError, State
 from safety.plan import Order, Patient
 
-from .conftest import CHECKER, NURSE, Rig, halt, make_store, protocol, running, session_state
+from .conftest import (
+    CHECKER,
+    NURSE,
+    Rig,
+    halt,
+    make_rig,
+    make_store,
+    protocol,
+    running,
+    session_state,
+)
 from .test_faults import intents_precede_commands
 
 SCALE = 600.0
@@ -83,7 +92,7 @@ async def test_random_commands_and_faults_keep_the_invariants(steps: list[object
         store = make_store(db_path)
         writer = AsyncAuditWriter(store)
         async with Simulator(pumps=1, tcp=True, time_scale=SCALE) as sim:
-            rig = Rig(sim, store, writer, SCALE, db_path, ScaledClock(SCALE))
+            rig = make_rig(sim, store, writer, db_path)
             ctl = await rig.controller()
             task = await running(ctl)
             active: set[str] = set()
