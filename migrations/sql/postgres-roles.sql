@@ -5,7 +5,8 @@
 --        -v auditor_role=pumpd_auditor -d pumpd -f migrations/sql/postgres-roles.sql
 --
 -- owner_role   owns the tables (it ran the migrations); used only for `pumpd db upgrade`.
--- writer_role  the daemon: SELECT and INSERT on audit_event, nothing else.
+-- writer_role  the daemon: SELECT and INSERT on audit_event; SELECT, INSERT, UPDATE on
+--              staff_member; nothing else.
 -- auditor_role people and BI tools: SELECT on the audit_* views only.
 -- UPDATE, DELETE and TRUNCATE are granted to nobody; the triggers from migration
 -- 0001_audit_event refuse them even for the owner. Passwords are set separately
@@ -21,6 +22,7 @@ BEGIN;
 
 ALTER TABLE audit_event OWNER TO :"owner_role";
 ALTER TABLE alembic_version OWNER TO :"owner_role";
+ALTER TABLE staff_member OWNER TO :"owner_role";
 ALTER VIEW audit_events OWNER TO :"owner_role";
 ALTER VIEW audit_sessions OWNER TO :"owner_role";
 ALTER VIEW audit_alarms OWNER TO :"owner_role";
@@ -37,6 +39,13 @@ REVOKE ALL ON audit_events, audit_sessions, audit_alarms, audit_overrides, audit
 REVOKE ALL ON audit_event FROM :"writer_role", :"auditor_role";
 GRANT SELECT, INSERT ON audit_event TO :"writer_role";
 REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_event FROM :"writer_role";
+
+-- The staff registry (0003_staff_registry) is state, not record: the daemon reads, adds and
+-- updates entries (PIN hash, lock); nobody deletes one (disable it instead). Auditors see
+-- no hashes.
+REVOKE ALL ON staff_member FROM PUBLIC;
+REVOKE ALL ON staff_member FROM :"writer_role", :"auditor_role";
+GRANT SELECT, INSERT, UPDATE ON staff_member TO :"writer_role";
 
 -- Both need to read the schema revision: pumpd refuses a database it does not know.
 GRANT SELECT ON alembic_version TO :"writer_role", :"auditor_role";

@@ -44,7 +44,9 @@ DecimalText = Annotated[
 
 NonNegDecimal = Annotated[DecimalText, Field(ge=0)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
-Code = Annotated[str, Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length=120)]
+Code = Annotated[str, Field(pattern=r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$", max_length=120)]
+"""A lower-case identifier, dotted by level; hyphens allowed (protocol ids such as
+``ketamine-trd-standard``)."""
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 PersonName = Annotated[str, Field(min_length=1, max_length=120)]
 """A member of staff (never a patient: patients are referred to by pseudonymous id only)."""
@@ -315,6 +317,69 @@ class ChainCheckpointed(Payload):
     head_hash: Sha256Hex
 
 
+# -- control socket and staff registry (issue 6) ----------------------------------------
+
+Method = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=80)]
+StaffId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)]
+
+
+class ControlRequest(Payload):
+    """One allowed control-socket request and how it ended (refusals by a safety rule
+    included: ``outcome_code`` names the error; ``access.denied`` is the unauthorized case)."""
+
+    method: Method
+    uid: Annotated[int, Field(ge=0)]
+    roles: list[Code] = Field(default_factory=list)
+    outcome_code: Code
+    message: Text | None = None
+
+
+class StaffRegistered(Payload):
+    staff_id: StaffId
+    name: PersonName
+    role: Code
+
+
+class StaffChanged(Payload):
+    """An admin changed an entry: ``change`` is pin_set, disabled, enabled or role_set."""
+
+    staff_id: StaffId
+    change: Code
+    detail: Text | None = None
+
+
+class StaffLogin(Payload):
+    staff_id: StaffId
+    uid: Annotated[int, Field(ge=0)]
+
+
+class StaffLogout(Payload):
+    staff_id: StaffId
+    uid: Annotated[int, Field(ge=0)]
+    reason_code: Code
+
+
+class StaffPinRefused(Payload):
+    """A wrong PIN (login or witness); ``failures`` counts the consecutive ones."""
+
+    staff_id: StaffId
+    uid: Annotated[int, Field(ge=0)]
+    failures: Annotated[int, Field(ge=1)]
+
+
+class StaffLocked(Payload):
+    staff_id: StaffId
+    failures: Annotated[int, Field(ge=1)]
+    locked_until: Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class ServiceNotice(Payload):
+    """The daemon's own announcements (SIGTERM pausing infusions, watchdog trouble)."""
+
+    notice_code: Code
+    message: Text
+
+
 # -- the catalogue ----------------------------------------------------------------------
 
 
@@ -374,6 +439,15 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("session.adjusted", SessionAdjusted, _S | _P, "new plan in effect"),
         EventSpec("note.recorded", NoteRecorded, _S, "nurse's note"),
         EventSpec("session.checkpointed", SessionCheckpointed, _S | _P, "state for recovery"),
+        # added by the daemon and control socket (issue 6)
+        EventSpec("control.request.served", ControlRequest, _N, "socket request served"),
+        EventSpec("staff.registered", StaffRegistered, _N, "staff member added"),
+        EventSpec("staff.changed", StaffChanged, _N, "staff entry changed"),
+        EventSpec("staff.login.granted", StaffLogin, _N, "staff logged in"),
+        EventSpec("staff.login.ended", StaffLogout, _N, "staff logged out"),
+        EventSpec("staff.pin.refused", StaffPinRefused, _N, "wrong PIN"),
+        EventSpec("staff.locked", StaffLocked, _N, "staff id locked"),
+        EventSpec("daemon.announced", ServiceNotice, _N, "daemon announcement"),
     )
 }
 

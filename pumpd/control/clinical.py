@@ -1,0 +1,383 @@
+"""The clinical and read-only handlers: each calls the controller's nurse API.
+
+Every clinical decision stays in the session and the safety kernel; the acting person is
+``by``. What is decided here is only *who* the double-check comes from (``session_confirm``):
+a second OS account, or a witness whose staff id and PIN are checked against the registry.
+Refusals travel up as the session's and controller's typed errors (``errors.py`` maps them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from pumpd.controller import Controller
+from pumpd.controller.journal import code_of
+from pumpd.protocols import LoadedProtocol
+from pumpd.session import State
+from safety.order import Override
+from safety.plan import Order, Patient, Plan, compute_plan, parse_order, parse_patient
+from safety.units import InputError
+from safety.verdicts import Severity, Verdict
+from safety.vitals import VitalsReading
+
+from . import params as p
+from .course import prior_sessions
+from .identity import Acting
+from .rpc import Code, RpcError
+from .service import Call, Service
+from .views import earliest_discharge_utc, pump_view
+
+
+def _parsed(what: str, parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except InputError as exc:
+        raise RpcError(Code.INVALID_PARAMS, f"{what}: {exc}", param=what) from None
+
+
+def _order(dose: str | None, duration: str | None) -> Order:
+    param = "dose" if dose is not None else "duration"
+    return _parsed(param, lambda: parse_order(dose, duration))  # type: ignore[no-any-return]
+
+
+def _override(acting: Acting, reason: str | None, plan: Plan) -> Override | None:
+    if reason is None or not plan.override.required:
+        return None
+    return Override(by=acting.name, reason=reason, codes=frozenset(plan.override.codes))
+
+
+def _state(ctl: Controller) -> str | None:
+    s = ctl.session
+    return None if s is None else s.state.value
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+async def whoami(svc: Service, call: Call) -> Any:
+    c = call.caller
+    return {
+        "user": c.user,
+        "uid": c.uid,
+        "groups": list(c.groups),
+        "groups_source": c.groups_source,
+        "roles": sorted(c.roles),
+        "acting": call.acting.name,
+        "acting_roles": sorted(call.acting.roles),
+        "simulated": svc.ctx.simulated,
+    }
+
+
+async def pumps_list(svc: Service, call: Call) -> Any:
+    out = []
+    controllers = svc.ctx.controllers()
+    for pump_id, info in sorted(svc.ctx.pumps.items()):
+        ctl = controllers.get(pump_id)
+        st = None if ctl is None else ctl.status()
+        out.append(
+            {
+                "pump_id": pump_id,
+                "transport": info.transport,
+                "address": info.address,
+                "unit": info.unit,
+                "reachable": False if st is None else st.reachable,
+                "pump_state": None if st is None else st.pump_state,
+                "session_state": None if st is None else st.session_state,
+            }
+        )
+    return out
+
+
+async def status(svc: Service, call: Call) -> Any:
+    pump: str | None = call.params.pump
+    if pump is not None:
+        return [pump_view(svc.ctx, pump, svc.controller(pump))]
+    return [pump_view(svc.ctx, pid, ctl) for pid, ctl in sorted(svc.ctx.controllers().items())]
+
+
+async def alarms_list(svc: Service, call: Call) -> Any:
+    out = []
+    for pump_id, ctl in sorted(svc.ctx.controllers().items()):
+        for a in ctl.status().alarms:
+            out.append(
+                {
+                    "pump_id": pump_id,
+                    "code": a.code,
+                    "priority": a.priority,
+                    "message": a.message,
+                    "source": a.source,
+                }
+            )
+    return out
+
+
+async def protocols_list(svc: Service, call: Call) -> Any:
+    return [
+        {
+            "protocol_id": e.protocol.id,
+            "version": e.protocol.version,
+            "name": e.protocol.title,
+            "drug": e.protocol.drug,
+            "status": "released" if e.released else "unreleased",
+            "sha256": e.sha256,
+        }
+        for e in svc.ctx.library
+    ]
+
+
+async def checklist(svc: Service, call: Call) -> Any:
+    ctl = svc.controller(call.params.pump)
+    s = ctl.session
+    if s is None:
+        raise RpcError(Code.NO_SESSION, f"pump {call.params.pump} has no session")
+    items = [{"id": code_of(t), "text": t} for t in s.protocol.protocol.discharge_checklist]
+    earliest = earliest_discharge_utc(ctl)
+    return {
+        "items": items,
+        "earliest_discharge_at": None if earliest is None else earliest.isoformat(),
+    }
+
+
+# -- programming ------------------------------------------------------------------------
+
+
+def _plan_inputs(svc: Service, prm: p.ProgramParams) -> tuple[LoadedProtocol, Patient, Order, Plan]:
+    proto = svc.protocol(prm.protocol, prm.version)
+    patient = _parsed("weight", lambda: parse_patient(prm.weight, prm.height, prm.sex))
+    order = _order(prm.dose, prm.duration)
+    plan = compute_plan(proto.protocol, patient, order)
+    return proto, patient, order, plan
+
+
+def _verdicts(verdicts: tuple[Verdict, ...]) -> list[dict[str, str]]:
+    return [v.as_dict() for v in verdicts]
+
+
+async def session_plan(svc: Service, call: Call) -> Any:
+    prm: p.ProgramParams = call.params
+    svc.controller(prm.pump)
+    proto, _, _, plan = _plan_inputs(svc, prm)
+    return {
+        "protocol_sha256": proto.sha256,
+        "plan": plan.as_dict(),
+        "verdicts": _verdicts(plan.verdicts),
+        "refused": plan.refused,
+    }
+
+
+async def session_program(svc: Service, call: Call) -> Any:
+    prm: p.ProgramParams = call.params
+    ctl = svc.controller(prm.pump)
+    proto, patient, order, plan = _plan_inputs(svc, prm)
+    session_id = f"S-{secrets.token_hex(6)}"
+    await ctl.program(
+        by=call.acting.name,
+        session_id=session_id,
+        patient_ref=prm.patient_ref,
+        protocol=proto,
+        patient=patient,
+        order=order,
+        override=_override(call.acting, prm.override_reason, plan),
+    )
+    s = ctl.session
+    assert s is not None
+    svc.programmed_from_uid[s.data.session_id] = call.caller.uid
+    return {
+        "session_id": s.data.session_id,
+        "state": s.state.value,
+        "plan": s.plan.as_dict(),
+        "verdicts": _verdicts(s.plan.verdicts),
+    }
+
+
+def _same_account(svc: Service, call: Call, session_id: str) -> bool:
+    """True unless the programming account is known and is not the caller's."""
+    uid = svc.programmed_from_uid.get(session_id)
+    return uid is None or uid == call.caller.uid
+
+
+async def session_confirm(svc: Service, call: Call) -> Any:
+    """The double-check. The checker is the witness (id and PIN checked here) if one is
+    given, else the acting person; from the account that programmed the order (or when
+    that account is not known, e.g. after a restart) only a PIN-verified person counts."""
+    prm: p.ConfirmParams = call.params
+    ctl = svc.controller(prm.pump)
+    s = ctl.session
+    if s is None:
+        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+    if prm.witness is not None:
+        member = await svc.check_pin(call, prm.witness.staff_id, prm.witness.pin)
+        if member.role != "nurse":
+            raise RpcError(
+                Code.FORBIDDEN,
+                f"witness {member.staff_id} has role {member.role}; a double-check needs a nurse",
+            )
+        checker = f"staff:{member.staff_id}"
+        call.note = f"witness {checker}"
+    else:
+        checker = call.acting.name
+        if not call.acting.pin_verified and _same_account(svc, call, s.data.session_id):
+            verdict = Verdict(
+                "double_check.same_account",
+                Severity.HARD,
+                "The double-check came from the account that programmed the order; a second "
+                "nurse must confirm from their own account, or here with their staff id and "
+                "PIN (--witness).",
+                "control.double_check.account",
+            )
+            raise RpcError(
+                Code.REFUSED,
+                "confirm refused: " + verdict.message,
+                trigger="confirm",
+                verdicts=[verdict.as_dict()],
+            )
+    await ctl.confirm(by=checker, weight=prm.weight)
+    return {"state": _state(ctl), "checker": checker}
+
+
+async def session_prime(svc: Service, call: Call) -> Any:
+    prm: p.PrimeParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.prime(by=call.acting.name, line_disconnected=prm.line_disconnected)
+    return {"state": _state(ctl)}
+
+
+async def session_start(svc: Service, call: Call) -> Any:
+    prm: p.PumpParams = call.params
+    ctl = svc.controller(prm.pump)
+    s = ctl.session
+    prior = []
+    if s is not None:
+        prior = await asyncio.to_thread(
+            prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
+        )
+    await ctl.start(by=call.acting.name, prior_sessions=prior)
+    return {"state": _state(ctl)}
+
+
+async def session_pause(svc: Service, call: Call) -> Any:
+    prm: p.PauseParams = call.params
+    ctl = svc.controller(prm.pump)
+    call.note = prm.reason
+    await ctl.pause(by=call.acting.name)
+    return {"state": _state(ctl)}
+
+
+async def session_resume(svc: Service, call: Call) -> Any:
+    ctl = svc.controller(call.params.pump)
+    await ctl.resume(by=call.acting.name)
+    return {"state": _state(ctl)}
+
+
+async def session_adjust(svc: Service, call: Call) -> Any:
+    prm: p.AdjustParams = call.params
+    ctl = svc.controller(prm.pump)
+    s = ctl.session
+    if s is None:
+        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+    order = _order(prm.dose, prm.duration)
+    override = None
+    if prm.override_reason is not None:
+        preview = compute_plan(s.protocol.protocol, s.data.patient.patient(), order)
+        override = _override(call.acting, prm.override_reason, preview)
+    plan = await ctl.adjust(by=call.acting.name, reason=prm.reason, order=order, override=override)
+    return {"state": _state(ctl), "plan": plan.as_dict(), "verdicts": _verdicts(plan.verdicts)}
+
+
+async def session_adjust_confirm(svc: Service, call: Call) -> Any:
+    ctl = svc.controller(call.params.pump)
+    await ctl.confirm_adjust(by=call.acting.name)
+    s = ctl.session
+    return {"state": _state(ctl), "plan": None if s is None else s.plan.as_dict()}
+
+
+async def session_adjust_cancel(svc: Service, call: Call) -> Any:
+    ctl = svc.controller(call.params.pump)
+    await ctl.cancel_adjust(by=call.acting.name)
+    return {"state": _state(ctl)}
+
+
+async def session_stop(svc: Service, call: Call) -> Any:
+    prm: p.ReasonParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.stop(by=call.acting.name, reason=prm.reason)
+    return {"state": _state(ctl)}
+
+
+async def session_acknowledge(svc: Service, call: Call) -> Any:
+    prm: p.AckParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.acknowledge(by=call.acting.name, note=prm.note)
+    return {"state": _state(ctl)}
+
+
+async def session_vitals(svc: Service, call: Call) -> Any:
+    prm: p.VitalsParams = call.params
+    ctl = svc.controller(prm.pump)
+    systolic = diastolic = None
+    if prm.bp is not None:
+        systolic, diastolic = (int(x) for x in prm.bp.split("/"))
+    try:
+        reading = VitalsReading(
+            taken_at=svc.ctx.clock.now_utc(),
+            systolic_mmhg=systolic,
+            diastolic_mmhg=diastolic,
+            heart_rate_bpm=prm.hr,
+            spo2_percent=prm.spo2,
+            resp_rate_per_min=prm.rr,
+        )
+    except ValueError as exc:
+        raise RpcError(Code.INVALID_PARAMS, f"vitals: {exc}", param="vitals") from None
+    await ctl.vitals(by=call.acting.name, reading=reading)
+    return {"state": _state(ctl)}
+
+
+async def session_note(svc: Service, call: Call) -> Any:
+    prm: p.NoteParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.note(by=call.acting.name, text=prm.text)
+    return {}
+
+
+async def session_observe(svc: Service, call: Call) -> Any:
+    ctl = svc.controller(call.params.pump)
+    await ctl.observe(by=call.acting.name)
+    return {"state": _state(ctl)}
+
+
+async def session_discharge(svc: Service, call: Call) -> Any:
+    """Checklist items are given by id (``session.checklist``) or by their exact text."""
+    prm: p.DischargeParams = call.params
+    ctl = svc.controller(prm.pump)
+    s = ctl.session
+    if s is None:
+        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+    by_id = {code_of(t): t for t in s.protocol.protocol.discharge_checklist}
+    texts = set(by_id.values())
+    confirmed = []
+    for item in prm.confirmed:
+        if item in by_id:
+            confirmed.append(by_id[item])
+        elif item in texts:
+            confirmed.append(item)
+        else:
+            raise RpcError(
+                Code.INVALID_PARAMS,
+                f"confirmed: {item[:60]!r} is not an item of this checklist",
+                param="confirmed",
+            )
+    await ctl.discharge(by=call.acting.name, checklist_confirmed=confirmed)
+    return {"state": _state(ctl)}
+
+
+async def session_abort(svc: Service, call: Call) -> Any:
+    prm: p.ReasonParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.abort(by=call.acting.name, reason=prm.reason)
+    state = _state(ctl)
+    if state == State.ABORTED.value and ctl.session is not None:
+        svc.programmed_from_uid.pop(ctl.session.data.session_id, None)
+    return {"state": state}

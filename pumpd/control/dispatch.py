@@ -1,0 +1,169 @@
+"""One request, start to end: parse, who acts, may they, validate, run, answer, record.
+
+Order matters and is the same for every method:
+
+1. parse the line (``rpc.py``); a malformed line or an unknown method is answered and
+   counted; only the first per connection is audited (``access.denied``, ``malformed``),
+   so a flood cannot fill the log;
+2. the acting person: the OS account, or the staff member of a valid token (``auth``);
+   a bad token is ``login_required`` (audited ``access.denied``);
+3. the roles: no allowed role is ``forbidden`` (audited ``access.denied``);
+4. the params (strict models), then the handler;
+5. every authorized request is audited as ``control.request.served`` with its outcome
+   code, whatever the outcome.
+
+Audit records are submitted without waiting (``record.py``): no answer, and no stop,
+waits on the database. The controller writes its own intents durably before it commands
+a pump, so that rule does not depend on this record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from pumpd.audit.store import Actor, NewEvent
+
+from .errors import as_rpc_error
+from .identity import Acting, Caller, os_acting, staff_acting
+from .methods import METHODS
+from .params import validate
+from .rpc import Code, Request, RpcError, error_line, parse_request, result_line
+from .service import Call, Service
+from .tokens import TokenProblem
+
+log = structlog.get_logger("pumpd.control")
+
+ROLE_ORDER = ("nurse", "admin", "auditor")
+"""Which role is recorded when several allow a method (the most specific first)."""
+
+
+@dataclass
+class Peer:
+    """One connection's caller and its malformed-request count."""
+
+    caller: Caller
+    malformed: int = 0
+
+
+class Dispatcher:
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.served = 0
+        self.denied = 0
+        self.malformed = 0
+
+    async def handle(self, peer: Peer, line: bytes) -> bytes:
+        try:
+            req = parse_request(line)
+        except RpcError as bad:
+            self.malformed_line(peer, "(malformed)", "malformed")
+            return error_line(bad.request_id, bad)
+        method = METHODS.get(req.method)
+        if method is None:
+            self.malformed_line(peer, req.method, "unknown_method")
+            err = RpcError(Code.METHOD_NOT_FOUND, f"no method {req.method[:80]!r}")
+            return error_line(req.id, err)
+        params = dict(req.params)
+        auth = params.pop("auth", None)
+        try:
+            acting, token = self._acting(peer.caller, auth, method.auth)
+        except RpcError as bad_auth:
+            return error_line(req.id, bad_auth)
+        except TokenProblem as problem:
+            self._denied(peer.caller, os_acting(peer.caller), req.method, problem.reason_code)
+            if problem.login is not None:
+                self.svc.recorder.submit(
+                    NewEvent(
+                        "staff.login.ended",
+                        {
+                            "staff_id": problem.login.staff_id,
+                            "uid": problem.login.uid,
+                            "reason_code": "idle_timeout",
+                        },
+                        Actor.daemon(),
+                    )
+                )
+            return error_line(req.id, RpcError(Code.LOGIN_REQUIRED, str(problem)))
+        allowed = [r for r in ROLE_ORDER if r in method.roles and r in acting.roles]
+        if method.roles and not allowed:
+            self._denied(peer.caller, acting, req.method, "forbidden")
+            have = ", ".join(sorted(acting.roles)) or "none"
+            need = " or ".join(r for r in ROLE_ORDER if r in method.roles)
+            err = RpcError(
+                Code.FORBIDDEN,
+                f"{acting.name} (roles: {have}) may not call {req.method}; it needs {need}",
+            )
+            return error_line(req.id, err)
+        role = allowed[0] if allowed else next((r for r in ROLE_ORDER if r in acting.roles), None)
+        call = Call(caller=peer.caller, acting=acting, role=role, params=None, token=token)
+        return await self._run(req, call, params)
+
+    async def _run(self, req: Request, call: Call, params: dict[str, Any]) -> bytes:
+        method = METHODS[req.method]
+        try:
+            call.params = validate(method.params, params)
+            result = await method.handler(self.svc, call)
+        except Exception as exc:
+            err = as_rpc_error(exc)
+            if err is None:
+                log.exception("control request failed", method=req.method, uid=call.caller.uid)
+                err = RpcError(Code.INTERNAL_ERROR, f"internal error in {req.method}; it is logged")
+            self._served(call, req.method, err.code.kind, call.note or err.message)
+            return error_line(req.id, err)
+        self._served(call, req.method, "ok", call.note)
+        return result_line(req.id, result)
+
+    def _acting(self, caller: Caller, auth: object, mode: str) -> tuple[Acting, str | None]:
+        if auth is None or mode == "account":
+            return os_acting(caller), None
+        if not isinstance(auth, dict) or set(auth) != {"token"}:
+            raise RpcError(Code.INVALID_PARAMS, "auth: must be {token}", param="auth")
+        try:
+            login = self.svc.tokens.use(auth["token"], caller.uid)
+        except TokenProblem:
+            if mode == "lenient":
+                return os_acting(caller), None
+            raise
+        return staff_acting(caller, login.staff_id, login.role), login.token
+
+    # -- records --------------------------------------------------------------------
+
+    def _served(self, call: Call, method: str, outcome: str, message: str | None) -> None:
+        self.served += 1
+        payload: dict[str, Any] = {
+            "method": method,
+            "uid": call.caller.uid,
+            "roles": sorted(call.acting.roles),
+            "outcome_code": outcome,
+        }
+        if message:
+            payload["message"] = message[:500]
+        self.svc.recorder.submit(NewEvent("control.request.served", payload, call.actor()))
+
+    def _denied(self, caller: Caller, acting: Acting, method: str, reason: str) -> None:
+        self.denied += 1
+        self.svc.recorder.submit(
+            NewEvent(
+                "access.denied",
+                {"method": method[:120] or "(none)", "uid": caller.uid, "reason_code": reason},
+                _denied_actor(caller, acting),
+            )
+        )
+
+    def malformed_line(self, peer: Peer, method: str, reason: str) -> None:
+        self.malformed += 1
+        peer.malformed += 1
+        if peer.malformed == 1:
+            self._denied(peer.caller, os_acting(peer.caller), method, reason)
+
+
+def _denied_actor(caller: Caller, acting: Acting) -> Actor:
+    """The person when they hold some role; else the daemon records the refusal (the
+    payload's uid names the caller), because the log knows no 'no role' actor."""
+    role = next((r for r in ROLE_ORDER if r in acting.roles), None)
+    if role is None:
+        return Actor.daemon()
+    return Actor.person(acting.name, role, caller.uid)

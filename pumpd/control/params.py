@@ -1,0 +1,149 @@
+"""The parameters of every method, as strict pydantic models (unknown keys are errors).
+
+Quantities stay text (``"82kg"``, ``"40min"``) and are parsed by the safety kernel's
+own parsers in the handlers, so the socket and ``pumpctl plan`` read a nurse's entry the
+same way. Every string is bounded, so no parameter can make the daemon do unbounded work.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .rpc import Code, RpcError
+
+Short = Annotated[str, Field(min_length=1, max_length=80)]
+Quantity = Annotated[str, Field(min_length=1, max_length=40)]
+Words = Annotated[str, Field(min_length=1, max_length=500)]
+PatientRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+StaffIdText = Annotated[str, Field(min_length=1, max_length=40)]
+Pin = Annotated[str, Field(min_length=1, max_length=64)]
+Role = Literal["nurse", "auditor", "admin"]
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+P = TypeVar("P", bound=Params)
+
+
+class NoParams(Params):
+    pass
+
+
+class StatusParams(Params):
+    pump: Short | None = None
+
+
+class PumpParams(Params):
+    pump: Short
+
+
+class ProgramParams(PumpParams):
+    patient_ref: PatientRef
+    weight: Quantity
+    height: Quantity | None = None
+    sex: Literal["male", "female"] | None = None
+    protocol: Short
+    version: Annotated[int, Field(ge=1, le=10_000)] | None = None
+    dose: Quantity | None = None
+    duration: Quantity | None = None
+    override_reason: Words | None = None
+
+
+class Witness(Params):
+    staff_id: StaffIdText
+    pin: Pin
+
+
+class ConfirmParams(PumpParams):
+    weight: Quantity
+    witness: Witness | None = None
+
+
+class PrimeParams(PumpParams):
+    line_disconnected: bool
+
+
+class PauseParams(PumpParams):
+    reason: Words | None = None
+
+
+class AdjustParams(PumpParams):
+    duration: Quantity | None = None
+    dose: Quantity | None = None
+    reason: Words
+    override_reason: Words | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AdjustParams:
+        if self.duration is None and self.dose is None:
+            raise ValueError("an adjustment needs a new duration or dose")
+        return self
+
+
+class ReasonParams(PumpParams):
+    reason: Words
+
+
+class AckParams(PumpParams):
+    note: Words | None = None
+
+
+class VitalsParams(PumpParams):
+    bp: Annotated[str, Field(pattern=r"^\d{2,3}/\d{2,3}$")] | None = None
+    hr: Annotated[int, Field(ge=0, le=400)] | None = None
+    spo2: Annotated[int, Field(ge=0, le=100)] | None = None
+    rr: Annotated[int, Field(ge=0, le=200)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> VitalsParams:
+        if self.bp is None and self.hr is None and self.spo2 is None and self.rr is None:
+            raise ValueError("a vitals entry needs at least one of bp, hr, spo2, rr")
+        return self
+
+
+class NoteParams(PumpParams):
+    text: Words
+
+
+class DischargeParams(PumpParams):
+    confirmed: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=100)]
+
+
+class StaffLoginParams(Params):
+    staff_id: StaffIdText
+    pin: Pin
+
+
+class StaffAddParams(Params):
+    staff_id: StaffIdText
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    role: Role
+    pin: Pin
+
+
+class StaffPinParams(Params):
+    staff_id: StaffIdText
+    pin: Pin
+
+
+class StaffIdParams(Params):
+    staff_id: StaffIdText
+
+
+def validate(model: type[P], params: dict[str, object]) -> P:
+    """``params`` as ``model``, or ``invalid_params`` naming the first bad parameter."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "params"
+        problem = first["msg"]
+        if first["type"] == "extra_forbidden":
+            problem = "unknown parameter"
+        elif first["type"] == "missing":
+            problem = "missing"
+        raise RpcError(Code.INVALID_PARAMS, f"{where}: {problem}", param=where) from None

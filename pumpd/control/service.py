@@ -1,0 +1,116 @@
+"""What every handler shares: the call as authorized, the service objects, the audit actor.
+
+``Service`` holds the daemon's context, the staff registry, the login tokens and the
+recorder; ``Call`` is one authorized request (caller, acting person, validated params).
+``check_pin`` is the one place a staff PIN is checked at the socket, so every wrong PIN
+and every lock is audited the same way for a login and for a witness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pumpd.audit.store import Actor, NewEvent
+from pumpd.controller import Controller
+from pumpd.protocols import LoadedProtocol
+
+from . import params as p
+from .context import ControlContext
+from .identity import Acting, Caller
+from .record import Recorder
+from .rpc import Code, RpcError
+from .staff import PinRefused, StaffLocked, StaffMember, StaffRegistry
+from .tokens import LoginTokens
+
+CLINICAL = frozenset({"nurse"})
+READERS = frozenset({"nurse", "auditor", "admin"})
+ADMIN = frozenset({"admin"})
+ANYONE: frozenset[str] = frozenset()
+"""Marker: the method needs no role (``whoami``, ``staff.logout``)."""
+
+
+@dataclass
+class Call:
+    """One authorized request as the handler sees it."""
+
+    caller: Caller
+    acting: Acting
+    role: str | None
+    """The role that allowed the request (None for methods open to anyone)."""
+    params: Any
+    token: str | None = None
+    note: str | None = None
+    """Extra words for the audit record (a witness, a pause reason)."""
+
+    def actor(self) -> Actor:
+        """The audit actor: the acting person with the role used (auditor when none)."""
+        return Actor.person(self.acting.name, self.role or "auditor", self.caller.uid)
+
+
+Handler = Callable[["Service", Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    roles: frozenset[str]
+    params: type[p.Params]
+    handler: Handler
+    auth: Literal["token", "account", "lenient"] = "token"
+    """How a staff token in ``auth`` is used: ``token`` — a bad one is refused;
+    ``account`` — ignored, the OS account acts (``staff.login``: a stale token must not
+    stop a new login); ``lenient`` — used when valid, else ignored (``staff.logout``)."""
+
+
+@dataclass
+class Service:
+    ctx: ControlContext
+    registry: StaffRegistry
+    tokens: LoginTokens
+    recorder: Recorder
+    programmed_from_uid: dict[str, int] = field(default_factory=dict)
+    """session id → uid of the account that programmed it (for the double-check)."""
+
+    def controller(self, pump: str) -> Controller:
+        ctl = self.ctx.controllers().get(pump)
+        if ctl is None:
+            known = ", ".join(sorted(self.ctx.controllers())) or "none"
+            raise RpcError(Code.NO_SUCH_PUMP, f"no pump {pump!r} (known: {known})", pump=pump)
+        return ctl
+
+    def protocol(self, protocol_id: str, version: int | None) -> LoadedProtocol:
+        try:
+            return self.ctx.library.get(protocol_id, version)
+        except LookupError as exc:
+            raise RpcError(Code.INVALID_PARAMS, str(exc), param="protocol") from None
+
+    def record(self, call: Call, event_type: str, payload: dict[str, Any]) -> None:
+        self.recorder.submit(NewEvent(event_type, payload, call.actor()))
+
+    async def check_pin(self, call: Call, staff_id: str, pin: str) -> StaffMember:
+        """The registry's member for this id and PIN, or ``login_required`` (audited)."""
+        uid = call.caller.uid
+        try:
+            return await self.registry.verify(staff_id, pin)
+        except StaffLocked as exc:
+            raise RpcError(Code.LOGIN_REQUIRED, str(exc), reason="locked") from None
+        except PinRefused as exc:
+            if exc.failures is not None:
+                self.record(
+                    call,
+                    "staff.pin.refused",
+                    {"staff_id": exc.staff_id, "uid": uid, "failures": exc.failures},
+                )
+            if exc.locked_until is not None:
+                self.record(
+                    call,
+                    "staff.locked",
+                    {
+                        "staff_id": exc.staff_id,
+                        "failures": exc.failures,
+                        "locked_until": exc.locked_until,
+                    },
+                )
+            raise RpcError(Code.LOGIN_REQUIRED, str(exc), reason="pin_refused") from None

@@ -1,0 +1,102 @@
+"""What a nurse sees of one pump (``PumpView``), computed from the controller's status and
+the session: progress in µL and mg, flow and dose rate, time remaining, vitals due.
+
+Decimals travel as strings, volumes as integer µL (docs/control-socket.md). Nothing here
+decides anything: figures for the screen, from the same numbers the kernel is given.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from pumpd.controller import Controller
+from pumpd.controller.journal import dose_mg
+from pumpd.session import State
+
+from .context import ControlContext
+
+_VITALS_WATCHED = frozenset(
+    {State.INFUSING, State.PAUSED, State.ADJUSTING, State.COMPLETE, State.OBSERVATION}
+)
+_FLOWING = frozenset({State.INFUSING, State.ADJUSTING})
+
+
+def _dec(value: Decimal | None, places: int = 3) -> str | None:
+    if value is None:
+        return None
+    return format(value.quantize(Decimal(1).scaleb(-places)), "f")
+
+
+def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, Any]:
+    st = ctl.status()
+    s = ctl.session
+    view: dict[str, Any] = {
+        "pump_id": pump_id,
+        "reachable": st.reachable,
+        "pump_state": st.pump_state,
+        "session_id": st.session_id,
+        "session_state": st.session_state,
+        "patient_ref": None,
+        "protocol_id": None,
+        "protocol_version": None,
+        "drug": None,
+        "concentration_mg_ml": None,
+        "delivered_ul": st.delivered_ul,
+        "expected_ul": st.expected_ul,
+        "vtbi_ul": st.vtbi_ul,
+        "delivered_mg": None,
+        "prescribed_mg": None,
+        "rate_ml_h": st.rate_ml_h,
+        "dose_rate_mg_h": None,
+        "remaining_s": None,
+        "alarms": [
+            {"code": a.code, "priority": a.priority, "message": a.message, "source": a.source}
+            for a in st.alarms
+        ],
+        "reminders": list(st.reminders),
+        "vitals_due_in_s": None,
+        "audit_backlog": st.audit_backlog,
+        "simulated": ctx.simulated,
+    }
+    if s is None:
+        return view
+    plan = s.plan
+    proto = s.protocol.protocol
+    conc = plan.concentration_mg_per_ml
+    rate = Decimal(st.rate_ml_h) if st.rate_ml_h is not None else None
+    view.update(
+        patient_ref=s.data.patient_ref,
+        protocol_id=proto.id,
+        protocol_version=proto.version,
+        drug=proto.drug,
+        concentration_mg_ml=_dec(conc, 4),
+        delivered_mg=_dec(dose_mg(st.delivered_ul, conc)),
+        prescribed_mg=_dec(plan.dose_mg),
+        dose_rate_mg_h=None if rate is None else _dec(rate * conc),
+    )
+    if s.state in _FLOWING and rate is not None and rate > 0 and st.vtbi_ul is not None:
+        left_ul = max(0, st.vtbi_ul - st.delivered_ul)
+        view["remaining_s"] = int(Decimal(left_ul) / 1000 / rate * 3600)
+    if s.state in _VITALS_WATCHED:
+        view["vitals_due_in_s"] = vitals_due_in_s(ctx, ctl)
+    return view
+
+
+def vitals_due_in_s(ctx: ControlContext, ctl: Controller) -> int | None:
+    """Seconds until the protocol's next vitals entry is due (negative: overdue)."""
+    s = ctl.session
+    if s is None or not s.data.vitals:
+        return None
+    last = s.data.vitals[-1].at
+    interval_s = s.protocol.protocol.vitals.interval_min * 60
+    return int(last.mono_s + interval_s - ctx.clock.monotonic())
+
+
+def earliest_discharge_utc(ctl: Controller) -> dt.datetime | None:
+    s = ctl.session
+    if s is None or s.data.observation_started_at is None:
+        return None
+    minutes = s.protocol.protocol.observation_min
+    return s.data.observation_started_at.utc + dt.timedelta(minutes=minutes)
