@@ -129,6 +129,14 @@ class _NotSent(PumpUnreachable):
     """The link was down before the request left: the pump cannot have seen it."""
 
 
+class _StrayReply(PumpUnreachable):
+    """A valid frame arrived, but it answers another request (a late reply on RTU).
+
+    It says nothing about this request, so it is "no valid reply": for a command write the
+    driver goes on to poll for the echo, because the request itself did go out.
+    """
+
+
 def next_seq(seq: int) -> int:
     """The sequence number after `seq`: 1..65535, wrapping 65535 → 1, never 0."""
     return seq % SEQ_MAX + 1
@@ -183,12 +191,20 @@ class ModbusPumpDriver:
     # ------------------------------------------------------------- the wire
 
     async def _call(
-        self, what: str, op: Callable[[ModbusClient], Awaitable[ModbusPDU]]
+        self,
+        what: str,
+        op: Callable[[ModbusClient], Awaitable[ModbusPDU]],
+        *,
+        fc: int,
+        echo: tuple[int, int] | None = None,
     ) -> ModbusPDU:
         line = self._line
         if line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
         if not await line.ensure_connected():
+            # Yield once: a caller that retries at once must not starve pymodbus's redial
+            # task (found with a half-open connection: the reconnect never got to run).
+            await asyncio.sleep(0)
             raise _NotSent(f"{self._label}: {what}: link down, redialling with backoff")
         limit_s = self.config.timeout_s * 2 + 1.0
         try:
@@ -201,10 +217,24 @@ class ModbusPumpDriver:
             raise PumpUnreachable(f"{self._label}: {what}: no reply within {limit_s} s") from None
         except ModbusException as exc:
             raise ProtocolError(f"{self._label}: {what}: {exc}") from None
+        # pymodbus matches an RTU reply by unit id only (RTU has no transaction id), so a late
+        # reply to an earlier request can be handed over as this one's: check it is ours.
+        reply_fc = int(reply.function_code) & 0x7F
+        if reply_fc != fc:
+            raise _StrayReply(
+                f"{self._label}: {what}: got a reply to another request "
+                f"(function 0x{reply_fc:02x}, sent 0x{fc:02x}); discarded"
+            )
         if reply.isError():
             code = int(getattr(reply, "exception_code", 0))
             raise ProtocolError(
                 f"{self._label}: {what}: Modbus exception 0x{code:02x}", exception_code=code
+            )
+        if echo is not None and (reply.address, reply.count) != echo:
+            raise _StrayReply(
+                f"{self._label}: {what}: got a reply to another request (echo of "
+                f"{reply.count} register(s) at {reply.address}, sent {echo[1]} at {echo[0]}); "
+                "discarded"
             )
         return reply
 
@@ -216,7 +246,7 @@ class ModbusPumpDriver:
                 return await client.read_input_registers(address, count=count, device_id=unit)
             return await client.read_holding_registers(address, count=count, device_id=unit)
 
-        reply = await self._call(what, op)
+        reply = await self._call(what, op, fc=fc)
         registers = list(getattr(reply, "registers", []))
         if len(registers) != count:
             raise ProtocolError(
@@ -230,7 +260,7 @@ class ModbusPumpDriver:
         async def op(client: ModbusClient) -> ModbusPDU:
             return await client.write_registers(address, values, device_id=unit)
 
-        await self._call(what, op)
+        await self._call(what, op, fc=0x10, echo=(address, len(values)))
 
     # ------------------------------------------------------------- status
 
