@@ -1,22 +1,32 @@
-"""``pumpd``: the daemon's command group. For now ``pumpd db upgrade`` and ``pumpd db current``.
+"""``pumpd``: the daemon (``pumpd --config PATH``, foreground) and its ``db`` commands.
 
-The group is the place later commands hang from (``pumpd run`` arrives with the daemon):
-each is a sub-command or sub-group of ``main``, so they share ``--help`` and exit codes.
-Exit status: 0 done, 2 bad usage, 3 the database cannot be opened or is at an unknown
-(newer) revision.
+``pumpd --config /etc/pumpd/pumpd.toml`` runs the daemon in the foreground, as systemd
+starts it (docs/daemon.md); ``--check`` only validates the file. ``pumpd db upgrade`` and
+``pumpd db current`` manage the audit schema.
+Exit status: 0 done (also after SIGTERM), 1 start-up failed for another reason (the log
+says why), 2 bad usage or a configuration file that does not validate, 3 the database
+cannot be opened or is at an unknown (newer) revision, 4 the protocol library is refused.
+The unit file keeps systemd from restarting on 2-4: those need a person.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from pathlib import Path
+
 import click
+import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.audit import migrate
 from pumpd.audit.errors import AuditError
 from pumpd.db import DatabaseUrlError, make_engine, url_from_env
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_DATABASE = 3
+EXIT_PROTOCOLS = 4
 
 _database = click.option(
     "--database",
@@ -34,9 +44,72 @@ class _DatabaseFailure(click.ClickException):
     exit_code = EXIT_DATABASE
 
 
-@click.group(name="pumpd", context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.group(
+    name="pumpd",
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="PUMPD_CONFIG",
+    help="run the daemon with this configuration file (TOML; docs/daemon.md)",
+)
+@click.option("--check", is_flag=True, help="validate the configuration file and exit")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, check: bool) -> None:
     """Infusion-pump control and audit daemon."""
+    if ctx.invoked_subcommand is not None:
+        if config_path is not None or check:
+            raise _UsageFailure("--config and --check run the daemon; not with a sub-command")
+        return
+    if config_path is None:
+        raise _UsageFailure("give --config PATH to run the daemon, or a command (see --help)")
+    raise SystemExit(_run_daemon(config_path, check=check))
+
+
+def _run_daemon(config_path: Path, *, check: bool) -> int:
+    from pumpd.audit.errors import SchemaError
+    from pumpd.config import ConfigError, load_config
+    from pumpd.daemon import app, logs
+    from pumpd.daemon.notify import Notifier, NotifyError
+    from pumpd.protocols import ProtocolFileError
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for key, message in exc.problems:
+            click.echo(f"{config_path}: {key}: {message}", err=True)
+        return EXIT_USAGE
+    if check:
+        click.echo(
+            f"{config_path}: ok ({len(config.pumps)} pumps, sha256 {config.sha256}"
+            f"{', SIMULATION' if config.simulation else ''})"
+        )
+        return 0
+    handler = logs.configure(config.log_format, config.log_level, simulated=config.simulation)
+    log = structlog.get_logger("pumpd.daemon")
+    try:
+        notifier = Notifier.from_env()
+        return asyncio.run(app.run(config, notifier=notifier, out=sys.stdout))
+    except NotifyError as exc:
+        log.critical("cannot talk to systemd", error=str(exc))
+        return EXIT_FAILED
+    except (SchemaError, SQLAlchemyError) as exc:
+        log.critical("audit database refused", error=str(exc))
+        return EXIT_DATABASE
+    except ProtocolFileError as exc:
+        log.critical("protocol library refused", error=str(exc))
+        return EXIT_PROTOCOLS
+    except app.StartupError as exc:
+        log.critical("start-up refused", error=str(exc))
+        return EXIT_FAILED
+    except Exception as exc:
+        log.critical("start-up failed", error=repr(exc), exc_info=True)
+        return EXIT_FAILED
+    finally:
+        logs.unconfigure(handler)
 
 
 @main.group("db")

@@ -1,0 +1,463 @@
+"""The daemon's configuration file (``pumpd.toml``): read, validated, hashed.
+
+Strict on purpose: an unknown key is refused (a typo would silently drop a setting), every
+error names the key path (``pump[1].address``, pumps counted from 0) and the problem, and
+all problems of a file are reported together so an administrator fixes them in one go.
+Checks that protect patients live here too: a time scale above 1 only in simulation mode,
+and in simulation mode no pump that could be a real device (only loopback TCP addresses
+and pseudo-terminals, the simulator's lines, are accepted).
+
+docs/daemon.md is the reference of every key.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pumpd.db import DatabaseUrlError, normalize_url
+from pumpd.protocols import default_path
+
+ROLES = ("nurse", "auditor", "admin")
+"""The roles the control socket knows; none implies another (docs/control-socket.md)."""
+
+DEFAULT_ROLES: Mapping[str, tuple[str, ...]] = {
+    "nurse": ("pumpd-nurse",),
+    "auditor": ("pumpd-audit",),
+    "admin": ("pumpd-admin",),
+}
+MAX_TIME_SCALE = 10_000.0
+PUMP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+GROUP_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+PTS = re.compile(r"^/dev/pts/[0-9]+$")
+
+
+class ConfigError(Exception):
+    """A configuration file pumpd refuses; names every bad key and its problem.
+
+    ``problems`` is a list of ``(key, message)``; ``key`` and ``message`` are the first.
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str]], path: Path | None = None) -> None:
+        if not problems:
+            raise ValueError("a ConfigError needs at least one problem")
+        self.problems = list(problems)
+        self.path = path
+        self.key, self.message = self.problems[0]
+        super().__init__("\n".join(f"{key}: {message}" for key, message in self.problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DaemonSection(_Strict):
+    """``[daemon]``: where things are and how the daemon runs."""
+
+    socket: str = "/run/pumpd/pumpd.sock"
+    socket_group: str | None = None
+    database: str = "sqlite:////var/lib/pumpd/audit.db"
+    protocols: str | None = None
+    poll_hz: Annotated[float, Field(ge=1, le=50)] = 10.0
+    simulation: bool = False
+    time_scale: Annotated[float, Field(gt=0, le=MAX_TIME_SCALE)] = 1.0
+    upgrade_schema: bool = True
+    loop_stale_s: Annotated[float, Field(ge=0.5, le=60)] = 5.0
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StaffSection(_Strict):
+    """``[staff]``: the staff registry's login and lock-out settings (minutes)."""
+
+    idle_timeout_min: Annotated[float, Field(gt=0, le=720)] = 10.0
+    max_failures: Annotated[int, Field(ge=1, le=20)] = 5
+    lockout_min: Annotated[float, Field(gt=0, le=1440)] = 15.0
+
+
+class PumpSection(_Strict):
+    """One ``[[pump]]``: how to reach it and how long its own failsafe waits."""
+
+    id: str
+    transport: Literal["modbus-tcp", "modbus-rtu"]
+    address: str | None = None
+    device: str | None = None
+    baudrate: Annotated[int, Field(ge=1200, le=4_000_000)] | None = None
+    unit: Annotated[int, Field(ge=1, le=247)]
+    profile: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")] = "gip-mb1"
+    heartbeat_timeout_s: Annotated[int, Field(ge=2, le=600)] = 10
+
+
+class _File(_Strict):
+    daemon: DaemonSection = DaemonSection()
+    roles: dict[str, list[str]] | None = None
+    staff: StaffSection = StaffSection()
+    pump: list[PumpSection] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PumpConfig:
+    """A checked pump: ``host``/``port`` for TCP, ``device``/``baudrate`` for RTU."""
+
+    id: str
+    transport: Literal["modbus-tcp", "modbus-rtu"]
+    unit: int
+    profile: str
+    heartbeat_timeout_s: int
+    host: str | None = None
+    port: int | None = None
+    device: str | None = None
+    baudrate: int | None = None
+
+    @property
+    def address(self) -> str:
+        """As the control socket shows it: ``127.0.0.1:5020`` or ``/dev/pts/3@19200``."""
+        if self.transport == "modbus-tcp":
+            host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+            return f"{host}:{self.port}"
+        return f"{self.device}@{self.baudrate}"
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """The whole checked file, with its path and the sha256 of its exact bytes."""
+
+    path: Path
+    sha256: str
+    socket: Path
+    socket_group: str | None
+    database: str
+    protocols: Path
+    poll_hz: float
+    simulation: bool
+    time_scale: float
+    upgrade_schema: bool
+    loop_stale_s: float
+    log_format: Literal["auto", "json", "console"]
+    log_level: Literal["debug", "info", "warning", "error"]
+    roles: Mapping[str, frozenset[str]]
+    staff_idle_timeout_s: float
+    staff_max_failures: int
+    staff_lockout_s: float
+    pumps: tuple[PumpConfig, ...]
+
+
+def _key(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (a typo here would silently drop a setting, so it is refused)"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if "input" in error and error["type"] not in ("model_type", "dict_type"):
+                message += f", got {error['input']!r}"
+        problems.append((_key(loc), message))
+    return problems
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port``; raise ValueError with the sentence to show."""
+    bad = ValueError(f'expected host:port, got "{text}"')
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if ":" in host:
+            raise bad  # a bare IPv6 address needs brackets
+    if not sep or not host or not port_text.isdigit():
+        raise bad
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1..65535, got {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> PumpConfig | None:
+    at = f"pump[{index}]"
+    start = len(problems)
+    if not PUMP_ID.fullmatch(raw.id):
+        problems.append(
+            (f"{at}.id", f"expected 1-40 of a-z 0-9 _ - (starting a-z or 0-9), got {raw.id!r}")
+        )
+    host = port = device = baudrate = None
+    if raw.transport == "modbus-tcp":
+        for extra in ("device", "baudrate"):
+            if getattr(raw, extra) is not None:
+                problems.append((f"{at}.{extra}", "only for transport modbus-rtu"))
+        if raw.address is None:
+            problems.append((f"{at}.address", "modbus-tcp needs address = host:port"))
+        else:
+            try:
+                host, port = parse_host_port(raw.address)
+            except ValueError as exc:
+                problems.append((f"{at}.address", str(exc)))
+    else:
+        if raw.address is not None:
+            problems.append((f"{at}.address", "only for modbus-tcp; modbus-rtu uses device"))
+        if raw.device is None:
+            problems.append((f"{at}.device", "modbus-rtu needs device (e.g. /dev/ttyUSB0)"))
+        elif not raw.device.startswith("/"):
+            problems.append((f"{at}.device", f"expected an absolute path, got {raw.device!r}"))
+        device = raw.device
+        baudrate = raw.baudrate if raw.baudrate is not None else 19200
+    if len(problems) > start:
+        return None
+    return PumpConfig(
+        id=raw.id,
+        transport=raw.transport,
+        unit=raw.unit,
+        profile=raw.profile,
+        heartbeat_timeout_s=raw.heartbeat_timeout_s,
+        host=host,
+        port=port,
+        device=device,
+        baudrate=baudrate,
+    )
+
+
+def _roles(
+    raw: dict[str, list[str]] | None, problems: list[tuple[str, str]]
+) -> dict[str, frozenset[str]]:
+    if raw is None:
+        return {role: frozenset(groups) for role, groups in DEFAULT_ROLES.items()}
+    out: dict[str, frozenset[str]] = {role: frozenset() for role in ROLES}
+    for role, groups in raw.items():
+        if role not in ROLES:
+            problems.append((f"roles.{role}", f"unknown role; the roles are {', '.join(ROLES)}"))
+            continue
+        for i, group in enumerate(groups):
+            if not GROUP_NAME.fullmatch(group):
+                problems.append(
+                    (f"roles.{role}[{i}]", f"expected a Unix group name, got {group!r}")
+                )
+            elif group in ("root", "wheel", "sudo", "adm"):
+                problems.append(
+                    (
+                        f"roles.{role}[{i}]",
+                        f"{group!r} is an administrators' group; roles are granted by "
+                        "dedicated groups only (no implicit superuser)",
+                    )
+                )
+        out[role] = frozenset(groups)
+    return out
+
+
+def _simulation_pump(pump: PumpConfig, index: int, problems: list[tuple[str, str]]) -> None:
+    """In simulation mode a pump must not be reachable real hardware."""
+    at = f"pump[{index}]"
+    if pump.transport == "modbus-tcp":
+        assert pump.host is not None
+        if not is_loopback(pump.host):
+            problems.append(
+                (
+                    f"{at}.address",
+                    f"simulation = true accepts only loopback addresses (127.0.0.1, ::1, "
+                    f"localhost), got {pump.host!r}: it could be a real pump",
+                )
+            )
+        return
+    assert pump.device is not None
+    real = os.path.realpath(pump.device)
+    if not PTS.fullmatch(real):
+        problems.append(
+            (
+                f"{at}.device",
+                f"simulation = true accepts only pseudo-terminals (/dev/pts/N or a link to "
+                f"one, the simulator's RTU line); {pump.device!r} resolves to {real!r}: it "
+                "could be a real serial line",
+            )
+        )
+
+
+def _daemon(raw: DaemonSection, base: Path, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sock = raw.socket
+    if not sock.startswith("/"):
+        problems.append(("daemon.socket", f"expected an absolute path, got {sock!r}"))
+    elif len(os.fsencode(sock)) > SOCKET_PATH_MAX:
+        problems.append(("daemon.socket", f"longer than {SOCKET_PATH_MAX} bytes: {sock!r}"))
+    out["socket"] = Path(sock)
+    if raw.socket_group is not None and not GROUP_NAME.fullmatch(raw.socket_group):
+        problems.append(
+            ("daemon.socket_group", f"expected a Unix group name, got {raw.socket_group!r}")
+        )
+    try:
+        url = normalize_url(raw.database)
+    except DatabaseUrlError as exc:
+        problems.append(("daemon.database", str(exc)))
+    else:
+        out["database"] = url.render_as_string(hide_password=False)
+    if raw.protocols is None:
+        out["protocols"] = default_path()
+    else:
+        path = Path(raw.protocols)
+        out["protocols"] = path if path.is_absolute() else (base / path)
+    if not math.isfinite(raw.time_scale):
+        problems.append(("daemon.time_scale", "must be a finite number"))
+    elif raw.time_scale != 1 and not raw.simulation:
+        problems.append(
+            (
+                "daemon.time_scale",
+                f"{raw.time_scale:g} is allowed only with simulation = true: a scaled clock "
+                "next to a real pump would make every timeout and volume estimate wrong",
+            )
+        )
+    return out
+
+
+def parse_config(text: str, *, path: Path) -> DaemonConfig:
+    """Check a configuration document; ``path`` is where it came from (relative protocol
+    paths are taken from its directory)."""
+    data = text.encode("utf-8")
+    try:
+        raw_doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("(syntax)", str(exc))], path) from None
+    try:
+        raw = _File.model_validate(raw_doc)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(exc), path) from None
+    problems: list[tuple[str, str]] = []
+    daemon = _daemon(raw.daemon, path.parent, problems)
+    roles = _roles(raw.roles, problems)
+    if not raw.pump:
+        problems.append(("pump", "at least one [[pump]] is needed"))
+    pumps: list[PumpConfig] = []
+    seen: dict[str, int] = {}
+    for index, section in enumerate(raw.pump):
+        pump = _pump(index, section, problems)
+        if section.id in seen:
+            problems.append(
+                (f"pump[{index}].id", f"{section.id!r} is already pump[{seen[section.id]}]")
+            )
+        seen.setdefault(section.id, index)
+        if pump is None:
+            continue
+        if raw.daemon.simulation:
+            _simulation_pump(pump, index, problems)
+        scaled = pump.heartbeat_timeout_s * raw.daemon.time_scale
+        if scaled > 0xFFFF:
+            problems.append(
+                (
+                    f"pump[{index}].heartbeat_timeout_s",
+                    f"{pump.heartbeat_timeout_s} s at time_scale {raw.daemon.time_scale:g} is "
+                    f"{scaled:g} pump seconds, more than the pump's 65535",
+                )
+            )
+        if pump.heartbeat_timeout_s * raw.daemon.poll_hz < 2:
+            problems.append(
+                (
+                    f"pump[{index}].heartbeat_timeout_s",
+                    "must cover at least two polls, or the pump's failsafe trips between polls",
+                )
+            )
+        pumps.append(pump)
+    _same_endpoint(pumps, problems)
+    if problems:
+        raise ConfigError(problems, path)
+    staff = raw.staff
+    return DaemonConfig(
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        socket=daemon["socket"],
+        socket_group=raw.daemon.socket_group,
+        database=daemon["database"],
+        protocols=daemon["protocols"],
+        poll_hz=raw.daemon.poll_hz,
+        simulation=raw.daemon.simulation,
+        time_scale=raw.daemon.time_scale,
+        upgrade_schema=raw.daemon.upgrade_schema,
+        loop_stale_s=raw.daemon.loop_stale_s,
+        log_format=raw.daemon.log_format,
+        log_level=raw.daemon.log_level,
+        roles=roles,
+        staff_idle_timeout_s=staff.idle_timeout_min * 60,
+        staff_max_failures=staff.max_failures,
+        staff_lockout_s=staff.lockout_min * 60,
+        pumps=tuple(pumps),
+    )
+
+
+def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]]) -> None:
+    """Two pumps on one line need different unit ids, and one serial line one baud rate."""
+    units: dict[tuple[str, str], int] = {}
+    bauds: dict[str, tuple[int, int | None]] = {}
+    for index, pump in enumerate(pumps):
+        line = (
+            pump.address if pump.transport == "modbus-tcp" else os.path.realpath(pump.device or "")
+        )
+        key = (line, str(pump.unit))
+        if key in units:
+            problems.append(
+                (
+                    f"pump[{index}].unit",
+                    f"unit {pump.unit} on {line} is already pump[{units[key]}]",
+                )
+            )
+        units.setdefault(key, index)
+        if pump.transport == "modbus-rtu":
+            first = bauds.setdefault(line, (index, pump.baudrate))
+            if first[1] != pump.baudrate:
+                problems.append(
+                    (
+                        f"pump[{index}].baudrate",
+                        f"{line} is driven at {first[1]} by pump[{first[0]}]; one line, one rate",
+                    )
+                )
+
+
+def load_config(path: Path | str) -> DaemonConfig:
+    """Read and check ``path``; :class:`ConfigError` names every problem by key."""
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read {file}: {exc.strerror}")], file) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("(encoding)", f"not UTF-8: {exc.reason}")], file) from None
+    return parse_config(text, path=file.absolute())
+
+
+def group_exists(name: str) -> bool:
+    """Whether the system knows group ``name`` (checked at start-up, not at load)."""
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True

@@ -1,0 +1,585 @@
+"""The daemon: start-up in the order issue 6 §1 gives, supervision, reload, and a safe exit.
+
+Start-up: check or upgrade the audit schema; load and hash the configuration and the
+protocol library and write both down (``config.loaded``, ``protocol_library.loaded``,
+``daemon.started``; every event flagged simulated in simulation mode); connect the pumps
+(one shared line per serial device, in the driver) and hand each to the supervisor, which
+arms its failsafe and recovers its session from the log; open the control socket; then
+READY=1 and the ready line on stdout. A pump that cannot be reached at start-up is retried
+in the background: the others are supervised meanwhile.
+
+SIGTERM/SIGINT: close the socket (no new commands), announce (``daemon.announced``), pause
+every infusing session as ``pumpd``, stop supervising, write ``daemon.stopped``, drain the
+writer, exit 0. SIGHUP (or ``config.reload`` on the socket): re-read roles, staff settings
+and the protocol library, audited; pumps and paths need a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+from sqlalchemy import Engine
+
+from pumpd import __version__
+from pumpd.audit import migrate
+from pumpd.audit.store import Actor, AuditStore, NewEvent
+from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.clock import Clock, ScaledClock, SystemClock
+from pumpd.config import DaemonConfig, PumpConfig, load_config
+from pumpd.controller import Controller, ControllerConfig
+from pumpd.daemon import logs
+from pumpd.daemon.control import ControlHandle, start_control
+from pumpd.daemon.notify import Notifier, NotifyError
+from pumpd.daemon.watchdog import Verdict, Watchdog
+from pumpd.db import make_engine
+from pumpd.drivers.base import DriverError
+from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.protocols import Library, load_library
+from pumpd.session import State
+from pumpd.supervisor import Supervisor
+from safety.tick import DEFAULT_POLICY
+
+log = structlog.get_logger("pumpd.daemon")
+
+DAEMON = "pumpd"
+SHUTDOWN_REASON = "daemon.shutdown"
+PAUSE_BOUND_S = 30.0
+"""How long SIGTERM waits for the pauses (each is bounded by the controller itself)."""
+RETRY_MAX_S = 30.0
+STATUS_EVERY_S = 5.0
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start; the message says what to fix."""
+
+
+def library_sha256(library: Library) -> str:
+    """One hash over the library: each file's name and sha256, in name order."""
+    lines = sorted(f"{e.path.name} {e.sha256}\n" for e in library)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def modbus_config(pump: PumpConfig) -> ModbusConfig:
+    if pump.transport == "modbus-tcp":
+        return ModbusConfig(
+            transport="tcp",
+            host=pump.host,
+            port=pump.port or 502,
+            unit=pump.unit,
+            profile=pump.profile,
+        )
+    return ModbusConfig(
+        transport="rtu",
+        device=pump.device,
+        baudrate=pump.baudrate or 19200,
+        unit=pump.unit,
+        profile=pump.profile,
+    )
+
+
+def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfig:
+    """The controller's settings, in clock seconds.
+
+    Link timings (poll period, the pump's heartbeat failsafe, the kernel's communication
+    timeout, checkpoints) are real seconds in the configuration: a wire is not faster in a
+    simulation. At a time scale they are multiplied by it, so the simulated pump, which
+    runs at the same scale, sees the same real-time behaviour as a real one.
+    """
+    scale = config.time_scale
+    return ControllerConfig(
+        pump_id=pump.id,
+        poll_period_s=scale / config.poll_hz,
+        heartbeat_timeout_s=max(1, round(pump.heartbeat_timeout_s * scale)),
+        checkpoint_every_s=10.0 * scale,
+        policy=dataclasses.replace(
+            DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
+        ),
+    )
+
+
+def make_clock(config: DaemonConfig) -> Clock:
+    if config.time_scale != 1:
+        if not config.simulation:  # load_config refuses this; never trust one layer alone
+            raise StartupError("time_scale > 1 is allowed only in simulation mode")
+        return ScaledClock(config.time_scale)
+    return SystemClock()
+
+
+class Daemon:
+    """One pumpd process's worth of state. ``start`` then ``wait`` then ``shutdown``."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        notifier: Notifier | None = None,
+        out: TextIO | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.notifier = notifier
+        self.out = sys.stdout if out is None else out
+        self.clock = clock if clock is not None else make_clock(config)
+        self.engine: Engine | None = None
+        self.store: AuditStore | None = None
+        self.writer: AsyncAuditWriter | None = None
+        self.library: Library | None = None
+        self.supervisor: Supervisor | None = None
+        self.control: ControlHandle | None = None
+        self.watchdog: Watchdog | None = None
+        self.drivers: dict[str, ModbusPumpDriver] = {}
+        self.failed: dict[str, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._stop_reason = "sigterm"
+        self._last_status = ""
+        self._reload_lock = asyncio.Lock()
+        self._lock_fd: int | None = None
+
+    # -- start-up ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._lock_instance()
+        log.info(
+            "pumpd starting",
+            version=__version__,
+            config=str(cfg.path),
+            simulation=cfg.simulation,
+            time_scale=cfg.time_scale,
+        )
+        if cfg.simulation:
+            log.warning(
+                "SIMULATION MODE: every audit event is flagged simulated; only simulated "
+                "pumps (loopback, pseudo-terminals) are accepted",
+                time_scale=cfg.time_scale,
+            )
+        self.engine = make_engine(cfg.database, pool_pre_ping=False)
+        revision = await asyncio.to_thread(self._schema, self.engine)
+        log.info("audit schema ready", revision=revision, database=_safe_url(cfg.database))
+        self.store = AuditStore(self.engine, simulated=cfg.simulation)
+        self.writer = AsyncAuditWriter(self.store)
+        self.library = await asyncio.to_thread(load_library, cfg.protocols)
+        await self._record_loaded(cfg, self.library)
+        await self._audit(
+            "daemon.started",
+            {"version": __version__, "pid": os.getpid(), "config_sha256": cfg.sha256},
+        )
+        self.supervisor = Supervisor(
+            writer=self.writer, engine=self.engine, clock=self.clock, library=self.library
+        )
+        logs.set_session_lookup(self.session_of)
+        firsts = []
+        for pump in cfg.pumps:
+            first = asyncio.Event()
+            firsts.append(first)
+            self._tasks.append(
+                asyncio.create_task(self._bring_up(pump, first), name=f"bring-up-{pump.id}")
+            )
+        await asyncio.gather(*(f.wait() for f in firsts))
+        await self._start_control()
+        self._start_watchdog()
+        self._tasks.append(asyncio.create_task(self._status_forever(), name="status"))
+        summary = self.summary()
+        if self.notifier is not None:
+            self._notify(lambda n: n.ready(summary))
+        print(
+            f"pumpd ready socket={cfg.socket} pumps={len(cfg.pumps)} "
+            f"simulated={'true' if cfg.simulation else 'false'}",
+            file=self.out,
+            flush=True,
+        )
+        log.info("pumpd ready", status=summary, socket=str(cfg.socket))
+
+    def _lock_instance(self) -> None:
+        """One daemon per configuration: two would both drive the same pumps (and the
+        second one's exit would pause the first one's infusions). The lock sits next to the
+        socket and is taken before anything else; the kernel drops it when the process dies,
+        so a SIGKILLed daemon never blocks its successor."""
+        path = Path(f"{self.config.socket}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StartupError(
+                f"another pumpd holds {path}: it already supervises these pumps"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock_instance(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _schema(self, engine: Engine) -> str:
+        if self.config.upgrade_schema:
+            return migrate.upgrade(engine).after
+        return migrate.require_current(engine)
+
+    async def _record_loaded(self, cfg: DaemonConfig, library: Library) -> None:
+        await self._audit("config.loaded", {"path": str(cfg.path)[:500], "sha256": cfg.sha256})
+        await self._audit(
+            "protocol_library.loaded",
+            {
+                "library_sha256": library_sha256(library),
+                "protocols": [
+                    {
+                        "protocol_id": e.protocol.id,
+                        "protocol_version": str(e.protocol.version),
+                        "sha256": e.sha256,
+                    }
+                    for e in library
+                ],
+            },
+        )
+        log.info(
+            "configuration and protocol library loaded",
+            config_sha256=cfg.sha256,
+            library_sha256=library_sha256(library),
+            protocols=len(library.entries),
+        )
+
+    async def _audit(
+        self, event_type: str, payload: Mapping[str, Any], pump: str | None = None
+    ) -> None:
+        assert self.writer is not None
+        await self.writer.append(
+            NewEvent(event_type=event_type, payload=payload, actor=Actor.daemon(), pump_id=pump)
+        )
+
+    async def _bring_up(self, pump: PumpConfig, first: asyncio.Event) -> None:
+        """Connect one pump and hand it to the supervisor; retry while it cannot be reached."""
+        structlog.contextvars.bind_contextvars(pump=pump.id)
+        assert self.supervisor is not None
+        delay_s = 1.0
+        told = False
+        driver = ModbusPumpDriver(modbus_config(pump))
+        try:
+            while True:
+                try:
+                    await driver.connect()
+                    await self.supervisor.add(driver, controller_config(self.config, pump))
+                except DriverError as exc:
+                    self.failed[pump.id] = str(exc)
+                    if not told:
+                        told = True
+                        log.error(
+                            "pump not reachable; retrying", error=str(exc), address=pump.address
+                        )
+                        await self._audit(
+                            "pump.unreachable",
+                            {
+                                "error_code": "connect_failed",
+                                "detail": str(exc)[:500] or "no reply",
+                                "unreachable_ms": 0,
+                            },
+                            pump=pump.id,
+                        )
+                    first.set()
+                    await driver.close()
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(2 * delay_s, RETRY_MAX_S)
+                    continue
+                self.drivers[pump.id] = driver
+                self.failed.pop(pump.id, None)
+                log.info("pump supervised", address=pump.address, unit=pump.unit)
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Recovery could not rebuild the pump's session (or something worse): this pump
+            # is not supervised; its own failsafe stops it when the heartbeats stop.
+            self.failed[pump.id] = f"not supervised: {exc}"
+            log.critical("pump left unsupervised", error=repr(exc))
+            await self._announce(
+                "pump.unsupervised",
+                f"{pump.id} is not supervised ({str(exc)[:300]}); its own failsafe stops it",
+            )
+        finally:
+            first.set()
+
+    async def _start_control(self) -> None:
+        assert self.supervisor is not None
+        assert self.writer is not None
+        assert self.engine is not None
+        assert self.library is not None
+        supervisor = self.supervisor
+        self.control = await start_control(
+            self.config,
+            controllers=lambda: supervisor.controllers,
+            library=self.library,
+            writer=self.writer,
+            engine=self.engine,
+            clock=self.clock,
+            reload=self.reload,
+        )
+
+    def _start_watchdog(self) -> None:
+        interval_s = 1.0
+        ping: Callable[[], None] | None = None
+        notifier = self.notifier
+        if notifier is not None and notifier.watchdog_s is not None:
+            interval_s = min(interval_s, notifier.watchdog_s / 2)
+            ping = notifier.watchdog
+        self.watchdog = Watchdog(
+            health=self.health,
+            stale_after_s=self.config.loop_stale_s,
+            interval_s=interval_s,
+            ping=ping,
+            on_change=self._watchdog_changed,
+            on_ping_error=lambda exc: log.error("watchdog ping failed", error=str(exc)),
+        )
+        self._tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
+
+    def session_of(self, pump_id: str) -> str | None:
+        """The open session on ``pump_id`` (every log line about the pump carries it)."""
+        ctl = self.supervisor.controllers.get(pump_id) if self.supervisor is not None else None
+        if ctl is None or ctl.session is None:
+            return None
+        return ctl.session.data.session_id
+
+    def health(self) -> dict[str, float]:
+        """Real seconds since each supervised pump's last completed poll."""
+        if self.supervisor is None:
+            return {}
+        scale = self.config.time_scale
+        return {pump: age / scale for pump, age in self.supervisor.health().items()}
+
+    def _watchdog_changed(self, verdict: Verdict) -> None:
+        if verdict.healthy:
+            log.info("watchdog: pings resumed", reason=verdict.reason)
+            return
+        log.error("watchdog: pings withheld", reason=verdict.reason, stale=list(verdict.stale))
+        self._tasks.append(
+            asyncio.create_task(self._announce("watchdog.withheld", verdict.reason[:500]))
+        )
+        self._update_status()
+
+    # -- running -------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line for STATUS=: each pump's session state, or why it is not supervised."""
+        parts = []
+        controllers = self.supervisor.controllers if self.supervisor is not None else {}
+        for pump in self.config.pumps:
+            ctl = controllers.get(pump.id)
+            if ctl is None:
+                parts.append(f"{pump.id} {'unreachable' if pump.id in self.failed else 'starting'}")
+                continue
+            st = ctl.status()
+            if st.session_state is None:
+                parts.append(f"{pump.id} idle" + ("" if st.reachable else " (no link)"))
+            else:
+                parts.append(
+                    f"{pump.id} {st.session_state} {st.delivered_ul / 1000:.1f}/"
+                    f"{(st.vtbi_ul or 0) / 1000:.1f} mL" + ("" if st.reachable else " (no link)")
+                )
+        text = f"{len(controllers)}/{len(self.config.pumps)} pumps: " + ", ".join(parts)
+        if self.watchdog is not None and not self.watchdog.verdict.healthy:
+            text = f"UNHEALTHY ({self.watchdog.verdict.reason}); {text}"
+        if self.config.simulation:
+            text = f"SIMULATION x{self.config.time_scale:g}; {text}"
+        return text
+
+    def _update_status(self) -> None:
+        text = self.summary()
+        if text != self._last_status and self.notifier is not None:
+            self._notify(lambda n: n.status(text))
+        self._last_status = text
+
+    async def _status_forever(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            self._update_status()
+
+    def _notify(self, act: Callable[[Notifier], None]) -> None:
+        assert self.notifier is not None
+        try:
+            act(self.notifier)
+        except NotifyError as exc:
+            log.error("sd_notify failed", error=str(exc))
+
+    async def _announce(self, code: str, message: str) -> None:
+        """A daemon notice: logged and written down (``daemon.announced``)."""
+        log.warning(message, notice=code)
+        try:
+            await self._audit("daemon.announced", {"notice_code": code, "message": message[:500]})
+        except Exception as exc:  # a notice never blocks what it announces
+            log.error("announcement not written", notice=code, error=str(exc))
+
+    def request_stop(self, reason: str = "sigterm") -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    async def wait(self) -> str:
+        """Until a stop is requested; the reason."""
+        await self._stop.wait()
+        return self._stop_reason
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "sigterm")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "sigint")
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+    def _on_sighup(self) -> None:
+        async def run() -> None:
+            try:
+                await self.reload()
+            except Exception as exc:
+                log.error("reload refused; the running configuration stays", error=str(exc))
+
+        self._tasks.append(asyncio.create_task(run(), name="reload"))
+
+    async def reload(self) -> dict[str, str]:
+        """Re-read the file: roles, staff settings and the protocol library take effect.
+
+        A file that does not load, or a library that does not, changes nothing (raises).
+        Changed pumps, paths or modes are reported and need a restart.
+        """
+        async with self._reload_lock:
+            new = await asyncio.to_thread(load_config, self.config.path)
+            library = await asyncio.to_thread(load_library, new.protocols)
+            fixed = [
+                name
+                for name in (
+                    "socket",
+                    "socket_group",
+                    "database",
+                    "poll_hz",
+                    "simulation",
+                    "time_scale",
+                    "upgrade_schema",
+                    "pumps",
+                    "log_format",
+                    "log_level",
+                    "loop_stale_s",
+                )
+                if getattr(new, name) != getattr(self.config, name)
+            ]
+            await self._record_loaded(new, library)
+            self.library = library
+            self.config = dataclasses.replace(
+                self.config,
+                sha256=new.sha256,
+                protocols=new.protocols,
+                roles=new.roles,
+                staff_idle_timeout_s=new.staff_idle_timeout_s,
+                staff_max_failures=new.staff_max_failures,
+                staff_lockout_s=new.staff_lockout_s,
+            )
+            if self.control is not None:
+                self.control.update(library=library, roles=new.roles, config=self.config)
+            if fixed:
+                log.warning("reload: these settings need a restart", keys=fixed)
+            log.info("configuration reloaded", config_sha256=new.sha256)
+            return {"config_sha256": new.sha256, "library_sha256": library_sha256(library)}
+
+    # -- stopping ------------------------------------------------------------------
+
+    def infusing(self) -> list[Controller]:
+        if self.supervisor is None:
+            return []
+        return [
+            ctl
+            for ctl in self.supervisor.controllers.values()
+            if ctl.session is not None and ctl.session.state is State.INFUSING
+        ]
+
+    async def shutdown(self, reason: str = "sigterm") -> None:
+        """Pause what infuses, stop supervising, write it down, drain the writer."""
+        if self.notifier is not None:
+            self._notify(lambda n: n.stopping(f"stopping ({reason}): pausing infusions"))
+        if self.control is not None:
+            with contextlib.suppress(Exception):
+                await self.control.close()
+            self.control = None
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        running = self.infusing()
+        names = ", ".join(ctl.config.pump_id for ctl in running) or "none"
+        if self.writer is not None:
+            await self._announce(
+                SHUTDOWN_REASON,
+                f"pumpd is stopping ({reason}); pausing running infusions: {names}",
+            )
+        if running:
+            await self._pause_all(running)
+        if self.supervisor is not None:
+            await self.supervisor.close()
+        for driver in self.drivers.values():
+            with contextlib.suppress(Exception):
+                await driver.close()
+        self.drivers.clear()
+        if self.writer is not None:
+            try:
+                await self._audit("daemon.stopped", {"reason_code": reason})
+            except Exception as exc:
+                log.error("daemon.stopped not written", error=str(exc))
+            await self.writer.aclose()
+        if self.engine is not None:
+            self.engine.dispose()
+        log.info("pumpd stopped", reason=reason)
+        logs.set_session_lookup(None)
+        self._unlock_instance()
+
+    async def _pause_all(self, running: list[Controller]) -> None:
+        async def pause(ctl: Controller) -> None:
+            pump = ctl.config.pump_id
+            try:
+                await ctl.pause(by=DAEMON, reason_code=SHUTDOWN_REASON)
+            except Exception as exc:
+                log.error("pause at shutdown failed", pump=pump, error=str(exc))
+            else:
+                state = ctl.session.state.value if ctl.session is not None else None
+                log.warning("infusion paused for shutdown", pump=pump, session_state=state)
+
+        try:
+            async with asyncio.timeout(PAUSE_BOUND_S):
+                await asyncio.gather(*(pause(ctl) for ctl in running))
+        except TimeoutError:
+            log.error("pauses at shutdown did not finish in time; pump failsafes take over")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def run(config: DaemonConfig, *, notifier: Notifier | None, out: TextIO | None = None) -> int:
+    """The foreground daemon: start, wait for a signal, shut down; the exit status."""
+    daemon = Daemon(config, notifier=notifier, out=out)
+    daemon.install_signal_handlers()
+    try:
+        try:
+            await daemon.start()
+        except BaseException:
+            await daemon.shutdown("startup_failed")
+            raise
+        reason = await daemon.wait()
+        await daemon.shutdown(reason)
+    finally:
+        daemon.remove_signal_handlers()
+    return 0
