@@ -2,31 +2,32 @@
 
 Thin on purpose: parsing is :mod:`safety.units`, the decision is :mod:`safety.plan`, the
 library is :mod:`pumpd.protocols`; this module only turns them into text and exit codes.
+The live commands (status, program, start, ...) are in :mod:`pumpd.cli.live` and talk to
+a running pumpd over its control socket (``docs/pumpctl.md``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from pumpd.protocols import (
-    ENV_VAR,
-    Library,
-    LoadedProtocol,
-    ProtocolFileError,
-    UnknownProtocol,
-    load_library,
-    schema_json,
-)
-from safety.plan import Plan, compute_plan, parse_order, parse_patient
-from safety.protocol import Band, FixedBag, Protocol, TotalDose
-from safety.units import InputError, fmt
-from safety.verdicts import Severity
+from pumpd.cli.client import default_socket_path
+from pumpd.cli.live import reads, session, staff
+from pumpd.cli.live.common import Target
+
+if TYPE_CHECKING:
+    from pumpd.protocols import Library, LoadedProtocol
+    from safety.plan import Plan
+    from safety.protocol import Band
+
+# The protocol library and the kernel are imported by the offline commands only, when they
+# run: the live commands start faster without them (pumpctl runs once per nurse command).
+ENV_VAR = "PUMPD_PROTOCOLS"  # pumpd.protocols.ENV_VAR; tests/cli checks they agree
 
 EXIT_OK = 0
 EXIT_LIBRARY = 1
@@ -48,6 +49,8 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _library(path: str | None) -> Library:
+    from pumpd.protocols import ProtocolFileError, load_library
+
     try:
         return load_library(path)
     except ProtocolFileError as exc:
@@ -55,6 +58,8 @@ def _library(path: str | None) -> Library:
 
 
 def _entry(library: Library, protocol_id: str, version: int | None) -> LoadedProtocol:
+    from pumpd.protocols import UnknownProtocol
+
     try:
         return library.get(protocol_id, version)
     except UnknownProtocol as exc:
@@ -70,9 +75,46 @@ _library_option = click.option(
 )
 
 
-@click.group(help="Plan, check and (later) run ketamine infusions with pumpd.")
-def main() -> None:
-    """The pumpctl command group; daemon commands join it in a later issue."""
+_MAIN_HELP = (
+    "Plan, run and watch ketamine infusions with pumpd.\n\n"
+    "plan and protocols work offline; every other command talks to pumpd over its control "
+    "socket.\n\n"
+    "\b\nExit codes of the live commands:\n"
+    "  0  done\n"
+    "  1  other failure (not confirmed at the prompt, pump not answering, a bug)\n"
+    "  2  bad usage (unknown pump, malformed value, missing option)\n"
+    "  3  refused by a safety rule or the session's state (the kernel's reason is printed)\n"
+    "  4  not authorized (role, staff login, PIN, socket permission)\n"
+    "  5  pumpd unreachable"
+)
+
+
+@click.group(help=_MAIN_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--socket",
+    "socket_path",
+    metavar="PATH",
+    default=default_socket_path,
+    show_default="$PUMPD_SOCKET or /run/pumpd/pumpd.sock",
+    help="pumpd's control socket.",
+)
+@click.pass_context
+def main(ctx: click.Context, socket_path: str) -> None:
+    """The pumpctl command group: offline planning plus the live commands."""
+    ctx.obj = Target(socket_path=socket_path)
+
+
+for _command in (
+    reads.pumps,
+    reads.status,
+    reads.watch,
+    reads.alarms,
+    reads.whoami,
+    reads.checklist,
+    *session.COMMANDS,
+    *staff.COMMANDS,
+):
+    main.add_command(_command)
 
 
 @main.command(
@@ -100,6 +142,9 @@ def plan(
     as_json: bool,
     library_path: str | None,
 ) -> None:
+    from safety.plan import compute_plan, parse_order, parse_patient
+    from safety.units import InputError
+
     entry = _entry(_library(library_path), protocol_id, version)
     try:
         result = compute_plan(
@@ -116,6 +161,9 @@ def plan(
 
 
 def _print_plan(entry: LoadedProtocol, p: Plan) -> None:
+    from safety.units import fmt
+    from safety.verdicts import Severity
+
     console = Console(highlight=False)
     table = Table(title=f"{entry.protocol.title} ({p.protocol_key})", show_header=False)
     table.add_column("figure")
@@ -202,6 +250,8 @@ def show(library_path: str | None, protocol_id: str, version: int | None, as_jso
 
 
 def _band_text(band: Band | None, unit: str) -> str:
+    from safety.units import fmt
+
     if band is None:
         return "-"
     soft = f"{fmt(band.soft_min, 4) if band.soft_min is not None else '…'}–" + (
@@ -212,7 +262,10 @@ def _band_text(band: Band | None, unit: str) -> str:
 
 
 def _print_protocol(entry: LoadedProtocol) -> None:
-    p: Protocol = entry.protocol
+    from safety.protocol import FixedBag, TotalDose
+    from safety.units import fmt
+
+    p = entry.protocol
     console = Console(highlight=False)
     table = Table(title=f"{p.title} ({p.key})", show_header=False)
     table.add_column("field")
@@ -275,4 +328,6 @@ def _print_protocol(entry: LoadedProtocol) -> None:
 
 @protocols.command(help="Print the JSON Schema of a protocol file.")
 def schema() -> None:
+    from pumpd.protocols import schema_json
+
     click.echo(schema_json(), nl=False)

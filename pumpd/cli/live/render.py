@@ -1,0 +1,271 @@
+"""Rich views of what the daemon answers: pumps, a pump's status, alarms, plans, staff.
+
+Pure functions from the wire's dicts (``docs/control-socket.md``) to rich renderables;
+nothing here talks to the daemon, so ``status``, ``watch`` and ``watch --once`` show the
+same thing. Missing fields are shown as "-" rather than guessed: the daemon is the truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+_PRIORITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
+_SEVERITY_STYLE = {"hard": "bold red", "soft": "yellow", "note": "dim"}
+
+
+def dash(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def ml(ul: object) -> str:
+    """Integer µL from the wire as mL with three decimals."""
+    if isinstance(ul, bool) or not isinstance(ul, int):
+        return "-"
+    return f"{Decimal(ul) / 1000:.3f}"
+
+
+def number(text: object, places: int = 2) -> str:
+    """A Decimal-as-text figure rounded for reading; text that is not a number as is."""
+    if text is None:
+        return "-"
+    try:
+        return f"{Decimal(str(text)):.{places}f}"
+    except InvalidOperation:
+        return str(text)
+
+
+def duration(seconds: object) -> str:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
+        return "-"
+    try:
+        total = int(Decimal(str(seconds)))
+    except InvalidOperation:
+        return str(seconds)
+    sign = "-" if total < 0 else ""
+    total = abs(total)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{sign}{h}:{m:02d}:{s:02d}" if h else f"{sign}{m}:{s:02d}"
+
+
+def _message(item: object) -> str:
+    if isinstance(item, Mapping):
+        text = item.get("message") or item.get("text") or item.get("code") or ""
+        code = item.get("code")
+        return f"{text} ({code})" if code and code != text else str(text)
+    return str(item)
+
+
+def _priority(item: object) -> str:
+    return str(item.get("priority", "")).lower() if isinstance(item, Mapping) else ""
+
+
+def pumps_table(pumps: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="Pumps")
+    for column in ("pump", "transport", "address", "unit", "reachable", "pump", "session"):
+        table.add_column(column, no_wrap=True)
+    for p in pumps:
+        reachable = p.get("reachable")
+        table.add_row(
+            dash(p.get("pump_id")),
+            dash(p.get("transport")),
+            dash(p.get("address")),
+            dash(p.get("unit")),
+            Text("yes", "green") if reachable else Text("NO", "bold red"),
+            dash(p.get("pump_state")),
+            dash(p.get("session_state")),
+        )
+    return table
+
+
+def alarm_lines(items: Iterable[object], label: str) -> list[Text]:
+    lines = []
+    for item in items:
+        priority = _priority(item)
+        style = _PRIORITY_STYLE.get(priority, "yellow")
+        head = f"{label} {priority.upper()}".strip()
+        lines.append(Text.assemble((head, style), " ", _message(item)))
+    return lines
+
+
+BAR_WIDTH = 30
+
+
+def volume_bar(delivered: object, vtbi: object) -> Text:
+    """``[■■■■■□□□…] 32.319 of 100.000 mL (32 %)``: plain characters, so it reads the same
+    on a terminal, in a log and in a test."""
+    figures = f"{ml(delivered)} of {ml(vtbi)} mL"
+    if not isinstance(delivered, int) or not isinstance(vtbi, int) or vtbi <= 0:
+        return Text(figures)
+    fraction = max(0.0, min(1.0, delivered / vtbi))
+    filled = round(fraction * BAR_WIDTH)
+    return Text.assemble(
+        "[",
+        ("■" * filled, "green"),
+        ("□" * (BAR_WIDTH - filled), "dim"),
+        f"] {figures} ({100 * delivered / vtbi:.0f} %)",
+    )
+
+
+def pump_view(view: Mapping[str, Any]) -> Panel:
+    """One pump as a nurse needs it: state, progress, dose, rates, time, alarms, vitals."""
+    pump_id = dash(view.get("pump_id"))
+    session_state = view.get("session_state")
+    figures = Table.grid(padding=(0, 2))
+    figures.add_column(style="dim", no_wrap=True)
+    figures.add_column()
+    reachable = view.get("reachable", True)
+    pump_state = Text(dash(view.get("pump_state")))
+    if not reachable:
+        pump_state = Text("NOT ANSWERING", "bold red")
+    figures.add_row("pump", pump_state)
+    figures.add_row("session", Text(dash(session_state), "bold"))
+    if view.get("session_id"):
+        figures.add_row("session id", dash(view.get("session_id")))
+        figures.add_row(
+            "patient / protocol",
+            f"{dash(view.get('patient_ref'))} / {dash(view.get('protocol_id'))}",
+        )
+        delivered, vtbi = view.get("delivered_ul"), view.get("vtbi_ul")
+        figures.add_row("volume", volume_bar(delivered, vtbi))
+        figures.add_row("expected (independent)", f"{ml(view.get('expected_ul'))} mL")
+        drug = dash(view.get("drug"))
+        figures.add_row(
+            "dose delivered",
+            f"{number(view.get('delivered_mg'), 2)} of {number(view.get('prescribed_mg'), 2)} mg"
+            f" {drug} ({number(view.get('concentration_mg_ml'), 3)} mg/mL)",
+        )
+        figures.add_row(
+            "flow | dose rate",
+            f"{number(view.get('rate_ml_h'))} mL/h | {number(view.get('dose_rate_mg_h'), 3)} mg/h",
+        )
+        figures.add_row("time remaining", duration(view.get("remaining_s")))
+        due = view.get("vitals_due_in_s")
+        if due is not None:
+            overdue = isinstance(due, int | float) and due < 0
+            text = f"overdue by {duration(-due)}" if overdue else f"in {duration(due)}"
+            figures.add_row("vitals due", Text(text, "bold red" if overdue else ""))
+    backlog = view.get("audit_backlog")
+    if backlog:
+        figures.add_row("audit backlog", Text(f"{backlog} event(s) not yet written", "bold red"))
+    parts: list[RenderableType] = [figures]
+    parts.extend(alarm_lines(view.get("alarms") or [], "ALARM"))
+    parts.extend(alarm_lines(view.get("reminders") or [], "REMINDER"))
+    title = f"[bold]{pump_id}[/]"
+    if view.get("simulated"):
+        title += " [magenta](SIMULATION)[/]"
+    border = "red" if view.get("alarms") else ("green" if session_state == "INFUSING" else "blue")
+    return Panel(Group(*parts), title=title, border_style=border, expand=False)
+
+
+def status_views(views: Sequence[Mapping[str, Any]]) -> RenderableType:
+    if not views:
+        return Text("no pumps configured")
+    return Group(*(pump_view(v) for v in views))
+
+
+def alarms_table(alarms: Sequence[Mapping[str, Any]]) -> RenderableType:
+    if not alarms:
+        return Text("No alarms.", "green")
+    table = Table(title="Alarms")
+    for column in ("pump", "priority", "code", "source", "message"):
+        table.add_column(column)
+    for a in alarms:
+        priority = _priority(a)
+        table.add_row(
+            dash(a.get("pump_id")),
+            Text(priority.upper(), _PRIORITY_STYLE.get(priority, "")),
+            dash(a.get("code")),
+            dash(a.get("source")),
+            dash(a.get("message")),
+        )
+    return table
+
+
+def verdict_lines(verdicts: Iterable[Mapping[str, Any]]) -> list[Text]:
+    lines = []
+    for v in verdicts:
+        severity = str(v.get("severity", "")).lower()
+        lines.append(
+            Text.assemble(
+                (severity.upper(), _SEVERITY_STYLE.get(severity, "")),
+                f" {dash(v.get('message'))} ({dash(v.get('code'))})",
+            )
+        )
+    return lines
+
+
+_PLAN_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("patient weight", "weight_kg", "kg"),
+    ("dosing weight", "dosing_weight_kg", "kg"),
+    ("dose", "dose_mg_per_kg", "mg/kg"),
+    ("total dose", "dose_mg", "mg"),
+    ("flow rate", "rate_ml_h", "mL/h"),
+    ("dose rate", "dose_rate_mg_kg_h", "mg/kg/h"),
+    ("volume (VTBI)", "volume_ml", "mL"),
+    ("concentration", "concentration_mg_per_ml", "mg/mL"),
+    ("duration", "duration_min", "min"),
+    ("expected duration at pump rate", "expected_duration_min", "min"),
+    ("prepare", "container_drug_mg", "mg"),
+    ("in", "container_volume_ml", "mL"),
+    ("priming volume", "priming_volume_ml", "mL"),
+    ("dose reaching the patient", "dose_to_patient_mg", "mg"),
+    ("KVO after the end", "kvo_rate_ml_h", "mL/h"),
+)
+
+
+def plan_view(plan: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]] | None) -> Group:
+    """A plan as the daemon computed it (``session.plan``/``program``/``adjust``)."""
+    table = Table(title=f"Plan {dash(plan.get('protocol'))}", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for label, key, unit in _PLAN_ROWS:
+        if plan.get(key) is not None:
+            table.add_row(label, f"{plan[key]} {unit}")
+    if plan.get("vtbi_ul") is not None:
+        table.add_row("VTBI on the wire", f"{plan['vtbi_ul']} µL")
+    parts: list[RenderableType] = [table]
+    all_verdicts = list(verdicts if verdicts is not None else plan.get("verdicts") or [])
+    parts.extend(verdict_lines(all_verdicts))
+    override = plan.get("override")
+    if plan.get("refused"):
+        parts.append(Text("REFUSED: a hard limit is violated; this order cannot be given.", "red"))
+    elif isinstance(override, Mapping) and override.get("required"):
+        who = " and a second person" if override.get("second_person") else ""
+        codes = ", ".join(str(c) for c in override.get("codes") or [])
+        parts.append(Text(f"NEEDS OVERRIDE: a reason{who}, covering {codes}.", "yellow"))
+    return Group(*parts)
+
+
+def staff_table(staff: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="Staff registry")
+    for column in ("staff id", "name", "role", "enabled", "locked until"):
+        table.add_column(column)
+    for s in staff:
+        table.add_row(
+            dash(s.get("staff_id")),
+            dash(s.get("name")),
+            dash(s.get("role")),
+            "yes" if s.get("enabled") else Text("no", "red"),
+            dash(s.get("locked_until")),
+        )
+    return table
+
+
+def whoami_view(me: Mapping[str, Any]) -> Table:
+    table = Table(show_header=False, title="Who am I (as pumpd sees it)")
+    table.add_column("field", style="dim")
+    table.add_column("value")
+    table.add_row("OS user", f"{dash(me.get('user'))} (uid {dash(me.get('uid'))})")
+    table.add_row("groups", ", ".join(str(g) for g in me.get("groups") or []) or "-")
+    table.add_row("roles", ", ".join(str(r) for r in me.get("roles") or []) or "none")
+    table.add_row("acting person", dash(me.get("acting")))
+    table.add_row("acting role", dash(me.get("acting_role")))
+    return table

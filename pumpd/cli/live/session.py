@@ -1,0 +1,292 @@
+"""Clinical commands on one pump's session. Every decision is the daemon's (its kernel).
+
+pumpctl only shows what will happen and asks before the commands that commit a nurse to
+something: ``program`` and ``adjust`` show the daemon's plan first, ``prime`` asks that the
+line is not connected to the patient, ``discharge`` walks the checklist item by item.
+``--yes``, ``--line-disconnected`` and ``--confirm-all`` say so for scripts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+from rich.console import Console
+
+from pumpd.cli import client as rpc
+from pumpd.cli.live import render
+from pumpd.cli.live.common import (
+    Target,
+    ask,
+    call,
+    call_on,
+    connect,
+    fail,
+    pass_target,
+    read_pin,
+)
+
+EXIT_NOT_CONFIRMED = rpc.EXIT_OTHER
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _said(pump: str, result: Any, what: str) -> None:
+    state = result.get("state") if isinstance(result, dict) else None
+    click.echo(f"{pump}: {what}" + (f"; session {state}" if state else ""))
+
+
+def _order_params(
+    pump: str,
+    patient: str,
+    weight: str,
+    protocol: str,
+    version: int | None,
+    dose: str | None,
+    duration: str | None,
+    override_reason: str | None,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "pump": pump,
+        "patient_ref": patient,
+        "weight": weight,
+        "protocol": protocol,
+    }
+    optional = {
+        "version": version,
+        "dose": dose,
+        "duration": duration,
+        "override_reason": override_reason,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+@click.command(help="Program a session: shows the daemon's plan and asks before it is recorded.")
+@click.argument("pump")
+@click.option("--patient", required=True, help="Patient reference (no names).")
+@click.option("--weight", required=True, help="Body weight with unit: 82kg, 181lb.")
+@click.option("--protocol", "protocol_id", required=True, help="Protocol id.")
+@click.option("--version", type=click.IntRange(min=1), help="Protocol version (default latest).")
+@click.option("--dose", help="Prescribed dose, default the protocol's: 0.5mg/kg.")
+@click.option("--duration", help="Infusion duration, default the protocol's: 40min.")
+@click.option("--override-reason", help="Reason for a soft-limit override (needs a 2nd person).")
+@click.option("--yes", is_flag=True, help="Do not ask; record the plan as shown.")
+@pass_target
+def program(
+    target: Target,
+    pump: str,
+    patient: str,
+    weight: str,
+    protocol_id: str,
+    version: int | None,
+    dose: str | None,
+    duration: str | None,
+    override_reason: str | None,
+    yes: bool,
+) -> None:
+    params = _order_params(
+        pump, patient, weight, protocol_id, version, dose, duration, override_reason
+    )
+    console = _console()
+    with connect(target) as c:
+        preview = call_on(c, "session.plan", params)
+        console.print(render.plan_view(preview.get("plan", {}), preview.get("verdicts")))
+        if not ask(f"Program {pump} for patient {patient} with this plan?", yes):
+            fail(EXIT_NOT_CONFIRMED, "not programmed: the plan was not confirmed")
+        result = call_on(c, "session.program", params)
+    click.echo(f"{pump}: programmed, session {result.get('session_id')}")
+
+
+@click.command(help="The independent double-check: the second person re-enters the weight.")
+@click.argument("pump")
+@click.option("--weight", required=True, help="Body weight, typed again independently: 82kg.")
+@click.option("--witness", "witness_id", help="Staff id of the second person at this terminal.")
+@click.option("--pin-stdin", is_flag=True, help="Read the witness PIN from one line of stdin.")
+@pass_target
+def confirm(
+    target: Target, pump: str, weight: str, witness_id: str | None, pin_stdin: bool
+) -> None:
+    params: dict[str, Any] = {"pump": pump, "weight": weight}
+    if witness_id is not None:
+        pin = read_pin(f"PIN of {witness_id}", pin_stdin)
+        params["witness"] = {"staff_id": witness_id, "pin": pin}
+    elif pin_stdin:
+        fail(rpc.EXIT_USAGE, "--pin-stdin needs --witness ID")
+    result = call(target, "session.confirm", params)
+    _said(pump, result, "double-check recorded")
+
+
+@click.command(help="Prime the line. Asks that the line is NOT connected to the patient.")
+@click.argument("pump")
+@click.option(
+    "--line-disconnected", is_flag=True, help="Say for a script that the line is disconnected."
+)
+@pass_target
+def prime(target: Target, pump: str, line_disconnected: bool) -> None:
+    if not ask(f"Is the line of {pump} DISCONNECTED from the patient?", line_disconnected):
+        fail(EXIT_NOT_CONFIRMED, "not primed: the line was not confirmed disconnected")
+    result = call(target, "session.prime", {"pump": pump, "line_disconnected": True})
+    _said(pump, result, "priming")
+
+
+@click.command(help="Start the infusion (the kernel's start checks decide).")
+@click.argument("pump")
+@pass_target
+def start(target: Target, pump: str) -> None:
+    _said(pump, call(target, "session.start", {"pump": pump}), "start")
+
+
+@click.command(help="Pause the infusion.")
+@click.argument("pump")
+@click.option("--reason", help="Why, in words.")
+@pass_target
+def pause(target: Target, pump: str, reason: str | None) -> None:
+    params: dict[str, Any] = {"pump": pump}
+    if reason:
+        params["reason"] = reason
+    _said(pump, call(target, "session.pause", params), "pause")
+
+
+@click.command(help="Resume a paused infusion.")
+@click.argument("pump")
+@pass_target
+def resume(target: Target, pump: str) -> None:
+    _said(pump, call(target, "session.resume", {"pump": pump}), "resume")
+
+
+@click.command(help="Change duration or dose: shows the daemon's new plan, asks, then applies.")
+@click.argument("pump")
+@click.option("--duration", help="New total duration: 60min.")
+@click.option("--dose", help="New dose: 0.4mg/kg.")
+@click.option("--reason", required=True, help="Why, in words.")
+@click.option("--yes", is_flag=True, help="Do not ask; apply the proposal.")
+@pass_target
+def adjust(
+    target: Target, pump: str, duration: str | None, dose: str | None, reason: str, yes: bool
+) -> None:
+    if duration is None and dose is None:
+        fail(rpc.EXIT_USAGE, "adjust needs --duration or --dose")
+    params: dict[str, Any] = {"pump": pump, "reason": reason}
+    if duration is not None:
+        params["duration"] = duration
+    if dose is not None:
+        params["dose"] = dose
+    with connect(target) as c:
+        proposal = call_on(c, "session.adjust", params)
+        plan = proposal.get("plan", {})
+        _console().print(render.plan_view(plan, proposal.get("verdicts")))
+        if not ask(f"Apply this new plan on {pump}?", yes):
+            call_on(c, "session.adjust_cancel", {"pump": pump})
+            fail(EXIT_NOT_CONFIRMED, "not adjusted: the proposal was cancelled")
+        result = call_on(c, "session.adjust_confirm", {"pump": pump})
+    _said(pump, result, "adjusted")
+
+
+@click.command(help="Stop the infusion.")
+@click.argument("pump")
+@click.option("--reason", required=True, help="Why, in words.")
+@pass_target
+def stop(target: Target, pump: str, reason: str) -> None:
+    _said(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stop")
+
+
+@click.command(help="Acknowledge the pump's alarms (refused while the pump delivers).")
+@click.argument("pump")
+@click.option("--note", help="What was found and done.")
+@pass_target
+def ack(target: Target, pump: str, note: str | None) -> None:
+    params: dict[str, Any] = {"pump": pump}
+    if note:
+        params["note"] = note
+    _said(pump, call(target, "session.acknowledge", params), "alarms acknowledged")
+
+
+_BP = re.compile(r"^\s*\d{2,3}\s*/\s*\d{2,3}\s*$")
+
+
+@click.command(help="Record vital signs: --bp 132/84 --hr 78 --spo2 97 [--rr 14].")
+@click.argument("pump")
+@click.option("--bp", help="Blood pressure, systolic/diastolic mmHg: 132/84.")
+@click.option("--hr", type=click.IntRange(min=0), help="Heart rate, beats/min.")
+@click.option("--spo2", type=click.IntRange(min=0, max=100), help="SpO2, %.")
+@click.option("--rr", type=click.IntRange(min=0), help="Respiratory rate, breaths/min.")
+@pass_target
+def vitals(
+    target: Target, pump: str, bp: str | None, hr: int | None, spo2: int | None, rr: int | None
+) -> None:
+    if bp is not None and not _BP.match(bp):
+        fail(rpc.EXIT_USAGE, f"--bp {bp!r} is not systolic/diastolic such as 132/84")
+    given = {"bp": bp, "hr": hr, "spo2": spo2, "rr": rr}
+    params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    if not params:
+        fail(rpc.EXIT_USAGE, "vitals needs at least one of --bp, --hr, --spo2, --rr")
+    params["pump"] = pump
+    result = call(target, "session.vitals", params)
+    _said(pump, result, "vitals recorded")
+    for line in render.verdict_lines(result.get("verdicts") or []):
+        _console().print(line)
+
+
+@click.command(help="Add a clinical note to the session's record.")
+@click.argument("pump")
+@click.argument("text")
+@pass_target
+def note(target: Target, pump: str, text: str) -> None:
+    call(target, "session.note", {"pump": pump, "text": text})
+    click.echo(f"{pump}: note recorded")
+
+
+@click.command(help="Begin the observation after an early stop.")
+@click.argument("pump")
+@pass_target
+def observe(target: Target, pump: str) -> None:
+    _said(pump, call(target, "session.observe", {"pump": pump}), "observation")
+
+
+@click.command(help="Abandon a session before any start was sent.")
+@click.argument("pump")
+@click.option("--reason", required=True, help="Why, in words.")
+@pass_target
+def abort(target: Target, pump: str, reason: str) -> None:
+    _said(pump, call(target, "session.abort", {"pump": pump, "reason": reason}), "aborted")
+
+
+@click.command(help="Discharge: walks the protocol's checklist, one item at a time.")
+@click.argument("pump")
+@click.option("--confirm-all", is_flag=True, help="Confirm every item (scripts).")
+@pass_target
+def discharge(target: Target, pump: str, confirm_all: bool) -> None:
+    with connect(target) as c:
+        checklist = call_on(c, "session.checklist", {"pump": pump})
+        confirmed: list[str] = []
+        for item in checklist.get("items", []):
+            text = str(item.get("text", item.get("id")))
+            if confirm_all:
+                click.echo(f"  [x] {text}")
+            elif not ask(f"  {text}?", False):
+                fail(EXIT_NOT_CONFIRMED, f"not discharged: {text!r} was not confirmed")
+            confirmed.append(str(item.get("id")))
+        result = call_on(c, "session.discharge", {"pump": pump, "confirmed": confirmed})
+    _said(pump, result, "discharged")
+
+
+COMMANDS = (
+    program,
+    confirm,
+    prime,
+    start,
+    pause,
+    resume,
+    adjust,
+    stop,
+    ack,
+    vitals,
+    note,
+    observe,
+    abort,
+    discharge,
+)

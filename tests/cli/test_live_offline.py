@@ -1,0 +1,263 @@
+"""pumpctl's live commands where no daemon is needed: exit codes, the token file, rendering.
+
+The end-to-end behaviour against a real pumpd is in tests/e2e/. Here: the exit-code map
+is the contract's table (read from docs/control-socket.md, so the two cannot drift), an
+absent or silent daemon exits 5, a peer that answers garbage exits 1, bad usage exits 2
+before anything is sent, a token file anyone else could read is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from pumpd.cli import client as rpc
+from pumpd.cli.live import login, render
+
+ROOT = Path(__file__).resolve().parents[2]
+PUMPCTL = Path(sys.executable).parent / "pumpctl"
+
+
+def pumpctl(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PUMPCTL), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def contract_exit_codes() -> dict[int, int]:
+    table: dict[int, int] = {}
+    row = re.compile(r"^\|\s*(-32\d{3})\s*\|\s*\w+\s*\|.*\|\s*(\d)\s*\|\s*$")
+    for line in (ROOT / "docs" / "control-socket.md").read_text(encoding="utf-8").splitlines():
+        m = row.match(line)
+        if m:
+            table[int(m.group(1))] = int(m.group(2))
+    return table
+
+
+def test_every_error_code_of_the_contract_maps_to_its_exit_code() -> None:
+    table = contract_exit_codes()
+    assert len(table) >= 13, table
+    for code, exit_code in table.items():
+        assert rpc.RpcError(code, "x").exit_code == exit_code, code
+    assert rpc.RpcError(-1, "an unknown code").exit_code == rpc.EXIT_OTHER
+
+
+def test_missing_socket_exits_5_with_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "absent.sock"
+    result = pumpctl("--socket", str(path), "status")
+    assert result.returncode == rpc.EXIT_UNREACHABLE
+    assert str(path) in result.stderr
+    assert result.stderr.startswith("Error: pumpd is not running")
+
+
+def test_socket_env_var_is_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "from-env.sock"
+    result = pumpctl("pumps", env={"PUMPD_SOCKET": str(path)})
+    assert result.returncode == rpc.EXIT_UNREACHABLE
+    assert str(path) in result.stderr
+
+
+def test_socket_file_without_a_listener_exits_5(tmp_path: Path) -> None:
+    path = tmp_path / "dead.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.close()  # the file stays, nobody listens: what a crashed daemon leaves
+    result = pumpctl("--socket", str(path), "alarms", "--json")
+    assert result.returncode == rpc.EXIT_UNREACHABLE, result.stderr
+
+
+@pytest.fixture
+def garbage_peer(tmp_path: Path) -> Iterator[Path]:
+    """A socket whose peer answers every line with something that is not JSON-RPC."""
+    path = tmp_path / "garbage.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"hello, I am not pumpd\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path
+    server.close()
+    thread.join(timeout=10)
+
+
+def test_a_reply_that_is_not_json_rpc_exits_1(garbage_peer: Path) -> None:
+    result = pumpctl("--socket", str(garbage_peer), "status")
+    assert result.returncode == rpc.EXIT_OTHER
+    assert "not JSON" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["vitals", "chair-1"], "at least one of"),
+        (["vitals", "chair-1", "--bp", "132-84"], "systolic/diastolic"),
+        (["adjust", "chair-1", "--reason", "x"], "--duration or --dose"),
+        (["confirm", "chair-1", "--weight", "82kg", "--pin-stdin"], "--witness"),
+        (["vitals", "chair-1", "--spo2", "101"], "101"),
+        (["stop", "chair-1"], "--reason"),
+    ],
+)
+def test_bad_usage_exits_2_before_anything_is_sent(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    result = pumpctl("--socket", str(tmp_path / "none.sock"), *args)
+    assert result.returncode == rpc.EXIT_USAGE, result.stderr
+    assert needle in result.stderr
+
+
+def test_prime_unconfirmed_is_not_sent(tmp_path: Path) -> None:
+    # "n" at the question: nothing is sent, so even a missing daemon is not reached (not 5).
+    result = pumpctl("--socket", str(tmp_path / "none.sock"), "prime", "chair-1", stdin="n\n")
+    assert result.returncode == rpc.EXIT_OTHER
+    assert "not primed" in result.stderr
+
+
+@pytest.fixture
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_token_file_round_trip_is_private(runtime_dir: Path) -> None:
+    entry = login.StaffLogin(token="t0k", staff_id="N001", name="Ana", role="nurse")
+    path = login.save(entry)
+    assert path == runtime_dir / "pumpctl" / f"login-{os.getuid()}"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert login.load() == entry
+    assert login.forget() is True
+    assert login.load() is None
+    assert login.forget() is False
+
+
+def test_token_file_readable_by_others_is_ignored(runtime_dir: Path) -> None:
+    path = login.save(login.StaffLogin(token="t0k", staff_id="N001", name="Ana", role="nurse"))
+    path.chmod(0o644)
+    assert login.load() is None
+
+
+def test_damaged_token_file_is_ignored(runtime_dir: Path) -> None:
+    path = login.save(login.StaffLogin(token="t0k", staff_id="N001", name="Ana", role="nurse"))
+    path.write_text("{not json", encoding="utf-8")
+    assert login.load() is None
+
+
+def _text(renderable: object) -> str:
+    console = Console(width=120, record=True, color_system=None)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_pump_view_shows_what_a_nurse_needs() -> None:
+    view = {
+        "pump_id": "chair-1",
+        "reachable": True,
+        "pump_state": "INFUSING",
+        "session_id": "s-1",
+        "session_state": "INFUSING",
+        "patient_ref": "P-0042",
+        "protocol_id": "ketamine-trd-standard@1",
+        "drug": "ketamine",
+        "concentration_mg_ml": "0.41",
+        "delivered_ul": 25_000,
+        "expected_ul": 25_100,
+        "vtbi_ul": 100_000,
+        "delivered_mg": "10.25",
+        "prescribed_mg": "41.000",
+        "rate_ml_h": "150.00",
+        "dose_rate_mg_h": "61.5",
+        "remaining_s": 1800,
+        "alarms": [
+            {"code": "pump.occlusion", "priority": "high", "message": "Occlusion on chair-1."}
+        ],
+        "reminders": [{"code": "vitals.due", "message": "Vitals due."}],
+        "vitals_due_in_s": -90,
+        "audit_backlog": 0,
+        "simulated": True,
+    }
+    text = _text(render.pump_view(view))
+    for needle in (
+        "chair-1",
+        "SIMULATION",
+        "25.000 of 100.000 mL (25 %)",
+        "25.100 mL",
+        "10.25 of 41.00 mg ketamine",
+        "150.00 mL/h | 61.500 mg/h",
+        "30:00",
+        "overdue by 1:30",
+        "ALARM HIGH Occlusion on chair-1. (pump.occlusion)",
+        "REMINDER Vitals due. (vitals.due)",
+    ):
+        assert needle in text, (needle, text)
+
+
+def test_unreachable_pump_and_idle_pump_view() -> None:
+    text = _text(render.pump_view({"pump_id": "chair-2", "reachable": False}))
+    assert "NOT ANSWERING" in text
+    assert "volume" not in text  # no session: no invented figures
+
+
+def test_plan_view_shows_refusal_and_override() -> None:
+    plan = {
+        "protocol": "ketamine-trd-standard@1",
+        "dose_mg": "41",
+        "rate_ml_h": "150",
+        "vtbi_ul": 100000,
+        "refused": False,
+        "override": {
+            "required": True,
+            "codes": ["dose_per_kg.above_soft_max"],
+            "second_person": True,
+        },
+    }
+    verdicts = [
+        {
+            "severity": "soft",
+            "message": "Dose above the usual.",
+            "code": "dose_per_kg.above_soft_max",
+        }
+    ]
+    text = _text(render.plan_view(plan, verdicts))
+    assert "41 mg" in text
+    assert "100000 µL" in text
+    assert "SOFT Dose above the usual. (dose_per_kg.above_soft_max)" in text
+    assert "NEEDS OVERRIDE: a reason and a second person" in text
+    refused = _text(render.plan_view({**plan, "refused": True}, []))
+    assert "REFUSED" in refused
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(0, "0:00"), (59, "0:59"), (61, "1:01"), (3725, "1:02:05"), (None, "-")]
+)
+def test_duration(seconds: int | None, shown: str) -> None:
+    assert render.duration(seconds) == shown
+
+
+def test_pumpctl_names_the_library_variable_of_pumpd_protocols() -> None:
+    from pumpd.cli import pumpctl
+    from pumpd.protocols import ENV_VAR
+
+    assert pumpctl.ENV_VAR == ENV_VAR
