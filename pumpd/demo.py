@@ -1,171 +1,468 @@
-"""`make demo`: show, on a fresh machine, what pumpd can do so far.
+"""`make demo`: a full supervised ketamine session, as a clinic would run it, on a laptop.
 
-It starts the real `pumpsim` process (time scale 60: one real second is one simulated
-minute), waits for its ready line, and drives pump 1 through the driver over real Modbus
-TCP: program, prime 2 mL with the line disconnected, then infuse 10 mL at 150 mL/h to the
-pump's own VTBI, printing a status line per simulated half-minute. It then stops the
-pump, shows the simulator's own command log, and shuts the simulator down cleanly.
-The demo grows with each capability; it never needs anything but the venv.
+It starts the real `pumpsim` (2 pumps, time scale 60: one real second is one simulated
+minute) and the real `pumpd` in simulation mode on a temporary SQLite database (config,
+socket and database in a temporary directory), then types the nurses' commands into real
+`pumpctl` processes, printing each command and its output:
+
+* an admin adds two staff members; nurse Ana (N001) logs in at the shared station;
+* chair-1: program, the double-check by nurse Ben (N002) at the same terminal (staff id +
+  PIN, the weight typed again), baseline vitals, prime with the line disconnected, start,
+  a pause and a resume, vitals every ten simulated minutes, a clinical note, completion,
+  the observation and the discharge checklist;
+* chair-2: a second patient; a downstream occlusion is injected through the simulator's
+  control channel, pumpd stops the pump and raises the alarm, the nurse clears the line,
+  silences the pump at its panel and acknowledges the alarm in pumpd, then observes and
+  discharges;
+* `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`.
+
+About two and a half minutes. Every process it starts is stopped on exit or Ctrl-C. As
+root, the role group (a throwaway `pumpd-demo` group) is created and removed again; as any
+other user the user's own primary group is given the roles in the demo's configuration.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import grp
+import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
-from decimal import Decimal
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from pumpd.drivers.base import Command, PumpProgram, PumpState, PumpStatus
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.cli.client import Client
 
 TIME_SCALE = 60
-RATE_ML_H = Decimal("150.00")
-VTBI_UL = 10_000
-PRIME_VOLUME_UL = 2_000
-PRIME_RATE_ML_H = Decimal("600.00")
-READY_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 90.0
+STATE_TIMEOUT_S = 240.0
+OBSERVATION_REAL_S = 30 * 60 / TIME_SCALE + 2  # the protocol's 30 min, plus a margin
+BIN = Path(sys.executable).parent
+ROOT_GROUP = "pumpd-demo"
+PIN_ANA = "493817"
+PIN_BEN = "620554"
 
 
-def _line(label: str, status: PumpStatus) -> str:
-    alarms = status.alarms.name if status.alarms else "-"
-    return (
-        f"  {label:<9} state={status.state.value:<9} rate={status.rate_actual_ml_h:>7} mL/h "
-        f"infused={status.volume_infused_ul / 1000:>6.3f} mL "
-        f"primed={status.volume_primed_ul / 1000:>5.3f} mL "
-        f"pressure={status.pressure_downstream_mmhg:>4} mmHg "
-        f"battery={status.battery_percent:>3}% alarms={alarms}"
-    )
+class DemoFailed(RuntimeError):
+    """A step did not do what the demo expects; the message says which."""
 
 
-async def _wait_for(
-    driver: ModbusPumpDriver, label: str, done: PumpState, print_every_s: float
-) -> PumpStatus:
-    """Poll at 10 Hz until the pump reaches `done`, printing every `print_every_s` real s."""
-    loop = asyncio.get_running_loop()
-    next_print = loop.time()
-    while True:
-        status = await driver.read_status()
-        if status.state is done or loop.time() >= next_print:
-            print(_line(label, status), flush=True)
-            next_print = loop.time() + print_every_s
-        if status.state is done:
-            return status
-        if status.state is PumpState.ALARM:
-            raise RuntimeError(f"pump alarmed during {label}: {status.alarms!r}")
-        await asyncio.sleep(0.1)
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
 
 
-async def _drive(host: str, port: int) -> None:
-    driver = ModbusPumpDriver(ModbusConfig(transport="tcp", host=host, port=port, unit=1))
-    await driver.connect()
-    try:
-        status = await driver.read_status()
-        print(
-            f"pump 1: serial {status.serial_number}, profile GIP-MB1 v{status.profile_version}, "
-            f"max rate {status.max_rate_ml_h} mL/h, uptime {status.uptime_s} s"
+def say(text: str) -> None:
+    print(f"# {text}", flush=True)
+
+
+@dataclass
+class Demo:
+    workdir: Path
+    group: str
+    observation_began: dict[str, float] = field(default_factory=dict)
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    sim_control: str = ""
+    sim_tcp: str = ""
+    socket_path: Path = field(init=False)
+    database: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.socket_path = self.workdir / "pumpd.sock"
+        self.database = f"sqlite:///{self.workdir / 'audit.db'}"
+        (self.workdir / "run").mkdir(mode=0o700)
+
+    # ------------------------------------------------------------------ processes
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PUMPD_SOCKET"] = str(self.socket_path)
+        env["XDG_RUNTIME_DIR"] = str(self.workdir / "run")
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("COLUMNS", "100")
+        return env
+
+    def start_simulator(self) -> None:
+        args = [
+            "--pumps",
+            "2",
+            "--tcp",
+            "127.0.0.1:0",
+            "--control",
+            "127.0.0.1:0",
+            "--time-scale",
+            str(TIME_SCALE),
+        ]
+        print("$ pumpsim " + shlex.join(args), flush=True)
+        log = (self.workdir / "pumpsim.log").open("w")
+        proc = subprocess.Popen(
+            [str(BIN / "pumpsim"), *args], stdout=subprocess.PIPE, stderr=log, text=True
         )
-        program = PumpProgram(
-            rate_ml_h=RATE_ML_H,
-            vtbi_ul=VTBI_UL,
-            kvo_rate_ml_h=Decimal("0.00"),
-            prime_volume_ul=PRIME_VOLUME_UL,
-            prime_rate_ml_h=PRIME_RATE_ML_H,
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("pumpsim ready"):
+            raise DemoFailed(f"pumpsim did not start: {line!r}")
+        print(line.rstrip(), flush=True)
+        fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
+        self.sim_tcp, self.sim_control = fields["tcp"], fields["control"]
+
+    def write_config(self) -> Path:
+        config = self.workdir / "pumpd.toml"
+        pumps = "".join(
+            f'\n[[pump]]\nid = "chair-{unit}"\ntransport = "modbus-tcp"\n'
+            f'address = "{self.sim_tcp}"\nunit = {unit}\nprofile = "gip-mb1"\n'
+            for unit in (1, 2)
         )
-        echoed = await driver.write_program(program)
-        print(f"program written and read back: {echoed}")
-        # Defence in depth: the pump stops by itself if our heartbeat goes quiet for 30
-        # simulated seconds (half a real second at scale 60).
-        await driver.set_heartbeat_timeout(30)
-        heartbeat = asyncio.create_task(_heartbeat(driver))
+        config.write_text(
+            "[daemon]\n"
+            f'socket = "{self.socket_path}"\n'
+            f'socket_group = "{self.group}"\n'
+            f'database = "{self.database}"\n'
+            "poll_hz = 10\n"
+            "simulation = true\n"
+            f"time_scale = {TIME_SCALE}\n"
+            # The staff login's idle time runs on the simulated clock: 600 simulated
+            # minutes are 10 real ones at x60.
+            "\n[staff]\nidle_timeout_min = 600\n"
+            "\n[roles]\n"
+            f'nurse = ["{self.group}"]\n'
+            f'auditor = ["{self.group}"]\n'
+            f'admin = ["{self.group}"]\n' + pumps,
+            encoding="utf-8",
+        )
+        return config
+
+    def start_daemon(self, config: Path) -> None:
+        print(f"$ pumpd --config {config}", flush=True)
+        log_path = self.workdir / "pumpd.log"
+        log = log_path.open("w")
+        proc = subprocess.Popen(
+            [str(BIN / "pumpd"), "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env(),
+        )
+        self.procs.append(proc)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("pumpd ready"):
+                    print(line, flush=True)
+                    return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise DemoFailed(f"pumpd did not become ready (exit {proc.poll()}); its log:\n{tail}")
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.procs.clear()
+
+    # ------------------------------------------------------------------ the nurse
+
+    def pumpctl(
+        self, *args: str, stdin: str | None = None, expect: int = 0, shown_stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `pumpctl` as a nurse would type it; print the command and what it said."""
+        prefix = f"{shown_stdin} | " if shown_stdin else ""
+        print(f"\n$ {prefix}pumpctl {shlex.join(args)}", flush=True)
+        result = subprocess.run(
+            [str(BIN / "pumpctl"), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=180,
+        )
+        for line in (result.stdout + result.stderr).rstrip().splitlines():
+            print(f"  {line}", flush=True)
+        if result.returncode != expect:
+            raise DemoFailed(
+                f"pumpctl {' '.join(args)} exited {result.returncode}, expected {expect}"
+            )
+        return result
+
+    def tool(
+        self, name: str, *args: str, check: bool = True, brief: bool = False, width: int = 100
+    ) -> str:
+        """Another real command (pumpsim, pumpaudit), printed with its output (`brief`: a
+        JSON status reply shown as its state and alarm flags only)."""
+        print(f"\n$ {name} {shlex.join(args)}", flush=True)
+        env = {**self.env(), "COLUMNS": str(width)}
+        result = subprocess.run(
+            [str(BIN / name), *args], capture_output=True, text=True, timeout=120, env=env
+        )
+        out = (result.stdout + result.stderr).rstrip()
+        if brief and result.returncode == 0:
+            reply = json.loads(result.stdout)
+            out = f"pump state {reply.get('state')}, alarm flags {reply.get('alarm_flags')} …"
+        for line in out.splitlines():
+            print(f"  {line}", flush=True)
+        if check and result.returncode != 0:
+            raise DemoFailed(f"{name} {' '.join(args)} exited {result.returncode}")
+        return result.stdout
+
+    def status(self, pump: str) -> dict[str, Any]:
+        """The daemon's view of one pump (read quietly; the printed views are pumpctl's)."""
+        with Client(str(self.socket_path)) as c:
+            views = c.call("status", {"pump": pump})
+        view: dict[str, Any] = views[0]
+        return view
+
+    def wait_for(self, pump: str, states: Sequence[str], *, vitals_every_s: float = 0) -> None:
+        """Wait (bounded) until the session reaches one of `states`, taking vitals meanwhile."""
+        deadline = time.monotonic() + STATE_TIMEOUT_S
+        last_vitals = time.monotonic()
+        last_watch = time.monotonic()
+        while time.monotonic() < deadline:
+            view = self.status(pump)
+            if view.get("session_state") in states:
+                if "OBSERVATION" in states:
+                    self.observation_began[pump] = time.monotonic()
+                return
+            if view.get("session_state") == "ALARM" and "ALARM" not in states:
+                raise DemoFailed(f"{pump} alarmed: {view.get('alarms')}")
+            now = time.monotonic()
+            if vitals_every_s and now - last_vitals >= vitals_every_s:
+                self.pumpctl("vitals", pump, "--bp", "124/80", "--hr", "76", "--spo2", "97")
+                last_vitals = now
+            if vitals_every_s and now - last_watch >= 12:
+                self.pumpctl("watch", pump, "--once")
+                last_watch = now
+            time.sleep(0.5)
+        raise DemoFailed(f"{pump} did not reach {'/'.join(states)} in {STATE_TIMEOUT_S:g} s")
+
+    def ack_at_pump(self, unit: int) -> None:
+        """The nurse presses the pump's own alarm key (pumpd never sends ACK_ALARM itself)."""
+        print(f"\n# at chair-{unit}'s pump: the nurse presses the alarm key (ACK_ALARM)")
+        host, port = self.sim_tcp.rsplit(":", 1)
+        press_alarm_key(host, int(port), unit)
+
+
+def press_alarm_key(host: str, port: int, unit: int) -> None:
+    """What the alarm key on the pump's panel does: ACK_ALARM, written by nobody but the
+    nurse at the pump. Its cmd_seq is taken far from the last one so that it can never be
+    the sequence number pumpd's own next command carries."""
+    import asyncio
+
+    from pymodbus.client import AsyncModbusTcpClient
+
+    from pumpd.drivers.base import Command
+    from pumpd.drivers.profile import load_profile
+
+    profile = load_profile()
+
+    async def press() -> None:
+        client = AsyncModbusTcpClient(host, port=port, timeout=3, retries=0)
+        await client.connect()
         try:
-            await _prime_and_infuse(driver)
+            last = profile.input.fields.last_cmd_seq.address
+            reply = await client.read_input_registers(last, count=1, device_id=unit)
+            seq = (reply.registers[0] + 32768) % 65536 or 1
+            cmd = profile.holding.fields.cmd_seq.address
+            code = profile.command_code(Command.ACK_ALARM)
+            await client.write_registers(cmd, [seq, code], device_id=unit)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        outcome = await driver.command(Command.STOP)
-        print(f"  STOP confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
+            client.close()
+
+    asyncio.run(press())
+
+
+# ---------------------------------------------------------------------- the story
+
+
+def session_id_of(demo: Demo, pump: str) -> str:
+    return str(demo.status(pump).get("session_id"))
+
+
+def run_story(demo: Demo) -> None:
+    banner("who is at the terminal, and the staff registry (admin)")
+    demo.pumpctl("whoami")
+    demo.pumpctl(
+        "staff", "add", "N001", "--name", "Ana Silva", "--role", "nurse", "--pin-stdin",
+        stdin=f"{PIN_ANA}\n", shown_stdin="echo ******",
+    )  # fmt: skip
+    demo.pumpctl(
+        "staff", "add", "N002", "--name", "Ben Okafor", "--role", "nurse", "--pin-stdin",
+        stdin=f"{PIN_BEN}\n", shown_stdin="echo ******",
+    )  # fmt: skip
+    demo.pumpctl("staff", "list")
+    say("Ana logs in at the shared nurse station: the audit names her, not the account")
+    demo.pumpctl("login", "N001", "--pin-stdin", stdin=f"{PIN_ANA}\n", shown_stdin="echo ******")
+    demo.pumpctl("whoami")
+    demo.pumpctl("pumps")
+
+    banner("chair-1: program, double-check by a second nurse, baseline vitals, prime")
+    demo.pumpctl(
+        "program", "chair-1", "--patient", "P-0042", "--weight", "82kg",
+        "--protocol", "ketamine-trd-standard", "--yes",
+    )  # fmt: skip
+    say("the same person may not double-check her own order:")
+    demo.pumpctl("confirm", "chair-1", "--weight", "82kg", expect=3)
+    say("Ben types the weight again himself and his PIN (hidden at a terminal)")
+    demo.pumpctl(
+        "confirm", "chair-1", "--weight", "82kg", "--witness", "N002", "--pin-stdin",
+        stdin=f"{PIN_BEN}\n", shown_stdin="echo ******",
+    )  # fmt: skip
+    demo.pumpctl("vitals", "chair-1", "--bp", "128/82", "--hr", "74", "--spo2", "98", "--rr", "14")
+    demo.pumpctl("prime", "chair-1", "--line-disconnected")
+    demo.wait_for("chair-1", ["PRIMED"])
+    demo.pumpctl("status", "chair-1")
+
+    banner("chair-1: start")
+    demo.pumpctl("start", "chair-1")
+    demo.wait_for("chair-1", ["INFUSING"])
+    demo.pumpctl("watch", "chair-1", "--once")
+
+    banner("chair-2: a second patient, then an occlusion")
+    demo.pumpctl(
+        "program", "chair-2", "--patient", "P-0107", "--weight", "64kg",
+        "--protocol", "ketamine-trd-standard", "--yes",
+    )  # fmt: skip
+    demo.pumpctl(
+        "confirm", "chair-2", "--weight", "64kg", "--witness", "N002", "--pin-stdin",
+        stdin=f"{PIN_BEN}\n", shown_stdin="echo ******",
+    )  # fmt: skip
+    demo.pumpctl("vitals", "chair-2", "--bp", "118/76", "--hr", "70", "--spo2", "99")
+    demo.pumpctl("prime", "chair-2", "--line-disconnected")
+    demo.wait_for("chair-2", ["PRIMED"])
+    demo.pumpctl("start", "chair-2")
+    demo.wait_for("chair-2", ["INFUSING"])
+    time.sleep(3)
+    say("the simulator kinks chair-2's line (downstream occlusion)")
+    control = ["--control", demo.sim_control, "--unit", "2"]
+    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "on", brief=True)
+    demo.wait_for("chair-2", ["ALARM"])
+    demo.pumpctl("alarms")
+    demo.pumpctl("status", "chair-2")
+    say("acknowledging while the line is still blocked is refused:")
+    demo.pumpctl("ack", "chair-2", expect=3)
+    say("the nurse straightens the line and silences the pump at its panel")
+    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "off", brief=True)
+    demo.ack_at_pump(2)
+    demo.pumpctl("ack", "chair-2", "--note", "kinked line straightened; infusion not restarted")
+    demo.pumpctl("note", "chair-2", "Patient comfortable; doctor informed; not restarted.")
+    demo.pumpctl("observe", "chair-2")
+    demo.observation_began["chair-2"] = time.monotonic()
+
+    banner("chair-1: a pause and a resume, vitals every ten (simulated) minutes")
+    demo.pumpctl("vitals", "chair-1", "--bp", "130/84", "--hr", "78", "--spo2", "97")
+    demo.pumpctl("pause", "chair-1", "--reason", "patient asked for a short break")
+    demo.wait_for("chair-1", ["PAUSED"])
+    time.sleep(3)
+    demo.pumpctl("status", "chair-1")
+    demo.pumpctl("resume", "chair-1")
+    demo.wait_for("chair-1", ["INFUSING"])
+    demo.pumpctl("vitals", "chair-1", "--bp", "136/86", "--hr", "82", "--spo2", "97")
+    demo.pumpctl("note", "chair-1", "Nausea; ondansetron 4 mg IV given.")
+    demo.wait_for("chair-1", ["OBSERVATION"], vitals_every_s=9)
+    demo.pumpctl("status", "chair-1")
+
+    banner("observation and discharge (30 simulated minutes)")
+    demo.pumpctl("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
+    demo.pumpctl("checklist", "chair-1")
+    say("discharge before the observation time is over is refused:")
+    demo.pumpctl("discharge", "chair-1", "--confirm-all", expect=3)
+    wait_for_discharge(demo, "chair-2")
+    demo.pumpctl("discharge", "chair-2", "--confirm-all")
+    wait_for_discharge(demo, "chair-1")
+    demo.pumpctl("discharge", "chair-1", "--confirm-all")
+    demo.pumpctl("logout")
+
+
+def wait_for_discharge(demo: Demo, pump: str) -> None:
+    """Sleep until the protocol's observation time (30 simulated min) has passed for `pump`."""
+    began = demo.observation_began[pump]
+    remaining = began + OBSERVATION_REAL_S - time.monotonic()
+    if remaining > 0:
+        say(f"waiting {remaining:.0f} s (real) for {pump}'s observation time to pass")
+        time.sleep(remaining)
+
+
+def show_audit(demo: Demo, session_id: str) -> None:
+    banner("the audit log")
+    demo.tool("pumpaudit", "--database", demo.database, "sessions")
+    demo.tool("pumpaudit", "--database", demo.database, "show", session_id, width=180)
+    demo.tool("pumpaudit", "--database", demo.database, "verify")
+
+
+@contextlib.contextmanager
+def role_group() -> Iterator[str]:
+    """The Unix group that holds the demo's roles.
+
+    pumpd grants no role to root's own groups (no implicit superuser), so as root a
+    throwaway group with root as its member is created, joined by this process (its
+    children, the pumpctl processes, inherit it) and removed at the end.
+    """
+    if os.geteuid() != 0:
+        yield grp.getgrgid(os.getgid()).gr_name
+        return
+    subprocess.run(["groupdel", ROOT_GROUP], capture_output=True, check=False)
+    subprocess.run(["groupadd", "--users", "root", ROOT_GROUP], check=True)
+    before = os.getgroups()
+    try:
+        os.setgroups([*before, grp.getgrnam(ROOT_GROUP).gr_gid])
+        yield ROOT_GROUP
     finally:
-        await driver.close()
-
-
-async def _prime_and_infuse(driver: ModbusPumpDriver) -> None:
-    print("priming 2 mL at 600 mL/h (line NOT connected to the patient)")
-    outcome = await driver.command(Command.PRIME)
-    print(f"  PRIME confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
-    await _wait_for(driver, "priming", PumpState.IDLE, 0.1)
-
-    print("infusing 10 mL at 150 mL/h (4 simulated minutes, 4 s real)")
-    outcome = await driver.command(Command.START)
-    print(f"  START confirmed: cmd_seq={outcome.cmd_seq} result={outcome.result.value}")
-    final = await _wait_for(driver, "infusing", PumpState.IDLE, 0.5)
-    delivered = final.volume_infused_ul
-    print(f"VTBI reached: delivered {delivered} µL of {VTBI_UL} µL ({final.warnings.name})")
-
-
-async def _heartbeat(driver: ModbusPumpDriver) -> None:
-    while True:
-        await driver.heartbeat()
-        await asyncio.sleep(0.2)
-
-
-def _start_simulator() -> tuple[subprocess.Popen[str], str, int, str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pumpsim",
-        "--pumps",
-        "2",
-        "--tcp",
-        "127.0.0.1:0",
-        "--control",
-        "127.0.0.1:0",
-        "--time-scale",
-        str(TIME_SCALE),
-    ]
-    print("$ pumpsim " + " ".join(cmd[3:]), flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("pumpsim ready"):
-        proc.kill()
-        raise RuntimeError(f"pumpsim did not start: {line!r}")
-    print(line.rstrip(), flush=True)
-    fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
-    host, port = fields["tcp"].rsplit(":", 1)
-    return proc, host, int(port), fields["control"]
-
-
-def _show_command_log(control: str) -> None:
-    print("\nsimulator's own command log (pumpsim log):")
-    out = subprocess.run(
-        [sys.executable, "-m", "pumpsim", "log", "--control", control],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=10,
-    )
-    for entry in out.stdout.splitlines():
-        print("  " + entry)
+        os.setgroups(before)
+        subprocess.run(["groupdel", ROOT_GROUP], capture_output=True, check=False)
 
 
 def main() -> int:
-    proc, host, port, control = _start_simulator()
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    workdir = Path(tempfile.mkdtemp(prefix="pumpd-demo-"))
+    code = 0
     try:
-        asyncio.run(_drive(host, port))
-        _show_command_log(control)
+        with role_group() as group:
+            demo = Demo(workdir=workdir, group=group)
+            try:
+                banner("the simulator and the daemon (simulation mode, time x60)")
+                demo.start_simulator()
+                config = demo.write_config()
+                print(f"\n{config}:\n" + config.read_text(encoding="utf-8"))
+                demo.start_daemon(config)
+                run_story(demo)
+                session = session_id_of(demo, "chair-1")
+            finally:
+                demo.stop_all()
+            show_audit(demo, session)
+            print("\nThe demo is over: every command above went through pumpd's control socket.")
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything the demo started is stopped.")
+        code = 130
+    except DemoFailed as exc:
+        print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+        for name in ("pumpd.log",):
+            path = workdir / name
+            if path.exists():
+                print(f"--- last lines of {name}", file=sys.stderr)
+                tail = path.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+                print("\n".join(tail), file=sys.stderr)
+        code = 1
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        print(f"\npumpsim stopped (exit {code}).")
-    return 0
+        shutil.rmtree(workdir, ignore_errors=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,290 @@
+"""The real thing, as processes: `pumpsim`, `pumpd --config`, and `pumpctl` per command.
+
+A :class:`Stack` owns a working directory (world-traversable, so throwaway users can reach
+the socket), a simulator process, the daemon's configuration and process, and runs
+`pumpctl` as this user or as another one (`setpriv` with that user's uid, gid and groups).
+Every wait is bounded; nothing asserts on speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pumpsim.control import ControlClient
+
+BIN = Path(sys.executable).parent
+DEFAULT = "\0default"
+"""`user=` sentinel: the stack's default user (None means this very process)."""
+READY_TIMEOUT_S = 90.0
+WAIT_S = 120.0
+
+
+class StackError(AssertionError):
+    """The stack did not get where a test needs it; the message has the daemon's log tail."""
+
+
+@dataclass
+class Stack:
+    time_scale: int = 120
+    pumps: int = 2
+    socket_group: str | None = None
+    roles: dict[str, list[str]] = field(default_factory=dict)
+    heartbeat_timeout_s: int = 3
+    default_user: str | None = None
+    workdir: Path = field(init=False)
+    sim: subprocess.Popen[str] | None = field(default=None, init=False)
+    daemon: subprocess.Popen[str] | None = field(default=None, init=False)
+    sim_tcp: str = field(default="", init=False)
+    sim_control: tuple[str, int] = field(default=("", 0), init=False)
+    ready_line: str = field(default="", init=False)
+    _daemon_logs: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="pumpd-e2e-"))
+        self.workdir.chmod(0o755)  # other users must reach the socket in it
+        (self.workdir / "run").mkdir(mode=0o700)
+
+    @property
+    def socket_path(self) -> Path:
+        return self.workdir / "pumpd.sock"
+
+    @property
+    def database(self) -> str:
+        return f"sqlite:///{self.workdir / 'audit.db'}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "pumpd.toml"
+
+    # ------------------------------------------------------------------ processes
+
+    def start_sim(self) -> None:
+        args = ["--pumps", str(self.pumps), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        args += ["--time-scale", str(self.time_scale)]
+        log = (self.workdir / "pumpsim.log").open("w")
+        self.sim = subprocess.Popen(
+            [str(BIN / "pumpsim"), *args], stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        assert self.sim.stdout is not None
+        line = self.sim.stdout.readline()
+        if not line.startswith("pumpsim ready"):
+            raise StackError(f"pumpsim did not start: {line!r}")
+        fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
+        self.sim_tcp = fields["tcp"]
+        host, port = fields["control"].rsplit(":", 1)
+        self.sim_control = (host, int(port))
+
+    def write_config(self) -> None:
+        lines = [
+            "[daemon]",
+            f'socket = "{self.socket_path}"',
+            f'database = "{self.database}"',
+            "poll_hz = 10",
+            "simulation = true",
+            f"time_scale = {self.time_scale}",
+        ]
+        if self.socket_group:
+            lines.append(f'socket_group = "{self.socket_group}"')
+        lines.append("\n[roles]")
+        lines += [f"{role} = {json.dumps(groups)}" for role, groups in self.roles.items()]
+        for unit in range(1, self.pumps + 1):
+            lines += [
+                "\n[[pump]]",
+                f'id = "chair-{unit}"',
+                'transport = "modbus-tcp"',
+                f'address = "{self.sim_tcp}"',
+                f"unit = {unit}",
+                f"heartbeat_timeout_s = {self.heartbeat_timeout_s}",
+            ]
+        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def start_daemon(self) -> None:
+        self._daemon_logs += 1
+        log_path = self.workdir / f"pumpd-{self._daemon_logs}.log"
+        out = log_path.open("w")
+        self.daemon = subprocess.Popen(
+            [str(BIN / "pumpd"), "--config", str(self.config_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("pumpd ready"):
+                    self.ready_line = line
+                    return
+            if self.daemon.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise StackError(f"pumpd not ready (exit {self.daemon.poll()}):\n{self.daemon_log()}")
+
+    def daemon_log(self, chars: int = 4000) -> str:
+        path = self.workdir / f"pumpd-{self._daemon_logs}.log"
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:] if path.exists() else ""
+
+    def stop_daemon(self, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+        assert self.daemon is not None
+        self.daemon.send_signal(sig)
+        try:
+            return self.daemon.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
+            raise StackError(f"pumpd did not exit on signal {sig}:\n{self.daemon_log()}") from None
+
+    def close(self) -> None:
+        for proc in (self.daemon, self.sim):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ clients
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PUMPD_SOCKET"] = str(self.socket_path)
+        env["XDG_RUNTIME_DIR"] = str(self.workdir / "run")
+        env["COLUMNS"] = "120"
+        return env
+
+    def runtime_dir(self, user: str) -> Path:
+        """A private XDG_RUNTIME_DIR (and HOME) for `user`, where its staff token lives."""
+        path = self.workdir / f"run-{user}"
+        if not path.exists():
+            entry = pwd.getpwnam(user)
+            path.mkdir(mode=0o700)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path
+
+    def command(
+        self, args: Sequence[str], user: str | None = DEFAULT
+    ) -> tuple[list[str], dict[str, str]]:
+        """argv and environment of a pumpctl process: as `user` (root only: setpriv with its
+        uid, gid and groups), by default the stack's default user, or this process (None)."""
+        if user == DEFAULT:
+            user = self.default_user
+        command: list[str] = [str(BIN / "pumpctl"), *args]
+        env = self.env()
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            command = [
+                "setpriv",
+                f"--reuid={entry.pw_uid}",
+                f"--regid={entry.pw_gid}",
+                "--init-groups",
+                *command,
+            ]
+            home = str(self.runtime_dir(user))
+            env = {
+                "PATH": "/usr/bin:/bin",
+                "PUMPD_SOCKET": str(self.socket_path),
+                "HOME": home,
+                "XDG_RUNTIME_DIR": home,
+                "COLUMNS": "120",
+                "LANG": "C.UTF-8",
+            }
+        return command, env
+
+    def pumpctl(
+        self, *args: str, user: str | None = DEFAULT, stdin: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        """A real pumpctl process (see :meth:`command`), its output captured."""
+        command, env = self.command(args, user)
+        return subprocess.run(
+            command, input=stdin, capture_output=True, text=True, env=env, timeout=120
+        )
+
+    def ok(self, *args: str, user: str | None = DEFAULT, stdin: str = "") -> str:
+        result = self.pumpctl(*args, user=user, stdin=stdin)
+        if result.returncode != 0:
+            raise StackError(
+                f"pumpctl {' '.join(args)} exited {result.returncode}: {result.stderr}\n"
+                f"{self.daemon_log()}"
+            )
+        return result.stdout
+
+    def status(self, pump: str) -> dict[str, Any]:
+        out = self.ok("status", pump, "--json")
+        views = json.loads(out)
+        assert isinstance(views, list), views
+        assert len(views) == 1, views
+        view: dict[str, Any] = views[0]
+        return view
+
+    def wait_state(
+        self, pump: str, states: Sequence[str], timeout_s: float = WAIT_S
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        view: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            view = self.status(pump)
+            if view.get("session_state") in states:
+                return view
+            time.sleep(0.3)
+        raise StackError(f"{pump} not in {states} after {timeout_s:g} s: {view}")
+
+    def sim_request(self, op: str, **fields: object) -> dict[str, Any]:
+        host, port = self.sim_control
+        with ControlClient(host, port, timeout_s=10) as c:
+            return c.request(op, **fields)
+
+    def sim_status(self, unit: int) -> dict[str, Any]:
+        reply = self.sim_request("status", unit=unit)
+        status: dict[str, Any] = reply["status"]  # type: ignore[assignment]
+        return status
+
+    def sim_log(self, unit: int) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = self.sim_request("log", unit=unit)["records"]  # type: ignore[assignment]
+        return records
+
+    def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "pumpaudit"), "--database", self.database, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+@contextlib.contextmanager
+def running_stack(**kwargs: Any) -> Iterator[Stack]:
+    stack = Stack(**kwargs)
+    try:
+        stack.start_sim()
+        stack.write_config()
+        stack.start_daemon()
+        yield stack
+    finally:
+        stack.close()
+
+
+PIN = {"N001": "493817", "N002": "620554", "N009": "111999"}
+
+
+def add_staff(stack: Stack, user: str | None) -> None:
+    """Two nurses in the registry (added by an admin account)."""
+    for staff_id, name in (("N001", "Ana Silva"), ("N002", "Ben Okafor")):
+        stack.ok(
+            "staff", "add", staff_id, "--name", name, "--role", "nurse", "--pin-stdin",
+            user=user, stdin=PIN[staff_id] + "\n",
+        )  # fmt: skip
