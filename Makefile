@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # The local PostgreSQL of this machine kind; CI=true makes its absence a failure.
 export PUMPD_TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: venv demo test lint format bench mutation clean
+.PHONY: venv demo test lint format bench mutation fuzz clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,9 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark; one markdown table on stdout and in bench/last-report.md (docs/bench.md).
 bench: venv
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench --out bench/last-report.md $(BENCH_ARGS)
 
 # Mutation testing of safety/ with tests/safety only ([tool.mutmut] in pyproject.toml).
 # Lists the mutants that were not killed, then the score per module and in total:
@@ -64,6 +65,11 @@ mutation: venv
 	$(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results
 	$(BIN)/mutmut results --all true | $(BIN)/python -c "$$MUTATION_SCORE"
+
+# The long fuzzing run (the same tests run briefly in `make test`): FUZZ_EXAMPLES per test.
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz PUMPD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -p no:cacheprovider --hypothesis-show-statistics -q tests/fuzz $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) mutants .pytest_cache .mypy_cache .ruff_cache .coverage

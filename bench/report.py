@@ -37,6 +37,7 @@ class Report:
 
     rows: list[Row] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    header: list[str] = dataclasses.field(default_factory=list)
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -46,7 +47,8 @@ class Report:
         self.notes.append(text)
 
     def markdown(self) -> str:
-        lines = [
+        lines = [line for h in self.header for line in (h, "")]
+        lines += [
             "| suite | figure | value | baseline (same run) | ratio | goal | met |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -58,7 +60,9 @@ class Report:
                 f"| {r.suite} | {r.name} | {_fmt(r.figure)} {r.unit} | {base} | {ratio} "
                 f"| {r.goal} | {met} |"
             )
-        lines.extend(f"\n- {n}" for n in self.notes)
+        if self.notes:
+            lines.append("")
+            lines.extend(f"- {n}" for n in self.notes)
         return "\n".join(lines)
 
 

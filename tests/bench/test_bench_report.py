@@ -1,0 +1,92 @@
+"""The benchmark report's shape: a tiny controller benchmark run for real, and the table.
+
+No timing is asserted: the figures are whatever the machine gives. What is checked is that
+every figure the issue asks for is there, with its baseline, ratio, goal and verdict, and
+that the verdicts and limits follow from the figures by the rules the report states.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not installed
+
+from bench import bench_controller
+from bench.__main__ import main
+from bench.report import Report, Row
+
+TINY = bench_controller.Sizes(
+    injections=4, lanes=2, cpu_pumps=(1, 2), cpu_window_s=0.5, bare_reads=20
+)
+
+
+@pytest.mark.slow
+async def test_tiny_controller_benchmark_has_every_figure_with_its_limit_and_goal() -> None:
+    report = Report()
+    await bench_controller.measure(report, TINY)
+    rows = {r.name: r for r in report.rows}
+    assert all(r.suite == "controller" for r in report.rows)
+    assert all(math.isfinite(r.figure) and r.figure > 0 for r in report.rows)
+
+    bare = next(r for name, r in rows.items() if name.startswith("bare pymodbus status read"))
+    limit_ms = bench_controller.POLL_PERIOD_S * 1000 + bare.figure
+    goal_ms = bench_controller.POLL_PERIOD_S * 1000 + bench_controller.GOAL_MARGIN_MS
+    for kind in ("A", "B"):
+        p50, p99 = (
+            next(
+                r for name, r in rows.items() if name.startswith(f"reaction {kind}:") and q in name
+            )
+            for q in ("p50", "p99")
+        )
+        assert f"n={TINY.injections}" in p99.name
+        assert "a quick run" in p99.name
+        assert p50.baseline == p99.baseline == limit_ms
+        assert p50.figure <= p99.figure
+        assert p99.met is (p99.figure <= goal_ms)
+        assert p99.ratio == p99.figure / limit_ms
+
+    cpu = [r for name, r in rows.items() if name.startswith("CPU per infusing pump")]
+    assert [r.name.split(", ")[1] for r in cpu] == ["1 pump(s)", "2 pump(s)"]
+    assert all(r.baseline is not None and r.baseline > 0 for r in cpu)
+    whole = next(r for name, r in rows.items() if name.startswith("CPU s per wall s, 2 pumps"))
+    assert whole.goal.startswith("< 1.0 (one core)")
+    assert whole.met is not None
+    assert whole.figure == cpu[-1].figure * 2 / 1000
+    projected = next(r for name, r in rows.items() if "projected to 10 Hz" in name)
+    assert projected.met is (projected.figure < 1.0)
+
+    notes = "\n".join(report.notes)
+    assert "tick.rate.mismatch" in notes  # the kernel rule behind the halting command (A)
+    assert "tick.pump.alarm.occlusion_downstream" in notes  # the alarm event measured in B
+    table = report.markdown()
+    assert table.count("\n| controller |") == len(report.rows)
+
+
+def test_table_has_one_row_per_figure_with_baseline_ratio_goal_and_verdict() -> None:
+    report = Report(header=["pumpd benchmarks, now"])
+    report.add(Row("s", "fast thing", 50.0, "ms", 40.0, "bare", "ratio ≤ 2", True))
+    report.add(Row("s", "slow thing", 300.0, "ms", 100.0, "bare", "ratio ≤ 2", False))
+    report.add(Row("s", "plain figure", 3.0, "x"))
+    report.note("how it was measured")
+    lines = report.markdown().splitlines()
+    assert lines[0] == "pumpd benchmarks, now"
+    table = [line for line in lines if line.startswith("| s |")]
+    assert table == [
+        "| s | fast thing | 50.00 ms | 40.00 ms (bare) | 1.25 | ratio ≤ 2 | yes |",
+        "| s | slow thing | 300 ms | 100 ms (bare) | 3.00 | ratio ≤ 2 | **no** |",
+        "| s | plain figure | 3.00 x |  |  |  |  |",
+    ]
+    assert lines[-1] == "- how it was measured"
+
+
+def test_a_selection_that_matches_nothing_writes_an_empty_table(tmp_path: Path) -> None:
+    out = tmp_path / "report.md"
+    # No module matches: nothing is measured, and the table is still written, empty.
+    assert main(["--only", "no-such-benchmark", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| suite | figure | value | baseline (same run) | ratio | goal | met |" in text
+    assert "| controller |" not in text
