@@ -56,6 +56,13 @@ _ALLOWED_DELIVERY: dict[SessionPhase, frozenset[PumpMode]] = {
 }
 _DELIVERY_PHASES = frozenset({SessionPhase.INFUSING, SessionPhase.KVO})
 _ACCOUNTED_PHASES = frozenset({SessionPhase.INFUSING, SessionPhase.PAUSED, SessionPhase.KVO})
+# The pump mode whose rate the rate rule judges in each phase.
+_RATE_JUDGED: dict[SessionPhase, PumpMode] = {
+    SessionPhase.INFUSING: PumpMode.INFUSING,
+    SessionPhase.KVO: PumpMode.KVO,
+}
+# Phases whose delivery time counts against the planned duration (KVO has its own bound).
+_TIMED_PHASES = frozenset({SessionPhase.INFUSING, SessionPhase.PAUSED})
 _VITALS_PHASES = frozenset(
     {SessionPhase.INFUSING, SessionPhase.PAUSED, SessionPhase.KVO, SessionPhase.OBSERVATION}
 )
@@ -411,14 +418,44 @@ def rule_vtbi(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]
             "pump is still infusing; stop it.",
             rule,
         )
+    elif (
+        inputs.phase is SessionPhase.KVO
+        and snap.mode is PumpMode.KVO
+        and kvo_complete(limits, delivered, inputs.expected_volume_ul)
+    ):
+        used = max(delivered, inputs.expected_volume_ul) - limits.vtbi_ul
+        yield Action(
+            ActionKind.STOP,
+            Priority.LOW,
+            "tick.vtbi.kvo_complete",
+            f"Keep-vein-open has used its allowance ({used} µL after the VTBI, at most "
+            f"{limits.kvo_max_ul} µL); stop the pump.",
+            rule,
+        )
+
+
+def kvo_complete(limits: SupervisionLimits, delivered_ul: int, expected_ul: int) -> bool:
+    """Keep-vein-open after the VTBI has run its course.
+
+    KVO may add at most ``kvo_max_ul`` (the KVO rate for the protocol's observation time)
+    after the VTBI. It is used up when either the pump's counter *or* the independently
+    integrated expected volume says so: the expected volume grows with the clock alone, so
+    this is also a time limit that a stuck or slow counter cannot stretch. The controller
+    asks the same question to end KVO normally; the tick's rule is the backstop.
+    """
+    return max(delivered_ul, expected_ul) >= limits.vtbi_ul + limits.kvo_max_ul
 
 
 def rule_rate(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
-    """The pump's actual rate matches the commanded one once it has had time to settle."""
+    """The pump's actual rate matches the commanded one once it has had time to settle.
+
+    Judged while the pump runs the mode the phase commanded: infusing at the plan's rate,
+    or keeping the vein open at the KVO rate (the controller then commands the KVO rate).
+    A pump that went to KVO by itself while the phase is still infusing is not judged
+    here: that is the moment the controller notices the VTBI.
+    """
     snap = inputs.snapshot
-    if snap is None or inputs.phase is not SessionPhase.INFUSING:
-        return
-    if snap.mode is not PumpMode.INFUSING:
+    if snap is None or _RATE_JUDGED.get(inputs.phase) is not snap.mode:
         return
     if inputs.now_s - inputs.rate_commanded_at_s < limits.rate_settle_s:
         return
@@ -582,10 +619,14 @@ def rule_vitals_due(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[A
 
 
 def rule_duration(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
-    """Delivery running far longer than planned means something is not as programmed."""
+    """Delivery running far longer than planned means something is not as programmed.
+
+    The planned duration is the infusion's; keep-vein-open after the VTBI is bounded by
+    its own allowance (``kvo_complete``), so the KVO phase is not timed here.
+    """
     if limits.max_delivery_s is None or inputs.delivery_elapsed_s is None:
         return
-    if inputs.phase not in _ACCOUNTED_PHASES:
+    if inputs.phase not in _TIMED_PHASES:
         return
     running_s = inputs.delivery_elapsed_s
     if running_s > limits.max_delivery_s:

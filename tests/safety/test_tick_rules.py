@@ -48,6 +48,7 @@ KIND_OF_CODE = [
     ("tick.pump.rebooted", ActionKind.STOP, Priority.HIGH),
     ("tick.pump.counter_", ActionKind.STOP, Priority.HIGH),
     ("tick.vtbi.reached", ActionKind.STOP, Priority.LOW),
+    ("tick.vtbi.kvo_complete", ActionKind.STOP, Priority.LOW),
     ("tick.vtbi.", ActionKind.STOP, Priority.HIGH),
     ("tick.rate.mismatch", ActionKind.PAUSE, Priority.HIGH),
     ("tick.volume.over_infusion", ActionKind.STOP, Priority.HIGH),
@@ -299,19 +300,49 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str], Outcome]] = [
         {"kvo_max_ul": 1000},
         {
             "phase": SessionPhase.KVO,
+            "commanded_rate_ml_h": D(1),
             "snapshot": snapshot(
-                mode=PumpMode.KVO, volume_infused_ul=101_200, rate_actual_ml_h=D(1)
+                mode=PumpMode.KVO, volume_infused_ul=100_999, rate_actual_ml_h=D(1)
             ),
-            "expected_volume_ul": 101_000,
+            "expected_volume_ul": 100_999,
         },
         set(),
         Outcome.CONTINUE,
+    ),
+    (
+        "kvo allowance used by the counter",
+        {"kvo_max_ul": 1000},
+        {
+            "phase": SessionPhase.KVO,
+            "commanded_rate_ml_h": D(1),
+            "snapshot": snapshot(
+                mode=PumpMode.KVO, volume_infused_ul=101_000, rate_actual_ml_h=D(1)
+            ),
+            "expected_volume_ul": 100_999,
+        },
+        {"tick.vtbi.kvo_complete"},
+        Outcome.STOP,
+    ),
+    (
+        "kvo allowance used by the clock",
+        {"kvo_max_ul": 1000},
+        {
+            "phase": SessionPhase.KVO,
+            "commanded_rate_ml_h": D(1),
+            "snapshot": snapshot(
+                mode=PumpMode.KVO, volume_infused_ul=100_999, rate_actual_ml_h=D(1)
+            ),
+            "expected_volume_ul": 101_000,
+        },
+        {"tick.vtbi.kvo_complete"},
+        Outcome.STOP,
     ),
     (
         "kvo phase beyond the kvo volume",
         {"kvo_max_ul": 1000},
         {
             "phase": SessionPhase.KVO,
+            "commanded_rate_ml_h": D(1),
             "snapshot": snapshot(
                 mode=PumpMode.KVO, volume_infused_ul=101_201, rate_actual_ml_h=D(1)
             ),
