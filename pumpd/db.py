@@ -35,12 +35,19 @@ def normalize_url(raw: str) -> URL:
     text = raw.strip()
     if not text:
         raise DatabaseUrlError("the database URL is empty")
+    if "\x00" in text:
+        raise DatabaseUrlError(f"the database URL {text!r} contains a NUL character")
     if "://" not in text:
-        text = f"sqlite:///{Path(text).expanduser().absolute()}"
+        try:
+            text = f"sqlite:///{Path(text).expanduser().absolute()}"
+        except RuntimeError as exc:  # "~user/..." for a user this machine does not know
+            raise DatabaseUrlError(f"cannot expand {text!r}: {exc}") from None
     try:
         url = make_url(text)
     except ArgumentError as exc:
         raise DatabaseUrlError(f"cannot parse database URL {text!r}: {exc}") from exc
+    except ValueError as exc:  # sqlalchemy reads the port with int(): "h:abc", "[::1/db"
+        raise DatabaseUrlError(f"cannot parse database URL {text!r}: bad port ({exc})") from exc
     backend, _, driver = url.drivername.partition("+")
     if backend in ("postgresql", "postgres"):
         if driver not in ("", "psycopg"):

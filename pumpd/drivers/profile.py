@@ -292,6 +292,8 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ProfileError("<file>", f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise ProfileError("<encoding>", f"{path} is not UTF-8: {exc.reason}") from None
         origin = str(path)
     try:
         data = tomllib.loads(text, parse_float=Decimal)
