@@ -93,7 +93,7 @@ class AckParams(PumpParams):
 
 
 class VitalsParams(PumpParams):
-    bp: Annotated[str, Field(pattern=r"^\d{2,3}/\d{2,3}$")] | None = None
+    bp: Annotated[str, Field(pattern=r"^[0-9]{2,3}/[0-9]{2,3}$")] | None = None
     hr: Annotated[int, Field(ge=0, le=400)] | None = None
     spo2: Annotated[int, Field(ge=0, le=100)] | None = None
     rr: Annotated[int, Field(ge=0, le=200)] | None = None

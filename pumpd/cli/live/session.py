@@ -95,7 +95,10 @@ def program(
     with connect(target) as c:
         preview = call_on(c, "session.plan", params)
         console.print(render.plan_view(preview.get("plan", {}), preview.get("verdicts")))
-        if not ask(f"Program {pump} for patient {patient} with this plan?", yes):
+        # A plan the kernel refuses is not offered for confirmation: the daemon is asked
+        # anyway, so its refusal is the answer (exit 3) and is in the audit log.
+        refused = bool(preview.get("refused"))
+        if not refused and not ask(f"Program {pump} for patient {patient} with this plan?", yes):
             fail(EXIT_NOT_CONFIRMED, "not programmed: the plan was not confirmed")
         result = call_on(c, "session.program", params)
     click.echo(f"{pump}: programmed, session {result.get('session_id')}")
@@ -130,14 +133,14 @@ def prime(target: Target, pump: str, line_disconnected: bool) -> None:
     if not ask(f"Is the line of {pump} DISCONNECTED from the patient?", line_disconnected):
         fail(EXIT_NOT_CONFIRMED, "not primed: the line was not confirmed disconnected")
     result = call(target, "session.prime", {"pump": pump, "line_disconnected": True})
-    _said(pump, result, "priming")
+    _said(pump, result, "priming started")
 
 
 @click.command(help="Start the infusion (the kernel's start checks decide).")
 @click.argument("pump")
 @pass_target
 def start(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.start", {"pump": pump}), "start")
+    _said(pump, call(target, "session.start", {"pump": pump}), "started")
 
 
 @click.command(help="Pause the infusion.")
@@ -148,14 +151,14 @@ def pause(target: Target, pump: str, reason: str | None) -> None:
     params: dict[str, Any] = {"pump": pump}
     if reason:
         params["reason"] = reason
-    _said(pump, call(target, "session.pause", params), "pause")
+    _said(pump, call(target, "session.pause", params), "paused")
 
 
 @click.command(help="Resume a paused infusion.")
 @click.argument("pump")
 @pass_target
 def resume(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.resume", {"pump": pump}), "resume")
+    _said(pump, call(target, "session.resume", {"pump": pump}), "resumed")
 
 
 @click.command(help="Change duration or dose: shows the daemon's new plan, asks, then applies.")
@@ -191,7 +194,7 @@ def adjust(
 @click.option("--reason", required=True, help="Why, in words.")
 @pass_target
 def stop(target: Target, pump: str, reason: str) -> None:
-    _said(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stop")
+    _said(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped")
 
 
 @click.command(help="Acknowledge the pump's alarms (refused while the pump delivers).")
@@ -205,21 +208,48 @@ def ack(target: Target, pump: str, note: str | None) -> None:
     _said(pump, call(target, "session.acknowledge", params), "alarms acknowledged")
 
 
-_BP = re.compile(r"^\s*\d{2,3}\s*/\s*\d{2,3}\s*$")
+# ASCII digits only, as for every quantity (safety/units.py): \d and int() also take other
+# scripts' digits, and int() takes "7_8" as 78.
+_BP = re.compile(r"^\s*([0-9]{2,3})\s*/\s*([0-9]{2,3})\s*$")
+
+
+class _Count(click.ParamType[int]):
+    """A whole number typed with the digits 0-9 and nothing else (no sign, no "_")."""
+
+    name = "integer"
+
+    def __init__(self, max_value: int) -> None:
+        self.max_value = max_value
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]{1,4}", text, re.ASCII):
+            self.fail(f"{value!r} is not a whole number written with the digits 0-9", param, ctx)
+        number = int(text)
+        if number > self.max_value:
+            self.fail(f"{number} is more than {self.max_value}", param, ctx)
+        return number
 
 
 @click.command(help="Record vital signs: --bp 132/84 --hr 78 --spo2 97 [--rr 14].")
 @click.argument("pump")
 @click.option("--bp", help="Blood pressure, systolic/diastolic mmHg: 132/84.")
-@click.option("--hr", type=click.IntRange(min=0), help="Heart rate, beats/min.")
-@click.option("--spo2", type=click.IntRange(min=0, max=100), help="SpO2, %.")
-@click.option("--rr", type=click.IntRange(min=0), help="Respiratory rate, breaths/min.")
+@click.option("--hr", type=_Count(400), help="Heart rate, beats/min.")
+@click.option("--spo2", type=_Count(100), help="SpO2, %.")
+@click.option("--rr", type=_Count(200), help="Respiratory rate, breaths/min.")
 @pass_target
 def vitals(
     target: Target, pump: str, bp: str | None, hr: int | None, spo2: int | None, rr: int | None
 ) -> None:
-    if bp is not None and not _BP.match(bp):
-        fail(rpc.EXIT_USAGE, f"--bp {bp!r} is not systolic/diastolic such as 132/84")
+    if bp is not None:
+        typed = _BP.match(bp)
+        if typed is None:
+            fail(rpc.EXIT_USAGE, f"--bp {bp!r} is not systolic/diastolic such as 132/84")
+        bp = f"{typed[1]}/{typed[2]}"  # "132 / 84" is sent as the daemon reads it: 132/84
     given = {"bp": bp, "hr": hr, "spo2": spo2, "rr": rr}
     params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if not params:
@@ -244,7 +274,7 @@ def note(target: Target, pump: str, text: str) -> None:
 @click.argument("pump")
 @pass_target
 def observe(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.observe", {"pump": pump}), "observation")
+    _said(pump, call(target, "session.observe", {"pump": pump}), "observation started")
 
 
 @click.command(help="Abandon a session before any start was sent.")
