@@ -44,6 +44,10 @@ class Stack:
     roles: dict[str, list[str]] = field(default_factory=dict)
     heartbeat_timeout_s: int = 3
     default_user: str | None = None
+    rtu_pumps: int = 0
+    """The last `rtu_pumps` units are wired over the simulator's RTU pty line, not TCP."""
+    staff_idle_timeout_min: float | None = None
+    """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
     workdir: Path = field(init=False)
     sim: subprocess.Popen[str] | None = field(default=None, init=False)
     daemon: subprocess.Popen[str] | None = field(default=None, init=False)
@@ -66,6 +70,14 @@ class Stack:
         return f"sqlite:///{self.workdir / 'audit.db'}"
 
     @property
+    def rtu_link(self) -> Path:
+        return self.workdir / "pump-rtu"
+
+    def transport_of(self, unit: int) -> str:
+        """`tcp` or `rtu`: how the daemon reaches the pump with this unit id."""
+        return "rtu" if unit > self.pumps - self.rtu_pumps else "tcp"
+
+    @property
     def config_path(self) -> Path:
         return self.workdir / "pumpd.toml"
 
@@ -74,6 +86,8 @@ class Stack:
     def start_sim(self) -> None:
         args = ["--pumps", str(self.pumps), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
         args += ["--time-scale", str(self.time_scale)]
+        if self.rtu_pumps:
+            args += ["--rtu-link", str(self.rtu_link)]
         log = (self.workdir / "pumpsim.log").open("w")
         self.sim = subprocess.Popen(
             [str(BIN / "pumpsim"), *args], stdout=subprocess.PIPE, stderr=log, text=True
@@ -98,14 +112,19 @@ class Stack:
         ]
         if self.socket_group:
             lines.append(f'socket_group = "{self.socket_group}"')
+        if self.staff_idle_timeout_min is not None:
+            lines += ["\n[staff]", f"idle_timeout_min = {self.staff_idle_timeout_min}"]
         lines.append("\n[roles]")
         lines += [f"{role} = {json.dumps(groups)}" for role, groups in self.roles.items()]
         for unit in range(1, self.pumps + 1):
+            if self.transport_of(unit) == "rtu":
+                wire = ['transport = "modbus-rtu"', f'device = "{self.rtu_link}"']
+            else:
+                wire = ['transport = "modbus-tcp"', f'address = "{self.sim_tcp}"']
             lines += [
                 "\n[[pump]]",
                 f'id = "chair-{unit}"',
-                'transport = "modbus-tcp"',
-                f'address = "{self.sim_tcp}"',
+                *wire,
                 f"unit = {unit}",
                 f"heartbeat_timeout_s = {self.heartbeat_timeout_s}",
             ]

@@ -1,0 +1,197 @@
+"""What a soak run leaves behind, as plain data: the checker's only input.
+
+* the audit database, read with SQL (every column the checks need, payloads parsed);
+* ``pumpaudit verify``'s exit status and output;
+* the simulator's own command log (``t_monotonic`` of each command the pump took);
+* the sampler's timeline: each pump's state and true infused volume from the simulator,
+  beside the daemon's view of its session, stamped with ``time.monotonic()``;
+* the offset between this host's UTC and monotonic clocks, sampled all along, so an
+  audit event's UTC stamp can be placed on the simulator's monotonic time line;
+* the daemon's lives (ready, ended, how), the keys pressed at the pumps, what each nurse
+  saw (wrong actions accepted, bad input that changed something).
+
+Everything here can be written to and read from JSON (``--keep``), so a failed run can
+be checked again, and the checker's tests build it from small hand-made databases.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+# The audit event types whose payloads the checks read (the rest are only counted).
+PAYLOAD_TYPES = frozenset(
+    {
+        "pump.command.requested",
+        "pump.command.confirmed",
+        "pump.command.uncertain",
+        "pump.command.failed",
+        "session.programmed",
+        "session.adjusted",
+        "session.checkpointed",
+        "daemon.recovered",
+        "alarm.raised",
+    }
+)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    occurred_at: str
+    instance_id: str
+    event_type: str
+    pump_id: str | None
+    session_id: str | None
+    correlation_id: str | None
+    actor_kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SimCommand:
+    unit: int
+    cmd_seq: int
+    command: int
+    result: int | str
+    t_mono: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_mono: float
+    unit: int
+    pump_state: str
+    true_infused_ul: float
+    daemon_answered: bool
+    session_id: str | None = None
+    session_state: str | None = None
+    alarm_codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Life:
+    generation: int
+    ready_mono: float
+    ended_mono: float | None
+    ended_by: str | None
+
+
+@dataclass(frozen=True)
+class PanelPress:
+    unit: int
+    cmd_seq: int
+    t_mono: float
+
+
+@dataclass
+class Evidence:
+    scale: float
+    heartbeat_timeout_s: float
+    units: dict[str, int]
+    """pump_id → simulator unit."""
+    events: list[AuditEvent] = field(default_factory=list)
+    verify_exit: int = 0
+    verify_output: str = ""
+    sim_commands: list[SimCommand] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    offsets: list[tuple[float, float]] = field(default_factory=list)
+    """(monotonic, UTC epoch − monotonic) pairs, in monotonic order."""
+    lives: list[Life] = field(default_factory=list)
+    presses: list[PanelPress] = field(default_factory=list)
+    nurse_findings: list[tuple[str, str, str]] = field(default_factory=list)
+    """(kind, pump_id, detail) the nurses saw: a wrong action accepted, a bad input that
+    changed the session, a session the nurse could not bring to an end."""
+    _walls: list[float] = field(default_factory=list, repr=False)
+
+    # ------------------------------------------------------------------ time
+
+    def mono_of_utc(self, occurred_at: str) -> float:
+        """An audit UTC stamp on this host's monotonic time line (nearest offset sample)."""
+        wall = datetime.strptime(occurred_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        epoch = wall.timestamp()
+        if not self.offsets:
+            raise ValueError("no clock offsets were sampled")
+        if len(self._walls) != len(self.offsets):
+            self._walls = [m + off for m, off in self.offsets]
+        walls = self._walls
+        i = bisect.bisect_left(walls, epoch)
+        candidates = [j for j in (i - 1, i) if 0 <= j < len(walls)]
+        j = min(candidates, key=lambda k: abs(walls[k] - epoch))
+        return epoch - self.offsets[j][1]
+
+    # ------------------------------------------------------------------ files
+
+    def dump(self, path: Path) -> None:
+        raw = asdict(self)
+        raw.pop("_walls")
+        path.write_text(json.dumps(raw), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Evidence:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            scale=raw["scale"],
+            heartbeat_timeout_s=raw["heartbeat_timeout_s"],
+            units=raw["units"],
+            events=[AuditEvent(**e) for e in raw["events"]],
+            verify_exit=raw["verify_exit"],
+            verify_output=raw["verify_output"],
+            sim_commands=[SimCommand(**c) for c in raw["sim_commands"]],
+            samples=[
+                Sample(**{**s, "alarm_codes": tuple(s["alarm_codes"])}) for s in raw["samples"]
+            ],
+            offsets=[(a, b) for a, b in raw["offsets"]],
+            lives=[Life(**life) for life in raw["lives"]],
+            presses=[PanelPress(**p) for p in raw["presses"]],
+            nurse_findings=[(a, b, c) for a, b, c in raw["nurse_findings"]],
+        )
+
+
+def read_audit(database_url: str) -> list[AuditEvent]:
+    """Every event of the audit database, in seq order (payloads of PAYLOAD_TYPES parsed)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT seq, occurred_at, instance_id, event_type, pump_id, session_id, "
+                    "correlation_id, actor_kind, payload FROM audit_event ORDER BY seq"
+                )
+            )
+            return [
+                AuditEvent(
+                    seq=int(r.seq),
+                    occurred_at=str(r.occurred_at),
+                    instance_id=str(r.instance_id),
+                    event_type=str(r.event_type),
+                    pump_id=r.pump_id,
+                    session_id=r.session_id,
+                    correlation_id=r.correlation_id,
+                    actor_kind=str(r.actor_kind),
+                    payload=json.loads(r.payload) if r.event_type in PAYLOAD_TYPES else {},
+                )
+                for r in rows
+            ]
+    finally:
+        engine.dispose()
+
+
+def sim_commands_of(records: list[dict[str, Any]]) -> list[SimCommand]:
+    """The simulator's command-log records (`pumpsim log`) as :class:`SimCommand`."""
+    return [
+        SimCommand(
+            unit=int(r["unit"]),
+            cmd_seq=int(r["cmd_seq"]),
+            command=int(r["command"]),
+            result=r["result"],
+            t_mono=float(r["t_monotonic"]),
+        )
+        for r in records
+    ]

@@ -1,0 +1,160 @@
+"""The processes of one soak run and what the soak itself did to them.
+
+Built on the end-to-end harness (`tests/e2e/stack.py`: the real `pumpsim` and `pumpd`
+processes). :class:`World` adds what the chaos needs: the daemon's lives (generation,
+pid, when it was ready, how it ended), a wait for "the daemon is up again", the faults
+the soak injected and the keys it pressed at the pumps, all stamped with
+``time.monotonic()`` (system-wide on Linux, so comparable with the simulator's stamps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pumpd.drivers.base import Command
+from soak import panel
+from tests.e2e.stack import Stack
+
+SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
+
+
+@dataclass
+class DaemonLife:
+    generation: int
+    pid: int
+    started_mono: float
+    ready_mono: float
+    rss_kib_at_ready: int
+    ended_mono: float | None = None
+    ended_by: str | None = None
+    """KILL, TERM (chaos) or END (the soak's own final SIGTERM)."""
+    rss_kib_at_end: int | None = None
+
+
+@dataclass(frozen=True)
+class Injection:
+    t_mono: float
+    unit: int
+    fault: str
+    on: bool
+    params: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Press:
+    t_mono: float
+    unit: int
+    cmd_seq: int
+    command: str
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process, from /proc (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+@contextlib.contextmanager
+def role_group(name: str) -> Iterator[str]:
+    """A Unix group holding the soak's roles. pumpd gives root no role through its own
+    groups, so as root a throwaway group is created and joined by this process (the
+    daemon checks the peer's groups) and removed at the end; as anyone else, the primary
+    group is used."""
+    if os.geteuid() != 0:
+        yield grp.getgrgid(os.getgid()).gr_name
+        return
+    subprocess.run(["groupdel", name], capture_output=True, check=False)
+    subprocess.run(["groupadd", "--users", "root", name], check=True, capture_output=True)
+    before = os.getgroups()
+    try:
+        os.setgroups([*before, grp.getgrnam(name).gr_gid])
+        yield name
+    finally:
+        os.setgroups(before)
+        subprocess.run(["groupdel", name], capture_output=True, check=False)
+
+
+@dataclass
+class World:
+    stack: Stack
+    lives: list[DaemonLife] = field(default_factory=list)
+    injections: list[Injection] = field(default_factory=list)
+    presses: list[Press] = field(default_factory=list)
+    restarts: Counter[str] = field(default_factory=Counter)
+    up: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def generation(self) -> int:
+        return len(self.lives)
+
+    @property
+    def sim_tcp(self) -> tuple[str, int]:
+        host, port = self.stack.sim_tcp.rsplit(":", 1)
+        return host, int(port)
+
+    # ------------------------------------------------------------------ the daemon
+
+    def start_daemon(self) -> None:
+        started = time.monotonic()
+        self.stack.start_daemon()
+        assert self.stack.daemon is not None
+        pid = self.stack.daemon.pid
+        with self.lock:
+            self.lives.append(
+                DaemonLife(self.generation + 1, pid, started, time.monotonic(), rss_kib(pid))
+            )
+        self.up.set()
+
+    def stop_daemon(self, how: str) -> None:
+        """Signal the daemon (``KILL``/``TERM``, or ``END`` = TERM at the end of the run)."""
+        life = self.lives[-1]
+        rss = rss_kib(life.pid)
+        self.up.clear()
+        sig = SIGNALS.get(how, signal.SIGTERM)
+        with self.lock:
+            life.ended_mono = time.monotonic()
+            life.ended_by = how
+            life.rss_kib_at_end = rss
+        self.stack.stop_daemon(sig)
+        if how != "END":
+            self.restarts[how] += 1
+
+    def wait_up(self, timeout_s: float) -> bool:
+        return self.up.wait(timeout_s)
+
+    # ------------------------------------------------------------------ the pumps
+
+    def inject(self, unit: int, fault: str, on: bool, params: dict[str, Any]) -> dict[str, Any]:
+        t = time.monotonic()
+        if fault == "reboot":
+            reply = self.stack.sim_request("reboot", unit=unit)
+        else:
+            reply = self.stack.sim_request("fault", unit=unit, fault=fault, on=on, **params)
+        with self.lock:
+            self.injections.append(Injection(t, unit, fault, on, dict(params)))
+        return reply
+
+    def press(self, unit: int, command: Command) -> int:
+        host, port = self.sim_tcp
+        seq = panel.press(host, port, unit, command)
+        with self.lock:
+            self.presses.append(Press(time.monotonic(), unit, seq, command.value))
+        return seq
