@@ -39,6 +39,7 @@ from pumpd.audit.queries import (
     session_timeline,
 )
 from pumpd.audit.verify import verify
+from pumpd.cli import timeline
 from pumpd.db import DatabaseUrlError, make_engine, url_from_env
 
 EXIT_BROKEN = 1
@@ -356,10 +357,15 @@ def sessions_cmd(
 
 @main.command("show")
 @click.argument("session_id")
+@click.option(
+    "--checkpoints",
+    is_flag=True,
+    help="also list the recovery snapshots (session.checkpointed), summarised",
+)
 @_json
 @click.pass_context
-def show_cmd(ctx: click.Context, session_id: str, as_json: bool) -> None:
-    """One session: its summary and the timeline of its events."""
+def show_cmd(ctx: click.Context, session_id: str, checkpoints: bool, as_json: bool) -> None:
+    """One session: its summary and the timeline of its events, one line each."""
     with _connection(ctx) as conn:
         summary, events = session_timeline(conn, session_id)
     if not events:
@@ -372,24 +378,28 @@ def show_cmd(ctx: click.Context, session_id: str, as_json: bool) -> None:
             )
         )
         return
-    console = _out()
-    head = Table(title=f"session {session_id}", show_header=False)
-    for key, value in summary.as_json().items():
-        head.add_row(
-            key, json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    click.echo(f"session {session_id}")
+    fields = summary.as_json()
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        click.echo(f"  {key.ljust(width)}  {text}")
+    click.echo("")
+    shown = [e for e in events if checkpoints or e.event_type != timeline.CHECKPOINT]
+    _lines(
+        ["seq", "time (UTC)", "event", "actor", "details"],
+        (
+            [str(e.seq), e.occurred_at, e.event_type, e.actor_name, timeline.details(e)]
+            for e in shown
+        ),
+        widths=[6, 27, 24, 14, 0],
+    )
+    hidden = len(events) - len(shown)
+    if hidden:
+        click.echo(
+            f"({hidden} {timeline.CHECKPOINT} events, the recovery snapshots, not listed:"
+            " --checkpoints lists them, --json prints everything)"
         )
-    console.print(head)
-    timeline = Table("seq", "time (UTC)", "type", "actor", "correlation", "payload")
-    for e in events:
-        timeline.add_row(
-            str(e.seq),
-            e.occurred_at,
-            e.event_type,
-            e.actor_name,
-            e.correlation_id or "",
-            e.payload,
-        )
-    console.print(timeline)
 
 
 @main.command("patient")
