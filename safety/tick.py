@@ -61,6 +61,8 @@ _RATE_JUDGED: dict[SessionPhase, PumpMode] = {
     SessionPhase.INFUSING: PumpMode.INFUSING,
     SessionPhase.KVO: PumpMode.KVO,
 }
+# Phases in which the prescribed KVO volume may be part of what was delivered.
+_AFTER_VTBI_PHASES = frozenset({SessionPhase.KVO, SessionPhase.OBSERVATION})
 # Phases whose delivery time counts against the planned duration (KVO has its own bound).
 _TIMED_PHASES = frozenset({SessionPhase.INFUSING, SessionPhase.PAUSED})
 _VITALS_PHASES = frozenset(
@@ -398,7 +400,8 @@ def rule_vtbi(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]
         return
     delivered = _delivered_ul(inputs, snap)
     allowance = limits.vtbi_ul + limits.vtbi_overrun_ul
-    if inputs.phase is SessionPhase.KVO:
+    if inputs.phase in _AFTER_VTBI_PHASES:
+        # What keep-vein-open was allowed to add stays allowed once it has ended.
         allowance += limits.kvo_max_ul
     if delivered > allowance:
         yield Action(

@@ -18,7 +18,7 @@ from pumpd.session import State
 from .context import ControlContext
 
 _VITALS_WATCHED = frozenset(
-    {State.INFUSING, State.PAUSED, State.ADJUSTING, State.COMPLETE, State.OBSERVATION}
+    {State.INFUSING, State.PAUSED, State.ADJUSTING, State.COMPLETE, State.KVO, State.OBSERVATION}
 )
 _FLOWING = frozenset({State.INFUSING, State.ADJUSTING})
 

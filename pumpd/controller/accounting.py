@@ -41,6 +41,21 @@ class VolumeAccount:
         span = Decimal(max(0.0, now_s - self.rate_since_s))
         return self.rate_ml_h * _UL_PER_S_PER_ML_H * span
 
+    def reached_s(self, volume_ul: int, now_s: float) -> float:
+        """When the expected volume reached ``volume_ul`` (``now_s`` if it has not yet).
+
+        Used to switch to the KVO rate at the moment the plan's volume was due rather than
+        at the later moment pumpd noticed it: the KVO that follows is then accounted from
+        when it began, by the commanded rates alone.
+        """
+        if self.expected_ul(now_s) < volume_ul or self.rate_ml_h <= 0:
+            return now_s
+        missing = Decimal(volume_ul) - self.closed_ul
+        if missing <= 0:
+            return self.rate_since_s
+        span = missing / (self.rate_ml_h * _UL_PER_S_PER_ML_H)
+        return min(now_s, self.rate_since_s + float(span))
+
     def expected_ul(self, now_s: float) -> int:
         total = self.closed_ul + self._segment_ul(now_s)
         return int(total.to_integral_value(rounding=ROUND_FLOOR))

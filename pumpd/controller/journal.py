@@ -61,6 +61,12 @@ class Journal:
         intent can become durable in it, even when nothing of this pump is in flight."""
         return self._writer.degraded
 
+    @property
+    def spooling(self) -> bool:
+        """Events that the database does not take are durable in the writer's local spool."""
+        health = self._writer.health()
+        return health.degraded and not health.spool_failing
+
     def event(
         self,
         event_type: str,

@@ -41,6 +41,7 @@ from safety.tick import (
     TickDecision,
     TickInputs,
     evaluate,
+    kvo_complete,
     supervision_limits,
 )
 from safety.vitals import VitalsReading
@@ -301,8 +302,16 @@ class Controller:
             and self._account is not None
             and status.volume_infused_ul - self._account.volume_at_start_ul >= s.plan.vtbi_ul
         ):
+            step = s.vtbi_reached(pump_mode=mode, at=now)
+            if step.dest is State.KVO:
+                # Prescribed keep-vein-open: the pump goes on at the KVO rate, and so does
+                # the independent accounting; the kernel's KVO rules supervise it.
+                due_s = self._account.reached_s(s.plan.vtbi_ul, now.mono_s)
+                self._account.set_rate(s.plan.kvo_rate_ml_h, due_s)
+                self._record(step, DAEMON, _Ctx())
+                return
             still_running = mode.delivers
-            await self._carry_out(s.vtbi_reached(at=now), DAEMON)
+            await self._carry_out(step, DAEMON)
             if still_running:
                 over_ul = self.delivered_ul() - s.plan.vtbi_ul
                 self._latch(
@@ -318,6 +327,19 @@ class Controller:
                     ],
                     effect="stopped",
                 )
+        elif s.state is State.KVO:
+            await self._end_kvo_when_used(s, status, now)
+
+    async def _end_kvo_when_used(self, s: Session, status: PumpStatus, now: Stamp) -> None:
+        """Keep-vein-open ends when the kernel's test says its allowance is used; the
+        observation starts once the pump confirms the stop (docs/controller.md, KVO)."""
+        acct, limits = self._account, self._limits
+        if acct is None or limits is None or MODE_OF[status.state] is not PumpMode.KVO:
+            return
+        delivered = status.volume_infused_ul - acct.volume_at_start_ul
+        if kvo_complete(limits, delivered, acct.expected_ul(now.mono_s)):
+            step = s.observe(by=DAEMON, at=now, reason_code="tick.vtbi.kvo_complete")
+            await self._carry_out(step, DAEMON)
 
     def _account_after(
         self, command: CommandKind | None, dest: State, status: PumpStatus | None
@@ -347,6 +369,9 @@ class Controller:
             return
         now = self._clock.monotonic()
         acct = self._account
+        # The counter is compared with the expected volume at the moment it was read, not
+        # at this later tick (a heartbeat write lies between the two): like with like.
+        read_at = min(self._last_good_s, now) if snap is not None else now
         vitals = s.data.vitals[-1] if s.data.vitals else None
         try:
             inputs = TickInputs(
@@ -359,7 +384,7 @@ class Controller:
                 previous_snapshot=self._ticked,
                 last_good_comm_s=min(self._last_good_s, now),
                 delivery_elapsed_s=acct.delivery_elapsed_s(now) if acct else None,
-                expected_volume_ul=acct.expected_ul(now) if acct else 0,
+                expected_volume_ul=acct.expected_ul(read_at) if acct else 0,
                 volume_at_start_ul=acct.volume_at_start_ul if acct else self._baseline_ul,
                 vitals=None if vitals is None else vitals.reading(),
                 vitals_taken_s=None if vitals is None else min(vitals.at.mono_s, now),
@@ -723,10 +748,11 @@ class Controller:
     def _audit_failed(self) -> None:
         # The alarm's own event is queued behind the held ones: it is written, in order,
         # as soon as the store answers again.
+        held = "kept in the local spool" if self._journal.spooling else "held in memory"
         self._notice(
             "audit.write_failed",
             Priority.HIGH,
-            f"Audit log unavailable on {self.config.pump_id}: events are held and will be "
+            f"Audit log unavailable on {self.config.pump_id}: events are {held} and will be "
             "written when it answers; no infusion can be started or resumed meanwhile.",
         )
 

@@ -562,11 +562,30 @@ class NurseCommands(SessionCore):
 
     # -- ending ---------------------------------------------------------------------
 
-    def observe(self, *, by: str, at: Stamp) -> Step:
-        """After an early stop, start watching the patient (drug was given)."""
+    def observe(self, *, by: str, at: Stamp, reason_code: str = "nurse.observe") -> Step:
+        """Start watching the patient: after an early stop, or to end keep-vein-open.
+
+        From KVO the pump is still running at the KVO rate, so the session goes to COMPLETE
+        and the Step commands STOP; the observation starts when the pump confirms it (drug
+        has stopped flowing). ``reason_code`` says who ended KVO (the kernel's
+        ``tick.vtbi.kvo_complete`` when the daemon does it).
+        """
         source = self._require("observe")
         stamp = check_stamp(at)
+        check_text("reason_code", reason_code)
         verdicts = rules.person("observe", by, "observation")
+        if source is State.KVO:
+            refuse_if("observe", verdicts)
+            command = CommandIntent(CommandKind.STOP, reason_code=reason_code)
+            data = self._update(pending_command=CommandKind.STOP, requested_in=State.COMPLETE)
+            return self._fire(
+                "observe",
+                source,
+                State.COMPLETE,
+                data,
+                command=command,
+                audit=("pump.command.requested",),
+            )
         if not self._data.start_commanded:
             verdicts.append(
                 rules.hard(

@@ -370,6 +370,8 @@ class SessionCore:
             raise RestoreError("UNCERTAIN without an open uncertain command")
         if state in (State.OBSERVATION, State.DISCHARGED) and data.observation_started_at is None:
             raise RestoreError(f"{state.value} without the start of the observation")
+        if state is State.KVO and data.completed_at is None:
+            raise RestoreError("KVO without the completion of the infusion")
         plan = compute_plan(proto, data.patient.patient(), data.order.order())
         if plan.as_dict() != snapshot.get("plan"):
             raise RestoreError("the recomputed plan differs from the recorded one")

@@ -116,10 +116,31 @@ class DeviceFacts(SessionCore):
             audit=("pump.command.confirmed", "session.adjusted"),
         )
 
-    def vtbi_reached(self, *, at: Stamp) -> Step:
-        """The planned volume is in; the controller must end delivery (KVO or idle)."""
+    def vtbi_reached(self, *, at: Stamp, pump_mode: PumpMode | None = None) -> Step:
+        """The planned volume is in.
+
+        When the plan prescribes keep-vein-open and the pump reports KVO, the session goes
+        to KVO and nothing is commanded: the pump keeps the vein open at the prescribed rate
+        under the kernel's KVO rules until the nurse starts the observation or the KVO
+        allowance is used. Otherwise (no KVO prescribed, or the pump still infusing, idle or
+        in a mode nobody asked for) the session is COMPLETE and the Step commands STOP.
+        """
         source = self._require("vtbi_reached")
         stamp = check_stamp(at)
+        if pump_mode is not None:
+            check_type("pump_mode", pump_mode, PumpMode)
+        if pump_mode is PumpMode.KVO and self._plan.kvo_rate_ml_h > 0:
+            kvo = self._update(
+                completed_at=At.of(stamp), pending_command=None, pending_adjustment=None
+            )
+            return self._fire(
+                "vtbi_reached",
+                source,
+                State.KVO,
+                kvo,
+                audit=("infusion.completed",),
+                proposed_plan=None,
+            )
         data = self._update(
             completed_at=At.of(stamp),
             pending_command=CommandKind.STOP,

@@ -29,6 +29,7 @@ class State(enum.StrEnum):
     ADJUSTING = "ADJUSTING"
     STOP_REQUESTED = "STOP_REQUESTED"
     COMPLETE = "COMPLETE"
+    KVO = "KVO"
     OBSERVATION = "OBSERVATION"
     DISCHARGED = "DISCHARGED"
     STOPPED = "STOPPED"
@@ -104,6 +105,7 @@ STOPPABLE = (
     S.PAUSED,
     S.RESUME_REQUESTED,
     S.ADJUSTING,
+    S.KVO,
     S.UNCERTAIN,
 )
 
@@ -141,6 +143,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("record_vitals", LIVE, None),
     Edge("note", ALL, None),
     Edge("observe", (S.STOPPED,), S.OBSERVATION),
+    Edge("observe", (S.KVO,), S.COMPLETE),
     Edge("discharge", (S.OBSERVATION,), S.DISCHARGED),
     Edge("abort", (S.PROGRAMMED, S.VERIFIED, S.PRIMED, S.STOPPED), S.ABORTED),
     # device facts, reported by the controller after it has read the pump
@@ -154,6 +157,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("stop_confirmed", (S.ALARM,), None),
     Edge("adjust_confirmed", (S.ADJUSTING,), S.INFUSING),
     Edge("vtbi_reached", (S.INFUSING, S.PAUSE_REQUESTED, S.ADJUSTING), S.COMPLETE),
+    Edge("vtbi_reached", (S.INFUSING, S.PAUSE_REQUESTED, S.ADJUSTING), S.KVO),
     Edge("alarm", tuple(s for s in LIVE if s is not S.ALARM), S.ALARM),
     Edge("alarm", (S.ALARM,), None),
     Edge("command_uncertain", AWAITING, S.UNCERTAIN),
@@ -194,6 +198,7 @@ TICK_PHASE: dict[State, SessionPhase] = {
     S.RESUME_REQUESTED: SessionPhase.INFUSING,
     S.ADJUSTING: SessionPhase.INFUSING,
     S.COMPLETE: SessionPhase.KVO,
+    S.KVO: SessionPhase.KVO,
     S.OBSERVATION: SessionPhase.OBSERVATION,
     S.DISCHARGED: SessionPhase.ENDED,
     S.ABORTED: SessionPhase.ENDED,

@@ -194,9 +194,12 @@ async def to_infusing(
     name: str = "ketamine-trd-standard",
     order: Order | None = None,
     session_id: str = "S-1",
+    loaded: LoadedProtocol | None = None,
 ) -> None:
-    """Program, double-check, prime (line off the patient), vitals, start: the nurse's path."""
-    proto = protocol(name)
+    """Program, double-check, prime (line off the patient), vitals, start: the nurse's path.
+
+    ``loaded`` is a protocol from outside the shipped library (the derived KVO one)."""
+    proto = loaded or protocol(name)
     await ctl.program(
         by=NURSE,
         session_id=session_id,

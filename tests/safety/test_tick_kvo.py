@@ -153,3 +153,27 @@ def test_kvo_rate_outside_the_band_pauses(rate: Decimal) -> None:
     assert ("tick.rate.mismatch" in decision.codes) == outside
     if outside:
         assert decision.outcome.rank >= Outcome.PAUSE.rank
+
+
+def test_the_kvo_volume_stays_allowed_in_the_observation_after_it() -> None:
+    after = decide(
+        limits(kvo_max_ul=KVO_MAX),
+        phase=SessionPhase.OBSERVATION,
+        commanded_rate_ml_h=D(0),
+        snapshot=snapshot(
+            mode=PumpMode.IDLE, volume_infused_ul=VTBI + KVO_MAX + 200, rate_actual_ml_h=D(0)
+        ),
+        previous_snapshot=snapshot(mode=PumpMode.IDLE, volume_infused_ul=VTBI + KVO_MAX + 200),
+    )
+    assert "tick.vtbi.exceeded" not in after.codes, after.codes
+    beyond = decide(
+        limits(kvo_max_ul=KVO_MAX),
+        phase=SessionPhase.OBSERVATION,
+        commanded_rate_ml_h=D(0),
+        snapshot=snapshot(
+            mode=PumpMode.IDLE, volume_infused_ul=VTBI + KVO_MAX + 201, rate_actual_ml_h=D(0)
+        ),
+        previous_snapshot=snapshot(mode=PumpMode.IDLE, volume_infused_ul=VTBI + KVO_MAX + 201),
+    )
+    assert "tick.vtbi.exceeded" in beyond.codes
+    assert beyond.outcome is Outcome.STOP

@@ -17,6 +17,8 @@ from safety.plan import Order, Patient
 from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
 from safety.vitals import VitalsReading
 
+from .kvo import kvo_protocol
+
 PROGRAMMER = "nurse.ada"
 CHECKER = "nurse.grace"
 WEIGHT = Decimal("80")
@@ -147,6 +149,8 @@ PATHS[State.STOP_REQUESTED] = [*PATHS[State.INFUSING], _c("stop", by=PROGRAMMER,
 PATHS[State.STOPPED] = [*PATHS[State.STOP_REQUESTED], _c("stop_confirmed")]
 PATHS[State.COMPLETE] = [*PATHS[State.INFUSING], _c("vtbi_reached")]
 PATHS[State.OBSERVATION] = [*PATHS[State.COMPLETE], _c("stop_confirmed")]
+# KVO needs a protocol that prescribes it (tests/session/kvo.py); drive() takes that one.
+PATHS[State.KVO] = [*PATHS[State.INFUSING], _c("vtbi_reached", pump_mode=PumpMode.KVO)]
 PATHS[State.DISCHARGED] = [
     *PATHS[State.OBSERVATION],
     lambda b, s: s.discharge(
@@ -164,6 +168,8 @@ PATHS[State.UNCERTAIN] = [
 
 
 def drive(target: State, protocol: LoadedProtocol | None = None) -> tuple[Bedside, Session]:
+    if protocol is None and target is State.KVO:
+        protocol = kvo_protocol()
     bedside = Bedside(protocol)
     session = bedside.open()
     for step in PATHS[target]:

@@ -20,6 +20,7 @@ from pumpd.session import (
     Session,
     State,
     Step,
+    allowed_triggers,
 )
 from safety.actions import Priority
 from safety.order import Override
@@ -28,6 +29,7 @@ from safety.pump import PumpMode
 from safety.tick import SessionPhase
 
 from .conftest import CHECKER, PROGRAMMER, WEIGHT, Bedside, drive, library
+from .kvo import kvo_protocol
 
 S = State
 
@@ -624,3 +626,64 @@ def test_restore_after_a_restart_rebases_monotonic_time_through_utc() -> None:
     later.advance(minimum_s - 600)
     restored.discharge(by=PROGRAMMER, checklist_confirmed=items, at=stamp(later))
     assert restored.state is S.DISCHARGED
+
+
+# -- keep-vein-open ---------------------------------------------------------------------
+
+
+def test_vtbi_reached_with_kvo_prescribed_and_the_pump_in_kvo_commands_nothing() -> None:
+    bedside, s = drive(State.INFUSING, kvo_protocol())
+    step = s.vtbi_reached(pump_mode=PumpMode.KVO, at=bedside.at())
+    assert (step.dest, step.command) == (State.KVO, None)
+    assert step.audit_events == ("infusion.completed",)
+    assert s.data.completed_at is not None
+    assert s.data.pending_command is None
+    assert s.phase() is SessionPhase.KVO
+
+
+@pytest.mark.parametrize("mode", [PumpMode.INFUSING, PumpMode.IDLE, PumpMode.ALARM, None])
+def test_vtbi_reached_with_kvo_prescribed_but_the_pump_not_in_kvo_stops(
+    mode: PumpMode | None,
+) -> None:
+    bedside, s = drive(State.INFUSING, kvo_protocol())
+    step = s.vtbi_reached(pump_mode=mode, at=bedside.at())
+    assert step.dest is State.COMPLETE
+    assert step.command is not None
+    assert step.command.kind is CommandKind.STOP
+
+
+def test_vtbi_reached_without_kvo_prescribed_stops_a_pump_in_kvo() -> None:
+    bedside, s = drive(State.INFUSING)
+    step = s.vtbi_reached(pump_mode=PumpMode.KVO, at=bedside.at())
+    assert step.dest is State.COMPLETE
+    assert step.command is not None
+    assert step.command.kind is CommandKind.STOP
+
+
+def test_observe_ends_kvo_with_a_stop_and_observation_starts_when_it_is_confirmed() -> None:
+    bedside, s = drive(State.KVO)
+    step = s.observe(by=PROGRAMMER, at=bedside.at(), reason_code="tick.vtbi.kvo_complete")
+    assert step.dest is State.COMPLETE
+    assert step.command is not None
+    assert (step.command.kind, step.command.reason_code) == (
+        CommandKind.STOP,
+        "tick.vtbi.kvo_complete",
+    )
+    assert s.data.observation_started_at is None
+    step = s.stop_confirmed(at=bedside.at())
+    assert step.dest is State.OBSERVATION
+    assert s.data.observation_started_at is not None
+
+
+def test_kvo_refuses_what_would_deliver_more_or_change_the_plan() -> None:
+    for trigger in ("resume", "pause", "adjust", "confirm_adjust", "request_prime"):
+        assert trigger not in allowed_triggers(State.KVO), trigger
+
+
+def test_kvo_snapshot_restores_and_needs_its_completion() -> None:
+    _, s = drive(State.KVO)
+    snap = s.snapshot()
+    assert Session.restore(snap, kvo_protocol()).state is State.KVO
+    broken = {**snap, "data": {**snap["data"], "completed_at": None}}
+    with pytest.raises(RestoreError, match="KVO without the completion"):
+        Session.restore(broken, kvo_protocol())

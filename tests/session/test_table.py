@@ -142,6 +142,8 @@ EXPECTED: dict[tuple[State, str], State | str] = {
     (S.COMPLETE, "stop_confirmed"): S.OBSERVATION,
     (S.COMPLETE, "command_uncertain"): S.UNCERTAIN,
     (S.COMPLETE, "command_failed"): S.ALARM,
+    (S.KVO, "observe"): S.COMPLETE,
+    (S.KVO, "stop"): S.STOP_REQUESTED,
     (S.OBSERVATION, "discharge"): "discharge.observation_too_short",
     (S.STOPPED, "observe"): S.OBSERVATION,
     (S.STOPPED, "abort"): "abort.after_start",
