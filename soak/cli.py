@@ -85,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         f"max(5 % of plan/0.95, 500 µL) = {volume_bound_ul(100_000)} µL for 100 mL, passed for "
         "at most B"
     )
+    intents = sum(1 for e in ev.events if e.event_type == "pump.command.requested")
+    summary.evidence = (
+        f"{len(ev.samples)} samples; {len(ev.sim_commands)} commands in the simulator's log "
+        f"({len(ev.presses)} pressed at a pump panel) against {intents} intents; "
+        f"{len(ev.lives)} daemon lives"
+    )
     summary.alarms = Counter(
         str(e.payload.get("alarm_code")) for e in ev.events if e.event_type == "alarm.raised"
     )

@@ -107,7 +107,7 @@ def _fault(rng: random.Random, transport: str) -> FaultPlan:
     # Every parameter is drawn whatever the kind, so the number of draws never varies.
     factor = rng.choice(("0.5", "1.5", "2", "3"))
     latency_ms = rng.choice((40, 300, 800, 3000))
-    probability = rng.choice(("0.05", "0.3", "1"))
+    probability = rng.choice((0.05, 0.3, 1.0))
     count = rng.choice((1, 3, 10))
     by_count = rng.random() < 0.5
     params: dict[str, object] = {}

@@ -31,6 +31,7 @@ class Summary:
     rss_longest_kib: tuple[int, int, float] = (0, 0, 0.0)
     max_excess_ul: tuple[float, str] = (0.0, "-")
     bounds: str = ""
+    evidence: str = ""
 
 
 def _counts(c: Counter[str], limit: int = 40) -> str:
@@ -61,6 +62,7 @@ def render(s: Summary) -> str:
         ("wrong actions tried", f"{sum(s.wrong.values())}: {_counts(s.wrong)}"),
         ("largest true volume above plan", f"{s.max_excess_ul[0]:.0f} µL ({s.max_excess_ul[1]})"),
         ("bounds checked", s.bounds),
+        ("evidence checked", s.evidence),
         ("daemon RSS (first daemon)", f"{_mib(s.rss_first_kib)} (at ready → at its end)"),
         ("daemon RSS (last daemon)", f"{_mib(s.rss_last_kib)} (at ready → at the end)"),
         (

@@ -59,3 +59,17 @@ def test_sessions_are_shared_out_exactly_and_faults_fit_the_wire() -> None:
             assert fault.kind not in TCP_FAULTS
         elif fault is not None:
             assert fault.kind not in RTU_FAULTS
+
+
+def test_every_drawn_fault_is_one_the_simulator_accepts() -> None:
+    """The parameters go to pumpsim's control channel as JSON: its checker takes them, and a
+    probability is a JSON number (the channel refuses one written as text)."""
+    from pumpsim.faults import check_fault
+
+    for s in scripts(7, pumps=4, sessions=400):
+        fault = s.fault
+        if fault is None or fault.kind == "reboot":
+            continue
+        check_fault(fault.kind, True, dict(fault.params))
+        probability = fault.params.get("probability")
+        assert probability is None or isinstance(probability, float)
