@@ -32,7 +32,7 @@ DELIVERING = frozenset({"PRIMING", "INFUSING", "KVO"})
 ALLOWED_SESSION_STATES = {
     "PRIMING": frozenset({"PRIME_REQUESTED", "PRIMING"}),
     "INFUSING": frozenset({"START_REQUESTED", "RESUME_REQUESTED", "INFUSING", "ADJUSTING"}),
-    "KVO": frozenset({"START_REQUESTED", "RESUME_REQUESTED", "INFUSING", "ADJUSTING"}),
+    "KVO": frozenset({"START_REQUESTED", "RESUME_REQUESTED", "INFUSING", "ADJUSTING", "KVO"}),
 }
 """Pump mode → the session states in which pumpd means it to run so. STOP_REQUESTED,
 PAUSE_REQUESTED, COMPLETE, UNCERTAIN and ALARM are not among them: from there on the time
@@ -45,7 +45,9 @@ STAMP_TOLERANCE_S = 0.002
 """Placing a UTC audit stamp on the monotonic line: both clocks are read by the same host,
 the offset is sampled every ~0.1 s; 2 ms is far below the fsync + Modbus round trip
 between an intent's stamp and the pump taking the command."""
-KVO_EXTRA_UL = 0  # every shipped protocol has kvo_rate_ml_h = 0
+KVO_EXTRA_UL = 0
+"""Every shipped protocol has kvo_rate_ml_h = 0, so no session of the soak reaches KVO; a
+soak of a KVO protocol must add the protocol's KVO allowance here."""
 
 
 @dataclass(frozen=True)
