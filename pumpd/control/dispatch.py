@@ -86,7 +86,8 @@ class Dispatcher:
                         Actor.daemon(),
                     )
                 )
-            return error_line(req.id, RpcError(Code.LOGIN_REQUIRED, str(problem)))
+            err = RpcError(Code.LOGIN_REQUIRED, str(problem), reason=problem.reason_code)
+            return error_line(req.id, err)
         allowed = [r for r in ROLE_ORDER if r in method.roles and r in acting.roles]
         if method.roles and not allowed:
             self._denied(peer.caller, acting, req.method, "forbidden")
@@ -112,8 +113,10 @@ class Dispatcher:
                 log.exception("control request failed", method=req.method, uid=call.caller.uid)
                 err = RpcError(Code.INTERNAL_ERROR, f"internal error in {req.method}; it is logged")
             self._served(call, req.method, err.code.kind, call.note or err.message)
+            _log_served(call, req.method, params, err.code.kind, err.message)
             return error_line(req.id, err)
         self._served(call, req.method, "ok", call.note)
+        _log_served(call, req.method, params, "ok", None)
         return result_line(req.id, result)
 
     def _acting(self, caller: Caller, auth: object, mode: str) -> tuple[Acting, str | None]:
@@ -145,6 +148,7 @@ class Dispatcher:
 
     def _denied(self, caller: Caller, acting: Acting, method: str, reason: str) -> None:
         self.denied += 1
+        log.warning("control request denied", method=method[:120], uid=caller.uid, reason=reason)
         self.svc.recorder.submit(
             NewEvent(
                 "access.denied",
@@ -158,6 +162,36 @@ class Dispatcher:
         peer.malformed += 1
         if peer.malformed == 1:
             self._denied(peer.caller, os_acting(peer.caller), method, reason)
+
+
+_READS = frozenset(
+    {"whoami", "pumps.list", "status", "alarms.list", "protocols.list", "session.checklist"}
+)
+"""Requests that change nothing: logged at debug (a ``watch`` asks once a second)."""
+
+
+def _log_served(
+    call: Call, method: str, params: dict[str, Any], outcome: str, message: str | None
+) -> None:
+    """One log line per request that can change something, with its pump (the daemon's
+    log processor adds the pump's session), so the journal tells what nurses did too."""
+    fields: dict[str, Any] = {
+        "method": method,
+        "outcome": outcome,
+        "by": call.acting.name,
+        "uid": call.caller.uid,
+    }
+    pump = params.get("pump")
+    if isinstance(pump, str):
+        fields["pump"] = pump[:80]
+    if message and outcome != "ok":
+        fields["reason"] = message[:300]
+    if method in _READS or method == "session.plan":
+        log.debug("control request", **fields)
+    elif outcome == "ok":
+        log.info("control request", **fields)
+    else:
+        log.warning("control request refused", **fields)
 
 
 def _denied_actor(caller: Caller, acting: Acting) -> Actor:

@@ -13,6 +13,36 @@ from safety.units import InputError
 from .rpc import Code, RpcError
 from .staff import StaffError, StaffExists, StaffInputError, UnknownStaff
 
+_COMMAND_OF: dict[str, str] = {
+    "program": "program",
+    "confirm": "confirm",
+    "request_prime": "prime",
+    "request_start": "start",
+    "pause": "pause",
+    "resume": "resume",
+    "adjust": "adjust",
+    "confirm_adjust": "adjust_confirm",
+    "cancel_adjust": "adjust_cancel",
+    "stop": "stop",
+    "acknowledge": "acknowledge",
+    "record_vitals": "vitals",
+    "note": "note",
+    "observe": "observe",
+    "discharge": "discharge",
+    "abort": "abort",
+}
+"""The session's nurse triggers as the socket's command words (``session.<word>``).
+
+Its device facts (``alarm``, ``start_confirmed`` …) are not commands anyone can give, so
+they are left out of "possible now"; ``data.trigger`` and ``data.allowed`` keep the
+session's own names for programs.
+"""
+
+
+def command_word(trigger: str) -> str:
+    """The word a nurse knows for a session trigger (``request_start`` → ``start``)."""
+    return _COMMAND_OF.get(trigger, trigger)
+
 
 def as_rpc_error(exc: Exception) -> RpcError | None:
     """The answer for a known refusal, or None for an unexpected exception."""
@@ -21,14 +51,16 @@ def as_rpc_error(exc: Exception) -> RpcError | None:
     if isinstance(exc, CommandRefused):
         return RpcError(
             Code.REFUSED,
-            str(exc),
+            f"{command_word(exc.trigger)} refused: " + " ".join(v.message for v in exc.verdicts),
             trigger=exc.trigger,
             verdicts=[v.as_dict() for v in exc.verdicts],
         )
     if isinstance(exc, InvalidInState):
+        possible = sorted({_COMMAND_OF[t] for t in exc.allowed if t in _COMMAND_OF})
         return RpcError(
             Code.INVALID_STATE,
-            str(exc),
+            f"{command_word(exc.trigger)} is not possible while the session is {exc.state}; "
+            f"possible now: {', '.join(possible) or 'nothing'}",
             trigger=exc.trigger,
             state=exc.state,
             allowed=list(exc.allowed),

@@ -208,11 +208,13 @@ async def test_socket_login_expiry_logout_and_disable(rig: Rig) -> None:
     expired = await c.err("status")
     assert expired["code"] == -32002
     assert "expired" in expired["message"]
+    assert expired["data"]["reason"] == "token_expired"  # pumpctl advises a new login on it
     rig.server.service.tokens.idle_timeout_s = 600
 
     c.token = (await c.ok("staff.login", staff_id="N042", pin="4711-ada"))["token"]
     assert (await c.ok("staff.logout")) == {"ended": True}
-    assert (await c.err("status"))["code"] == -32002
+    gone = await c.err("status")
+    assert (gone["code"], gone["data"]["reason"]) == (-32002, "token_unknown")
 
     c.token = (await c.ok("staff.login", staff_id="N042", pin="4711-ada"))["token"]
     await admin.ok("staff.disable", staff_id="N042")
