@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import make_url
 
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.protocols import default_path
@@ -41,6 +42,11 @@ MAX_TIME_SCALE = 10_000.0
 PUMP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 GROUP_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+DEFAULT_AUDIT_SPOOL = "/var/lib/pumpd/spool/audit.spool"
+"""In its own directory (the unit's ``StateDirectory=pumpd/spool``) so an administrator can
+mount another file system there: a full disk under an SQLite database must not also fill the
+spool (docs/audit-spool.md)."""
+SPOOL_OFF = "off"
 PTS = re.compile(r"^/dev/pts/[0-9]+$")
 
 
@@ -69,6 +75,7 @@ class DaemonSection(_Strict):
     socket: str = "/run/pumpd/pumpd.sock"
     socket_group: str | None = None
     database: str = "sqlite:////var/lib/pumpd/audit.db"
+    audit_spool: str = DEFAULT_AUDIT_SPOOL
     protocols: str | None = None
     poll_hz: Annotated[float, Field(ge=1, le=50)] = 10.0
     simulation: bool = False
@@ -139,6 +146,8 @@ class DaemonConfig:
     socket: Path
     socket_group: str | None
     database: str
+    audit_spool: Path | None
+    """Where audit events wait while the database is away; None: switched off ("off")."""
     protocols: Path
     poll_hz: float
     simulation: bool
@@ -321,6 +330,7 @@ def _daemon(raw: DaemonSection, base: Path, problems: list[tuple[str, str]]) -> 
         problems.append(("daemon.database", str(exc)))
     else:
         out["database"] = url.render_as_string(hide_password=False)
+    out["audit_spool"] = _audit_spool(raw, out.get("database"), problems)
     if raw.protocols is None:
         out["protocols"] = default_path()
     else:
@@ -339,6 +349,44 @@ def _daemon(raw: DaemonSection, base: Path, problems: list[tuple[str, str]]) -> 
     return out
 
 
+def _audit_spool(
+    raw: DaemonSection, database: str | None, problems: list[tuple[str, str]]
+) -> Path | None:
+    """The spool file's path, or None when switched off. Only what the text can tell is
+    checked here; that its directory exists and is writable is checked at start-up (the
+    file may be checked on another machine than the one that runs the daemon)."""
+    text = raw.audit_spool
+    if text == SPOOL_OFF:
+        return None
+    key = "daemon.audit_spool"
+    path = Path(text)
+    if not text.startswith("/"):
+        problems.append((key, f'expected an absolute path or "{SPOOL_OFF}", got {text!r}'))
+        return None
+    if text.endswith("/") or path.name in ("", ".", ".."):
+        problems.append((key, f"expected the path of a file, not of a directory, got {text!r}"))
+        return None
+    if database is not None and database.startswith("sqlite"):
+        db_file = make_url(database).database or ""
+        if db_file and os.path.normpath(db_file) == os.path.normpath(text):
+            problems.append((key, "is the SQLite database file itself; give the spool its own"))
+    if os.path.normpath(text) == os.path.normpath(raw.socket):
+        problems.append((key, "is the control socket's path; give the spool its own file"))
+    return path
+
+
+def _nul_problems(node: Any, loc: tuple[int | str, ...] = ()) -> list[tuple[str, str]]:
+    """Every string holding a NUL (TOML allows ``\\u0000``): no path, URL or name may have
+    one, and the OS calls behind them would fail with ValueError long after ``--check``."""
+    if isinstance(node, str):
+        return [(_key(loc), "contains a NUL character")] if "\x00" in node else []
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _nul_problems(v, (*loc, k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _nul_problems(v, (*loc, i))]
+    return []
+
+
 def parse_config(text: str, *, path: Path) -> DaemonConfig:
     """Check a configuration document; ``path`` is where it came from (relative protocol
     paths are taken from its directory)."""
@@ -347,10 +395,13 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         raw_doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("(syntax)", str(exc))], path) from None
+    nul = _nul_problems(raw_doc)
     try:
         raw = _File.model_validate(raw_doc)
     except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(exc), path) from None
+        raise ConfigError(nul + _pydantic_problems(exc), path) from None
+    if nul:
+        raise ConfigError(nul, path)
     problems: list[tuple[str, str]] = []
     daemon = _daemon(raw.daemon, path.parent, problems)
     roles = _roles(raw.roles, problems)
@@ -396,6 +447,7 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         socket=daemon["socket"],
         socket_group=raw.daemon.socket_group,
         database=daemon["database"],
+        audit_spool=daemon["audit_spool"],
         protocols=daemon["protocols"],
         poll_hz=raw.daemon.poll_hz,
         simulation=raw.daemon.simulation,

@@ -126,6 +126,7 @@ class Demo:
             f'socket = "{self.socket_path}"\n'
             f'socket_group = "{self.group}"\n'
             f'database = "{self.database}"\n'
+            f'audit_spool = "{self.workdir / "audit.spool"}"\n'
             "poll_hz = 10\n"
             "simulation = true\n"
             f"time_scale = {TIME_SCALE}\n"

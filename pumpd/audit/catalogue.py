@@ -380,6 +380,22 @@ class ServiceNotice(Payload):
     message: Text
 
 
+class SpoolDrained(Payload):
+    """An outage of the audit database, written once everything it held back is in.
+
+    The events of the outage are in the chain before this one, each with the time it
+    happened; this record says that the database was away, since when, for how long, how
+    many events waited in the local spool and how many could not be made durable at all
+    (the spool failing too: those callers were told, none was acknowledged)."""
+
+    cause_code: Literal["commit_failed", "leftover_spool"]
+    since: Annotated[str, Field(min_length=1, max_length=40)]
+    duration_ms: Annotated[int, Field(ge=0)]
+    spooled_events: Annotated[int, Field(ge=0)]
+    refused_events: Annotated[int, Field(ge=0)]
+    reason: Text
+
+
 # -- the catalogue ----------------------------------------------------------------------
 
 
@@ -448,6 +464,8 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("staff.pin.refused", StaffPinRefused, _N, "wrong PIN"),
         EventSpec("staff.locked", StaffLocked, _N, "staff id locked"),
         EventSpec("daemon.announced", ServiceNotice, _N, "daemon announcement"),
+        # added by the audit spool (issue 7)
+        EventSpec("audit.spool.drained", SpoolDrained, _N, "audit outage over"),
     )
 }
 

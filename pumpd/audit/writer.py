@@ -18,7 +18,10 @@ spool, so the global order is kept. A commit that raised may still have succeede
 ambiguous commit): before draining, the oldest spooled events are looked for among the
 newest rows of the table, so none is written twice and none is lost. A spool left by a
 previous run is drained first, before any new event. If the spool itself cannot be written
-either, the callers get :class:`AuditWriteFailed` as without a spool. See
+either, the callers get :class:`AuditWriteFailed` as without a spool. With
+``outage_record=True`` (the daemon) the writer writes the outage down itself once the spool
+is drained: ``audit.spool.drained`` (since when, how long, how many events waited, how many
+could not be made durable), the first event after the drained ones. See
 docs/audit-spool.md.
 
 The writer owns the chain head while it runs: one writer per chain. Cancelling an
@@ -49,7 +52,15 @@ from pumpd.audit.spool import (
     TornTail,
     already_stored,
 )
-from pumpd.audit.store import AuditStore, NewEvent, Prepared, Stamped, prepare
+from pumpd.audit.store import (
+    Actor,
+    AuditStore,
+    NewEvent,
+    Prepared,
+    Stamped,
+    prepare,
+    utc_text,
+)
 
 _log = structlog.get_logger("pumpd.audit")
 
@@ -92,9 +103,25 @@ class WriterHealth:
 @dataclass(frozen=True, slots=True)
 class _Job:
     item: Prepared
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any] | None
+    """None for the writer's own record of an outage: nobody waits for it."""
+    loop: asyncio.AbstractEventLoop | None
     until_database: bool
+
+
+@dataclass(slots=True)
+class _Outage:
+    """What the record of one outage says (``audit.spool.drained``)."""
+
+    cause_code: str
+    began_at: str
+    """When the writer found the database away (UTC text)."""
+    started_s: float
+    reason: str
+    first_waiting_at: str | None = None
+    """The time of the oldest event that had to wait in the spool."""
+    spooled: int = 0
+    refused: int = 0
 
 
 _STOP = object()
@@ -111,6 +138,7 @@ class AsyncAuditWriter:
         spool: Path | None = None,
         retry_initial_s: float = 0.05,
         retry_max_s: float = 2.0,
+        outage_record: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -138,7 +166,11 @@ class AsyncAuditWriter:
         self._backoff_s = retry_initial_s
         self._next_retry = 0.0
         self._spool: Spool | None = None
+        self._outage_record = outage_record
+        self._outage: _Outage | None = None
         self.torn_tail: TornTail | None = None
+        self.leftover = 0
+        """Events a previous run left in the spool, found when this writer was made."""
         if spool is not None:
             self._spool = Spool(spool, store.database)
             self._spool.check_place()  # found out now, not in the middle of an outage
@@ -156,8 +188,15 @@ class AsyncAuditWriter:
             if not loaded.pending and spool.exists():
                 self._spool.remove()  # fully drained before the last run ended
             if loaded.pending:
+                self.leftover = len(loaded.pending)
                 self._pending = list(loaded.pending)
-                self._enter_degraded(f"{len(loaded.pending)} event(s) left in the spool")
+                self._enter_degraded(
+                    f"{len(loaded.pending)} event(s) left in the spool by a previous run",
+                    cause_code="leftover_spool",
+                )
+                assert self._outage is not None
+                self._outage.spooled = len(loaded.pending)
+                self._outage.first_waiting_at = loaded.pending[0].event.occurred_at
                 self._next_retry = 0.0  # drain them first, before any new event
                 _log.warning("audit.spool.leftover", spool=str(spool), events=len(self._pending))
         self._thread = threading.Thread(target=self._run, name="pumpd-audit-writer", daemon=True)
@@ -301,6 +340,8 @@ class AsyncAuditWriter:
                 _log.error("audit.spool.write_failed", spool=str(self._spool.path), error=str(exc))
             with self._state_lock:
                 self._spool_failing = True
+            if self._outage is not None:
+                self._outage.refused += len(batch)
             self._fail(batch, exc)
             return
         if self._spool_failing:
@@ -309,6 +350,10 @@ class AsyncAuditWriter:
             self._spool_failing = False
             self._pending.extend(entries)
             self._spooled_total += len(entries)
+        if self._outage is not None:
+            self._outage.spooled += len(entries)
+            if self._outage.first_waiting_at is None and entries:
+                self._outage.first_waiting_at = entries[0].event.occurred_at
         for job, entry in zip(batch, entries, strict=True):
             if job.until_database:
                 self._waiting[entry.n] = job
@@ -392,11 +437,15 @@ class AsyncAuditWriter:
             if batch:
                 self._to_spool(batch, [self._store.stamp(job.item) for job in batch])
 
-    def _enter_degraded(self, reason: str) -> None:
+    def _enter_degraded(self, reason: str, *, cause_code: str = "commit_failed") -> None:
+        now = datetime.now(UTC)
         with self._state_lock:
             self._degraded = True
-            self._degraded_since = datetime.now(UTC)
+            self._degraded_since = now
             self._reason = reason
+        self._outage = _Outage(
+            cause_code=cause_code, began_at=utc_text(now), started_s=time.monotonic(), reason=reason
+        )
         self._need_check = True
         self._backoff_s = self._retry_initial_s
         self._next_retry = time.monotonic() + self._backoff_s
@@ -413,6 +462,7 @@ class AsyncAuditWriter:
         except OSError as exc:  # all drained and marked: a leftover file drains to nothing
             _log.error("audit.spool.remove_failed", spool=str(self._spool.path), error=str(exc))
         since = self._degraded_since
+        outage, self._outage = self._outage, None
         with self._state_lock:
             self._degraded = False
             self._degraded_since = None
@@ -423,6 +473,10 @@ class AsyncAuditWriter:
             drained_total=self._drained_total,
             degraded_s=None if since is None else (datetime.now(UTC) - since).total_seconds(),
         )
+        if outage is not None and self._outage_record:
+            # Through the ordinary path: should the database fail again right now, the
+            # record is spooled like any event and written after the next drain.
+            self._handle([_Job(prepare(_outage_event(outage)), None, None, False)])
 
     def _retry_later(self, reason: str, *, quiet: bool = False) -> None:
         with self._state_lock:
@@ -468,6 +522,21 @@ def _closed_in_spool(n: int) -> str:
     )
 
 
+def _outage_event(outage: _Outage) -> NewEvent:
+    return NewEvent(
+        "audit.spool.drained",
+        {
+            "cause_code": outage.cause_code,
+            "since": outage.first_waiting_at or outage.began_at,
+            "duration_ms": max(0, round((time.monotonic() - outage.started_s) * 1000)),
+            "spooled_events": outage.spooled,
+            "refused_events": outage.refused,
+            "reason": outage.reason[:500] or "the database did not take events",
+        },
+        Actor.daemon(),
+    )
+
+
 def _result(job: _Job, record: EventRecord) -> EventRecord | Receipt:
     return record if job.until_database else Receipt(record)
 
@@ -482,14 +551,20 @@ def _resolve(
     if error is not None and cause is not None:
         error.__cause__ = cause
 
+    future, loop = job.future, job.loop
+    if future is None or loop is None:  # the writer's own record: nobody to tell
+        if error is not None:
+            _log.error("audit.spool.outage_record_failed", error=str(error))
+        return
+
     def _set() -> None:
-        if job.future.done():
+        if future.done():
             return
         if error is not None:
-            job.future.set_exception(error)
+            future.set_exception(error)
         else:
-            job.future.set_result(result)
+            future.set_result(result)
 
     # A caller whose loop has already closed cannot be told; its event is durable anyway.
     with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(_set)
+        loop.call_soon_threadsafe(_set)

@@ -5,7 +5,9 @@ starts it (docs/daemon.md); ``--check`` only validates the file. ``pumpd db upgr
 ``pumpd db current`` manage the audit schema.
 Exit status: 0 done (also after SIGTERM), 1 start-up failed for another reason (the log
 says why), 2 bad usage or a configuration file that does not validate, 3 the database
-cannot be opened or is at an unknown (newer) revision, 4 the protocol library is refused.
+cannot be opened or is at an unknown (newer) revision, or the audit spool is refused (its
+directory missing or not writable, a damaged or foreign leftover), 4 the protocol library
+is refused.
 The unit file keeps systemd from restarting on 2-4: those need a person.
 """
 
@@ -71,6 +73,7 @@ def main(ctx: click.Context, config_path: Path | None, check: bool) -> None:
 
 def _run_daemon(config_path: Path, *, check: bool) -> int:
     from pumpd.audit.errors import SchemaError
+    from pumpd.audit.spool import SpoolError
     from pumpd.config import ConfigError, load_config
     from pumpd.daemon import app, logs
     from pumpd.daemon.notify import Notifier, NotifyError
@@ -98,6 +101,9 @@ def _run_daemon(config_path: Path, *, check: bool) -> int:
         return EXIT_FAILED
     except (SchemaError, SQLAlchemyError) as exc:
         log.critical("audit database refused", error=str(exc))
+        return EXIT_DATABASE
+    except SpoolError as exc:
+        log.critical("audit spool refused", error=str(exc))
         return EXIT_DATABASE
     except ProtocolFileError as exc:
         log.critical("protocol library refused", error=str(exc))

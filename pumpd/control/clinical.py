@@ -26,6 +26,7 @@ from safety.vitals import VitalsReading
 from . import params as p
 from .course import prior_sessions
 from .identity import Acting
+from .outage import refuse_while_unavailable
 from .rpc import Code, RpcError
 from .service import Call, Service
 from .views import earliest_discharge_utc, pump_view
@@ -171,6 +172,7 @@ async def session_plan(svc: Service, call: Call) -> Any:
 async def session_program(svc: Service, call: Call) -> Any:
     prm: p.ProgramParams = call.params
     ctl = svc.controller(prm.pump)
+    refuse_while_unavailable(svc.ctx.writer, "program")
     proto, patient, order, plan = _plan_inputs(svc, prm)
     session_id = f"S-{secrets.token_hex(6)}"
     await ctl.program(
@@ -241,6 +243,7 @@ async def session_confirm(svc: Service, call: Call) -> Any:
 async def session_prime(svc: Service, call: Call) -> Any:
     prm: p.PrimeParams = call.params
     ctl = svc.controller(prm.pump)
+    refuse_while_unavailable(svc.ctx.writer, "prime")
     await ctl.prime(by=call.acting.name, line_disconnected=prm.line_disconnected)
     return {"state": _state(ctl)}
 
@@ -248,6 +251,7 @@ async def session_prime(svc: Service, call: Call) -> Any:
 async def session_start(svc: Service, call: Call) -> Any:
     prm: p.PumpParams = call.params
     ctl = svc.controller(prm.pump)
+    refuse_while_unavailable(svc.ctx.writer, "start")
     s = ctl.session
     prior = []
     if s is not None:
@@ -268,6 +272,7 @@ async def session_pause(svc: Service, call: Call) -> Any:
 
 async def session_resume(svc: Service, call: Call) -> Any:
     ctl = svc.controller(call.params.pump)
+    refuse_while_unavailable(svc.ctx.writer, "resume")
     await ctl.resume(by=call.acting.name)
     return {"state": _state(ctl)}
 

@@ -4,6 +4,11 @@ A request's record (``control.request.served``, ``access.denied``, ``staff.*``) 
 the daemon's shared writer as a background task: the answer to the nurse, and above all a
 stop, never waits on the database. Pending records are bounded; past the bound a record is
 dropped and counted (``dropped``), which only a flood of requests can cause.
+
+A record is settled once it is durable (``writer.log``: committed, or fsync'd in the local
+spool while the database is away), not once it is in the database: during an outage the
+pending set would otherwise grow with every request until records were dropped, and
+closing the socket (``flush``) would wait for the database to come back.
 """
 
 from __future__ import annotations
@@ -40,13 +45,13 @@ class Recorder:
 
     async def _write(self, event: NewEvent) -> object:
         try:
-            return await self._writer.append(event)
+            return await self._writer.log(event)
         except Exception as exc:  # the record is lost; say so loudly, never crash the socket
             self.failed += 1
             log.error("audit record failed", event_type=event.event_type, error=str(exc))
             return None
 
     async def flush(self) -> None:
-        """Wait until every record submitted so far is written (or failed)."""
+        """Wait until every record submitted so far is durable (or failed)."""
         while self._pending:
             await asyncio.gather(*list(self._pending))

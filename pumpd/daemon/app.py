@@ -12,6 +12,12 @@ SIGTERM/SIGINT: close the socket (no new commands), announce (``daemon.announced
 every infusing session as ``pumpd``, stop supervising, write ``daemon.stopped``, drain the
 writer, exit 0. SIGHUP (or ``config.reload`` on the socket): re-read roles, staff settings
 and the protocol library, audited; pumps and paths need a restart.
+
+The audit database going away (docs/audit-spool.md): the writer has a local durable spool
+(``audit_spool``), so the daemon's own records are made durable there (``log``) and no
+signal, announcement or reload waits for the database. Only the start-up records wait for
+a commit (bounded), so a spool left by a killed daemon is in the database before recovery
+reads the sessions from it. STATUS= says when the database is away.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ from typing import Any, TextIO
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd import __version__
 from pumpd.audit import migrate
+from pumpd.audit.spool import SpoolError
 from pumpd.audit.store import Actor, AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, ScaledClock, SystemClock
@@ -58,6 +67,16 @@ PAUSE_BOUND_S = 30.0
 """How long SIGTERM waits for the pauses (each is bounded by the controller itself)."""
 RETRY_MAX_S = 30.0
 STATUS_EVERY_S = 5.0
+AUDIT_CHECK_S = 1.0
+"""How often STATUS= is checked for a change of the audit writer's state (sent at once)."""
+STARTUP_COMMIT_S = 60.0
+"""How long start-up waits for its records (and a leftover spool before them) to commit."""
+CLOSE_BOUND_S = 5.0
+"""How long shutdown waits for the pumps' queued audit events before closing the writer
+(during an outage they are in the spool already and drained at the next start)."""
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""The daemon's SQLite busy timeout: a lock held longer sends events to the spool instead
+of holding every acknowledgement for the library's 30 s (docs/audit-spool.md)."""
 
 
 class StartupError(RuntimeError):
@@ -165,14 +184,15 @@ class Daemon:
                 "pumps (loopback, pseudo-terminals) are accepted",
                 time_scale=cfg.time_scale,
             )
-        self.engine = make_engine(cfg.database, pool_pre_ping=False)
+        self.engine = make_daemon_engine(cfg.database)
         revision = await asyncio.to_thread(self._schema, self.engine)
         log.info("audit schema ready", revision=revision, database=_safe_url(cfg.database))
         self.store = AuditStore(self.engine, simulated=cfg.simulation)
-        self.writer = AsyncAuditWriter(self.store)
+        self.writer = await asyncio.to_thread(make_writer, cfg, self.store)
         self.library = await asyncio.to_thread(load_library, cfg.protocols)
         await self._record_loaded(cfg, self.library)
-        await self._audit(
+        await self._spool_findings(self.writer)
+        await self._startup_committed(
             "daemon.started",
             {"version": __version__, "pid": os.getpid(), "config_sha256": cfg.sha256},
         )
@@ -254,10 +274,67 @@ class Daemon:
     async def _audit(
         self, event_type: str, payload: Mapping[str, Any], pump: str | None = None
     ) -> None:
+        """Write a daemon record; returns once it is durable (in the database, or in the
+        local spool while the database is away), so no signal or request waits on it."""
         assert self.writer is not None
-        await self.writer.append(
+        await self.writer.log(
             NewEvent(event_type=event_type, payload=payload, actor=Actor.daemon(), pump_id=pump)
         )
+
+    async def _startup_committed(self, event_type: str, payload: Mapping[str, Any]) -> None:
+        """The last start-up record, committed in the database: everything queued before
+        it (a leftover spool first of all) is then in the database too, which is where
+        recovery reads the sessions from. Bounded: a database that goes away again
+        during start-up fails the start-up rather than hang it."""
+        assert self.writer is not None
+        event = NewEvent(event_type=event_type, payload=payload, actor=Actor.daemon())
+        try:
+            async with asyncio.timeout(STARTUP_COMMIT_S):
+                await self.writer.append(event)
+        except TimeoutError:
+            health = self.writer.health()
+            raise StartupError(
+                f"the audit database did not take the start-up records within "
+                f"{STARTUP_COMMIT_S:g} s ({health.reason or 'no reason given'}); "
+                f"{health.spooled} event(s) wait in the spool {self.config.audit_spool}"
+            ) from None
+
+    async def _spool_findings(self, writer: AsyncAuditWriter) -> None:
+        """Tell (log and audit) what start-up found about the spool."""
+        cfg = self.config
+        if cfg.audit_spool is None:
+            message = (
+                'the audit spool is switched off (audit_spool = "off"): if the audit '
+                "database goes away, events are held in memory only and are lost if pumpd "
+                "stops; no infusion can be started until it is back"
+            )
+            log.error(message)
+            await self._announce("audit.spool.off", message)
+            return
+        same = same_file_system(cfg.audit_spool, cfg.database)
+        if same:
+            log.warning(
+                "the audit spool is on the same file system as the SQLite database: a full "
+                "disk stops both; mount another file system at its directory "
+                "(docs/daemon.md)",
+                spool=str(cfg.audit_spool),
+            )
+        torn = writer.torn_tail
+        if torn is not None:
+            await self._announce(
+                "audit.spool.torn_tail",
+                f"the audit spool {cfg.audit_spool} ended in a line cut off by a crash "
+                f"(line {torn.line_number}, {torn.byte_count} bytes): never acknowledged, "
+                f"not applied, kept at {torn.kept_at}",
+            )
+        leftover = writer.leftover
+        if leftover:
+            await self._announce(
+                "audit.spool.leftover",
+                f"the audit spool {cfg.audit_spool} held {leftover} event(s) of a previous "
+                "run that ended while the audit database was away; they are written to "
+                "the database, in order, before any event of this run",
+            )
 
     async def _bring_up(self, pump: PumpConfig, first: asyncio.Event) -> None:
         """Connect one pump and hand it to the supervisor; retry while it cannot be reached."""
@@ -271,6 +348,15 @@ class Daemon:
                 try:
                     await driver.connect()
                     await self.supervisor.add(driver, controller_config(self.config, pump))
+                except SQLAlchemyError as exc:
+                    # Recovery reads the pump's session from the audit database, which is
+                    # away: try again (the pump's own failsafe holds it meanwhile).
+                    log.error("pump waits for the audit database to recover it", error=str(exc))
+                    first.set()
+                    await driver.close()
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(2 * delay_s, RETRY_MAX_S)
+                    continue
                 except DriverError as exc:
                     self.failed[pump.id] = str(exc)
                     if not told:
@@ -387,11 +473,30 @@ class Daemon:
                     f"{(st.vtbi_ul or 0) / 1000:.1f} mL" + ("" if st.reachable else " (no link)")
                 )
         text = f"{len(controllers)}/{len(self.config.pumps)} pumps: " + ", ".join(parts)
+        audit = self.audit_summary()
+        if audit:
+            text = f"{audit}; {text}"
         if self.watchdog is not None and not self.watchdog.verdict.healthy:
             text = f"UNHEALTHY ({self.watchdog.verdict.reason}); {text}"
         if self.config.simulation:
             text = f"SIMULATION x{self.config.time_scale:g}; {text}"
         return text
+
+    def audit_summary(self) -> str:
+        """The audit writer's trouble for STATUS=, or "" when it writes directly."""
+        if self.config.audit_spool is None:
+            return "NO AUDIT SPOOL"
+        if self.writer is None:
+            return ""
+        h = self.writer.health()
+        if h.spool_failing:
+            return f"AUDIT NOT DURABLE (database and spool failing: {h.reason or '?'})"
+        if h.blocked is not None:
+            return f"AUDIT SPOOL BLOCKED ({h.blocked[:120]})"
+        if h.degraded:
+            since = "" if h.degraded_since is None else f" since {h.degraded_since:%H:%M:%SZ}"
+            return f"AUDIT DATABASE UNAVAILABLE{since}: {h.spooled} events in the local spool"
+        return ""
 
     def _update_status(self) -> None:
         text = self.summary()
@@ -400,9 +505,16 @@ class Daemon:
         self._last_status = text
 
     async def _status_forever(self) -> None:
+        """STATUS= every 5 s, and at once when the audit writer's state changes."""
+        last_audit = self.audit_summary()
+        waited_s = 0.0
         while True:
-            await asyncio.sleep(STATUS_EVERY_S)
-            self._update_status()
+            await asyncio.sleep(AUDIT_CHECK_S)
+            waited_s += AUDIT_CHECK_S
+            audit = self.audit_summary()
+            if audit != last_audit or waited_s >= STATUS_EVERY_S:
+                last_audit, waited_s = audit, 0.0
+                self._update_status()
 
     def _notify(self, act: Callable[[Notifier], None]) -> None:
         assert self.notifier is not None
@@ -463,6 +575,7 @@ class Daemon:
                     "socket",
                     "socket_group",
                     "database",
+                    "audit_spool",
                     "poll_hz",
                     "simulation",
                     "time_scale",
@@ -526,8 +639,18 @@ class Daemon:
             )
         if running:
             await self._pause_all(running)
+        closing: asyncio.Task[None] | None = None
         if self.supervisor is not None:
-            await self.supervisor.close()
+            # Its last step waits for the pumps' queued audit events; during an outage
+            # they are in the spool already, so do not wait for the database here.
+            closing = asyncio.create_task(self.supervisor.close(), name="supervisor-close")
+            done, _ = await asyncio.wait({closing}, timeout=CLOSE_BOUND_S)
+            if not done:
+                log.warning(
+                    "audit events still wait for the database; they are in the spool and "
+                    "written at the next start",
+                    spooled=None if self.writer is None else self.writer.spooled,
+                )
         for driver in self.drivers.values():
             with contextlib.suppress(Exception):
                 await driver.close()
@@ -538,6 +661,9 @@ class Daemon:
             except Exception as exc:
                 log.error("daemon.stopped not written", error=str(exc))
             await self.writer.aclose()
+        if closing is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(closing, CLOSE_BOUND_S)
         if self.engine is not None:
             self.engine.dispose()
         log.info("pumpd stopped", reason=reason)
@@ -560,6 +686,45 @@ class Daemon:
                 await asyncio.gather(*(pause(ctl) for ctl in running))
         except TimeoutError:
             log.error("pauses at shutdown did not finish in time; pump failsafes take over")
+
+
+def make_daemon_engine(url: str) -> Engine:
+    """The daemon's engine: as every engine (pumpd/db.py), but a shorter SQLite busy
+    timeout, so a lock sends events to the spool in seconds instead of holding every
+    acknowledgement for 30 s."""
+    engine = make_engine(url, pool_pre_ping=False)
+    if engine.dialect.name == "sqlite":
+
+        @sa_event.listens_for(engine, "connect")
+        def _busy(dbapi_con: Any, _record: Any) -> None:
+            dbapi_con.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+    return engine
+
+
+def make_writer(config: DaemonConfig, store: AuditStore) -> AsyncAuditWriter:
+    """The daemon's audit writer, with its spool unless switched off. The spool's place is
+    checked now and a spool left by a previous run is loaded (drained before any new
+    event); a refusal names the key."""
+    if config.audit_spool is None:
+        return AsyncAuditWriter(store)
+    try:
+        return AsyncAuditWriter(store, spool=config.audit_spool, outage_record=True)
+    except SpoolError as exc:
+        raise type(exc)(f"daemon.audit_spool: {exc}") from exc
+
+
+def same_file_system(spool: Path, database: str) -> bool:
+    """True when the spool's directory is on the file system of an SQLite database."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database)
+    if not url.get_backend_name().startswith("sqlite") or not url.database:
+        return False
+    try:
+        return os.stat(spool.parent).st_dev == os.stat(Path(url.database).parent).st_dev
+    except OSError:
+        return False
 
 
 def _safe_url(url: str) -> str:

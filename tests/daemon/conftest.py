@@ -49,10 +49,12 @@ def write_config(
 ) -> Path:
     assert sim.tcp_address is not None
     host, port = sim.tcp_address
+    (directory / "spool").mkdir(exist_ok=True)
     text = f"""
 [daemon]
 socket = "{directory / "pumpd.sock"}"
 database = "sqlite:///{directory / "audit.db"}"
+audit_spool = "{directory / "spool" / "audit.spool"}"
 simulation = true
 time_scale = {SCALE:g}
 poll_hz = 10

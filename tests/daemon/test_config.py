@@ -98,6 +98,8 @@ heartbeat_timeout_s = 20
     )
     assert cfg.protocols == default_path()
     assert cfg.socket_group is None
+    # The spool has its own directory, where another file system can be mounted.
+    assert cfg.audit_spool == Path("/var/lib/pumpd/spool/audit.spool")
     assert cfg.log_format == "json"
     assert (cfg.staff_idle_timeout_s, cfg.staff_max_failures, cfg.staff_lockout_s) == (
         600,
@@ -109,6 +111,12 @@ heartbeat_timeout_s = 20
     assert pump.address == "/dev/ttyUSB0@19200"
     # Without [roles] the packaged groups (sysusers.d) hold the roles.
     assert cfg.roles["nurse"] == frozenset({"pumpd-nurse"})
+
+
+def test_the_audit_spool_can_be_placed_or_switched_off() -> None:
+    placed = parse('[daemon]\naudit_spool = "/mnt/spool/pumpd.spool"\n' + PUMP)
+    assert placed.audit_spool == Path("/mnt/spool/pumpd.spool")
+    assert parse('[daemon]\naudit_spool = "off"\n' + PUMP).audit_spool is None
 
 
 def test_hash_is_of_the_exact_bytes(tmp_path: Path) -> None:
@@ -241,6 +249,19 @@ def test_relative_protocols_path_is_taken_from_the_file(tmp_path: Path) -> None:
             "more than the pump's 65535",
         ),
         ("[daemon\n", "(syntax)", "Expected ']'"),
+        ("[daemon]\naudit_spool = 'spool'\n" + PUMP, "daemon.audit_spool", "absolute path or"),
+        ("[daemon]\naudit_spool = '/var/x/'\n" + PUMP, "daemon.audit_spool", "not of a directory"),
+        ("[daemon]\naudit_spool = false\n" + PUMP, "daemon.audit_spool", "valid string"),
+        (
+            "[daemon]\ndatabase = 'sqlite:////srv/a.db'\naudit_spool = '/srv/a.db'\n" + PUMP,
+            "daemon.audit_spool",
+            "the SQLite database file itself",
+        ),
+        (
+            "[daemon]\nsocket = '/run/p/s'\naudit_spool = '/run/p/s'\n" + PUMP,
+            "daemon.audit_spool",
+            "the control socket's path",
+        ),
     ],
 )
 def test_each_refusal_names_its_key(text: str, key: str, fragment: str) -> None:

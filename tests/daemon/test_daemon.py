@@ -229,6 +229,7 @@ async def test_rtu_and_tcp_pumps_in_one_daemon(tmp_path: Path) -> None:
 [daemon]
 socket = "{tmp_path / "pumpd.sock"}"
 database = "sqlite:///{tmp_path / "audit.db"}"
+audit_spool = "{tmp_path / "audit.spool"}"
 simulation = true
 time_scale = 60
 [[pump]]

@@ -157,7 +157,7 @@ async def test_kill_restart_resumes_supervision_and_sigterm_pauses(rig: Rig) -> 
         if e.event_type == "pump.command.requested"
         and json.loads(e.payload)["reason_codes"] == ["daemon.shutdown"]
     ]
-    assert len(shutdown_pauses) == 1
+    assert len(shutdown_pauses) == 1, [(e.event_type, e.payload[:80]) for e in after]
     assert shutdown_pauses[0].actor_name == "pumpd"
     assert shutdown_pauses[0].pump_id == "chair-1"
     assert "pump.command.confirmed" in kinds[announced:]

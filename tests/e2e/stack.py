@@ -44,6 +44,11 @@ class Stack:
     roles: dict[str, list[str]] = field(default_factory=dict)
     heartbeat_timeout_s: int = 3
     default_user: str | None = None
+    database_url: str | None = None
+    """The audit database; by default a fresh SQLite file in the working directory."""
+    audit_spool: str | None = None
+    """The daemon's `audit_spool`; by default `spool/audit.spool` in the working directory
+    (`"off"` switches it off)."""
     rtu_pumps: int = 0
     """The last `rtu_pumps` units are wired over the simulator's RTU pty line, not TCP."""
     staff_idle_timeout_min: float | None = None
@@ -67,7 +72,17 @@ class Stack:
 
     @property
     def database(self) -> str:
+        if self.database_url is not None:
+            return self.database_url
         return f"sqlite:///{self.workdir / 'audit.db'}"
+
+    @property
+    def spool_path(self) -> Path | None:
+        if self.audit_spool == "off":
+            return None
+        if self.audit_spool is not None:
+            return Path(self.audit_spool)
+        return self.workdir / "spool" / "audit.spool"
 
     @property
     def rtu_link(self) -> Path:
@@ -102,10 +117,13 @@ class Stack:
         self.sim_control = (host, int(port))
 
     def write_config(self) -> None:
+        if self.spool_path is not None:
+            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
         lines = [
             "[daemon]",
             f'socket = "{self.socket_path}"',
             f'database = "{self.database}"',
+            f'audit_spool = "{self.spool_path or "off"}"',
             "poll_hz = 10",
             "simulation = true",
             f"time_scale = {self.time_scale}",
