@@ -217,12 +217,30 @@ def _print_plan(entry: LoadedProtocol, p: Plan) -> None:
 
 @main.group(invoke_without_command=True, help="List the protocol library.\n\n" + _EXIT_HELP)
 @_library_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="The list as JSON (id, version, status, sha256)."
+)
 @click.pass_context
-def protocols(ctx: click.Context, library_path: str | None) -> None:
+def protocols(ctx: click.Context, library_path: str | None, as_json: bool) -> None:
     ctx.obj = library_path
     if ctx.invoked_subcommand is not None:
         return
     library = _library(library_path)
+    if as_json:
+        listed = [
+            {
+                "protocol_id": e.protocol.id,
+                "version": e.protocol.version,
+                "name": e.protocol.title,
+                "drug": e.protocol.drug,
+                "dose_mode": e.protocol.dose.mode,
+                "status": "released" if e.released else "unreleased",
+                "sha256": e.sha256,
+            }
+            for e in library
+        ]
+        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        return
     table = Table(title=f"Protocol library {library.path}")
     for column in ("id", "v", "dose mode", "released", "sha256"):
         table.add_column(column, no_wrap=True)

@@ -8,6 +8,7 @@ before anything is sent, a token file anyone else could read is never used.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -21,7 +22,7 @@ import pytest
 from rich.console import Console
 
 from pumpd.cli import client as rpc
-from pumpd.cli.live import login, render
+from pumpd.cli.live import common, login, render
 
 ROOT = Path(__file__).resolve().parents[2]
 PUMPCTL = Path(sys.executable).parent / "pumpctl"
@@ -206,8 +207,9 @@ def test_pump_view_shows_what_a_nurse_needs() -> None:
         "25.100 mL",
         "10.25 of 41.00 mg ketamine",
         "150.00 mL/h | 61.500 mg/h",
-        "30:00",
-        "overdue by 1:30",
+        "infused",
+        "time remaining          30 min 00 s",
+        "overdue by 1 min 30 s",
         "ALARM HIGH Occlusion on chair-1. (pump.occlusion)",
         "REMINDER Vitals due. (vitals.due)",
     ):
@@ -254,6 +256,119 @@ def test_plan_view_shows_refusal_and_override() -> None:
 )
 def test_duration(seconds: int | None, shown: str) -> None:
     assert render.duration(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0, "0 s"), (59, "59 s"), (61, "1 min 01 s"), (2077, "34 min 37 s"), (3725, "1 h 02 min")],
+)
+def test_spoken_duration_carries_its_units(seconds: int, shown: str) -> None:
+    # "34:37" on a screen next to a pump showing h:mm could be read as hours.
+    assert render.spoken_duration(seconds) == shown
+    assert render.spoken_duration(-seconds) == (f"-{shown}" if seconds else shown)
+
+
+def test_whoami_view_shows_the_acting_persons_roles() -> None:
+    me = {
+        "user": "station1",
+        "uid": 1007,
+        "groups": ["pumpd", "pumpd-admin", "pumpd-nurse"],
+        "groups_source": "so_peergroups",
+        "roles": ["admin", "nurse"],
+        "acting": "staff:N001",
+        "acting_roles": ["nurse"],
+        "simulated": False,
+    }
+    text = _text(render.whoami_view(me))
+    assert re.search(r"acting person\s+│ staff:N001 ", text), text
+    assert re.search(r"acting roles\s+│ nurse ", text), text
+    assert "SO_PEERGROUPS" in text
+    assert "SIMULATION" not in text
+    nobody = _text(render.whoami_view({**me, "roles": [], "acting_roles": []}))
+    assert re.search(r"acting roles\s+│ none ", nobody), nobody
+
+
+def test_alarms_are_listed_highest_priority_first() -> None:
+    alarms = [
+        {"pump_id": "chair-1", "priority": "low", "code": "a"},
+        {"pump_id": "chair-1", "priority": "high", "code": "b"},
+        {"pump_id": "chair-2", "priority": "medium", "code": "c"},
+        {"pump_id": "chair-2", "priority": "high", "code": "d"},
+    ]
+    assert [a["code"] for a in render.by_priority(alarms)] == ["b", "d", "c", "a"]
+    table = _text(render.alarms_table(render.by_priority(alarms)))
+    assert table.index(" b ") < table.index(" c ") < table.index(" a ")
+
+
+def _refusal(*messages: str) -> rpc.RpcError:
+    verdicts = [
+        {"rule": f"r{i}", "code": f"rule.code_{i}", "severity": "hard", "message": m}
+        for i, m in enumerate(messages)
+    ]
+    return rpc.RpcError(
+        -32010, "confirm refused: " + " ".join(messages), {"kind": "refused", "verdicts": verdicts}
+    )
+
+
+def test_an_error_with_one_reason_is_one_sentence_with_its_code() -> None:
+    message, details = common.error_text(_refusal("A second person must confirm."))
+    assert message == "confirm refused: A second person must confirm (rule.code_0)."
+    assert details == []
+
+
+def test_an_error_with_several_reasons_lists_each_once() -> None:
+    message, details = common.error_text(_refusal("No vitals.", "Not primed."))
+    assert message == "confirm refused for 2 reasons:"
+    assert details == ["HARD No vitals. (rule.code_0)", "HARD Not primed. (rule.code_1)"]
+    plain, none = common.error_text(rpc.RpcError(-32013, "pump chair-1 has no open session"))
+    assert (plain, none) == ("pump chair-1 has no open session.", [])
+
+
+def _login_error(reason: str) -> bytes:
+    message = {"pin_refused": "staff id or PIN not accepted"}.get(reason, "the login expired")
+    error = {
+        "code": -32002,
+        "message": message,
+        "data": {"kind": "login_required", "reason": reason},
+    }
+    return json.dumps(error).encode()
+
+
+def test_log_in_again_is_advised_only_when_this_terminals_login_was_refused(
+    tmp_path: Path, runtime_dir: Path
+) -> None:
+    login.save(login.StaffLogin(token="t0k", staff_id="N001", name="Ana", role="nurse"))
+    path = tmp_path / "peer.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(4)
+    replies = [_login_error("pin_refused"), _login_error("token_expired")]
+
+    def serve() -> None:
+        for reply in replies:
+            conn, _ = server.accept()
+            with conn:
+                request = json.loads(conn.recv(65536))
+                answer = {"jsonrpc": "2.0", "id": request["id"], "error": json.loads(reply)}
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    env = {"XDG_RUNTIME_DIR": str(runtime_dir)}
+    try:
+        witness = pumpctl(
+            "--socket", str(path), "confirm", "chair-1", "--weight", "82kg",
+            "--witness", "N002", "--pin-stdin", stdin="000000\n", env=env,
+        )  # fmt: skip
+        expired = pumpctl("--socket", str(path), "start", "chair-1", env=env)
+    finally:
+        thread.join(timeout=10)
+        server.close()
+    assert witness.returncode == rpc.EXIT_NOT_AUTHORIZED, witness.stderr
+    assert witness.stderr.strip() == "Error: staff id or PIN not accepted."
+    assert expired.returncode == rpc.EXIT_NOT_AUTHORIZED, expired.stderr
+    assert "pumpctl login N001" in expired.stderr
+    assert "pumpctl logout" in expired.stderr
 
 
 def test_pumpctl_names_the_library_variable_of_pumpd_protocols() -> None:

@@ -249,6 +249,19 @@ def test_protocols_list_show_and_schema(runner: CliRunner) -> None:
     assert json.loads(schema.stdout)["title"] == "Protocol"
 
 
+def test_protocols_list_as_json_has_every_protocol_and_its_full_hash(runner: CliRunner) -> None:
+    from pumpd.protocols import load_library
+
+    result = runner.invoke(main, ["protocols", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    library = load_library()
+    assert [(p["protocol_id"], p["version"], p["sha256"]) for p in listed] == [
+        (e.protocol.id, e.protocol.version, e.sha256) for e in library
+    ]
+    assert {p["status"] for p in listed} <= {"released", "unreleased"}
+
+
 def test_real_pumpctl_process_without_a_daemon(tmp_path: Path) -> None:
     exe = shutil.which("pumpctl", path=str(PUMPCTL.parent)) or str(PUMPCTL)
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}

@@ -8,6 +8,8 @@ changes nothing: the session stays PROGRAMMED.
 
 from __future__ import annotations
 
+import re
+
 from .conftest import IS_ROOT, Accounts
 from .stack import PIN, Stack, add_staff
 
@@ -49,6 +51,9 @@ def test_same_person_never_programs_and_confirms(stack: Stack, accounts: Account
 def test_staff_login_cannot_witness_itself(stack: Stack, accounts: Accounts) -> None:
     add_staff(stack, accounts.admin)
     stack.ok("login", "N001", "--pin-stdin", stdin=PIN["N001"] + "\n")
+    me = stack.ok("whoami")
+    assert re.search(r"acting person\s*│ staff:N001 ", me), me
+    assert re.search(r"acting roles\s*│ nurse ", me), me  # the staff member's role, not "-"
     stack.ok(*PROGRAM)
     itself = stack.pumpctl(
         "confirm", "chair-1", "--weight", "82kg", "--witness", "N001", "--pin-stdin",

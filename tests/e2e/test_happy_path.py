@@ -68,6 +68,11 @@ def run_happy_path(s: Stack, accounts: Accounts) -> None:
     frame = s.ok("watch", "chair-1", "--once")
     assert "chair-1" in frame
     assert "P-E2E-1" in frame
+    [views] = [
+        json.loads(line) for line in s.ok("watch", "chair-1", "--once", "--json").splitlines()
+    ]
+    assert views[0]["session_id"] == session_id
+    assert started_line(s.daemon_log(200_000))["session"] == session_id
 
     frames = watch_live(s, "chair-1")
     assert frames.count("chair-1") >= 2, frames  # refreshed, not printed once
@@ -104,6 +109,18 @@ def run_happy_path(s: Stack, accounts: Accounts) -> None:
     assert session_id in sessions.stdout
     verify = s.audit("verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def started_line(log: str) -> dict[str, object]:
+    """The daemon's JSON log line of the nurse's start: it names the pump and its session."""
+    for line in log.splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("event") == "control request" and entry.get("method") == "session.start":
+                assert entry["pump"] == "chair-1", entry
+                assert entry["outcome"] == "ok", entry
+                return dict(entry)
+    raise StackError(f"no log line of session.start:\n{log[-3000:]}")
 
 
 def watch_live(s: Stack, pump: str) -> str:

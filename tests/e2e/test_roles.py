@@ -28,6 +28,7 @@ COMMANDS: list[tuple[list[str], set[str], str]] = [
     (["status"], READ, ""),
     (["status", "chair-2", "--json"], READ, ""),
     (["watch", "chair-2", "--once"], READ, ""),
+    (["watch", "chair-2", "--once", "--json"], READ, ""),
     (["alarms", "--json"], READ, ""),
     (
         [

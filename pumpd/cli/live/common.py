@@ -40,15 +40,45 @@ def fail(code: int, message: str, details: list[str] | None = None) -> NoReturn:
     sys.exit(code)
 
 
+def error_text(exc: rpc.RpcError) -> tuple[str, list[str]]:
+    """The daemon's error as one sentence, and the kernel's reasons when there are several.
+
+    The daemon's message of a refusal already contains every verdict's sentence
+    ("confirm refused: <why>"). One reason: that sentence with the rule's code, on one
+    line. Several: "<command> refused for N reasons:" and each reason on its own line with
+    its severity and code, so no sentence is printed twice.
+    """
+    message = exc.message.strip().rstrip(".")
+    verdicts = exc.verdicts
+    if not verdicts:
+        return message + ".", []
+    if len(verdicts) == 1 and verdicts[0].message.strip().rstrip(".") in message:
+        return f"{message} ({verdicts[0].code}).", []
+    head, refused, _ = message.partition(" refused:")
+    if refused:
+        message = f"{head} refused for {len(verdicts)} reasons:"
+    else:
+        message += "."
+    return message, [f"{v.severity.upper()} {v.message} ({v.code})" for v in verdicts]
+
+
 def report(exc: rpc.ClientError) -> NoReturn:
     """Print a client error as the nurse should read it and exit with its code."""
     if isinstance(exc, rpc.RpcError):
-        details = [f"{v.severity.upper()} {v.message} ({v.code})" for v in exc.verdicts]
-        message = exc.message.rstrip(".") + "."
-        if exc.code == -32002 and login.load() is not None and "log in" not in message.lower():
-            message += " Log in again with: pumpctl login STAFF_ID"
+        message, details = error_text(exc)
+        staff = login.load()
+        if exc.code == -32002 and staff is not None and _token_problem(exc):
+            message += (
+                f" (pumpctl login {staff.staff_id} logs in again; pumpctl logout ends the"
+                " login, and commands then act as this account)"
+            )
         fail(exc.exit_code, message, details)
     fail(exc.exit_code, str(exc))
+
+
+def _token_problem(exc: rpc.RpcError) -> bool:
+    """The terminal's own staff login was refused (not a witness's or a login's PIN)."""
+    return str(exc.data.get("reason", "")).startswith("token_")
 
 
 def connect(target: Target, *, with_login: bool = True) -> rpc.Client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -58,23 +59,40 @@ def status(target: Target, pump: str | None, as_json: bool) -> None:
     help="Seconds between refreshes.",
 )
 @click.option("--once", is_flag=True, help="Print one frame and exit (scripts, tests).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON line per refresh (status --json's list)."
+)
 @_pass_target
-def watch(target: Target, pump: str | None, interval: float, once: bool) -> None:
+def watch(target: Target, pump: str | None, interval: float, once: bool, as_json: bool) -> None:
     console = _console()
     params = _status_params(pump)
     # Without the staff token: a view left open on a screen must not keep a login alive.
     with connect(target, with_login=False) as c:
         first = call_on(c, "status", params)
-        if once:
-            console.print(render.status_views(first))
-            return
         try:
-            if console.is_terminal:
+            if as_json:
+                _json_lines(c, params, first, interval, once)
+            elif once:
+                console.print(render.status_views(first))
+            elif console.is_terminal:
                 _live(console, c, params, first, interval)
             else:
                 _stream(console, c, params, first, interval)
         except KeyboardInterrupt:
             return
+
+
+def _json_lines(
+    c: rpc.Client, params: dict[str, Any], first: Any, interval: float, once: bool
+) -> None:
+    """For programs: each refresh is one line, the same list as ``status --json``."""
+    views = first
+    while True:
+        click.echo(json.dumps(views, ensure_ascii=False, sort_keys=True))
+        if once:
+            return
+        time.sleep(interval)
+        views = call_on(c, "status", params)
 
 
 def _live(
@@ -104,7 +122,7 @@ def _stream(
         views = call_on(c, "status", params)
 
 
-@click.command(help="Every alarm and reminder of every pump, highest priority first.")
+@click.command(help="Every active alarm of every pump, highest priority first.")
 @json_option
 @_pass_target
 def alarms(target: Target, as_json: bool) -> None:
@@ -112,7 +130,7 @@ def alarms(target: Target, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
-        _console().print(render.alarms_table(result))
+        _console().print(render.alarms_table(render.by_priority(result)))
 
 
 @click.command(help="Who pumpd sees: OS user, groups, roles, and the acting person.")

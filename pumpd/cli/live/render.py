@@ -55,6 +55,23 @@ def duration(seconds: object) -> str:
     return f"{sign}{h}:{m:02d}:{s:02d}" if h else f"{sign}{m}:{s:02d}"
 
 
+def spoken_duration(seconds: object) -> str:
+    """``2077`` → ``34 min 37 s``: with units, because a pump's own display shows h:mm and
+    "34:37" could be read as hours. From an hour on, to the minute (``1 h 02 min``)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
+        return "-"
+    try:
+        total = int(Decimal(str(seconds)))
+    except InvalidOperation:
+        return str(seconds)
+    sign = "-" if total < 0 else ""
+    h, rest = divmod(abs(total), 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{sign}{h} h {m:02d} min"
+    return f"{sign}{m} min {s:02d} s" if m else f"{sign}{s} s"
+
+
 def _message(item: object) -> str:
     if isinstance(item, Mapping):
         text = item.get("message") or item.get("text") or item.get("code") or ""
@@ -134,7 +151,7 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
             f"{dash(view.get('patient_ref'))} / {dash(view.get('protocol_id'))}",
         )
         delivered, vtbi = view.get("delivered_ul"), view.get("vtbi_ul")
-        figures.add_row("volume", volume_bar(delivered, vtbi))
+        figures.add_row("infused", volume_bar(delivered, vtbi))
         figures.add_row("expected (independent)", f"{ml(view.get('expected_ul'))} mL")
         drug = dash(view.get("drug"))
         figures.add_row(
@@ -146,11 +163,13 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
             "flow | dose rate",
             f"{number(view.get('rate_ml_h'))} mL/h | {number(view.get('dose_rate_mg_h'), 3)} mg/h",
         )
-        figures.add_row("time remaining", duration(view.get("remaining_s")))
+        figures.add_row("time remaining", spoken_duration(view.get("remaining_s")))
         due = view.get("vitals_due_in_s")
         if due is not None:
             overdue = isinstance(due, int | float) and due < 0
-            text = f"overdue by {duration(-due)}" if overdue else f"in {duration(due)}"
+            text = (
+                f"overdue by {spoken_duration(-due)}" if overdue else f"in {spoken_duration(due)}"
+            )
             figures.add_row("vitals due", Text(text, "bold red" if overdue else ""))
     backlog = view.get("audit_backlog")
     if backlog:
@@ -171,12 +190,21 @@ def status_views(views: Sequence[Mapping[str, Any]]) -> RenderableType:
     return Group(*(pump_view(v) for v in views))
 
 
+_PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+
+
+def by_priority(alarms: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Highest priority first (IEC 60601-1-8: high, medium, low); the daemon's order within."""
+    return sorted(alarms, key=lambda a: _PRIORITY_RANK.get(_priority(a), len(_PRIORITY_RANK)))
+
+
 def alarms_table(alarms: Sequence[Mapping[str, Any]]) -> RenderableType:
     if not alarms:
         return Text("No alarms.", "green")
     table = Table(title="Alarms")
-    for column in ("pump", "priority", "code", "source", "message"):
-        table.add_column(column)
+    for column in ("pump", "priority", "code", "source"):
+        table.add_column(column, overflow="fold")  # an id is folded, never cut short
+    table.add_column("message", ratio=1)
     for a in alarms:
         priority = _priority(a)
         table.add_row(
@@ -265,7 +293,24 @@ def whoami_view(me: Mapping[str, Any]) -> Table:
     table.add_column("value")
     table.add_row("OS user", f"{dash(me.get('user'))} (uid {dash(me.get('uid'))})")
     table.add_row("groups", ", ".join(str(g) for g in me.get("groups") or []) or "-")
-    table.add_row("roles", ", ".join(str(r) for r in me.get("roles") or []) or "none")
+    source = me.get("groups_source")
+    table.add_row("groups from", _GROUPS_SOURCE.get(str(source), dash(source)))
+    table.add_row("roles", _names(me.get("roles")))
     table.add_row("acting person", dash(me.get("acting")))
-    table.add_row("acting role", dash(me.get("acting_role")))
+    table.add_row("acting roles", _names(me.get("acting_roles")))
+    if me.get("simulated"):
+        table.add_row("pumpd", Text("SIMULATION mode", "magenta"))
     return table
+
+
+_GROUPS_SOURCE = {
+    "so_peergroups": "the connecting process (SO_PEERGROUPS)",
+    "userdb": "the user database",
+}
+
+
+def _names(values: object) -> str:
+    """A list of roles as text; an empty one says "none" (no role is not a missing field)."""
+    if not isinstance(values, list):
+        return "-"
+    return ", ".join(str(v) for v in values) or "none"

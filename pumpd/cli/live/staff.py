@@ -34,6 +34,7 @@ _pin_stdin = click.option("--pin-stdin", is_flag=True, help="Read the PIN from o
 @pass_target
 def login(target: Target, staff_id: str, pin_stdin: bool) -> None:
     pin = read_pin(f"PIN of {staff_id}", pin_stdin)
+    previous = tokens.load()
     with connect(target, with_login=False) as c:
         try:
             result = c.call("staff.login", {"staff_id": staff_id, "pin": pin})
@@ -52,6 +53,19 @@ def login(target: Target, staff_id: str, pin_stdin: bool) -> None:
         f"logged in as {entry.staff_id} ({entry.name}, {entry.role}); "
         f"expires{minutes}; token in {path}"
     )
+    if previous is not None and previous.token != entry.token:
+        _end_login(target, previous)
+        click.echo(f"the login of {previous.staff_id} at this terminal is ended")
+
+
+def _end_login(target: Target, previous: tokens.StaffLogin) -> None:
+    """Tell the daemon that the login this one replaces is over (audited as a logout), so
+    the token file's old secret does not stay valid in the daemon until it expires."""
+    try:
+        with rpc.Client(target.socket_path, token=previous.token) as c:
+            c.call("staff.logout", {})
+    except rpc.ClientError:
+        pass  # expired or unknown already: nothing is left to end
 
 
 @click.command(help="End the staff login at this terminal.")
