@@ -8,7 +8,9 @@ changes nothing: the session stays PROGRAMMED.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 
 from .conftest import IS_ROOT, Accounts
 from .stack import PIN, Stack, add_staff
@@ -65,3 +67,20 @@ def test_staff_login_cannot_witness_itself(stack: Stack, accounts: Accounts) -> 
         # Another OS user confirms: a different person than staff:N001.
         stack.ok("confirm", "chair-1", "--weight", "82kg", user=accounts.nurse2)
         assert stack.status("chair-1")["session_state"] == "VERIFIED"
+
+
+def test_a_new_login_at_the_terminal_ends_the_one_it_replaces(
+    stack: Stack, accounts: Accounts
+) -> None:
+    add_staff(stack, accounts.admin)
+    stack.ok("login", "N001", "--pin-stdin", stdin=PIN["N001"] + "\n")
+    out = stack.ok("login", "N002", "--pin-stdin", stdin=PIN["N002"] + "\n")
+    assert "the login of N001 at this terminal is ended" in out
+    assert "staff:N002" in stack.ok("whoami")
+    deadline = time.monotonic() + 30  # the audit writer is asynchronous: a bound, no speed
+    ended: list[dict[str, object]] = []
+    while not ended and time.monotonic() < deadline:
+        events = json.loads(stack.audit("events", "--type", "staff.login.ended", "--json").stdout)
+        ended = [e["payload"] for e in events]
+        time.sleep(0.3)
+    assert [(e["staff_id"], e["reason_code"]) for e in ended] == [("N001", "logout")]
