@@ -218,7 +218,7 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("start", by, "start request")
         if verdicts:
             raise CommandRefused("request_start", verdicts)
-        vitals = self._data.vitals[-1].reading() if self._data.vitals else None
+        vitals = self._data.vitals[-1].reading_as_of(stamp) if self._data.vitals else None
         try:
             inputs = StartInputs(
                 snapshot=pump,

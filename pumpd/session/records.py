@@ -8,6 +8,7 @@ reaches a hashed audit payload).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -164,6 +165,16 @@ class VitalsRecord(_Record):
             spo2_percent=self.spo2_percent,
             resp_rate_per_min=self.resp_rate_per_min,
         )
+
+    def reading_as_of(self, now: Stamp) -> VitalsReading:
+        """The reading with ``taken_at`` moved by every wall-clock step since it was
+        recorded, so that its UTC age at ``now`` is the monotonic time since then (plus how
+        long before recording it was taken): a clock set forward must not make fresh vitals
+        stale, nor one set back make them look taken in the future. After a restart the
+        stored monotonic seconds are rebased from UTC, so the age is UTC's again."""
+        elapsed = dt.timedelta(seconds=now.mono_s - self.at.mono_s)
+        step = (now.utc - self.at.utc) - elapsed
+        return dataclasses.replace(self.reading(), taken_at=self.taken_at + step)
 
 
 class NoteRecord(_Record):
