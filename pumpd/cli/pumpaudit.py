@@ -330,7 +330,8 @@ _SESSION_HEAD = [
     "overr",
     "nurses",
 ]
-_SESSION_W = [14, 12, 22, 9, 9, 9, 19, 19, 10, 6, 5, 0]
+_SESSION_W = [14, 12, 26, 9, 9, 9, 19, 19, 14, 6, 5, 0]
+"""Wide enough for the shipped protocol ids with their version and "programmed SIM"."""
 
 
 def _mg(value: Any) -> str:
@@ -428,7 +429,7 @@ def patient_cmd(ctx: click.Context, patient_ref: str, as_json: bool) -> None:
                 ]
                 for c in course
             ),
-            widths=[3, 10, 14, 22, 9, 9, 9, 0],
+            widths=[3, 10, 14, 26, 9, 9, 9, 0],
         )
 
 

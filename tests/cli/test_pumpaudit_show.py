@@ -185,3 +185,14 @@ def test_json_keeps_every_event_whole(database: str) -> None:
     assert stored[0]["payload"]["snapshot"] == json.loads(json.dumps(_snapshot()))
     assert stored[1]["payload"]["accounting"]["expected_ul"] == 24671
     assert data["session"]["nurses"] == ["staff:N001", "staff:N002"]
+
+
+def test_session_listing_columns_stay_aligned_with_long_protocol_ids(database: str) -> None:
+    result = CliRunner().invoke(main, ["--database", database, "sessions"])
+    assert result.exit_code == 0, result.output
+    head, _rule, row = result.output.splitlines()[:3]
+    assert "ketamine_trd_standard@1" in row
+    for column in ("presc mg", "outcome", "nurses"):
+        at = head.index(column)
+        assert row[at - 1] == " ", (column, head, row)  # the cell before it ended in time
+        assert row[at] != " ", (column, head, row)
