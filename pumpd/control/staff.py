@@ -65,8 +65,10 @@ class PinRefused(StaffError):
 
 class StaffLocked(StaffError):
     def __init__(self, staff_id: str, locked_until: str) -> None:
+        until = locked_until[:19].replace("T", " ") + " UTC"  # the stored text, to the second
         super().__init__(
-            f"staff id {staff_id} is locked after repeated wrong PINs until {locked_until}"
+            f"staff id {staff_id} is locked after repeated wrong PINs until {until}; "
+            f"an admin can lift it earlier (pumpctl staff enable {staff_id})"
         )
         self.staff_id = staff_id
         self.locked_until = locked_until

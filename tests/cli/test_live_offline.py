@@ -268,6 +268,20 @@ def test_spoken_duration_carries_its_units(seconds: int, shown: str) -> None:
     assert render.spoken_duration(-seconds) == (f"-{shown}" if seconds else shown)
 
 
+@pytest.mark.parametrize(
+    ("wire", "shown"),
+    [
+        ("2026-12-04T20:27:03.313862+00:00", "2026-12-04 20:28 UTC"),
+        ("2026-12-04T20:27:00+00:00", "2026-12-04 20:27 UTC"),
+        ("2026-12-04T23:59:30Z", "2026-12-05 00:00 UTC"),
+        ("2026-12-04T21:27:00.5+01:00", "2026-12-04 20:28 UTC"),
+        (None, "-"),
+    ],
+)
+def test_a_not_before_time_is_shown_to_the_minute_rounded_up(wire: str | None, shown: str) -> None:
+    assert render.utc_minute(wire) == shown
+
+
 def test_whoami_view_shows_the_acting_persons_roles() -> None:
     me = {
         "user": "station1",

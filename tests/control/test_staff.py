@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -243,6 +244,11 @@ async def test_socket_lockout_is_audited(rig: Rig) -> None:
     locked = await c.err("staff.login", staff_id="N042", pin="4711-ada")
     assert locked["code"] == -32002
     assert locked["data"]["reason"] == "locked"
+    assert re.search(
+        r"locked after repeated wrong PINs until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC; "
+        r"an admin can lift it earlier \(pumpctl staff enable N042\)$",
+        locked["message"],
+    )
     refused = await rig.flushed_events(event_type="staff.pin.refused")
     assert [json.loads(e.payload)["failures"] for e in refused] == [1, 2, 3]
     [lock] = await rig.flushed_events(event_type="staff.locked")

@@ -154,5 +154,5 @@ def checklist(target: Target, pump: str, as_json: bool) -> None:
         echo_json(result)
         return
     for item in result.get("items", []):
-        click.echo(f"[{item.get('id')}] {item.get('text')}")
-    click.echo(f"earliest discharge: {render.dash(result.get('earliest_discharge_at'))}")
+        click.echo(f"[ ] {item.get('text')}")
+    click.echo(f"earliest discharge: {render.utc_minute(result.get('earliest_discharge_at'))}")

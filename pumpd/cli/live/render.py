@@ -7,6 +7,7 @@ same thing. Missing fields are shown as "-" rather than guessed: the daemon is t
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,6 +23,23 @@ _SEVERITY_STYLE = {"hard": "bold red", "soft": "yellow", "note": "dim"}
 
 def dash(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
+
+
+def utc_minute(text: object) -> str:
+    """An ISO 8601 UTC time from the wire as a nurse reads it, rounded *up* to the minute
+    (``…T20:27:03Z`` → ``2026-12-04 20:28 UTC``): it is a "not before" time, and a
+    discharge tried at 20:27 would still be refused."""
+    if not isinstance(text, str) or not text:
+        return "-"
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC)
+    if moment.second or moment.microsecond:
+        moment = moment.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def ml(ul: object) -> str:
