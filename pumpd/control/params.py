@@ -7,6 +7,7 @@ same way. Every string is bounded, so no parameter can make the daemon do unboun
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +21,7 @@ PatientRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 StaffIdText = Annotated[str, Field(min_length=1, max_length=40)]
 Pin = Annotated[str, Field(min_length=1, max_length=64)]
 Role = Literal["nurse", "auditor", "admin"]
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]{1,40}", re.ASCII)
 
 
 class Params(BaseModel):
@@ -146,4 +148,12 @@ def validate(model: type[P], params: dict[str, object]) -> P:
             problem = "unknown parameter"
         elif first["type"] == "missing":
             problem = "missing"
-        raise RpcError(Code.INVALID_PARAMS, f"{where}: {problem}", param=where) from None
+        shown = ".".join(_shown(p) for p in first["loc"]) or "params"
+        raise RpcError(Code.INVALID_PARAMS, f"{shown}: {problem}", param=where) from None
+
+
+def _shown(part: int | str) -> str:
+    """A parameter name as the message shows it: quoted when it is not a plain word, so a
+    key such as "\\n" or "" cannot break the one-line message or hide in it."""
+    text = str(part)
+    return text if _PLAIN_NAME.fullmatch(text) else repr(text)[:60]
