@@ -63,6 +63,7 @@ def test_unit_has_the_issue_settings() -> None:
         "User=pumpd",
         "SupplementaryGroups=dialout",
         "StateDirectory=pumpd",
+        "StateDirectory=pumpd/spool",
         "RuntimeDirectory=pumpd",
         "ConfigurationDirectory=pumpd",
         "ProtectSystem=strict",
@@ -117,9 +118,13 @@ def test_sysusers_and_tmpfiles_apply_to_a_scratch_root(tmp_path: Path) -> None:
     state = tmp_path / "var/lib/pumpd"
     assert state.is_dir()
     assert oct(state.stat().st_mode & 0o777) == "0o700"
+    spool = state / "spool"  # the default audit_spool's directory
+    assert spool.is_dir()
+    assert oct(spool.stat().st_mode & 0o777) == "0o700"
 
 
 def test_example_config_loads() -> None:
     cfg = load_config(PACKAGING / "pumpd.toml.example")
     assert [p.id for p in cfg.pumps] == ["chair-1", "chair-2"]
     assert cfg.simulation is False
+    assert cfg.audit_spool == Path("/var/lib/pumpd/spool/audit.spool")
