@@ -16,7 +16,7 @@ socket and database in a temporary directory), then types the nurses' commands i
   discharges;
 * `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`.
 
-About two and a half minutes. Every process it starts is stopped on exit or Ctrl-C. As
+About two minutes. Every process it starts is stopped on exit or Ctrl-C. As
 root, the role group (a throwaway `pumpd-demo` group) is created and removed again; as any
 other user the user's own primary group is given the roles in the demo's configuration.
 """
@@ -356,7 +356,7 @@ def run_story(demo: Demo) -> None:
     demo.pumpctl("status", "chair-2")
     say("acknowledging while the line is still blocked is refused:")
     demo.pumpctl("ack", "chair-2", expect=3)
-    say("the nurse straightens the line and silences the pump at its panel")
+    say("the nurse straightens the line; the pump keeps its alarm until its own key is pressed")
     demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "off", brief=True)
     demo.ack_at_pump(2)
     demo.pumpctl("ack", "chair-2", "--note", "kinked line straightened; infusion not restarted")

@@ -310,8 +310,45 @@ def test_alarms_are_listed_highest_priority_first() -> None:
         {"pump_id": "chair-2", "priority": "high", "code": "d"},
     ]
     assert [a["code"] for a in render.by_priority(alarms)] == ["b", "d", "c", "a"]
-    table = _text(render.alarms_table(render.by_priority(alarms)))
-    assert table.index(" b ") < table.index(" c ") < table.index(" a ")
+    listed = _text(render.alarms_table(render.by_priority(alarms)))
+    assert listed.index("(b,") < listed.index("(c,") < listed.index("(a,")
+
+
+def test_the_pumps_table_folds_rather_than_cuts_at_a_narrow_terminal() -> None:
+    pump = {
+        "pump_id": "chair-1",
+        "transport": "modbus-tcp",
+        "address": "127.0.0.1:33267",
+        "unit": 1,
+        "reachable": True,
+        "pump_state": "INFUSING",
+        "session_state": "START_REQUESTED",
+    }
+    console = Console(width=60, record=True, color_system=None)
+    console.print(render.pumps_table([pump]))
+    text = console.export_text()
+    assert "…" not in text  # folded over lines where it must be, never shortened
+    assert all(part in text for part in ("INFUS", "START_", "TED", "33", "267")), text
+    wide = Console(width=100, record=True, color_system=None)
+    wide.print(render.pumps_table([pump]))
+    assert "│ chair-1 │ yes     │ INFUSING   │ START_REQUESTED │" in wide.export_text()
+
+
+def test_an_alarm_is_never_squeezed_out_of_a_narrow_terminal() -> None:
+    alarm = {
+        "pump_id": "chair-2",
+        "priority": "high",
+        "code": "tick.pump.alarm.occlusion_downstream",
+        "source": "pump",
+        "message": "Downstream occlusion on chair-2: infusion stopped at 9.3 of 100 mL.",
+    }
+    console = Console(width=40, record=True, color_system=None)
+    console.print(render.alarms_table([alarm]))
+    text = " ".join(console.export_text().split())
+    assert (
+        "HIGH chair-2: Downstream occlusion on chair-2: infusion stopped at 9.3 of 100 mL." in text
+    )
+    assert "(tick.pump.alarm.occlusion_downstream, from pump)" in text
 
 
 def _refusal(*messages: str) -> rpc.RpcError:

@@ -103,19 +103,22 @@ def _priority(item: object) -> str:
 
 
 def pumps_table(pumps: Sequence[Mapping[str, Any]]) -> Table:
+    """What a nurse scans first comes first; a narrow terminal folds a cell, never cuts it
+    to "INF…"."""
     table = Table(title="Pumps")
-    for column in ("pump", "transport", "address", "unit", "reachable", "pump", "session"):
-        table.add_column(column, no_wrap=True)
+    columns = ("pump", "answers", "pump state", "session", "transport", "address", "unit")
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for p in pumps:
         reachable = p.get("reachable")
         table.add_row(
             dash(p.get("pump_id")),
-            dash(p.get("transport")),
-            dash(p.get("address")),
-            dash(p.get("unit")),
             Text("yes", "green") if reachable else Text("NO", "bold red"),
             dash(p.get("pump_state")),
             dash(p.get("session_state")),
+            dash(p.get("transport")),
+            dash(p.get("address")),
+            dash(p.get("unit")),
         )
     return table
 
@@ -217,22 +220,25 @@ def by_priority(alarms: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def alarms_table(alarms: Sequence[Mapping[str, Any]]) -> RenderableType:
+    """One alarm per paragraph: priority, pump, the sentence, then code and source.
+
+    Not a table: at a narrow terminal a table squeezes the sentence into a column of a few
+    letters or drops it; a paragraph wraps and loses nothing.
+    """
     if not alarms:
         return Text("No alarms.", "green")
-    table = Table(title="Alarms")
-    for column in ("pump", "priority", "code", "source"):
-        table.add_column(column, overflow="fold")  # an id is folded, never cut short
-    table.add_column("message", ratio=1)
+    lines: list[RenderableType] = [Text(f"Alarms ({len(alarms)})", "bold")]
     for a in alarms:
         priority = _priority(a)
-        table.add_row(
-            dash(a.get("pump_id")),
-            Text(priority.upper(), _PRIORITY_STYLE.get(priority, "")),
-            dash(a.get("code")),
-            dash(a.get("source")),
-            dash(a.get("message")),
+        lines.append(
+            Text.assemble(
+                (priority.upper() or "-", _PRIORITY_STYLE.get(priority, "")),
+                (f" {dash(a.get('pump_id'))}", "bold"),
+                f": {dash(a.get('message'))} ",
+                (f"({dash(a.get('code'))}, from {dash(a.get('source'))})", "dim"),
+            )
         )
-    return table
+    return Group(*lines)
 
 
 def verdict_lines(verdicts: Iterable[Mapping[str, Any]]) -> list[Text]:
