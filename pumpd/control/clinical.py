@@ -40,8 +40,21 @@ def _parsed(what: str, parse: Callable[[], Any]) -> Any:
 
 
 def _order(dose: str | None, duration: str | None) -> Order:
+    """The order; the duration is read alone first so a refusal names the field at fault."""
+    if duration is not None:
+        _parsed("duration", lambda: parse_order(None, duration))
     param = "dose" if dose is not None else "duration"
     return _parsed(param, lambda: parse_order(dose, duration))  # type: ignore[no-any-return]
+
+
+def _patient(prm: p.ProgramParams) -> Patient:
+    """The patient; weight, then height, then sex are added one at a time so a refusal
+    names the field at fault (a height without unit is not a weight problem)."""
+    _parsed("weight", lambda: parse_patient(prm.weight))
+    if prm.height is not None:
+        _parsed("height", lambda: parse_patient(prm.weight, prm.height))
+    patient: Patient = _parsed("sex", lambda: parse_patient(prm.weight, prm.height, prm.sex))
+    return patient
 
 
 def _override(acting: Acting, reason: str | None, plan: Plan) -> Override | None:
@@ -147,7 +160,7 @@ async def checklist(svc: Service, call: Call) -> Any:
 
 def _plan_inputs(svc: Service, prm: p.ProgramParams) -> tuple[LoadedProtocol, Patient, Order, Plan]:
     proto = svc.protocol(prm.protocol, prm.version)
-    patient = _parsed("weight", lambda: parse_patient(prm.weight, prm.height, prm.sex))
+    patient = _patient(prm)
     order = _order(prm.dose, prm.duration)
     plan = compute_plan(proto.protocol, patient, order)
     return proto, patient, order, plan

@@ -1,4 +1,4 @@
-"""Fuzzing what a nurse types: weights, doses and durations in every odd form.
+"""Fuzzing what a nurse types: weights, heights, doses and durations in every odd form.
 
 Through the real `pumpctl plan` command (click's runner, the real protocol library): any
 text gives exit 0 or 3 with a plan, or exit 2 with one sentence naming the problem — never
@@ -12,6 +12,7 @@ import json
 import re
 from decimal import Decimal
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from pumpd.cli.pumpctl import main
 from safety.units import Dimension, InputError, parse_quantity
 
 PROTOCOL = "ketamine-trd-standard"
+PROTOCOLS = ["ketamine-trd-standard", "ketamine-trd-escalation", "ketamine-chronic-pain"]
 
 numbers = st.one_of(
     st.decimals(min_value=0, max_value=10**6, places=3).map(lambda d: format(d, "f")),
@@ -58,15 +60,49 @@ def test_any_text_parses_to_the_right_value_or_is_refused_specifically(text: str
         assert q.value == expected
 
 
-@given(weight=typed, dose=st.one_of(st.none(), typed), duration=st.one_of(st.none(), typed))
+FIELDS = ("weight", "height", "sex", "dose", "duration", "protocol")
+
+
+def names_what_is_wrong(message: str, typed: list[str]) -> bool:
+    """The refusal names a field, or quotes what was typed (as given or escaped)."""
+    if any(f in message for f in FIELDS):
+        return True
+    for text in typed:
+        cut = text.strip()[:40]
+        if cut and (cut in message or repr(cut)[1:-1] in message):
+            return True
+        if not cut and "''" in message:  # nothing typed: the message quotes the nothing
+            return True
+    return False
+
+
+@given(
+    protocol=st.sampled_from(PROTOCOLS),
+    weight=typed,
+    dose=st.one_of(st.none(), typed),
+    duration=st.one_of(st.none(), typed),
+    height=st.one_of(st.none(), typed, st.sampled_from(["180cm", "1.8m", "71in", "180 CM"])),
+    sex=st.one_of(
+        st.none(), st.sampled_from(["male", "female", "Male", "f", ""]), st.text(max_size=6)
+    ),
+)
 def test_pumpctl_plan_never_crashes_on_odd_input(
-    weight: str, dose: str | None, duration: str | None
+    protocol: str,
+    weight: str,
+    dose: str | None,
+    duration: str | None,
+    height: str | None,
+    sex: str | None,
 ) -> None:
-    args = ["plan", "--protocol", PROTOCOL, "--weight", weight, "--json"]
-    if dose is not None:
-        args += ["--dose", dose]
-    if duration is not None:
-        args += ["--duration", duration]
+    args = ["plan", "--protocol", protocol, "--weight", weight, "--json"]
+    typed = [weight]
+    for option, value in (("--dose", dose), ("--duration", duration), ("--height", height)):
+        if value is not None:
+            args += [option, value]
+            typed.append(value)
+    if sex is not None:
+        args += ["--sex", sex]
+        typed.append(sex)
     result = CliRunner().invoke(main, args, catch_exceptions=True)
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         args,
@@ -76,12 +112,60 @@ def test_pumpctl_plan_never_crashes_on_odd_input(
     if result.exit_code == 2:
         assert "Error:" in result.output or "Usage:" in result.output
         assert "Traceback" not in result.output
+        assert names_what_is_wrong(result.output, typed), (args, result.output)
     else:
         plan = json.loads(result.stdout)
         typed_kg = parse_quantity(weight, Dimension.BODY_WEIGHT).value
         # The plan shows the weight to 0.01 kg; it is the typed weight, not a misreading.
         assert abs(Decimal(plan["weight_kg"]) - typed_kg) <= Decimal("0.005"), (weight, plan)
         assert plan["refused"] is (result.exit_code == 3)
+
+
+# What a nurse types, one odd form per row: the weight in kg it must give, or the exit code
+# and a piece of the one-sentence refusal.
+ODD_FORMS: list[tuple[list[str], int, str]] = [
+    (["--weight", "82 kg"], 0, '"weight_kg": "82'),
+    (["--weight", "82kg"], 0, '"weight_kg": "82'),
+    (["--weight", "  82kg\t"], 0, '"weight_kg": "82'),
+    (["--weight", "180lb"], 0, '"weight_kg": "81.65'),
+    (["--weight", "180 lb"], 0, '"weight_kg": "81.65'),
+    (["--weight", "82 KG"], 2, "unit 'KG' in '82 KG' is not accepted: use one of kg, lb"),
+    (["--weight", "82"], 2, "'82' has no unit"),
+    (["--weight", "82,5kg"], 2, "decimal comma"),
+    (["--weight", "٨٢kg"], 2, "is not a plain non-negative number"),
+    (["--weight", "８２kg"], 2, "is not a plain non-negative number"),
+    (["--weight", "-82kg"], 2, "is not a plain non-negative number"),
+    (["--weight", "0kg"], 2, "weight must be greater than zero"),
+    (["--weight", "1e2kg"], 2, "unit 'e2kg' in '1e2kg' is not accepted"),
+    (["--weight", "9999999999kg"], 2, "at most 9 digits"),
+    (["--weight", "82 kilo"], 2, "unit 'kilo'"),
+    (["--weight", "82kg", "--dose", "0.5 mg/kg"], 0, '"dose_mg_per_kg": "0.5'),
+    (["--weight", "82kg", "--dose", "500µg/kg"], 0, '"dose_mg_per_kg": "0.5'),
+    (["--weight", "82kg", "--dose", "500μg/kg"], 0, '"dose_mg_per_kg": "0.5'),
+    (["--weight", "82kg", "--dose", "0.5MG/KG"], 2, "unit 'MG/KG'"),
+    (["--weight", "82kg", "--dose", "0.5 mg / kg"], 2, "unit 'mg / kg'"),
+    (["--weight", "82kg", "--dose", "41mg"], 2, "dose '41mg' must be a dose per kg"),
+    (["--weight", "82kg", "--duration", "40 min"], 0, '"duration_min": "40'),
+    (["--weight", "82kg", "--duration", "0.75h"], 0, '"duration_min": "45'),
+    (["--weight", "82kg", "--duration", "40mins"], 2, "unit 'mins'"),
+    (["--weight", "82kg", "--duration", "40m"], 2, "is a length, expected a duration"),
+    (["--weight", "82kg", "--duration", "2400s"], 2, "unit 's'"),
+    (["--weight", "82kg", "--duration", "0min"], 2, "duration must be greater than zero"),
+    (["--weight", "82kg", "--duration", "999999min"], 2, "duration of 999999 min is not plausible"),
+    (["--weight", "82kg", "--duration", "101min"], 3, '"refused": true'),
+    (["--weight", "82kg", "--duration", "40"], 2, "'40' has no unit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"), ODD_FORMS, ids=[" ".join(a) for a, _, _ in ODD_FORMS]
+)
+def test_odd_forms_give_the_value_or_a_specific_refusal(
+    args: list[str], code: int, says: str
+) -> None:
+    result = CliRunner().invoke(main, ["plan", "--protocol", PROTOCOL, "--json", *args])
+    assert result.exit_code == code, result.output
+    assert says in result.output, result.output
 
 
 def test_a_comma_decimal_is_refused_not_misread() -> None:

@@ -429,3 +429,25 @@ async def test_an_odd_parameter_name_is_named_quoted_on_one_line(all_roles: Rig,
     assert err["message"] == f"{key!r}: unknown parameter"
     assert err["data"]["param"] == key
     assert "\n" not in err["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [
+        ({"weight": "80", "height": "180cm"}, "weight"),
+        ({"weight": "80kg", "height": "180"}, "height"),
+        ({"weight": "80kg", "height": "180cm", "sex": "x"}, "sex"),
+        ({"dose": "0.5mg/kg", "duration": "40mins"}, "duration"),
+        ({"dose": "0.5MG/KG", "duration": "40min"}, "dose"),
+    ],
+)
+async def test_a_bad_quantity_is_refused_naming_its_own_field(
+    all_roles: Rig, params: dict[str, str], param: str
+) -> None:
+    """Regression (found while fuzzing): a height without unit was refused as "weight: ...",
+    a bad duration next to a good dose as "dose: ..."."""
+    c = await all_roles.client()
+    err = await c.err("session.plan", **{**PROGRAM, **params})
+    assert err["data"]["param"] == param, err
+    assert err["message"].startswith(f"{param}: "), err
+    assert all_roles.supervisor.controllers["chair-1"].session is None
