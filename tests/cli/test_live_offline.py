@@ -252,20 +252,13 @@ def test_plan_view_shows_refusal_and_override() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "shown"), [(0, "0:00"), (59, "0:59"), (61, "1:01"), (3725, "1:02:05"), (None, "-")]
-)
-def test_duration(seconds: int | None, shown: str) -> None:
-    assert render.duration(seconds) == shown
-
-
-@pytest.mark.parametrize(
     ("seconds", "shown"),
     [(0, "0 s"), (59, "59 s"), (61, "1 min 01 s"), (2077, "34 min 37 s"), (3725, "1 h 02 min")],
 )
-def test_spoken_duration_carries_its_units(seconds: int, shown: str) -> None:
+def test_duration_carries_its_units(seconds: int, shown: str) -> None:
     # "34:37" on a screen next to a pump showing h:mm could be read as hours.
-    assert render.spoken_duration(seconds) == shown
-    assert render.spoken_duration(-seconds) == (f"-{shown}" if seconds else shown)
+    assert render.duration(seconds) == shown
+    assert render.duration(-seconds) == (f"-{shown}" if seconds else shown)
 
 
 @pytest.mark.parametrize(

@@ -60,20 +60,6 @@ def number(text: object, places: int = 2) -> str:
 
 
 def duration(seconds: object) -> str:
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
-        return "-"
-    try:
-        total = int(Decimal(str(seconds)))
-    except InvalidOperation:
-        return str(seconds)
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{sign}{h}:{m:02d}:{s:02d}" if h else f"{sign}{m}:{s:02d}"
-
-
-def spoken_duration(seconds: object) -> str:
     """``2077`` → ``34 min 37 s``: with units, because a pump's own display shows h:mm and
     "34:37" could be read as hours. From an hour on, to the minute (``1 h 02 min``)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float | str):
@@ -184,13 +170,11 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
             "flow | dose rate",
             f"{number(view.get('rate_ml_h'))} mL/h | {number(view.get('dose_rate_mg_h'), 3)} mg/h",
         )
-        figures.add_row("time remaining", spoken_duration(view.get("remaining_s")))
+        figures.add_row("time remaining", duration(view.get("remaining_s")))
         due = view.get("vitals_due_in_s")
         if due is not None:
             overdue = isinstance(due, int | float) and due < 0
-            text = (
-                f"overdue by {spoken_duration(-due)}" if overdue else f"in {spoken_duration(due)}"
-            )
+            text = f"overdue by {duration(-due)}" if overdue else f"in {duration(due)}"
             figures.add_row("vitals due", Text(text, "bold red" if overdue else ""))
     backlog = view.get("audit_backlog")
     if backlog:
