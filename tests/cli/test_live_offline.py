@@ -166,8 +166,8 @@ def test_damaged_token_file_is_ignored(runtime_dir: Path) -> None:
     assert login.load() is None
 
 
-def _text(renderable: object) -> str:
-    console = Console(width=120, record=True, color_system=None)
+def _text(renderable: object, width: int = 120) -> str:
+    console = Console(width=width, record=True, color_system=None)
     console.print(renderable)
     return console.export_text()
 
@@ -317,14 +317,11 @@ def test_the_pumps_table_folds_rather_than_cuts_at_a_narrow_terminal() -> None:
         "pump_state": "INFUSING",
         "session_state": "START_REQUESTED",
     }
-    console = Console(width=60, record=True, color_system=None)
-    console.print(render.pumps_table([pump]))
-    text = console.export_text()
+    text = _text(render.pumps_table([pump]), width=60)
     assert "…" not in text  # folded over lines where it must be, never shortened
     assert all(part in text for part in ("INFUS", "START_", "TED", "33", "267")), text
-    wide = Console(width=100, record=True, color_system=None)
-    wide.print(render.pumps_table([pump]))
-    assert "│ chair-1 │ yes     │ INFUSING   │ START_REQUESTED │" in wide.export_text()
+    wide = _text(render.pumps_table([pump]), width=100)
+    assert "│ chair-1 │ yes     │ INFUSING   │ START_REQUESTED │" in wide
 
 
 def test_an_alarm_is_never_squeezed_out_of_a_narrow_terminal() -> None:
@@ -335,9 +332,7 @@ def test_an_alarm_is_never_squeezed_out_of_a_narrow_terminal() -> None:
         "source": "pump",
         "message": "Downstream occlusion on chair-2: infusion stopped at 9.3 of 100 mL.",
     }
-    console = Console(width=40, record=True, color_system=None)
-    console.print(render.alarms_table([alarm]))
-    text = " ".join(console.export_text().split())
+    text = " ".join(_text(render.alarms_table([alarm]), width=40).split())
     assert (
         "HIGH chair-2: Downstream occlusion on chair-2: infusion stopped at 9.3 of 100 mL." in text
     )
