@@ -103,7 +103,7 @@ async def test_typed_vitals_are_recorded_exactly_or_refused_naming_the_option(
         return asyncio.run_coroutine_threadsafe(call(), loop).result(60)
 
     @settings(
-        max_examples=examples(0.5),
+        max_examples=examples(0.25),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         deadline=None,
     )

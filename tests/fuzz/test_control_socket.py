@@ -328,7 +328,7 @@ async def run_in_thread(made: Rig, test: Callable[[Driver], None]) -> Driver:
 # -- the tests ------------------------------------------------------------------------------
 
 FUZZ_SETTINGS = settings(
-    max_examples=examples(0.5),
+    max_examples=examples(0.25),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     deadline=None,
 )
@@ -377,7 +377,7 @@ async def test_framing_faults_are_answered_and_other_connections_go_on(all_roles
     bystander = await rig_.client()
 
     @settings(
-        max_examples=examples(0.1),
+        max_examples=examples(0.05),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         deadline=None,
     )

@@ -25,6 +25,7 @@ from pumpd.drivers.base import ProfileError
 from pumpd.drivers.profile import Profile, load_profile, parse_profile
 from pumpd.protocols import LoadedProtocol, ProtocolFileError, load_protocol_file
 
+from .budget import examples
 from .damage import byte_damage, damage, dump, flip_and_cut
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +40,10 @@ def _assert_names_a_key(err: ProtocolFileError) -> None:
 
 
 @pytest.mark.parametrize("source", PROTOCOL_FILES, ids=lambda p: p.name)
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(0.5),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_damaged_protocol_loads_or_is_refused_naming_the_key(
     source: Path, tmp_path: Path, data: st.DataObject
