@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -84,13 +85,11 @@ def test_released_protocol_refused_after_any_change(tmp_path: Path) -> None:
         load_protocol_file(target, released_sha256=released)
 
 
-@settings(suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_damaged_profile_parses_or_is_refused_naming_the_key(data: st.DataObject) -> None:
-    doc = tomllib.loads(PROFILE_FILE.read_text(), parse_float=Decimal)
+def profile_or_named_refusal(load: Callable[[], Profile]) -> None:
+    """``load`` gives a whole Profile or one ProfileError naming the key; nothing else."""
     refusal: ProfileError | None = None
     try:
-        profile = parse_profile(damage(doc, data))
+        profile = load()
     except ProfileError as err:
         refusal = err
     if refusal is None:
@@ -98,6 +97,13 @@ def test_damaged_profile_parses_or_is_refused_naming_the_key(data: st.DataObject
     else:
         assert refusal.key, refusal
         assert str(refusal).startswith("profile key "), refusal
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_profile_parses_or_is_refused_naming_the_key(data: st.DataObject) -> None:
+    doc = tomllib.loads(PROFILE_FILE.read_text(), parse_float=Decimal)
+    profile_or_named_refusal(lambda: parse_profile(damage(doc, data)))
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -115,16 +121,7 @@ def test_damaged_profile_file_loads_or_is_refused_naming_the_key(
         text = dump(damage(doc, data)).encode()
     target = tmp_path / "site-pump.toml"
     target.write_bytes(text)
-    refusal: ProfileError | None = None
-    try:
-        profile = load_profile(target)
-    except ProfileError as err:
-        refusal = err
-    if refusal is None:
-        assert isinstance(profile, Profile)
-    else:
-        assert refusal.key, refusal
-        assert str(refusal).startswith("profile key "), refusal
+    profile_or_named_refusal(lambda: load_profile(target))
 
 
 def test_a_profile_file_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:

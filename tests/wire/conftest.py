@@ -3,7 +3,7 @@
 Every fault lives in the simulator's byte bridge (`pumpsim/bridge.py`), so the driver and
 the controller meet it exactly as they would meet a bad cable, a second master or a peer
 that vanished. Timeouts are short so the whole folder stays quick; every wait is a bound,
-never a speed check. docs/safety/wire-faults.md lists each fault, the expected behaviour
+never a speed check. docs/safety/robustness.md lists each fault, the expected behaviour
 and the test that shows it.
 """
 

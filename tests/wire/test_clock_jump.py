@@ -17,18 +17,15 @@ import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from controller.conftest import (
-    CHECKER,
     NURSE,
     Rig,
     halt,
     make_rig,
     make_store,
-    protocol,
     running,
     session_state,
     wait_until,
@@ -39,7 +36,8 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, ScaledClock
 from pumpd.controller import Controller
 from pumpd.session import CommandRefused, State
-from safety.plan import Order, Patient
+
+from .test_controller_faults import to_primed
 
 SCALE = 600.0
 """One real second is ten simulated minutes."""
@@ -83,21 +81,6 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 def jumping(rig: Rig) -> JumpingClock:
     assert isinstance(rig.clock, JumpingClock)
     return rig.clock
-
-
-async def to_primed_with_vitals(rig: Rig, ctl: Controller) -> None:
-    await ctl.program(
-        by=NURSE,
-        session_id="S-1",
-        patient_ref="P-0117",
-        protocol=protocol("ketamine-trd-standard"),
-        patient=Patient(weight_kg=Decimal(80)),
-        order=Order(),
-    )
-    await ctl.confirm(by=CHECKER, weight="80 kg")
-    await ctl.prime(by=NURSE, line_disconnected=True)
-    await wait_until(lambda: session_state(ctl) is State.PRIMED, what="priming to finish")
-    await ctl.vitals(by=NURSE, reading=rig.vitals())
 
 
 async def sim_sleep(rig: Rig, sim_s: float) -> None:
@@ -146,7 +129,7 @@ async def test_a_jump_before_the_start_does_not_age_or_rejuvenate_the_baseline(
     ctl = await rig.controller(intent_wait_s=2.0)
     task = await running(ctl)
     try:
-        await to_primed_with_vitals(rig, ctl)
+        await to_primed(rig, ctl)
         jumping(rig).jump(jump_h)
         await ctl.start(by=NURSE)
         assert session_state(ctl) is State.INFUSING
@@ -171,7 +154,7 @@ async def test_baseline_vitals_that_are_really_stale_stay_stale_after_a_jump_bac
     ctl = await rig.controller(intent_wait_s=2.0)
     task = await running(ctl)
     try:
-        await to_primed_with_vitals(rig, ctl)
+        await to_primed(rig, ctl)
         await sim_sleep(rig, 31 * MIN)
         jumping(rig).jump(-1.0)
         with pytest.raises(CommandRefused) as refused:
@@ -193,7 +176,7 @@ async def test_jumps_during_a_session_change_no_supervised_duration(rig: Rig) ->
     task = await running(ctl)
     watch = ReminderWatch(rig, ctl)
     try:
-        await to_primed_with_vitals(rig, ctl)
+        await to_primed(rig, ctl)
         await ctl.start(by=NURSE)
         s = ctl.session
         assert s is not None
