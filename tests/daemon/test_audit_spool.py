@@ -19,7 +19,9 @@ from sqlalchemy import Engine, event
 
 from pumpd.audit.chain import Hasher
 from pumpd.audit.spool import SpoolError
+from pumpd.audit.store import Actor, NewEvent
 from pumpd.audit.verify import verify
+from pumpd.cli.client import Client
 from pumpd.config import load_config
 from pumpd.daemon.app import Daemon
 from pumpd.daemon.notify import Notifier
@@ -72,6 +74,21 @@ def chain_ok(db: Path) -> int:
         engine.dispose()
 
 
+FILLER = 6000
+
+
+def filler(i: int) -> NewEvent:
+    return NewEvent(
+        "daemon.announced", {"notice_code": "test.filler", "message": f"filler {i}"}, Actor.daemon()
+    )
+
+
+def whoami(socket_path: Path) -> dict[str, Any]:
+    with Client(str(socket_path), timeout_s=10) as client:
+        answer: dict[str, Any] = client.call("whoami")
+        return answer
+
+
 def runs_in_order(rig: Rig) -> bool:
     """Every event of one daemon run (one store instance) before any of the next run's."""
     runs = [e.instance_id for e in rig.events()]
@@ -102,7 +119,15 @@ async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
             within_s=10,
             what="STATUS= to tell the outage",
         )
-        # SIGTERM now: the announcement, the pause and the exit do not wait for the database.
+        # Requests on the socket are answered, and their records made durable, meanwhile.
+        for _ in range(3):
+            answer = await asyncio.to_thread(whoami, rig.directory / "pumpd.sock")
+            assert answer["uid"] >= 0
+        # Enough events behind which the pause's checkpoint waits that the next start's
+        # drain takes a while: recovery must wait for it (else it reads the INFUSING one).
+        await asyncio.gather(*(writer.log(filler(i)) for i in range(FILLER)))
+        # SIGTERM now: the announcement, the pause, closing the socket (its records) and
+        # the exit do not wait for the database.
         async with asyncio.timeout(30):
             await daemon.shutdown("sigterm")
         stopped = True
@@ -134,6 +159,8 @@ async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
     assert not spool.exists(), "a drained spool is removed"
     kinds = rig.types()
     assert chain_ok(rig.db) > in_db_before
+    served = [json.loads(e.payload) for e in rig.events(event_type="control.request.served")]
+    assert [p["method"] for p in served] == ["whoami"] * 3, "the socket's records, once each"
     if final is State.PAUSED:
         paused = rig.events(event_type="session.paused")
         assert [json.loads(e.payload)["reason_code"] for e in paused] == ["daemon.shutdown"]
