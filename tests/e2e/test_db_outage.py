@@ -23,17 +23,13 @@ import json
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from dbloss.conftest import fill, postgres_stopped, require_postgres, tmpfs, wait_for_pg
-from psycopg import sql
-
-from pumpd.db import normalize_url
+from dbloss.conftest import Db, fill, pg_db, postgres_stopped, require_postgres, tmpfs
 
 from .conftest import IS_ROOT, Accounts
 from .stack import PIN, Stack, StackError, add_staff, running_stack
@@ -194,29 +190,6 @@ def check_trail(stack: Stack, records: list[dict[str, Any]]) -> None:
     assert min(alarms) < vitals
 
 
-@contextlib.contextmanager
-def pg_database() -> Iterator[tuple[str, str]]:
-    """A fresh PostgreSQL database for one test (dropped afterwards): (url, conninfo)."""
-    base = require_postgres()
-    name = f"pumpd_e2e_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    conninfo = psycopg.conninfo.make_conninfo(base, dbname=name)
-    info = psycopg.conninfo.conninfo_to_dict(conninfo)
-    password = f":{info['password']}" if info.get("password") else ""
-    url = normalize_url(
-        f"postgresql://{info.get('user', 'postgres')}{password}@{info.get('host', '127.0.0.1')}"
-        f":{info.get('port', '5432')}/{name}?connect_timeout=5"
-    ).render_as_string(hide_password=False)
-    try:
-        yield url, conninfo
-    finally:
-        with wait_for_pg(base), psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 def pg_rows(conninfo: str) -> Rows:
     def read() -> list[dict[str, Any]]:
         try:
@@ -241,14 +214,19 @@ def sqlite_rows(path: Path) -> Rows:
     return read
 
 
+__all__ = ["pg_db"]  # the fixture: a fresh, migrated PostgreSQL database per test, dropped after
+
+
 @pytest.mark.postgres
-def test_postgresql_stopped_during_an_infusion(accounts: Accounts) -> None:
-    with pg_database() as (url, conninfo), running_stack(
+def test_postgresql_stopped_during_an_infusion(accounts: Accounts, pg_db: Db) -> None:
+    assert pg_db.pg_conninfo is not None
+    with running_stack(
         time_scale=120, roles=accounts.roles, socket_group=accounts.socket_group,
-        database_url=url,
+        database_url=pg_db.url,
     ) as stack:  # fmt: skip
         stack.default_user = accounts.nurse
-        run_outage(stack, accounts, postgres_stopped(require_postgres()), pg_rows(conninfo))
+        away = postgres_stopped(require_postgres())
+        run_outage(stack, accounts, away, pg_rows(pg_db.pg_conninfo))
 
 
 @contextlib.contextmanager
