@@ -6,6 +6,8 @@ state says what is possible now. Anything not listed is a bug: ``internal_error`
 
 from __future__ import annotations
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from pumpd.controller import AuditUnavailable, NoSession, PumpNotAnswering, SessionActive
 from pumpd.session import CommandRefused, InvalidCommandInput, InvalidInState
 from safety.units import InputError
@@ -79,4 +81,10 @@ def as_rpc_error(exc: Exception) -> RpcError | None:
         return RpcError(Code.INVALID_PARAMS, str(exc))
     if isinstance(exc, StaffError):
         return RpcError(Code.LOGIN_REQUIRED, str(exc))
+    if isinstance(exc, SQLAlchemyError):  # a read of the staff registry or a course
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1] or ["no answer"]
+        return RpcError(
+            Code.AUDIT_UNAVAILABLE,
+            f"the audit database does not answer ({first[0][:160]}); try again when it is back",
+        )
     return None

@@ -59,13 +59,15 @@ def prepare(stack: Stack, accounts: Accounts, pump: str, patient: str) -> None:
     stack.ok("vitals", pump, "--bp", "120/80", "--hr", "70", "--spo2", "98")
 
 
-def during(stack: Stack, timings: dict[str, float], *args: str) -> subprocess.CompletedProcess[str]:
+def during(
+    stack: Stack, timings: dict[str, float], *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     """One pumpctl call while the database is away, bounded by DURING_S."""
     command, env = stack.command(args)
     t0 = time.monotonic()
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=DURING_S, check=False
+            command, input=stdin, capture_output=True, text=True, env=env, timeout=DURING_S
         )
     except subprocess.TimeoutExpired:
         raise StackError(
@@ -131,6 +133,10 @@ def run_outage(
         )  # fmt: skip
         assert programmed.returncode == 3, programmed.stderr
         assert "program refused" in programmed.stderr
+        if stack.database.startswith("postgresql"):  # reads fail too: the staff registry
+            login = during(stack, timings, "login", "N001", "--pin-stdin", stdin=PIN["N001"] + "\n")
+            assert login.returncode == 3, login.stderr
+            assert "the audit database does not answer" in login.stderr
         ok_during(stack, timings, "stop", "chair-1", "--reason", "ended during the outage")
         assert stack.sim_status(1)["state"] != "INFUSING"
         back()
@@ -175,7 +181,10 @@ def check_trail(stack: Stack, records: list[dict[str, Any]]) -> None:
         for t, p in payloads
         if t == "control.request.served" and p["outcome_code"] == "audit_unavailable"
     ]
-    assert sorted(refused) == ["session.program", "session.resume", "session.start"], refused
+    expected = ["session.program", "session.resume", "session.start"]
+    if stack.database.startswith("postgresql"):
+        expected.append("staff.login")
+    assert sorted(refused) == sorted(expected), refused
     drained = [p for t, p in payloads if t == "audit.spool.drained"]
     assert len(drained) == 1
     assert drained[0]["cause_code"] == "commit_failed"
