@@ -1,7 +1,7 @@
 """Tests written for mutants that survived `make mutation` and were real gaps.
 
 Each test names the mutant it kills; docs/safety/verification.md classifies every survivor.
-The verdicts are the kernel's own (from ``check_pump``), not hand-made ones.
+Verdicts and decisions are the kernel's own (``check_pump``, ``evaluate``), not hand-made.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import dataclasses
 from decimal import Decimal
 from typing import Any
 
-from test_tick_nominal import snapshot
+from test_tick_nominal import decide, snapshot
 
-from safety.pump import PumpMode, PumpSnapshot, PumpWarning
+from safety.actions import ActionKind, Priority
+from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
 from safety.start import check_pump
 from safety.verdicts import Severity, needs_override, refused
 
@@ -56,3 +57,23 @@ def test_a_soft_finding_alone_needs_an_override() -> None:
     verdicts = check_pump(_idle(warnings=PumpWarning.LOW_BATTERY), PRIME_UL, True)
     assert [v.severity for v in verdicts] == [Severity.SOFT]
     assert needs_override(verdicts)
+
+
+def test_within_one_kind_the_most_urgent_action_comes_first() -> None:
+    """Kills safety.tick.x_evaluate__mutmut_13 (priority sorted ascending within a kind).
+
+    An occlusion (STOP, high) at the moment the VTBI is reached with the pump still
+    infusing (STOP, low): both stop, and the controller takes the first action's code and
+    sentence as the stop's reason and the interlock record's detail, so the occlusion
+    must come first, not the normal end.
+    """
+    decision = decide(
+        snapshot=snapshot(alarms=PumpAlarm.OCCLUSION_DOWNSTREAM, volume_infused_ul=100_000),
+        expected_volume_ul=100_000,
+    )
+    stops = [a for a in decision.actions if a.kind is ActionKind.STOP]
+    assert {a.code for a in stops} >= {"tick.pump.alarm.occlusion_downstream", "tick.vtbi.reached"}
+    assert {a.priority for a in stops} >= {Priority.HIGH, Priority.LOW}
+    assert decision.actions[0].code == "tick.pump.alarm.occlusion_downstream"
+    ranks = [a.priority.rank for a in stops]
+    assert ranks == sorted(ranks, reverse=True)
