@@ -134,6 +134,7 @@ class Controller:
         self._snapshot: PumpSnapshot | None = None
         self._ticked: PumpSnapshot | None = None
         self._last_good_s = clock.monotonic()
+        self._read_at_s = self._last_good_s
         self._unreachable_since: float | None = None
         self._halted_on_comm = False
         self._pending_sent_s: float | None = None
@@ -268,10 +269,14 @@ class Controller:
             self._snapshot = None
             return None
         self._observe(status)
+        # The pump sampled its counter somewhere between sending and answering: the middle
+        # is the moment the expected volume is compared at (half a round trip at most off).
+        self._read_at_s = (before + self._last_good_s) / 2
         return status
 
     def _observe(self, status: PumpStatus) -> None:
         self._last_good_s = self._clock.monotonic()
+        self._read_at_s = self._last_good_s
         self._unreachable_since = None
         self._halted_on_comm = False
         self._status = status
@@ -371,7 +376,7 @@ class Controller:
         acct = self._account
         # The counter is compared with the expected volume at the moment it was read, not
         # at this later tick (a heartbeat write lies between the two): like with like.
-        read_at = min(self._last_good_s, now) if snap is not None else now
+        read_at = min(self._read_at_s, now) if snap is not None else now
         vitals = s.data.vitals[-1] if s.data.vitals else None
         try:
             inputs = TickInputs(
@@ -444,9 +449,13 @@ class Controller:
         halting = [a for a in decision.actions if a.kind in _HALT_KINDS]
         if halting:
             kind = ActionKind.STOP if halting[0].kind is ActionKind.STOP else ActionKind.PAUSE
+            effect = "stopped" if kind is ActionKind.STOP else "paused"
+            if snap is None:
+                # No reading: the nurse's alarm first. A STOP into a dead link can take all
+                # its attempts to fail, and the alarm must not wait for that.
+                self._latch(halting, effect=effect)
             if self._must_command(kind, snap):
                 await self._halt(kind, halting)
-            effect = "stopped" if kind is ActionKind.STOP else "paused"
             self._latch(halting, effect=effect)
         delivering = snap is None or snap.mode.delivers
         for action in decision.actions:

@@ -82,12 +82,27 @@ class Rig:
         fields.update(overrides)
         return ControllerConfig(**fields)
 
-    async def controller(self, unit: int = 1, **overrides: Any) -> Controller:
-        assert self.sim.tcp_address is not None
-        host, port = self.sim.tcp_address
-        driver = ModbusPumpDriver(
-            ModbusConfig(transport="tcp", host=host, port=port, unit=unit, timeout_s=0.2)
-        )
+    async def controller(
+        self, unit: int = 1, transport: str = "tcp", timeout_s: float = 0.2, **overrides: Any
+    ) -> Controller:
+        """A controller of pump ``unit`` over Modbus TCP, or RTU on the simulator's pty;
+        ``timeout_s`` is the driver's (real seconds)."""
+        if transport == "rtu":
+            assert self.sim.rtu_path is not None
+            link = ModbusConfig(
+                transport="rtu",
+                device=self.sim.rtu_path,
+                baudrate=115_200,
+                unit=unit,
+                timeout_s=timeout_s,
+            )
+        else:
+            assert self.sim.tcp_address is not None
+            host, port = self.sim.tcp_address
+            link = ModbusConfig(
+                transport="tcp", host=host, port=port, unit=unit, timeout_s=timeout_s
+            )
+        driver = ModbusPumpDriver(link)
         await driver.connect()
         self.drivers.append(driver)
         ctl = Controller(
