@@ -1,0 +1,58 @@
+"""A nurse's acknowledgement in pumpctl never clears the pump's own alarm (pumpd never
+sends ACK_ALARM; docs/controller.md, "Acknowledging an alarm"). An occlusion is cleared by
+someone at the pump: until the pump has left its alarm, pumpd refuses the acknowledgement
+and the alarm stays latched."""
+
+from __future__ import annotations
+
+import pytest
+from pumpsim import registers as reg
+from pumpsim.harness import Fault
+
+from pumpd.session import CommandRefused, State
+
+from .conftest import NURSE, Rig, halt, running, session_state, to_infusing, wait_until
+
+ACK_ALARM = int(reg.Command.ACK_ALARM)
+
+
+def press_alarm_key(rig: Rig) -> None:
+    """The nurse at the pump presses its alarm key (the panel, not Modbus from pumpd)."""
+    model = rig.sim.pump(1)
+    seq = (int(model.snapshot()["last_cmd_seq"]) + 32768) % 65536 or 1  # type: ignore[call-overload]
+    model.write_holding(reg.CMD_SEQ.address, [seq, ACK_ALARM])
+
+
+async def test_remote_acknowledgement_never_clears_an_alarm_at_the_pump(rig: Rig) -> None:
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        await to_infusing(rig, ctl)
+        await wait_until(lambda: ctl.delivered_ul() > 500, what="some delivery")
+        rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
+        await wait_until(lambda: session_state(ctl) is State.ALARM, what="the occlusion alarm")
+        # Remote acknowledgement while the pump is in alarm: refused, nothing changes.
+        with pytest.raises(CommandRefused) as refused:
+            await ctl.acknowledge(by=NURSE, note="seen on the ward screen")
+        assert "ack.pump_in_alarm" in refused.value.codes
+        # The cause is gone, but the pump's alarm is latched until someone is at the pump.
+        rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=False)
+        with pytest.raises(CommandRefused) as still:
+            await ctl.acknowledge(by=NURSE)
+        assert "ack.pump_in_alarm" in still.value.codes
+        assert session_state(ctl) is State.ALARM
+        assert rig.sim.pump(1).snapshot()["state"] == "ALARM"
+        assert ACK_ALARM not in [r.command for r in rig.sim.command_log(1)]
+        # At the pump: the nurse clears the line and presses the key; then pumpctl's
+        # acknowledgement is accepted and the session is STOPPED (never INFUSING).
+        press_alarm_key(rig)
+        assert rig.sim.pump(1).snapshot()["state"] == "IDLE"
+        await ctl.acknowledge(by=NURSE, note="line unkinked at the pump")
+        assert session_state(ctl) is State.STOPPED
+    finally:
+        await halt(task)
+    await ctl.journal.drain()
+    # pumpd itself never sent ACK_ALARM: every command the pump took over Modbus was its.
+    assert ACK_ALARM not in [r.command for r in rig.sim.command_log(1)]
+    assert "alarm.acknowledged" in rig.types(session="S-1")
+    assert rig.chain_ok()
