@@ -415,3 +415,49 @@ def test_pumpctl_names_the_library_variable_of_pumpd_protocols() -> None:
     from pumpd.protocols import ENV_VAR
 
     assert pumpctl.ENV_VAR == ENV_VAR
+
+
+def test_a_refused_plan_is_not_offered_for_confirmation(tmp_path: Path) -> None:
+    """The daemon's preview says REFUSED: pumpctl asks nothing ("y" would not be read) and
+    sends the program anyway, so the daemon's refusal is the answer (exit 3)."""
+    path = tmp_path / "daemon.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    asked: list[str] = []
+    refusal = {
+        "code": -32010,
+        "message": "program refused: The total dose of 400 mg is above the hard limit.",
+        "data": {"kind": "refused", "verdicts": []},
+    }
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, conn.makefile("rwb") as f:
+            for _ in range(2):
+                request = json.loads(f.readline())
+                asked.append(request["method"])
+                if request["method"] == "session.plan":
+                    answer: dict[str, object] = {
+                        "result": {"plan": {"protocol": "x@1"}, "verdicts": [], "refused": True}
+                    }
+                else:
+                    answer = {"error": refusal}
+                f.write(json.dumps({"jsonrpc": "2.0", "id": request["id"], **answer}).encode())
+                f.write(b"\n")
+                f.flush()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = pumpctl(
+            "--socket", str(path), "program", "chair-1", "--patient", "P-1",
+            "--weight", "800kg", "--protocol", "ketamine-trd-standard", stdin="y\n",
+        )  # fmt: skip
+    finally:
+        thread.join(timeout=10)
+        server.close()
+    assert asked == ["session.plan", "session.program"]
+    assert "?" not in result.stdout  # no "Program chair-1 … with this plan?"
+    assert result.returncode == rpc.EXIT_REFUSED, result.stderr
+    assert "program refused" in result.stderr
