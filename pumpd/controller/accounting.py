@@ -64,14 +64,37 @@ class VolumeAccount:
         running = now_s - self.rate_since_s if self.rate_ml_h > 0 else 0.0
         return self.closed_delivery_s + max(0.0, running)
 
-    def as_dict(self, now_s: float) -> dict[str, Any]:
-        """JSON for a checkpoint (no floats: the audit refuses them)."""
+    def as_dict(self, now_s: float, now_utc: str | None = None) -> dict[str, Any]:
+        """JSON for a checkpoint (no floats: the audit refuses them); ``now_utc`` is the
+        moment in UTC, so a restarted daemon can carry the expected volume across."""
         return {
+            **({} if now_utc is None else {"at_utc": now_utc}),
             "volume_at_start_ul": self.volume_at_start_ul,
             "rate_ml_h": format(self.rate_ml_h, "f"),
             "expected_ul": self.expected_ul(now_s),
             "delivery_elapsed_ms": int(self.delivery_elapsed_s(now_s) * 1000),
         }
+
+    @classmethod
+    def carried(cls, data: dict[str, Any], bridge_s: float, now_s: float) -> VolumeAccount:
+        """Supervision taken over after a restart, the independent figure carried across.
+
+        The checkpoint's expected volume plus its commanded rate for ``bridge_s``, the time
+        since the checkpoint as UTC measures it (the only clock a restart leaves; the
+        caller bounds it). The kernel then judges the pump's counter against it as on any
+        tick, so a pump that ran away while pumpd was down is an over-infusion.
+        """
+        rate = Decimal(str(data["rate_ml_h"]))
+        bridge = max(0.0, bridge_s)
+        expected = Decimal(int(data["expected_ul"])) + rate * _UL_PER_S_PER_ML_H * Decimal(bridge)
+        elapsed = int(data["delivery_elapsed_ms"]) / 1000 + (bridge if rate > 0 else 0.0)
+        return cls(
+            volume_at_start_ul=int(data["volume_at_start_ul"]),
+            rate_ml_h=rate,
+            rate_since_s=now_s,
+            closed_ul=expected,
+            closed_delivery_s=elapsed,
+        )
 
     @classmethod
     def resumed(cls, data: dict[str, Any], delivered_ul: int, now_s: float) -> VolumeAccount:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -783,7 +784,7 @@ class Controller:
         self._checkpointed, self._checkpointed_at_s = mark, now
         accounting: dict[str, Any] | None = None
         if self._account is not None:
-            accounting = self._account.as_dict(now)
+            accounting = self._account.as_dict(now, self._clock.now_utc().isoformat())
         if self._status is not None:
             accounting = {
                 **(accounting or {}),
@@ -827,11 +828,16 @@ class Controller:
             lost = status is not None and (
                 status.uptime_s < last_uptime or status.volume_infused_ul < last_counter
             )
+            bridge_s: float | None = None
             if "volume_at_start_ul" in acct:
                 delivered = (
                     last_counter if lost or status is None else status.volume_infused_ul
                 ) - self._start_counter_ul
-                self._account = VolumeAccount.resumed(acct, max(0, delivered), now)
+                bridge_s = None if lost else self._downtime_bridge_s(acct)
+                if bridge_s is None:
+                    self._account = VolumeAccount.resumed(acct, max(0, delivered), now)
+                else:
+                    self._account = VolumeAccount.carried(acct, bridge_s, now)
                 if status is None or not MODE_OF[status.state].delivers:
                     self._account.set_rate(Decimal(0), now)
             if (
@@ -869,17 +875,55 @@ class Controller:
                     self._account.volume_at_start_ul = status.volume_infused_ul - known
                     self._start_counter_ul = self._account.volume_at_start_ul
             pump_text = "unreachable" if status is None else status.state.value
+            carried = (
+                "the expected volume was re-anchored on the pump's counter"
+                if bridge_s is None
+                else f"the expected volume carried across {bridge_s:.1f} s of downtime"
+            )
             self._log(
                 [
                     self._recovered_event(
                         [s.data.session_id],
                         f"session {s.data.session_id} rebuilt in {s.state.value}; pump "
-                        f"{pump_text}, {self.delivered_ul()} µL delivered; supervision "
-                        "resumed, nothing commanded",
+                        f"{pump_text}, {self.delivered_ul()} µL delivered, {carried}; "
+                        "supervision resumed, nothing commanded",
                     )
                 ]
             )
             self._checkpoint()
+
+    def _downtime_bridge_s(self, acct: dict[str, Any]) -> float | None:
+        """Clock seconds from the checkpoint to now, through UTC; None when UTC cannot be
+        trusted to bridge them.
+
+        Only UTC survives a restart, and it can be stepped. A step back (or a checkpoint
+        from the future) is refused: carrying a too-short downtime would call the pump's
+        real delivery an over-infusion. So is a downtime longer than a pump can deliver
+        without pumpd (the checkpoint interval, plus the pump's own heartbeat failsafe,
+        plus the kernel's comm timeout): a pump found still infusing after that means the
+        clock stepped forward (or the failsafe failed) and the figure means nothing. Then
+        the expected volume is re-anchored on the counter as before, and the recovery
+        event says so; a step forward within the bound errs towards under-infusion (a
+        pause), never towards missing an over-infusion.
+        """
+        raw = acct.get("at_utc")
+        if not isinstance(raw, str):
+            return None
+        try:
+            then = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            return None
+        if then.tzinfo is None:
+            return None
+        bridge_s = (self._clock.now_utc() - then).total_seconds()
+        limit_s = (
+            self.config.checkpoint_every_s
+            + self.config.heartbeat_timeout_s
+            + self.config.policy.comm_timeout_s
+        )
+        if not 0 <= bridge_s <= limit_s:
+            return None
+        return bridge_s
 
     def _recovered_event(self, open_sessions: list[str], detail: str) -> NewEvent:
         return self._journal.event(

@@ -4,7 +4,11 @@ starting or resuming delivery by itself."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from decimal import Decimal
+
+from pumpsim.harness import Fault
 
 from pumpd.clock import stamp
 from pumpd.controller import Controller
@@ -136,3 +140,56 @@ async def test_checkpoint_rebuilds_the_same_session(rig: Rig) -> None:
     assert session.state is original.state
     assert session.plan == original.plan
     assert session.data.session_id == "S-1"
+
+
+async def test_runaway_while_the_daemon_was_down_is_caught_after_the_restart(rig: Rig) -> None:
+    first = await rig.controller()
+    task = await running(first)
+    await to_infusing(rig, first)
+    await wait_until(lambda: first.delivered_ul() > 3_000, what="some delivery")
+    await halt(task)  # the daemon dies; the pump runs away before it is back
+    await first.journal.drain()
+    rig.sim.inject(1, Fault.RUNAWAY, on=True, factor="1.5")
+    # Less than the pump's heartbeat failsafe (0.6 s real), so the pump is still infusing.
+    await asyncio.sleep(0.3)
+    assert rig.sim.status(1)["state"] == "INFUSING"
+    sup, ctl = await _supervised(rig)
+    try:
+        await wait_until(
+            lambda: session_state(ctl) is State.ALARM,
+            what="the over-infusion the downtime hid",
+            seen=lambda: f"{session_state(ctl)}, {ctl.delivered_ul()} µL, {ctl.expected_ul()}",
+        )
+        session = ctl.session
+        assert session is not None
+        codes = [a.code for a in session.data.alarms]
+        # Judged at once by the carried expected volume, not only later by the pump's rate.
+        assert "tick.volume.over_infusion" in codes, codes
+        assert rig.sim.status(1)["state"] != "INFUSING"
+    finally:
+        await sup.close()
+    recovered = rig.events(event_type="daemon.recovered")
+    assert "carried across" in recovered[-1].payload
+    assert rig.chain_ok()
+
+
+async def test_a_clock_stepped_back_during_the_downtime_is_not_bridged(rig: Rig) -> None:
+    first = await rig.controller()
+    task = await running(first)
+    await to_infusing(rig, first)
+    await wait_until(lambda: first.delivered_ul() > 3_000, what="some delivery")
+    await halt(task)
+    await first.journal.drain()
+    checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
+    assert checkpoint is not None
+    assert checkpoint.accounting is not None
+    then = dt.datetime.fromisoformat(checkpoint.accounting["at_utc"])
+    ctl = await rig.controller()
+    # The checkpoint seems to come from the future: the clock went back while pumpd was down.
+    stepped = {**checkpoint.accounting, "at_utc": (then + dt.timedelta(hours=1)).isoformat()}
+    await ctl.recover(rebuild(checkpoint, library(), stamp(rig.clock)), stepped)
+    # re-anchored on the counter, as before (the pump infuses on: a poll of flow apart)
+    assert abs(ctl.expected_ul() - ctl.delivered_ul()) <= 100
+    await ctl.journal.drain()
+    recovered = rig.events(event_type="daemon.recovered")
+    assert "re-anchored on the pump's counter" in recovered[-1].payload
