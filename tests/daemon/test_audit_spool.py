@@ -153,7 +153,11 @@ async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
         ctl = again.supervisor.controllers["chair-1"]
         assert ctl.session is not None
         # Recovery read the log after the leftover was drained: it knows about the pause.
-        assert ctl.session.state is final, ctl.session.data.alarms
+        # (A pause that has lasted too long meanwhile is ended by the kernel's pause rule:
+        # at x60 a loaded machine gets there.) Recovered from the INFUSING checkpoint it
+        # would be an ALARM: the pump is not delivering.
+        later = {State.PAUSED: {State.PAUSED, State.STOP_REQUESTED, State.STOPPED}}
+        assert ctl.session.state in later.get(final, {final}), ctl.session.data.alarms
     finally:
         await again.shutdown("sigterm")
     assert not spool.exists(), "a drained spool is removed"
