@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from pumpd.cli.pumpctl import main
 
-from .budget import examples
+from .budget import examples, report
 
 PLAIN_BP = re.compile(r"\s*([0-9]{2,3})\s*/\s*([0-9]{2,3})\s*", re.ASCII)
 PLAIN_COUNT = re.compile(r"\s*([0-9]{1,4})\s*", re.ASCII)
@@ -90,7 +90,7 @@ async def programmed(rig: Rig, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_typed_vitals_are_recorded_exactly_or_refused_naming_the_option(
-    programmed: Rig,
+    programmed: Rig, pytestconfig: pytest.Config
 ) -> None:
     made = programmed
     loop = asyncio.get_running_loop()
@@ -151,7 +151,7 @@ async def test_typed_vitals_are_recorded_exactly_or_refused_naming_the_option(
             assert after == before, f"{options} was refused but something was recorded"
 
     await asyncio.to_thread(fuzz)
-    print(f"pumpctl vitals: {outcomes}")
+    report(pytestconfig, f"pumpctl vitals: {outcomes}")
     assert outcomes["recorded"] > 0
     assert outcomes["refused"] > 0
 

@@ -37,7 +37,7 @@ from pumpd.audit.schema import audit_event, staff_member
 from pumpd.control.methods import METHODS
 from pumpd.control.rpc import MAX_LINE_BYTES, Code
 
-from .budget import examples
+from .budget import examples, report
 
 T = TypeVar("T")
 OWN_RECORDS = frozenset({"control.request.served", "access.denied"})
@@ -176,7 +176,9 @@ class Driver:
         self.rig = made
         self.loop = loop
         self.client = client
+        self.examples = 0
         self.answered = 0
+        self.framed = 0
         self.refused: dict[str, int] = {}
 
     def run(self, make: Callable[[], Awaitable[T]], within_s: float = 60.0) -> T:
@@ -258,6 +260,7 @@ def check_error(answer: dict[str, Any], line: bytes) -> str:
 def exchange(drv: Driver, line: bytes) -> None:
     """Send one line, check its answer, that a refusal changed nothing, and that the
     connection still serves a good request."""
+    drv.examples += 1
     before = drv.run(drv.before)
     wire = line.replace(b"\n", b" ").replace(b"\r", b" ") + b"\n"
     if not wire.strip():
@@ -335,7 +338,7 @@ FUZZ_SETTINGS = settings(
 
 
 async def test_fuzzed_lines_are_answered_specifically_and_refusals_change_nothing(
-    all_roles: Rig,
+    all_roles: Rig, pytestconfig: pytest.Config
 ) -> None:
     @FUZZ_SETTINGS
     @given(line=lines)
@@ -343,12 +346,15 @@ async def test_fuzzed_lines_are_answered_specifically_and_refusals_change_nothin
         exchange(drv, line)
 
     drv = await run_in_thread(all_roles, lambda d: fuzz(d))
-    print(f"control socket: {drv.answered} lines answered; refusals by kind: {drv.refused}")
+    report(
+        pytestconfig,
+        f"control socket, lines: {drv.examples} examples, {drv.answered} answered, {drv.refused}",
+    )
     assert drv.answered > 0
 
 
 async def test_fuzzed_requests_for_a_programmed_session_change_nothing_when_refused(
-    all_roles: Rig,
+    all_roles: Rig, pytestconfig: pytest.Config
 ) -> None:
     """The same with a session on chair-1, so the session methods reach the machine."""
     c = await all_roles.client()
@@ -360,7 +366,7 @@ async def test_fuzzed_requests_for_a_programmed_session_change_nothing_when_refu
         exchange(drv, line)
 
     drv = await run_in_thread(all_roles, lambda d: fuzz(d))
-    print(f"programmed: {drv.answered} requests answered; refusals by kind: {drv.refused}")
+    report(pytestconfig, f"control socket, programmed: {drv.examples} examples, {drv.refused}")
 
 
 @st.composite
@@ -370,7 +376,9 @@ def framings(draw: st.DrawFn) -> tuple[str, list[bytes]]:
     return how, reqs
 
 
-async def test_framing_faults_are_answered_and_other_connections_go_on(all_roles: Rig) -> None:
+async def test_framing_faults_are_answered_and_other_connections_go_on(
+    all_roles: Rig, pytestconfig: pytest.Config
+) -> None:
     """Several requests in one write (answered in order), CRLF endings, a partial line then
     end of input (answered, closed), an overlong line (answered, closed)."""
     rig_ = all_roles
@@ -385,9 +393,14 @@ async def test_framing_faults_are_answered_and_other_connections_go_on(all_roles
     def fuzz(drv: Driver, framing: tuple[str, list[bytes]]) -> None:
         how, reqs = framing
         drv.run(lambda: _framed(rig_, how, [r.replace(b"\n", b" ") for r in reqs]))
+        drv.framed += 1
         assert drv.run(lambda: bystander.ok("whoami"))["roles"] == ["admin", "auditor", "nurse"]
 
-    await run_in_thread(rig_, lambda d: fuzz(d))
+    drv = await run_in_thread(rig_, lambda d: fuzz(d))
+    report(
+        pytestconfig,
+        f"control socket, framing: {drv.framed} framings, each with a bystander request",
+    )
 
 
 async def _framed(made: Rig, how: str, reqs: list[bytes]) -> None:
