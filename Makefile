@@ -74,7 +74,7 @@ fuzz: venv
 # The soak with chaos (docs/soak.md): complete sessions on the real simulator and daemon
 # with wrong nurse actions, pump and wire faults and daemon kills, then the invariants checked
 # from the audit log and the simulator's log; exit 1 on any violation. Defaults: 1000
-# sessions on 10 pumps at x240 (about two hours here); CI runs a short one, e.g.
+# sessions on 10 pumps at x240 (an hour or more here); CI runs a short one, e.g.
 # make soak SOAK_ARGS="--sessions 12 --seed 1 --pumps 6 --kill-every 30".
 SOAK_ARGS ?=
 soak: venv
