@@ -121,7 +121,11 @@ class SessionStarted(Payload):
 
 
 class SessionPaused(Payload):
+    """``reason`` is the nurse's own words (``pumpctl pause --reason``), or the kernel's
+    sentence for a pause it demanded; absent when no words were given."""
+
     reason_code: Code
+    reason: Text | None = None
     delivered_volume_ul: Annotated[int, Field(ge=0)]
 
 
@@ -185,10 +189,14 @@ class SessionCheckpointed(Payload):
 
 
 class CommandRequested(Payload):
+    """``reason``: the words a person gave for a pause or stop, on record with the intent
+    even when the pump never confirms it."""
+
     command: PumpCommand
     rate_ml_h: NonNegDecimal | None = None
     volume_ul: Annotated[int, Field(ge=0)] | None = None
     reason_codes: list[Code] = Field(default_factory=list)
+    reason: Text | None = None
 
 
 class CommandConfirmed(Payload):

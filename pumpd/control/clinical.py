@@ -279,7 +279,7 @@ async def session_pause(svc: Service, call: Call) -> Any:
     prm: p.PauseParams = call.params
     ctl = svc.controller(prm.pump)
     call.note = prm.reason
-    await ctl.pause(by=call.acting.name)
+    await ctl.pause(by=call.acting.name, reason=prm.reason)
     return {"state": _state(ctl)}
 
 

@@ -72,6 +72,18 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class _Announced:
+    """An alarm whose ``alarm.raised`` is queued, not yet latched in the session: the event
+    goes out the moment the tick decides, the session latches it after the STOP's round
+    trip (docs/controller.md, "Alarm first"); the latch reuses this text and correlation."""
+
+    priority: Priority
+    message: str
+    source: AlarmSource
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmView:
     code: str
     priority: str
@@ -140,6 +152,8 @@ class Controller:
         self._halted_on_comm = False
         self._pending_sent_s: float | None = None
         self._notices: dict[str, Notice] = {}
+        self._announced: dict[str, _Announced] = {}
+        self._pause_words: str | None = None
         self._reminders: dict[str, str] = {}
         self._alarm_ids: dict[str, str] = {}
         self.polls = 0
@@ -181,6 +195,12 @@ class Controller:
         alarms = [
             AlarmView(a.code, a.priority.value, a.message, a.source)
             for a in (s.data.alarms if s is not None else ())
+        ]
+        latched = {a.code for a in alarms}
+        alarms += [
+            AlarmView(code, a.priority.value, a.message, a.source)
+            for code, a in self._announced.items()
+            if code not in latched
         ]
         alarms += [
             AlarmView(n.code, n.priority.value, n.message, "daemon") for n in self._notices.values()
@@ -451,13 +471,22 @@ class Controller:
         if halting:
             kind = ActionKind.STOP if halting[0].kind is ActionKind.STOP else ActionKind.PAUSE
             effect = "stopped" if kind is ActionKind.STOP else "paused"
-            if snap is None:
-                # No reading: the nurse's alarm first. A STOP into a dead link can take all
-                # its attempts to fail, and the alarm must not wait for that.
+            # Whether to command is decided on the session as this tick found it, before
+            # its alarm latches (_must_command says why a pump in ALARM still gets it).
+            command = self._must_command(kind, snap)
+            if snap is None or not command:
+                # No reading: latched at once (a STOP into a dead link can take all its
+                # attempts to fail); nothing to send: nothing to wait for.
                 self._latch(halting, effect=effect)
-            if self._must_command(kind, snap):
-                await self._halt(kind, halting)
-            self._latch(halting, effect=effect)
+            else:
+                # Alarm first: its event is queued now, ahead of the STOP's intent; the
+                # session latches it once the command's round trip is over.
+                self._announce(halting, effect=effect)
+            try:
+                if command:
+                    await self._halt(kind, halting)
+            finally:
+                self._latch(halting, effect=effect)
         delivering = snap is None or snap.mode.delivers
         for action in decision.actions:
             if action.kind is ActionKind.ALARM:
@@ -468,6 +497,14 @@ class Controller:
         self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
 
     def _must_command(self, kind: ActionKind, snap: PumpSnapshot | None) -> bool:
+        """Whether the kernel's halt goes to the pump, judged before this tick's latch.
+
+        The first demand is always sent, also to a pump that reports it stopped itself
+        (in ALARM, or idle with an alarm condition): GIP-MB1 takes STOP in every state and
+        a pump in ALARM stays there (result 0), so it cannot give drug, and it makes
+        pumpd's own termination of flow a fact on record rather than the pump's claim.
+        Once the session is latched, repeated demands are not repeated commands.
+        """
         s = self._session
         if snap is None:
             # One stop per outage: on a dead link it cannot arrive, and the pump's own
@@ -502,6 +539,7 @@ class Controller:
         now = self._now()
         if kind is ActionKind.PAUSE and s.state is State.INFUSING:
             step = s.pause(by=DAEMON, reason_code=first.code, at=now)
+            self._pause_words = _words(first.message)
         else:
             if "stop" not in s.allowed():
                 self._latch(actions, effect="stopped")
@@ -516,43 +554,62 @@ class Controller:
             return
         for a in actions:
             if any(x.code == a.code for x in s.data.alarms):
+                self._announced.pop(a.code, None)
                 continue
-            source: AlarmSource = "kernel"
-            if a.code.startswith("tick.pump.alarm"):
-                source = "pump"
-            elif a.code.startswith("tick.vitals"):
-                source = "vitals"
-            elif not a.code.startswith("tick."):
-                source = "daemon"
-            message = alarm_message(
-                a.code, self.config.pump_id, effect, self.delivered_ul(), s.plan.vtbi_ul, a.message
-            )
+            said = self._announced.get(a.code)
+            source = said.source if said else _alarm_source(a.code)
+            message = said.message if said else self._alarm_text(s, a, effect)
             step = s.alarm(
                 code=a.code, priority=a.priority, message=message, source=source, at=self._now()
             )
             self._record(step, DAEMON, _Ctx())
 
+    def _alarm_text(self, s: Session, a: Action, effect: str) -> str:
+        return alarm_message(
+            a.code, self.config.pump_id, effect, self.delivered_ul(), s.plan.vtbi_ul, a.message
+        )
+
+    def _announce(self, actions: Sequence[Action], *, effect: str) -> None:
+        """Queue ``alarm.raised`` for each new alarm now, before any command is sent."""
+        s = self._live_session()
+        if s is None:
+            return
+        for a in actions:
+            if a.code in self._announced or any(x.code == a.code for x in s.data.alarms):
+                continue
+            said = _Announced(
+                a.priority,
+                self._alarm_text(s, a, effect),
+                _alarm_source(a.code),
+                new_correlation("alarm"),
+            )
+            self._announced[a.code] = said
+            self._log([self._alarm_raised_event(s, a.code, said)])
+
+    def _alarm_raised_event(self, s: Session | None, code: str, said: _Announced) -> NewEvent:
+        return self._journal.event(
+            "alarm.raised",
+            {
+                "alarm_code": code,
+                "priority": said.priority.value,
+                "source": said.source,
+                "message": said.message[:500],
+            },
+            Actor.daemon(),
+            session=s,
+            correlation_id=said.correlation_id,
+        )
+
     def _notice(self, code: str, priority: Priority, message: str) -> None:
         if code in self._notices:
             return
-        corr = new_correlation("alarm")
-        self._notices[code] = Notice(code, priority, message, corr)
-        self._log(
-            [
-                self._journal.event(
-                    "alarm.raised",
-                    {
-                        "alarm_code": code,
-                        "priority": priority.value,
-                        "source": "daemon",
-                        "message": message[:500],
-                    },
-                    Actor.daemon(),
-                    session=self._live_session(),
-                    correlation_id=corr,
-                )
-            ]
-        )
+        said = self._announced.pop(code, None)
+        if said is not None:  # its alarm.raised is already written
+            self._notices[code] = Notice(code, priority, said.message, said.correlation_id)
+            return
+        said = _Announced(priority, message, "daemon", new_correlation("alarm"))
+        self._notices[code] = Notice(code, priority, message, said.correlation_id)
+        self._log([self._alarm_raised_event(self._live_session(), code, said)])
 
     def _remind(self, actions: Sequence[Action]) -> None:
         current = {a.code: a.message for a in actions}
@@ -1009,16 +1066,16 @@ class Controller:
                 )
             elif kind == "pump.command.requested" and step.command is not None:
                 c = step.command
-                ev(
-                    kind,
-                    {
-                        "command": c.kind.value,
-                        "rate_ml_h": None if c.rate_ml_h is None else format(c.rate_ml_h, "f"),
-                        "volume_ul": c.vtbi_ul,
-                        "reason_codes": [c.reason_code] if c.reason_code else [],
-                    },
-                    corr=ctx.correlation_id,
-                )
+                requested: dict[str, Any] = {
+                    "command": c.kind.value,
+                    "rate_ml_h": None if c.rate_ml_h is None else format(c.rate_ml_h, "f"),
+                    "volume_ul": c.vtbi_ul,
+                    "reason_codes": [c.reason_code] if c.reason_code else [],
+                }
+                words = {CommandKind.PAUSE: self._pause_words, CommandKind.STOP: d.stop_reason}
+                if (spoken := _words(words.get(c.kind))) is not None:
+                    requested["reason"] = spoken
+                ev(kind, requested, corr=ctx.correlation_id)
             elif kind in (
                 "pump.command.confirmed",
                 "pump.command.uncertain",
@@ -1043,13 +1100,13 @@ class Controller:
             elif kind == "session.resumed":
                 ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f")})
             elif kind == "session.paused":
-                ev(
-                    kind,
-                    {
-                        "reason_code": d.pause_reason_code or "pause",
-                        "delivered_volume_ul": delivered,
-                    },
-                )
+                paused: dict[str, Any] = {
+                    "reason_code": d.pause_reason_code or "pause",
+                    "delivered_volume_ul": delivered,
+                }
+                if self._pause_words is not None:
+                    paused["reason"] = self._pause_words
+                ev(kind, paused)
             elif kind == "session.stopped":
                 ev(
                     kind,
@@ -1089,6 +1146,10 @@ class Controller:
                 )
             elif kind == "alarm.raised" and d.alarms:
                 alarm = d.alarms[-1]
+                said = self._announced.pop(alarm.code, None)
+                if said is not None:  # written when the tick decided (_announce)
+                    self._alarm_ids[alarm.code] = said.correlation_id
+                    continue
                 corr = new_correlation("alarm")
                 self._alarm_ids[alarm.code] = corr
                 ev(
@@ -1203,6 +1264,7 @@ class Controller:
                 def undo() -> None:
                     self._session, self._limits, self._account = previous
 
+                self._announced.clear()
                 self._session, self._account = new, None
                 self._reminders.clear()
                 await self._carry_out(step, by, undo=undo)
@@ -1248,10 +1310,18 @@ class Controller:
             await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
             return step
 
-    async def pause(self, *, by: str, reason_code: str = "nurse.pause") -> Step:
-        return await self._nurse(
-            by, lambda s, at: s.pause(by=by, at=at, reason_code=reason_code), undo=False
-        )
+    async def pause(
+        self, *, by: str, reason_code: str = "nurse.pause", reason: str | None = None
+    ) -> Step:
+        """Pause; ``reason`` (the nurse's words) goes into the intent and ``session.paused``,
+        so the session's own record says why (the session keeps only the code)."""
+
+        def act(s: Session, at: Stamp) -> Step:
+            step = s.pause(by=by, at=at, reason_code=reason_code)
+            self._pause_words = _words(reason)
+            return step
+
+        return await self._nurse(by, act, undo=False)
 
     async def resume(self, *, by: str) -> Step:
         return await self._nurse(by, lambda s, at: s.resume(by=by, at=at), undo=True)
@@ -1345,6 +1415,20 @@ class Controller:
 
     async def abort(self, *, by: str, reason: str) -> Step:
         return await self._nurse(by, lambda s, at: s.abort(by=by, reason=reason, at=at), undo=True)
+def _words(text: str | None) -> str | None:
+    """Free text as the audit record takes it: trimmed, at most 500 characters, or None."""
+    text = (text or "").strip()[:500]
+    return text or None
+
+
+def _alarm_source(code: str) -> AlarmSource:
+    if code.startswith("tick.pump.alarm"):
+        return "pump"
+    if code.startswith("tick.vitals"):
+        return "vitals"
+    return "kernel" if code.startswith("tick.") else "daemon"
+
+
 
 
 def _programmed(s: Session, plan: Plan) -> dict[str, Any]:

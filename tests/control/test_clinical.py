@@ -145,6 +145,9 @@ async def test_the_nurses_path_program_to_discharge(rig: Rig) -> None:
     assert confirm_ok[0]["message"] == "witness staff:N042"
     double = await rig.flushed_events(event_type="double_check.completed", session=session_id)
     assert len(double) == 1
+    # The nurse's words for the pause are in the session's own record, not only the request's.
+    paused = await rig.flushed_events(event_type="session.paused", session=session_id)
+    assert [json.loads(e.payload).get("reason") for e in paused] == ["patient asked"]
     refused_pins = await rig.flushed_events(event_type="staff.pin.refused")
     assert [json.loads(e.payload)["staff_id"] for e in refused_pins] == ["N042"]
 

@@ -4,6 +4,7 @@ change nothing."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -36,7 +37,7 @@ async def test_adjust_slows_the_infusion_after_confirmation(rig: Rig) -> None:
             proposed.rate_ml_h * 100
         )
         await ctl.note(by=NURSE, text="slowed for dissociation")
-        await ctl.pause(by=NURSE)
+        await ctl.pause(by=NURSE, reason="patient asked for a short break")
         assert session_state(ctl) is State.PAUSED
         await ctl.resume(by=NURSE)
         assert session_state(ctl) is State.INFUSING
@@ -48,6 +49,12 @@ async def test_adjust_slows_the_infusion_after_confirmation(rig: Rig) -> None:
     types = rig.types(session="S-1")
     for expected in ("session.adjusted", "note.recorded", "session.paused", "session.resumed"):
         assert expected in types
+    # Why it was paused is in the session's own record: the intent and session.paused.
+    said = "patient asked for a short break"
+    [paused] = rig.events(session="S-1", event_type="session.paused")
+    assert json.loads(paused.payload)["reason"] == said
+    intents = [json.loads(e.payload) for e in rig.events(event_type="pump.command.requested")]
+    assert [i.get("reason") for i in intents if i["command"] == "pause"] == [said]
 
 
 async def test_refusals_change_nothing(rig: Rig) -> None:
