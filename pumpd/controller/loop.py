@@ -47,6 +47,7 @@ from safety.tick import (
 )
 from safety.vitals import VitalsReading
 
+from . import logline
 from .accounting import VolumeAccount
 from .config import ControllerConfig, real_seconds
 from .errors import AuditUnavailable, NoSession, PumpNotAnswering, SessionActive
@@ -612,26 +613,30 @@ class Controller:
         self._log([self._alarm_raised_event(self._live_session(), code, said)])
 
     def _remind(self, actions: Sequence[Action]) -> None:
+        """Show every reminder in its latest words; record each reminder code once.
+
+        A reminder's words move on while its code stays (the age of overdue vitals), so the
+        display takes them at every tick. ``reminder.issued`` is written when a code is new:
+        a reminder that must sound again carries its number in the code (the pause ladder,
+        input pending), which is when the kernel re-issues it.
+        """
         current = {a.code: a.message for a in actions}
-        for code in list(self._reminders):
-            if code not in current:
-                del self._reminders[code]
+        fresh = [code for code in current if code not in self._reminders]
+        self._reminders = current
         s = self._live_session()
-        for code, message in current.items():
-            if code in self._reminders:
-                continue
-            self._reminders[code] = message
-            if s is not None:
-                self._log(
-                    [
-                        self._journal.event(
-                            "reminder.issued",
-                            {"reminder_code": code, "message": message[:500]},
-                            Actor.daemon(),
-                            session=s,
-                        )
-                    ]
+        if s is None:
+            return
+        self._log(
+            [
+                self._journal.event(
+                    "reminder.issued",
+                    {"reminder_code": code, "message": current[code][:500]},
+                    Actor.daemon(),
+                    session=s,
                 )
+                for code in fresh
+            ]
+        )
 
     async def _orphan_check(self, snap: PumpSnapshot | None) -> None:
         """A pump delivering with no session behind it is stopped, and that is an alarm."""
@@ -644,8 +649,9 @@ class Controller:
             Actor.daemon(),
             correlation_id=corr,
         )
-        if not await self._journal.durable([intent], self.config.intent_wait_s):
+        if not await self._durable([intent]):
             self._audit_failed()
+        logline.command_sent(self.config.pump_id, None, CommandKind.STOP.value, corr)
         async with self._keepalive():
             outcome = await self._executor.run(CommandKind.STOP, None)
         if outcome.status is not None:
@@ -705,13 +711,18 @@ class Controller:
         events = [*extra, *self._events(step, by, ctx)]
         if command is None or command.kind in MOVING:
             await self._write_first(events, ctx, undo if command is not None else None)
-        elif not await self._journal.durable(events, self.config.intent_wait_s):
+        elif not await self._durable(events):
             self._audit_failed()
+        self._log_step(step, by)
         if command is None:
             self._checkpoint()
             return
         if command.kind is CommandKind.START:
             self._start_counter_ul = self._baseline_ul
+        assert ctx.correlation_id is not None
+        logline.command_sent(
+            self.config.pump_id, self._session_id(), command.kind.value, ctx.correlation_id
+        )
         async with self._keepalive():
             outcome = await self._executor.run(command.kind, self._setpoints(command.kind))
         self._pending_sent_s = outcome.sent_at_s
@@ -750,7 +761,7 @@ class Controller:
         if undo is None:
             self._log(events)
             return
-        if await self._journal.durable(events, self.config.intent_wait_s):
+        if await self._durable(events):
             return
         # The intent is not a durable record, so the command is not sent: put the session
         # back, close the intent in the record (it may still land), and tell the nurse.
@@ -806,11 +817,26 @@ class Controller:
 
     def _record(self, step: Step, by: str, ctx: _Ctx) -> None:
         self._log(self._events(step, by, ctx))
+        self._log_step(step, by)
         self._checkpoint()
 
     def _log(self, events: Sequence[NewEvent]) -> None:
         """Queue events in order; the poll loop never waits for the store."""
+        logline.events(events)
         self._journal.submit(events)
+
+    async def _durable(self, events: Sequence[NewEvent]) -> bool:
+        """Queue events and wait at most ``intent_wait_s`` for them to be durable."""
+        logline.events(events)
+        return await self._journal.durable(events, self.config.intent_wait_s)
+
+    def _session_id(self) -> str | None:
+        return None if self._session is None else self._session.data.session_id
+
+    def _log_step(self, step: Step, by: str) -> None:
+        s = self._session
+        if s is not None:
+            logline.step(self.config.pump_id, s.data.session_id, step, by)
 
     def _audit_failed(self) -> None:
         # The alarm's own event is queued behind the held ones: it is written, in order,
@@ -1264,9 +1290,9 @@ class Controller:
                 def undo() -> None:
                     self._session, self._limits, self._account = previous
 
-                self._announced.clear()
                 self._session, self._account = new, None
                 self._reminders.clear()
+                self._announced.clear()
                 await self._carry_out(step, by, undo=undo)
             s = self._session
             assert s is not None
@@ -1415,6 +1441,8 @@ class Controller:
 
     async def abort(self, *, by: str, reason: str) -> Step:
         return await self._nurse(by, lambda s, at: s.abort(by=by, reason=reason, at=at), undo=True)
+
+
 def _words(text: str | None) -> str | None:
     """Free text as the audit record takes it: trimmed, at most 500 characters, or None."""
     text = (text or "").strip()[:500]
@@ -1427,8 +1455,6 @@ def _alarm_source(code: str) -> AlarmSource:
     if code.startswith("tick.vitals"):
         return "vitals"
     return "kernel" if code.startswith("tick.") else "daemon"
-
-
 
 
 def _programmed(s: Session, plan: Plan) -> dict[str, Any]:

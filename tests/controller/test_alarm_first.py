@@ -58,8 +58,10 @@ async def test_pump_alarm_is_written_before_the_stop_which_goes_out_once(rig: Ri
     ]
     results = [e for e in events if e.event_type == "pump.command.confirmed"]
     # Alarm first, then the write-ahead STOP: interlock and intent before its result.
-    assert len(interlocks) == 1 and interlocks[0] in after
-    assert len(intents) == 1 and intents[0] in after
+    assert len(interlocks) == 1
+    assert interlocks[0] in after
+    assert len(intents) == 1
+    assert intents[0] in after
     assert intents[0].seq < results[-1].seq
     assert results[-1].correlation_id == intents[0].correlation_id
     # The latched alarm is the announced one: its acknowledgement would link to this event.

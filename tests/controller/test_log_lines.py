@@ -1,0 +1,87 @@
+"""The controller's journald lines (pumpd/controller/logline.py): an alarm raised and
+acknowledged with its priority and sentence, the session's state changes, the pump
+commands sent and confirmed, the interlock; and nothing while a steady infusion is
+polled."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from pumpsim.harness import Fault
+from structlog.testing import capture_logs
+
+from pumpd.session import State
+
+from .conftest import NURSE, Rig, halt, running, session_state, to_infusing, wait_until
+from .test_acknowledge import press_alarm_key
+
+OURS = {
+    "alarm raised",
+    "alarm acknowledged",
+    "session state changed",
+    "pump command requested",
+    "pump command sent",
+    "pump command confirmed",
+    "pump command uncertain",
+    "pump command failed",
+    "interlock triggered",
+}
+CODE = "tick.pump.alarm.occlusion_downstream"
+
+
+def _ours(lines: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [line for line in lines if line["event"] in OURS]
+
+
+async def test_alarms_state_changes_and_commands_are_logged_not_polls(rig: Rig) -> None:
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        with capture_logs() as starting:
+            await to_infusing(rig, ctl)
+        with capture_logs() as steady:
+            polls = ctl.polls
+            await wait_until(lambda: ctl.polls > polls + 30, what="30 polls of a steady infusion")
+        with capture_logs() as alarmed:
+            rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
+            await wait_until(lambda: session_state(ctl) is State.ALARM, what="the alarm")
+            rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=False)
+            press_alarm_key(rig)
+            await ctl.acknowledge(by=NURSE, note="line unkinked at the pump")
+    finally:
+        await halt(task)
+
+    assert _ours(steady) == []
+    moves = [
+        (x["from_state"], x["to_state"]) for x in starting if x["event"] == "session state changed"
+    ]
+    assert ("START_REQUESTED", "INFUSING") in moves, moves
+    started = [x for x in starting if x["event"] == "pump command sent"]
+    assert [x["command"] for x in started] == ["prime", "start"]
+    assert all(x["pump"] == "chair-2" and x["session"] == "S-1" for x in _ours(starting))
+
+    lines = _ours(alarmed)
+    [raised] = [x for x in lines if x["event"] == "alarm raised"]
+    assert raised["alarm_code"] == CODE
+    assert raised["priority"] == "high"
+    assert raised["log_level"] == "error"
+    assert str(raised["message"]).startswith("Downstream occlusion on chair-2")
+    [interlock] = [x for x in lines if x["event"] == "interlock triggered"]
+    assert interlock["action"] == "stop"
+    assert CODE in interlock["reason_codes"]
+    sent = [x for x in lines if x["event"] == "pump command sent"]
+    confirmed = [x for x in lines if x["event"] == "pump command confirmed"]
+    assert [x["command"] for x in sent] == ["stop"]
+    assert [x["correlation_id"] for x in confirmed] == [sent[0]["correlation_id"]]
+    # Alarm first in the log as in the record.
+    assert lines.index(raised) < lines.index(sent[0])
+    [acked] = [x for x in lines if x["event"] == "alarm acknowledged"]
+    assert acked["alarm_code"] == CODE
+    assert acked["by"] == NURSE
+    assert acked["note"] == "line unkinked at the pump"
+    moves = [
+        (x["from_state"], x["to_state"]) for x in lines if x["event"] == "session state changed"
+    ]
+    assert moves[-1] == ("ALARM", "STOPPED"), moves
+    assert all(x["pump"] == "chair-2" and x["session"] == "S-1" for x in lines)
