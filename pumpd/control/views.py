@@ -87,9 +87,9 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
 def vitals_due_in_s(ctx: ControlContext, ctl: Controller) -> int | None:
     """Seconds until the protocol's next vitals entry is due (negative: overdue)."""
     s = ctl.session
-    if s is None or not s.data.vitals:
+    if s is None or s.data.last_vitals is None:
         return None
-    last = s.data.vitals[-1].at
+    last = s.data.last_vitals.at
     interval_s = s.protocol.protocol.vitals.interval_min * 60
     return int(last.mono_s + interval_s - ctx.clock.monotonic())
 

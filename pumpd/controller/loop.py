@@ -159,7 +159,8 @@ class Controller:
         self._alarm_ids: dict[str, str] = {}
         self.polls = 0
         self.last_poll_s = clock.monotonic()
-        self._checkpointed: tuple[int, Decimal | None] | None = None
+        self._checkpoint_mark: tuple[int, State, Decimal | None] | None = None
+        self._checkpointed: tuple[dict[str, Any], Decimal | None] | None = None
         self._checkpointed_at_s = clock.monotonic()
 
     # -- reading -------------------------------------------------------------------
@@ -399,7 +400,7 @@ class Controller:
         # The counter is compared with the expected volume at the moment it was read, not
         # at this later tick (a heartbeat write lies between the two): like with like.
         read_at = min(self._read_at_s, now) if snap is not None else now
-        vitals = s.data.vitals[-1] if s.data.vitals else None
+        vitals = s.data.last_vitals
         try:
             inputs = TickInputs(
                 now_s=now,
@@ -854,17 +855,27 @@ class Controller:
     def _checkpoint(self) -> None:
         """Record the session's whole state when it changed, and every
         ``checkpoint_every_s`` while drug is delivered, so a restarted daemon can rebuild
-        it from the audit log alone (pumpd/recovery.py)."""
+        it from the audit log alone (pumpd/recovery.py).
+
+        "Changed" is judged on the content, not on the object: a command repeated in ALARM
+        gives the session new data equal to the old, and the last checkpoint is still the
+        latest state. A real change is never deferred (docs/controller.md, "Checkpoints").
+        """
         s = self._session
         if s is None:
             return
         now = self._clock.monotonic()
-        mark = (id(s.data), None if self._account is None else self._account.rate_ml_h)
+        rate = None if self._account is None else self._account.rate_ml_h
         due = now - self._checkpointed_at_s >= self.config.checkpoint_every_s
-        delivering = self._account is not None and self._account.rate_ml_h > 0
-        if mark == self._checkpointed and not (due and delivering):
+        periodic = due and self._account is not None and self._account.rate_ml_h > 0
+        mark = (id(s.data), s.state, rate)
+        if mark == self._checkpoint_mark and not periodic:
             return
-        self._checkpointed, self._checkpointed_at_s = mark, now
+        self._checkpoint_mark = mark
+        snapshot = s.snapshot()
+        if (snapshot, rate) == self._checkpointed and not periodic:
+            return
+        self._checkpointed, self._checkpointed_at_s = (snapshot, rate), now
         accounting: dict[str, Any] | None = None
         if self._account is not None:
             accounting = self._account.as_dict(now, self._clock.now_utc().isoformat())
@@ -874,7 +885,7 @@ class Controller:
                 "pump_counter_ul": self._status.volume_infused_ul,
                 "pump_uptime_s": self._status.uptime_s,
             }
-        payload: dict[str, Any] = {"state": s.state.value, "snapshot": s.snapshot()}
+        payload: dict[str, Any] = {"state": s.state.value, "snapshot": snapshot}
         if accounting is not None:
             payload["accounting"] = accounting
         self._log([self._journal.event("session.checkpointed", payload, Actor.daemon(), session=s)])
@@ -1190,13 +1201,11 @@ class Controller:
                     corr,
                 )
             elif kind == "alarm.acknowledged":
-                for acked in d.acknowledged_alarms:
-                    if acked.at != d.acknowledged_alarms[-1].at:
-                        continue
+                for acked in d.last_acknowledged:
                     corr = self._alarm_ids.pop(acked.alarm.code, "") or new_correlation("alarm")
                     ev(kind, {"alarm_code": acked.alarm.code, "note": acked.note}, corr=corr)
-            elif kind == "vitals.recorded" and d.vitals:
-                v = d.vitals[-1]
+            elif kind == "vitals.recorded" and d.last_vitals is not None:
+                v = d.last_vitals
                 ev(
                     kind,
                     {
@@ -1209,7 +1218,7 @@ class Controller:
                     },
                 )
             elif kind == "session.adjusted":
-                last = d.adjustments[-1] if d.adjustments else None
+                last = d.last_adjustment
                 ev(
                     kind,
                     {
@@ -1218,8 +1227,8 @@ class Controller:
                         "volume_ul": plan.vtbi_ul,
                     },
                 )
-            elif kind == "note.recorded" and d.notes:
-                ev(kind, {"text": d.notes[-1].text[:500]})
+            elif kind == "note.recorded" and d.last_note is not None:
+                ev(kind, {"text": d.last_note.text[:500]})
         return out
 
     # -- the nurse's commands ----------------------------------------------------------

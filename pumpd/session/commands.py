@@ -218,7 +218,8 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("start", by, "start request")
         if verdicts:
             raise CommandRefused("request_start", verdicts)
-        vitals = self._data.vitals[-1].reading_as_of(stamp) if self._data.vitals else None
+        last = self._data.last_vitals
+        vitals = None if last is None else last.reading_as_of(stamp)
         try:
             inputs = StartInputs(
                 snapshot=pump,
@@ -378,7 +379,8 @@ class NurseCommands(SessionCore):
             data = self._update(
                 order=confirmed.order,
                 pending_adjustment=None,
-                adjustments=(*self._data.adjustments, confirmed),
+                last_adjustment=confirmed,
+                adjustments_confirmed=self._data.adjustments_confirmed + 1,
             )
             return self._fire(
                 "confirm_adjust",
@@ -502,7 +504,8 @@ class NurseCommands(SessionCore):
         acked = tuple(AcknowledgedAlarm(alarm=a, by=by, note=note, at=at_rec) for a in d.alarms)
         changes: dict[str, object] = {
             "alarms": (),
-            "acknowledged_alarms": (*d.acknowledged_alarms, *acked),
+            "last_acknowledged": acked,
+            "alarms_acknowledged": d.alarms_acknowledged + len(acked),
             "pending_command": None,
         }
         audit = ["alarm.acknowledged"]
@@ -545,7 +548,7 @@ class NurseCommands(SessionCore):
         check_type("reading", reading, VitalsReading)
         refuse_if("record_vitals", rules.person("vitals", by, "vital signs"))
         record = VitalsRecord.of(reading, by, stamp)
-        data = self._update(vitals=(*self._data.vitals, record))
+        data = self._update(last_vitals=record, vitals_recorded=self._data.vitals_recorded + 1)
         return self._fire("record_vitals", source, source, data, audit=("vitals.recorded",))
 
     def note(self, *, by: str, text: str, at: Stamp) -> Step:
@@ -556,7 +559,8 @@ class NurseCommands(SessionCore):
             verdicts.append(rules.hard("note.empty", "A note needs some text."))
         refuse_if("note", verdicts)
         data = self._update(
-            notes=(*self._data.notes, NoteRecord(text=text, by=by, at=At.of(stamp)))
+            last_note=NoteRecord(text=text, by=by, at=At.of(stamp)),
+            notes_recorded=self._data.notes_recorded + 1,
         )
         return self._fire("note", source, source, data, audit=("note.recorded",))
 

@@ -25,6 +25,7 @@ from safety.plan import Plan, compute_plan
 from safety.tick import SessionPhase
 from safety.verdicts import Verdict
 
+from . import formats
 from .errors import (
     CommandRefused,
     InvalidCommandInput,
@@ -38,7 +39,7 @@ from .records import (
 )
 from .states import EDGES, TICK_PHASE, CommandKind, State, allowed_triggers
 
-SNAPSHOT_FORMAT: Final = 1
+SNAPSHOT_FORMAT: Final = formats.CURRENT
 ALARM_SOURCES: Final = ("pump", "kernel", "vitals", "daemon")
 
 # Audit event types the session names that the audit catalogue does not define yet.
@@ -311,7 +312,8 @@ class SessionCore:
         assert new_plan is not None
         changes["order"] = pending.order
         changes["pending_adjustment"] = None
-        changes["adjustments"] = (*self._data.adjustments, pending)
+        changes["last_adjustment"] = pending
+        changes["adjustments_confirmed"] = self._data.adjustments_confirmed + 1
         return new_plan
 
     # -- snapshot and restore -------------------------------------------------------
@@ -341,12 +343,16 @@ class SessionCore:
         time on the new monotonic clock through its UTC time: the only bridge a restart
         leaves between two monotonic clocks.
         """
-        if not isinstance(snapshot, Mapping) or snapshot.get("format") != SNAPSHOT_FORMAT:
-            raise RestoreError(f"not a session snapshot of format {SNAPSHOT_FORMAT}")
+        fmt = snapshot.get("format") if isinstance(snapshot, Mapping) else None
+        if isinstance(fmt, bool) or fmt not in formats.READABLE:
+            readable = " or ".join(str(f) for f in sorted(formats.READABLE))
+            raise RestoreError(f"not a session snapshot of format {readable}")
         check_type("protocol", protocol, LoadedProtocol)
         try:
             state = State(snapshot["state"])
             raw = snapshot["data"]
+            if fmt == 1:
+                raw = formats.data_of_format_1(raw)
             if rebase_to is not None:
                 raw = _rebased(raw, check_stamp(rebase_to))
             data = SessionData.model_validate(raw)

@@ -215,7 +215,13 @@ class DeviceFacts(SessionCore):
         dest = State.ALARM if source is State.ALARM else State.UNCERTAIN
         data = self._update(last_uncertain=record, pending_command=kind)
         if source is State.ALARM:
-            data = data.model_copy(update={"pending_command": None})
+            doubt = self._data.last_uncertain
+            if doubt is not None and doubt.resolved_to is None and doubt.command is kind:
+                # The same command, repeated while latched, is still in doubt: the record
+                # keeps when the doubt began (each attempt is in the audit log), so
+                # repeated attempts do not change the session.
+                record = doubt
+            data = self._update(last_uncertain=record, pending_command=None)
         return self._fire(
             "command_uncertain", source, dest, data, audit=("pump.command.uncertain",)
         )
@@ -227,8 +233,21 @@ class DeviceFacts(SessionCore):
         kind = self._check_command(command)
         if not isinstance(detail, str) or not detail.strip():
             raise InvalidCommandInput("a failed command needs a detail")
+        code = f"command.{kind.value}.failed"
+        if any(a.code == code for a in self._data.alarms):
+            # Already latched (a STOP the pump keeps refusing in ALARM): the alarm stays
+            # as first raised, and the latched list does not grow with every attempt.
+            data = self._update(pending_command=None)
+            return self._fire(
+                "command_failed",
+                source,
+                State.ALARM,
+                data,
+                audit=("pump.command.failed",),
+                proposed_plan=None,
+            )
         record = AlarmRecord(
-            code=f"command.{kind.value}.failed",
+            code=code,
             priority=Priority.HIGH if kind is CommandKind.STOP else Priority.MEDIUM,
             message=f"The pump refused the {kind.value} command: {detail}",
             source="pump",

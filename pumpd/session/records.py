@@ -13,7 +13,14 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
 
 from pumpd.clock import Stamp
 from safety.actions import Priority
@@ -39,6 +46,7 @@ def _no_float(value: object) -> object:
 
 
 UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
+Count = Annotated[int, Field(strict=True, ge=0)]
 MonoSeconds = Annotated[float, PlainSerializer(lambda v: repr(float(v)), return_type=str)]
 Dec = Annotated[
     Decimal,
@@ -230,7 +238,18 @@ class AdjustmentRecord(_Record):
 
 
 class SessionData(_Record):
-    """Everything the session knows besides its state."""
+    """Everything the session knows besides its state, and nothing that grows with it.
+
+    Every checkpoint carries this whole record, so its size must not depend on how long
+    the session has run: a record kept per reading or per acknowledgement would make each
+    checkpoint larger than the last and the audit log grow with the square of the
+    session's length. Of the repeating records (vitals, acknowledgements, notes, confirmed
+    adjustments) the session keeps the latest, which is what its decisions and the
+    controller's events read, and how many there were; the history is in the audit log
+    (``vitals.recorded``, ``alarm.acknowledged``, ``note.recorded``, ``session.adjusted``).
+    What remains is bounded by the protocol (checklist, start verdicts) or by the alarm
+    codes that can be latched at once.
+    """
 
     session_id: str
     pump_id: str
@@ -270,12 +289,16 @@ class SessionData(_Record):
     pending_command: CommandKind | None = None
     requested_in: State | None = None
     pending_adjustment: AdjustmentRecord | None = None
-    adjustments: tuple[AdjustmentRecord, ...] = ()
+    last_adjustment: AdjustmentRecord | None = None
+    adjustments_confirmed: Count = 0
     alarms: tuple[AlarmRecord, ...] = ()
-    acknowledged_alarms: tuple[AcknowledgedAlarm, ...] = ()
+    last_acknowledged: tuple[AcknowledgedAlarm, ...] = ()
+    alarms_acknowledged: Count = 0
     last_uncertain: UncertainRecord | None = None
-    vitals: tuple[VitalsRecord, ...] = ()
-    notes: tuple[NoteRecord, ...] = ()
+    last_vitals: VitalsRecord | None = None
+    vitals_recorded: Count = 0
+    last_note: NoteRecord | None = None
+    notes_recorded: Count = 0
 
     @property
     def start_commanded(self) -> bool:

@@ -68,16 +68,16 @@ RECORD_FIELD = {"hr": "heart_rate_bpm", "spo2": "spo2_percent", "rr": "resp_rate
 
 def recorded(rig: Rig) -> dict[str, Any] | None:  # noqa: F811
     s = rig.supervisor.controllers["chair-1"].session
-    if s is None or not s.data.vitals:
+    if s is None or s.data.last_vitals is None:
         return None
-    v = s.data.vitals[-1]
+    v = s.data.last_vitals
     return {
         "systolic_mmhg": v.systolic_mmhg,
         "diastolic_mmhg": v.diastolic_mmhg,
         "hr": v.heart_rate_bpm,
         "spo2": v.spo2_percent,
         "rr": v.resp_rate_per_min,
-        "count": len(s.data.vitals),
+        "count": s.data.vitals_recorded,
     }
 
 

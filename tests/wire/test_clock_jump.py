@@ -137,7 +137,8 @@ async def test_a_jump_before_the_start_does_not_age_or_rejuvenate_the_baseline(
         assert s is not None
         assert not [v for v in s.data.start_verdicts if v.code.startswith("start.vitals")]
         assert s.data.started_at is not None
-        taken = s.data.vitals[-1]
+        taken = s.data.last_vitals
+        assert taken is not None
         # The session's own UTC stamps show the jump; its monotonic ones do not.
         utc_gap_s = (s.data.started_at.utc - taken.at.utc).total_seconds()
         mono_gap_s = s.data.started_at.mono_s - taken.at.mono_s
@@ -180,7 +181,8 @@ async def test_jumps_during_a_session_change_no_supervised_duration(rig: Rig) ->
         await ctl.start(by=NURSE)
         s = ctl.session
         assert s is not None
-        vitals_at = s.data.vitals[-1].at
+        assert s.data.last_vitals is not None
+        vitals_at = s.data.last_vitals.at
 
         # Infusing: the wall clock jumps forward 3 h, later back 6 h.
         await sim_sleep(rig, 4 * MIN)
