@@ -17,7 +17,7 @@ from safety.order import Override, check_override, override_requirement
 from safety.plan import Order, Patient, Plan, compute_plan
 from safety.protocol import Protocol
 from safety.start import check_double_check
-from safety.units import Dimension, InputError, fmt, parse_quantity
+from safety.units import UNITS, Dimension, InputError, fmt, parse_quantity, symbols
 from safety.verdicts import Severity, Verdict, refused
 
 RULE = "session"
@@ -73,29 +73,63 @@ def double_check(programmed_by: str, checker: str) -> list[Verdict]:
     return [Verdict(v.code, v.severity, _AT_CONFIRM.get(v.code, v.message), v.rule) for v in found]
 
 
-def weight_reentry(recorded_kg: Decimal, typed: object) -> list[Verdict]:
-    """The checker types the weight again, with its unit; it must equal the recorded one.
+WEIGHT_TOLERANCE_KG = Decimal("0.05")
+"""How far the checker's weight, converted to kg, may lie from the programmed one.
 
-    Equality is exact after unit conversion: a weight typed as 176 lb that became
-    79.83 kg does not match 80 kg, and that is the point (a kg/lb mix-up is a 2.2-fold dose).
+Half the 0.1 kg step of a clinic scale: enough for a legitimate change of unit (the
+programmed 82 kg typed as 180.78 lb is 82.0004 kg; as 180.8 lb, 82.0098 kg), too little to
+let any real disagreement through (0.1 kg, a digit in the first decimal, is refused). The
+dose is computed from the programmed weight only, so the tolerance never changes a dose;
+docs/session.md has the reasoning."""
+
+
+def _places(a: Decimal, b: Decimal) -> int:
+    """Decimal places (two at least) at which ``a`` and ``b`` print differently."""
+    places = 2
+    while places < 12 and fmt(a, places) == fmt(b, places):
+        places += 1
+    return places
+
+
+def weight_reentry(recorded_kg: Decimal, typed: object) -> list[Verdict]:
+    """The checker types the weight again, with its unit; it must be the programmed weight.
+
+    Converted to kg it may differ from the programmed weight by at most
+    :data:`WEIGHT_TOLERANCE_KG` (a kg/lb mix-up is a 2.2-fold difference and a slipped
+    digit at least 0.1 kg). The refusal shows the figure as typed, its value in kg and the
+    programmed weight in the typed unit, each to as many places as tell them apart.
     """
     rule = "session.double_check.weight"
     if not isinstance(typed, str):
         return [hard("double_check.weight_missing", "The checker must type the weight.", rule)]
     try:
-        kg = parse_quantity(typed, Dimension.BODY_WEIGHT).value
+        quantity = parse_quantity(typed, Dimension.BODY_WEIGHT)
     except InputError as exc:
         return [hard("double_check.weight_unreadable", f"The checked weight: {exc}.", rule)]
-    if kg != recorded_kg:
-        return [
-            hard(
-                "double_check.weight_mismatch",
-                f"The checked weight of {fmt(kg, 2)} kg differs from the programmed "
-                f"{fmt(recorded_kg, 2)} kg; check the patient's weight and program again.",
-                rule,
-            )
-        ]
-    return []
+    kg = quantity.value
+    difference = abs(kg - recorded_kg)
+    if difference <= WEIGHT_TOLERANCE_KG:
+        return []
+    symbol = next(u for u in symbols(Dimension.BODY_WEIGHT) if quantity.text.endswith(u))
+    factor = UNITS[symbol].factor
+    typed_number = kg / factor
+    shown = _places(kg, recorded_kg)
+    typed_text = f"{fmt(typed_number, 6)} {symbol}"
+    programmed_text = f"{fmt(recorded_kg, shown)} kg"
+    if factor != 1:
+        in_typed = recorded_kg / factor
+        typed_text += f" ({fmt(kg, shown)} kg)"
+        programmed_text += f" ({fmt(in_typed, _places(in_typed, typed_number))} {symbol})"
+    return [
+        hard(
+            "double_check.weight_mismatch",
+            f"The checked weight of {typed_text} differs from the programmed "
+            f"{programmed_text} by {fmt(difference, _places(difference, WEIGHT_TOLERANCE_KG))}"
+            f" kg, more than the {fmt(WEIGHT_TOLERANCE_KG)} kg allowed; check the patient's "
+            "weight and program again.",
+            rule,
+        )
+    ]
 
 
 def prime_allowed(start_commanded: bool, line_disconnected: object) -> list[Verdict]:

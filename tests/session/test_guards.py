@@ -64,7 +64,7 @@ def test_the_programmer_cannot_confirm_their_own_order(checker: str) -> None:
     ("typed", "code"),
     [
         ("81 kg", "double_check.weight_mismatch"),
-        ("176 lb", "double_check.weight_mismatch"),  # 79.83 kg: a kg/lb mix-up is caught
+        ("176 lb", "double_check.weight_mismatch"),  # 79.83 kg, 0.17 kg off: refused
         ("80", "double_check.weight_unreadable"),  # a bare number could be kg or lb
         ("", "double_check.weight_unreadable"),
     ],
