@@ -15,6 +15,7 @@ Figures:
 - **reaction B** — a downstream occlusion (the pump alarms and stops by itself), stamped by
   the simulator → the controller's ``alarm.raised`` event for it committed in the audit
   store, stamped right after the COMMIT returned (a thin wrapper around the real store).
+  The controller queues that event when its tick decides, before the STOP's round trip.
 - the limit beside them: one poll period plus the bare pymodbus status read round trip
   measured in the same run against the same simulator.
 - **CPU** per pump per second of supervision with 1, 16 and 64 infusing pumps on one
@@ -690,7 +691,8 @@ async def measure(report: Report, sizes: Sizes) -> None:
         "stamps from its CLOCK_MONOTONIC; audit on SQLite (WAL, synchronous=FULL) on disk; "
         f"poll period {POLL_PERIOD_S * 1000:.0f} ms; kernel rate_settle_s {RATE_SETTLE_S:.0f} s "
         "(ends before the fault). A: the kernel answers a rate mismatch with PAUSE. "
-        "B: the alarm event is written after the STOP is confirmed."
+        "B: the alarm event is queued when the tick decides, ahead of the STOP's intent "
+        "(docs/controller.md, Alarm first)."
     )
 
 

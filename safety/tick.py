@@ -44,6 +44,22 @@ class SessionPhase(enum.Enum):
     ENDED = "ended"
 
 
+class PendingInput(enum.Enum):
+    """What a session waits for from a person (GIP 2.2.1 re-alerts while it waits)."""
+
+    DOUBLE_CHECK = "double_check"
+    START = "start"
+    ADJUST_CONFIRMATION = "adjust_confirmation"
+    ACKNOWLEDGEMENT = "acknowledgement"
+
+
+_PENDING_WORDS: dict[PendingInput, tuple[str, str]] = {
+    PendingInput.DOUBLE_CHECK: ("The programmed infusion", "for its double-check"),
+    PendingInput.START: ("The checked infusion", "to be started"),
+    PendingInput.ADJUST_CONFIRMATION: ("The proposed adjustment", "to be confirmed or cancelled"),
+    PendingInput.ACKNOWLEDGEMENT: ("The latched alarm", "to be acknowledged"),
+}
+
 # Which pump modes that move fluid each phase allows; any other delivering mode is a stop.
 _ALLOWED_DELIVERY: dict[SessionPhase, frozenset[PumpMode]] = {
     SessionPhase.READY: frozenset(),
@@ -127,6 +143,7 @@ class SupervisionLimits:
     max_delivery_s: float | None = None
     vitals: VitalsRules | None = None
     provenance: tuple[str, ...] = ()
+    input_remind_every_s: float = 900.0
 
     def __post_init__(self) -> None:
         _microlitres("vtbi_ul", self.vtbi_ul)
@@ -152,6 +169,8 @@ class SupervisionLimits:
             )
         if self.vitals is not None and not isinstance(self.vitals, VitalsRules):
             raise InvalidTickInput(f"vitals must be VitalsRules or None, got {self.vitals!r}")
+        if _seconds("input_remind_every_s", self.input_remind_every_s) < 1:
+            raise InvalidTickInput("input_remind_every_s must be at least 1 s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +197,9 @@ class TickInputs:
     vitals: VitalsReading | None = None
     vitals_taken_s: float | None = None
     paused_since_s: float | None = None
+    pending_input: PendingInput | None = None
+    input_pending_since_s: float | None = None
+    latched_alarm_priority: Priority | None = None
 
     def __post_init__(self) -> None:
         now = _seconds("now_s", self.now_s)
@@ -210,6 +232,22 @@ class TickInputs:
             raise InvalidTickInput("vitals and vitals_taken_s must be given together")
         if (self.phase is SessionPhase.PAUSED) != (self.paused_since_s is not None):
             raise InvalidTickInput("paused_since_s must be given exactly when the phase is paused")
+        self._check_pending(now)
+
+    def _check_pending(self, now: float) -> None:
+        """What a person must still do, since when, and the alarm priority that is latched."""
+        kind, since = self.pending_input, self.input_pending_since_s
+        if kind is not None and not isinstance(kind, PendingInput):
+            raise InvalidTickInput(f"pending_input must be a PendingInput or None, got {kind!r}")
+        if (kind is None) != (since is None):
+            raise InvalidTickInput("pending_input and input_pending_since_s go together")
+        if since is not None and _seconds("input_pending_since_s", since) > now:
+            raise InvalidTickInput(f"input_pending_since_s ({since}) is after now_s ({now})")
+        latched = self.latched_alarm_priority
+        if latched is not None and not isinstance(latched, Priority):
+            raise InvalidTickInput(f"latched_alarm_priority must be a Priority, got {latched!r}")
+        if kind is PendingInput.ACKNOWLEDGEMENT and latched is None:
+            raise InvalidTickInput("an acknowledgement is pending only while an alarm is latched")
 
 
 class Outcome(enum.Enum):
@@ -535,6 +573,33 @@ def rule_pause(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action
         )
 
 
+def rule_input_pending(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """GIP 2.2.1: while a person's input is pending, re-alert every interval.
+
+    A double-check, a start, an adjustment's confirmation or an alarm's acknowledgement
+    left waiting reminds at each full ``input_remind_every_s`` of waiting; the number in
+    the code makes each a new reminder. Low priority (awareness) unless an alarm is
+    latched: then the reminder carries that alarm's priority, since the alarm still waits.
+    """
+    kind, since = inputs.pending_input, inputs.input_pending_since_s
+    if kind is None or since is None:
+        return
+    waited_s = inputs.now_s - since
+    every_s = limits.input_remind_every_s
+    if waited_s < every_s:
+        return
+    number = int(waited_s // every_s)
+    what, waits_for = _PENDING_WORDS[kind]
+    yield Action(
+        ActionKind.REMIND,
+        inputs.latched_alarm_priority or Priority.LOW,
+        f"tick.input.{kind.value}.reminder.{number}",
+        f"{what} has waited {waited_s / 60:.0f} min {waits_for} (reminder {number}, every "
+        f"{every_s / 60:.0f} min).",
+        "tick.input",
+    )
+
+
 def _vitals_rules(limits: SupervisionLimits, inputs: TickInputs) -> VitalsRules | None:
     if limits.vitals is None or inputs.phase not in _VITALS_PHASES:
         return None
@@ -655,6 +720,7 @@ RULES: tuple[_Rule, ...] = (
     rule_vitals_range,
     rule_vitals_due,
     rule_duration,
+    rule_input_pending,
 )
 
 
@@ -687,6 +753,7 @@ class SupervisionPolicy:
     max_unplanned_dose_mg: Decimal = Decimal("1")
     vtbi_overrun_ul: int = 200
     duration_overrun_rel: Decimal = Decimal("0.25")
+    input_reminder_every_s: float = 900.0
 
 
 DEFAULT_POLICY = SupervisionPolicy()
@@ -751,4 +818,6 @@ def supervision_limits(
         max_delivery_s=float(delivery_min * 60),
         vitals=protocol.vitals,
         provenance=(volume_band.explain(), delivery.explain()),
+        # GIP 2.2.1's 15 min; the protocol format has no figure of its own for it.
+        input_remind_every_s=policy.input_reminder_every_s,
     )

@@ -237,6 +237,7 @@ class AlarmAcknowledged(Payload):
 class ReminderIssued(Payload):
     reminder_code: Code
     message: Text
+    priority: Literal["low", "medium", "high"] | None = None
 
 
 class VitalsRecorded(Payload):

@@ -53,6 +53,7 @@ from .config import ControllerConfig, real_seconds
 from .errors import AuditUnavailable, NoSession, PumpNotAnswering, SessionActive
 from .executor import Executor, Outcome, Result, Setpoints
 from .journal import Journal, actor_for, code_of, dose_mg, new_correlation
+from .pending import pending_input
 from .translate import MODE_OF, alarm_message, to_snapshot
 
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
@@ -401,6 +402,7 @@ class Controller:
         # at this later tick (a heartbeat write lies between the two): like with like.
         read_at = min(self._read_at_s, now) if snap is not None else now
         vitals = s.data.last_vitals
+        waits = pending_input(s)
         try:
             inputs = TickInputs(
                 now_s=now,
@@ -417,6 +419,9 @@ class Controller:
                 vitals=None if vitals is None else vitals.reading(),
                 vitals_taken_s=None if vitals is None else min(vitals.at.mono_s, now),
                 paused_since_s=s.paused_since_s(),
+                pending_input=None if waits is None else waits.kind,
+                input_pending_since_s=None if waits is None else min(waits.since_s, now),
+                latched_alarm_priority=None if waits is None else waits.latched_alarm_priority,
             )
             decision = evaluate(self._limits, inputs)
         except InvalidTickInput as exc:
@@ -622,6 +627,7 @@ class Controller:
         input pending), which is when the kernel re-issues it.
         """
         current = {a.code: a.message for a in actions}
+        priority = {a.code: a.priority.value for a in actions}
         fresh = [code for code in current if code not in self._reminders]
         self._reminders = current
         s = self._live_session()
@@ -631,7 +637,11 @@ class Controller:
             [
                 self._journal.event(
                     "reminder.issued",
-                    {"reminder_code": code, "message": current[code][:500]},
+                    {
+                        "reminder_code": code,
+                        "message": current[code][:500],
+                        "priority": priority[code],
+                    },
                     Actor.daemon(),
                     session=s,
                 )

@@ -35,6 +35,7 @@ RULE_OF_CODE = [
     ("tick.vitals.pause.", "tick.vitals.range"),
     ("tick.vitals.", "tick.vitals.due"),
     ("tick.duration.", "tick.duration"),
+    ("tick.input.", "tick.input"),
 ]
 
 # code prefix -> (kind, priority) while the session is delivering
@@ -62,6 +63,7 @@ KIND_OF_CODE = [
     ("tick.vitals.due", ActionKind.REMIND, Priority.LOW),
     ("tick.vitals.incomplete", ActionKind.REMIND, Priority.LOW),
     ("tick.duration.exceeded", ActionKind.ALARM, Priority.MEDIUM),
+    ("tick.input.", ActionKind.REMIND, None),
 ]
 
 
