@@ -159,6 +159,67 @@ class VitalsReading:
         return all(getattr(self, m) is not None for m, meta in MEASURES.items() if meta[0] == kind)
 
 
+ENTRY_RANGES: dict[str, tuple[int, int]] = {
+    "systolic_mmhg": (40, 300),
+    "diastolic_mmhg": (10, 250),
+    "heart_rate_bpm": (20, 300),
+    "spo2_percent": (50, 100),
+    "resp_rate_per_min": (2, 80),
+}
+"""The lowest and highest value a typed reading may have (inclusive), per measure.
+
+A refused entry records nothing, so supervision goes on with the previous reading: a limit
+that refused a real reading would hide it, and the dangerous readings are the extreme ones.
+So these are not clinical limits but the edges of what can be read off a cuff, a gauge, a
+monitor or a count on an awake patient; beyond them a figure is a typing error (9 for 98,
+1200 for 120). They lie far outside every protocol's stop band (a protocol band beyond them
+is refused, see ``VitalsRules``), so a real but dangerous value is always recorded and acted
+on. docs/session.md, "Vital signs", gives the figures' reasons."""
+
+MAX_PULSE_PRESSURE_MMHG = 220
+"""Systolic minus diastolic beyond this cannot come from one beat (300/20 is 280): the two
+figures do not belong together."""
+
+
+class ImplausibleVitals(InvalidVitals):
+    """A typed reading that cannot be a measurement: refused, nothing recorded."""
+
+
+def check_entry(reading: VitalsReading) -> None:
+    """Refuse, with one sentence naming each field and its limit, a reading no instrument
+    could have given: a value outside :data:`ENTRY_RANGES`, a systolic pressure that does
+    not exceed the diastolic one, or a pulse pressure above :data:`MAX_PULSE_PRESSURE_MMHG`.
+    """
+    problems: list[str] = []
+    for measure, (low, high) in ENTRY_RANGES.items():
+        value: int | None = getattr(reading, measure)
+        _, unit, _, label = MEASURES[measure]
+        if value is not None and not low <= value <= high:
+            side, limit = ("below", low) if value < low else ("above", high)
+            problems.append(
+                f"{label} ({measure}) {value} {unit} is {side} the plausible "
+                f"{'minimum' if side == 'below' else 'maximum'} of {limit} {unit}"
+            )
+    sys, dia = reading.systolic_mmhg, reading.diastolic_mmhg
+    if sys is not None and dia is not None:
+        if sys <= dia:
+            problems.append(
+                f"systolic pressure (systolic_mmhg) {sys} mmHg must exceed the diastolic "
+                f"pressure (diastolic_mmhg) {dia} mmHg"
+            )
+        elif sys - dia > MAX_PULSE_PRESSURE_MMHG:
+            problems.append(
+                f"blood pressure {sys}/{dia} mmHg has a pulse pressure of {sys - dia} mmHg, "
+                f"above {MAX_PULSE_PRESSURE_MMHG} mmHg"
+            )
+    if problems:
+        raise ImplausibleVitals(
+            "not a plausible reading, probably a typing error: "
+            + "; ".join(problems)
+            + ". Nothing was recorded; enter the reading again."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Breach:
     """One reading outside one bound of a band."""

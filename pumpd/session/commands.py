@@ -13,7 +13,7 @@ from safety.plan import Order, Patient, Plan
 from safety.pump import InvalidPumpSnapshot, PumpMode, PumpSnapshot
 from safety.start import InvalidStartInput, StartInputs, check_start, start_requirements
 from safety.verdicts import Verdict
-from safety.vitals import InvalidVitals, VitalsReading
+from safety.vitals import ImplausibleVitals, InvalidVitals, VitalsReading, check_entry
 
 from . import rules
 from .core import (
@@ -546,6 +546,10 @@ class NurseCommands(SessionCore):
         source = self._require("record_vitals")
         stamp = check_stamp(at)
         check_type("reading", reading, VitalsReading)
+        try:
+            check_entry(reading)
+        except ImplausibleVitals as exc:
+            raise InvalidCommandInput(f"vitals: {exc}") from exc
         refuse_if("record_vitals", rules.person("vitals", by, "vital signs"))
         record = VitalsRecord.of(reading, by, stamp)
         data = self._update(last_vitals=record, vitals_recorded=self._data.vitals_recorded + 1)
