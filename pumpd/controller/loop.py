@@ -1479,8 +1479,8 @@ def _alarm_source(code: str) -> AlarmSource:
 def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
     proto = s.protocol.protocol
     return {
-        # The catalogue's code pattern has no hyphen; the sha256 pins the exact file.
-        "protocol_id": code_of(proto.id),
+        # The protocol's own id, as auditors query it; the sha256 pins the exact file.
+        "protocol_id": proto.id,
         "protocol_version": str(proto.version),
         "protocol_sha256": s.protocol.sha256,
         "drug": proto.drug,
