@@ -75,8 +75,19 @@ class Service:
 
     def controller(self, pump: str) -> Controller:
         ctl = self.ctx.controllers().get(pump)
+        if ctl is None and pump in self.ctx.pumps:
+            # Configured, but its controller is not there yet: after a start the daemon is
+            # still connecting to the pump (it retries) or recovering its session.
+            raise RpcError(
+                Code.PUMP_NOT_ANSWERING,
+                f"pump {pump!r} is configured but not connected yet: pumpd has not taken it "
+                "over since it started (still connecting or recovering its session); try "
+                "again shortly, and see the daemon's log if it lasts",
+                pump=pump,
+                configured=True,
+            )
         if ctl is None:
-            known = ", ".join(sorted(self.ctx.controllers())) or "none"
+            known = ", ".join(sorted(self.ctx.pumps or self.ctx.controllers())) or "none"
             raise RpcError(Code.NO_SUCH_PUMP, f"no pump {pump!r} (known: {known})", pump=pump)
         return ctl
 
