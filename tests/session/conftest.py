@@ -69,14 +69,14 @@ class Bedside:
             uptime_s=100,
         )
 
-    def open(self) -> Session:
+    def open(self, weight_kg: Decimal = WEIGHT) -> Session:
         session, _ = Session.open(
             session_id="s-1",
             pump_id="chair-2",
             patient_ref="p-7f3a",
             protocol=self.protocol,
             by=PROGRAMMER,
-            patient=Patient(weight_kg=WEIGHT),
+            patient=Patient(weight_kg=weight_kg),
             order=Order(),
             at=self.at(),
         )

@@ -16,26 +16,15 @@ from hypothesis import strategies as st
 
 from pumpd.session import CommandRefused, Session, State
 from pumpd.session.rules import WEIGHT_TOLERANCE_KG, weight_reentry
-from safety.plan import Order, Patient
 
-from .conftest import CHECKER, PROGRAMMER, Bedside
+from .conftest import CHECKER, Bedside
 
 LB = Decimal("0.45359237")
 
 
 def programmed(weight_kg: str) -> tuple[Bedside, Session]:
     b = Bedside()
-    s, _ = Session.open(
-        session_id="s-w",
-        pump_id="chair-1",
-        patient_ref="p-1",
-        protocol=b.protocol,
-        by=PROGRAMMER,
-        patient=Patient(weight_kg=Decimal(weight_kg)),
-        order=Order(),
-        at=b.at(),
-    )
-    return b, s
+    return b, b.open(Decimal(weight_kg))
 
 
 @pytest.mark.parametrize(
