@@ -181,6 +181,11 @@ class TickInputs:
     (zero while paused), independently of the pump's counter; ``volume_at_start_ul`` is the
     pump counter when this session began, so delivered = counter − that;
     ``delivery_elapsed_s`` is the time spent delivering since the start, pauses excluded.
+
+    A pump that restarted (or whose counter went back) counts again from its new counter:
+    the controller then keeps what the session had delivered before in
+    ``delivered_before_ul`` and re-anchors ``volume_at_start_ul`` on the new counter, so
+    delivered = delivered_before + counter − volume_at_start (docs/controller.md).
     """
 
     now_s: float
@@ -194,6 +199,7 @@ class TickInputs:
     delivery_elapsed_s: float | None
     expected_volume_ul: int
     volume_at_start_ul: int = 0
+    delivered_before_ul: int = 0
     vitals: VitalsReading | None = None
     vitals_taken_s: float | None = None
     paused_since_s: float | None = None
@@ -209,6 +215,7 @@ class TickInputs:
         _microlitres("commanded_vtbi_ul", self.commanded_vtbi_ul)
         _microlitres("expected_volume_ul", self.expected_volume_ul)
         _microlitres("volume_at_start_ul", self.volume_at_start_ul)
+        _microlitres("delivered_before_ul", self.delivered_before_ul)
         for snap_name in ("snapshot", "previous_snapshot"):
             snap = getattr(self, snap_name)
             if snap is not None and not isinstance(snap, PumpSnapshot):
@@ -297,7 +304,12 @@ _Rule = Callable[[SupervisionLimits, TickInputs], Iterator[Action]]
 
 
 def _delivered_ul(inputs: TickInputs, snapshot: PumpSnapshot) -> int:
-    return snapshot.volume_infused_ul - inputs.volume_at_start_ul
+    return inputs.delivered_before_ul + snapshot.volume_infused_ul - inputs.volume_at_start_ul
+
+
+def _restarted(prev: PumpSnapshot | None, snap: PumpSnapshot) -> bool:
+    """The pump restarted between the previous snapshot and this one (its uptime fell)."""
+    return prev is not None and snap.uptime_s < prev.uptime_s
 
 
 def _band(rel: Decimal, reference: Decimal, absolute: Decimal) -> Decimal:
@@ -375,7 +387,13 @@ def rule_phase(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action
             "the infusion is stopped.",
             rule,
         )
-    elif inputs.phase in _DELIVERY_PHASES and snap.mode in (PumpMode.IDLE, PumpMode.PAUSED):
+    elif (
+        inputs.phase in _DELIVERY_PHASES
+        and snap.mode in (PumpMode.IDLE, PumpMode.PAUSED)
+        and not _restarted(inputs.previous_snapshot, snap)
+    ):
+        # A pump that has just restarted is idle because it restarted: tick.counters
+        # names that, once, with a stop.
         yield Action(
             ActionKind.ALARM,
             Priority.MEDIUM,
@@ -387,21 +405,30 @@ def rule_phase(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action
 
 
 def rule_counters(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
-    """A reboot or a counter running backwards makes every later reading untrustworthy."""
+    """A reboot or a counter running backwards makes every later reading untrustworthy.
+
+    Both are events between two snapshots, so each is demanded at one tick only. A restart
+    is named once: its counter going to zero is part of it, not a second fault. A counter
+    below the session's start is a standing condition: the controller re-anchors the start
+    on the new counter when it sees the restart (``delivered_before_ul`` keeps what had been
+    delivered), so while it fires the controller's own figures are wrong.
+    """
     snap, prev = inputs.snapshot, inputs.previous_snapshot
     if snap is None:
         return
     rule = "tick.counters"
     if prev is not None and snap.uptime_s < prev.uptime_s:
+        kept = max(0, _delivered_ul(inputs, snap))
         yield Action(
             ActionKind.STOP,
             Priority.HIGH,
             "tick.pump.rebooted",
-            f"The pump restarted (uptime {prev.uptime_s} s → {snap.uptime_s} s); its program "
-            "and counters are lost, so the infusion is stopped.",
+            f"The pump restarted (uptime {prev.uptime_s} s → {snap.uptime_s} s): its program "
+            f"is gone and its volume counter was lost; {kept} µL had been delivered; the "
+            "infusion is stopped.",
             rule,
         )
-    if prev is not None and snap.volume_infused_ul < prev.volume_infused_ul:
+    elif prev is not None and snap.volume_infused_ul < prev.volume_infused_ul:
         yield Action(
             ActionKind.STOP,
             Priority.HIGH,

@@ -768,8 +768,8 @@ MESSAGES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"previous_snapshot": snapshot(uptime_s=10_001)},
-        "The pump restarted (uptime 10001 s → 10000 s); its program and counters are lost, so "
-        "the infusion is stopped.",
+        "The pump restarted (uptime 10001 s → 10000 s): its program is gone and its volume "
+        "counter was lost; 50000 µL had been delivered; the infusion is stopped.",
     ),
     (
         {"previous_snapshot": snapshot(volume_infused_ul=50_001)},
