@@ -19,7 +19,11 @@ class VolumeAccount:
     """Expected µL since the start: a sum of segments of constant commanded rate.
 
     ``volume_at_start_ul`` is the pump counter when this session's start was commanded, so
-    delivered = counter − that. Times are the controller's monotonic clock seconds.
+    delivered = counter − that. A pump that restarted (or whose counter went back) counts
+    again from its new counter: what was delivered before is kept in
+    ``delivered_before_ul`` and the start is re-anchored on the new counter
+    (:meth:`counter_restarted`), so delivered = delivered_before + counter − start. Times
+    are the controller's monotonic clock seconds.
     """
 
     volume_at_start_ul: int
@@ -27,6 +31,18 @@ class VolumeAccount:
     rate_since_s: float
     closed_ul: Decimal = Decimal(0)
     closed_delivery_s: float = 0.0
+    delivered_before_ul: int = 0
+
+    def delivered_ul(self, counter_ul: int) -> int:
+        """Delivered to this session when the pump's counter reads ``counter_ul``."""
+        return self.delivered_before_ul + counter_ul - self.volume_at_start_ul
+
+    def counter_restarted(self, known_ul: int, anchor_ul: int) -> None:
+        """The pump's counter was lost: ``known_ul`` had been delivered, and from now on
+        the counter's rise above ``anchor_ul`` is added to it. The expected volume is not
+        touched: it never came from the counter."""
+        self.delivered_before_ul = max(0, known_ul)
+        self.volume_at_start_ul = max(0, anchor_ul)
 
     def set_rate(self, rate_ml_h: Decimal, at_s: float) -> None:
         """Close the running segment at ``at_s`` and run at ``rate_ml_h`` from then on."""
@@ -70,6 +86,7 @@ class VolumeAccount:
         return {
             **({} if now_utc is None else {"at_utc": now_utc}),
             "volume_at_start_ul": self.volume_at_start_ul,
+            "delivered_before_ul": self.delivered_before_ul,
             "rate_ml_h": format(self.rate_ml_h, "f"),
             "expected_ul": self.expected_ul(now_s),
             "delivery_elapsed_ms": int(self.delivery_elapsed_s(now_s) * 1000),
@@ -94,6 +111,7 @@ class VolumeAccount:
             rate_since_s=now_s,
             closed_ul=expected,
             closed_delivery_s=elapsed,
+            delivered_before_ul=int(data.get("delivered_before_ul", 0)),
         )
 
     @classmethod
@@ -110,4 +128,5 @@ class VolumeAccount:
             rate_since_s=now_s,
             closed_ul=Decimal(delivered_ul),
             closed_delivery_s=int(data["delivery_elapsed_ms"]) / 1000,
+            delivered_before_ul=int(data.get("delivered_before_ul", 0)),
         )

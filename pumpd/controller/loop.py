@@ -148,6 +148,8 @@ class Controller:
         self._status: PumpStatus | None = None
         self._snapshot: PumpSnapshot | None = None
         self._ticked: PumpSnapshot | None = None
+        self._rearm_failsafe = False
+        self._lost_from: PumpSnapshot | None = None
         self._last_good_s = clock.monotonic()
         self._read_at_s = self._last_good_s
         self._unreachable_since: float | None = None
@@ -186,7 +188,7 @@ class Controller:
         """Delivered to this session by the pump's own counter (0 before the start)."""
         if self._account is None or self._status is None:
             return 0
-        return max(0, self._status.volume_infused_ul - self._account.volume_at_start_ul)
+        return max(0, self._account.delivered_ul(self._status.volume_infused_ul))
 
     def expected_ul(self) -> int:
         if self._account is None:
@@ -258,9 +260,10 @@ class Controller:
             # failsafe timeout, so it is armed again at once (retried while it fails).
             with contextlib.suppress(DriverError):
                 await self._driver.heartbeat()
-            if self._ticked is not None and status.uptime_s < self._ticked.uptime_s:
+            if self._rearm_failsafe:
                 with contextlib.suppress(DriverError):
                     await self._driver.set_heartbeat_timeout(self.config.heartbeat_timeout_s)
+                    self._rearm_failsafe = False
         self._journal.flush()
         if self._journal.stalled(self.config.intent_wait_s) or self._journal.degraded:
             self._audit_failed()
@@ -299,14 +302,58 @@ class Controller:
         return status
 
     def _observe(self, status: PumpStatus) -> None:
+        previous, previous_at_s = self._status, self._read_at_s
         self._last_good_s = self._clock.monotonic()
         self._read_at_s = self._last_good_s
         self._unreachable_since = None
         self._halted_on_comm = False
         self._status = status
         self._snapshot = to_snapshot(status)
+        if previous is not None:
+            self._counter_check(previous, previous_at_s, status)
         if self._account is None:
             self._baseline_ul = status.volume_infused_ul
+
+    def _counter_check(
+        self, previous: PumpStatus, previous_at_s: float, status: PumpStatus
+    ) -> None:
+        """A reading whose uptime or counter went down: the pump restarted (or its counter
+        went back). Whatever read it (a poll, a command's confirmation, a nurse's
+        acknowledgement), the accounting is re-anchored at once and a restarted pump's
+        failsafe is armed again; the kernel names the event at its next tick, once.
+
+        A restarted pump has no program: nothing is commanded at it any more, so the
+        expected volume stops where the pump was last seen delivering (``previous_at_s``),
+        and any volume it shows from now on is more than expected."""
+        rebooted = status.uptime_s < previous.uptime_s
+        if not rebooted and status.volume_infused_ul >= previous.volume_infused_ul:
+            return
+        if rebooted:
+            self._rearm_failsafe = True
+        if self._lost_from is None:
+            # What the kernel compares with at its next tick, even when it has not ticked
+            # since the last reading before the loss (a command held the loop meanwhile).
+            self._lost_from = to_snapshot(previous)
+        known = 0
+        if self._account is not None:
+            known = self._account.delivered_ul(previous.volume_infused_ul)
+            if rebooted:
+                self._account.set_rate(Decimal(0), previous_at_s)
+        self._counter_lost(known, status, rebooted=rebooted)
+
+    def _counter_lost(self, known_ul: int, status: PumpStatus, *, rebooted: bool) -> None:
+        """The pump's counter no longer continues the session's: keep the ``known_ul``
+        delivered and count on from the new counter (its rise since the restart, from 0,
+        for a pump that restarted; from this reading for a counter that went back). The
+        live loop and restart recovery share this; nothing is commanded here."""
+        self._baseline_ul = status.volume_infused_ul
+        if self._account is None:
+            return
+        self._account.counter_restarted(known_ul, 0 if rebooted else status.volume_infused_ul)
+        # The pump's VTBI register counts on the new counter (only a resume would use it).
+        self._start_counter_ul = (
+            self._account.volume_at_start_ul - self._account.delivered_before_ul
+        )
 
     # -- what a reading proves -------------------------------------------------------
 
@@ -314,7 +361,9 @@ class Controller:
         s = self._session
         if s is None:
             return
-        if self._ticked is not None and status.uptime_s < self._ticked.uptime_s:
+        if self._lost_from is not None or (
+            self._ticked is not None and status.uptime_s < self._ticked.uptime_s
+        ):
             return  # a rebooted pump proves nothing; the kernel judges the reboot
         mode = MODE_OF[status.state]
         now = self._now()
@@ -329,7 +378,7 @@ class Controller:
         elif (
             s.state is State.INFUSING
             and self._account is not None
-            and status.volume_infused_ul - self._account.volume_at_start_ul >= s.plan.vtbi_ul
+            and self._account.delivered_ul(status.volume_infused_ul) >= s.plan.vtbi_ul
         ):
             step = s.vtbi_reached(pump_mode=mode, at=now)
             if step.dest is State.KVO:
@@ -365,7 +414,7 @@ class Controller:
         acct, limits = self._account, self._limits
         if acct is None or limits is None or MODE_OF[status.state] is not PumpMode.KVO:
             return
-        delivered = status.volume_infused_ul - acct.volume_at_start_ul
+        delivered = acct.delivered_ul(status.volume_infused_ul)
         if kvo_complete(limits, delivered, acct.expected_ul(now.mono_s)):
             step = s.observe(by=DAEMON, at=now, reason_code="tick.vtbi.kvo_complete")
             await self._carry_out(step, DAEMON)
@@ -395,6 +444,10 @@ class Controller:
         snap = self._snapshot
         if s is None or s.state in TERMINAL or self._limits is None:
             await self._orphan_check(snap)
+            if snap is not None:
+                # The next session's first tick compares with this pump as it is now, not
+                # as the last session left it (a restart in between is nobody's event).
+                self._ticked, self._lost_from = snap, None
             return
         now = self._clock.monotonic()
         acct = self._account
@@ -411,11 +464,12 @@ class Controller:
                 commanded_vtbi_ul=s.plan.vtbi_ul,
                 rate_commanded_at_s=min(acct.rate_since_s, now) if acct else now,
                 snapshot=snap,
-                previous_snapshot=self._ticked,
+                previous_snapshot=self._lost_from or self._ticked,
                 last_good_comm_s=min(self._last_good_s, now),
                 delivery_elapsed_s=acct.delivery_elapsed_s(now) if acct else None,
                 expected_volume_ul=acct.expected_ul(read_at) if acct else 0,
                 volume_at_start_ul=acct.volume_at_start_ul if acct else self._baseline_ul,
+                delivered_before_ul=acct.delivered_before_ul if acct else 0,
                 vitals=None if vitals is None else vitals.reading(),
                 vitals_taken_s=None if vitals is None else min(vitals.at.mono_s, now),
                 paused_since_s=s.paused_since_s(),
@@ -445,7 +499,7 @@ class Controller:
             decision = TickDecision(tuple(merged))
         await self._obey(decision, snap)
         if snap is not None:
-            self._ticked = snap
+            self._ticked, self._lost_from = snap, None
 
     def _own_rules(self, s: Session, now_s: float) -> list[Action]:
         """The controller's own check where the kernel has none: priming must end.
@@ -927,13 +981,16 @@ class Controller:
             now = self._clock.monotonic()
             last_counter = int(acct.get("pump_counter_ul", 0))
             last_uptime = int(acct.get("pump_uptime_s", 0))
-            if "volume_at_start_ul" in acct:
-                self._start_counter_ul = int(acct["volume_at_start_ul"])
-            lost = status is not None and (
-                status.uptime_s < last_uptime or status.volume_infused_ul < last_counter
-            )
+            started = "volume_at_start_ul" in acct
+            if started:
+                # delivered = counter − this (a restart seen before is in delivered_before)
+                self._start_counter_ul = int(acct["volume_at_start_ul"]) - int(
+                    acct.get("delivered_before_ul", 0)
+                )
+            rebooted = status is not None and status.uptime_s < last_uptime
+            lost = status is not None and (rebooted or status.volume_infused_ul < last_counter)
             bridge_s: float | None = None
-            if "volume_at_start_ul" in acct:
+            if started:
                 delivered = (
                     last_counter if lost or status is None else status.volume_infused_ul
                 ) - self._start_counter_ul
@@ -956,7 +1013,10 @@ class Controller:
                 )
                 self._record(step, DAEMON, _Ctx())
             if lost and status is not None:
-                known = max(0, last_counter - self._start_counter_ul)
+                known = max(0, last_counter - self._start_counter_ul) if started else 0
+                # Re-anchored first, as the live loop does, so the alarm's head and every
+                # later figure carry the volume the log knows on from the new counter.
+                self._counter_lost(known, status, rebooted=rebooted)
                 self._latch(
                     [
                         Action(
@@ -972,12 +1032,6 @@ class Controller:
                     ],
                     effect="stopped",
                 )
-                self._baseline_ul = status.volume_infused_ul
-                if self._account is not None:
-                    # The counter restarted: what it shows from now on is added to what the
-                    # log knows, so the kernel judges the pump as it is now.
-                    self._account.volume_at_start_ul = status.volume_infused_ul - known
-                    self._start_counter_ul = self._account.volume_at_start_ul
             pump_text = "unreachable" if status is None else status.state.value
             carried = (
                 "the expected volume was re-anchored on the pump's counter"
