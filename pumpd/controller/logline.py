@@ -22,65 +22,48 @@ _log = structlog.get_logger("pumpd.controller")
 
 # IEC 60601-1-8 priority → log level: a high alarm is what `journalctl -p err` must show.
 _ALARM_LEVEL = {"high": logging.ERROR, "medium": logging.WARNING, "low": logging.INFO}
-_COMMAND_RESULT = {
-    "pump.command.confirmed": (logging.INFO, "pump command confirmed"),
-    "pump.command.uncertain": (logging.WARNING, "pump command uncertain"),
-    "pump.command.failed": (logging.ERROR, "pump command failed"),
+_COMMAND = ("command", "reason_codes", "observed_state", "latency_ms", "detail", "error_code")
+# event type → (line, level, the payload fields it carries); alarm.raised's level is its
+# priority's.
+_LINES: dict[str, tuple[str, int, tuple[str, ...]]] = {
+    "alarm.raised": (
+        "alarm raised",
+        logging.WARNING,
+        ("alarm_code", "priority", "source", "message"),
+    ),
+    "alarm.acknowledged": ("alarm acknowledged", logging.INFO, ("alarm_code", "note")),
+    "interlock.triggered": (
+        "interlock triggered",
+        logging.WARNING,
+        ("action", "reason_codes", "detail"),
+    ),
+    "pump.command.requested": ("pump command requested", logging.INFO, _COMMAND),
+    "pump.command.confirmed": ("pump command confirmed", logging.INFO, _COMMAND),
+    "pump.command.uncertain": ("pump command uncertain", logging.WARNING, _COMMAND),
+    "pump.command.failed": ("pump command failed", logging.ERROR, _COMMAND),
 }
-_KEPT = ("command", "reason_codes", "observed_state", "latency_ms", "detail", "error_code")
-
-
-def _where(event: NewEvent) -> dict[str, Any]:
-    where: dict[str, Any] = {"pump": event.pump_id}
-    if event.session_id is not None:
-        where["session"] = event.session_id
-    if event.correlation_id is not None:
-        where["correlation_id"] = event.correlation_id
-    return where
 
 
 def events(written: Sequence[NewEvent]) -> None:
     """One line for each event worth a person's attention, as it is queued."""
     for event in written:
+        line = _LINES.get(event.event_type)
+        if line is None:
+            continue
+        text, level, keys = line
         raw = event.payload
         p: Mapping[str, Any] = raw if isinstance(raw, Mapping) else raw.model_dump()
-        kind = event.event_type
-        if kind == "alarm.raised":
-            _log.log(
-                _ALARM_LEVEL.get(str(p.get("priority")), logging.WARNING),
-                "alarm raised",
-                alarm_code=p.get("alarm_code"),
-                priority=p.get("priority"),
-                source=p.get("source"),
-                message=p.get("message"),
-                **_where(event),
-            )
-        elif kind == "alarm.acknowledged":
-            _log.info(
-                "alarm acknowledged",
-                alarm_code=p.get("alarm_code"),
-                by=event.actor.name,
-                note=p.get("note"),
-                **_where(event),
-            )
-        elif kind == "interlock.triggered":
-            _log.warning(
-                "interlock triggered",
-                action=p.get("action"),
-                reason_codes=p.get("reason_codes"),
-                detail=p.get("detail"),
-                **_where(event),
-            )
-        elif kind == "pump.command.requested":
-            _log.info(
-                "pump command requested",
-                by=event.actor.name,
-                **{k: p[k] for k in _KEPT if k in p},
-                **_where(event),
-            )
-        elif kind in _COMMAND_RESULT:
-            level, text = _COMMAND_RESULT[kind]
-            _log.log(level, text, **{k: p[k] for k in _KEPT if k in p}, **_where(event))
+        if event.event_type == "alarm.raised":
+            level = _ALARM_LEVEL.get(str(p.get("priority")), level)
+        fields: dict[str, Any] = {k: p[k] for k in keys if k in p}
+        if event.actor.kind == "person" or event.event_type == "pump.command.requested":
+            fields["by"] = event.actor.name
+        fields["pump"] = event.pump_id
+        if event.session_id is not None:
+            fields["session"] = event.session_id
+        if event.correlation_id is not None:
+            fields["correlation_id"] = event.correlation_id
+        _log.log(level, text, **fields)
 
 
 def command_sent(pump_id: str, session_id: str | None, command: str, correlation: str) -> None:

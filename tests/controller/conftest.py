@@ -203,6 +203,24 @@ async def halt(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=0.5)
 
 
+async def program(
+    ctl: Controller,
+    name: str = "ketamine-trd-standard",
+    order: Order | None = None,
+    session_id: str = "S-1",
+    loaded: LoadedProtocol | None = None,
+) -> None:
+    """The nurse programs an infusion for the test patient (P-0117, 80 kg)."""
+    await ctl.program(
+        by=NURSE,
+        session_id=session_id,
+        patient_ref="P-0117",
+        protocol=loaded or protocol(name),
+        patient=Patient(weight_kg=Decimal(80)),
+        order=order or Order(),
+    )
+
+
 async def to_infusing(
     rig: Rig,
     ctl: Controller,
@@ -214,15 +232,7 @@ async def to_infusing(
     """Program, double-check, prime (line off the patient), vitals, start: the nurse's path.
 
     ``loaded`` is a protocol from outside the shipped library (the derived KVO one)."""
-    proto = loaded or protocol(name)
-    await ctl.program(
-        by=NURSE,
-        session_id=session_id,
-        patient_ref="P-0117",
-        protocol=proto,
-        patient=Patient(weight_kg=Decimal(80)),
-        order=order or Order(),
-    )
+    await program(ctl, name, order, session_id, loaded)
     await ctl.confirm(by=CHECKER, weight="80 kg")
     await ctl.prime(by=NURSE, line_disconnected=True)
     session = ctl.session

@@ -5,21 +5,18 @@ simulated minutes are 0.375 s of real time."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 
 import pytest
 from pumpsim.harness import Fault
 
 from pumpd.controller import Controller
 from pumpd.session import State
-from safety.plan import Order, Patient
 
 from .conftest import (
     CHECKER,
-    NURSE,
     Rig,
     halt,
-    protocol,
+    program,
     running,
     session_state,
     to_infusing,
@@ -55,14 +52,7 @@ async def test_a_pending_double_check_then_start_remind_every_fifteen_minutes(ri
     ctl = await rig.controller()
     task = await running(ctl)
     try:
-        await ctl.program(
-            by=NURSE,
-            session_id="S-1",
-            patient_ref="P-0117",
-            protocol=protocol("ketamine-trd-standard"),
-            patient=Patient(weight_kg=Decimal(80)),
-            order=Order(),
-        )
+        await program(ctl)
         first = await _written(rig, ctl, "tick.input.double_check.reminder.1")
         assert first["priority"] == "low"
         assert first["message"].startswith("The programmed infusion has waited 15 min")
