@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,38 @@ async def test_sigterm_during_an_infusion_pauses_it(rig: Rig) -> None:
     assert chain_ok(rig)
 
 
+async def wait_draining(
+    fake: FakeSystemd,
+    predicate: Callable[[], bool],
+    *,
+    within_s: float,
+    what: str,
+    seen: Callable[[], str],
+) -> None:
+    """Wait for ``predicate`` while taking every datagram off the fake NOTIFY_SOCKET.
+
+    Its queue holds 10 datagrams (net.unix.max_dgram_qlen), and pumpd's sd_notify send
+    blocks when it is full, in the event loop this test shares: an undrained queue (a
+    watchdog that pings every 0.2 s when it should not) would block the test's own
+    bounded waits and hang instead of failing."""
+    deadline = time.monotonic() + within_s
+    while True:
+        fake.drain()
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what}; {seen()}")
+        await asyncio.sleep(0.02)
+
+
+async def drain_for(fake: FakeSystemd, seconds: float) -> None:
+    """Let ``seconds`` pass, taking the datagrams off the fake NOTIFY_SOCKET meanwhile."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        fake.drain()
+        await asyncio.sleep(0.02)
+
+
 async def test_watchdog_stops_pinging_while_a_poll_loop_is_stalled(
     tmp_path: Path, sim: Simulator
 ) -> None:
@@ -127,34 +160,47 @@ async def test_watchdog_stops_pinging_while_a_poll_loop_is_stalled(
     daemon = Daemon(load_config(config_path), notifier=notifier, out=io.StringIO())
     await daemon.start()
     try:
+        assert daemon.watchdog is not None
+        watchdog = daemon.watchdog
+
+        def verdict() -> str:
+            return f"watchdog verdict: {watchdog.verdict}"
+
         t0 = time.monotonic()
-        await wait_until(lambda: fake.pings_since(t0) >= 3, what="pings while healthy")
+        await wait_draining(
+            fake, lambda: fake.pings_since(t0) >= 3, within_s=30, what="pings while healthy",
+            seen=verdict,
+        )  # fmt: skip
         # Wedge the pumps' shared Modbus line: every poll loop on it hangs in its read.
         driver = daemon.drivers["chair-1"]
         line = acquire_line(driver.config.line_settings())
         try:
             async with line.lock:
-                assert daemon.watchdog is not None
-                watchdog = daemon.watchdog
                 # Both loops hang on the wedged line; each is seen stale once it is
                 # loop_stale_s late, the second one possibly a check after the first.
-                await wait_until(
+                await wait_draining(
+                    fake,
                     lambda: set(watchdog.verdict.stale) == {"chair-1", "chair-2"},
+                    within_s=20,
                     what="both stalls to be noticed",
+                    seen=lambda: f"{verdict()}, {fake.pings_since(t0)} pings since healthy",
                 )
                 assert not watchdog.verdict.healthy
                 fake.drain()  # stamps are arrival times: take what came before now
                 quiet_from = time.monotonic()
-                await asyncio.sleep(1.5)
+                await drain_for(fake, 1.5)
                 assert fake.pings_since(quiet_from) == 0, "no ping while a loop is stalled"
-                status = [f["STATUS"] for _, f in fake.drain() if "STATUS" in f]
+                status = [f["STATUS"] for _, f in fake.messages if "STATUS" in f]
                 assert any("UNHEALTHY (poll loop stalled" in s for s in status), status
         finally:
             release_line(line)
-        fake.drain()
         t1 = time.monotonic()
-        await wait_until(lambda: fake.pings_since(t1) >= 1, what="pings after the stall")
+        await wait_draining(
+            fake, lambda: fake.pings_since(t1) >= 1, within_s=30, what="pings after the stall",
+            seen=verdict,
+        )  # fmt: skip
     finally:
+        fake.drain()  # room in the queue for the shutdown's own notifications
         await daemon.shutdown("sigterm")
         fake.close()
     withheld = [
