@@ -20,7 +20,10 @@ from pumpsim import registers as reg
 
 from pumpd.controller import Controller
 from pumpd.controller.translate import ml_text
+from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.recovery import last_checkpoint
 from pumpd.session import State
+from pumpd.supervisor import Supervisor
 from safety.plan import Order, Patient
 
 from .conftest import (
@@ -29,6 +32,7 @@ from .conftest import (
     PUMP_ID,
     Rig,
     halt,
+    library,
     protocol,
     running,
     session_state,
@@ -194,3 +198,66 @@ async def test_a_reboot_is_one_alarm_and_the_session_can_be_ended(rig: Rig, phas
             == delivered
         )
     assert rig.chain_ok()
+
+
+async def test_a_pump_restarted_while_pumpd_was_down_is_recovered_and_ended(rig: Rig) -> None:
+    """The same after a restart of pumpd: recovery re-anchors as the live loop does (before,
+    its start counter went negative, and every tick was a bookkeeping STOP)."""
+    first = await rig.controller()
+    task = await running(first)
+    await _infusing(rig, first)
+    await halt(task)
+    await first.journal.drain()
+    checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
+    assert checkpoint is not None
+    assert checkpoint.accounting is not None
+    known_ul = int(checkpoint.accounting["pump_counter_ul"]) - int(
+        checkpoint.accounting["volume_at_start_ul"]
+    )
+    rig.sim.reboot(1)
+    logged = len(rig.sim.command_log(1))
+    assert rig.sim.tcp_address is not None
+    host, port = rig.sim.tcp_address
+    driver = ModbusPumpDriver(
+        ModbusConfig(transport="tcp", host=host, port=port, unit=1, timeout_s=0.2)
+    )
+    await driver.connect()
+    sup = Supervisor(writer=rig.writer, engine=rig.store.engine, clock=rig.clock, library=library())
+    try:
+        ctl = await sup.add(driver, rig.config())
+        await wait_until(lambda: session_state(ctl) is State.ALARM, what="the alarm")
+        await _some_polls(ctl)
+        session = ctl.session
+        assert session is not None
+        assert [a.code for a in session.data.alarms] == ["pump.state_lost"]
+        assert ctl.delivered_ul() == known_ul
+        assert session.data.alarms[0].message.startswith(
+            f"Pump lost its state on {PUMP_ID}: infusion stopped at {ml_text(known_ul)} of "
+        )
+        await ctl.acknowledge(by=NURSE, note="pump restarted while pumpd was down")
+        assert session_state(ctl) is State.STOPPED
+        acked = len(rig.sim.command_log(1))
+        await _some_polls(ctl, 60)
+        assert session_state(ctl) is State.STOPPED
+        assert not session.data.alarms
+        assert rig.sim.command_log(1)[acked:] == []
+        await ctl.observe(by=NURSE)
+        session = ctl.session
+        assert session is not None
+        started = session.data.observation_started_at
+        assert started is not None
+        proto = protocol(PROTOCOL).protocol
+        await wait_until(
+            lambda: rig.clock.monotonic() - started.mono_s > float(proto.observation_min * 60) + 1,
+            what="the observation time",
+        )
+        await ctl.vitals(by=NURSE, reading=rig.vitals())
+        await ctl.discharge(by=NURSE, checklist_confirmed=list(proto.discharge_checklist))
+        assert session_state(ctl) is State.DISCHARGED
+        assert ctl.delivered_ul() == known_ul
+    finally:
+        await sup.close()
+        await driver.close()
+    assert not [r for r in rig.sim.command_log(1)[logged:] if r.command in MOVING]
+    stopped = rig.events(event_type="session.stopped", session="S-1")
+    assert [json.loads(e.payload)["delivered_volume_ul"] for e in stopped] == [known_ul]
