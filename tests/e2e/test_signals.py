@@ -2,8 +2,11 @@
 
 SIGTERM: pumpd pauses the running infusion at the pump (the simulator shows PAUSED and
 the volume no longer grows), writes it down, exits 0; pumpctl then exits 5 (unreachable).
-SIGKILL + restart: the new pumpd recovers the session from the audit log and supervises
-it again, and it never sends a START (the simulator's command log is the witness).
+SIGKILL + restart: the pump, heartbeated by nobody, stops itself within its heartbeat
+timeout (the failsafe pumpd armed; the simulator's status says COMM_LOSS and how much it
+delivered meanwhile); the new pumpd recovers the session from the audit log and
+supervises it again, and it never sends a START (the simulator's command log is the
+witness).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import signal
 import time
 from fractions import Fraction
+from typing import Any
 
 from .conftest import IS_ROOT, Accounts
 from .stack import PIN, Stack, add_staff
@@ -65,13 +69,37 @@ def test_sigkill_and_restart_recovers_supervision_never_delivery(
     starts_before = [r for r in stack.sim_log(1) if r["command"] == START_CODE]
     assert len(starts_before) == 1
     assert stack.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
+    # Nobody heartbeats the pump now: its own failsafe, armed by pumpd at attach, must
+    # stop it within its heartbeat timeout (simulated seconds on the pump's clock).
+    killed = stack.sim_status(1)
+    timeout_s = stack.heartbeat_timeout_s * stack.time_scale
+    assert killed["heartbeat_timeout_s"] == timeout_s, killed
+    pump = wait_pump_leaves(stack, 1, "INFUSING", within_s=30.0)
+    assert pump["state"] == "ALARM", f"the pump's failsafe did not stop it: {pump}"
+    assert "COMM_LOSS" in pump["alarm_flags"], pump
+    rate_ul_s = Fraction(killed["rate_actual_centi_ml_h"], 100) * 1000 / 3600
+    after_kill_ul = Fraction(pump["true_infused_ul"]) - Fraction(killed["true_infused_ul"])
+    # Delivered unsupervised: at most its rate for the heartbeat timeout (+1 µL: floored).
+    assert after_kill_ul <= rate_ul_s * timeout_s + 1, (after_kill_ul, rate_ul_s, pump)
     stack.start_daemon()
     view = stack.wait_state("chair-1", ["INFUSING", "ALARM", "PAUSED", "OBSERVATION"])
     assert view["session_id"] == before["session_id"]
-    # Whatever the pump did while nobody watched (its failsafe may have stopped it), the
-    # new daemon never started it again.
+    # The pump stopped itself while nobody watched; the new daemon never started it again.
     time.sleep(1.0)
     starts_after = [r for r in stack.sim_log(1) if r["command"] == START_CODE]
     assert starts_after == starts_before, stack.sim_log(1)
+    assert stack.sim_status(1)["state"] == "ALARM"
     events = stack.audit("events", "--json")
     assert "daemon.recovered" in events.stdout or "pump.state_lost" in events.stdout
+
+
+def wait_pump_leaves(stack: Stack, unit: int, state: str, within_s: float) -> dict[str, Any]:
+    """The simulator's status once the pump is no longer in ``state`` (a bounded wait)."""
+    deadline = time.monotonic() + within_s
+    status = stack.sim_status(unit)
+    while status["state"] == state:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"pump {unit} still {state} after {within_s:g} s: {status}")
+        time.sleep(0.05)
+        status = stack.sim_status(unit)
+    return status
