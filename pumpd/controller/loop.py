@@ -886,14 +886,16 @@ class Controller:
         self._checkpoint()
 
     def _log(self, events: Sequence[NewEvent]) -> None:
-        """Queue events in order; the poll loop never waits for the store."""
-        logline.events(events)
+        """Queue events in order; the poll loop never waits for the store (nor for the log
+        lines, written once the events are queued)."""
         self._journal.submit(events)
+        logline.events(events)
 
     async def _durable(self, events: Sequence[NewEvent]) -> bool:
         """Queue events and wait at most ``intent_wait_s`` for them to be durable."""
+        durable = await self._journal.durable(events, self.config.intent_wait_s)
         logline.events(events)
-        return await self._journal.durable(events, self.config.intent_wait_s)
+        return durable
 
     def _session_id(self) -> str | None:
         return None if self._session is None else self._session.data.session_id
