@@ -17,8 +17,9 @@ socket and database in a temporary directory), then types the nurses' commands i
 * `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`.
 
 About two minutes. Every process it starts is stopped on exit or Ctrl-C. As
-root, the role group (a throwaway `pumpd-demo` group) is created and removed again; as any
-other user the user's own primary group is given the roles in the demo's configuration.
+root, the role group (a throwaway `pumpd-demo-<pid>` group, unique to the run, so two demos
+at once do not remove each other's) is created and removed again; as any other user the
+user's own primary group is given the roles in the demo's configuration.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ READY_TIMEOUT_S = 90.0
 STATE_TIMEOUT_S = 240.0
 OBSERVATION_REAL_S = 30 * 60 / TIME_SCALE + 2  # the protocol's 30 min, plus a margin
 BIN = Path(sys.executable).parent
-ROOT_GROUP = "pumpd-demo"
+ROOT_GROUP_PREFIX = "pumpd-demo"
 PIN_ANA = "493817"
 PIN_BEN = "620554"
 
@@ -416,15 +417,18 @@ def role_group() -> Iterator[str]:
     if os.geteuid() != 0:
         yield grp.getgrgid(os.getgid()).gr_name
         return
-    subprocess.run(["groupdel", ROOT_GROUP], capture_output=True, check=False)
-    subprocess.run(["groupadd", "--users", "root", ROOT_GROUP], check=True)
+    # One group per run (this process's id): a second demo at the same time must not
+    # remove the first one's group, and so its roles, when it cleans up.
+    name = f"{ROOT_GROUP_PREFIX}-{os.getpid()}"
+    subprocess.run(["groupdel", name], capture_output=True, check=False)  # a dead run's
+    subprocess.run(["groupadd", "--users", "root", name], check=True)
     before = os.getgroups()
     try:
-        os.setgroups([*before, grp.getgrnam(ROOT_GROUP).gr_gid])
-        yield ROOT_GROUP
+        os.setgroups([*before, grp.getgrnam(name).gr_gid])
+        yield name
     finally:
         os.setgroups(before)
-        subprocess.run(["groupdel", ROOT_GROUP], capture_output=True, check=False)
+        subprocess.run(["groupdel", name], capture_output=True, check=False)
 
 
 def main() -> int:
