@@ -75,10 +75,17 @@ class Notifier:
         data = "\n".join(lines).encode()
         if len(data) > MAX_DATAGRAM:
             raise NotifyError(f"notification of {len(data)} bytes is larger than {MAX_DATAGRAM}")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: the send runs on the event loop that polls the pumps, and a full
+        # receive queue (systemd not reading) must cost one lost notification, not a stall.
+        kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        with socket.socket(socket.AF_UNIX, kind) as sock:
             try:
                 sock.connect(self.address)
                 sent = sock.send(data)
+            except BlockingIOError as exc:
+                raise NotifyError(
+                    f"sd_notify to {self.address!r} would block: the receiver is not reading"
+                ) from exc
             except OSError as exc:
                 raise NotifyError(f"sd_notify to {self.address!r} failed: {exc}") from exc
         if sent != len(data):

@@ -82,6 +82,18 @@ def test_send_errors_are_raised_not_swallowed(tmp_path: Path) -> None:
         notifier.ready("x")
 
 
+def test_a_receiver_that_stops_reading_never_blocks_the_sender(
+    path_socket: tuple[str, FakeSystemd],
+) -> None:
+    """The send runs on the pump loops' event loop: once the receiver's queue is full it
+    must fail at once with NotifyError, not wait (a blocking send froze the daemon)."""
+    path, _ = path_socket  # the fake never reads: its queue fills up
+    notifier = Notifier(path)
+    with pytest.raises(NotifyError, match="would block: the receiver is not reading"):
+        for _ in range(10_000):  # the default queue holds a few hundred datagrams at most
+            notifier.watchdog()
+
+
 def test_multi_line_values_are_refused(path_socket: tuple[str, FakeSystemd]) -> None:
     path, _ = path_socket
     with pytest.raises(NotifyError, match="one line"):
