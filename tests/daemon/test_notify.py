@@ -89,9 +89,13 @@ def test_a_receiver_that_stops_reading_never_blocks_the_sender(
     must fail at once with NotifyError, not wait (a blocking send froze the daemon)."""
     path, _ = path_socket  # the fake never reads: its queue fills up
     notifier = Notifier(path)
-    with pytest.raises(NotifyError, match="would block: the receiver is not reading"):
+
+    def flood() -> None:
         for _ in range(10_000):  # the default queue holds a few hundred datagrams at most
             notifier.watchdog()
+
+    with pytest.raises(NotifyError, match="would block: the receiver is not reading"):
+        flood()
 
 
 def test_multi_line_values_are_refused(path_socket: tuple[str, FakeSystemd]) -> None:
