@@ -81,9 +81,19 @@ class ScaledClock:
     For simulation only: a scaled clock next to a real pump would make every timeout and
     every volume estimate wrong by the same factor. The daemon refuses the combination;
     this class only refuses a scale that is not a positive finite number.
+
+    ``epoch_utc``: the simulated UTC time is then a function of the real one,
+    ``epoch + (real − epoch) × scale``, so every process started on the same epoch agrees
+    on it. A daemon restarted in a simulation (killed, or stopped and started) therefore
+    continues the simulated time of the one before it, downtime included at the same
+    scale as the simulated pumps ran through it. Without an epoch, simulated time starts
+    at the real time of creation, and a restarted daemon's "now" would lie behind the
+    stamps its predecessor recorded.
     """
 
-    def __init__(self, scale: float, base: Clock | None = None) -> None:
+    def __init__(
+        self, scale: float, base: Clock | None = None, *, epoch_utc: dt.datetime | None = None
+    ) -> None:
         if isinstance(scale, bool) or not isinstance(scale, int | float):
             raise InvalidClockSetting(f"scale must be a number, got {scale!r}")
         if not math.isfinite(scale) or scale <= 0:
@@ -91,7 +101,14 @@ class ScaledClock:
         self.scale = float(scale)
         self._base = base if base is not None else SystemClock()
         self._mono0 = self._base.monotonic()
-        self._utc0 = self._base.now_utc()
+        real_utc = self._base.now_utc()
+        if epoch_utc is None:
+            self._utc0 = real_utc
+        else:
+            epoch = _check_utc("epoch_utc", epoch_utc)
+            if epoch > real_utc:
+                raise InvalidClockSetting(f"epoch_utc {epoch.isoformat()} is in the future")
+            self._utc0 = epoch + (real_utc - epoch) * self.scale
 
     def _elapsed_s(self) -> float:
         return (self._base.monotonic() - self._mono0) * self.scale

@@ -338,6 +338,18 @@ class AuditStore:
         """The database as text without its password (names the spool's destination)."""
         return self._engine.url.render_as_string(hide_password=True)
 
+    def first_occurred_at(self) -> datetime | None:
+        """When the oldest event was written (real UTC), or None for an empty log: the
+        epoch of a simulation's clock (pumpd/clock.py ScaledClock)."""
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    select(audit_event.c.occurred_at).order_by(audit_event.c.seq).limit(1)
+                ).first()
+        except SQLAlchemyError as exc:
+            raise AuditWriteFailed(f"cannot read the oldest event: {exc}") from exc
+        return None if row is None else datetime.fromisoformat(row[0])
+
     def head(self) -> Head:
         """The current chain head, read in a short transaction."""
         try:

@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -127,11 +128,20 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
     )
 
 
-def make_clock(config: DaemonConfig) -> Clock:
+def make_clock(config: DaemonConfig, epoch_utc: datetime | None = None) -> Clock:
+    """The real clock, or in a simulation the scaled one; ``epoch_utc`` (the audit log's
+    first event) makes a restarted daemon continue its predecessor's simulated time."""
     if config.time_scale != 1:
         if not config.simulation:  # load_config refuses this; never trust one layer alone
             raise StartupError("time_scale > 1 is allowed only in simulation mode")
-        return ScaledClock(config.time_scale)
+        if epoch_utc is not None and epoch_utc > datetime.now(UTC):
+            log.warning(
+                "simulation epoch is in the future (the wall clock went back); simulated "
+                "time starts now instead",
+                epoch=epoch_utc.isoformat(),
+            )
+            epoch_utc = None
+        return ScaledClock(config.time_scale, epoch_utc=epoch_utc)
     return SystemClock()
 
 
@@ -150,6 +160,7 @@ class Daemon:
         self.notifier = notifier
         self.out = sys.stdout if out is None else out
         self.clock = clock if clock is not None else make_clock(config)
+        self._epoch_clock = clock is None and config.time_scale != 1
         self.engine: Engine | None = None
         self.store: AuditStore | None = None
         self.writer: AsyncAuditWriter | None = None
@@ -196,6 +207,10 @@ class Daemon:
             "daemon.started",
             {"version": __version__, "pid": os.getpid(), "config_sha256": cfg.sha256},
         )
+        if self._epoch_clock:  # nothing has read the clock yet: the sessions come next
+            epoch = await asyncio.to_thread(self.store.first_occurred_at)
+            self.clock = make_clock(cfg, epoch)
+            log.info("simulated time continues from the audit log's first event", epoch=epoch)
         self.supervisor = Supervisor(
             writer=self.writer, engine=self.engine, clock=self.clock, library=self.library
         )

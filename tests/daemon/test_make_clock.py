@@ -9,6 +9,7 @@ next to a real pump makes every timeout and every volume estimate wrong."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,12 @@ def test_a_scaled_clock_without_simulation_is_refused_by_the_daemon_itself() -> 
     for simulation in (True, False):
         unscaled = dataclasses.replace(cfg, simulation=simulation, time_scale=1.0)
         assert isinstance(make_clock(unscaled), SystemClock)
+
+
+def test_a_simulation_epoch_in_the_future_falls_back_to_now() -> None:
+    """The wall clock stepped back below the audit log's first event: the daemon starts
+    all the same (simulated time from now), it does not refuse to supervise."""
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    clock = make_clock(simulation_config(), future)
+    assert isinstance(clock, ScaledClock)
+    assert clock.now_utc() < future

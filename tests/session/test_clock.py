@@ -39,6 +39,29 @@ def test_a_scaled_clock_runs_scale_times_its_base(scale: float) -> None:
     assert (clock.now_utc() - utc0).total_seconds() == pytest.approx(3 * scale)
 
 
+def test_scaled_clocks_on_one_epoch_continue_each_other_across_a_restart() -> None:
+    """A daemon restarted in a simulation continues its predecessor's simulated time,
+    downtime included at the scale (without the epoch the second clock would start at
+    the real time, far behind the first one's stamps: its restored times in its future)."""
+    base = ManualClock(START)
+    first = ScaledClock(60, base=base, epoch_utc=START)
+    base.advance(10)
+    last_of_first = first.now_utc()
+    assert last_of_first == START + dt.timedelta(minutes=10)
+    base.advance(2)  # the daemon is down for 2 real seconds
+    second = ScaledClock(60, base=ManualClock(base.now_utc()), epoch_utc=START)
+    assert second.now_utc() == last_of_first + dt.timedelta(minutes=2)
+    assert ScaledClock(60, base=ManualClock(base.now_utc())).now_utc() < last_of_first
+
+
+def test_a_scaled_clock_refuses_an_epoch_in_the_future_or_naive() -> None:
+    base = ManualClock(START)
+    with pytest.raises(InvalidClockSetting, match="in the future"):
+        ScaledClock(60, base=base, epoch_utc=START + dt.timedelta(seconds=1))
+    with pytest.raises(InvalidClockSetting, match="aware UTC"):
+        ScaledClock(60, base=base, epoch_utc=START.replace(tzinfo=None))
+
+
 def test_a_scaled_clock_on_the_system_clock_moves_forward_in_utc() -> None:
     clock = ScaledClock(100)
     first = stamp(clock)
