@@ -17,6 +17,7 @@ from .test_sqlite import TASKS, _burst, check_drained
 pytestmark = pytest.mark.postgres
 
 
+@pytest.mark.pg_outage
 async def test_server_stopped_then_started(pg_db: Db, tmp_path: Path) -> None:
     store = pg_db.store()
     spool = tmp_path / "audit.spool"

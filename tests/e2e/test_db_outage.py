@@ -227,6 +227,7 @@ __all__ = ["pg_db"]  # the fixture: a fresh, migrated PostgreSQL database per te
 
 
 @pytest.mark.postgres
+@pytest.mark.pg_outage
 def test_postgresql_stopped_during_an_infusion(accounts: Accounts, pg_db: Db) -> None:
     assert pg_db.pg_conninfo is not None
     with running_stack(
