@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.controller import AuditUnavailable, NoSession, PumpNotAnswering, SessionActive
+from pumpd.controller import (
+    AuditUnavailable,
+    NoSession,
+    NothingToAcknowledge,
+    PumpNotAnswering,
+    SessionActive,
+)
 from pumpd.session import CommandRefused, InvalidCommandInput, InvalidInState
 from safety.units import InputError
 
@@ -69,7 +75,7 @@ def as_rpc_error(exc: Exception) -> RpcError | None:
         )
     if isinstance(exc, InvalidCommandInput | InputError):
         return RpcError(Code.INVALID_PARAMS, str(exc))
-    if isinstance(exc, SessionActive):
+    if isinstance(exc, SessionActive | NothingToAcknowledge):
         return RpcError(Code.INVALID_STATE, str(exc))
     if isinstance(exc, NoSession):
         return RpcError(Code.NO_SESSION, str(exc) or "the pump has no open session")

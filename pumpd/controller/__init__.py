@@ -5,6 +5,7 @@ from pumpd.controller.errors import (
     AuditUnavailable,
     ControllerError,
     NoSession,
+    NothingToAcknowledge,
     PumpNotAnswering,
     SessionActive,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "ControllerStatus",
     "InvalidControllerConfig",
     "NoSession",
+    "NothingToAcknowledge",
     "PumpNotAnswering",
     "SessionActive",
 ]

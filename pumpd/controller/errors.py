@@ -24,3 +24,9 @@ class AuditUnavailable(ControllerError):
 
 class PumpNotAnswering(ControllerError):
     """The pump gave no status, so a command that needs its present state was refused."""
+
+
+class NothingToAcknowledge(ControllerError):
+    """An acknowledgement arrived while no alarm is latched on the pump (or the only one is
+    the audit-log alarm, which stays until the database answers): said, not answered as
+    done, so a nurse never believes an alarm was dealt with that was not there."""

@@ -50,7 +50,13 @@ from safety.vitals import VitalsReading
 from . import logline
 from .accounting import VolumeAccount
 from .config import ControllerConfig, real_seconds
-from .errors import AuditUnavailable, NoSession, PumpNotAnswering, SessionActive
+from .errors import (
+    AuditUnavailable,
+    NoSession,
+    NothingToAcknowledge,
+    PumpNotAnswering,
+    SessionActive,
+)
 from .executor import Executor, Outcome, Result, Setpoints
 from .journal import Journal, actor_for, code_of, dose_mg, new_correlation
 from .pending import pending_input
@@ -1487,7 +1493,15 @@ class Controller:
                 )
             s = self._session
             if s is None or s.state is not State.ALARM:
-                return None
+                if cleared:
+                    return None
+                pump = self.config.pump_id
+                if held:
+                    raise NothingToAcknowledge(
+                        f"the audit-log alarm on {pump} stays until the audit database "
+                        "answers again; no other alarm is latched"
+                    )
+                raise NothingToAcknowledge(f"nothing to acknowledge on {pump}: no alarm is latched")
             status = await self._read()
             if status is None:
                 raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")

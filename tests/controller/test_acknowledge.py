@@ -9,6 +9,7 @@ import pytest
 from pumpsim import registers as reg
 from pumpsim.harness import Fault
 
+from pumpd.controller import NothingToAcknowledge
 from pumpd.session import CommandRefused, State
 
 from .conftest import NURSE, Rig, halt, running, session_state, to_infusing, wait_until
@@ -56,3 +57,23 @@ async def test_remote_acknowledgement_never_clears_an_alarm_at_the_pump(rig: Rig
     assert ACK_ALARM not in [r.command for r in rig.sim.command_log(1)]
     assert "alarm.acknowledged" in rig.types(session="S-1")
     assert rig.chain_ok()
+
+
+async def test_an_acknowledgement_with_nothing_latched_is_refused_and_writes_nothing(
+    rig: Rig,
+) -> None:
+    """Answering "acknowledged" when no alarm was there would let a nurse believe an alarm
+    was dealt with (the soak's wrong-action check found it answered as done)."""
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        with pytest.raises(NothingToAcknowledge, match="no alarm is latched"):
+            await ctl.acknowledge(by=NURSE)  # no session at all
+        await to_infusing(rig, ctl)
+        with pytest.raises(NothingToAcknowledge, match="nothing to acknowledge on chair-2"):
+            await ctl.acknowledge(by=NURSE, note="just in case")
+        assert session_state(ctl) is State.INFUSING
+    finally:
+        await halt(task)
+    await ctl.journal.drain()
+    assert "alarm.acknowledged" not in rig.types(session="S-1")
