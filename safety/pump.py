@@ -65,6 +65,7 @@ def flag_names(flags: PumpAlarm | PumpWarning) -> tuple[str, ...]:
 MAX_RATE_ML_H = Decimal(100_000)
 # A 64-bit counter's range; anything larger did not come off the wire.
 MAX_COUNT = 2**64 - 1
+MAX_CMD_SEQ = 65535
 
 
 def _check_count(name: str, value: object) -> None:
@@ -89,6 +90,9 @@ class PumpSnapshot:
     volume_infused_ul: int
     volume_primed_ul: int
     uptime_s: int
+    last_cmd_seq: int = 0
+    """The sequence number of the last command the pump took; a restarted pump reports 0,
+    which a controller never sends (GIP-MB1: 1..65535)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, PumpMode):
@@ -105,8 +109,34 @@ class PumpSnapshot:
         _check_count("volume_infused_ul", self.volume_infused_ul)
         _check_count("volume_primed_ul", self.volume_primed_ul)
         _check_count("uptime_s", self.uptime_s)
+        seq = self.last_cmd_seq
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_CMD_SEQ:
+            raise InvalidPumpSnapshot(f"last_cmd_seq must be an integer in 0..65535, got {seq!r}")
 
     @property
     def in_alarm(self) -> bool:
         """True when any alarm flag is set or the pump says it is in its alarm mode."""
         return bool(self.alarms) or self.mode is PumpMode.ALARM
+
+
+def restart_evidence(previous: PumpSnapshot, current: PumpSnapshot) -> str | None:
+    """How ``current`` shows that the pump restarted since ``previous``, or None."""
+    return restart_evidence_of(
+        previous.uptime_s, previous.last_cmd_seq, current.uptime_s, current.last_cmd_seq
+    )
+
+
+def restart_evidence_of(
+    uptime_before_s: int, last_cmd_seq_before: int, uptime_s: int, last_cmd_seq: int
+) -> str | None:
+    """The same judgement on the bare readings (restart recovery has them from a
+    checkpoint): its uptime fell; or it forgot the last command it took (its command
+    number back to 0). The second catches a restart that a late reading would hide from
+    the first: a pump up for a minute, restarted, and read two minutes later shows a
+    *higher* uptime.
+    """
+    if uptime_s < uptime_before_s:
+        return f"uptime {uptime_before_s} s → {uptime_s} s"
+    if last_cmd_seq_before != 0 and last_cmd_seq == 0:
+        return f"it no longer knows its last command, number {last_cmd_seq_before}"
+    return None

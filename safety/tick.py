@@ -20,7 +20,14 @@ from safety.actions import Action, ActionKind, Priority
 from safety.constraints import ceiling
 from safety.plan import Plan
 from safety.protocol import Protocol
-from safety.pump import MAX_RATE_ML_H, PumpMode, PumpSnapshot, PumpWarning, flag_names
+from safety.pump import (
+    MAX_RATE_ML_H,
+    PumpMode,
+    PumpSnapshot,
+    PumpWarning,
+    flag_names,
+    restart_evidence,
+)
 from safety.vitals import VitalsReading, VitalsRules, breaches, missing_kinds
 
 
@@ -308,8 +315,8 @@ def _delivered_ul(inputs: TickInputs, snapshot: PumpSnapshot) -> int:
 
 
 def _restarted(prev: PumpSnapshot | None, snap: PumpSnapshot) -> bool:
-    """The pump restarted between the previous snapshot and this one (its uptime fell)."""
-    return prev is not None and snap.uptime_s < prev.uptime_s
+    """The pump restarted between the previous snapshot and this one."""
+    return prev is not None and restart_evidence(prev, snap) is not None
 
 
 def _band(rel: Decimal, reference: Decimal, absolute: Decimal) -> Decimal:
@@ -417,13 +424,14 @@ def rule_counters(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Act
     if snap is None:
         return
     rule = "tick.counters"
-    if prev is not None and snap.uptime_s < prev.uptime_s:
+    evidence = None if prev is None else restart_evidence(prev, snap)
+    if evidence is not None:
         kept = max(0, _delivered_ul(inputs, snap))
         yield Action(
             ActionKind.STOP,
             Priority.HIGH,
             "tick.pump.rebooted",
-            f"The pump restarted (uptime {prev.uptime_s} s → {snap.uptime_s} s): its program "
+            f"The pump restarted ({evidence}): its program "
             f"is gone and its volume counter was lost; {kept} µL had been delivered; the "
             "infusion is stopped.",
             rule,

@@ -34,7 +34,7 @@ from safety.actions import Action, ActionKind, Priority
 from safety.course import PriorSession
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
-from safety.pump import PumpMode, PumpSnapshot
+from safety.pump import PumpMode, PumpSnapshot, restart_evidence, restart_evidence_of
 from safety.start import start_requirements
 from safety.tick import (
     InvalidTickInput,
@@ -331,7 +331,7 @@ class Controller:
         A restarted pump has no program: nothing is commanded at it any more, so the
         expected volume stops where the pump was last seen delivering (``previous_at_s``),
         and any volume it shows from now on is more than expected."""
-        rebooted = status.uptime_s < previous.uptime_s
+        rebooted = restart_evidence(to_snapshot(previous), to_snapshot(status)) is not None
         if not rebooted and status.volume_infused_ul >= previous.volume_infused_ul:
             return
         if rebooted:
@@ -368,7 +368,8 @@ class Controller:
         if s is None:
             return
         if self._lost_from is not None or (
-            self._ticked is not None and status.uptime_s < self._ticked.uptime_s
+            self._ticked is not None
+            and restart_evidence(self._ticked, to_snapshot(status)) is not None
         ):
             return  # a rebooted pump proves nothing; the kernel judges the reboot
         mode = MODE_OF[status.state]
@@ -956,6 +957,7 @@ class Controller:
                 **(accounting or {}),
                 "pump_counter_ul": self._status.volume_infused_ul,
                 "pump_uptime_s": self._status.uptime_s,
+                "pump_last_cmd_seq": self._status.last_cmd_seq,
             }
         payload: dict[str, Any] = {"state": s.state.value, "snapshot": snapshot}
         if accounting is not None:
@@ -995,7 +997,17 @@ class Controller:
                 self._start_counter_ul = int(acct["volume_at_start_ul"]) - int(
                     acct.get("delivered_before_ul", 0)
                 )
-            rebooted = status is not None and status.uptime_s < last_uptime
+            evidence = (
+                None
+                if status is None
+                else restart_evidence_of(
+                    last_uptime,
+                    int(acct.get("pump_last_cmd_seq", 0)),
+                    status.uptime_s,
+                    status.last_cmd_seq,
+                )
+            )
+            rebooted = evidence is not None
             lost = status is not None and (rebooted or status.volume_infused_ul < last_counter)
             bridge_s: float | None = None
             if started:
@@ -1474,12 +1486,15 @@ class Controller:
     async def acknowledge(self, *, by: str, note: str | None = None) -> Step | None:
         """Acknowledge the latched alarms (and the daemon's own notices)."""
         async with self._lock:
+            cleared, held = 0, False
             for n in list(self._notices.values()):
                 if n.code == "audit.write_failed" and (
                     self._journal.backlog or self._journal.degraded
                 ):
+                    held = True
                     continue
                 del self._notices[n.code]
+                cleared += 1
                 self._log(
                     [
                         self._journal.event(

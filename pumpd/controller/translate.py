@@ -49,6 +49,7 @@ def to_snapshot(status: PumpStatus) -> PumpSnapshot:
         volume_infused_ul=status.volume_infused_ul,
         volume_primed_ul=status.volume_primed_ul,
         uptime_s=status.uptime_s,
+        last_cmd_seq=status.last_cmd_seq,
     )
 
 

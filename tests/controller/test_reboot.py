@@ -261,3 +261,38 @@ async def test_a_pump_restarted_while_pumpd_was_down_is_recovered_and_ended(rig:
     assert not [r for r in rig.sim.command_log(1)[logged:] if r.command in MOVING]
     stopped = rig.events(event_type="session.stopped", session="S-1")
     assert [json.loads(e.payload)["delivered_volume_ul"] for e in stopped] == [known_ul]
+
+
+async def test_a_restart_read_late_is_still_a_restart(rig: Rig) -> None:
+    """A pump restarted while priming and read again only after its new uptime has passed
+    the old one (a stalled loop, a slow line): its forgotten command number still shows
+    the restart. Before, only a falling uptime did, so the idle, rebooted pump completed
+    the prime with the 0 mL its new counter showed (the fault matrix's reboot-priming row
+    under load)."""
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        await _priming(rig, ctl)
+        before = rig.sim.status(1)
+        assert int(before["last_cmd_seq"]) != 0  # type: ignore[call-overload]
+    finally:
+        await halt(task)  # pumpd does not read the pump for a while
+    rig.sim.reboot(1)
+    await wait_until(
+        lambda: int(rig.sim.status(1)["uptime_s"]) > int(before["uptime_s"]) + 5,  # type: ignore[call-overload]
+        what="the new uptime past the old one",
+    )
+    task = await running(ctl)
+    try:
+        await wait_until(
+            lambda: session_state(ctl) is State.ALARM,
+            what="the reboot alarm",
+            seen=lambda: f"{session_state(ctl)}, sim {rig.sim.status(1)}",
+        )
+        session = ctl.session
+        assert session is not None
+        assert [a.code for a in session.data.alarms] == ["tick.pump.rebooted"]
+        assert "no longer knows its last command" in session.data.alarms[0].message
+        assert session.data.primed_at is None  # the prime was never taken as complete
+    finally:
+        await halt(task)
