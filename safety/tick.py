@@ -106,6 +106,22 @@ def _seconds(name: str, value: object, *, positive: bool = False) -> float:
     return number
 
 
+def _instant(name: str, value: object) -> float:
+    """A point on the controller's monotonic axis. Its origin is arbitrary (boot, or a
+    process's start), so an instant may be negative: a session restored after a restart
+    or a reboot holds times from before the new origin. Only its order against ``now_s``
+    means something, and that is checked by the caller."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTickInput(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidTickInput(f"{name} is too large to be a time in seconds") from None
+    if not math.isfinite(number):
+        raise InvalidTickInput(f"{name} must be a finite time in seconds, got {value!r}")
+    return number
+
+
 # No infusion comes near these; they keep arithmetic and messages on ordinary numbers.
 MAX_VOLUME_UL = 10**12
 
@@ -215,7 +231,7 @@ class TickInputs:
     latched_alarm_priority: Priority | None = None
 
     def __post_init__(self) -> None:
-        now = _seconds("now_s", self.now_s)
+        now = _instant("now_s", self.now_s)
         if not isinstance(self.phase, SessionPhase):
             raise InvalidTickInput(f"phase must be a SessionPhase, got {self.phase!r}")
         _decimal("commanded_rate_ml_h", self.commanded_rate_ml_h, upper=MAX_RATE_ML_H)
@@ -236,7 +252,7 @@ class TickInputs:
         if self.delivery_elapsed_s is not None:
             _seconds("delivery_elapsed_s", self.delivery_elapsed_s)
         for name, value in times.items():
-            if value is not None and _seconds(name, value) > now:
+            if value is not None and _instant(name, value) > now:
                 raise InvalidTickInput(f"{name} ({value}) is after now_s ({now})")
         if self.rate_commanded_at_s is None or self.last_good_comm_s is None:
             raise InvalidTickInput("rate_commanded_at_s and last_good_comm_s are required")
@@ -255,7 +271,7 @@ class TickInputs:
             raise InvalidTickInput(f"pending_input must be a PendingInput or None, got {kind!r}")
         if (kind is None) != (since is None):
             raise InvalidTickInput("pending_input and input_pending_since_s go together")
-        if since is not None and _seconds("input_pending_since_s", since) > now:
+        if since is not None and _instant("input_pending_since_s", since) > now:
             raise InvalidTickInput(f"input_pending_since_s ({since}) is after now_s ({now})")
         latched = self.latched_alarm_priority
         if latched is not None and not isinstance(latched, Priority):

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from pumpsim.harness import Fault
 
-from pumpd.clock import stamp
+from pumpd.clock import ScaledClock, stamp
 from pumpd.controller import Controller
 from pumpd.drivers.base import Command, PumpProgram
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
@@ -193,3 +193,54 @@ async def test_a_clock_stepped_back_during_the_downtime_is_not_bridged(rig: Rig)
     # Re-anchored on the counter, as before the carry-over existed, and the record says so.
     assert "re-anchored on the pump's counter" in recovered[-1].payload
     assert "carried across" not in recovered[-1].payload
+
+
+class _RebootedHost:
+    """The same UTC time, and a monotonic clock that starts again near 0, as after the
+    machine itself restarted: every time restored from the audit log lies before its
+    origin (found by the soak, where the simulated ages dwarf the machine's uptime)."""
+
+    def __init__(self, clock: ScaledClock) -> None:
+        self._clock = clock
+        self._origin = clock.monotonic() - 1.0
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic() - self._origin
+
+    def now_utc(self) -> dt.datetime:
+        return self._clock.now_utc()
+
+
+async def test_times_from_before_the_clock_origin_are_supervised_as_usual(rig: Rig) -> None:
+    first = await rig.controller()
+    task = await running(first)
+    await to_infusing(rig, first)
+    await wait_until(lambda: first.delivered_ul() > 3_000, what="some delivery")
+    await halt(task)
+    await first.journal.drain()
+    assert rig.sim.status(1)["state"] == "INFUSING"
+    sup = Supervisor(
+        writer=rig.writer,
+        engine=rig.store.engine,
+        clock=_RebootedHost(rig.clock),
+        library=library(),
+    )
+    assert rig.sim.tcp_address is not None
+    host, port = rig.sim.tcp_address
+    driver = ModbusPumpDriver(
+        ModbusConfig(transport="tcp", host=host, port=port, unit=1, timeout_s=0.2)
+    )
+    await driver.connect()
+    ctl = await sup.add(driver, rig.config())
+    try:
+        session = ctl.session
+        assert session is not None
+        assert session.data.last_vitals is not None
+        assert session.data.last_vitals.at.mono_s < 0  # before the new origin
+        delivered = ctl.delivered_ul()
+        await wait_until(lambda: ctl.delivered_ul() > delivered + 2_000, what="more delivery")
+        assert session_state(ctl) is State.INFUSING
+        assert not session.data.alarms, [a.message for a in session.data.alarms]
+        assert not rig.events(event_type="alarm.raised")
+    finally:
+        await sup.close()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from test_tick_nominal import inputs, limits, reading
 
-from safety.tick import InvalidTickInput, Outcome, SessionPhase, evaluate
+from safety.tick import InvalidTickInput, Outcome, PendingInput, SessionPhase, evaluate
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,9 @@ def test_limits_accept_edge_values() -> None:
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"now_s": -1.0}, r"^now_s"),
+        ({"now_s": float("inf")}, r"^now_s must be a finite time"),
+        ({"now_s": "2000"}, r"^now_s must be a number of seconds"),
+        ({"now_s": 10**400}, r"^now_s is too large"),
         ({"phase": "infusing"}, r"^phase must be a SessionPhase"),
         ({"commanded_rate_ml_h": 150}, r"^commanded_rate_ml_h"),
         ({"commanded_rate_ml_h": Decimal(100_001)}, r"^commanded_rate_ml_h must be ≤"),
@@ -84,7 +86,11 @@ def test_limits_accept_edge_values() -> None:
         ({"rate_commanded_at_s": None}, r"^rate_commanded_at_s and last_good_comm_s are required"),
         ({"last_good_comm_s": None}, "rate_commanded_at_s and last_good_comm_s are required"),
         ({"delivery_elapsed_s": float("nan")}, r"^delivery_elapsed_s"),
-        ({"last_good_comm_s": -1.0}, r"^last_good_comm_s must be finite"),
+        ({"last_good_comm_s": float("nan")}, r"^last_good_comm_s must be a finite time"),
+        (
+            {"pending_input": PendingInput.START, "input_pending_since_s": float("-inf")},
+            r"^input_pending_since_s must be a finite",
+        ),
         ({"vitals": "120/80"}, r"^vitals must be a VitalsReading"),
         ({"vitals_taken_s": None}, "vitals and vitals_taken_s must be given together"),
         ({"vitals": None}, r"^vitals and vitals_taken_s must be given together"),
@@ -116,3 +122,11 @@ def test_evaluate_refuses_wrong_argument_types() -> None:
 
 def test_reading_object_is_accepted_with_its_time() -> None:
     assert inputs(vitals=reading(), vitals_taken_s=0.0).vitals_taken_s == 0.0
+
+
+def test_instants_before_the_clock_origin_are_accepted() -> None:
+    """A restored session's times may lie before the monotonic clock's origin."""
+    tick = inputs(
+        now_s=-5.0, rate_commanded_at_s=-900.0, last_good_comm_s=-5.5, vitals_taken_s=-600.0
+    )
+    assert evaluate(limits(), tick).outcome is Outcome.CONTINUE

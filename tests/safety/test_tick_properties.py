@@ -5,6 +5,7 @@ odd, raises anything but the documented input errors."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from decimal import Decimal
 from decimal import Decimal as D
 from typing import Any
@@ -312,3 +313,46 @@ def test_odd_vitals_raise_only_the_documented_error(name: str, value: object) ->
     except DOCUMENTED:
         return
     assert decision.outcome in set(Outcome)
+
+
+INSTANTS = (
+    "now_s",
+    "rate_commanded_at_s",
+    "last_good_comm_s",
+    "vitals_taken_s",
+    "paused_since_s",
+    "input_pending_since_s",
+)
+
+
+def _on_grid(tick: TickInputs) -> TickInputs:
+    """The same inputs with every instant rounded down to 1/1024 s, so that moving them all
+    by a whole number of seconds is exact in binary floating point (rounding down keeps
+    every instant at or before ``now_s``)."""
+    return dataclasses.replace(
+        tick,
+        **{
+            name: math.floor(value * 1024) / 1024
+            for name in INSTANTS
+            if (value := getattr(tick, name)) is not None
+        },
+    )
+
+
+@given(limits_st(), inputs_st(), st.integers(-(10**9), 10**9))
+def test_only_the_order_of_instants_matters_not_their_origin(
+    lim: SupervisionLimits, tick: TickInputs, offset_s: int
+) -> None:
+    """A monotonic clock's origin is arbitrary (boot, a process start): a session restored
+    after a restart holds instants from before it, negative ones. Moving every instant by
+    the same amount, to either side of 0, changes no decision."""
+    tick = _on_grid(tick)
+    moved = dataclasses.replace(
+        tick,
+        **{
+            name: value + offset_s
+            for name in INSTANTS
+            if (value := getattr(tick, name)) is not None
+        },
+    )
+    assert evaluate(lim, moved) == evaluate(lim, tick)
