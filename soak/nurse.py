@@ -454,7 +454,7 @@ _WRONG_WHILE_INFUSING: dict[str, tuple[str, dict[str, Any]]] = {
     "start_again": ("session.start", {}),
     "resume_not_paused": ("session.resume", {}),
     "discharge_early": ("session.discharge", {"confirmed": []}),
-    "acknowledge_no_alarm": ("session.acknowledge", {}),
+    "acknowledge_no_alarm": ("session.acknowledge", {"alarms": []}),  # "I see none"
     "abort_after_start": ("session.abort", {"reason": "changed my mind"}),
 }
 

@@ -328,7 +328,7 @@ async def session_stop(svc: Service, call: Call) -> Any:
 async def session_acknowledge(svc: Service, call: Call) -> Any:
     prm: p.AckParams = call.params
     ctl = svc.controller(prm.pump)
-    await ctl.acknowledge(by=call.acting.name, note=prm.note)
+    await ctl.acknowledge(by=call.acting.name, note=prm.note, seen=prm.alarms)
     return {"state": _state(ctl)}
 
 

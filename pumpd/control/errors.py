@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.controller import (
+    AlarmNotSeen,
     AuditUnavailable,
     NoSession,
     NothingToAcknowledge,
@@ -75,7 +76,7 @@ def as_rpc_error(exc: Exception) -> RpcError | None:
         )
     if isinstance(exc, InvalidCommandInput | InputError):
         return RpcError(Code.INVALID_PARAMS, str(exc))
-    if isinstance(exc, SessionActive | NothingToAcknowledge):
+    if isinstance(exc, SessionActive | NothingToAcknowledge | AlarmNotSeen):
         return RpcError(Code.INVALID_STATE, str(exc))
     if isinstance(exc, NoSession):
         return RpcError(Code.NO_SESSION, str(exc) or "the pump has no open session")

@@ -90,8 +90,14 @@ class ReasonParams(PumpParams):
     reason: Words
 
 
+AlarmCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,120}$")]
+
+
 class AckParams(PumpParams):
     note: Words | None = None
+    alarms: Annotated[list[AlarmCode], Field(max_length=64)] | None = None
+    """The alarm codes the person was shown; another alarm latched since refuses the
+    acknowledgement (pumpctl ack sends what it showed)."""
 
 
 class VitalsParams(PumpParams):

@@ -2,6 +2,7 @@
 
 from pumpd.controller.config import ControllerConfig, InvalidControllerConfig
 from pumpd.controller.errors import (
+    AlarmNotSeen,
     AuditUnavailable,
     ControllerError,
     NoSession,
@@ -12,6 +13,7 @@ from pumpd.controller.errors import (
 from pumpd.controller.loop import Controller, ControllerStatus
 
 __all__ = [
+    "AlarmNotSeen",
     "AuditUnavailable",
     "Controller",
     "ControllerConfig",

@@ -30,3 +30,10 @@ class NothingToAcknowledge(ControllerError):
     """An acknowledgement arrived while no alarm is latched on the pump (or the only one is
     the audit-log alarm, which stays until the database answers): said, not answered as
     done, so a nurse never believes an alarm was dealt with that was not there."""
+
+
+class AlarmNotSeen(ControllerError):
+    """An acknowledgement named the alarms its person was shown, and another one is latched
+    now (it came in after the screen was drawn): nothing is acknowledged, so nobody
+    acknowledges an alarm they never saw (IEC 60601-1-8: acknowledging is a response to
+    a signal)."""

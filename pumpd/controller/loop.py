@@ -51,6 +51,7 @@ from . import logline
 from .accounting import VolumeAccount
 from .config import ControllerConfig, real_seconds
 from .errors import (
+    AlarmNotSeen,
     AuditUnavailable,
     NoSession,
     NothingToAcknowledge,
@@ -1483,9 +1484,37 @@ class Controller:
     async def stop(self, *, by: str, reason: str) -> Step:
         return await self._nurse(by, lambda s, at: s.stop(by=by, reason=reason, at=at), undo=False)
 
-    async def acknowledge(self, *, by: str, note: str | None = None) -> Step | None:
-        """Acknowledge the latched alarms (and the daemon's own notices)."""
+    def _acknowledgeable(self) -> list[tuple[str, str]]:
+        """(code, message) of what an acknowledgement would clear now: the daemon's
+        notices (not the audit-log alarm while the database is away) and, in ALARM, the
+        session's latched alarms."""
+        held = self._journal.backlog or self._journal.degraded
+        out = [
+            (n.code, n.message)
+            for n in self._notices.values()
+            if not (n.code == "audit.write_failed" and held)
+        ]
+        s = self._session
+        if s is not None and s.state is State.ALARM:
+            out += [(a.code, a.message) for a in s.data.alarms]
+        return out
+
+    async def acknowledge(
+        self, *, by: str, note: str | None = None, seen: Collection[str] | None = None
+    ) -> Step | None:
+        """Acknowledge the latched alarms (and the daemon's own notices).
+
+        ``seen``: the alarm codes the person was shown; when given, an alarm latched since
+        (not among them) refuses the whole acknowledgement with its message."""
         async with self._lock:
+            if seen is not None:
+                unseen = [(c, m) for c, m in self._acknowledgeable() if c not in seen]
+                if unseen:
+                    raise AlarmNotSeen(
+                        f"a new alarm on {self.config.pump_id} came in after your screen was "
+                        f"shown, so nothing was acknowledged: {unseen[0][1]} Look at it, then "
+                        "acknowledge again."
+                    )
             cleared, held = 0, False
             for n in list(self._notices.values()):
                 if n.code == "audit.write_failed" and (

@@ -9,7 +9,7 @@ import pytest
 from pumpsim import registers as reg
 from pumpsim.harness import Fault
 
-from pumpd.controller import NothingToAcknowledge
+from pumpd.controller import AlarmNotSeen, NothingToAcknowledge
 from pumpd.session import CommandRefused, State
 
 from .conftest import NURSE, Rig, halt, running, session_state, to_infusing, wait_until
@@ -77,3 +77,31 @@ async def test_an_acknowledgement_with_nothing_latched_is_refused_and_writes_not
         await halt(task)
     await ctl.journal.drain()
     assert "alarm.acknowledged" not in rig.types(session="S-1")
+
+
+async def test_an_alarm_latched_after_the_screen_was_shown_refuses_the_acknowledgement(
+    rig: Rig,
+) -> None:
+    """An acknowledgement names what its person saw; an alarm that came in after that is
+    not acknowledged with it (the soak's nurse looked, saw none, and a moment later its
+    acknowledgement took an over-infusion alarm it had never been shown)."""
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        await to_infusing(rig, ctl)
+        rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
+        await wait_until(lambda: session_state(ctl) is State.ALARM, what="the occlusion alarm")
+        rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=False)
+        press_alarm_key(rig)
+        codes = [a.code for a in ctl.status().alarms]
+        assert "tick.pump.alarm.occlusion_downstream" in codes, codes
+        with pytest.raises(AlarmNotSeen, match="came in after your screen") as refused:
+            await ctl.acknowledge(by=NURSE, seen=[])
+        assert "Downstream occlusion" in str(refused.value)
+        assert session_state(ctl) is State.ALARM  # nothing was acknowledged
+        await ctl.acknowledge(by=NURSE, seen=codes)
+        assert session_state(ctl) is State.STOPPED
+    finally:
+        await halt(task)
+    await ctl.journal.drain()
+    assert rig.types(session="S-1").count("alarm.acknowledged") >= 1

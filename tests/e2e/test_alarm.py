@@ -38,7 +38,9 @@ def test_occlusion_alarm_then_acknowledgement(stack: Stack, accounts: Accounts) 
     stack.sim_request("fault", unit=1, fault="occlusion-downstream", on=False)
     host, port = stack.sim_tcp.rsplit(":", 1)
     press_alarm_key(host, int(port), 1)
-    stack.ok("ack", "chair-1", "--note", "kinked line straightened")
+    acked = stack.ok("ack", "chair-1", "--note", "kinked line straightened")
+    # pumpctl shows what it acknowledges, in the nurse's words, before it does.
+    assert "[high] Downstream occlusion on chair-1" in acked, acked
     view = stack.status("chair-1")
     assert view["session_state"] == "STOPPED", view
     assert view["alarms"] == []

@@ -197,15 +197,23 @@ def stop(target: Target, pump: str, reason: str) -> None:
     _said(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped")
 
 
-@click.command(help="Acknowledge the pump's alarms (refused while the pump delivers).")
+@click.command(
+    help="Acknowledge the pump's alarms (refused while the pump delivers). Shows the "
+    "alarms first and acknowledges exactly those: one that comes in meanwhile refuses it."
+)
 @click.argument("pump")
 @click.option("--note", help="What was found and done.")
 @pass_target
 def ack(target: Target, pump: str, note: str | None) -> None:
-    params: dict[str, Any] = {"pump": pump}
-    if note:
-        params["note"] = note
-    _said(pump, call(target, "session.acknowledge", params), "alarms acknowledged")
+    with connect(target) as c:
+        views = call_on(c, "status", {"pump": pump})
+        shown = [a for v in views for a in v.get("alarms", [])]
+        for a in shown:
+            click.echo(f"{pump}: [{a['priority']}] {a['message']}")
+        params: dict[str, Any] = {"pump": pump, "alarms": [a["code"] for a in shown]}
+        if note:
+            params["note"] = note
+        _said(pump, call_on(c, "session.acknowledge", params), "alarms acknowledged")
 
 
 # ASCII digits only, as for every quantity (safety/units.py): \d and int() also take other
