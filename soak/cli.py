@@ -86,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         "at most B"
     )
     intents = sum(1 for e in ev.events if e.event_type == "pump.command.requested")
+    pressed = {(p.unit, p.cmd_seq) for p in ev.presses}
+    in_log = sum(1 for c in ev.sim_commands if (c.unit, c.cmd_seq) in pressed)
+    unanswered = sum(1 for p in ev.presses if not p.answered)
     summary.evidence = (
         f"{len(ev.samples)} samples; {len(ev.sim_commands)} commands in the simulator's log "
-        f"({len(ev.presses)} pressed at a pump panel) against {intents} intents; "
+        f"({in_log} pressed at a pump panel; {unanswered} presses unanswered) "
+        f"against {intents} intents; "
         f"{len(ev.lives)} daemon lives"
     )
     summary.alarms = Counter(

@@ -88,6 +88,8 @@ class PanelPress:
     unit: int
     cmd_seq: int
     t_mono: float
+    answered: bool = True
+    """False: written, no reply (the pump may not have taken it)."""
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pumpsim.errors import ControlRequestFailed
 
 from pumpd.cli.client import Client, ClientError, DaemonUnreachable, RpcError
 from pumpd.drivers.base import Command
-from soak.panel import PanelError
+from soak.panel import PanelError, PanelUncertain
 from soak.plan import FaultPlan, SessionScript
 from soak.sampler import Sampler
 from soak.world import World
@@ -451,8 +451,13 @@ class Nurse:
             elif pump["state"] == "ALARM":
                 self.world.press(self.unit, Command.ACK_ALARM)
                 self.actions["panel_ack_alarm"] += 1
-        except PanelError:
+        except PanelUncertain:
+            # No reply: taken or not, the next look at the session reads the pump's own
+            # state (control channel) and presses again only if the key had no effect.
+            self.actions["panel_unanswered"] += 1
             return
+        except PanelError:
+            return  # nothing was written: tried again at the next look at the session
         time.sleep(0.3)  # let pumpd read the pump again (a few polls)
         self.act("acknowledge", "session.acknowledge", {"note": "cause cleared at the pump"})
 

@@ -210,7 +210,7 @@ def _gather(
             Life(life.generation, life.ready_mono, life.ended_mono, life.ended_by)
             for life in world.lives
         ],
-        presses=[PanelPress(p.unit, p.cmd_seq, p.t_mono) for p in world.presses],
+        presses=[PanelPress(p.unit, p.cmd_seq, p.t_mono, p.answered) for p in world.presses],
         nurse_findings=findings,
     )
 

@@ -56,6 +56,8 @@ class Press:
     unit: int
     cmd_seq: int
     command: str
+    answered: bool = True
+    """False: written, no reply; the pump may or may not have taken it."""
 
 
 def rss_kib(pid: int) -> int:
@@ -154,7 +156,16 @@ class World:
 
     def press(self, unit: int, command: Command) -> int:
         host, port = self.sim_tcp
-        seq = panel.press(host, port, unit, command)
+        try:
+            seq = panel.press(host, port, unit, command)
+        except panel.PanelUncertain as exc:
+            # Kept: if the pump took it after all, its record is a press, not a command
+            # without an intent.
+            with self.lock:
+                self.presses.append(
+                    Press(time.monotonic(), unit, exc.cmd_seq, command.value, answered=False)
+                )
+            raise
         with self.lock:
             self.presses.append(Press(time.monotonic(), unit, seq, command.value))
         return seq
