@@ -203,6 +203,8 @@ class StampingStore:
     def __init__(self, store: AuditStore) -> None:
         self._store = store
         self.alarm_commits: list[tuple[str | None, float, str]] = []
+        self.alarm_writes: dict[tuple[str | None, float], tuple[float, int]] = {}
+        """(pump, commit stamp) → (when that write began, events in its batch)."""
         self.interlocks: list[tuple[str | None, float, str]] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -211,11 +213,13 @@ class StampingStore:
             return method
 
         def stamped_write(batch: Sequence[Any]) -> list[EventRecord]:
+            began = time.monotonic()
             records: list[EventRecord] = method(batch)
             t = time.monotonic()
             for r in records:
                 if r.event_type == "alarm.raised":
                     code = str(json.loads(r.payload).get("alarm_code", ""))
+                    self.alarm_writes[(r.pump_id, t)] = (began, len(records))
                     self.alarm_commits.append((r.pump_id, t, code))
                 elif r.event_type == "interlock.triggered":
                     reasons = ",".join(json.loads(r.payload).get("reason_codes", []))
@@ -351,6 +355,8 @@ class Reactions:
     codes: dict[str, int] = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)
     setup_failures: list[str] = field(default_factory=list)
+    parts_ms: list[tuple[float, float, float, int]] = field(default_factory=list)
+    """B only: (total, fault → its write began, the write, events in that batch)."""
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile over every injection; a miss counts as infinitely late."""
@@ -359,7 +365,12 @@ class Reactions:
 
 
 async def _reaction_of(
-    rig: Rig, sup: Supervised, unit: int, kind: str, watch: CommandWatch
+    rig: Rig,
+    sup: Supervised,
+    unit: int,
+    kind: str,
+    watch: CommandWatch,
+    parts: list[tuple[float, float, float, int]],
 ) -> tuple[float, str]:
     """Apply the fault to ``unit``; (milliseconds to the reaction, what reacted)."""
     pid = sup.ctl.config.pump_id
@@ -380,6 +391,8 @@ async def _reaction_of(
             )
         await asyncio.sleep(0.02)
     t1, code = found
+    began, batch = rig.stamps.alarm_writes[(pid, t1)]
+    parts.append(((t1 - t0) * 1000, (began - t0) * 1000, (t1 - began) * 1000, batch))
     return (t1 - t0) * 1000, code
 
 
@@ -415,7 +428,7 @@ async def _reaction_lane(
                 give_back()
                 continue
             try:
-                ms, code = await _reaction_of(rig, sup, unit, kind, watch)
+                ms, code = await _reaction_of(rig, sup, unit, kind, watch, out.parts_ms)
             except TimeoutError as exc:
                 out.misses.append(str(exc))
                 continue
@@ -621,6 +634,18 @@ async def measure(report: Report, sizes: Sizes) -> None:
                 " (nearest-rank percentiles, a miss counts as infinitely late); measured event: "
                 f"{', '.join(f'{k} ×{v}' for k, v in sorted(got.codes.items()))}"
             )
+            if got.parts_ms:
+                slow = sorted(got.parts_ms, reverse=True)[: max(1, len(got.parts_ms) // 20)]
+                med = statistics.median
+                report.note(
+                    f"controller reaction {kind}, the slowest {len(slow)} (5 %): median "
+                    f"{med(s[0] for s in slow):.1f} ms = {med(s[1] for s in slow):.1f} ms "
+                    "from the fault to its audit write beginning (poll wait, read, tick, "
+                    f"queue behind the writer) + {med(s[2] for s in slow):.1f} ms in the "
+                    f"write (batches of {med(s[3] for s in slow):.0f} events); all samples: "
+                    f"{med(s[1] for s in got.parts_ms):.1f} + {med(s[2] for s in got.parts_ms):.1f}"
+                    f" ms, batches of {med(s[3] for s in got.parts_ms):.0f}"
+                )
             for what_failed, items in (
                 ("missed", got.misses),
                 ("set-up failed, retried", got.setup_failures),
