@@ -94,13 +94,8 @@ _VITALS_PHASES = frozenset(
 
 
 def _seconds(name: str, value: object, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidTickInput(f"{name} must be a number of seconds, got {value!r}")
-    try:
-        number = float(value)
-    except OverflowError:
-        raise InvalidTickInput(f"{name} is too large to be a time in seconds") from None
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+    number = _instant(name, value)
+    if number < 0 or (positive and number == 0):
         bound = "> 0" if positive else "≥ 0"
         raise InvalidTickInput(f"{name} must be finite and {bound} s, got {value!r}")
     return number

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from pumpsim.harness import Fault
 
-from pumpd.clock import ScaledClock, stamp
+from pumpd.clock import Clock, ScaledClock, stamp
 from pumpd.controller import Controller
 from pumpd.drivers.base import Command, PumpProgram
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
@@ -23,14 +23,19 @@ from .conftest import PUMP_ID, Rig, halt, library, running, session_state, to_in
 START = 1
 
 
-async def _supervised(rig: Rig) -> tuple[Supervisor, Controller]:
+async def _supervised(rig: Rig, clock: Clock | None = None) -> tuple[Supervisor, Controller]:
     assert rig.sim.tcp_address is not None
     host, port = rig.sim.tcp_address
     driver = ModbusPumpDriver(
         ModbusConfig(transport="tcp", host=host, port=port, unit=1, timeout_s=0.2)
     )
     await driver.connect()
-    sup = Supervisor(writer=rig.writer, engine=rig.store.engine, clock=rig.clock, library=library())
+    sup = Supervisor(
+        writer=rig.writer,
+        engine=rig.store.engine,
+        clock=rig.clock if clock is None else clock,
+        library=library(),
+    )
     ctl = await sup.add(driver, rig.config())
     return sup, ctl
 
@@ -219,19 +224,7 @@ async def test_times_from_before_the_clock_origin_are_supervised_as_usual(rig: R
     await halt(task)
     await first.journal.drain()
     assert rig.sim.status(1)["state"] == "INFUSING"
-    sup = Supervisor(
-        writer=rig.writer,
-        engine=rig.store.engine,
-        clock=_RebootedHost(rig.clock),
-        library=library(),
-    )
-    assert rig.sim.tcp_address is not None
-    host, port = rig.sim.tcp_address
-    driver = ModbusPumpDriver(
-        ModbusConfig(transport="tcp", host=host, port=port, unit=1, timeout_s=0.2)
-    )
-    await driver.connect()
-    ctl = await sup.add(driver, rig.config())
+    sup, ctl = await _supervised(rig, _RebootedHost(rig.clock))
     try:
         session = ctl.session
         assert session is not None
