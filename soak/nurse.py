@@ -262,7 +262,10 @@ class Nurse:
             before = self.status()
             self.try_wrong(record, wrong, *self._wrong_confirm(wrong, s, weight, order))
             after = self.status()
-            if after.get("session_state") != before.get("session_state"):
+            # pumpd itself may latch an alarm meanwhile (a pump fault, a lost link): no
+            # wrong confirm or start leads into ALARM, so that change is not the input's.
+            changed = after.get("session_state") != before.get("session_state")
+            if changed and after.get("session_state") != "ALARM":
                 record.bad_input_changed.append(wrong)
         if self.act("confirm", "session.confirm", {"weight": weight, "witness": witness}) is None:
             return
