@@ -116,7 +116,12 @@ def run_outage(
             stack, timings, "vitals", "chair-1", "--bp", "131/85", "--hr", "77", "--spo2", "97"
         )
         ok_during(stack, timings, "note", "chair-1", "ondansetron 4 mg given during the outage")
-        ok_during(stack, timings, "ack", "chair-1", "--note", "audit outage seen")
+        # The audit alarm cannot be acknowledged away while the database is gone: said at
+        # once, and nothing is written as acknowledged (it stays on every screen).
+        acked = during(stack, timings, "ack", "chair-1", "--note", "audit outage seen")
+        assert acked.returncode == 3, acked.stderr
+        assert "stays until the audit database answers again" in acked.stderr
+        assert "kept in the local spool" in acked.stdout  # shown before it was refused
         ok_during(stack, timings, "pause", "chair-1", "--reason", "outage drill")
         assert stack.sim_status(1)["state"] == "PAUSED", "the pause reached the pump"
         resumed = during(stack, timings, "resume", "chair-1")
