@@ -8,6 +8,8 @@ configured idle time or ``logout``.
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 from rich.console import Console
 
@@ -61,11 +63,12 @@ def login(target: Target, staff_id: str, pin_stdin: bool) -> None:
 def _end_login(target: Target, previous: tokens.StaffLogin) -> None:
     """Tell the daemon that the login this one replaces is over (audited as a logout), so
     the token file's old secret does not stay valid in the daemon until it expires."""
-    try:
-        with rpc.Client(target.socket_path, token=previous.token) as c:
-            c.call("staff.logout", {})
-    except rpc.ClientError:
-        pass  # expired or unknown already: nothing is left to end
+    # An error means it expired or is unknown already: nothing is left to end.
+    with (
+        contextlib.suppress(rpc.ClientError),
+        rpc.Client(target.socket_path, token=previous.token) as c,
+    ):
+        c.call("staff.logout", {})
 
 
 @click.command(help="End the staff login at this terminal.")
