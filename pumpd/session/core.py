@@ -227,7 +227,9 @@ class SessionCore:
             return TICK_PHASE[d.requested_in]
         if not d.start_commanded:
             return SessionPhase.READY
-        if state is State.STOPPED or d.completed_at or d.observation_started_at:
+        if state is State.STOPPED or d.stopped_at or d.completed_at or d.observation_started_at:
+            # A confirmed stop ends delivery for good (no resume leaves STOPPED), also when
+            # an alarm is latched on top of it: no pause ladder, no volume judged any more.
             return SessionPhase.OBSERVATION
         return SessionPhase.PAUSED
 

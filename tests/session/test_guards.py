@@ -294,7 +294,10 @@ def test_stop_in_alarm_keeps_the_alarm_latched() -> None:
     assert step.command.kind is CommandKind.STOP
     s.stop_confirmed(at=b.at())
     assert s.state is S.ALARM
-    assert s.phase() is SessionPhase.PAUSED
+    # The stop ended delivery: the latched alarm is judged like STOPPED (no pause ladder,
+    # no volume rule that would call the stopped infusion "paused" and under-infused).
+    assert s.phase() is SessionPhase.OBSERVATION
+    assert s.paused_since_s() is None
     s.acknowledge(by=PROGRAMMER, pump_mode=PumpMode.IDLE, at=b.at())
     assert s.state is S.STOPPED
     s.observe(by=PROGRAMMER, at=b.at())
