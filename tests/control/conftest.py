@@ -148,7 +148,7 @@ def controller_config(pump_id: str) -> ControllerConfig:
         poll_period_s=0.01 * s,
         heartbeat_timeout_s=max(2, round(0.6 * s)),
         command_timeout_s=0.3,
-        intent_wait_s=0.2,
+        intent_wait_s=2.0,  # real seconds; see tests/controller/conftest.py
         policy=dataclasses.replace(DEFAULT_POLICY, comm_timeout_s=0.4 * s),
     )
 
