@@ -136,6 +136,13 @@ def test_the_tolerance_boundary_in_kg_and_in_lb(recorded: D, typed: str, accepte
             "The checked weight of 79.95 kg differs from the programmed 80 kg by 0.0500001 "
             "kg, more than the 0.05 kg allowed; check the patient's weight and program again.",
         ),
+        (  # programmed in lb (82.0004286486 kg): the difference, 0.0500003514 kg, is shown
+            # at the first place that tells it from the limit, not to its last place
+            D("180.78") * LB,
+            "82.050429 kg",
+            "The checked weight of 82.050429 kg differs from the programmed 82 kg by 0.0500004 "
+            "kg, more than the 0.05 kg allowed; check the patient's weight and program again.",
+        ),
         (
             D("180.78") * LB - D("0.0500001"),
             "180.78 lb",
@@ -225,6 +232,9 @@ def test_a_refusal_never_shows_the_two_weights_alike(recorded: D, unit: str, num
     shown = match["diff"]
     places = len(shown.partition(".")[2])
     assert abs(D(shown) - difference) <= D(1).scaleb(-max(places, 2)) / 2
+    # ... at the first place (two at least) that tells it from the limit, not further.
+    if places > 2:
+        assert difference.quantize(D(1).scaleb(1 - places)) == D("0.05")
 
 
 # -- prime ------------------------------------------------------------------------------
