@@ -7,6 +7,7 @@ from typing import Self
 
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
+from safety import guards
 from safety.course import InvalidCourseHistory, PriorSession
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
@@ -156,7 +157,7 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("double_check", by, "double-check")
         if not verdicts:
             verdicts += rules.double_check(self._data.programmed_by, by)
-        verdicts += rules.weight_reentry(self._data.patient.weight_kg, weight)
+        verdicts += guards.weight_reentry(self._data.patient.weight_kg, weight)
         refuse_if("confirm", verdicts)
         data = self._update(confirmed_by=by, confirmed_at=At.of(stamp))
         return self._fire(
@@ -170,7 +171,7 @@ class NurseCommands(SessionCore):
         source = self._require("request_prime")
         stamp = check_stamp(at)
         verdicts = rules.person("prime", by, "prime request")
-        verdicts += rules.prime_allowed(self._data.start_commanded, line_disconnected)
+        verdicts += guards.prime_allowed(self._data.start_commanded, line_disconnected)
         refuse_if("request_prime", verdicts)
         req = start_requirements(self._protocol.protocol)
         data = self._update(
@@ -335,7 +336,7 @@ class NurseCommands(SessionCore):
             self._protocol.protocol, self._data.patient.patient(), order, override
         )
         verdicts += found
-        verdicts += rules.adjust_allowed(
+        verdicts += guards.adjust_allowed(
             self._protocol.protocol.key,
             self._protocol.sha256,
             None if protocol is None else protocol.protocol.key,
@@ -620,7 +621,7 @@ class NurseCommands(SessionCore):
             raise AssertionError("unreachable: OBSERVATION is always entered with its start")
         proto = self._protocol.protocol
         verdicts = rules.person("discharge", by, "discharge")
-        verdicts += rules.discharge_allowed(
+        verdicts += guards.discharge_allowed(
             stamp.mono_s - started.mono_s,
             proto.observation_min,
             proto.discharge_checklist,

@@ -1,4 +1,4 @@
-"""``prime.after_start`` (pumpd/session/rules.py::prime_allowed) is defence in depth.
+"""``prime.after_start`` (safety/guards.py::prime_allowed) is defence in depth.
 
 The machine's edges already refuse ``request_prime`` in every state after a start, so a
 live session never reaches the rule. It stays for a session whose state and data

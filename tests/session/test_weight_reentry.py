@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pumpd.session import CommandRefused, Session, State
-from pumpd.session.rules import WEIGHT_TOLERANCE_KG, weight_reentry
+from safety.guards import WEIGHT_TOLERANCE_KG, weight_reentry
 
 from .conftest import CHECKER, Bedside
 

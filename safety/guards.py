@@ -1,0 +1,193 @@
+"""The session's patient-safety guards: weight re-entry, prime, adjust and discharge.
+
+Each decides whether a nurse's command may go ahead and returns the hard verdicts that
+refuse it, ``[]`` when it may. They live in the kernel, and not in ``pumpd/session/``,
+because each of them can hurt a patient when wrong:
+
+- :func:`weight_reentry`: a weight the second nurse does not confirm lets a kg/lb mix-up
+  or a slipped digit through the double-check, and the dose is computed from that weight;
+- :func:`prime_allowed`: a prime into a line connected to the patient is a bolus;
+- :func:`adjust_allowed`: an adjustment must not change the drug or protocol mid-infusion,
+  nor set a volume to be infused that is already used up;
+- :func:`discharge_allowed`: a patient sent home before the protocol's observation time,
+  or with an item of the discharge checklist unconfirmed.
+
+Like the rest of ``safety/`` they are pure: the session passes the facts in (the recorded
+weight, whether a start was sent, the volume delivered, the observed seconds measured on
+its own clock) and obeys the verdicts. The rule names keep the ``session.`` prefix they
+were written with, so the audit record of a refusal is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from decimal import Decimal
+
+from safety.plan import Plan
+from safety.units import UNITS, Dimension, InputError, fmt, parse_quantity, symbols
+from safety.verdicts import Severity, Verdict
+
+
+def _hard(code: str, message: str, rule: str) -> Verdict:
+    return Verdict(code, Severity.HARD, message, rule)
+
+
+WEIGHT_TOLERANCE_KG = Decimal("0.05")
+"""How far the checker's weight, converted to kg, may lie from the programmed one.
+
+Half the 0.1 kg step of a clinic scale: enough for a legitimate change of unit (the
+programmed 82 kg typed as 180.78 lb is 82.0004 kg; as 180.8 lb, 82.0098 kg), too little to
+let any real disagreement through (0.1 kg, a digit in the first decimal, is refused). The
+dose is computed from the programmed weight only, so the tolerance never changes a dose;
+docs/session.md has the reasoning."""
+
+
+def _places(a: Decimal, b: Decimal) -> int:
+    """Decimal places (two at least) at which ``a`` and ``b`` print differently."""
+    places = 2
+    while places < 12 and fmt(a, places) == fmt(b, places):
+        places += 1
+    return places
+
+
+def weight_reentry(recorded_kg: Decimal, typed: object) -> list[Verdict]:
+    """The checker types the weight again, with its unit; it must be the programmed weight.
+
+    Converted to kg it may differ from the programmed weight by at most
+    :data:`WEIGHT_TOLERANCE_KG` (a kg/lb mix-up is a 2.2-fold difference and a slipped
+    digit at least 0.1 kg). The refusal shows the figure as typed, its value in kg and the
+    programmed weight in the typed unit, each to as many places as tell them apart.
+    """
+    rule = "session.double_check.weight"
+    if not isinstance(typed, str):
+        return [_hard("double_check.weight_missing", "The checker must type the weight.", rule)]
+    try:
+        quantity = parse_quantity(typed, Dimension.BODY_WEIGHT)
+    except InputError as exc:
+        return [_hard("double_check.weight_unreadable", f"The checked weight: {exc}.", rule)]
+    kg = quantity.value
+    difference = abs(kg - recorded_kg)
+    if difference <= WEIGHT_TOLERANCE_KG:
+        return []
+    symbol = next(u for u in symbols(Dimension.BODY_WEIGHT) if quantity.text.endswith(u))
+    factor = UNITS[symbol].factor
+    typed_number = kg / factor
+    shown = _places(kg, recorded_kg)
+    typed_text = f"{fmt(typed_number, 6)} {symbol}"
+    programmed_text = f"{fmt(recorded_kg, shown)} kg"
+    if factor != 1:
+        in_typed = recorded_kg / factor
+        typed_text += f" ({fmt(kg, shown)} kg)"
+        programmed_text += f" ({fmt(in_typed, _places(in_typed, typed_number))} {symbol})"
+    return [
+        _hard(
+            "double_check.weight_mismatch",
+            f"The checked weight of {typed_text} differs from the programmed "
+            f"{programmed_text} by {fmt(difference, _places(difference, WEIGHT_TOLERANCE_KG))}"
+            f" kg, more than the {fmt(WEIGHT_TOLERANCE_KG)} kg allowed; check the patient's "
+            "weight and program again.",
+            rule,
+        )
+    ]
+
+
+def prime_allowed(start_commanded: bool, line_disconnected: object) -> list[Verdict]:
+    """Priming pushes fluid at a high rate: only into a line not connected to a patient."""
+    rule = "session.prime"
+    found: list[Verdict] = []
+    if start_commanded:
+        found.append(
+            _hard(
+                "prime.after_start",
+                "The infusion has started: a prime now would be a bolus into the patient.",
+                rule,
+            )
+        )
+    if line_disconnected is not True:
+        found.append(
+            _hard(
+                "prime.line_not_confirmed_disconnected",
+                "Confirm that the line is disconnected from the patient before priming.",
+                rule,
+            )
+        )
+    return found
+
+
+def adjust_allowed(
+    protocol_key: str,
+    protocol_sha256: str,
+    new_key: str | None,
+    new_sha256: str | None,
+    plan: Plan | None,
+    delivered_ul: object,
+) -> list[Verdict]:
+    """Same drug and protocol (stop first to change them), and more left than already given."""
+    rule = "session.adjust"
+    found: list[Verdict] = []
+    if (new_key is not None and new_key != protocol_key) or (
+        new_sha256 is not None and new_sha256 != protocol_sha256
+    ):
+        found.append(
+            _hard(
+                "adjust.protocol_change",
+                f"An adjustment cannot change the protocol ({protocol_key} to {new_key}); "
+                "stop this infusion and program a new session.",
+                rule,
+            )
+        )
+    if isinstance(delivered_ul, bool) or not isinstance(delivered_ul, int) or delivered_ul < 0:
+        found.append(
+            _hard("adjust.delivered_unknown", "The volume delivered so far is not known.", rule)
+        )
+    elif plan is not None and plan.vtbi_ul <= delivered_ul:
+        found.append(
+            _hard(
+                "adjust.below_delivered",
+                f"The adjusted volume of {plan.vtbi_ul} µL is not more than the "
+                f"{delivered_ul} µL already delivered; stop the infusion instead.",
+                rule,
+            )
+        )
+    return found
+
+
+def discharge_allowed(
+    observed_s: float,
+    observation_min: int,
+    checklist: Sequence[str],
+    confirmed: Collection[str],
+) -> list[Verdict]:
+    """The protocol's whole observation time has passed and every checklist item is ticked."""
+    rule = "session.discharge"
+    found: list[Verdict] = []
+    needed_s = observation_min * 60
+    if observed_s < needed_s:
+        left_min = (needed_s - observed_s) / 60
+        found.append(
+            _hard(
+                "discharge.observation_too_short",
+                f"The patient has been observed for {observed_s / 60:.1f} min; the protocol "
+                f"requires {observation_min} min ({left_min:.1f} min to go).",
+                rule,
+            )
+        )
+    unknown = [item for item in confirmed if item not in checklist]
+    if unknown:
+        found.append(
+            _hard(
+                "discharge.checklist_unknown_item",
+                f"Not on this protocol's checklist: {'; '.join(sorted(unknown))}.",
+                rule,
+            )
+        )
+    missing = [item for item in checklist if item not in confirmed]
+    if missing:
+        found.append(
+            _hard(
+                "discharge.checklist_incomplete",
+                f"Not yet confirmed: {'; '.join(missing)}.",
+                rule,
+            )
+        )
+    return found
