@@ -5,6 +5,15 @@ WAL mode with ``synchronous=FULL`` (a commit survives power loss), foreign keys 
 timeout instead of instant "database is locked" errors, and ``BEGIN IMMEDIATE`` so two
 writers never both read the same chain head. PostgreSQL needs nothing per connection:
 appends serialize on an advisory transaction lock inside the store.
+
+Reads and writes: a transaction that may write is opened on the engine itself
+(``engine.begin()``); one that only reads is opened on :func:`reader` of it
+(``reader(engine).connect()``). The one ``begin`` hook below tells them apart: on SQLite
+a write begins ``BEGIN IMMEDIATE`` (it holds the write lock from its first statement), a
+read begins ``BEGIN`` (DEFERRED), which in WAL mode never takes the write lock, so no
+reader, however long, makes the audit writer wait, nor waits for it. A read whose answer
+decides a write (the chain head, a PIN failure count) belongs inside the write
+transaction, never in a reader before it. PostgreSQL is the same either way.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from sqlalchemy.exc import ArgumentError
 
 ENV_DATABASE = "PUMPD_DATABASE"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READER = "pumpd_reader"
+"""The execution option that marks :func:`reader` engines (and their connections)."""
 
 
 class DatabaseUrlError(ValueError):
@@ -83,21 +94,30 @@ def is_sqlite(url: URL) -> bool:
 def make_engine(url: URL | str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     """An engine with pumpd's durability settings; see the module docstring for why.
 
-    ``read_only`` engines (the auditors' tools) begin SQLite transactions DEFERRED: in WAL
-    mode a reader then never holds the write lock, so a long export cannot stall the daemon.
+    ``read_only`` (the auditors' tools) returns :func:`reader` of it: every transaction
+    only reads, so a long export cannot stall the daemon.
     """
     real = normalize_url(url) if isinstance(url, str) else url
     if is_sqlite(real):
         engine = create_engine(real, **kwargs)
-        _install_sqlite_hooks(engine, begin="BEGIN" if read_only else "BEGIN IMMEDIATE")
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(real, **kwargs)
+        _install_sqlite_hooks(engine)
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+        engine = create_engine(real, **kwargs)
+    return reader(engine) if read_only else engine
 
 
-def _install_sqlite_hooks(engine: Engine, *, begin: str) -> None:
+def reader(engine: Engine) -> Engine:
+    """``engine`` for transactions that only read: the same database, pool and settings,
+    but on SQLite its transactions begin DEFERRED, so in WAL mode they never hold (nor
+    wait for) the write lock. On PostgreSQL nothing changes. Disposing of it disposes of
+    the pool it shares with ``engine``."""
+    return engine.execution_options(**{_READER: True})
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
     # Pattern from the SQLAlchemy 2.1 sqlite dialect docs: take transaction control away
-    # from pysqlite so that our BEGIN IMMEDIATE is the one that runs.
+    # from pysqlite so that our BEGIN is the one that runs.
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_con: Any, _record: Any) -> None:
         dbapi_con.isolation_level = None
@@ -110,6 +130,8 @@ def _install_sqlite_hooks(engine: Engine, *, begin: str) -> None:
         finally:
             cur.close()
 
+    # The one place where reads and writes part: reader() connections begin DEFERRED.
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        reads = conn.get_execution_options().get(_READER, False)
+        conn.exec_driver_sql("BEGIN" if reads else "BEGIN IMMEDIATE")

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from pumpd.audit.queries import EventFilter, iter_events
 from pumpd.clock import Stamp
+from pumpd.db import reader
 from pumpd.protocols import Library
 from pumpd.session import Session
 
@@ -34,9 +35,12 @@ class Checkpoint:
 
 
 def last_checkpoint(engine: Engine, pump_id: str) -> Checkpoint | None:
-    """The newest checkpoint written for ``pump_id``, or None."""
+    """The newest checkpoint written for ``pump_id``, or None.
+
+    One read-only transaction (:func:`pumpd.db.reader`), so the log is read as one snapshot
+    and the audit writer, still appending the other pumps' events, never waits for it."""
     newest = None
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         for record in iter_events(
             conn, EventFilter(pump=pump_id, event_type="session.checkpointed")
         ):

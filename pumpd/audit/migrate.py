@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from pumpd.audit.errors import SchemaError
-from pumpd.db import make_engine
+from pumpd.db import make_engine, reader
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -53,7 +53,7 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 

@@ -31,7 +31,7 @@ from pumpd.audit.catalogue import ActorRole, Payload, check_envelope, payload_te
 from pumpd.audit.chain import COLUMNS, GENESIS_HASH, EventRecord, Hasher, encode, load_key
 from pumpd.audit.errors import AuditWriteFailed, InvalidEnvelope
 from pumpd.audit.schema import audit_event
-from pumpd.db import is_sqlite, make_engine, normalize_url
+from pumpd.db import is_sqlite, make_engine, normalize_url, reader
 
 PG_CHAIN_LOCK = 0x70756D7064_0001
 """The advisory lock every PostgreSQL append holds; one chain, one key."""
@@ -201,6 +201,9 @@ class AuditStore:
         if check_schema:
             migrate.require_current(engine)
         self._engine = engine
+        self._reads = reader(engine)
+        """For the reads outside an append (tail, head, first event): they never hold the
+        write lock an append needs. An append reads the head inside its own transaction."""
         self._hasher = Hasher(key)
         self._simulated = simulated
         self._host = host or socket.gethostname()
@@ -323,7 +326,7 @@ class AuditStore:
     def tail(self, count: int) -> list[EventRecord]:
         """The newest ``count`` events, oldest first (the spool's duplicate check)."""
         try:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 rows = conn.execute(
                     select(*(audit_event.c[name] for name in COLUMNS))
                     .order_by(audit_event.c.seq.desc())
@@ -342,7 +345,7 @@ class AuditStore:
         """When the oldest event was written (real UTC), or None for an empty log: the
         epoch of a simulation's clock (pumpd/clock.py ScaledClock)."""
         try:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 row = conn.execute(
                     select(audit_event.c.occurred_at).order_by(audit_event.c.seq).limit(1)
                 ).first()
@@ -351,9 +354,9 @@ class AuditStore:
         return None if row is None else datetime.fromisoformat(row[0])
 
     def head(self) -> Head:
-        """The current chain head, read in a short transaction."""
+        """The current chain head, read in a short read-only transaction."""
         try:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 row = conn.execute(
                     select(audit_event.c.seq, audit_event.c.event_hash)
                     .order_by(audit_event.c.seq.desc())

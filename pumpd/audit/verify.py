@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from pumpd.audit.chain import COLUMNS, GENESIS_HASH, Hasher, encode_row
 from pumpd.audit.schema import READ_VIEW
 from pumpd.audit.store import Head
+from pumpd.db import reader
 
 ProblemKind = Literal["changed", "missing", "inserted", "reordered", "truncated"]
 
@@ -47,7 +48,7 @@ class VerifyResult:
 
 def verify(engine: Engine, hasher: Hasher, checkpoint: Head | None = None) -> VerifyResult:
     """Walk the whole chain; see the module docstring for how a break is classified."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         return _walk(conn, hasher, checkpoint)
 
 

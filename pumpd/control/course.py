@@ -15,6 +15,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from pumpd.audit.queries import EventFilter, iter_events, patient_course
+from pumpd.db import reader
 from safety.course import Outcome, PriorSession
 
 
@@ -23,9 +24,10 @@ def _utc(text: str) -> dt.datetime:
 
 
 def prior_sessions(engine: sa.Engine, patient_ref: str, current: str) -> list[PriorSession]:
-    """Every started session of ``patient_ref`` except ``current``, oldest first."""
+    """Every started session of ``patient_ref`` except ``current``, oldest first (one
+    read-only transaction: the audit writer never waits for it)."""
     out: list[PriorSession] = []
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         entries = [e.summary for e in patient_course(conn, patient_ref)]
         for summary in entries:
             if summary.session_id == current or summary.started_at is None:

@@ -28,6 +28,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pumpd.audit.schema import staff_member
 from pumpd.audit.store import utc_text
 from pumpd.clock import Clock
+from pumpd.db import reader
 
 MAX_CONCURRENT_HASHES = 2
 PIN_MIN, PIN_MAX = 6, 32
@@ -133,6 +134,9 @@ class StaffRegistry:
         if lockout_s <= 0:
             raise ValueError("lockout_s must be positive")
         self._engine = engine
+        """Writes, and the reads that decide them (the failure count), in one transaction."""
+        self._reads = reader(engine)
+        """Lookups that change nothing: they never hold the audit writer's lock."""
         self._clock = clock
         self.max_failures = max_failures
         self.lockout_s = lockout_s
@@ -189,7 +193,7 @@ class StaffRegistry:
 
     async def list(self) -> list[StaffMember]:
         def read() -> list[StaffMember]:
-            with self._engine.connect() as conn:
+            with self._reads.connect() as conn:
                 rows = conn.execute(
                     sa.select(staff_member).order_by(staff_member.c.staff_id)
                 ).mappings()
@@ -268,7 +272,7 @@ class StaffRegistry:
             return await asyncio.to_thread(check)
 
     def _row(self, staff_id: str) -> sa.RowMapping | None:
-        with self._engine.connect() as conn:
+        with self._reads.connect() as conn:
             return (
                 conn.execute(sa.select(staff_member).where(staff_member.c.staff_id == staff_id))
                 .mappings()

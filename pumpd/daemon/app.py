@@ -706,7 +706,9 @@ class Daemon:
 def make_daemon_engine(url: str) -> Engine:
     """The daemon's engine: as every engine (pumpd/db.py), but a shorter SQLite busy
     timeout, so a lock sends events to the spool in seconds instead of holding every
-    acknowledgement for 30 s."""
+    acknowledgement for 30 s. Its writes begin IMMEDIATE; its reads (recovery, staff
+    lookups, course history, the store's head and tail) go through ``pumpd.db.reader`` of
+    it and begin DEFERRED, so none of them holds the lock the audit writer needs."""
     engine = make_engine(url, pool_pre_ping=False)
     if engine.dialect.name == "sqlite":
 

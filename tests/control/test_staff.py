@@ -3,6 +3,7 @@ lockout, and login tokens over the socket (expiry, uid binding, logout, disable)
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -126,6 +127,25 @@ async def test_wrong_pins_lock_the_id_for_a_while(
         await reg.verify("N042", "4711-ada")  # even the right PIN, while locked
     clock.advance(901)
     assert (await reg.verify("N042", "4711-ada")).failures == 0
+
+
+async def test_wrong_pins_at_once_are_each_counted_and_lock_once(
+    registry: tuple[StaffRegistry, ManualClock],
+) -> None:
+    """Every lookup reads the id unlocked with no failure (lookups are read-only
+    transactions); the count and the lock are decided inside each failure's write
+    transaction, so three wrong PINs at once still count 1, 2, 3 and lock the id once."""
+    reg, _ = registry
+    await reg.add("N042", "Ada", "nurse", "4711-ada")
+    tries = await asyncio.gather(
+        *(reg.verify("N042", f"wrong-pin-{i}") for i in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(t, PinRefused) for t in tries), tries
+    refused = [t for t in tries if isinstance(t, PinRefused)]
+    assert sorted(t.failures or 0 for t in refused) == [1, 2, 3]
+    assert [t.failures for t in refused if t.locked_until is not None] == [3]
+    with pytest.raises(StaffLocked):
+        await reg.verify("N042", "4711-ada")
 
 
 async def test_a_good_pin_resets_the_count_and_disabled_ids_are_refused(
