@@ -16,6 +16,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator
+from functools import cache
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -103,7 +104,7 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def _unit_hint(model_keys: set[str], key: str) -> str:
+def _unit_hint(model_keys: frozenset[str], key: str) -> str:
     """For an unknown key that is a known key minus its unit suffix, say the unit is missing."""
     candidates = sorted(k for k in model_keys if k.startswith(f"{key}_"))
     if candidates:
@@ -111,8 +112,10 @@ def _unit_hint(model_keys: set[str], key: str) -> str:
     return "unknown key (a typo here would silently drop a setting, so it is refused)"
 
 
-def _known_keys() -> set[str]:
-    """Every property name anywhere in the schema, for the missing-unit hint."""
+@cache
+def _known_keys() -> frozenset[str]:
+    """Every property name anywhere in the schema, for the missing-unit hint (built once:
+    generating the JSON schema costs milliseconds, every refused unknown key asks)."""
     keys: set[str] = set()
 
     def walk(node: Any) -> None:
@@ -127,7 +130,7 @@ def _known_keys() -> set[str]:
                 walk(value)
 
     walk(Protocol.model_json_schema())
-    return keys
+    return frozenset(keys)
 
 
 def _first_error(path: Path, exc: ValidationError) -> ProtocolFileError:
