@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from pumpd.audit.queries import EventFilter, iter_events
+from pumpd.audit.queries import EventFilter, newest_event
 from pumpd.clock import Stamp
 from pumpd.db import reader
 from pumpd.protocols import Library
@@ -37,14 +37,10 @@ class Checkpoint:
 def last_checkpoint(engine: Engine, pump_id: str) -> Checkpoint | None:
     """The newest checkpoint written for ``pump_id``, or None.
 
-    One read-only transaction (:func:`pumpd.db.reader`), so the log is read as one snapshot
-    and the audit writer, still appending the other pumps' events, never waits for it."""
-    newest = None
+    One row, read in a read-only transaction (:func:`pumpd.db.reader`), so the audit
+    writer, still appending the other pumps' events, never waits for it."""
     with reader(engine).connect() as conn:
-        for record in iter_events(
-            conn, EventFilter(pump=pump_id, event_type="session.checkpointed")
-        ):
-            newest = record
+        newest = newest_event(conn, EventFilter(pump=pump_id, event_type="session.checkpointed"))
     if newest is None:
         return None
     payload = json.loads(newest.payload)

@@ -93,6 +93,25 @@ def _stream(conn: Connection, sql: str, args: Any) -> Iterator[Sequence[Any]]:
 
 def iter_events(conn: Connection, flt: EventFilter) -> Iterator[EventRecord]:
     q = _Sql(conn)
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {READ_VIEW}{_where(q, flt)} ORDER BY seq"  # noqa: S608
+    for row in _stream(conn, sql, q.args()):
+        yield _record(row)
+
+
+def newest_event(conn: Connection, flt: EventFilter) -> EventRecord | None:
+    """The matching event with the highest seq, or None: one row read backwards along the
+    index, however long the log (a restart's recovery asks for each pump's newest
+    checkpoint; walking all of them made every start-up slower than the last)."""
+    q = _Sql(conn)
+    sql = (
+        f"SELECT {', '.join(COLUMNS)} FROM {READ_VIEW}{_where(q, flt)} "  # noqa: S608
+        "ORDER BY seq DESC LIMIT 1"
+    )
+    row = conn.exec_driver_sql(sql, q.args()).first()
+    return None if row is None else _record(row)
+
+
+def _where(q: _Sql, flt: EventFilter) -> str:
     where: list[str] = []
     for column, value in (
         ("session_id", flt.session),
@@ -112,10 +131,7 @@ def iter_events(conn: Connection, flt: EventFilter) -> Iterator[EventRecord]:
         where.append(f"occurred_at >= {q.bind(flt.since)}")
     if flt.until is not None:
         where.append(f"occurred_at < {q.bind(flt.until)}")
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    sql = f"SELECT {', '.join(COLUMNS)} FROM {READ_VIEW}{clause} ORDER BY seq"  # noqa: S608
-    for row in _stream(conn, sql, q.args()):
-        yield _record(row)
+    return f" WHERE {' AND '.join(where)}" if where else ""
 
 
 @dataclass
