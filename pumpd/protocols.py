@@ -16,9 +16,9 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator
-from functools import cache
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
