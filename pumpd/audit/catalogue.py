@@ -113,11 +113,33 @@ class DoubleCheckCompleted(Payload):
     fields_checked: Annotated[list[Code], Field(min_length=1)]
 
 
+class SupervisionRecord(Payload):
+    """The kernel's limits that judge this infusion (``safety.tick.SupervisionLimits``) and,
+    in ``provenance``, which source decided each bound: an auditor reviewing an alarm, or
+    its absence, reads the thresholds in force from the record itself, not from whatever
+    version of pumpd is installed later. Times in whole milliseconds (no floats)."""
+
+    vtbi_ul: Annotated[int, Field(gt=0)]
+    vtbi_overrun_ul: Annotated[int, Field(ge=0)]
+    kvo_max_ul: Annotated[int, Field(ge=0)]
+    volume_tolerance_rel: NonNegDecimal
+    volume_tolerance_abs_ul: Annotated[int, Field(ge=0)]
+    rate_tolerance_rel: NonNegDecimal
+    rate_tolerance_abs_ml_h: NonNegDecimal
+    rate_settle_ms: Annotated[int, Field(ge=0)]
+    comm_timeout_ms: Annotated[int, Field(gt=0)]
+    max_delivery_ms: Annotated[int, Field(gt=0)] | None = None
+    pause_stop_after_ms: Annotated[int, Field(ge=0)]
+    provenance: list[Text] = Field(default_factory=list)
+
+
 class SessionStarted(Payload):
-    """The pump confirmed it is infusing the programmed plan."""
+    """The pump confirmed it is infusing the programmed plan; ``supervision`` holds the
+    limits it is supervised with (absent from events written before it was recorded)."""
 
     rate_ml_h: Annotated[DecimalText, Field(gt=0)]
     volume_ul: Annotated[int, Field(gt=0)]
+    supervision: SupervisionRecord | None = None
 
 
 class SessionPaused(Payload):

@@ -59,7 +59,7 @@ from .errors import (
     SessionActive,
 )
 from .executor import Executor, Outcome, Result, Setpoints
-from .journal import Journal, actor_for, code_of, dose_mg, new_correlation
+from .journal import Journal, actor_for, code_of, dose_mg, new_correlation, supervision_record
 from .pending import pending_input
 from .translate import MODE_OF, alarm_message, to_snapshot
 
@@ -1218,7 +1218,15 @@ class Controller:
                         new_correlation("cmd"),
                     )
             elif kind == "session.started":
-                ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f"), "volume_ul": plan.vtbi_ul})
+                limits = supervision_limits(s.protocol.protocol, plan, self.config.policy)
+                ev(
+                    kind,
+                    {
+                        "rate_ml_h": format(plan.rate_ml_h, "f"),
+                        "volume_ul": plan.vtbi_ul,
+                        "supervision": supervision_record(limits),
+                    },
+                )
             elif kind == "session.resumed":
                 ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f")})
             elif kind == "session.paused":

@@ -55,6 +55,14 @@ async def test_adjust_slows_the_infusion_after_confirmation(rig: Rig) -> None:
     assert json.loads(paused.payload)["reason"] == said
     intents = [json.loads(e.payload) for e in rig.events(event_type="pump.command.requested")]
     assert [i.get("reason") for i in intents if i["command"] == "pause"] == [said]
+    # The start records the limits this controller supervises with (its own policy: the
+    # rig's comm timeout, not the kernel default), for the auditor.
+    [started] = rig.events(session="S-1", event_type="session.started")
+    limits = json.loads(started.payload)["supervision"]
+    assert limits["comm_timeout_ms"] == round(ctl.config.policy.comm_timeout_s * 1000)
+    assert limits["vtbi_ul"] == 100_000
+    assert limits["volume_tolerance_abs_ul"] == 500
+    assert limits["max_delivery_ms"] == 50 * 60_000
 
 
 async def test_refusals_change_nothing(rig: Rig) -> None:
