@@ -5,14 +5,16 @@ state, kept for recovery) fill a screen each and a table wraps them into fragmen
 payload becomes ``key=value`` pairs on one line: the catalogue's keys carry their units
 (``rate_ml_h=150``, ``volume_ul=100000``), texts are quoted, lists are joined with commas,
 nested objects are flattened (``accounting.expected_ul=…``). A checkpoint is summarised
-by its state and volumes: the snapshot is internal state, and ``--json`` still prints every
-event whole, exactly as stored.
+by its state and volumes: the snapshot is internal state; a start's supervision limits are
+said in words, without their sources. ``--json`` still prints every event whole, exactly
+as stored.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 from pumpd.audit.chain import EventRecord
@@ -52,7 +54,47 @@ def _checkpoint(payload: Mapping[str, Any]) -> str:
     return " ".join(figures) + " (recovery snapshot; --json has it whole)"
 
 
-_SPECIAL: Final[dict[str, Callable[[Mapping[str, Any]], str]]] = {CHECKPOINT: _checkpoint}
+def _figure(value: Decimal) -> str:
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _duration(ms: Any) -> str:
+    """Whole minutes as minutes (a protocol's pause and delivery bounds), else seconds."""
+    if int(ms) >= 60_000 and int(ms) % 60_000 == 0:
+        return f"{int(ms) // 60_000} min"
+    return f"{_figure(Decimal(int(ms)) / 1000)} s"
+
+
+def _percent(fraction: Any) -> str:
+    return f"{_figure(Decimal(str(fraction)) * 100)} %"
+
+
+def _started(payload: Mapping[str, Any]) -> str:
+    """The plan, then the kernel's limits in a nurse's words; their sources stay in --json."""
+    text = " ".join(_pairs({k: v for k, v in payload.items() if k != "supervision"}))
+    limits = payload.get("supervision")
+    if not isinstance(limits, Mapping):
+        return text
+    volume_rel, rate_rel = (
+        _percent(limits[k]) for k in ("volume_tolerance_rel", "rate_tolerance_rel")
+    )
+    parts = [
+        f"volume ±{limits['volume_tolerance_abs_ul']} µL or {volume_rel}",
+        f"rate ±{limits['rate_tolerance_abs_ml_h']} mL/h or {rate_rel}",
+        f"link lost after {_duration(limits['comm_timeout_ms'])}",
+        f"VTBI +{limits['vtbi_overrun_ul']} µL",
+    ]
+    if limits.get("max_delivery_ms") is not None:
+        parts.append(f"delivery ≤ {_duration(limits['max_delivery_ms'])}")
+    parts.append(f"pause ≤ {_duration(limits['pause_stop_after_ms'])}")
+    return f"{text} limits: {', '.join(parts)} (--json has their sources)"
+
+
+_SPECIAL: Final[dict[str, Callable[[Mapping[str, Any]], str]]] = {
+    CHECKPOINT: _checkpoint,
+    "session.started": _started,
+}
 
 
 def details(event: EventRecord) -> str:

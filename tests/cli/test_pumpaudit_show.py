@@ -98,6 +98,29 @@ def _events() -> list[NewEvent]:
             **s,
         ),
         NewEvent(
+            "session.started",
+            {
+                "rate_ml_h": "150",
+                "volume_ul": 100000,
+                "supervision": {
+                    "vtbi_ul": 100000,
+                    "vtbi_overrun_ul": 200,
+                    "kvo_max_ul": 0,
+                    "volume_tolerance_rel": "0.05",
+                    "volume_tolerance_abs_ul": 500,
+                    "rate_tolerance_rel": "0.05",
+                    "rate_tolerance_abs_ml_h": "0.5",
+                    "rate_settle_ms": 10000,
+                    "comm_timeout_ms": 5000,
+                    "max_delivery_ms": 3000000,
+                    "pause_stop_after_ms": 900000,
+                    "provenance": ["volume_tolerance_abs at most 500 µL: policy.volume_band"],
+                },
+            },
+            DAEMON,
+            **s,
+        ),
+        NewEvent(
             "session.checkpointed",
             {
                 "state": "INFUSING",
@@ -151,6 +174,7 @@ def test_one_line_per_event_and_checkpoints_are_not_listed_by_default(database: 
         "note.recorded",
         "double_check.completed",
         "pump.command.requested",
+        "session.started",
     ]
     assert all(r.split()[0].isdigit() for r in rows), rows  # no continuation fragments
     assert '"snapshot"' not in out
@@ -160,6 +184,12 @@ def test_one_line_per_event_and_checkpoints_are_not_listed_by_default(database: 
     assert note.endswith("text=" + json.dumps(NOTE))  # a free text whole, quoted
     requested = next(r for r in rows if "pump.command.requested" in r)
     assert "command=start rate_ml_h=150 reason_codes=[] volume_ul=100000 [cmd-1234]" in requested
+    started = next(r for r in rows if "session.started" in r)
+    assert started.endswith(
+        "rate_ml_h=150 volume_ul=100000 limits: volume ±500 µL or 5 %, rate ±0.5 mL/h or 5 %, "
+        "link lost after 5 s, VTBI +200 µL, delivery ≤ 50 min, pause ≤ 15 min "
+        "(--json has their sources)"
+    ), started
     checked = next(r for r in rows if "double_check.completed" in r)
     assert "fields_checked=patient_ref,weight_kg,protocol,plan" in checked
     assert "staff:N002" in checked
