@@ -290,7 +290,9 @@ def exchange(drv: Driver, line: bytes) -> None:
             after = drv.run(drv.before)
             for pump, was in before.sessions.items():
                 now = after.sessions.get(pump)
-                assert same_but_for_the_kernel(was, now), f"{wire!r} changed {pump}'s session"
+                assert same_but_for_the_kernel(was, now), (
+                    f"{wire!r} changed {pump}'s session: {_difference(was, now)}"
+                )
             assert (after.staff_rows, after.logins, after.programmed) == (
                 before.staff_rows,
                 before.logins,
@@ -306,28 +308,39 @@ def exchange(drv: Driver, line: bytes) -> None:
     assert who["roles"] == ["admin", "auditor", "nurse"]
 
 
-def _by_requests(snapshot: dict[str, Any] | None) -> tuple[Any, bool]:
-    """A session snapshot without what the kernel does on its own — alarms the tick raised
-    (codes ``tick.*``) — and whether there are such alarms. The control rig runs on the real
-    scaled clock (600x), so a stall of this shared machine longer than 0.4 s is a comm
-    timeout; no request can raise a tick alarm, so every other change is the request's."""
-    if snapshot is None:
-        return None, False
+def _without_alarms(snapshot: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
     data = dict(snapshot["data"])
-    raised = data.pop("alarms", [])
-    kernel = [a for a in raised if str(a.get("code", "")).startswith("tick.")]
-    data["alarms"] = [a for a in raised if a not in kernel]
-    return {**snapshot, "data": data}, bool(kernel)
+    alarms = data.pop("alarms", [])
+    return {**snapshot, "data": data}, list(alarms)
 
 
 def same_but_for_the_kernel(was: dict[str, Any] | None, now: dict[str, Any] | None) -> bool:
-    """Equal, or equal but for tick alarms raised meanwhile and the ALARM state they cause."""
-    (a, _), (b, raised) = _by_requests(was), _by_requests(now)
-    if a is None or b is None:
-        return a == b
-    if raised and b["state"] == "ALARM":
+    """Equal, or equal but for alarms latched meanwhile and the ALARM state they cause.
+
+    No request raises an alarm: the kernel's tick, the pump and the controller do, on their
+    own (the control rig runs on the real scaled clock, 600x, so a stall of this shared
+    machine longer than 0.4 s is a comm timeout). A refused request must not clear one
+    either (an acknowledgement that was refused acknowledged nothing)."""
+    if was is None or now is None:
+        return was == now
+    (a, before), (b, after) = _without_alarms(was), _without_alarms(now)
+    if any(alarm not in after for alarm in before):
+        return False
+    if len(after) > len(before) and b["state"] == "ALARM":
         a, b = {**a, "state": None}, {**b, "state": None}
     return bool(a == b)
+
+
+def _difference(was: dict[str, Any] | None, now: dict[str, Any] | None) -> str:
+    """What differs between two snapshots, for the failure message."""
+    if was is None or now is None:
+        return f"{was!r} -> {now!r}"
+    changed = [f"state {was['state']} -> {now['state']}"] if was["state"] != now["state"] else []
+    a, b = was["data"], now["data"]
+    changed += [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted({*a, *b}) if a.get(k) != b.get(k)
+    ]
+    return "; ".join(changed)[:2000]
 
 
 async def _send(client: Client, data: bytes) -> None:
@@ -478,3 +491,24 @@ async def test_a_bad_quantity_is_refused_naming_its_own_field(
     assert err["data"]["param"] == param, err
     assert err["message"].startswith(f"{param}: "), err
     assert all_roles.supervisor.controllers["chair-1"].session is None
+
+
+def test_the_session_oracle_tells_a_change_from_the_kernels_alarms() -> None:
+    """The check above can fail: a changed field, a cleared alarm, a state change without a
+    new alarm; and lets through only alarms latched meanwhile and the ALARM they cause."""
+    alarm = {"code": "tick.comm.lost", "source": "kernel"}
+    other = {"code": "pump.state_lost", "source": "daemon"}
+    was = {"state": "PROGRAMMED", "data": {"confirmed_by": None, "alarms": [alarm]}}
+
+    def now(state: str, alarms: list[Any], **data: Any) -> dict[str, Any]:
+        return {"state": state, "data": {"confirmed_by": None, **data, "alarms": alarms}}
+
+    assert same_but_for_the_kernel(was, now("PROGRAMMED", [alarm]))
+    assert same_but_for_the_kernel(was, now("ALARM", [alarm, other]))
+    assert not same_but_for_the_kernel(was, now("PROGRAMMED", [alarm], confirmed_by="x"))
+    assert not same_but_for_the_kernel(was, now("PROGRAMMED", []))
+    assert not same_but_for_the_kernel(was, now("VERIFIED", [alarm]))
+    assert not same_but_for_the_kernel(was, now("ALARM", [other]))
+    assert "confirmed_by: None -> 'x'" in _difference(
+        was, now("PROGRAMMED", [alarm], confirmed_by="x")
+    )
