@@ -262,6 +262,15 @@ class Controller:
     async def _poll(self) -> None:
         self.polls += 1
         status = await self._read()
+        self._journal.flush()
+        if self._journal.stalled(self.config.intent_wait_s) or self._journal.degraded:
+            self._audit_failed()
+        # The reading is judged, and any halt commanded, before the heartbeat: on a line
+        # shared by many pumps the heartbeat's write waits its turn, and a reaction must
+        # not wait for it (docs/controller.md, "One poll").
+        if status is not None:
+            await self._status_facts(status)
+        await self._supervise()
         if status is not None:
             # A failed heartbeat shows in the next read; a rebooted pump forgot its
             # failsafe timeout, so it is armed again at once (retried while it fails).
@@ -271,12 +280,6 @@ class Controller:
                 with contextlib.suppress(DriverError):
                     await self._driver.set_heartbeat_timeout(self.config.heartbeat_timeout_s)
                     self._rearm_failsafe = False
-        self._journal.flush()
-        if self._journal.stalled(self.config.intent_wait_s) or self._journal.degraded:
-            self._audit_failed()
-        if status is not None:
-            await self._status_facts(status)
-        await self._supervise()
         self._checkpoint()
         self.last_poll_s = self._clock.monotonic()
 
