@@ -153,6 +153,8 @@ class Controller:
         self._baseline_ul = 0
         self._start_counter_ul = 0
         self._status: PumpStatus | None = None
+        self._status_snapshot: PumpSnapshot | None = None
+        """The kernel's view of ``_status``, made once per reading."""
         self._snapshot: PumpSnapshot | None = None
         self._ticked: PumpSnapshot | None = None
         self._rearm_failsafe = False
@@ -312,20 +314,25 @@ class Controller:
         return status
 
     def _observe(self, status: PumpStatus) -> None:
-        previous, previous_at_s = self._status, self._read_at_s
+        previous, previous_snap = self._status, self._status_snapshot
+        previous_at_s = self._read_at_s
         self._last_good_s = self._clock.monotonic()
         self._read_at_s = self._last_good_s
         self._unreachable_since = None
         self._halted_on_comm = False
         self._status = status
-        self._snapshot = to_snapshot(status)
-        if previous is not None:
-            self._counter_check(previous, previous_at_s, status)
+        self._status_snapshot = self._snapshot = to_snapshot(status)
+        if previous is not None and previous_snap is not None:
+            self._counter_check(previous, previous_snap, previous_at_s, status)
         if self._account is None:
             self._baseline_ul = status.volume_infused_ul
 
     def _counter_check(
-        self, previous: PumpStatus, previous_at_s: float, status: PumpStatus
+        self,
+        previous: PumpStatus,
+        previous_snap: PumpSnapshot,
+        previous_at_s: float,
+        status: PumpStatus,
     ) -> None:
         """A reading whose uptime or counter went down: the pump restarted (or its counter
         went back). Whatever read it (a poll, a command's confirmation, a nurse's
@@ -335,7 +342,8 @@ class Controller:
         A restarted pump has no program: nothing is commanded at it any more, so the
         expected volume stops where the pump was last seen delivering (``previous_at_s``),
         and any volume it shows from now on is more than expected."""
-        rebooted = restart_evidence(to_snapshot(previous), to_snapshot(status)) is not None
+        assert self._status_snapshot is not None  # made from ``status`` by _observe
+        rebooted = restart_evidence(previous_snap, self._status_snapshot) is not None
         if not rebooted and status.volume_infused_ul >= previous.volume_infused_ul:
             return
         if rebooted:
@@ -343,7 +351,7 @@ class Controller:
         if self._lost_from is None:
             # What the kernel compares with at its next tick, even when it has not ticked
             # since the last reading before the loss (a command held the loop meanwhile).
-            self._lost_from = to_snapshot(previous)
+            self._lost_from = previous_snap
         known = 0
         if self._account is not None:
             known = self._account.delivered_ul(previous.volume_infused_ul)
@@ -365,6 +373,11 @@ class Controller:
             self._account.volume_at_start_ul - self._account.delivered_before_ul
         )
 
+    def _snapshot_of(self, status: PumpStatus) -> PumpSnapshot:
+        if status is self._status and self._status_snapshot is not None:
+            return self._status_snapshot
+        return to_snapshot(status)
+
     # -- what a reading proves -------------------------------------------------------
 
     async def _status_facts(self, status: PumpStatus) -> None:
@@ -373,7 +386,7 @@ class Controller:
             return
         if self._lost_from is not None or (
             self._ticked is not None
-            and restart_evidence(self._ticked, to_snapshot(status)) is not None
+            and restart_evidence(self._ticked, self._snapshot_of(status)) is not None
         ):
             return  # a rebooted pump proves nothing; the kernel judges the reboot
         mode = MODE_OF[status.state]

@@ -107,7 +107,6 @@ class Line:
                 async with asyncio.timeout(limit_s):
                     result = await op(self.client)
                 clean = True
-                return result
             finally:
                 now = time.monotonic()
                 if clean:
@@ -115,6 +114,11 @@ class Line:
                 else:
                     # A cancelled or failed request may still be answered late.
                     self._ready_at = max(self._ready_at, now + self.settings.quiet_after_timeout_s)
+        # Let the next request on the line go out before this caller works on its reply
+        # (decoding, the kernel's tick): the line then carries one pump's request while
+        # another pump's reading is judged, instead of idling through every tick.
+        await asyncio.sleep(0)
+        return result
 
 
 _LINES: dict[tuple[str, str, int], Line] = {}
