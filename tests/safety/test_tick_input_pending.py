@@ -150,28 +150,57 @@ def test_the_policy_default_is_fifteen_minutes() -> None:
     assert supervision_limits(protocol, plan, policy).input_remind_every_s == 300.0
 
 
+GO_TOGETHER = "^pending_input and input_pending_since_s go together$"
+
+
 @pytest.mark.parametrize(
-    "over",
+    ("over", "says"),
     [
-        {"pending_input": PendingInput.START, "input_pending_since_s": None},
-        {"pending_input": None, "input_pending_since_s": 100.0},
-        {"pending_input": "start", "input_pending_since_s": 100.0},
-        {"pending_input": PendingInput.START, "input_pending_since_s": NOW_S + 1},
-        {"pending_input": PendingInput.START, "input_pending_since_s": float("nan")},
-        {"pending_input": PendingInput.ACKNOWLEDGEMENT, "input_pending_since_s": 100.0},
-        {"latched_alarm_priority": "high"},
+        ({"pending_input": PendingInput.START, "input_pending_since_s": None}, GO_TOGETHER),
+        ({"pending_input": None, "input_pending_since_s": 100.0}, GO_TOGETHER),
+        (
+            {"pending_input": "start", "input_pending_since_s": 100.0},
+            "^pending_input must be a PendingInput or None, got 'start'$",
+        ),
+        (
+            {"pending_input": PendingInput.START, "input_pending_since_s": NOW_S + 1},
+            r"^input_pending_since_s \(10001.0\) is after now_s \(10000.0\)$",
+        ),
+        (
+            {"pending_input": PendingInput.START, "input_pending_since_s": float("nan")},
+            "^input_pending_since_s must be a finite time in seconds, got nan$",
+        ),
+        (
+            {"pending_input": PendingInput.ACKNOWLEDGEMENT, "input_pending_since_s": 100.0},
+            "^an acknowledgement is pending only while an alarm is latched$",
+        ),
+        (
+            {"latched_alarm_priority": "high"},
+            "^latched_alarm_priority must be a Priority, got 'high'$",
+        ),
     ],
 )
-def test_contradictory_pending_input_is_refused(over: dict[str, Any]) -> None:
+def test_contradictory_pending_input_is_refused(over: dict[str, Any], says: str) -> None:
+    """Each refusal in its own words: the controller puts them in the high
+    ``controller.bookkeeping`` alarm that stops the infusion."""
     values = waiting(PendingInput.START, 100.0)
     values.update(over)
-    with pytest.raises(InvalidTickInput):
+    with pytest.raises(InvalidTickInput, match=says):
         inputs(**values)
 
 
-@pytest.mark.parametrize("every", [0.0, 0.5, -1.0, float("inf"), "900"])
-def test_an_interval_below_a_second_or_not_a_time_is_refused(every: object) -> None:
-    with pytest.raises(InvalidTickInput):
+@pytest.mark.parametrize(
+    ("every", "says"),
+    [
+        (0.0, "^input_remind_every_s must be at least 1 s$"),
+        (0.5, "^input_remind_every_s must be at least 1 s$"),
+        (-1.0, "^input_remind_every_s must be finite and ≥ 0 s, got -1.0$"),
+        (float("inf"), "^input_remind_every_s must be a finite time in seconds, got inf$"),
+        ("900", "^input_remind_every_s must be a number of seconds, got '900'$"),
+    ],
+)
+def test_an_interval_below_a_second_or_not_a_time_is_refused(every: object, says: str) -> None:
+    with pytest.raises(InvalidTickInput, match=says):
         limits(input_remind_every_s=every)
 
 
