@@ -828,10 +828,13 @@ class Controller:
         lets the failsafe stop the pump.
         """
         period = real_seconds(self._clock, self.config.poll_period_s)
+        done = asyncio.Event()
 
         async def beat() -> None:
-            while True:
-                await asyncio.sleep(period)
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), period)
+                    return
                 with contextlib.suppress(DriverError):
                     await self._driver.heartbeat()
 
@@ -839,10 +842,16 @@ class Controller:
         try:
             yield
         finally:
-            task.cancel()
-            # asyncio.wait, not ``await task`` under suppress(CancelledError): that would
-            # also swallow a cancellation of the controller itself, which must go through.
-            await asyncio.wait({task})
+            # Stopped between heartbeats, never in one: a request cancelled in flight leaves
+            # its reply on the line, and on RTU the line then stays quiet for every pump on
+            # it (drivers/line.py). The wait is bounded by the driver's own timeout.
+            done.set()
+            try:
+                # asyncio.wait, not ``await task``: a cancellation of the controller itself
+                # must go through, and then the keep-alive is cancelled with it.
+                await asyncio.wait({task})
+            finally:
+                task.cancel()
 
     async def _write_first(
         self, events: list[NewEvent], ctx: _Ctx, undo: Callable[[], None] | None
