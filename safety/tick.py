@@ -560,8 +560,20 @@ def rule_rate(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]
         )
 
 
+def _stopped_by_its_alarm(snap: PumpSnapshot) -> bool:
+    """The pump reports an alarm (a flag, or its alarm mode): ``rule_pump_alarm`` stops the
+    infusion with a high alarm that names the cause."""
+    return bool(snap.alarms) or snap.mode is PumpMode.ALARM
+
+
 def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
-    """Delivered volume tracks the independently integrated expected volume."""
+    """Delivered volume tracks the independently integrated expected volume.
+
+    Under-infusion is not claimed while the pump reports its own alarm: a pump that
+    stopped itself (an occlusion, air) delivers nothing from that moment while the expected
+    volume runs on until pumpd's STOP, and the pump's alarm already stops the infusion and
+    says why; a second, medium alarm telling the nurse to "check the line" would only have
+    to be acknowledged as well. Over-infusion is judged whatever the pump says."""
     snap = inputs.snapshot
     if snap is None or inputs.phase not in _ACCOUNTED_PHASES:
         return
@@ -580,7 +592,7 @@ def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Actio
             "over-infusion, the infusion is stopped.",
             rule,
         )
-    elif expected - delivered > band:
+    elif expected - delivered > band and not _stopped_by_its_alarm(snap):
         yield Action(
             ActionKind.PAUSE,
             Priority.MEDIUM,

@@ -25,7 +25,7 @@ from pumpd.cli.client import Client
 from pumpd.config import load_config
 from pumpd.daemon.app import Daemon
 from pumpd.daemon.notify import Notifier
-from pumpd.db import make_engine
+from pumpd.db import make_engine, reader
 from pumpd.session import State
 
 from .conftest import FakeSystemd, Rig, to_infusing, wait_until, write_config
@@ -42,7 +42,9 @@ def fill_up(engine: Engine) -> list[int]:
     def _limit(conn: Any) -> None:
         conn.exec_driver_sql(f"PRAGMA max_page_count={pages[0] or NO_LIMIT}")
 
-    with engine.connect() as conn:
+    # A read transaction (pumpd.db.reader): a plain connect() would begin IMMEDIATE and
+    # wait for the writer's lock, and the caller runs this off the daemon's event loop.
+    with reader(engine).connect() as conn:
         pages[0] = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
     return pages
 
@@ -110,7 +112,9 @@ async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
         assert daemon.engine is not None
         assert daemon.writer is not None
         writer = daemon.writer
-        fill_up(daemon.engine)  # the database may not grow by a single page from now on
+        # The database may not grow by a single page from now on (read in a thread: the
+        # daemon's event loop, this test's, must go on polling the pump meanwhile).
+        await asyncio.to_thread(fill_up, daemon.engine)
         await wait_until(lambda: writer.degraded, what="the writer to spool")
         alarms = await _wait_alarm(ctl)
         assert "spool" in alarms["audit.write_failed"].message, alarms
@@ -195,7 +199,7 @@ async def test_outage_written_down_when_it_ends_and_status_clears(rig: Rig) -> N
         assert daemon.engine is not None
         assert daemon.writer is not None
         writer = daemon.writer
-        pages = fill_up(daemon.engine)
+        pages = await asyncio.to_thread(fill_up, daemon.engine)
         assert daemon.supervisor is not None
         ctl = daemon.supervisor.controllers["chair-2"]
         await fill_with_reloads(daemon)
@@ -221,7 +225,7 @@ async def test_leftover_with_a_torn_tail_is_announced_and_drained_first(rig: Rig
     await first.start()
     assert first.engine is not None
     assert first.writer is not None
-    fill_up(first.engine)
+    await asyncio.to_thread(fill_up, first.engine)
     writer = first.writer
     await fill_with_reloads(first)
     await first.shutdown("sigterm")

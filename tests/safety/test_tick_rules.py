@@ -661,13 +661,15 @@ def test_several_alarm_flags_each_listed() -> None:
 
 
 def test_every_contributing_rule_is_listed_strongest_first() -> None:
+    # Over-infusion (60,000 µL for 50,000 expected): the volume rule contributes beside the
+    # pump's alarm (an under-infusion would not: the pump's stop explains the deficit).
     decision = decide(
         snapshot=snapshot(
             alarms=PumpAlarm.OCCLUSION_DOWNSTREAM,
             warnings=PumpWarning.LOW_BATTERY,
-            volume_infused_ul=40_000,
+            volume_infused_ul=60_000,
         ),
-        previous_snapshot=snapshot(volume_infused_ul=40_000),
+        previous_snapshot=snapshot(volume_infused_ul=60_000),
         vitals_taken_s=NOW - 1000,
     )
     assert decision.rules == ("tick.pump_alarm", "tick.volume", "tick.vitals.due")
