@@ -634,11 +634,14 @@ async def measure(report: Report, sizes: Sizes) -> None:
         report.add(
             Row("controller", "bare pymodbus status read round trip (p50, idle)", bare_p50, "ms")
         )
-        for kind, what in (
-            ("A", "runaway ×1.5 → halting command at the pump"),
-            ("B", "pump occlusion → alarm event durable"),
+        shared = f"{sizes.lanes} pumps on one line"
+        for kind, what, lanes in (
+            ("A", f"runaway ×1.5 → halting command at the pump, {shared}", sizes.lanes),
+            ("B", f"pump occlusion → alarm event durable, {shared}", sizes.lanes),
+            ("A", "runaway ×1.5 → halting command at the pump, one pump on its line", 1),
+            ("B", "pump occlusion → alarm event durable, one pump on its line", 1),
         ):
-            got = await _reactions(rig, kind, sizes)
+            got = await _reactions(rig, kind, dataclasses.replace(sizes, lanes=lanes))
             n = len(got.samples_ms) + len(got.misses)
             p50, p99 = got.percentile(50), got.percentile(99)
             missed = (
@@ -662,15 +665,16 @@ async def measure(report: Report, sizes: Sizes) -> None:
                     p99 <= goal_ms,
                 )
             )
+            which = f"{kind} ({'one pump' if lanes == 1 else shared})"
             report.note(
-                f"controller reaction {kind}: max {max(got.samples_ms, default=math.nan):.1f} ms"
+                f"controller reaction {which}: max {max(got.samples_ms, default=math.nan):.1f} ms"
                 " (nearest-rank percentiles, a miss counts as infinitely late); measured event: "
                 f"{', '.join(f'{k} ×{v}' for k, v in sorted(got.codes.items()))}"
             )
             if got.parts_ms:
                 slow = sorted(got.parts_ms, reverse=True)[: max(1, len(got.parts_ms) // 20)]
                 report.note(
-                    f"controller reaction {kind}, medians of the slowest {len(slow)} (5 %): "
+                    f"controller reaction {which}, medians of the slowest {len(slow)} (5 %): "
                     f"{_split_b(slow)}; of all samples: {_split_b(got.parts_ms)}"
                 )
             for what_failed, items in (
@@ -678,8 +682,9 @@ async def measure(report: Report, sizes: Sizes) -> None:
                 ("set-up failed, retried", got.setup_failures),
             ):
                 if items:
+                    first = items[0]
                     report.note(
-                        f"controller reaction {kind}: {len(items)} {what_failed}, first: {items[0]}"
+                        f"controller reaction {which}: {len(items)} {what_failed}, first: {first}"
                     )
         for pumps in sizes.cpu_pumps:
             bare_cpu, bare_rate = await _bare_cpu(rig, pumps, sizes.cpu_window_s)
