@@ -120,6 +120,7 @@ class SimProcess:
             cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=1 << 24,  # a reply is one line; a command log can be long
         )
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
@@ -261,6 +262,7 @@ class Rig:
     clock: SystemClock = field(default_factory=SystemClock)
     sim_cpu_s_per_s: float = 0.0
     setup_retries: int = 0
+    watch: CommandWatch | None = None
 
 
 @contextlib.asynccontextmanager
@@ -474,7 +476,9 @@ async def _reactions(rig: Rig, kind: str, sizes: Sizes) -> Reactions:
     def give_back() -> None:
         budget[0] += 1
 
-    watch = CommandWatch(rig.sim)
+    if rig.watch is None:  # one watch per run: it reads the command log incrementally
+        rig.watch = CommandWatch(rig.sim)
+    watch = rig.watch
     await watch.refresh()
     async with asyncio.TaskGroup() as lanes:  # one lane failing stops the others
         for unit in range(1, sizes.lanes + 1):
