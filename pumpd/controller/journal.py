@@ -17,7 +17,6 @@ from decimal import Decimal
 from typing import Any
 
 from pumpd.audit.catalogue import CATALOGUE
-from pumpd.audit.chain import EventRecord
 from pumpd.audit.store import Actor, NewEvent, prepare
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
@@ -78,7 +77,7 @@ class Journal:
         self._writer = writer
         self.pump_id = pump_id
         self.backlog: list[NewEvent] = []
-        self._inflight: dict[asyncio.Task[EventRecord], float] = {}
+        self._inflight: dict[asyncio.Task[Any], float] = {}
         self.failures = 0
 
     @property
@@ -116,30 +115,38 @@ class Journal:
         prepare(event)  # a malformed event is a bug: it raises here, never in the backlog
         return event
 
-    def submit(self, events: Sequence[NewEvent]) -> list[asyncio.Task[EventRecord]]:
-        """Queue ``events`` in order; returns at once."""
+    def submit(
+        self, events: Sequence[NewEvent], *, spool_will_do: bool = False
+    ) -> list[asyncio.Task[Any]]:
+        """Queue ``events`` in order; returns at once. Each task ends when its event is
+        committed in the database or, with ``spool_will_do``, as soon as it is durable
+        anywhere: committed, or fsync'd in the writer's spool during an outage."""
         loop = asyncio.get_running_loop()
-        tasks = []
+        write = self._writer.log if spool_will_do else self._writer.append
+        tasks: list[asyncio.Task[Any]] = []
         for event in events:
-            task = asyncio.ensure_future(self._writer.append(event))
+            task = asyncio.ensure_future(write(event))
             self._inflight[task] = loop.time()
             task.add_done_callback(lambda t, e=event: self._settled(t, e))  # type: ignore[misc]
             tasks.append(task)
         return tasks
 
-    def _settled(self, task: asyncio.Task[EventRecord], event: NewEvent) -> None:
+    def _settled(self, task: asyncio.Task[Any], event: NewEvent) -> None:
         self._inflight.pop(task, None)
         if task.cancelled() or task.exception() is not None:
             self.failures += 1
             self.backlog.append(event)
 
-    async def durable(self, events: Sequence[NewEvent], wait_s: float) -> bool:
-        """Queue ``events`` and wait at most ``wait_s`` real seconds for all to commit.
+    async def durable(
+        self, events: Sequence[NewEvent], wait_s: float, *, spool_will_do: bool = False
+    ) -> bool:
+        """Queue ``events`` and wait at most ``wait_s`` real seconds for all to commit (or,
+        with ``spool_will_do``, to be durable in the spool, see :meth:`submit`).
 
         False means not (yet) durable; the events stay queued (a queued event cannot be
         taken back) or join the backlog if their write failed.
         """
-        tasks = self.submit(events)
+        tasks = self.submit(events, spool_will_do=spool_will_do)
         if not tasks:
             return True
         done, pending = await asyncio.wait(tasks, timeout=wait_s)

@@ -738,8 +738,7 @@ class Controller:
             Actor.daemon(),
             correlation_id=corr,
         )
-        if not await self._durable([intent]):
-            self._audit_failed()
+        await self._halt_intent([intent])
         logline.command_sent(self.config.pump_id, None, CommandKind.STOP.value, corr)
         async with self._keepalive():
             outcome = await self._executor.run(CommandKind.STOP, None)
@@ -800,8 +799,8 @@ class Controller:
         events = [*extra, *self._events(step, by, ctx)]
         if command is None or command.kind in MOVING:
             await self._write_first(events, ctx, undo if command is not None else None)
-        elif not await self._durable(events):
-            self._audit_failed()
+        else:
+            await self._halt_intent(events)
         self._log_step(step, by)
         if command is None:
             self._checkpoint()
@@ -923,6 +922,23 @@ class Controller:
         lines, written once the events are queued)."""
         self._journal.submit(events)
         logline.events(events)
+
+    async def _halt_intent(self, events: Sequence[NewEvent]) -> None:
+        """A STOP's or PAUSE's intent, durable before the command (write-ahead) but never
+        holding a halt back for long: awaited at most ``intent_wait_s``; during an outage
+        the spool makes it durable (fsync'd, in order) in milliseconds, and that is enough
+        for a halt (a start waits for the database); and when nothing can make it durable
+        (a write failed or has waited longer than that, with no working spool) the halt
+        does not wait at all."""
+        journal = self._journal
+        if journal.stalled(self.config.intent_wait_s) and not journal.spooling:
+            self._log(events)
+            self._audit_failed()
+            return
+        durable = await journal.durable(events, self.config.intent_wait_s, spool_will_do=True)
+        logline.events(events)
+        if not durable:
+            self._audit_failed()
 
     async def _durable(self, events: Sequence[NewEvent]) -> bool:
         """Queue events and wait at most ``intent_wait_s`` for them to be durable."""

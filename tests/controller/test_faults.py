@@ -244,3 +244,52 @@ async def test_stop_is_sent_while_the_store_is_unavailable(rig: Rig) -> None:
     assert alarm is not None
     assert alarm.message.startswith(f"Downstream occlusion on {PUMP_ID}: infusion stopped at")
     assert rig.chain_ok()
+
+
+@pytest.mark.parametrize("scale", [60.0])  # the infusion (40 s real) outlasts the wait
+async def test_a_halt_does_not_wait_for_a_store_known_not_to_answer(rig: Rig) -> None:
+    """The first halt of an outage waits ``intent_wait_s`` for its intent; once a write has
+    waited that long the store is known to be away, and a STOP goes out at once."""
+    wait_s = 4.0
+    ctl = await rig.controller(intent_wait_s=wait_s)
+    task = await running(ctl)
+    try:
+        await to_infusing(rig, ctl)
+        await ctl.journal.drain()
+        blocker = sqlite3.connect(rig.db_path, timeout=1, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            # Checkpoints of the infusion keep being queued; none can commit.
+            await wait_until(
+                lambda: ctl.journal.stalled(wait_s),
+                within_s=4 * wait_s,
+                what="a write pending longer than intent_wait_s",
+            )
+            injected_at = time.monotonic()
+            rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
+            await wait_until(
+                lambda: any(r.command == STOP for r in rig.sim.command_log(1)),
+                within_s=4 * wait_s,
+                what="the STOP at the pump",
+            )
+            took_s = time.monotonic() - injected_at
+            assert took_s < wait_s, (
+                f"the STOP waited {took_s:.1f} s for a store already known not to answer"
+            )
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await ctl.journal.drain()
+    finally:
+        await halt(task)
+    await ctl.journal.drain()
+    # Sent without waiting, the STOP's intent is still written ahead of its result, in
+    # order, once the store answers again.
+    stops = [
+        e
+        for e in rig.events(session="S-1")
+        if e.event_type.startswith("pump.command.") and '"command":"stop"' in e.payload
+    ]
+    assert [e.event_type for e in stops][:2] == ["pump.command.requested", "pump.command.confirmed"]
+    assert any(n.code == "audit.write_failed" for n in ctl.notices)
+    assert rig.chain_ok()

@@ -6,6 +6,7 @@ and every event ends up in the database, in order, once, with the chain intact."
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,7 @@ from controller.conftest import (
     to_infusing,
     wait_until,
 )
-from controller.test_faults import intents_precede_commands
+from controller.test_faults import PAUSE, intents_precede_commands
 from pumpsim.harness import Fault, Simulator
 from sqlalchemy import event
 
@@ -134,6 +135,35 @@ async def test_runaway_during_the_outage_is_stopped_and_everything_drains(
     assert kinds.index("interlock.triggered") > kinds.index("session.started")
     intents_precede_commands(rig)
     assert outage.db.chain_intact() == len(events)
+
+
+async def test_a_halt_in_the_outage_waits_only_for_the_spool(outage: Outage) -> None:
+    """During an outage the spool makes a halt's intent durable (fsync'd, in order) in
+    milliseconds: the PAUSE goes out then, not after ``intent_wait_s``, and its intent is
+    still written before it."""
+    rig = outage.rig
+    wait_s = 4.0
+    ctl = await rig.controller(intent_wait_s=wait_s)
+    task = await running(ctl)
+    try:
+        # 240 min, 24 s real: the infusion outlasts the outage's set-up and the wait.
+        await to_infusing(rig, ctl, name="ketamine-chronic-pain")
+        outage.database_full()
+        await outage.until_spooling()
+        asked_at = time.monotonic()
+        await ctl.pause(by="nurse.ada", reason="patient asked")
+        paused = [r for r in rig.sim.command_log(1) if r.command == PAUSE]
+        assert paused, "the PAUSE reached the pump"
+        took_s = time.monotonic() - asked_at
+        assert took_s < wait_s, f"the PAUSE waited {took_s:.1f} s with a working spool"
+        assert rig.writer.degraded, "the pause was sent while the database was away"
+        outage.database_back()
+        await wait_until(lambda: not rig.writer.degraded, within_s=30, what="the drain")
+    finally:
+        await halt(task)
+    await ctl.journal.drain()
+    intents_precede_commands(rig)
+    assert outage.db.chain_intact() == len(rig.events())
 
 
 async def test_no_new_start_while_the_database_is_away(outage: Outage) -> None:
