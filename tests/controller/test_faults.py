@@ -3,9 +3,11 @@ the session ends in ALARM with a plain-language message, and the audit log says 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -55,6 +57,18 @@ def intents_precede_commands(rig: Rig, unit: int = 1) -> None:
                 break
         assert match is not None, f"pump command {record} has no intent written before it"
         used.add(match.seq)
+
+
+@contextlib.contextmanager
+def database_locked(rig: Rig) -> Iterator[None]:
+    """Another process holds the audit database's write lock: nothing commits meanwhile."""
+    blocker = sqlite3.connect(rig.db_path, timeout=1, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 async def test_runaway_pump_is_halted_and_over_delivery_reported(rig: Rig) -> None:
@@ -179,10 +193,7 @@ async def test_no_start_when_the_intent_cannot_be_written(rig: Rig) -> None:
         await ctl.vitals(by=NURSE, reading=rig.vitals())
         await ctl.journal.drain()
         commands_before = len(rig.sim.command_log(1))
-        # Another process holds the database's write lock: the intent cannot commit.
-        blocker = sqlite3.connect(rig.db_path, timeout=1, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with database_locked(rig):
             with pytest.raises(AuditUnavailable):
                 await ctl.start(by=NURSE)
             assert session_state(ctl) is State.PRIMED
@@ -192,9 +203,6 @@ async def test_no_start_when_the_intent_cannot_be_written(rig: Rig) -> None:
                 lambda: any(n.code == "audit.write_failed" for n in ctl.notices),
                 what="the audit alarm",
             )
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         await ctl.journal.drain()
         # The store is back: the same start now goes through.
         await ctl.start(by=NURSE)
@@ -213,9 +221,7 @@ async def test_stop_is_sent_while_the_store_is_unavailable(rig: Rig) -> None:
     try:
         await to_infusing(rig, ctl)
         await ctl.journal.drain()
-        blocker = sqlite3.connect(rig.db_path, timeout=1, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with database_locked(rig):
             rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
             await wait_until(lambda: session_state(ctl) is State.ALARM, what="the stop")
             stops = [r for r in rig.sim.command_log(1) if r.command == STOP]
@@ -227,9 +233,6 @@ async def test_stop_is_sent_while_the_store_is_unavailable(rig: Rig) -> None:
             ).fetchone()[0]
             reader.close()
             assert written == 0, "nothing can have been written while the lock is held"
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         await ctl.journal.drain()
     finally:
         await halt(task)
@@ -256,9 +259,7 @@ async def test_a_halt_does_not_wait_for_a_store_known_not_to_answer(rig: Rig) ->
     try:
         await to_infusing(rig, ctl)
         await ctl.journal.drain()
-        blocker = sqlite3.connect(rig.db_path, timeout=1, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with database_locked(rig):
             # Checkpoints of the infusion keep being queued; none can commit.
             await wait_until(
                 lambda: ctl.journal.stalled(wait_s),
@@ -276,9 +277,6 @@ async def test_a_halt_does_not_wait_for_a_store_known_not_to_answer(rig: Rig) ->
             assert took_s < wait_s, (
                 f"the STOP waited {took_s:.1f} s for a store already known not to answer"
             )
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         await ctl.journal.drain()
     finally:
         await halt(task)
