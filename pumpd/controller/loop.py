@@ -930,19 +930,18 @@ class Controller:
         for a halt (a start waits for the database); and when nothing can make it durable
         (a write failed or has waited longer than that, with no working spool) the halt
         does not wait at all."""
-        journal = self._journal
-        if journal.stalled(self.config.intent_wait_s) and not journal.spooling:
+        if self._journal.stalled(self.config.intent_wait_s) and not self._journal.spooling:
             self._log(events)
             self._audit_failed()
-            return
-        durable = await journal.durable(events, self.config.intent_wait_s, spool_will_do=True)
-        logline.events(events)
-        if not durable:
+        elif not await self._durable(events, spool_will_do=True):
             self._audit_failed()
 
-    async def _durable(self, events: Sequence[NewEvent]) -> bool:
-        """Queue events and wait at most ``intent_wait_s`` for them to be durable."""
-        durable = await self._journal.durable(events, self.config.intent_wait_s)
+    async def _durable(self, events: Sequence[NewEvent], *, spool_will_do: bool = False) -> bool:
+        """Queue events and wait at most ``intent_wait_s`` for them to be durable (in the
+        database, or with ``spool_will_do`` in the spool too: Journal.submit)."""
+        durable = await self._journal.durable(
+            events, self.config.intent_wait_s, spool_will_do=spool_will_do
+        )
         logline.events(events)
         return durable
 
