@@ -114,6 +114,13 @@ def _refuse_unknown(revision: str | None) -> None:
         return
     known = revisions()
     if revision not in known:
+        from pumpd.central import migrate as central_migrate
+
+        if revision in central_migrate.revisions():
+            raise SchemaError(
+                f"this database is a central store (revision {revision}), not a site's "
+                "audit log; use `pumpd central upgrade` and `pumpaudit --site`"
+            )
         raise SchemaError(
             f"the database is at revision {revision!r}, which this pumpd does not know "
             f"(newest known: {known[-1]}); it was probably written by a newer pumpd — "

@@ -2,7 +2,7 @@
 
 ``pumpd --config /etc/pumpd/pumpd.toml`` runs the daemon in the foreground, as systemd
 starts it (docs/daemon.md); ``--check`` only validates the file. ``pumpd db upgrade`` and
-``pumpd db current`` manage the audit schema.
+``pumpd db current`` manage the audit schema; ``pumpd central upgrade`` a central store's.
 Exit status: 0 done (also after SIGTERM), 1 start-up failed for another reason (the log
 says why), 2 bad usage or a configuration file that does not validate, 3 the database
 cannot be opened or is at an unknown (newer) revision, or the audit spool is refused (its
@@ -173,6 +173,41 @@ def db_current(database: str | None) -> None:
     click.echo(f"{current}" + (" (head)" if current == head else f" (head is {head})"))
     if current != head:
         raise SystemExit(EXIT_DATABASE)
+
+
+@main.group("central")
+def central() -> None:
+    """A central store for a chain of clinics (PostgreSQL; docs/central.md)."""
+
+
+@central.command("upgrade")
+@click.option(
+    "--database",
+    envvar="PUMPD_CENTRAL_DATABASE",
+    metavar="URL",
+    help="postgresql://OWNER@HOST/DB of the central store (default: $PUMPD_CENTRAL_DATABASE)",
+)
+def central_upgrade(database: str | None) -> None:
+    """Create or migrate the central store's schema (never a site's audit log)."""
+    from pumpd.central import migrate as central_migrate
+
+    if not database:
+        raise _UsageFailure("give --database URL (or set PUMPD_CENTRAL_DATABASE)")
+    try:
+        engine = make_engine(database)
+    except DatabaseUrlError as exc:
+        raise _UsageFailure(str(exc)) from exc
+    try:
+        result = central_migrate.upgrade(engine)
+    except (AuditError, SQLAlchemyError) as exc:
+        raise _DatabaseFailure(f"upgrade refused: {exc}") from exc
+    finally:
+        engine.dispose()
+    shown = engine.url.render_as_string()
+    if result.before == result.after:
+        click.echo(f"{shown}: already at {result.after}")
+    else:
+        click.echo(f"{shown}: {result.before or '(empty)'} -> {result.after}")
 
 
 if __name__ == "__main__":

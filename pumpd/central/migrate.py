@@ -1,0 +1,114 @@
+"""The central store's schema: made and upgraded by ``pumpd central upgrade`` only.
+
+Its revisions live in their own script directory (``migrations/central``, branch label
+``central``), so a site's ``pumpd db upgrade`` never creates a central store and this never
+creates a site's log; each refuses the other's database by name. The forwarder never
+migrates: it checks that the centre is at the revision it knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from pumpd.audit import migrate as site_migrate
+from pumpd.audit.errors import SchemaError
+from pumpd.db import reader
+
+CENTRAL_DIR = Path(__file__).resolve().parents[2] / "migrations" / "central"
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(CENTRAL_DIR))
+    return cfg
+
+
+def _scripts() -> ScriptDirectory:
+    if not (CENTRAL_DIR / "env.py").is_file():
+        raise SchemaError(f"central migrations not found at {CENTRAL_DIR}")
+    return ScriptDirectory.from_config(_config())
+
+
+def revisions() -> list[str]:
+    return [s.revision for s in reversed(list(_scripts().walk_revisions()))]
+
+
+def head_revision() -> str:
+    heads = _scripts().get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"central migrations have {len(heads)} heads; expected exactly one")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    with reader(engine).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeResult:
+    before: str | None
+    after: str
+
+
+def _refuse_foreign(revision: str | None) -> None:
+    if revision is None or revision in revisions():
+        return
+    if revision in site_migrate.revisions():
+        raise SchemaError(
+            f"this database is a site's audit log (revision {revision}), not a central "
+            "store; give the central store's URL"
+        )
+    raise SchemaError(
+        f"the database is at revision {revision!r}, which this pumpd does not know "
+        f"(newest central revision: {head_revision()}); refusing to touch it"
+    )
+
+
+def upgrade(engine: Engine) -> UpgradeResult:
+    """Bring a central store to head in one transaction (PostgreSQL only)."""
+    if engine.dialect.name != "postgresql":
+        raise SchemaError("a central store is PostgreSQL only (postgresql://...)")
+    before = current_revision(engine)
+    _refuse_foreign(before)
+    cfg = _config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "central@head")
+    after = current_revision(engine)
+    if after is None:
+        raise SchemaError("upgrade finished but the database reports no revision")
+    return UpgradeResult(before=before, after=after)
+
+
+def require_current(engine: Engine) -> str:
+    """The centre's revision when it is exactly this code's head; otherwise a clear error."""
+    if engine.dialect.name != "postgresql":
+        raise SchemaError("a central store is PostgreSQL only; this is not one")
+    current = current_revision(engine)
+    if current is None:
+        raise SchemaError(
+            "the database has no central schema; run `pumpd central upgrade --database URL`"
+        )
+    _refuse_foreign(current)
+    head = head_revision()
+    if current != head:
+        raise SchemaError(
+            f"the central store is at revision {current}, this pumpd needs {head}; "
+            "run `pumpd central upgrade --database URL`"
+        )
+    return current
+
+
+def is_central(engine: Engine) -> bool:
+    """True when the database carries a central revision (any this code knows)."""
+    if engine.dialect.name != "postgresql":
+        return False
+    return current_revision(engine) in revisions()
