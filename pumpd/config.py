@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import make_url
 
+from pumpd.central.forwarder import ForwardSettings
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.protocols import default_path
 
@@ -47,6 +48,9 @@ DEFAULT_AUDIT_SPOOL = "/var/lib/pumpd/spool/audit.spool"
 mount another file system there: a full disk under an SQLite database must not also fill the
 spool (docs/audit-spool.md)."""
 SPOOL_OFF = "off"
+DEFAULT_FORWARD_MARK = "/var/lib/pumpd/forward.mark"
+SITE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+"""A site's id at the central store (the centre's ``central_site`` checks the same)."""
 PTS = re.compile(r"^/dev/pts/[0-9]+$")
 
 
@@ -107,10 +111,24 @@ class PumpSection(_Strict):
     heartbeat_timeout_s: Annotated[int, Field(ge=2, le=600)] = 10
 
 
+class ForwardSection(_Strict):
+    """``[forward]``: store-and-forward of the audit log to a central PostgreSQL."""
+
+    url: str
+    site: str
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    alert_after_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = 900.0
+    mark_file: str = DEFAULT_FORWARD_MARK
+    interval_s: Annotated[float, Field(ge=0.05, le=300)] = 1.0
+    retry_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    connect_timeout_s: Annotated[float, Field(ge=1, le=120)] = 10.0
+
+
 class _File(_Strict):
     daemon: DaemonSection = DaemonSection()
     roles: dict[str, list[str]] | None = None
     staff: StaffSection = StaffSection()
+    forward: ForwardSection | None = None
     pump: list[PumpSection] = Field(default_factory=list)
 
 
@@ -161,6 +179,8 @@ class DaemonConfig:
     staff_max_failures: int
     staff_lockout_s: float
     pumps: tuple[PumpConfig, ...]
+    forward: ForwardSettings | None = None
+    """``[forward]``: None when this site does not forward its log (docs/central.md)."""
 
 
 def _key(loc: Sequence[int | str]) -> str:
@@ -375,6 +395,56 @@ def _audit_spool(
     return path
 
 
+def _forward(
+    raw: ForwardSection | None, daemon: dict[str, Any], problems: list[tuple[str, str]]
+) -> ForwardSettings | None:
+    if raw is None:
+        return None
+    start = len(problems)
+    url = ""
+    try:
+        parsed = normalize_url(raw.url)
+    except DatabaseUrlError as exc:
+        problems.append(("forward.url", str(exc)))
+    else:
+        if parsed.get_backend_name() != "postgresql":
+            problems.append(
+                ("forward.url", "the central store is PostgreSQL: expected postgresql://...")
+            )
+        url = parsed.render_as_string(hide_password=False)
+        if url == daemon.get("database"):
+            problems.append(
+                ("forward.url", "is this site's own audit database; name the central store")
+            )
+    if not SITE_ID.fullmatch(raw.site):
+        problems.append(
+            (
+                "forward.site",
+                f"expected 1-64 of a-z 0-9 . _ - (starting a-z or 0-9), got {raw.site!r}",
+            )
+        )
+    mark = raw.mark_file
+    if not mark.startswith("/") or mark.endswith("/"):
+        problems.append(("forward.mark_file", f"expected an absolute file path, got {mark!r}"))
+    elif os.path.normpath(mark) in {
+        os.path.normpath(str(daemon.get("audit_spool") or "")),
+        os.path.normpath(str(daemon.get("socket") or "")),
+    }:
+        problems.append(("forward.mark_file", "is the spool's or the socket's path"))
+    if len(problems) > start:
+        return None
+    return ForwardSettings(
+        url=url,
+        site=raw.site,
+        batch_size=raw.batch_size,
+        alert_after_s=raw.alert_after_s,
+        mark_file=Path(mark),
+        interval_s=raw.interval_s,
+        retry_max_s=raw.retry_max_s,
+        connect_timeout_s=raw.connect_timeout_s,
+    )
+
+
 def _nul_problems(node: Any, loc: tuple[int | str, ...] = ()) -> list[tuple[str, str]]:
     """Every string holding a NUL (TOML allows ``\\u0000``): no path, URL or name may have
     one, and the OS calls behind them would fail with ValueError long after ``--check``."""
@@ -405,6 +475,7 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
     problems: list[tuple[str, str]] = []
     daemon = _daemon(raw.daemon, path.parent, problems)
     roles = _roles(raw.roles, problems)
+    forward = _forward(raw.forward, daemon, problems)
     if not raw.pump:
         problems.append(("pump", "at least one [[pump]] is needed"))
     pumps: list[PumpConfig] = []
@@ -461,6 +532,7 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         staff_max_failures=staff.max_failures,
         staff_lockout_s=staff.lockout_min * 60,
         pumps=tuple(pumps),
+        forward=forward,
     )
 
 

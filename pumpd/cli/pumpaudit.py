@@ -39,6 +39,8 @@ from pumpd.audit.queries import (
     session_timeline,
 )
 from pumpd.audit.verify import verify
+from pumpd.central import migrate as central_migrate
+from pumpd.central.verify import UnknownSite, central_findings, check_site, narrow_to_site
 from pumpd.cli import timeline
 from pumpd.db import DatabaseUrlError, make_engine, url_from_env
 
@@ -80,9 +82,14 @@ def _connection(ctx: click.Context) -> Iterator[Connection]:
     metavar="URL",
     help="sqlite:///PATH, a file path, or postgresql://... (default: $PUMPD_DATABASE)",
 )
+@click.option(
+    "--site",
+    metavar="SITE",
+    help="at a central store: the site whose log to read (docs/central.md)",
+)
 @click.pass_context
-def main(ctx: click.Context, database: str | None) -> None:
-    """Read and verify the pumpd audit log."""
+def main(ctx: click.Context, database: str | None, site: str | None) -> None:
+    """Read and verify the pumpd audit log (a site's, or one site's at a central store)."""
 
     def open_engine() -> Engine:
         try:
@@ -90,13 +97,27 @@ def main(ctx: click.Context, database: str | None) -> None:
         except DatabaseUrlError as exc:
             raise _UsageFailure(str(exc)) from exc
         try:
-            migrate.require_current(engine)
+            if site is None:
+                migrate.require_current(engine)
+            else:
+                _central_scope(engine, site)
         except (AuditError, SQLAlchemyError) as exc:
             engine.dispose()
             raise _DatabaseFailure(f"cannot use this database: {exc}") from exc
+        except UnknownSite as exc:
+            engine.dispose()
+            raise _UsageFailure(str(exc)) from exc
         return engine
 
-    ctx.obj = {"engine": open_engine}
+    ctx.obj = {"engine": open_engine, "site": site}
+
+
+def _central_scope(engine: Engine, site: str) -> None:
+    """A central store's views, narrowed to ``site`` (every connection of ``engine``)."""
+    central_migrate.require_current(engine)
+    narrow_to_site(engine, site)
+    with engine.connect() as conn:
+        check_site(conn, site)
 
 
 def _time_option(name: str, help_text: str) -> Callable[[Any], Any]:
@@ -165,8 +186,24 @@ def verify_cmd(
         p = result.problem
         click.echo(f"BROKEN at seq {p.seq}: {p.kind}: {p.detail}", err=True)
         click.echo(f"{result.checked} events before it verified; last good head {result.head}")
+    if ctx.obj["site"] is not None and _central_findings(ctx, ctx.obj["site"]):
+        ctx.exit(EXIT_BROKEN)
     if result.problem is not None:
         ctx.exit(EXIT_BROKEN)
+
+
+def _central_findings(ctx: click.Context, site: str) -> bool:
+    """What the centre recorded about ``site`` (conflicts, forked heads); True if any."""
+    engine: Engine = ctx.obj["engine"]()
+    try:
+        findings = central_findings(engine, site)
+    except SQLAlchemyError as exc:
+        raise _DatabaseFailure(f"database error: {exc}") from exc
+    finally:
+        engine.dispose()
+    for f in findings:
+        click.echo(f"BROKEN at seq {f.seq} (site {site}): {f.kind}: {f.detail}", err=True)
+    return bool(findings)
 
 
 # -- events and export ------------------------------------------------------------------

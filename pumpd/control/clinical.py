@@ -108,8 +108,15 @@ async def pumps_list(svc: Service, call: Call) -> Any:
 async def status(svc: Service, call: Call) -> Any:
     pump: str | None = call.params.pump
     if pump is not None:
-        return [pump_view(svc.ctx, pump, svc.controller(pump))]
-    return [pump_view(svc.ctx, pid, ctl) for pid, ctl in sorted(svc.ctx.controllers().items())]
+        views = [pump_view(svc.ctx, pump, svc.controller(pump))]
+    else:
+        views = [pump_view(svc.ctx, pid, ctl) for pid, ctl in sorted(svc.ctx.controllers().items())]
+    if svc.ctx.forwarding is not None:
+        # The site's forwarding to the central store, the same on every pump's view.
+        forwarding = svc.ctx.forwarding()
+        for view in views:
+            view["forwarding"] = forwarding
+    return views
 
 
 async def alarms_list(svc: Service, call: Call) -> Any:

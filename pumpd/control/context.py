@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy
 
@@ -43,3 +44,5 @@ class ControlContext:
     staff_max_failures: int = 5
     staff_lockout_s: float = 900.0
     reload: Callable[[], Awaitable[dict[str, str]]] | None = None
+    forwarding: Callable[[], Mapping[str, Any] | None] | None = None
+    """The forwarder's state (lag, acknowledged seq) for ``status``; None: not forwarding."""

@@ -45,6 +45,9 @@ from pumpd.audit import migrate
 from pumpd.audit.spool import SpoolError
 from pumpd.audit.store import Actor, AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.central.forwarder import Conflict, Forwarder, ForwardStatus
+from pumpd.central.task import ForwardTask
+from pumpd.central.task import summary as forward_summary
 from pumpd.clock import Clock, ScaledClock, SystemClock
 from pumpd.config import DaemonConfig, PumpConfig, load_config
 from pumpd.controller import Controller, ControllerConfig
@@ -168,6 +171,8 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.control: ControlHandle | None = None
         self.watchdog: Watchdog | None = None
+        self.forward: ForwardTask | None = None
+        self._forward_engine: Engine | None = None
         self.drivers: dict[str, ModbusPumpDriver] = {}
         self.failed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -225,6 +230,7 @@ class Daemon:
         await asyncio.gather(*(f.wait() for f in firsts))
         await self._start_control()
         self._start_watchdog()
+        self._start_forwarding()
         self._tasks.append(asyncio.create_task(self._status_forever(), name="status"))
         summary = self.summary()
         if self.notifier is not None:
@@ -425,6 +431,7 @@ class Daemon:
             engine=self.engine,
             clock=self.clock,
             reload=self.reload,
+            forwarding=self.forwarding if self.config.forward is not None else None,
         )
 
     def _start_watchdog(self) -> None:
@@ -443,6 +450,51 @@ class Daemon:
             on_ping_error=lambda exc: log.error("watchdog ping failed", error=str(exc)),
         )
         self._tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
+
+    def _start_forwarding(self) -> None:
+        """The forwarder (docs/central.md): its own engines and its own thread, so it never
+        shares a connection, a lock or the event loop with the audit writer or a pump."""
+        settings = self.config.forward
+        if settings is None:
+            return
+        if not settings.mark_file.parent.is_dir():
+            raise StartupError(
+                f"forward.mark_file: the directory {settings.mark_file.parent} does not exist"
+            )
+        site_engine = make_engine(self.config.database, pool_size=1, pool_pre_ping=False)
+        forwarder = Forwarder(site_engine, settings)
+        self.forward = ForwardTask(
+            forwarder, on_conflict=self._forward_conflict, on_lag=self._forward_lag
+        )
+        self._forward_engine = site_engine
+        self._tasks.append(asyncio.create_task(self.forward.run(), name="forward"))
+        log.info(
+            "forwarding to the central store", site=settings.site, centre=_safe_url(settings.url)
+        )
+
+    async def _forward_conflict(self, conflict: Conflict) -> None:
+        await self._announce(
+            "forward.conflict",
+            f"TAMPER ALARM ({conflict.kind} at seq {conflict.seq}): {conflict.detail}; "
+            "forwarding to the central store stopped",
+        )
+        self._update_status()
+
+    async def _forward_lag(self, status: ForwardStatus) -> None:
+        await self._announce(
+            "forward.lag",
+            f"the central store is {status.lag_events} events and {status.lag_s:.0f} s behind "
+            f"this site ({status.state}); the events are safe in the local log",
+        )
+        self._update_status()
+
+    def forwarding(self) -> dict[str, Any] | None:
+        """The forwarding state for ``pumpctl status --json``; None when not configured."""
+        if self.forward is None or self.config.forward is None:
+            return None
+        data = self.forward.status().as_json()
+        data["alert_after_s"] = self.config.forward.alert_after_s
+        return data
 
     def session_of(self, pump_id: str) -> str | None:
         """The open session on ``pump_id`` (every log line about the pump carries it)."""
@@ -491,6 +543,9 @@ class Daemon:
         audit = self.audit_summary()
         if audit:
             text = f"{audit}; {text}"
+        if self.forward is not None and self.config.forward is not None:
+            status = self.forward.status()
+            text = f"{text}; {forward_summary(status, self.config.forward.alert_after_s)}"
         if self.watchdog is not None and not self.watchdog.verdict.healthy:
             text = f"UNHEALTHY ({self.watchdog.verdict.reason}); {text}"
         if self.config.simulation:
@@ -599,6 +654,7 @@ class Daemon:
                     "log_format",
                     "log_level",
                     "loop_stale_s",
+                    "forward",
                 )
                 if getattr(new, name) != getattr(self.config, name)
             ]
@@ -645,6 +701,8 @@ class Daemon:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
+        if self.forward is not None:
+            self.forward.close()  # never waits for the centre
         running = self.infusing()
         names = ", ".join(ctl.config.pump_id for ctl in running) or "none"
         if self.writer is not None:
@@ -681,6 +739,8 @@ class Daemon:
                 await asyncio.wait_for(closing, CLOSE_BOUND_S)
         if self.engine is not None:
             self.engine.dispose()
+        if self._forward_engine is not None:
+            self._forward_engine.dispose()
         log.info("pumpd stopped", reason=reason)
         logs.set_session_lookup(None)
         self._unlock_instance()

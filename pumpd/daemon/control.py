@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -62,6 +63,7 @@ async def start_control(
     engine: Engine,
     clock: Clock,
     reload: Callable[[], Awaitable[dict[str, str]]],
+    forwarding: Callable[[], Mapping[str, Any] | None] | None = None,
 ) -> ControlHandle:
     """Bind the socket at ``config.socket`` (mode 0660, group ``socket_group``)."""
     pumps = {
@@ -81,6 +83,7 @@ async def start_control(
         staff_max_failures=config.staff_max_failures,
         staff_lockout_s=config.staff_lockout_s,
         reload=reload,
+        forwarding=forwarding,
     )
     server = ControlServer(context, path=str(Path(config.socket)), group=config.socket_group)
     await server.start()
