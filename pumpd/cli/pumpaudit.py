@@ -114,8 +114,8 @@ def main(ctx: click.Context, database: str | None, site: str | None) -> None:
 
 def _central_scope(engine: Engine, site: str) -> None:
     """A central store's views, narrowed to ``site`` (every connection of ``engine``)."""
+    narrow_to_site(engine, site)  # before the first connection: it applies at connect
     central_migrate.require_current(engine)
-    narrow_to_site(engine, site)
     with engine.connect() as conn:
         check_site(conn, site)
 

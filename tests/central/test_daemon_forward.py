@@ -1,0 +1,222 @@
+"""Two site daemons (SQLite, in-process, one simulator) forwarding at once to the real
+PostgreSQL as the centre: the centre ends with exactly each site's events, in order, hashes
+equal, through backends terminated while they run; the lag shows in STATUS= and the
+``forwarding`` status field; a lag beyond alert_after_s becomes a notice; pumpaudit reads
+each site at the centre as at the site."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon.conftest import SCALE, to_infusing, wait_until
+from pumpsim.harness import Simulator
+
+from pumpd.config import load_config
+from pumpd.central.forwarder import Forwarder
+from pumpd.daemon.app import Daemon
+from pumpd.db import make_engine
+
+from .conftest import Centre, drain
+
+pytestmark = pytest.mark.postgres
+
+
+def site_config(
+    directory: Path, sim: Simulator, unit: int, site: str, url: str, *, alert_after_s: float = 900
+) -> Path:
+    assert sim.tcp_address is not None
+    host, port = sim.tcp_address
+    directory.mkdir()
+    (directory / "spool").mkdir()
+    text = f"""
+[daemon]
+socket = "{directory / "pumpd.sock"}"
+database = "sqlite:///{directory / "audit.db"}"
+audit_spool = "{directory / "spool" / "audit.spool"}"
+simulation = true
+time_scale = {SCALE:g}
+poll_hz = 10
+log_format = "json"
+
+[forward]
+url = "{url}"
+site = "{site}"
+batch_size = 20
+alert_after_s = {alert_after_s}
+mark_file = "{directory / "forward.mark"}"
+interval_s = 0.1
+retry_max_s = 1
+connect_timeout_s = 2
+
+[[pump]]
+id = "chair-{unit}"
+transport = "modbus-tcp"
+address = "{host}:{port}"
+unit = {unit}
+heartbeat_timeout_s = 30
+"""
+    path = directory / "pumpd.toml"
+    path.write_text(text)
+    return path
+
+
+def site_rows(directory: Path) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(directory / "audit.db")
+    try:
+        return [
+            (*r[:14], bool(r[14]), *r[15:])
+            for r in con.execute(
+                "SELECT seq, occurred_at, mono_ns, host, instance_id, actor_kind, actor_uid, "
+                "actor_name, actor_role, pump_id, session_id, patient_ref, event_type, "
+                "correlation_id, simulated, payload, prev_hash, event_hash FROM audit_event "
+                "ORDER BY seq"
+            )
+        ]
+    finally:
+        con.close()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(pumps=2, tcp=True, time_scale=SCALE) as simulator:
+        yield simulator
+
+
+async def _caught_up(centre: Centre, directory: Path, site: str) -> None:
+    def same() -> bool:
+        return centre.events(site) == site_rows(directory)
+
+    await wait_until(same, within_s=60, what=f"the centre to hold {site}'s events")
+
+
+async def test_two_site_daemons_forward_at_once(
+    centre: Centre, sim: Simulator, tmp_path: Path
+) -> None:
+    north_dir, south_dir = tmp_path / "north", tmp_path / "south"
+    north = Daemon(
+        load_config(site_config(north_dir, sim, 1, "clinic-north", centre.url)), out=io.StringIO()
+    )
+    south = Daemon(
+        load_config(site_config(south_dir, sim, 2, "clinic-south", centre.url)), out=io.StringIO()
+    )
+    await north.start()
+    try:
+        await south.start()
+        try:
+            await to_infusing(north, "chair-1", "S-N1")
+            # Cut the forwarders' connections while events flow, twice.
+            for _ in range(2):
+                await wait_until(
+                    lambda: centre.terminate_forwarders() > 0, within_s=30, what="a forwarder"
+                )
+            await to_infusing(south, "chair-2", "S-S1")
+            await _caught_up(centre, north_dir, "clinic-north")
+            await _caught_up(centre, south_dir, "clinic-south")
+            status = north.forwarding()
+            assert status is not None
+            assert status["site"] == "clinic-north"
+            assert status["state"] in ("current", "behind")
+            assert {"acked_seq", "lag_events", "lag_s", "alert_after_s"} <= status.keys()
+            assert north.control is not None
+            ctx = north.control.server.service.ctx
+            assert ctx.forwarding is not None
+            assert ctx.forwarding()["site"] == "clinic-north"
+            assert "forwarding " in north.summary()
+        finally:
+            await south.shutdown("test")
+    finally:
+        await north.shutdown("test")
+    # Stopped: what was forwarded is a prefix of each site's log, in order; the rest (the
+    # pauses, daemon.stopped) goes with the next run, from the durable mark.
+    for directory, site in ((north_dir, "clinic-north"), (south_dir, "clinic-south")):
+        held = centre.events(site)
+        assert held == site_rows(directory)[: len(held)]
+        settings = load_config(directory / "pumpd.toml").forward
+        assert settings is not None
+        engine = make_engine(f"sqlite:///{directory / 'audit.db'}")
+        next_run = Forwarder(engine, settings)
+        try:
+            drain(next_run)
+        finally:
+            next_run.close()
+            engine.dispose()
+        assert centre.events(site) == site_rows(directory)
+    assert centre.conflicts() == []
+
+    # The auditor's view at the centre is the site's own.
+    def audit(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "pumpd.cli.pumpaudit", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    for directory, site, session in (
+        (north_dir, "clinic-north", "S-N1"),
+        (south_dir, "clinic-south", "S-S1"),
+    ):
+        local = f"sqlite:///{directory / 'audit.db'}"
+        at_centre = ["--database", centre.url, "--site", site]
+        assert "chain intact" in audit(*at_centre, "verify")
+        assert json.loads(audit(*at_centre, "show", session, "--json"))["events"] == json.loads(
+            audit("--database", local, "show", session, "--json")
+        )["events"]
+        assert json.loads(audit(*at_centre, "sessions", "--json")) == json.loads(
+            audit("--database", local, "sessions", "--json")
+        )
+        assert json.loads(audit(*at_centre, "report", "--json")) == json.loads(
+            audit("--database", local, "report", "--json")
+        )
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def test_an_unreachable_centre_shows_as_lag_and_a_notice(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    url = f"postgresql://pumpd_forward@127.0.0.1:{_closed_port()}/central"
+    daemon = Daemon(
+        load_config(site_config(tmp_path / "site", sim, 1, "clinic-north", url, alert_after_s=0.5)),
+        out=io.StringIO(),
+    )
+    await daemon.start()
+    try:
+        await wait_until(
+            lambda: "forward.lag" in site_rows(tmp_path / "site").__repr__(),
+            within_s=30,
+            what="the lag notice",
+        )
+        status = daemon.forwarding()
+        assert status is not None
+        assert status["state"] == "unreachable"
+        assert status["lag_events"] > 0
+        assert status["acked_seq"] == 0
+        assert "CENTRAL STORE UNREACHABLE" in daemon.summary()
+        # The pump is supervised as ever meanwhile.
+        await to_infusing(daemon, "chair-1", "S-1")
+    finally:
+        await daemon.shutdown("test")
+    notices = [
+        json.loads(r[15])
+        for r in site_rows(tmp_path / "site")
+        if r[12] == "daemon.announced" and "forward." in r[15]
+    ]
+    assert [n["notice_code"] for n in notices] == ["forward.lag"]
