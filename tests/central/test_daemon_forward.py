@@ -6,22 +6,24 @@ each site at the centre as at the site."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from daemon.conftest import SCALE, to_infusing, wait_until
 from pumpsim.harness import Simulator
 
-from pumpd.config import load_config
 from pumpd.central.forwarder import Forwarder
+from pumpd.cli import pumpaudit
+from pumpd.config import load_config
 from pumpd.daemon.app import Daemon
 from pumpd.db import make_engine
 
@@ -92,10 +94,10 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 async def _caught_up(centre: Centre, directory: Path, site: str) -> None:
-    def same() -> bool:
-        return centre.events(site) == site_rows(directory)
-
-    await wait_until(same, within_s=60, what=f"the centre to hold {site}'s events")
+    deadline = time.monotonic() + 60
+    while centre.events(site) != site_rows(directory):
+        assert time.monotonic() < deadline, f"the centre never held {site}'s events"
+        await asyncio.sleep(0.25)
 
 
 async def test_two_site_daemons_forward_at_once(
@@ -154,13 +156,8 @@ async def test_two_site_daemons_forward_at_once(
 
     # The auditor's view at the centre is the site's own.
     def audit(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "pumpd.cli.pumpaudit", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
+        done = CliRunner().invoke(pumpaudit.main, list(args))
+        assert done.exit_code == 0, done.output
         return done.stdout
 
     for directory, site, session in (
@@ -170,9 +167,10 @@ async def test_two_site_daemons_forward_at_once(
         local = f"sqlite:///{directory / 'audit.db'}"
         at_centre = ["--database", centre.url, "--site", site]
         assert "chain intact" in audit(*at_centre, "verify")
-        assert json.loads(audit(*at_centre, "show", session, "--json"))["events"] == json.loads(
-            audit("--database", local, "show", session, "--json")
-        )["events"]
+        assert (
+            json.loads(audit(*at_centre, "show", session, "--json"))["events"]
+            == json.loads(audit("--database", local, "show", session, "--json"))["events"]
+        )
         assert json.loads(audit(*at_centre, "sessions", "--json")) == json.loads(
             audit("--database", local, "sessions", "--json")
         )
