@@ -91,8 +91,10 @@ def upgrade() -> None:
             "length(prev_hash) = 64 AND length(event_hash) = 64", name="ck_central_event_hash_len"
         ),
     )
+    # prev_hash first: an index led by site would look as good as the primary key to a
+    # plan made on an empty table, and the arrival check would scan a site's every row.
     op.create_index(
-        "uq_central_event_prev_hash", "central_event", ["site", "prev_hash"], unique=True
+        "uq_central_event_prev_hash", "central_event", ["prev_hash", "site"], unique=True
     )
     op.create_index(
         "ix_central_event_session", "central_event", ["session_id", "event_type", "seq"]
@@ -147,19 +149,27 @@ def upgrade() -> None:
 
 
 def _arrival_check() -> None:
-    """Each arriving row: duplicate (skip), different event (conflict), chain (refuse)."""
+    """Each arriving row: duplicate (skip), different event (conflict), chain (refuse).
+
+    SECURITY DEFINER: the forwarder may not read payloads nor write conflicts itself.
+    ``enable_seqscan = off``: PL/pgSQL caches the plan of the lookups made at the first
+    call of a session, and on a new, empty table that plan may be a sequential scan; kept
+    for a long-lived forwarder connection while the table grows, every row would scan all
+    the rows before it (measured: 2 ms a row after 4,000, instead of 20 us).
+    """
     op.execute(
         """
 CREATE FUNCTION central_event_arrive() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = public, pg_temp SET enable_seqscan = off AS $$
 DECLARE
   held text;
   before text;
 BEGIN
-  SELECT event_hash INTO held FROM central_event WHERE site = NEW.site AND seq = NEW.seq;
+  SELECT event_hash INTO held FROM public.central_event WHERE site = NEW.site AND seq = NEW.seq;
   IF FOUND THEN
     IF held <> NEW.event_hash THEN
-      INSERT INTO central_conflict (site, seq, kind, held_hash, offered_hash, detail)
+      INSERT INTO public.central_conflict (site, seq, kind, held_hash, offered_hash, detail)
       VALUES (NEW.site, NEW.seq, 'different_event', held, NEW.event_hash,
               format('site %s sent another event under seq %s', NEW.site, NEW.seq))
       ON CONFLICT DO NOTHING;
@@ -169,9 +179,9 @@ BEGIN
   IF NEW.seq = 1 THEN
     before := repeat('0', 64);
   ELSE
-    SELECT event_hash INTO before FROM central_event WHERE site = NEW.site AND seq = NEW.seq - 1;
+    SELECT event_hash INTO before FROM public.central_event WHERE site = NEW.site AND seq = NEW.seq - 1;
     IF NOT FOUND THEN
-      INSERT INTO central_conflict (site, seq, kind, held_hash, offered_hash, detail)
+      INSERT INTO public.central_conflict (site, seq, kind, held_hash, offered_hash, detail)
       VALUES (NEW.site, NEW.seq, 'gap', NULL, NEW.event_hash,
               format('seq %s arrived before seq %s', NEW.seq, NEW.seq - 1))
       ON CONFLICT DO NOTHING;
@@ -179,7 +189,7 @@ BEGIN
     END IF;
   END IF;
   IF NEW.prev_hash <> before THEN
-    INSERT INTO central_conflict (site, seq, kind, held_hash, offered_hash, detail)
+    INSERT INTO public.central_conflict (site, seq, kind, held_hash, offered_hash, detail)
     VALUES (NEW.site, NEW.seq, 'chain_break', before, NEW.event_hash,
             format('seq %s is chained to %s, but the held seq %s is %s: the site''s log '
                    'was rewritten after it was forwarded', NEW.seq, NEW.prev_hash,
