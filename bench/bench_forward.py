@@ -53,7 +53,7 @@ def _site(path: Path, n: int) -> list[tuple[object, ...]]:
     try:
         marks = ", ".join("?" for _ in COLUMNS)
         con.executemany(
-            f"INSERT INTO audit_event ({', '.join(COLUMNS)}) VALUES ({marks})",  # noqa: S608
+            f"INSERT INTO audit_event ({', '.join(COLUMNS)}) VALUES ({marks})",
             rows,
         )
         con.commit()
@@ -87,7 +87,7 @@ def _bare(conninfo: str, rows: list[tuple[object, ...]], batch: int) -> float:
         conn.commit()
         cols = ", ".join(("site", *COLUMNS))
         marks = ", ".join(["%s"] * (len(COLUMNS) + 1))
-        statement = f"INSERT INTO bare ({cols}) VALUES ({marks})"  # noqa: S608
+        statement = f"INSERT INTO bare ({cols}) VALUES ({marks})"
         started = time.perf_counter()
         for i in range(0, len(rows), batch):
             with conn.cursor() as cur:

@@ -179,7 +179,8 @@ BEGIN
   IF NEW.seq = 1 THEN
     before := repeat('0', 64);
   ELSE
-    SELECT event_hash INTO before FROM public.central_event WHERE site = NEW.site AND seq = NEW.seq - 1;
+    SELECT event_hash INTO before FROM public.central_event
+     WHERE site = NEW.site AND seq = NEW.seq - 1;
     IF NOT FOUND THEN
       INSERT INTO public.central_conflict (site, seq, kind, held_hash, offered_hash, detail)
       VALUES (NEW.site, NEW.seq, 'gap', NULL, NEW.event_hash,
