@@ -116,7 +116,7 @@ class ForwardSection(_Strict):
 
     url: str
     site: str
-    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 500
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
     alert_after_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = 900.0
     mark_file: str = DEFAULT_FORWARD_MARK
     interval_s: Annotated[float, Field(ge=0.05, le=300)] = 1.0

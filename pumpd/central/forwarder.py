@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, bindparam, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.audit.chain import COLUMNS, EventRecord
@@ -50,7 +49,7 @@ class ForwardSettings:
 
     url: str
     site: str
-    batch_size: int = 500
+    batch_size: int = 1000
     alert_after_s: float = 900.0
     mark_file: Path = Path("/var/lib/pumpd/forward.mark")
     interval_s: float = 1.0
@@ -386,12 +385,6 @@ class Forwarder:
     def _send(self, batch: Sequence[EventRecord]) -> tuple[int, Conflict | None]:
         """One transaction at the centre; how many leading rows are acknowledged."""
         site = self.settings.site
-        rows = [{"site": site, **_row(r)} for r in batch]
-        statement = (
-            pg_insert(central_event)
-            .on_conflict_do_nothing(index_elements=["site", "seq"])
-            .returning(central_event.c.seq)
-        )
         seqs = [r.seq for r in batch]
         try:
             with self._centre.begin() as conn:
@@ -399,7 +392,10 @@ class Forwarder:
                     text("SELECT pg_advisory_xact_lock(hashtextextended(:site, 0))"),
                     {"site": site},
                 )
-                taken = {row[0] for row in conn.execute(statement, rows)}
+                taken = {
+                    int(row[0])
+                    for row in conn.exec_driver_sql(_INSERT, (site, *_arrays(batch))).all()
+                }
                 held: dict[int, str] = {}
                 missing = [s for s in seqs if s not in taken]
                 if missing:
@@ -439,8 +435,26 @@ class Forwarder:
         return len(batch), None
 
 
-def _row(record: EventRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in COLUMNS}
+_TYPES = {
+    "seq": "bigint",
+    "mono_ns": "bigint",
+    "actor_uid": "bigint",
+    "simulated": "boolean",
+}
+_INSERT = (
+    f"INSERT INTO central_event (site, {', '.join(COLUMNS)}) "  # noqa: S608 (constants)
+    f"SELECT %s, {', '.join(f'b.{c}' for c in COLUMNS)} FROM unnest("
+    + ", ".join(f"%s::{_TYPES.get(c, 'text')}[]" for c in COLUMNS)
+    + f") WITH ORDINALITY AS b({', '.join(COLUMNS)}, n) ORDER BY b.n "
+    "ON CONFLICT (site, seq) DO NOTHING RETURNING seq"
+)
+"""One statement per batch: each column as one array parameter (unnest keeps the order;
+ORDER BY makes the arrival trigger see the rows in seq order). Binding 19 arrays costs a
+fraction of binding 19 parameters a row in a multi-row VALUES."""
+
+
+def _arrays(batch: Sequence[EventRecord]) -> list[list[Any]]:
+    return [[getattr(r, c) for r in batch] for c in COLUMNS]
 
 
 def _age_s(occurred_at: str) -> float:

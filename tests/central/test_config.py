@@ -33,7 +33,7 @@ def test_forward_with_defaults() -> None:
     assert fwd.url.startswith("postgresql+psycopg://pumpd_forward@central.example/pumpd")
     assert "sslmode=verify-full" in fwd.url
     assert (fwd.batch_size, fwd.alert_after_s, str(fwd.mark_file)) == (
-        500,
+        1000,
         900.0,
         "/var/lib/pumpd/forward.mark",
     )
