@@ -32,6 +32,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--kill-every", type=float, default=90.0, help="mean real seconds between daemon kills (90)"
     )
     p.add_argument("--no-kills", action="store_true", help="never signal the daemon")
+    p.add_argument(
+        "--forward",
+        action="store_true",
+        help="also forward to a central store on $PUMPD_TEST_PG_URL and check it (soak/forward.py)",
+    )
     p.add_argument("--keep", type=Path, default=None, help="keep the evidence and logs here")
     p.add_argument(
         "--check-only", type=Path, default=None, help="check a kept evidence.json again, do not run"
@@ -68,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         time_scale=args.time_scale,
         kill_every_s=None if args.no_kills else args.kill_every,
         keep=args.keep,
+        forward=args.forward,
     )
     try:
         outcome = run_soak(settings)

@@ -110,6 +110,10 @@ class Evidence:
     nurse_findings: list[tuple[str, str, str]] = field(default_factory=list)
     """(kind, pump_id, detail) the nurses saw: a wrong action accepted, a bad input that
     changed the session, a session the nurse could not bring to an end."""
+    forwarded: list[tuple[int, str, str]] | None = None
+    """With ``--forward``: the centre's copy of the site's chain (seq, prev, hash)."""
+    site_chain: list[tuple[int, str, str]] = field(default_factory=list)
+    central_conflicts: list[tuple[str, int, str]] = field(default_factory=list)
     _walls: list[float] = field(default_factory=list, repr=False)
 
     # ------------------------------------------------------------------ time
@@ -153,6 +157,11 @@ class Evidence:
             lives=[Life(**life) for life in raw["lives"]],
             presses=[PanelPress(**p) for p in raw["presses"]],
             nurse_findings=[(a, b, c) for a, b, c in raw["nurse_findings"]],
+            forwarded=None
+            if raw.get("forwarded") is None
+            else [(a, b, c) for a, b, c in raw["forwarded"]],
+            site_chain=[(a, b, c) for a, b, c in raw.get("site_chain", [])],
+            central_conflicts=[(a, b, c) for a, b, c in raw.get("central_conflicts", [])],
         )
 
 

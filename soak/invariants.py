@@ -76,6 +76,7 @@ def check_all(ev: Evidence) -> list[Violation]:
         check_recovery,
         check_sessions_ended,
         check_nurse_findings,
+        check_forwarding,
     ):
         found += check(ev)
     return found
@@ -498,3 +499,37 @@ def check_sessions_ended(ev: Evidence) -> list[Violation]:
 
 def check_nurse_findings(ev: Evidence) -> list[Violation]:
     return [Violation(kind, pump, detail) for kind, pump, detail in ev.nurse_findings]
+
+
+# ---------------------------------------------------------------------- the central store
+
+
+def check_forwarding(ev: Evidence) -> list[Violation]:
+    """With ``--forward``: the centre holds exactly the site's events, in order, with equal
+    hashes, after every kill and every cut connection; and it recorded no conflict."""
+    if ev.forwarded is None:
+        return []
+    found: list[Violation] = []
+    site = {seq: (prev, h) for seq, prev, h in ev.site_chain}
+    held = [seq for seq, _, _ in ev.forwarded]
+    if held != sorted(set(held)) or held != list(range(1, len(held) + 1)):
+        found.append(
+            Violation("forward.order", None, f"the centre's seqs are not 1..{len(held)} once each")
+        )
+    for seq, prev, h in ev.forwarded:
+        if site.get(seq) != (prev, h):
+            found.append(
+                Violation("forward.hash", None, f"seq {seq} at the centre differs from the site's")
+            )
+            break
+    if len(held) != len(ev.site_chain):
+        found.append(
+            Violation(
+                "forward.count",
+                None,
+                f"the centre holds {len(held)} events, the site {len(ev.site_chain)}",
+            )
+        )
+    for site_id, seq, kind in ev.central_conflicts:
+        found.append(Violation("forward.conflict", None, f"{site_id} seq {seq}: {kind}"))
+    return found

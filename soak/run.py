@@ -14,6 +14,7 @@ from pathlib import Path
 from pumpd.cli.client import Client
 from soak.chaos import Chaos
 from soak.evidence import Evidence, Life, PanelPress, read_audit, sim_commands_of
+from soak.forward import Cutter, SoakCentre, forward_rest, site_chain, wait_caught_up
 from soak.nurse import Nurse
 from soak.plan import (
     daemon_stream,
@@ -41,6 +42,8 @@ class RunSettings:
     time_scale: float
     kill_every_s: float | None
     keep: Path | None = None
+    forward: bool = False
+    """Forward the log to a central store on PostgreSQL and check it (soak/forward.py)."""
 
 
 @dataclass
@@ -65,16 +68,23 @@ def run_soak(settings: RunSettings) -> Outcome:
             rtu_pumps=settings.rtu_pumps,
             staff_idle_timeout_min=STAFF_IDLE_MIN,
         )
+        centre = SoakCentre() if settings.forward else None
         try:
-            return _run(stack, settings)
+            return _run(stack, settings, centre)
         finally:
             stack.close()
+            if centre is not None:
+                centre.drop()
 
 
-def _run(stack: Stack, settings: RunSettings) -> Outcome:
+def _run(stack: Stack, settings: RunSettings, centre: SoakCentre | None = None) -> Outcome:
     began = time.monotonic()
     stack.start_sim()
     stack.write_config()
+    mark_file = stack.workdir / "forward.mark"
+    if centre is not None:
+        with stack.config_path.open("a", encoding="utf-8") as config:
+            config.write(centre.section(mark_file))
     world = World(stack)
     world.start_daemon()
     units = {f"chair-{u}": u for u in range(1, settings.pumps + 1)}
@@ -136,6 +146,9 @@ def _run(stack: Stack, settings: RunSettings) -> Outcome:
     chaos = Chaos(world, schedule) if settings.kill_every_s else None
     if chaos is not None:
         chaos.start()
+    cutter = Cutter(centre, settings.seed) if centre is not None else None
+    if cutter is not None:
+        cutter.start()
     progress_at = time.monotonic()
     while any(t.is_alive() for t in threads):
         for t in threads:
@@ -151,12 +164,26 @@ def _run(stack: Stack, settings: RunSettings) -> Outcome:
         chaos.join()
         if chaos.error is not None:
             errors.append(f"chaos: {chaos.error!r}")
+    if cutter is not None:
+        cutter.stop.set()
+        cutter.join()
+        if cutter.error is not None:
+            errors.append(f"centre cutter: {cutter.error!r}")
     world.wait_up(120)
     time.sleep(1.0)  # the last polls and checkpoints
+    if centre is not None and not wait_caught_up(stack.database, mark_file, 120):
+        errors.append("forwarding: the running daemon did not catch up within 120 s")
     sampler.stop.set()
     sampler.join()
     world.stop_daemon("END")
     evidence = _gather(stack, world, sampler, units, nurses)
+    if centre is not None:
+        forward_rest(centre, stack.database, mark_file)  # as the next start would
+        evidence.forwarded = centre.chain()
+        evidence.site_chain = site_chain(stack.database)
+        evidence.central_conflicts = centre.conflicts()
+        print(f"soak: forwarding: {len(evidence.forwarded)} events at the centre, "
+              f"{centre.cuts} connections cut", flush=True)  # fmt: skip
     summary = _summary(settings, decisions, transports, world, nurses, time.monotonic() - began)
     if settings.keep is not None:
         _keep(stack, evidence, settings.keep)
