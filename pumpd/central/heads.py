@@ -19,7 +19,6 @@ from typing import Protocol
 
 import structlog
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.central.forwarder import central_engine
 from pumpd.central.schema import central_head
@@ -125,7 +124,7 @@ class CentralHeadSink:
                         for r in rows
                     ],
                 )
-        except SQLAlchemyError as exc:
+        except Exception as exc:  # kept for the next attempt; said, never raised
             log.warning(
                 "chain heads not yet at the central store; kept",
                 pending=len(rows),

@@ -46,6 +46,7 @@ from pumpd.audit.spool import SpoolError
 from pumpd.audit.store import Actor, AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.central.forwarder import Conflict, Forwarder, ForwardStatus
+from pumpd.central.heads import CentralHeadSink
 from pumpd.central.task import ForwardTask
 from pumpd.central.task import summary as forward_summary
 from pumpd.clock import Clock, ScaledClock, SystemClock
@@ -173,6 +174,8 @@ class Daemon:
         self.watchdog: Watchdog | None = None
         self.forward: ForwardTask | None = None
         self._forward_engine: Engine | None = None
+        self.head_sink: CentralHeadSink | None = None
+        """With ``[forward]``: the centre as a sink of published chain heads."""
         self.drivers: dict[str, ModbusPumpDriver] = {}
         self.failed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -467,6 +470,8 @@ class Daemon:
             forwarder, on_conflict=self._forward_conflict, on_lag=self._forward_lag
         )
         self._forward_engine = site_engine
+        # The published chain heads go to the centre too: a HeadSink of the publisher.
+        self.head_sink = CentralHeadSink(settings.site, settings.url)
         self._tasks.append(asyncio.create_task(self.forward.run(), name="forward"))
         log.info(
             "forwarding to the central store", site=settings.site, centre=_safe_url(settings.url)
@@ -703,6 +708,8 @@ class Daemon:
         self._tasks.clear()
         if self.forward is not None:
             self.forward.close()  # never waits for the centre
+        if self.head_sink is not None:
+            self.head_sink.close()
         running = self.infusing()
         names = ", ".join(ctl.config.pump_id for ctl in running) or "none"
         if self.writer is not None:
