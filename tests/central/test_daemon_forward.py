@@ -218,3 +218,49 @@ async def test_an_unreachable_centre_shows_as_lag_and_a_notice(
         if r[12] == "daemon.announced" and "forward." in r[15]
     ]
     assert [n["notice_code"] for n in notices] == ["forward.lag"]
+
+
+async def test_a_centre_that_never_answers_holds_only_the_forwarders_thread(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A black hole for a centre: it accepts the connection and never says a word, so the
+    forwarder's step hangs in its own thread. Pumps are driven, paused and stopped, and
+    the daemon shuts down, all while that step is still hanging."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    port = hole.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def hanging() -> bool:
+        hole.setblocking(False)
+        try:
+            while True:
+                accepted.append(hole.accept()[0])
+        except BlockingIOError:
+            pass
+        return bool(accepted)
+
+    directory = tmp_path / "site"
+    config = site_config(directory, sim, 1, "clinic-north", f"postgresql://x@127.0.0.1:{port}/c")
+    text = config.read_text().replace("connect_timeout_s = 2", "connect_timeout_s = 120")
+    config.write_text(text)
+    daemon = Daemon(load_config(config), out=io.StringIO())
+    try:
+        await daemon.start()
+        try:
+            await wait_until(hanging, within_s=30, what="the forwarder to reach the black hole")
+            ctl = await to_infusing(daemon, "chair-1", "S-1")
+            await ctl.pause(by="nurse.ada", reason_code="nurse.pause")
+            await ctl.stop(by="nurse.ada", reason="test")
+            status = daemon.forwarding()
+            assert status is not None
+            assert status["state"] == "starting"  # its first step has not returned
+        finally:
+            await daemon.shutdown("test")
+        assert daemon.forward is not None
+        assert daemon.forward.status().state == "starting"  # shut down around it
+    finally:
+        for conn in accepted:
+            conn.close()
+        hole.close()
