@@ -96,11 +96,12 @@ def main(ctx: click.Context, database: str | None, site: str | None) -> None:
             engine = make_engine(url_from_env(database), read_only=True)
         except DatabaseUrlError as exc:
             raise _UsageFailure(str(exc)) from exc
+        chosen = ctx.obj["site"]
         try:
-            if site is None:
+            if chosen is None:
                 migrate.require_current(engine)
             else:
-                _central_scope(engine, site)
+                _central_scope(engine, chosen)
         except (AuditError, SQLAlchemyError) as exc:
             engine.dispose()
             raise _DatabaseFailure(f"cannot use this database: {exc}") from exc
@@ -137,10 +138,25 @@ _until = _time_option("--until", "before this UTC time (exclusive)")
 _json = click.option("--json", "as_json", is_flag=True, help="machine-readable JSON output")
 
 
+def _set_site(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().obj["site"] = value
+
+
+_site = click.option(
+    "--site",
+    metavar="SITE",
+    expose_value=False,
+    callback=_set_site,
+    help="at a central store: the site whose log to read (as pumpaudit --site)",
+)
+
+
 # -- verify -----------------------------------------------------------------------------
 
 
 @main.command("verify")
+@_site
 @click.option("--checkpoint", metavar="SEQ:HASH", help="a head witnessed outside the database")
 @click.option(
     "--key-file",
@@ -242,6 +258,7 @@ def _filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command("events")
+@_site
 @_filter_options
 @_json
 @click.pass_context
@@ -272,6 +289,7 @@ def events_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
 
 
 @main.command("export")
+@_site
 @click.option(
     "--format",
     "fmt",
@@ -376,6 +394,7 @@ def _mg(value: Any) -> str:
 
 
 @main.command("sessions")
+@_site
 @_since
 @_until
 @click.option("--patient", help="only this pseudonymous patient reference")
@@ -394,6 +413,7 @@ def sessions_cmd(
 
 
 @main.command("show")
+@_site
 @click.argument("session_id")
 @click.option(
     "--checkpoints",
@@ -441,6 +461,7 @@ def show_cmd(ctx: click.Context, session_id: str, checkpoints: bool, as_json: bo
 
 
 @main.command("patient")
+@_site
 @click.argument("patient_ref")
 @_json
 @click.pass_context
@@ -471,6 +492,7 @@ def patient_cmd(ctx: click.Context, patient_ref: str, as_json: bool) -> None:
 
 
 @main.command("report")
+@_site
 @_since
 @_until
 @_json

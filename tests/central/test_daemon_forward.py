@@ -165,16 +165,16 @@ async def test_two_site_daemons_forward_at_once(
         (south_dir, "clinic-south", "S-S1"),
     ):
         local = f"sqlite:///{directory / 'audit.db'}"
-        at_centre = ["--database", centre.url, "--site", site]
-        assert "chain intact" in audit(*at_centre, "verify")
+        at_centre = ["--database", centre.url]
+        assert "chain intact" in audit(*at_centre, "verify", "--site", site)
         assert (
-            json.loads(audit(*at_centre, "show", session, "--json"))["events"]
+            json.loads(audit(*at_centre, "show", session, "--json", "--site", site))["events"]
             == json.loads(audit("--database", local, "show", session, "--json"))["events"]
         )
-        assert json.loads(audit(*at_centre, "sessions", "--json")) == json.loads(
+        assert json.loads(audit(*at_centre, "sessions", "--site", site, "--json")) == json.loads(
             audit("--database", local, "sessions", "--json")
         )
-        assert json.loads(audit(*at_centre, "report", "--json")) == json.loads(
+        assert json.loads(audit(*at_centre, "report", "--site", site, "--json")) == json.loads(
             audit("--database", local, "report", "--json")
         )
 
