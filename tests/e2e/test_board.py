@@ -12,6 +12,7 @@ last update counting under the controlled clock).
 from __future__ import annotations
 
 import itertools
+import datetime as dt
 import pwd
 import signal
 import subprocess
@@ -162,7 +163,7 @@ def test_board_follows_an_infusion_through_an_occlusion(
     clocked.clock.install()
     clocked.goto(board.url)
     clocked.locator(f"{TILE}.alarm-high").wait_for()
-    clocked.clock.pause_at(int(time.time() * 1000) // 1000 * 1000 + 5000)
+    clocked.clock.pause_at(dt.datetime.fromtimestamp(int(time.time()) + 5, dt.UTC))
     phases = []
     for _ in range(40):  # 2 s in steps of 50 ms
         clocked.clock.run_for(50)
