@@ -11,8 +11,8 @@ last update counting under the controlled clock).
 
 from __future__ import annotations
 
-import itertools
 import datetime as dt
+import itertools
 import pwd
 import signal
 import subprocess
