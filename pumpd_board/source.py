@@ -21,7 +21,7 @@ from typing import Any, Final
 import structlog
 from pydantic import ValidationError
 
-from pumpd.cli.client import Client, ClientError
+from pumpd.cli.client import Client, ClientError, RpcError
 
 from .settings import BoardSettings
 from .tiles import PumpView, Tile, build_tile
@@ -51,6 +51,8 @@ class ReadOnlyClient:
             raise NotARead(f"the board sends only {', '.join(sorted(READ_METHODS))}: {method!r}")
         try:
             return self._client.call(method, params)
+        except RpcError:
+            raise  # an answer: the connection is fine
         except ClientError:
             self._client.close()  # a fresh connection on the next call
             raise
@@ -99,7 +101,11 @@ class Hub:
         try:
             while True:
                 started = time.monotonic()
-                await self.poll_once()
+                try:
+                    await self.poll_once()
+                except Exception:  # a bug must not silence the board: it shows as a problem
+                    log.exception("board poll failed")
+                    self._publish_problem("the board could not read pumpd's answer (logged)")
                 elapsed = time.monotonic() - started
                 await asyncio.sleep(max(0.05, self.settings.poll_interval_s - elapsed))
         finally:
@@ -141,6 +147,8 @@ class Hub:
         if not isinstance(raw, list):
             raise BadStatus("pumpd's status is not a list")
         views = [PumpView.model_validate(item) for item in raw]
+        current = {v.session_id for v in views if v.session_id}
+        self._discharge = {k: v for k, v in self._discharge.items() if k in current}
         for v in views:
             sid = v.session_id
             if (
@@ -149,7 +157,10 @@ class Hub:
                 and v.earliest_discharge_at is None
                 and sid not in self._discharge
             ):
-                got = self._client.call("session.checklist", {"pump": v.pump_id})
+                try:
+                    got = self._client.call("session.checklist", {"pump": v.pump_id})
+                except RpcError:  # the session moved on meanwhile: ask again next poll
+                    continue
                 at = got.get("earliest_discharge_at") if isinstance(got, dict) else None
                 self._discharge[sid] = at if isinstance(at, str) else None
         return views, dict(self._discharge)
