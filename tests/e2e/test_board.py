@@ -205,6 +205,11 @@ def test_board_follows_an_infusion_through_an_occlusion(
     assert "Last update 2 min" in detail, detail
     after = clocked.locator(f"{TILE} .discharge .countdown").inner_text()
     assert _seconds(before) - _seconds(after) in range(124, 127), (before, after)
+
+    # -- pumpd is back: the board reconnects by itself and the overlay goes
+    stack.start_daemon()
+    page.locator("#overlay").wait_for(state="hidden", timeout=20_000)
+    assert "OBSERVATION" in tile.locator(".state").inner_text()
     assert not errors, errors
 
 
