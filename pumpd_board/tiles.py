@@ -176,8 +176,10 @@ def build_tile(
         priority = "medium"
     elif top is not None:
         priority = "low"
+    # The relative figure first: it is on the daemon's own clock, which a simulation runs
+    # faster than the wall clock; in real use both say the same.
     vitals_when = _parse_utc(view.vitals_due_at)
-    if vitals_when is None and view.vitals_due_in_s is not None:
+    if view.vitals_due_in_s is not None:
         vitals_when = now + dt.timedelta(seconds=view.vitals_due_in_s)
     percent = None
     if view.vtbi_ul:
