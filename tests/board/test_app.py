@@ -192,3 +192,29 @@ def test_formats() -> None:
     assert duration(59) == "0:59"
     assert duration(-75) == "1:15"
     assert duration(3_725) == "1:02:05"
+
+
+def test_countdown_fields_in_the_clinic_zone_and_dashes_without_them() -> None:
+    now = dt.datetime(2026, 3, 2, 13, 0, 0, tzinfo=dt.UTC)
+    vienna = zoneinfo.ZoneInfo("Europe/Vienna")
+    paused = {
+        **VIEW,
+        "session_state": "PAUSED",
+        "alarms": [],
+        "vitals_due_in_s": None,
+        "pause_auto_stop_at": "2026-03-02T13:10:00+00:00",
+        "earliest_discharge_at": "2026-03-02T13:45:30Z",
+    }
+    tile = build_tile(PumpView.model_validate(paused), now=now, zone=vienna, mask=False)
+    assert tile.pause_auto_stop is not None
+    assert tile.pause_auto_stop.remaining_s == 600
+    assert tile.pause_auto_stop.local_time == "14:10 CET"
+    assert tile.earliest_discharge is not None
+    assert tile.earliest_discharge.remaining_s == 2_730
+    assert tile.remaining_s is None  # nothing flows while paused
+    assert tile.priority is None
+    bare = {k: v for k, v in VIEW.items() if not k.endswith("_at")} | {"vitals_due_in_s": None}
+    plain = build_tile(PumpView.model_validate(bare), now=now, zone=vienna, mask=False)
+    assert plain.pause_auto_stop is None
+    assert plain.earliest_discharge is None
+    assert plain.vitals_due is None
