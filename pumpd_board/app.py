@@ -103,6 +103,7 @@ class Board:
         self.hub = hub
         self.env = templates()
         self.streams = 0
+        self._rendered: tuple[int, str] = (-1, "")
 
     # -- access ---------------------------------------------------------------------
 
@@ -125,12 +126,17 @@ class Board:
     # -- rendering ------------------------------------------------------------------
 
     def board_html(self, snap: Snapshot) -> str:
+        """The tiles of a snapshot, rendered once for every page that shows it."""
+        if self._rendered[0] == snap.seq:
+            return self._rendered[1]
         age = snap.age_s(time.monotonic())
-        return self.env.get_template("_board.html").render(
+        html = self.env.get_template("_board.html").render(
             snap=snap,
             tiles=snap.tiles,
             age_ms=None if age is None else int(age * 1000),
         )
+        self._rendered = (snap.seq, html)
+        return html
 
     # -- routes ---------------------------------------------------------------------
 
