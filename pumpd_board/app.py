@@ -23,7 +23,6 @@ import jinja2
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import Mount, Route
@@ -76,6 +75,29 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class HostCheck:
+    """400 for a request whose Host header is not one of ``allowed`` (its port ignored;
+    ``[v6]`` literals understood, which Starlette's TrustedHostMiddleware splits wrongly)."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower().strip("[]") for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            if raw.startswith("["):
+                host = raw[1 : raw.find("]")] if "]" in raw else ""
+            else:
+                host = raw.split(":", 1)[0]
+            if host not in self.allowed:
+                await PlainTextResponse("Invalid host header", status_code=400)(
+                    scope, receive, send
+                )
+                return
+        await self.app(scope, receive, send)
+
+
 def templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pumpd_board", "templates"),
@@ -89,7 +111,7 @@ def templates() -> jinja2.Environment:
 
 
 def allowed_hosts(settings: BoardSettings) -> list[str]:
-    hosts = ["127.0.0.1", "localhost", "::1", "[::1]", *settings.allowed_hosts]
+    hosts = ["127.0.0.1", "localhost", "::1", *settings.allowed_hosts]
     if settings.host not in ("0.0.0.0", "::"):  # noqa: S104 (a name to compare, not a bind)
         hosts.append(settings.host)
     return hosts
@@ -266,4 +288,4 @@ def create_app(settings: BoardSettings, hub: Hub | None = None, *, poll: bool = 
 
 def _middleware(settings: BoardSettings) -> Iterator[Middleware]:
     yield Middleware(SecurityHeaders)
-    yield Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
+    yield Middleware(HostCheck, allowed=allowed_hosts(settings))

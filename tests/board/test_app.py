@@ -131,6 +131,9 @@ def test_only_the_board_s_own_host_names_are_served(
     ) as client:
         assert client.get("/", headers={"host": "evil.example"}).status_code == 400
         assert client.get("/", headers={"host": "localhost:8470"}).status_code == 200
+        assert client.get("/", headers={"host": "[::1]:8470"}).status_code == 200
+        assert client.get("/", headers={"host": "[::2]:8470"}).status_code == 400
+        assert client.get("/", headers={"host": "127.0.0.1.evil.example"}).status_code == 400
         assert client.post("/").status_code == 405
 
 
