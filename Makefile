@@ -33,7 +33,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pumpd safety hardware-sim/pumpsim
+	$(BIN)/mypy pumpd pumpd_board safety hardware-sim/pumpsim
 
 format: venv
 	$(BIN)/ruff format .

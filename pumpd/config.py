@@ -130,6 +130,9 @@ class _File(_Strict):
     staff: StaffSection = StaffSection()
     forward: ForwardSection | None = None
     pump: list[PumpSection] = Field(default_factory=list)
+    board: dict[str, Any] | None = None
+    """``[board]`` belongs to ``pumpd-board`` (docs/board.md), which checks it; the daemon
+    accepts the section and ignores it, so both read one file."""
 
 
 @dataclass(frozen=True, slots=True)

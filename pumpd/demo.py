@@ -288,6 +288,29 @@ def press_alarm_key(host: str, port: int, unit: int) -> None:
     asyncio.run(press())
 
 
+def start_board(demo: Demo, config: Path) -> None:
+    """The nurse-station board (docs/board.md) beside the daemon: `[board]` in the same file
+    (the daemon ignores it), a free loopback port, its address printed for a browser."""
+    with config.open("a", encoding="utf-8") as f:
+        f.write('\n[board]\nlisten = "127.0.0.1:0"\nmask_patient_ref = false\n')
+    print(f"$ pumpd-board --config {config}", flush=True)
+    proc = subprocess.Popen(
+        [str(BIN / "pumpd-board"), "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=(demo.workdir / "board.log").open("w"),
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=demo.env(),
+    )
+    demo.procs.append(proc)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("pumpd-board ready"):
+        raise DemoFailed(f"pumpd-board did not start: {line!r}")
+    url = dict(part.split("=", 1) for part in line.split()[2:])["url"]
+    print(f"{line.rstrip()}\n# the nurse-station board: open {url} in a browser", flush=True)
+
+
 # ---------------------------------------------------------------------- the story
 
 
@@ -446,6 +469,7 @@ def main() -> int:
                 demo.start_simulator()
                 config = demo.write_config()
                 print(f"\n{config}:\n" + config.read_text(encoding="utf-8"))
+                start_board(demo, config)
                 demo.start_daemon(config)
                 run_story(demo)
                 session = session_id_of(demo, "chair-1")

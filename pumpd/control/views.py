@@ -50,6 +50,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "prescribed_mg": None,
         "rate_ml_h": st.rate_ml_h,
         "dose_rate_mg_h": None,
+        "dose_rate_mg_kg_h": None,
         "remaining_s": None,
         "alarms": [
             {"code": a.code, "priority": a.priority, "message": a.message, "source": a.source}
@@ -75,6 +76,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         delivered_mg=_dec(dose_mg(st.delivered_ul, conc)),
         prescribed_mg=_dec(plan.dose_mg),
         dose_rate_mg_h=None if rate is None else _dec(rate * conc),
+        dose_rate_mg_kg_h=None if rate is None else _dec(rate * conc / plan.dosing_weight_kg),
     )
     if s.state in _FLOWING and rate is not None and rate > 0 and st.vtbi_ul is not None:
         left_ul = max(0, st.vtbi_ul - st.delivered_ul)
