@@ -65,6 +65,8 @@ def header_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     sim = "  SIMULATED" if record.simulated else ""
     if record.clock_scale != 1:
         sim += f" (time x{record.clock_scale}: times are the audit's wall-clock times)"
+    text = record.summary.programmed_at
+    programmed = None if text is None else parse_utc(text)
     chain = record.chain
     verdict = (
         f"intact, {chain.checked} events ({'keyed' if chain.keyed else 'unkeyed'})"
@@ -74,7 +76,7 @@ def header_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     lines = [
         f"Session {record.session_id}   patient {record.patient_ref}   pump {record.device.pump_id}"
         f"{sim}",
-        f"Outcome: {record.outcome}   programmed {_t(parse_utc(record.summary.programmed_at or ''), zone) if record.summary.programmed_at else '-'}",
+        f"Outcome: {record.outcome}   programmed {_t(programmed, zone)}",
         f"Started {_t(record.started_at, zone)}   ended {_t(record.ended_at, zone)}",
         "",
         "PLAN",
@@ -138,11 +140,11 @@ def _vitals_page(record: SessionRecord, zone: tzinfo) -> Figure:
                             hspace=0.45, wspace=0.3)  # fmt: skip
     for i, (field, key, label) in enumerate(plots.VITAL_PANELS):
         plots.draw_vital(fig.add_subplot(grid[i // 2, i % 2]), record, zone, field, key, label)
-    _lines(fig, _lists(record, zone), 0.5)
+    _lines(fig, list_lines(record, zone), 0.5)
     return fig
 
 
-def _lists(record: SessionRecord, zone: tzinfo) -> list[str]:
+def list_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     lines = ["VITAL SIGNS"]
     lines += [
         f"  {_t(v.at, zone)}  BP {v.systolic_mmhg or '-'}/{v.diastolic_mmhg or '-'}  "

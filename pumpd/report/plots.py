@@ -16,12 +16,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.dates as mdates  # noqa: E402 (after the backend is chosen)
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.dates as mdates
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from pumpd.report.localtime import zone_label  # noqa: E402
-from pumpd.report.record import Mark, SessionRecord, VitalsSet  # noqa: E402
+from pumpd.report.localtime import zone_label
+from pumpd.report.record import Mark, SessionRecord, VitalsSet
 
 matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in the PDF: its text can be searched
 matplotlib.rcParams["font.family"] = "DejaVu Sans"
@@ -47,8 +47,8 @@ START_LIMIT = "start allowed within"
 def time_axis(ax: Axes, zone: tzinfo, span: timedelta) -> None:
     """Clinic local time on the x axis, its zone in the label."""
     fmt = "%H:%M:%S" if span < timedelta(minutes=10) else "%H:%M"
-    ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=zone))
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone, maxticks=8))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=zone))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone, maxticks=8))  # type: ignore[no-untyped-call]
     ax.set_xlabel(f"time ({zone_label(zone)})")
 
 
@@ -79,7 +79,7 @@ def draw_volume(ax: Axes, record: SessionRecord, zone: tzinfo) -> None:
     ax.axhline(vtbi, color="0.3", lw=0.8, ls="-.", label=f"VTBI {vtbi:g} mL")
     end = record.planned_end()
     if record.started_at is not None and end is not None:
-        ax.plot([record.started_at, end], [0, vtbi], color="0.3", lw=0.8, ls=":",
+        ax.plot([record.started_at, end], [0, vtbi], color="0.3", lw=0.8, ls=":",  # type: ignore[arg-type]
                 label=f"plan {record.plan.rate_ml_h} mL/h without pause")  # fmt: skip
     _marks(ax, record.marks)
     ax.set_ylabel("volume (mL)")
@@ -207,8 +207,8 @@ def _shade(ax: Axes, bands: dict[str, dict[str, int | None]], y0: float, y1: flo
     for side in ("min", "max"):
         limit = start[side]
         if limit is not None:
-            ax.axhline(float(limit), color="tab:green", ls=":", lw=1.0,
-                       label=START_LIMIT if START_LIMIT not in seen else "_" + START_LIMIT)  # fmt: skip
+            text = START_LIMIT if START_LIMIT not in seen else "_" + START_LIMIT
+            ax.axhline(float(limit), color="tab:green", ls=":", lw=1.0, label=text)
             seen.add(START_LIMIT)
     ax.legend(fontsize=6, loc="best")
 

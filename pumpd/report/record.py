@@ -27,6 +27,10 @@ from pumpd.db import reader
 from pumpd.protocols import Library, LoadedProtocol, ProtocolFileError, load_library
 from pumpd.report.localtime import parse_utc
 
+PATIENT_SYSTEM = "urn:pumpd:patient-ref"
+"""Default identifier system of the pseudonymous patient reference in the FHIR record; a
+clinic passes its own (``pumpaudit fhir --patient-system``) so its EHR can match it."""
+
 
 class NoSuchSession(LookupError):
     """The audit log holds no events, or no programming, for this session id."""
@@ -285,7 +289,7 @@ class _Gatherer:
     def person(self, role: str, name: str, event: EventRecord) -> None:
         self.people.append(PersonRole(role, name, parse_utc(event.occurred_at), event.seq))
 
-    def fold(self, event: EventRecord) -> None:  # noqa: C901 (one branch per event type)
+    def fold(self, event: EventRecord) -> None:
         at = parse_utc(event.occurred_at)
         payload = _payload(event)
         kind = event.event_type
@@ -299,7 +303,9 @@ class _Gatherer:
         elif kind == "double_check.completed":
             self.person("double-checked", payload["second_checker"], event)
         elif kind == "override.granted":
-            self.person(f"approved override ({payload['reason_code']})", payload["approved_by"], event)
+            self.person(
+                f"approved override ({payload['reason_code']})", payload["approved_by"], event
+            )
             if "witness" in payload:
                 self.person("witnessed override", payload["witness"], event)
         elif kind == "patient.discharged":
@@ -310,9 +316,7 @@ class _Gatherer:
             expected = accounting.get("expected_ul")
             if delivered is not None or expected is not None:
                 self.volumes.append(
-                    VolumeSample(
-                        at, delivered, None if expected is None else int(expected), kind
-                    )
+                    VolumeSample(at, delivered, None if expected is None else int(expected), kind)
                 )
             if "at_utc" in accounting:
                 self.clock_pairs.append((at, datetime.fromisoformat(accounting["at_utc"])))
@@ -336,14 +340,18 @@ class _Gatherer:
                 )
             )
             self.volumes.append(VolumeSample(at, int(payload["delivered_volume_ul"]), None, kind))
-            self.marks.append(Mark(at, "pause", payload.get("reason") or payload["reason_code"], event.seq))
+            self.marks.append(
+                Mark(at, "pause", payload.get("reason") or payload["reason_code"], event.seq)
+            )
         elif kind == "session.resumed":
             if self.pauses and self.pauses[-1].resumed_at is None:
                 last = self.pauses[-1]
                 self.pauses[-1] = PauseRecord(
                     last.at, last.seq, last.reason_code, last.reason, last.delivered_volume_ul, at
                 )
-            self.marks.append(Mark(at, "resume", f"resumed at {payload['rate_ml_h']} mL/h", event.seq))
+            self.marks.append(
+                Mark(at, "resume", f"resumed at {payload['rate_ml_h']} mL/h", event.seq)
+            )
         elif kind == "session.adjusted":
             self.marks.append(
                 Mark(at, "adjust", f"adjusted to {payload['rate_ml_h']} mL/h", event.seq)
@@ -516,3 +524,84 @@ def people_names(people: Iterable[PersonRole]) -> list[str]:
         if p.name not in seen:
             seen.append(p.name)
     return seen
+
+
+def dosing_weights(conn: Connection, patient_ref: str) -> dict[str, Decimal]:
+    """Each session's dosing weight (its first programming), by session id."""
+    weights: dict[str, Decimal] = {}
+    for event in iter_events(
+        conn, EventFilter(patient=patient_ref, event_type="session.programmed")
+    ):
+        if event.session_id is not None and event.session_id not in weights:
+            weights[event.session_id] = Decimal(_payload(event)["weight_kg"])
+    return weights
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def record_json(record: SessionRecord) -> dict[str, Any]:
+    """The record for ``pumpaudit report SESSION --json``: UTC times, Decimals as strings."""
+    p = record.plan
+    return {
+        "session": record.summary.as_json(),
+        "plan": {
+            "protocol": p.protocol,
+            "protocol_sha256": p.protocol_sha256,
+            "drug": p.drug,
+            "concentration_mg_ml": str(p.concentration_mg_ml),
+            "weight_kg": str(p.weight_kg),
+            "weight_basis": p.weight_basis,
+            "dose_mg_kg": str(p.dose_mg_kg),
+            "prescribed_dose_mg": str(p.prescribed_dose_mg),
+            "rate_ml_h": str(p.rate_ml_h),
+            "volume_ul": p.volume_ul,
+            "duration_s": p.duration_s,
+        },
+        "protocol_file": record.protocol_note,
+        "people": [
+            {"role": r.role, "name": r.name, "at": _iso(r.at), "seq": r.seq} for r in record.people
+        ],
+        "vitals": [
+            {
+                "at": _iso(v.at),
+                "seq": v.seq,
+                "recorded_by": v.recorded_by,
+                "systolic_mmhg": v.systolic_mmhg,
+                "diastolic_mmhg": v.diastolic_mmhg,
+                "heart_rate_bpm": v.heart_rate_bpm,
+                "spo2_percent": v.spo2_percent,
+                "respiratory_rate_per_min": v.respiratory_rate_per_min,
+            }
+            for v in record.vitals
+        ],
+        "alarms": [
+            {
+                "raised_at": _iso(a.raised_at),
+                "code": a.code,
+                "priority": a.priority,
+                "message": a.message,
+                "acknowledged_at": _iso(a.acknowledged_at),
+                "acknowledged_by": a.acknowledged_by,
+            }
+            for a in record.alarms
+        ],
+        "pauses": [
+            {
+                "at": _iso(x.at),
+                "reason_code": x.reason_code,
+                "reason": x.reason,
+                "delivered_volume_ul": x.delivered_volume_ul,
+                "resumed_at": _iso(x.resumed_at),
+            }
+            for x in record.pauses
+        ],
+        "chain": {
+            "ok": record.chain.ok,
+            "checked": record.chain.checked,
+            "head": f"{record.chain.head_seq}:{record.chain.head_hash}",
+            "keyed": record.chain.keyed,
+            "problem": record.chain.problem,
+        },
+    }

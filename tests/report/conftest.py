@@ -12,14 +12,12 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from e2e.conftest import IS_ROOT, Accounts
-from e2e.conftest import accounts as accounts  # noqa: F401 (the fixture)
+from e2e.conftest import accounts as accounts
 from e2e.stack import PIN, Stack, add_staff, running_stack
 
 PROTOCOL = "ketamine-trd-standard"
@@ -88,9 +86,7 @@ def _discharge(s: Stack, timeout_s: float = 120.0) -> None:
 
 
 @pytest.fixture(scope="session")
-def recorded(
-    accounts: Accounts, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RecordedSession]:
+def recorded(accounts: Accounts, tmp_path_factory: pytest.TempPathFactory) -> RecordedSession:
     keep = tmp_path_factory.mktemp("recorded")
     with running_stack(
         time_scale=240, roles=accounts.roles, socket_group=accounts.socket_group
@@ -99,4 +95,4 @@ def recorded(
         session_id = record_session(s, accounts)
         assert s.stop_daemon() == 0
         shutil.copy(s.workdir / "audit.db", keep / "audit.db")
-    yield RecordedSession(f"sqlite:///{keep / 'audit.db'}", session_id, PATIENT, keep)
+    return RecordedSession(f"sqlite:///{keep / 'audit.db'}", session_id, PATIENT, keep)
