@@ -327,11 +327,8 @@ def session_row(s: SessionSummary) -> dict[str, Any]:
 
 
 def _export_sessions(ctx: click.Context, fmt: str, filters: dict[str, Any]) -> None:
-    unsupported = [
-        f"--{k.replace('_', '-')}"
-        for k in ("session", "pump", "actor", "event_type")
-        if filters.get(k) is not None
-    ]
+    options = {"session": "--session", "pump": "--pump", "actor": "--actor", "event_type": "--type"}
+    unsupported = [flag for key, flag in options.items() if filters.get(key) is not None]
     if unsupported:
         raise _UsageFailure(
             "--what sessions takes --patient, --since and --until only, "

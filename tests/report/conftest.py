@@ -4,7 +4,8 @@ Chair-1 runs a short ketamine session (time x240): program, double check, prime,
 vitals, start, vitals while infusing, a pause with a reason, a resume, a note, vital signs
 out of the pause band (the kernel pauses the infusion and raises an alarm), acknowledged,
 vitals back in range, resumed to completion, observation vitals and discharge. The daemon
-is stopped and its SQLite audit database is what the report and FHIR tests read.
+is stopped and its SQLite audit database is what the report and FHIR tests read. Chair-2's
+session is programmed and aborted before any start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from e2e.stack import PIN, Stack, add_staff, running_stack
 
 PROTOCOL = "ketamine-trd-standard"
 PATIENT = "P-REPORT-1"
+ABORTED_PATIENT = "P-REPORT-2"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class RecordedSession:
     database: str
     session_id: str
     patient_ref: str
+    aborted_session_id: str
     workdir: Path
 
 
@@ -74,6 +77,18 @@ def record_session(s: Stack, accounts: Accounts) -> str:
     return match.group(1)
 
 
+def record_aborted(s: Stack) -> str:
+    """Chair-2 programmed and abandoned before any start: nothing was infused."""
+    out = s.ok(
+        "program", "chair-2", "--patient", ABORTED_PATIENT, "--weight", "70kg",
+        "--protocol", PROTOCOL, "--yes",
+    )  # fmt: skip
+    match = re.search(r"programmed, session (\S+)", out)
+    assert match, out
+    s.ok("abort", "chair-2", "--reason", "patient declined today")
+    return match.group(1)
+
+
 def _discharge(s: Stack, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -93,6 +108,7 @@ def recorded(accounts: Accounts, tmp_path_factory: pytest.TempPathFactory) -> Re
     ) as s:
         s.default_user = accounts.nurse
         session_id = record_session(s, accounts)
+        aborted = record_aborted(s)
         assert s.stop_daemon() == 0
         shutil.copy(s.workdir / "audit.db", keep / "audit.db")
-    return RecordedSession(f"sqlite:///{keep / 'audit.db'}", session_id, PATIENT, keep)
+    return RecordedSession(f"sqlite:///{keep / 'audit.db'}", session_id, PATIENT, aborted, keep)
