@@ -18,6 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -798,6 +799,8 @@ def fhir_cmd(
     Observations, the Device and a Provenance with the audit chain's head."""
     if out_path is not None and not out_path.parent.is_dir():
         raise _UsageFailure(f"--out: directory {str(out_path.parent)!r} does not exist")
+    if post_url is not None and urlsplit(post_url).scheme not in ("http", "https"):
+        raise _UsageFailure(f"--post needs an http:// or https:// URL, not {post_url!r}")
     record = _gather(ctx, session_id, key_file, protocols_dir)
     from pumpd.report import fhir  # the FHIR models: loaded only for this command
 
