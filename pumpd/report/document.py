@@ -123,7 +123,7 @@ def _first_page(record: SessionRecord, zone: tzinfo) -> Figure:
     fig = plots.new_page()
     _title(fig, f"Infusion session report: {record.plan.drug}")
     _lines(fig, header_lines(record, zone), 0.945)
-    grid = fig.add_gridspec(2, 1, left=0.1, right=0.95, bottom=0.05, top=0.58,
+    grid = fig.add_gridspec(2, 1, left=0.1, right=0.95, bottom=0.05, top=0.585,
                             height_ratios=[3, 2], hspace=0.45)  # fmt: skip
     plots.draw_volume(fig.add_subplot(grid[0]), record, zone)
     plots.draw_rate(fig.add_subplot(grid[1]), record, zone)

@@ -81,11 +81,16 @@ def draw_volume(ax: Axes, record: SessionRecord, zone: tzinfo) -> None:
     if record.started_at is not None and end is not None:
         ax.plot([record.started_at, end], [0, vtbi], color="0.3", lw=0.8, ls=":",  # type: ignore[arg-type]
                 label=f"plan {record.plan.rate_ml_h} mL/h without pause")  # fmt: skip
+    data_legend = ax.legend(fontsize=7, loc="upper left")
     _marks(ax, record.marks)
     ax.set_ylabel("volume (mL)")
     ax.set_ylim(0, vtbi * 1.12)
     ax.set_title("Volume: pump and independent expected, against the plan", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    mark_lines = [ln for ln in ax.get_lines() if str(ln.get_gid()).startswith("mark:")]
+    shown = [ln for ln in mark_lines if not str(ln.get_label()).startswith("_")]
+    if shown:
+        ax.legend(handles=shown, fontsize=7, loc="lower right", title="marks", title_fontsize=7)
+        ax.add_artist(data_legend)
     ax.grid(alpha=0.3)
     lo, hi = _span(record)
     ax.set_xlim(lo, hi)  # type: ignore[arg-type]
@@ -100,7 +105,8 @@ def _marks(ax: Axes, marks: Sequence[Mark]) -> None:
             mark.at,  # type: ignore[arg-type]
             color=colour,
             ls=style,
-            lw=1.0,
+            lw=1.8 if mark.kind == "alarm" else 1.0,
+            zorder=4 if mark.kind == "alarm" else 2,  # an alarm is never hidden by its pause
             label=legend if mark.kind not in shown else "_" + legend,
             gid=f"mark:{mark.kind}:{mark.seq}",
         )
