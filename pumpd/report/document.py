@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
@@ -136,10 +137,19 @@ def _vitals_page(record: SessionRecord, zone: tzinfo) -> Figure:
     fig.text(0.06, 0.945, f"Shaded: outside the protocol's pause band (orange) and stop band "
              f"(red); dotted green: the start band. {record.protocol_note}",
              fontsize=7, va="top", wrap=True)  # fmt: skip
-    grid = fig.add_gridspec(2, 2, left=0.1, right=0.96, bottom=0.56, top=0.91,
+    grid = fig.add_gridspec(2, 2, left=0.1, right=0.96, bottom=0.56, top=0.885,
                             hspace=0.45, wspace=0.3)  # fmt: skip
+    panels = []
     for i, (field, key, label) in enumerate(plots.VITAL_PANELS):
-        plots.draw_vital(fig.add_subplot(grid[i // 2, i % 2]), record, zone, field, key, label)
+        panels.append(fig.add_subplot(grid[i // 2, i % 2]))
+        plots.draw_vital(panels[-1], record, zone, field, key, label)
+    handles: dict[str, Any] = {}
+    for ax in panels:  # one legend for the page: the bands mean the same on every panel
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            name = "reading" if text.endswith(")") else text
+            handles.setdefault(name, handle)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=4,
+               fontsize=7, bbox_to_anchor=(0.5, 0.925), frameon=False)  # fmt: skip
     _lines(fig, list_lines(record, zone), 0.5)
     return fig
 
@@ -253,6 +263,7 @@ def course_pages(
     fig = plots.new_page()
     _title(fig, f"Treatment course of patient {patient_ref}")
     limit = per_session = None
+    planned: int | None = None
     rules_text = "course limits: protocol not available"
     last = rows[-1].entry.summary if rows else None
     if library is not None and last is not None and last.protocol_id is not None:
@@ -261,6 +272,7 @@ def course_pages(
             course = loaded.protocol.course
             limit = course.max_cumulative_dose_mg_per_kg_in_window
             per_session = loaded.protocol.limits.dose_mg_per_kg.hard_max
+            planned = course.planned_series
             rules_text = (
                 f"course limits of {last.protocol}: at most {course.max_sessions_in_window} "
                 f"sessions and {limit} mg/kg in {course.window_days} days, at least "
@@ -279,8 +291,10 @@ def course_pages(
             f"{row.weight_kg or '-':>7} {s.delivered_dose_mg or '-':>8} {row.mg_per_kg:>7} "
             f"{row.cumulative_mg_per_kg:>7}  {s.outcome}{' SIM' if s.simulated else ''}"
         )
-    _lines(fig, lines, 0.945)
-    grid = fig.add_gridspec(2, 1, left=0.1, right=0.95, bottom=0.08, top=0.58, hspace=0.5)
+    below = _lines(fig, lines, 0.945)
+    grid = fig.add_gridspec(
+        2, 1, left=0.1, right=0.95, bottom=0.08, top=max(0.3, min(0.62, below - 0.04)), hspace=0.5
+    )
     plots.course_axes(
         fig.add_subplot(grid[0]),
         fig.add_subplot(grid[1]),
@@ -289,5 +303,6 @@ def course_pages(
         [r.cumulative_mg_per_kg for r in rows],
         limit,
         per_session,
+        planned,
     )
     return [fig]

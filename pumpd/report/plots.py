@@ -44,11 +44,11 @@ BAND_STOP = "stops the infusion"
 START_LIMIT = "start allowed within"
 
 
-def time_axis(ax: Axes, zone: tzinfo, span: timedelta) -> None:
+def time_axis(ax: Axes, zone: tzinfo, span: timedelta, ticks: int = 8) -> None:
     """Clinic local time on the x axis, its zone in the label."""
     fmt = "%H:%M:%S" if span < timedelta(minutes=10) else "%H:%M"
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=zone))  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone, maxticks=8))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(tz=zone, maxticks=ticks))  # type: ignore[no-untyped-call]
     ax.set_xlabel(f"time ({zone_label(zone)})")
 
 
@@ -186,7 +186,7 @@ def draw_vital(
     ax.grid(alpha=0.3)
     lo, hi = _span(record)
     ax.set_xlim(lo, hi)  # type: ignore[arg-type]
-    time_axis(ax, zone, hi - lo)
+    time_axis(ax, zone, hi - lo, ticks=5)
     ax.tick_params(labelsize=7)
 
 
@@ -216,7 +216,6 @@ def _shade(ax: Axes, bands: dict[str, dict[str, int | None]], y0: float, y1: flo
             text = START_LIMIT if START_LIMIT not in seen else "_" + START_LIMIT
             ax.axhline(float(limit), color="tab:green", ls=":", lw=1.0, label=text)
             seen.add(START_LIMIT)
-    ax.legend(fontsize=6, loc="best")
 
 
 def vitals_of(record: SessionRecord) -> Sequence[VitalsSet]:
@@ -231,9 +230,12 @@ def course_axes(
     cumulative: Sequence[Decimal],
     limit_mg_per_kg: Decimal | None,
     per_session_max: Decimal | None,
+    planned_series: int | None = None,
 ) -> None:
-    """Each session's mg/kg as bars and the running total against the course limit."""
+    """Each session's mg/kg as bars and the running total against the course limit, on as
+    many slots as the planned series has, so a course is seen against its plan."""
     xs = list(range(1, len(labels) + 1))
+    slots = max(len(xs), planned_series or 0)
     ax_session.bar(xs, [float(v) for v in mg_per_kg], color="tab:blue", label="mg/kg delivered")
     if per_session_max is not None:
         ax_session.axhline(float(per_session_max), color="tab:red", ls="--", lw=1.0,
@@ -241,6 +243,7 @@ def course_axes(
     ax_session.set_ylabel("dose (mg/kg)")
     ax_session.set_title("Each session's delivered dose", fontsize=10)
     ax_session.set_xticks(xs, labels, rotation=30, ha="right", fontsize=7)
+    ax_session.set_xlim(0.4, slots + 0.6)
     ax_session.legend(fontsize=7)
     ax_session.grid(alpha=0.3, axis="y")
     ax_total.plot(xs, [float(v) for v in cumulative], marker="o", color="tab:blue",
@@ -252,6 +255,7 @@ def course_axes(
     ax_total.set_title("Cumulative dose of the course", fontsize=10)
     ax_total.set_xticks(xs, labels, rotation=30, ha="right", fontsize=7)
     ax_total.set_ylim(bottom=0)
+    ax_total.set_xlim(0.4, slots + 0.6)
     ax_total.legend(fontsize=7)
     ax_total.grid(alpha=0.3)
 

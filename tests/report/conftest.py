@@ -10,6 +10,9 @@ session is programmed and aborted before any start.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import re
 import shutil
 import time
@@ -102,13 +105,25 @@ def _discharge(s: Stack, timeout_s: float = 120.0) -> None:
 
 @pytest.fixture(scope="session")
 def recorded(accounts: Accounts, tmp_path_factory: pytest.TempPathFactory) -> RecordedSession:
-    keep = tmp_path_factory.mktemp("recorded")
-    with running_stack(
-        time_scale=240, roles=accounts.roles, socket_group=accounts.socket_group
-    ) as s:
-        s.default_user = accounts.nurse
-        session_id = record_session(s, accounts)
-        aborted = record_aborted(s)
-        assert s.stop_daemon() == 0
-        shutil.copy(s.workdir / "audit.db", keep / "audit.db")
+    """Recorded once per test run: xdist workers share one recording (the first worker to
+    take the lock records, the others read what it left), so the stack runs once."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's directory, common to its workers
+    keep = shared / "report-recorded"
+    with (shared / "report-recorded.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = keep / "session.json"
+        if not done.exists():
+            keep.mkdir(exist_ok=True)
+            with running_stack(
+                time_scale=240, roles=accounts.roles, socket_group=accounts.socket_group
+            ) as s:
+                s.default_user = accounts.nurse
+                session_id = record_session(s, accounts)
+                aborted = record_aborted(s)
+                assert s.stop_daemon() == 0
+                shutil.copy(s.workdir / "audit.db", keep / "audit.db")
+            done.write_text(json.dumps([session_id, aborted]), encoding="utf-8")
+        session_id, aborted = json.loads(done.read_text(encoding="utf-8"))
     return RecordedSession(f"sqlite:///{keep / 'audit.db'}", session_id, PATIENT, aborted, keep)

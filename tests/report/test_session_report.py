@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +26,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from pypdf import PdfReader
 
+from pumpd.audit.chain import Hasher
+from pumpd.audit.queries import EventFilter, iter_events
+from pumpd.audit.verify import verify
 from pumpd.db import make_engine
 from pumpd.report import document, plots
 from pumpd.report.record import SessionRecord, gather, open_library
@@ -55,19 +59,25 @@ def load(recorded: RecordedSession, database: str | None = None) -> SessionRecor
 
 
 def head_of(database: str) -> str:
-    result = pumpaudit(database, "verify", "--json")
-    assert result.returncode == 0, result.stderr
-    head: str = json.loads(result.stdout)["head"]
-    return head
+    """The chain head as `pumpaudit verify` computes it (the same function, in-process)."""
+    engine = make_engine(database, read_only=True)
+    try:
+        result = verify(engine, Hasher())
+    finally:
+        engine.dispose()
+    assert result.ok, result.problem
+    return str(result.head)
 
 
 def events(recorded: RecordedSession, kind: str) -> list[dict[str, Any]]:
-    result = pumpaudit(
-        recorded.database, "events", "--session", recorded.session_id, "--type", kind, "--json"
-    )
-    assert result.returncode == 0, result.stderr
-    found: list[dict[str, Any]] = json.loads(result.stdout)
-    return found
+    """The session's events of one type, as `pumpaudit events --json` gives them."""
+    engine = make_engine(recorded.database, read_only=True)
+    try:
+        with engine.connect() as conn:
+            flt = EventFilter(session=recorded.session_id, event_type=kind)
+            return [{**asdict(e), "payload": json.loads(e.payload)} for e in iter_events(conn, flt)]
+    finally:
+        engine.dispose()
 
 
 def axes_by_ylabel(fig: Figure) -> dict[str, Axes]:
