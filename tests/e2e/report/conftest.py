@@ -1,11 +1,11 @@
-"""One real session, recorded once for the module: the simulator, the daemon and pumpctl.
+"""One real session, recorded once per test run: the simulator, the daemon and pumpctl.
 
-Chair-1 runs a short ketamine session (time x240): program, double check, prime, baseline
-vitals, start, vitals while infusing, a pause with a reason, a resume, a note, vital signs
-out of the pause band (the kernel pauses the infusion and raises an alarm), acknowledged,
-vitals back in range, resumed to completion, observation vitals and discharge. The daemon
-is stopped and its SQLite audit database is what the report and FHIR tests read. Chair-2's
-session is programmed and aborted before any start.
+Chair-1 runs a short ketamine session (time x120: 40 min of infusion in 20 s): program,
+double check, prime, baseline vitals, start, vitals while infusing, vital signs out of the
+pause band (the kernel pauses the infusion and raises an alarm), vitals back in range,
+acknowledged, resumed, a note, a pause with a reason, a resume, completion, observation
+vitals and discharge. The daemon is stopped and its SQLite audit database is what the
+report and FHIR tests read. Chair-2's session is programmed and aborted before any start.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from e2e.conftest import IS_ROOT, Accounts
-from e2e.conftest import accounts as accounts
-from e2e.stack import PIN, Stack, add_staff, running_stack
+
+from ..conftest import IS_ROOT, Accounts
+from ..stack import PIN, Stack, add_staff, running_stack
 
 PROTOCOL = "ketamine-trd-standard"
 PATIENT = "P-REPORT-1"
@@ -60,19 +60,20 @@ def record_session(s: Stack, accounts: Accounts) -> str:
     s.ok("vitals", "chair-1", "--bp", "128/82", "--hr", "74", "--spo2", "98", "--rr", "14")
     s.ok("start", "chair-1")
     s.wait_state("chair-1", ["INFUSING"])
-    time.sleep(1.5)
-    s.ok("vitals", "chair-1", "--bp", "131/84", "--hr", "79", "--spo2", "97")
-    s.ok("pause", "chair-1", "--reason", "patient asked for a break")
-    s.wait_state("chair-1", ["PAUSED"])
-    time.sleep(0.5)
-    s.ok("resume", "chair-1")
-    s.wait_state("chair-1", ["INFUSING"])
-    s.ok("note", "chair-1", "mild dissociation, patient comfortable")
     time.sleep(1.0)
+    s.ok("vitals", "chair-1", "--bp", "131/84", "--hr", "79", "--spo2", "97")
+    # Above the pause band: the kernel pauses the infusion and raises an alarm. The pause
+    # clock runs (15 simulated min = 7.5 s here), so the nurse answers at once.
     s.ok("vitals", "chair-1", "--bp", "176/98", "--hr", "84", "--spo2", "96")
     s.wait_state("chair-1", ["PAUSED", "ALARM"])
     s.ok("vitals", "chair-1", "--bp", "138/86", "--hr", "80", "--spo2", "97")
     s.ok("ack", "chair-1", "--note", "repeat reading lower; physician informed")
+    s.ok("resume", "chair-1")
+    s.wait_state("chair-1", ["INFUSING"])
+    s.ok("note", "chair-1", "mild dissociation, patient comfortable")
+    s.ok("pause", "chair-1", "--reason", "patient asked for a break")
+    s.wait_state("chair-1", ["PAUSED"])
+    time.sleep(0.5)
     s.ok("resume", "chair-1")
     s.wait_state("chair-1", ["OBSERVATION"])
     s.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
@@ -117,7 +118,7 @@ def recorded(accounts: Accounts, tmp_path_factory: pytest.TempPathFactory) -> Re
         if not done.exists():
             keep.mkdir(exist_ok=True)
             with running_stack(
-                time_scale=240, roles=accounts.roles, socket_group=accounts.socket_group
+                time_scale=120, roles=accounts.roles, socket_group=accounts.socket_group
             ) as s:
                 s.default_user = accounts.nurse
                 session_id = record_session(s, accounts)
