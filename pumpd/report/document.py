@@ -57,6 +57,10 @@ def _t(moment: datetime | None, zone: tzinfo) -> str:
     return "-" if moment is None else local_text(moment, zone)
 
 
+def _mg(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value} mg"
+
+
 def _ml(ul: int | None) -> str:
     return "-" if ul is None else f"{Decimal(ul) / 1000:.3f} mL"
 
@@ -88,8 +92,10 @@ def header_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
         f"{p.prescribed_dose_mg} mg",
         f"  rate       {p.rate_ml_h} mL/h   VTBI {_ml(p.volume_ul)}   duration "
         f"{p.duration_s // 60} min {p.duration_s % 60} s",
-        f"  delivered  {_ml(record.delivered_volume_ul)} = {record.delivered_dose_mg or '-'} mg",
+        f"  delivered  {_ml(record.delivered_volume_ul)} = {_mg(record.delivered_dose_mg)}",
     ]
+    if record.end_reason is not None:
+        lines.insert(3, f"Ended: {record.end_reason}")
     if p.order_ref:
         lines.append(f"  order      {p.order_ref}")
     lines += ["", "PEOPLE"]

@@ -54,6 +54,7 @@ _STATUS = {
     "stopped": "stopped",
     "running": "in-progress",
     "programmed": "not-done",
+    "aborted": "not-done",
 }
 
 
@@ -164,7 +165,7 @@ def medication_administration(
         },
         "rateQuantity": _qty(p.rate_ml_h, "mL/h"),
     }
-    if dose is not None:
+    if dose is not None and record.started_at is not None:
         dosage["dose"] = _qty(dose, "mg")
     data: dict[str, Any] = {
         "resourceType": "MedicationAdministration",
@@ -209,6 +210,8 @@ def medication_administration(
     notes = _notes(record)
     if notes:
         data["note"] = notes
+    if record.end_reason is not None and record.outcome in ("stopped", "aborted"):
+        data["statusReason"] = [{"text": f"{record.outcome}: {record.end_reason}"}]
     return MedicationAdministration.model_validate(data)
 
 

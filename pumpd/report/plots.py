@@ -58,6 +58,9 @@ def _span(record: SessionRecord) -> tuple[datetime, datetime]:
     if record.volumes:
         end = max(end, record.volumes[-1].at)
     pad = max((end - start) * 0.03, timedelta(seconds=1))
+    short = timedelta(minutes=1) - (end - start)
+    if short > timedelta(0):  # a session of seconds (aborted): at least a minute is shown
+        pad += short / 2
     return start - pad, end + pad
 
 

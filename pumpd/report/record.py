@@ -192,6 +192,8 @@ class SessionRecord:
     protocol: LoadedProtocol | None
     protocol_note: str
     """Whether the protocol file at hand is the one the session ran with, in words."""
+    end_reason: str | None
+    """Why a stopped or aborted session ended, in the words and code of its record."""
     clock_scale: Decimal
     """How fast the daemon's clock ran against the wall clock (1 for a real session; the
     simulator's time scale, e.g. 240, for a time-scaled simulation)."""
@@ -285,6 +287,8 @@ class _Gatherer:
         self.people: list[PersonRole] = []
         self.clock_pairs: list[tuple[datetime, datetime]] = []
         self.commands: dict[str, str] = {}
+        self.named: set[tuple[str, str]] = set()
+        self.end_reason: str | None = None
 
     def person(self, role: str, name: str, event: EventRecord) -> None:
         self.people.append(PersonRole(role, name, parse_utc(event.occurred_at), event.seq))
@@ -311,6 +315,12 @@ class _Gatherer:
         elif kind == "patient.discharged":
             self.person("discharged", payload["discharged_by"], event)
         elif kind == "session.checkpointed":
+            data = (payload.get("snapshot") or {}).get("data") or {}
+            for role, key in (("stopped", "stop_requested_by"), ("aborted", "aborted_by")):
+                name = data.get(key)
+                if isinstance(name, str) and (role, name) not in self.named:
+                    self.named.add((role, name))
+                    self.person(role, name, event)
             accounting = payload.get("accounting") or {}
             delivered = _delivered(accounting)
             expected = accounting.get("expected_ul")
@@ -357,6 +367,8 @@ class _Gatherer:
                 Mark(at, "adjust", f"adjusted to {payload['rate_ml_h']} mL/h", event.seq)
             )
         elif kind in ("infusion.completed", "session.stopped"):
+            if kind == "session.stopped":
+                self.end_reason = f"{payload.get('reason') or ''} ({payload['reason_code']})"
             self.volumes.append(VolumeSample(at, int(payload["delivered_volume_ul"]), None, kind))
             mark: MarkKind = "complete" if kind == "infusion.completed" else "stop"
             label = "completed" if mark == "complete" else f"stopped: {payload['reason_code']}"
@@ -506,6 +518,7 @@ def gather(
         chain=chain,
         protocol=protocol,
         protocol_note=note,
+        end_reason=g.end_reason,
         clock_scale=_clock_scale(g.clock_pairs),
         simulated=summary.simulated,
         generated_at=now,

@@ -195,3 +195,17 @@ def test_post_refuses_a_url_that_is_not_http(recorded: RecordedSession) -> None:
     )
     assert result.returncode == 2
     assert "needs an http:// or https:// URL" in result.stderr
+
+
+def test_an_aborted_session_is_not_done_with_its_reason(
+    recorded: RecordedSession, tmp_path: Path
+) -> None:
+    out = tmp_path / "aborted.json"
+    result = pumpaudit(recorded.database, "fhir", recorded.aborted_session_id, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    bundle = Bundle.model_validate_json(out.read_text(encoding="utf-8"))
+    [admin] = resources(bundle, MedicationAdministration)
+    assert admin.status == "not-done"
+    assert "patient declined today (abort)" in admin.statusReason[0].text
+    assert admin.dosage.dose is None  # nothing was given
+    assert resources(bundle, Observation) == []

@@ -362,3 +362,38 @@ def test_export_sessions_as_csv_gives_one_flat_row_each(recorded: RecordedSessio
     refused = pumpaudit(recorded.database, "export", "--what", "sessions", "--type", "alarm.*")
     assert refused.returncode == 2
     assert "--type" in refused.stderr
+
+
+def test_an_aborted_session_reports_who_and_why(recorded: RecordedSession) -> None:
+    result = pumpaudit(recorded.database, "report", recorded.aborted_session_id)
+    assert result.returncode == 0, result.stderr
+    assert "Outcome: aborted" in result.stdout
+    assert "Ended: patient declined today (abort)" in result.stdout
+    assert "Started -" in result.stdout
+    [aborted_by] = [ln for ln in result.stdout.splitlines() if ln.strip().startswith("aborted ")]
+    assert ABORTED_PATIENT not in aborted_by  # a person, not the patient
+    assert "delivered  0.000 mL = 0.000 mg" in result.stdout
+
+
+def test_without_the_protocol_file_the_bands_are_not_drawn(
+    recorded: RecordedSession, tmp_path: Path
+) -> None:
+    library = tmp_path / "protocols"
+    library.mkdir()
+    result = pumpaudit(
+        recorded.database, "report", recorded.session_id, "--protocols", str(library),
+        "--png", str(tmp_path / "pages"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "warning: protocol library not used" in result.stderr
+    engine = make_engine(recorded.database, read_only=True)
+    try:
+        record = gather(engine, recorded.session_id, library=None, now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+    assert record.protocol is None
+    assert "bands not drawn" in record.protocol_note
+    page = document.session_pages(record, BERLIN)[1]
+    systolic = axes_by_ylabel(page)["systolic BP (mmHg)"]
+    assert _band(systolic, plots.BAND_PAUSE) == []
+    assert list(line(systolic, "systolic BP (mmHg)").get_ydata()) == [128, 131, 176, 138, 122]  # type: ignore[arg-type]
