@@ -14,7 +14,9 @@ socket and database in a temporary directory), then types the nurses' commands i
   control channel, pumpd stops the pump and raises the alarm, the nurse clears the line,
   silences the pump at its panel and acknowledges the alarm in pumpd, then observes and
   discharges;
-* `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`.
+* `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`;
+* chair-1's session report as a PDF (and its pages as PNG) and its FHIR R4 bundle, in a
+  directory that is kept.
 
 About two minutes. Every process it starts is stopped on exit or Ctrl-C. As
 root, the role group (a throwaway `pumpd-demo-<pid>` group, unique to the run, so two demos
@@ -429,6 +431,18 @@ def show_audit(demo: Demo, session_id: str) -> None:
     demo.tool("pumpaudit", "--database", demo.database, "verify")
 
 
+def write_session_records(demo: Demo, session_id: str) -> None:
+    """Chair-1's session report (PDF) and its FHIR R4 bundle, kept after the demo ends."""
+    banner("chair-1's session report and its FHIR record")
+    keep = Path(tempfile.mkdtemp(prefix="pumpd-demo-records-"))
+    pdf, bundle = keep / f"{session_id}.pdf", keep / f"{session_id}.fhir.json"
+    report = ["report", session_id, "--pdf", str(pdf), "--png", str(keep / "pages")]
+    demo.tool("pumpaudit", "--database", demo.database, *report)
+    demo.tool("pumpaudit", "--database", demo.database, "fhir", session_id, "--out", str(bundle))
+    print(f"\nThe report is {pdf} (its pages as PNG in {keep / 'pages'})", flush=True)
+    print(f"The FHIR bundle is {bundle}", flush=True)
+
+
 @contextlib.contextmanager
 def role_group() -> Iterator[str]:
     """The Unix group that holds the demo's roles.
@@ -476,6 +490,7 @@ def main() -> int:
             finally:
                 demo.stop_all()
             show_audit(demo, session)
+            write_session_records(demo, session)
             print("\nThe demo is over: every command above went through pumpd's control socket.")
     except KeyboardInterrupt:
         print("\ninterrupted; everything the demo started is stopped.")

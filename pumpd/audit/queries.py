@@ -185,7 +185,12 @@ class SessionSummary:
             self.outcome = "running"
         elif kind in _END_TYPES:
             self.ended_at = event.occurred_at
-            self.outcome = "completed" if kind == "infusion.completed" else "stopped"
+            if kind == "infusion.completed":
+                self.outcome = "completed"
+            elif payload.get("reason_code") == "abort" and self.started_at is None:
+                self.outcome = "aborted"  # closed before any start: nothing was infused
+            else:
+                self.outcome = "stopped"
             self.delivered_volume_ul = int(payload["delivered_volume_ul"])
             self.delivered_dose_mg = Decimal(payload["delivered_dose_mg"])
         elif kind == "alarm.raised":

@@ -1,7 +1,8 @@
 """``pumpaudit``: the auditors' tool. Read-only; every read command also speaks ``--json``.
 
 Exit status: 0 done (``verify``: chain intact), 1 ``verify`` found a break, 2 bad usage or
-input, 3 the database cannot be opened or is at a schema this tool does not know.
+input, 3 the database cannot be opened or is at a schema this tool does not know, 4 ``fhir
+--post``: the FHIR server could not be reached or refused the bundle.
 Lists are streamed row by row (human lines or a JSON array written as it goes), so an
 export of millions of events runs in constant memory.
 """
@@ -14,8 +15,10 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -43,10 +46,24 @@ from pumpd.central import migrate as central_migrate
 from pumpd.central.verify import UnknownSite, central_findings, check_site, narrow_to_site
 from pumpd.cli import timeline
 from pumpd.db import DatabaseUrlError, make_engine, url_from_env
+from pumpd.report.localtime import UnknownTimeZone, clinic_zone
+from pumpd.report.record import (
+    PATIENT_SYSTEM,
+    NoSuchSession,
+    SessionRecord,
+    dosing_weights,
+    gather,
+    open_library,
+    record_json,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
 EXIT_DATABASE = 3
+EXIT_POST = 4
 
 
 class _UsageFailure(click.ClickException):
@@ -55,6 +72,10 @@ class _UsageFailure(click.ClickException):
 
 class _DatabaseFailure(click.ClickException):
     exit_code = EXIT_DATABASE
+
+
+class _PostFailure(click.ClickException):
+    exit_code = EXIT_POST
 
 
 def _out() -> Console:
@@ -297,10 +318,20 @@ def events_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
     default="jsonl",
     show_default=True,
 )
+@click.option(
+    "--what",
+    type=click.Choice(["events", "sessions"]),
+    default="events",
+    show_default=True,
+    help="every column of every event, or one flat row per session",
+)
 @_filter_options
 @click.pass_context
-def export_cmd(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
-    """Every column of every (filtered) event, streamed to stdout."""
+def export_cmd(ctx: click.Context, /, fmt: str, what: str, **filters: Any) -> None:
+    """Every column of every (filtered) event, or one row per session, streamed to stdout."""
+    if what == "sessions":
+        _export_sessions(ctx, fmt, filters)
+        return
     with _connection(ctx) as conn:
         events = iter_events(conn, EventFilter(**filters))
         out = sys.stdout
@@ -314,6 +345,67 @@ def export_cmd(ctx: click.Context, /, fmt: str, **filters: Any) -> None:
         else:
             for e in events:
                 out.write(json.dumps(_event_json(e), ensure_ascii=False) + "\n")
+
+
+SESSION_COLUMNS = (
+    "session_id",
+    "patient_ref",
+    "pump_id",
+    "protocol",
+    "prescribed_dose_mg",
+    "rate_ml_h",
+    "planned_volume_ul",
+    "programmed_at",
+    "started_at",
+    "ended_at",
+    "outcome",
+    "delivered_volume_ul",
+    "delivered_dose_mg",
+    "alarms",
+    "alarms_by_code",
+    "overrides",
+    "override_reasons",
+    "nurses",
+    "simulated",
+)
+"""One flat row per session: lists and counts become one cell each (``code=n;code=n``)."""
+
+
+def session_row(s: SessionSummary) -> dict[str, Any]:
+    data = s.as_json()
+    data["alarms_by_code"] = ";".join(f"{k}={v}" for k, v in data["alarms_by_code"].items())
+    data["override_reasons"] = ";".join(
+        f"{o['reason_code']} ({o['approved_by']})" for o in s.overrides
+    )
+    data["overrides"] = len(s.overrides)
+    data["nurses"] = ";".join(data["nurses"])
+    return {c: data[c] for c in SESSION_COLUMNS}
+
+
+def _export_sessions(ctx: click.Context, fmt: str, filters: dict[str, Any]) -> None:
+    options = {"session": "--session", "pump": "--pump", "actor": "--actor", "event_type": "--type"}
+    unsupported = [flag for key, flag in options.items() if filters.get(key) is not None]
+    if unsupported:
+        raise _UsageFailure(
+            "--what sessions takes --patient, --since and --until only, "
+            f"not {', '.join(unsupported)}"
+        )
+    with _connection(ctx) as conn:
+        sessions = iter_sessions(
+            conn, since=filters["since"], until=filters["until"], patient=filters["patient"]
+        )
+        out = sys.stdout
+        if fmt == "csv":
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(SESSION_COLUMNS)
+            for s in sessions:
+                row = session_row(s)
+                writer.writerow([_csv_cell(row[c]) for c in SESSION_COLUMNS])
+        elif fmt == "json":
+            _json_array((s.as_json() for s in sessions), out)
+        else:
+            for s in sessions:
+                out.write(json.dumps(s.as_json(), ensure_ascii=False) + "\n")
 
 
 def astuple_for_csv(e: EventRecord) -> list[Any]:
@@ -362,8 +454,8 @@ def _session_cells(s: SessionSummary) -> list[str]:
         _mg(s.prescribed_dose_mg),
         "" if s.delivered_volume_ul is None else f"{s.delivered_volume_ul / 1000:.3f}",
         _mg(s.delivered_dose_mg),
-        (s.started_at or s.programmed_at or "")[:19],
-        (s.ended_at or "")[:19],
+        (s.started_at or "-")[:19],
+        (s.ended_at or "-")[:19],
         s.outcome + (" SIM" if s.simulated else ""),
         str(sum(s.alarms.values())),
         str(len(s.overrides)),
@@ -491,14 +583,144 @@ def patient_cmd(ctx: click.Context, patient_ref: str, as_json: bool) -> None:
         )
 
 
+_timezone = click.option(
+    "--timezone",
+    "zone_name",
+    metavar="ZONE",
+    help="clinic time zone for the times people read (IANA name; default: the system's)",
+)
+_protocols = click.option(
+    "--protocols",
+    "protocols_dir",
+    metavar="DIR",
+    help="protocol library for the bands and limits (default: $PUMPD_PROTOCOLS or the shipped one)",
+)
+_key_file = click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="HMAC key of a keyed chain, to verify it for the record",
+)
+_pdf = click.option(
+    "--pdf", "pdf_path", type=click.Path(dir_okay=False, path_type=Path), help="write a PDF here"
+)
+_png = click.option(
+    "--png",
+    "png_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="write one PNG per page into this directory",
+)
+
+
+def _zone(name: str | None) -> tzinfo:
+    try:
+        return clinic_zone(name)
+    except UnknownTimeZone as exc:
+        raise _UsageFailure(str(exc)) from exc
+
+
+def _hasher(key_file: Path | None) -> Hasher:
+    try:
+        return Hasher(load_key(key_file) if key_file else None)
+    except AuditError as exc:
+        raise _UsageFailure(str(exc)) from exc
+
+
+def _gather(
+    ctx: click.Context, session_id: str, key_file: Path | None, protocols_dir: str | None
+) -> SessionRecord:
+    hasher = _hasher(key_file)
+    library, problem = open_library(protocols_dir)
+    if problem is not None:
+        click.echo(f"warning: protocol library not used: {problem}", err=True)
+    engine: Engine = ctx.obj["engine"]()
+    try:
+        return gather(engine, session_id, hasher=hasher, library=library, now=datetime.now(UTC))
+    except NoSuchSession as exc:
+        raise _UsageFailure(str(exc)) from exc
+    except SQLAlchemyError as exc:
+        raise _DatabaseFailure(f"database error: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def _check_outputs(pdf_path: Path | None, png_dir: Path | None) -> None:
+    if pdf_path is not None and not pdf_path.parent.is_dir():
+        raise _UsageFailure(f"--pdf: directory {str(pdf_path.parent)!r} does not exist")
+    if png_dir is not None and png_dir.exists() and not png_dir.is_dir():
+        raise _UsageFailure(f"--png: {str(png_dir)!r} is not a directory")
+
+
+def _write_pages(
+    pages: list[Figure], pdf_path: Path | None, png_dir: Path | None, title: str, stem: str
+) -> None:
+    from pumpd.report import document  # matplotlib: loaded only when a picture is drawn
+
+    try:
+        if pdf_path is not None:
+            document.write_pdf(pages, pdf_path, title, datetime.now(UTC))
+            click.echo(f"wrote {pdf_path} ({len(pages)} pages)")
+        if png_dir is not None:
+            for path in document.write_pngs(pages, png_dir, stem):
+                click.echo(f"wrote {path}")
+    except OSError as exc:
+        raise _UsageFailure(f"cannot write the report: {exc}") from exc
+
+
 @main.command("report")
 @_site
+@click.argument("session_id", required=False)
 @_since
 @_until
+@_pdf
+@_png
+@_timezone
+@_protocols
+@_key_file
 @_json
 @click.pass_context
-def report_cmd(ctx: click.Context, since: str | None, until: str | None, as_json: bool) -> None:
-    """Sessions, alarms by type, overrides with reasons and activity per nurse for a period."""
+def report_cmd(
+    ctx: click.Context,
+    session_id: str | None,
+    since: str | None,
+    until: str | None,
+    pdf_path: Path | None,
+    png_dir: Path | None,
+    zone_name: str | None,
+    protocols_dir: str | None,
+    key_file: Path | None,
+    as_json: bool,
+) -> None:
+    """A period (sessions, alarms, overrides, activity per nurse), or one SESSION: its plan,
+    plots of volume, flow and vitals, people, timeline and the chain (--pdf, --png)."""
+    if session_id is None:
+        if pdf_path is not None or png_dir is not None:
+            raise _UsageFailure(
+                "--pdf and --png draw one session: pumpaudit report SESSION --pdf FILE"
+            )
+        _period_report(ctx, since, until, as_json)
+        return
+    if since is not None or until is not None:
+        raise _UsageFailure("--since and --until select a period; a session report takes neither")
+    zone = _zone(zone_name)
+    _check_outputs(pdf_path, png_dir)
+    record = _gather(ctx, session_id, key_file, protocols_dir)
+    from pumpd.report import document
+
+    if pdf_path is not None or png_dir is not None:
+        pages = document.session_pages(record, zone)
+        _write_pages(pages, pdf_path, png_dir, f"Session report {session_id}", session_id)
+        return
+    if as_json:
+        click.echo(json.dumps(record_json(record), ensure_ascii=False))
+        return
+    for line in document.header_lines(record, zone):
+        click.echo(line)
+    click.echo("")
+    for line in document.list_lines(record, zone):
+        click.echo(line)
+
+
+def _period_report(ctx: click.Context, since: str | None, until: str | None, as_json: bool) -> None:
     with _connection(ctx) as conn:
         report = build_report(conn, since, until)
     data = report.as_json()
@@ -506,11 +728,13 @@ def report_cmd(ctx: click.Context, since: str | None, until: str | None, as_json
         click.echo(json.dumps(data, ensure_ascii=False))
         return
     console = _out()
-    console.print(f"Period: {since or 'start'} .. {until or 'now'}")
-    console.print(
-        f"Sessions: {data['sessions']} {data['sessions_by_outcome']}; "
-        f"delivered {data['delivered_dose_mg']} mg"
-    )
+    console.print(f"Period: {since or 'start'} .. {until or 'now'} (UTC)")
+    outcomes = Table("outcome", "sessions", title="sessions")
+    for outcome, n in data["sessions_by_outcome"].items():
+        outcomes.add_row(outcome, str(n))
+    outcomes.add_row("all", str(data["sessions"]), style="bold")
+    console.print(outcomes)
+    console.print(f"Delivered in these sessions: {data['delivered_dose_mg']} mg")
     alarms = Table("alarm code", "count", title="alarms")
     for code, n in data["alarms_by_code"].items():
         alarms.add_row(code, str(n))
@@ -529,6 +753,141 @@ def report_cmd(ctx: click.Context, since: str | None, until: str | None, as_json
     for nurse, counts in data["per_nurse"].items():
         nurses.add_row(nurse, ", ".join(f"{k} {v}" for k, v in counts.items()))
     console.print(nurses)
+
+
+# -- course -------------------------------------------------------------------------------
+
+
+@main.command("course")
+@_site
+@click.argument("patient_ref")
+@_pdf
+@_png
+@_timezone
+@_protocols
+@_json
+@click.pass_context
+def course_cmd(
+    ctx: click.Context,
+    patient_ref: str,
+    pdf_path: Path | None,
+    png_dir: Path | None,
+    zone_name: str | None,
+    protocols_dir: str | None,
+    as_json: bool,
+) -> None:
+    """A patient's series: each session's mg/kg and the cumulative against the course limits."""
+    zone = _zone(zone_name)
+    _check_outputs(pdf_path, png_dir)
+    with _connection(ctx) as conn:
+        entries = list(patient_course(conn, patient_ref))
+        weights = dosing_weights(conn, patient_ref)
+    if not entries:
+        raise _UsageFailure(f"no sessions for patient {patient_ref!r}")
+    from pumpd.report import document
+
+    rows = document.course_rows(entries, weights)
+    if pdf_path is not None or png_dir is not None:
+        library, problem = open_library(protocols_dir)
+        if problem is not None:
+            click.echo(f"warning: protocol library not used: {problem}", err=True)
+        pages = document.course_pages(patient_ref, rows, library, zone, datetime.now(UTC))
+        _write_pages(pages, pdf_path, png_dir, f"Course of {patient_ref}", f"course-{patient_ref}")
+        return
+    if as_json:
+        _json_array(
+            (
+                {
+                    **r.entry.as_json(),
+                    "weight_kg": None if r.weight_kg is None else format(r.weight_kg, "f"),
+                    "delivered_mg_per_kg": format(r.mg_per_kg, "f"),
+                    "cumulative_mg_per_kg": format(r.cumulative_mg_per_kg, "f"),
+                }
+                for r in rows
+            ),
+            sys.stdout,
+        )
+        return
+    _lines(
+        ["#", "session", "protocol", "kg", "deliv mg", "mg/kg", "cumul mg/kg", "outcome"],
+        (
+            [
+                str(r.entry.number),
+                r.entry.summary.session_id,
+                r.entry.summary.protocol,
+                _mg(r.weight_kg),
+                _mg(r.entry.summary.delivered_dose_mg),
+                _mg(r.mg_per_kg),
+                _mg(r.cumulative_mg_per_kg),
+                r.entry.summary.outcome,
+            ]
+            for r in rows
+        ),
+        widths=[3, 14, 26, 6, 9, 7, 11, 0],
+    )
+
+
+# -- FHIR ---------------------------------------------------------------------------------
+
+
+@main.command("fhir")
+@_site
+@click.argument("session_id")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="write the Bundle here (default: standard output)")  # fmt: skip
+@click.option("--post", "post_url", metavar="URL",
+              help="POST the transaction Bundle to this FHIR server base URL")  # fmt: skip
+@click.option(
+    "--patient-system",
+    default=PATIENT_SYSTEM,
+    show_default=True,
+    metavar="URI",
+    help="identifier system of the patient reference in the clinic's EHR",
+)
+@_protocols
+@_key_file
+@click.pass_context
+def fhir_cmd(
+    ctx: click.Context,
+    session_id: str,
+    out_path: Path | None,
+    post_url: str | None,
+    patient_system: str,
+    protocols_dir: str | None,
+    key_file: Path | None,
+) -> None:
+    """The session as a FHIR R4 transaction Bundle: MedicationAdministration, vital-signs
+    Observations, the Device and a Provenance with the audit chain's head."""
+    if out_path is not None and not out_path.parent.is_dir():
+        raise _UsageFailure(f"--out: directory {str(out_path.parent)!r} does not exist")
+    if post_url is not None and urlsplit(post_url).scheme not in ("http", "https"):
+        raise _UsageFailure(f"--post needs an http:// or https:// URL, not {post_url!r}")
+    record = _gather(ctx, session_id, key_file, protocols_dir)
+    from pumpd.report import fhir  # the FHIR models: loaded only for this command
+
+    try:
+        made = fhir.bundle(record, datetime.now(UTC), patient_system)
+    except ValueError as exc:  # pydantic's ValidationError: the mapping made an invalid resource
+        raise _DatabaseFailure(f"cannot map session {session_id} to FHIR: {exc}") from exc
+    text = made.json()
+    if out_path is not None:
+        partial = out_path.with_name(out_path.name + ".partial")
+        try:
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(out_path)
+        except OSError as exc:
+            raise _UsageFailure(f"cannot write {out_path}: {exc}") from exc
+        entries = len(made.bundle.entry or [])
+        click.echo(f"wrote {out_path} (FHIR R4 transaction Bundle, {entries} entries)", err=True)
+    elif post_url is None:
+        click.echo(text, nl=False)
+    if post_url is not None:
+        try:
+            answer = fhir.post(made, post_url)
+        except fhir.FhirPostError as exc:
+            raise _PostFailure(str(exc)) from exc
+        where = f", Location {answer.location}" if answer.location else ""
+        click.echo(f"posted to {post_url}: HTTP {answer.status}{where}", err=True)
 
 
 if __name__ == "__main__":
