@@ -10,6 +10,7 @@ because the controller must stop the pump when it cannot write down what it does
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -212,6 +213,7 @@ class AuditStore:
         self._last_mono_ns = -1
         self._stamp_lock = threading.Lock()
         self._postgres = not is_sqlite(engine.url)
+        self._commit_listeners: list[Callable[[Head, int], None]] = []
 
     @classmethod
     def open(
@@ -247,8 +249,22 @@ class AuditStore:
         return self._hasher.keyed
 
     @property
+    def key_id(self) -> str | None:
+        """The id of the key the chain is hashed with (None: plain SHA-256)."""
+        return self._hasher.key_id
+
+    @property
     def simulated(self) -> bool:
         return self._simulated
+
+    def add_commit_listener(self, listener: Callable[[Head, int], None]) -> None:
+        """Call ``listener(new_head, events)`` after every commit, in the committing thread.
+
+        For the head publisher (pumpd/audit/heads.py): it learns of every new head without
+        reading the database. The listener must be quick and must not raise; an exception
+        from it is swallowed, because the events are committed whatever it does.
+        """
+        self._commit_listeners.append(listener)
 
     def append(self, event: NewEvent) -> EventRecord:
         """Write one event durably; return it as stored."""
@@ -292,6 +308,11 @@ class AuditStore:
                 conn.execute(insert(audit_event), [asdict(r) for r in records])
         except SQLAlchemyError as exc:
             raise AuditWriteFailed(f"audit write of {count} event(s) failed: {exc}") from exc
+        if self._commit_listeners:
+            newest = Head(records[-1].seq, records[-1].event_hash)
+            for listener in self._commit_listeners:
+                with contextlib.suppress(Exception):
+                    listener(newest, len(records))
         return records
 
     def stamp(self, item: Prepared) -> Stamped:
