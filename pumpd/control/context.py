@@ -7,7 +7,7 @@ The daemon (``pumpd/daemon``) builds it; nothing in ``pumpd/control`` imports th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy
@@ -43,3 +43,6 @@ class ControlContext:
     staff_max_failures: int = 5
     staff_lockout_s: float = 900.0
     reload: Callable[[], Awaitable[dict[str, str]]] | None = None
+    audit_notices: Callable[[], Sequence[str]] = tuple
+    """The daemon's standing warnings about its audit log (no chain key, no spool), one
+    sentence each; every status view carries them."""

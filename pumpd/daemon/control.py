@@ -9,7 +9,7 @@ alarm at time scale 60).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -62,6 +62,7 @@ async def start_control(
     engine: Engine,
     clock: Clock,
     reload: Callable[[], Awaitable[dict[str, str]]],
+    audit_notices: Callable[[], Sequence[str]] = tuple,
 ) -> ControlHandle:
     """Bind the socket at ``config.socket`` (mode 0660, group ``socket_group``)."""
     pumps = {
@@ -81,6 +82,7 @@ async def start_control(
         staff_max_failures=config.staff_max_failures,
         staff_lockout_s=config.staff_lockout_s,
         reload=reload,
+        audit_notices=audit_notices,
     )
     server = ControlServer(context, path=str(Path(config.socket)), group=config.socket_group)
     await server.start()
