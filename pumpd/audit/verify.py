@@ -312,6 +312,8 @@ def _against_heads(
     for published in good:
         h = published.head
         if h.seq > end.seq:
+            published = good[-1]  # the newest head says how much is missing at least
+            h = published.head
             if complete:
                 problems.append(
                     Problem(
