@@ -229,3 +229,27 @@ def test_bad_key_files_and_head_lines_are_usage_errors(keyed: Keyed, tmp_path: P
     assert "line 2" in result.output
     both = keyed.verify("--checkpoints", str(bad), "--journal")
     assert both.exit_code == 2
+
+
+def test_journal_reads_the_units_heads_through_journalctl(
+    keyed: Keyed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """journalctl is not ours: a stand-in on PATH prints the exported lines and records how
+    it was called (journald itself is not running on the test machines)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    args_file = tmp_path / "args"
+    fake = bin_dir / "journalctl"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {args_file}\ncat {keyed.heads_file}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    result = keyed.verify("--journal", "--since", "2026-12-01 00:00", "--unit", "pumpd-test")
+    assert result.exit_code == 0, result.output
+    assert f"matches all {len(keyed.heads())} published heads" in result.output
+    called = args_file.read_text().split()
+    assert called[:4] == ["--unit", "pumpd-test", "--output", "cat"]
+    assert "--since" in called
+    fake.write_text("#!/bin/sh\necho 'No journal files were found.' >&2\nexit 1\n")
+    failed = keyed.verify("--journal")
+    assert failed.exit_code == 2
+    assert "No journal files were found." in failed.output
