@@ -6,6 +6,13 @@ event was inserted before it, deleted before it, or it was swapped); a row that 
 links to its predecessor, while both hash correctly, means the predecessor was rewritten
 by someone who recomputed its hash. A checkpoint from outside the database catches what
 the chain alone cannot: the newest events cut off, or the chain rebuilt from some point.
+
+Keys: a ``chain.key.changed`` event says which key hashes it and every later event (none:
+plain SHA-256); the events before the first one are hashed with whatever the first event
+validates with. Given keys, a stretch that is not keyed after a keyed one (or a chain not
+keyed at all) is reported as ``unkeyed``: nobody without the key could tell it from a
+rebuild. Published heads (pumpd/audit/heads.py) are checked for their MAC and against the
+chain: a head beyond the end is a cut tail, a head with another hash a fork.
 """
 
 from __future__ import annotations
