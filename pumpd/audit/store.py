@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +33,12 @@ from pumpd.audit.chain import COLUMNS, GENESIS_HASH, EventRecord, Hasher, encode
 from pumpd.audit.errors import AuditWriteFailed, InvalidEnvelope
 from pumpd.audit.schema import audit_event
 from pumpd.db import is_sqlite, make_engine, normalize_url, reader
+
+_HEAD = (
+    select(audit_event.c.seq, audit_event.c.event_hash).order_by(audit_event.c.seq.desc()).limit(1)
+)
+_INSERT = insert(audit_event)
+"""Built once: an append runs them in every transaction."""
 
 PG_CHAIN_LOCK = 0x70756D7064_0001
 """The advisory lock every PostgreSQL append holds; one chain, one key."""
@@ -293,11 +299,7 @@ class AuditStore:
             with self._engine.begin() as conn:
                 if self._postgres:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_CHAIN_LOCK})
-                head = conn.execute(
-                    select(audit_event.c.seq, audit_event.c.event_hash)
-                    .order_by(audit_event.c.seq.desc())
-                    .limit(1)
-                ).first()
+                head = conn.execute(_HEAD).first()
                 seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
                 records = []
                 for item in stamps():
@@ -305,7 +307,7 @@ class AuditStore:
                     record = self._chain(item, seq, prev)
                     records.append(record)
                     prev = record.event_hash
-                conn.execute(insert(audit_event), [asdict(r) for r in records])
+                conn.execute(_INSERT, [{c: getattr(r, c) for c in COLUMNS} for r in records])
         except SQLAlchemyError as exc:
             raise AuditWriteFailed(f"audit write of {count} event(s) failed: {exc}") from exc
         if self._commit_listeners:
@@ -340,9 +342,10 @@ class AuditStore:
         )
 
     def _chain(self, item: Stamped, seq: int, prev: str) -> EventRecord:
-        unhashed = EventRecord(seq=seq, **asdict(item), prev_hash=prev, event_hash="")
-        digest = self._hasher.digest(encode(unhashed))
-        return EventRecord(**{**asdict(unhashed), "event_hash": digest})
+        # Shallow copies of immutable fields: dataclasses.asdict deep-copies every value.
+        stamped = {name: getattr(item, name) for name in STAMPED_FIELDS}
+        unhashed = EventRecord(seq=seq, **stamped, prev_hash=prev, event_hash="")
+        return replace(unhashed, event_hash=self._hasher.digest(encode(unhashed)))
 
     def tail(self, count: int) -> list[EventRecord]:
         """The newest ``count`` events, oldest first (the spool's duplicate check)."""
