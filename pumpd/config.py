@@ -98,6 +98,24 @@ class StaffSection(_Strict):
     lockout_min: Annotated[float, Field(gt=0, le=1440)] = 15.0
 
 
+DEFAULT_CHECKPOINT_EVERY_EVENTS = 100
+DEFAULT_CHECKPOINT_EVERY_S = 10.0
+"""A cut tail or a rebuilt chain is caught only behind a published head: the newest events
+since the last one are the exposure. One head at most every 10 s or 100 events (whichever
+comes first, and only when the head moved) keeps that to about one session checkpoint
+period, at one log line (~300 bytes) each: ~3 MB a day at the busiest (docs/audit.md)."""
+
+
+class AuditSection(_Strict):
+    """``[audit]``: the chain key and how often the chain head is published."""
+
+    key_file: str | None = None
+    checkpoint_every_events: Annotated[int, Field(ge=1, le=1_000_000)] = (
+        DEFAULT_CHECKPOINT_EVERY_EVENTS
+    )
+    checkpoint_every_s: Annotated[float, Field(ge=0.1, le=86_400)] = DEFAULT_CHECKPOINT_EVERY_S
+
+
 class PumpSection(_Strict):
     """One ``[[pump]]``: how to reach it and how long its own failsafe waits."""
 
@@ -129,6 +147,8 @@ class _File(_Strict):
     roles: dict[str, list[str]] | None = None
     staff: StaffSection = StaffSection()
     forward: ForwardSection | None = None
+
+    audit: AuditSection = AuditSection()
     pump: list[PumpSection] = Field(default_factory=list)
     board: dict[str, Any] | None = None
     """``[board]`` belongs to ``pumpd-board`` (docs/board.md), which checks it; the daemon
@@ -184,6 +204,11 @@ class DaemonConfig:
     pumps: tuple[PumpConfig, ...]
     forward: ForwardSettings | None = None
     """``[forward]``: None when this site does not forward its log (docs/central.md)."""
+
+    audit_key_file: Path | None = None
+    """``[audit] key_file``: the chain's HMAC key; None runs unkeyed (loudly)."""
+    checkpoint_every_events: int = DEFAULT_CHECKPOINT_EVERY_EVENTS
+    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S
 
 
 def _key(loc: Sequence[int | str]) -> str:
@@ -512,6 +537,7 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
             )
         pumps.append(pump)
     _same_endpoint(pumps, problems)
+    key_file = _audit_key_file(raw.audit, path.parent, problems)
     if problems:
         raise ConfigError(problems, path)
     staff = raw.staff
@@ -536,7 +562,23 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         staff_lockout_s=staff.lockout_min * 60,
         pumps=tuple(pumps),
         forward=forward,
+        audit_key_file=key_file,
+        checkpoint_every_events=raw.audit.checkpoint_every_events,
+        checkpoint_every_s=raw.audit.checkpoint_every_s,
     )
+
+
+def _audit_key_file(raw: AuditSection, base: Path, problems: list[tuple[str, str]]) -> Path | None:
+    """The key file's path (relative to the configuration's directory). That it exists and
+    is readable only by its owner is checked at start-up, where the daemon refuses to start
+    without it (the file may be checked on another machine)."""
+    if raw.key_file is None:
+        return None
+    if not raw.key_file or raw.key_file.endswith("/"):
+        problems.append(("audit.key_file", f"expected the path of a file, got {raw.key_file!r}"))
+        return None
+    path = Path(raw.key_file)
+    return path if path.is_absolute() else base / path
 
 
 def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]]) -> None:

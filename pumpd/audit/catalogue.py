@@ -308,10 +308,17 @@ class AccessDenied(Payload):
     reason_code: Code
 
 
+KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+"""A chain key's public fingerprint (pumpd/audit/keys.py); never the key itself."""
+
+
 class DaemonStarted(Payload):
+    """``key_id``: the key this daemon chains with; absent when it runs without one."""
+
     version: Annotated[str, Field(min_length=1, max_length=40)]
     pid: Annotated[int, Field(gt=0)]
     config_sha256: Sha256Hex
+    key_id: KeyId | None = None
 
 
 class DaemonStopped(Payload):
@@ -346,6 +353,16 @@ class ChainCheckpointed(Payload):
 
     head_seq: Annotated[int, Field(ge=0)]
     head_hash: Sha256Hex
+
+
+class ChainKeyChanged(Payload):
+    """The chain's key changes here: this event and every later one (until the next such
+    event) are hashed with ``new_key_id``'s key, or with plain SHA-256 when it is absent.
+    ``reason_code``: ``first_key``, ``rotated`` or ``key_removed``."""
+
+    old_key_id: KeyId | None = None
+    new_key_id: KeyId | None = None
+    reason_code: Literal["first_key", "rotated", "key_removed"]
 
 
 # -- control socket and staff registry (issue 6) ----------------------------------------
@@ -497,6 +514,8 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("daemon.announced", ServiceNotice, _N, "daemon announcement"),
         # added by the audit spool (issue 7)
         EventSpec("audit.spool.drained", SpoolDrained, _N, "audit outage over"),
+        # added by the keyed chain
+        EventSpec("chain.key.changed", ChainKeyChanged, _N, "chain key changed"),
     )
 }
 

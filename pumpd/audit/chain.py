@@ -24,6 +24,13 @@ from pumpd.audit.errors import KeyFileError
 ENCODING_TAG = "pumpd.audit.v1"
 GENESIS_HASH = "0" * 64
 MIN_KEY_BYTES = 32
+_KEY_ID_TAG = b"pumpd.audit.key-id.v1\x00"
+
+
+def key_id_of(secret: bytes) -> str:
+    """A key's public fingerprint (16 lowercase hex digits): names the key in events and
+    published heads, tells a verifier which key file to use, and reveals nothing of it."""
+    return hashlib.sha256(_KEY_ID_TAG + secret).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +141,15 @@ class Hasher:
         if key is not None and len(key) < MIN_KEY_BYTES:
             raise KeyFileError(f"an HMAC key needs at least {MIN_KEY_BYTES} bytes")
         self._key = key
+        self._key_id = None if key is None else key_id_of(key)
 
     @property
     def keyed(self) -> bool:
         return self._key is not None
+
+    @property
+    def key_id(self) -> str | None:
+        return self._key_id
 
     def digest(self, data: bytes) -> str:
         if self._key is None:
@@ -145,11 +157,17 @@ class Hasher:
         return hmac.new(self._key, data, hashlib.sha256).hexdigest()
 
 
+def _is_text(data: bytes) -> bool:
+    return all(32 <= b < 127 or b in (9, 10, 13) for b in data)
+
+
 def load_key(path: Path) -> bytes:
     """Read an HMAC key file; refuse one that others can read or that is too short.
 
-    The key is the file's bytes with trailing newlines removed, so ``head -c 48 /dev/urandom
-    | base64 > key`` and a raw binary file both work.
+    A text file (every byte printable ASCII or white space: ``head -c 48 /dev/urandom |
+    base64 > key``) is taken without its trailing newline; any other file (``pumpd audit
+    keygen`` writes 32 raw random bytes) is taken whole, so a random key that happens to
+    end in a newline byte keeps it.
     """
     try:
         info = path.stat()
@@ -161,7 +179,7 @@ def load_key(path: Path) -> bytes:
             f"key file {path} is accessible to group/others "
             f"(mode {stat.S_IMODE(info.st_mode):o}); chmod 600 it"
         )
-    key = data.rstrip(b"\r\n")
+    key = data.rstrip(b"\r\n") if _is_text(data) else data
     if len(key) < MIN_KEY_BYTES:
         raise KeyFileError(f"key file {path} holds {len(key)} bytes; at least {MIN_KEY_BYTES}")
     return key

@@ -10,6 +10,7 @@ because the controller must stop the pump when it cannot write down what it does
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,12 @@ from pumpd.audit.chain import COLUMNS, GENESIS_HASH, EventRecord, Hasher, encode
 from pumpd.audit.errors import AuditWriteFailed, InvalidEnvelope
 from pumpd.audit.schema import audit_event
 from pumpd.db import is_sqlite, make_engine, normalize_url, reader
+
+_HEAD = (
+    select(audit_event.c.seq, audit_event.c.event_hash).order_by(audit_event.c.seq.desc()).limit(1)
+)
+_INSERT = insert(audit_event)
+"""Built once: an append runs them in every transaction."""
 
 PG_CHAIN_LOCK = 0x70756D7064_0001
 """The advisory lock every PostgreSQL append holds; one chain, one key."""
@@ -212,6 +219,7 @@ class AuditStore:
         self._last_mono_ns = -1
         self._stamp_lock = threading.Lock()
         self._postgres = not is_sqlite(engine.url)
+        self._commit_listeners: list[Callable[[Head, int], None]] = []
 
     @classmethod
     def open(
@@ -247,8 +255,22 @@ class AuditStore:
         return self._hasher.keyed
 
     @property
+    def key_id(self) -> str | None:
+        """The id of the key the chain is hashed with (None: plain SHA-256)."""
+        return self._hasher.key_id
+
+    @property
     def simulated(self) -> bool:
         return self._simulated
+
+    def add_commit_listener(self, listener: Callable[[Head, int], None]) -> None:
+        """Call ``listener(new_head, events)`` after every commit, in the committing thread.
+
+        For the head publisher (pumpd/audit/heads.py): it learns of every new head without
+        reading the database. The listener must be quick and must not raise; an exception
+        from it is swallowed, because the events are committed whatever it does.
+        """
+        self._commit_listeners.append(listener)
 
     def append(self, event: NewEvent) -> EventRecord:
         """Write one event durably; return it as stored."""
@@ -277,11 +299,7 @@ class AuditStore:
             with self._engine.begin() as conn:
                 if self._postgres:
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_CHAIN_LOCK})
-                head = conn.execute(
-                    select(audit_event.c.seq, audit_event.c.event_hash)
-                    .order_by(audit_event.c.seq.desc())
-                    .limit(1)
-                ).first()
+                head = conn.execute(_HEAD).first()
                 seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
                 records = []
                 for item in stamps():
@@ -289,9 +307,14 @@ class AuditStore:
                     record = self._chain(item, seq, prev)
                     records.append(record)
                     prev = record.event_hash
-                conn.execute(insert(audit_event), [asdict(r) for r in records])
+                conn.execute(_INSERT, [{c: getattr(r, c) for c in COLUMNS} for r in records])
         except SQLAlchemyError as exc:
             raise AuditWriteFailed(f"audit write of {count} event(s) failed: {exc}") from exc
+        if self._commit_listeners:
+            newest = Head(records[-1].seq, records[-1].event_hash)
+            for listener in self._commit_listeners:
+                with contextlib.suppress(Exception):
+                    listener(newest, len(records))
         return records
 
     def stamp(self, item: Prepared) -> Stamped:
@@ -319,9 +342,10 @@ class AuditStore:
         )
 
     def _chain(self, item: Stamped, seq: int, prev: str) -> EventRecord:
-        unhashed = EventRecord(seq=seq, **asdict(item), prev_hash=prev, event_hash="")
-        digest = self._hasher.digest(encode(unhashed))
-        return EventRecord(**{**asdict(unhashed), "event_hash": digest})
+        # Shallow copies of immutable fields: dataclasses.asdict deep-copies every value.
+        stamped = {name: getattr(item, name) for name in STAMPED_FIELDS}
+        unhashed = EventRecord(seq=seq, **stamped, prev_hash=prev, event_hash="")
+        return replace(unhashed, event_hash=self._hasher.digest(encode(unhashed)))
 
     def tail(self, count: int) -> list[EventRecord]:
         """The newest ``count`` events, oldest first (the spool's duplicate check)."""

@@ -4,7 +4,8 @@
 starts it (docs/daemon.md); ``--check`` only validates the file. ``pumpd db upgrade`` and
 ``pumpd db current`` manage the audit schema; ``pumpd central upgrade`` a central store's.
 Exit status: 0 done (also after SIGTERM), 1 start-up failed for another reason (the log
-says why), 2 bad usage or a configuration file that does not validate, 3 the database
+says why), 2 bad usage, a configuration file that does not validate, or a configured
+chain key file that cannot be used (missing, unreadable, readable by others, short), 3 the database
 cannot be opened or is at an unknown (newer) revision, or the audit spool is refused (its
 directory missing or not writable, a damaged or foreign leftover), 4 the protocol library
 is refused.
@@ -14,6 +15,7 @@ The unit file keeps systemd from restarting on 2-4: those need a person.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -72,7 +74,7 @@ def main(ctx: click.Context, config_path: Path | None, check: bool) -> None:
 
 
 def _run_daemon(config_path: Path, *, check: bool) -> int:
-    from pumpd.audit.errors import SchemaError
+    from pumpd.audit.errors import KeyFileError, SchemaError
     from pumpd.audit.spool import SpoolError
     from pumpd.config import ConfigError, load_config
     from pumpd.daemon import app, logs
@@ -105,6 +107,9 @@ def _run_daemon(config_path: Path, *, check: bool) -> int:
     except SpoolError as exc:
         log.critical("audit spool refused", error=str(exc))
         return EXIT_DATABASE
+    except KeyFileError as exc:
+        log.critical("audit chain key refused", error=str(exc))
+        return EXIT_USAGE
     except ProtocolFileError as exc:
         log.critical("protocol library refused", error=str(exc))
         return EXIT_PROTOCOLS
@@ -208,6 +213,40 @@ def central_upgrade(database: str | None) -> None:
         click.echo(f"{shown}: already at {result.after}")
     else:
         click.echo(f"{shown}: {result.before or '(empty)'} -> {result.after}")
+
+
+@main.group("audit")
+def audit() -> None:
+    """The audit chain's key."""
+
+
+@audit.command("keygen")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--owner",
+    metavar="USER",
+    help="make the file this user's (the daemon's service user, e.g. pumpd); needs root",
+)
+def audit_keygen(path: Path, owner: str | None) -> None:
+    """Create a new chain key: 32 random bytes in PATH, mode 0400; never overwrites.
+
+    Set it as [audit] key_file. The key never enters the database; keep a copy where the
+    database's backups are not (an auditor needs it to verify). Prints the key's id.
+    """
+    from pumpd.audit.errors import KeyFileError
+    from pumpd.audit.keys import generate_key_file
+
+    try:
+        key = generate_key_file(path, owner=owner)
+    except KeyFileError as exc:
+        raise _UsageFailure(str(exc)) from exc
+    click.echo(f"{path}: new chain key {key.key_id} (32 bytes, mode 0400)")
+    if owner is None and os.geteuid() == 0:
+        click.echo(
+            f"owned by root: give it to the daemon's user (chown pumpd {path}) or run with "
+            "--owner pumpd",
+            err=True,
+        )
 
 
 if __name__ == "__main__":

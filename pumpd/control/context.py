@@ -7,7 +7,7 @@ The daemon (``pumpd/daemon``) builds it; nothing in ``pumpd/control`` imports th
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,3 +46,7 @@ class ControlContext:
     reload: Callable[[], Awaitable[dict[str, str]]] | None = None
     forwarding: Callable[[], Mapping[str, Any] | None] | None = None
     """The forwarder's state (lag, acknowledged seq) for ``status``; None: not forwarding."""
+
+    audit_notices: Callable[[], Sequence[str]] = tuple
+    """The daemon's standing warnings about its audit log (no chain key, no spool), one
+    sentence each; every status view carries them."""

@@ -59,6 +59,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "reminders": list(st.reminders),
         "vitals_due_in_s": None,
         "audit_backlog": st.audit_backlog,
+        "audit_notices": list(ctx.audit_notices()),
         "simulated": ctx.simulated,
     }
     if s is None:

@@ -42,6 +42,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd import __version__
 from pumpd.audit import migrate
+from pumpd.audit.heads import HeadPublisher, HeadSink, LogHeadSink
+from pumpd.audit.keys import ChainKey
 from pumpd.audit.spool import SpoolError
 from pumpd.audit.store import Actor, AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
@@ -53,6 +55,14 @@ from pumpd.clock import Clock, ScaledClock, SystemClock
 from pumpd.config import DaemonConfig, PumpConfig, load_config
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.daemon import logs
+from pumpd.daemon.chainkey import (
+    KEY_EVENT,
+    NO_KEY_NOTICE,
+    NO_KEY_STATUS,
+    chain_key_state,
+    key_change,
+    load_chain_key,
+)
 from pumpd.daemon.control import ControlHandle, start_control
 from pumpd.daemon.notify import Notifier, NotifyError
 from pumpd.daemon.watchdog import Verdict, Watchdog
@@ -168,6 +178,9 @@ class Daemon:
         self.engine: Engine | None = None
         self.store: AuditStore | None = None
         self.writer: AsyncAuditWriter | None = None
+        self.key: ChainKey | None = None
+        self.publisher: HeadPublisher | None = None
+        self._publishing: asyncio.Task[None] | None = None
         self.library: Library | None = None
         self.supervisor: Supervisor | None = None
         self.control: ControlHandle | None = None
@@ -203,18 +216,36 @@ class Daemon:
                 "pumps (loopback, pseudo-terminals) are accepted",
                 time_scale=cfg.time_scale,
             )
+        self.key = await asyncio.to_thread(load_chain_key, cfg)
         self.engine = make_daemon_engine(cfg.database)
         revision = await asyncio.to_thread(self._schema, self.engine)
         log.info("audit schema ready", revision=revision, database=_safe_url(cfg.database))
-        self.store = AuditStore(self.engine, simulated=cfg.simulation)
+        self.store = AuditStore(
+            self.engine,
+            key=None if self.key is None else self.key.secret,
+            simulated=cfg.simulation,
+        )
+        self.publisher = HeadPublisher(
+            self._head_sinks(self.store),
+            key=self.key,
+            every_events=cfg.checkpoint_every_events,
+            every_s=cfg.checkpoint_every_s,
+        )
+        self.store.add_commit_listener(self.publisher.note)
         self.writer = await asyncio.to_thread(make_writer, cfg, self.store)
+        await self._record_key(self.writer)
         self.library = await asyncio.to_thread(load_library, cfg.protocols)
         await self._record_loaded(cfg, self.library)
         await self._spool_findings(self.writer)
-        await self._startup_committed(
-            "daemon.started",
-            {"version": __version__, "pid": os.getpid(), "config_sha256": cfg.sha256},
-        )
+        started: dict[str, Any] = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "config_sha256": cfg.sha256,
+        }
+        if self.key is not None:
+            started["key_id"] = self.key.key_id
+        await self._startup_committed("daemon.started", started)
+        await self._start_publishing(self.store, self.publisher)
         if self._epoch_clock:  # nothing has read the clock yet: the sessions come next
             epoch = await asyncio.to_thread(self.store.first_occurred_at)
             self.clock = make_clock(cfg, epoch)
@@ -245,6 +276,70 @@ class Daemon:
             flush=True,
         )
         log.info("pumpd ready", status=summary, socket=str(cfg.socket))
+
+    def _head_sinks(self, store: AuditStore) -> list[HeadSink]:
+        """Where the chain head is published: the journal (the log) and, with ``[forward]``,
+        the central store, so a local administrator cannot rewrite every copy."""
+        sinks: list[HeadSink] = [LogHeadSink(instance_id=store.instance_id)]
+        if self.config.forward is not None:
+            self.head_sink = CentralHeadSink(self.config.forward.site, self.config.forward.url)
+            sinks.append(self.head_sink)
+        return sinks
+
+    async def _record_key(self, writer: AsyncAuditWriter) -> None:
+        """Say which key chains this run: loudly when none; ``chain.key.changed`` as the
+        first event of this run when the key is not the one the chain names last."""
+        assert self.engine is not None
+        if self.key is not None:
+            log.info("audit chain keyed", key_id=self.key.key_id, key_file=str(self.key.path))
+        state = await asyncio.to_thread(chain_key_state, self.engine)
+        change = key_change(state, self.key)
+        if change is None:
+            return
+        if writer.leftover:
+            raise StartupError(
+                f"the chain key changes ({change['reason_code']}) but {writer.leftover} "
+                f"event(s) of the previous run wait in the audit spool "
+                f"{self.config.audit_spool}: they belong to the old key. Start once with "
+                "the old key_file so they are written, stop, then change the key"
+            )
+        await self._audit(KEY_EVENT, change)
+        log.warning(
+            "audit chain key changed",
+            reason=change["reason_code"],
+            old_key_id=change.get("old_key_id"),
+            new_key_id=change.get("new_key_id"),
+        )
+
+    async def _start_publishing(self, store: AuditStore, publisher: HeadPublisher) -> None:
+        """The head publisher's task, from the head after the start-up records."""
+        initial = await asyncio.to_thread(store.head)
+        self._publishing = asyncio.create_task(publisher.run(initial), name="head-publisher")
+
+    async def _stop_publishing(self) -> None:
+        """After the writer has drained: stop the task, publish the last head."""
+        task, self._publishing = self._publishing, None
+        if task is None or self.publisher is None:
+            return
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        try:
+            await self.publisher.final()
+        except Exception as exc:
+            log.error("last chain head not published", error=str(exc))
+
+    def audit_notices(self) -> list[str]:
+        """The standing warnings about the audit log, for ``pumpctl status``."""
+        notices = []
+        if self.config.audit_key_file is None:
+            notices.append(NO_KEY_NOTICE)
+        if self.config.audit_spool is None:
+            notices.append(
+                'the audit spool is switched off (audit_spool = "off"): while the audit '
+                "database is away no infusion can be started"
+            )
+        return notices
 
     def _lock_instance(self) -> None:
         """One daemon per configuration: two would both drive the same pumps (and the
@@ -326,6 +421,9 @@ class Daemon:
     async def _spool_findings(self, writer: AsyncAuditWriter) -> None:
         """Tell (log and audit) what start-up found about the spool."""
         cfg = self.config
+        if self.key is None:
+            log.error(NO_KEY_NOTICE)
+            await self._announce("audit.key.off", NO_KEY_NOTICE)
         if cfg.audit_spool is None:
             message = (
                 'the audit spool is switched off (audit_spool = "off"): if the audit '
@@ -435,6 +533,7 @@ class Daemon:
             clock=self.clock,
             reload=self.reload,
             forwarding=self.forwarding if self.config.forward is not None else None,
+            audit_notices=self.audit_notices,
         )
 
     def _start_watchdog(self) -> None:
@@ -470,8 +569,6 @@ class Daemon:
             forwarder, on_conflict=self._forward_conflict, on_lag=self._forward_lag
         )
         self._forward_engine = site_engine
-        # The published chain heads go to the centre too: a HeadSink of the publisher.
-        self.head_sink = CentralHeadSink(settings.site, settings.url)
         self._tasks.append(asyncio.create_task(self.forward.run(), name="forward"))
         log.info(
             "forwarding to the central store", site=settings.site, centre=_safe_url(settings.url)
@@ -558,6 +655,13 @@ class Daemon:
         return text
 
     def audit_summary(self) -> str:
+        """The audit log's trouble for STATUS=, or "" when all is well."""
+        writer = self._writer_summary()
+        if self.config.audit_key_file is None:
+            return f"{NO_KEY_STATUS}; {writer}" if writer else NO_KEY_STATUS
+        return writer
+
+    def _writer_summary(self) -> str:
         """The audit writer's trouble for STATUS=, or "" when it writes directly."""
         if self.config.audit_spool is None:
             return "NO AUDIT SPOOL"
@@ -651,6 +755,9 @@ class Daemon:
                     "socket_group",
                     "database",
                     "audit_spool",
+                    "audit_key_file",
+                    "checkpoint_every_events",
+                    "checkpoint_every_s",
                     "poll_hz",
                     "simulation",
                     "time_scale",
@@ -741,6 +848,7 @@ class Daemon:
             except Exception as exc:
                 log.error("daemon.stopped not written", error=str(exc))
             await self.writer.aclose()
+        await self._stop_publishing()
         if closing is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(closing, CLOSE_BOUND_S)

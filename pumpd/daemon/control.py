@@ -9,7 +9,7 @@ alarm at time scale 60).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ async def start_control(
     clock: Clock,
     reload: Callable[[], Awaitable[dict[str, str]]],
     forwarding: Callable[[], Mapping[str, Any] | None] | None = None,
+    audit_notices: Callable[[], Sequence[str]] = tuple,
 ) -> ControlHandle:
     """Bind the socket at ``config.socket`` (mode 0660, group ``socket_group``)."""
     pumps = {
@@ -84,6 +85,7 @@ async def start_control(
         staff_lockout_s=config.staff_lockout_s,
         reload=reload,
         forwarding=forwarding,
+        audit_notices=audit_notices,
     )
     server = ControlServer(context, path=str(Path(config.socket)), group=config.socket_group)
     await server.start()

@@ -179,7 +179,7 @@ def test_sqlite_fast_encoding_equals_the_specification(
         con.execute(f"CREATE TABLE audit_events ({', '.join(COLUMNS)})")
         row = (numbers[0], texts[0], numbers[1], *texts[1:], int(simulated), payload, "a" * 64)
         con.execute(f"INSERT INTO audit_events VALUES ({', '.join('?' * 18)})", (*row, "b" * 64))
-        (seq, text, _prev, _hash), *_ = con.execute(_SQLITE_ENCODED).fetchall()
+        (seq, text, _prev, _hash, _type), *_ = con.execute(_SQLITE_ENCODED).fetchall()
     finally:
         con.close()
     assert seq == numbers[0]

@@ -93,3 +93,19 @@ def test_a_selection_that_matches_nothing_writes_an_empty_table(tmp_path: Path) 
     text = out.read_text()
     assert "| suite | figure | value | baseline (same run) | ratio | goal | met |" in text
     assert "| controller |" not in text
+
+
+def test_tiny_keychain_benchmark_has_its_figure_baseline_and_goal(tmp_path: Path) -> None:
+    from bench import bench_keychain
+
+    report = Report()
+    bench_keychain._measure(report, tmp_path, 20)
+    keyed, cost = report.rows
+    assert keyed.suite == cost.suite == "audit/keychain"
+    assert keyed.baseline is not None
+    assert keyed.baseline > 0
+    assert "raw sqlite3" in keyed.baseline_name
+    assert keyed.goal == "ratio >= 0.5"
+    assert keyed.met is (keyed.figure / keyed.baseline >= 0.5)
+    assert cost.figure == keyed.figure
+    assert cost.baseline_name.startswith("unkeyed")

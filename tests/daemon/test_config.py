@@ -358,3 +358,30 @@ def test_two_rates_on_one_serial_line_are_refused() -> None:
     )
     found = problems(text)
     assert "one line, one rate" in found["pump[1].baudrate"]
+
+
+def test_the_audit_section_keys_the_chain_and_sets_the_head_publishing() -> None:
+    default = parse(PUMP)
+    assert default.audit_key_file is None
+    assert (default.checkpoint_every_events, default.checkpoint_every_s) == (100, 10.0)
+    cfg = parse(
+        '[audit]\nkey_file = "keys/chain.key"\ncheckpoint_every_events = 50\n'
+        "checkpoint_every_s = 2.5\n" + PUMP
+    )
+    assert cfg.audit_key_file == Path("/etc/pumpd/keys/chain.key")  # from the file's dir
+    assert (cfg.checkpoint_every_events, cfg.checkpoint_every_s) == (50, 2.5)
+    assert parse('[audit]\nkey_file = "/srv/k"\n' + PUMP).audit_key_file == Path("/srv/k")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[audit]\ncheckpoint_every_events = 0\n", "audit.checkpoint_every_events"),
+        ("[audit]\ncheckpoint_every_s = 0\n", "audit.checkpoint_every_s"),
+        ('[audit]\nkey_file = ""\n', "audit.key_file"),
+        ('[audit]\nkey_file = "/etc/pumpd/"\n', "audit.key_file"),
+        ('[audit]\nkeyfile = "/etc/pumpd/chain.key"\n', "audit.keyfile"),
+    ],
+)
+def test_audit_section_refusals_name_their_key(text: str, key: str) -> None:
+    assert key in problems(text + PUMP)

@@ -50,7 +50,9 @@ async def test_start_up_order_ready_and_clean_stop(rig: Rig) -> None:
         )
         ready = [f for _, f in fake.drain() if f.get("READY") == "1"]
         assert len(ready) == 1
-        assert ready[0]["STATUS"].startswith("SIMULATION x60; 2/2 pumps: chair-1 idle")
+        assert ready[0]["STATUS"].startswith(
+            "SIMULATION x60; AUDIT CHAIN NOT KEYED; 2/2 pumps: chair-1 idle"
+        )
         assert ready[0]["MAINPID"] == str(os.getpid())
         await daemon.shutdown("sigterm")
     finally:
@@ -58,10 +60,17 @@ async def test_start_up_order_ready_and_clean_stop(rig: Rig) -> None:
     records = rig.events()
     kinds = [e.event_type for e in records]
     # Start-up as issue 6 §1 orders it: config and library written down before any pump.
-    assert kinds[:3] == ["config.loaded", "protocol_library.loaded", "daemon.started"]
+    # Without a chain key the daemon says so (daemon.announced audit.key.off) before it is up.
+    assert kinds[:4] == [
+        "config.loaded",
+        "protocol_library.loaded",
+        "daemon.announced",
+        "daemon.started",
+    ]
+    assert json.loads(records[2].payload)["notice_code"] == "audit.key.off"
     assert kinds[-2:] == ["daemon.announced", "daemon.stopped"]
     first_pump = min(i for i, e in enumerate(records) if e.pump_id is not None)
-    assert first_pump > 2
+    assert first_pump > 3
     assert all(e.simulated for e in records), "every event of a simulation is flagged"
     config = load_config(rig.config_path)
     assert json.loads(records[0].payload)["sha256"] == config.sha256
@@ -100,7 +109,12 @@ async def test_sigterm_during_an_infusion_pauses_it(rig: Rig) -> None:
     assert rig.sim.pump(2).state is PumpState.IDLE
     records = rig.events()
     kinds = [e.event_type for e in records]
-    announced = kinds.index("daemon.announced")
+    announced = next(
+        i
+        for i, e in enumerate(records)
+        if e.event_type == "daemon.announced"
+        and json.loads(e.payload)["notice_code"] == "daemon.shutdown"
+    )
     notice = json.loads(records[announced].payload)
     assert notice["notice_code"] == "daemon.shutdown"
     assert "chair-1" in notice["message"]

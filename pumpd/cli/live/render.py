@@ -180,6 +180,7 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
     if backlog:
         figures.add_row("audit backlog", Text(f"{backlog} event(s) not yet written", "bold red"))
     parts: list[RenderableType] = [figures]
+    parts.extend(Text(f"AUDIT: {notice}", "bold red") for notice in view.get("audit_notices") or [])
     parts.extend(alarm_lines(view.get("alarms") or [], "ALARM"))
     parts.extend(alarm_lines(view.get("reminders") or [], "REMINDER"))
     title = f"[bold]{pump_id}[/]"
