@@ -117,8 +117,14 @@ class Demo:
         fields = dict(part.split("=", 1) for part in line.split()[2:] if "=" in part)
         self.sim_tcp, self.sim_control = fields["tcp"], fields["control"]
 
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / "chain.key"
+
     def write_config(self) -> Path:
         config = self.workdir / "pumpd.toml"
+        # A keyed chain, as in a clinic: only the key's holder can rebuild the hashes.
+        self.tool("pumpd", "audit", "keygen", str(self.key_file))
         pumps = "".join(
             f'\n[[pump]]\nid = "chair-{unit}"\ntransport = "modbus-tcp"\n'
             f'address = "{self.sim_tcp}"\nunit = {unit}\nprofile = "gip-mb1"\n'
@@ -139,7 +145,8 @@ class Demo:
             "\n[roles]\n"
             f'nurse = ["{self.group}"]\n'
             f'auditor = ["{self.group}"]\n'
-            f'admin = ["{self.group}"]\n' + pumps,
+            f'admin = ["{self.group}"]\n'
+            f'\n[audit]\nkey_file = "{self.key_file}"\n' + pumps,
             encoding="utf-8",
         )
         return config
@@ -428,7 +435,7 @@ def show_audit(demo: Demo, session_id: str) -> None:
     banner("the audit log")
     demo.tool("pumpaudit", "--database", demo.database, "sessions")
     demo.tool("pumpaudit", "--database", demo.database, "show", session_id, width=180)
-    demo.tool("pumpaudit", "--database", demo.database, "verify")
+    demo.tool("pumpaudit", "--database", demo.database, "verify", "--key-file", str(demo.key_file))
 
 
 def write_session_records(demo: Demo, session_id: str) -> None:
@@ -436,20 +443,32 @@ def write_session_records(demo: Demo, session_id: str) -> None:
     banner("chair-1's session report and its FHIR record")
     keep = Path(tempfile.mkdtemp(prefix="pumpd-demo-records-"))
     pdf, bundle = keep / f"{session_id}.pdf", keep / f"{session_id}.fhir.json"
-    report = ["report", session_id, "--pdf", str(pdf), "--png", str(keep / "pages")]
+    key = ["--key-file", str(demo.key_file)]
+    report = ["report", session_id, "--pdf", str(pdf), "--png", str(keep / "pages"), *key]
     demo.tool("pumpaudit", "--database", demo.database, *report)
-    demo.tool("pumpaudit", "--database", demo.database, "fhir", session_id, "--out", str(bundle))
+    demo.tool(
+        "pumpaudit", "--database", demo.database, "fhir", session_id, "--out", str(bundle), *key
+    )
     print(f"\nThe report is {pdf} (its pages as PNG in {keep / 'pages'})", flush=True)
     print(f"The FHIR bundle is {bundle}", flush=True)
 
 
 def verify_against_published_heads(demo: Demo) -> None:
     """The chain against the heads pumpd published in its log (journald's stand-in here):
-    a cut tail or a rewound chain would be named; the demo runs unkeyed, so the heads carry
-    no MAC (docs/audit.md, "Published heads")."""
+    a cut tail, a rewound chain or a forged head line would be named (docs/audit.md,
+    "Published heads")."""
     banner("the audit chain against the heads pumpd published in its log")
     log = str(demo.workdir / "pumpd.log")
-    demo.tool("pumpaudit", "--database", demo.database, "verify", "--checkpoints", log)
+    demo.tool(
+        "pumpaudit",
+        "--database",
+        demo.database,
+        "verify",
+        "--key-file",
+        str(demo.key_file),
+        "--checkpoints",
+        log,
+    )
 
 
 @contextlib.contextmanager
