@@ -53,8 +53,9 @@ from pumpd.daemon.control import ControlHandle, start_control
 from pumpd.daemon.notify import Notifier, NotifyError
 from pumpd.daemon.watchdog import Verdict, Watchdog
 from pumpd.db import make_engine
-from pumpd.drivers.base import DriverError
+from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
 from pumpd.protocols import Library, load_library
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
@@ -108,6 +109,23 @@ def modbus_config(pump: PumpConfig) -> ModbusConfig:
     )
 
 
+def make_driver(pump: PumpConfig) -> ModbusPumpDriver | NewEraPumpDriver:
+    """The driver for a pump's transport."""
+    if pump.transport == "newera-serial":
+        assert pump.device is not None
+        assert pump.syringe_diameter_mm is not None
+        return NewEraPumpDriver(
+            NewEraConfig(
+                device=pump.device,
+                address=pump.unit,
+                baudrate=pump.baudrate or 19200,
+                syringe_diameter_mm=pump.syringe_diameter_mm,
+                heartbeat_timeout_s=pump.heartbeat_timeout_s,
+            )
+        )
+    return ModbusPumpDriver(modbus_config(pump))
+
+
 def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfig:
     """The controller's settings, in clock seconds.
 
@@ -117,10 +135,12 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
     runs at the same scale, sees the same real-time behaviour as a real one.
     """
     scale = config.time_scale
+    # A New Era pump counts its SAF watchdog in wall seconds, even in a scaled simulation.
+    heartbeat_scale = 1.0 if pump.transport == "newera-serial" else scale
     return ControllerConfig(
         pump_id=pump.id,
         poll_period_s=scale / config.poll_hz,
-        heartbeat_timeout_s=max(1, round(pump.heartbeat_timeout_s * scale)),
+        heartbeat_timeout_s=max(1, round(pump.heartbeat_timeout_s * heartbeat_scale)),
         checkpoint_every_s=10.0 * scale,
         policy=dataclasses.replace(
             DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
@@ -168,7 +188,7 @@ class Daemon:
         self.supervisor: Supervisor | None = None
         self.control: ControlHandle | None = None
         self.watchdog: Watchdog | None = None
-        self.drivers: dict[str, ModbusPumpDriver] = {}
+        self.drivers: dict[str, PumpDriver] = {}
         self.failed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -357,7 +377,7 @@ class Daemon:
         assert self.supervisor is not None
         delay_s = 1.0
         told = False
-        driver = ModbusPumpDriver(modbus_config(pump))
+        driver = make_driver(pump)
         try:
             while True:
                 try:
