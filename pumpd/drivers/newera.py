@@ -128,10 +128,8 @@ class NewEraConfig(BaseModel):
         return value
 
     def line_settings(self) -> NewEraLineSettings:
-        import os
-
         return NewEraLineSettings(
-            device=os.path.realpath(self.device),
+            device=self.device,
             baudrate=self.baudrate,
             mode=self.mode,
             timeout_s=self.timeout_s,

@@ -61,7 +61,7 @@ class BadReply(PumpUnreachable):
 @dataclass(frozen=True, slots=True)
 class NewEraLineSettings:
     device: str
-    """The resolved device path: two symlinks to one device share one line."""
+    """The device as configured; reopened by this path (a symlink may move)."""
     baudrate: int
     mode: Literal["safe", "basic"]
     timeout_s: float
@@ -76,6 +76,7 @@ class NewEraLine:
         self.lock = asyncio.Lock()
         self.loop = asyncio.get_running_loop()
         self.users = 0
+        self.key = settings.device
         self._serial: serial.Serial | None = None
         self._reader: SafeReader | BasicReader = (
             SafeReader() if settings.mode == "safe" else BasicReader()
@@ -253,13 +254,16 @@ _LINES: dict[str, NewEraLine] = {}
 
 
 def acquire_line(settings: NewEraLineSettings) -> NewEraLine:
-    line = _LINES.get(settings.device)
+    """The line of this device, created on first use; two symlinks to one device share it."""
+    key = os.path.realpath(settings.device)
+    line = _LINES.get(key)
     if line is not None and (line.loop is not asyncio.get_running_loop() or line.loop.is_closed()):
-        del _LINES[settings.device]
+        del _LINES[key]
         line = None
     if line is None:
         line = NewEraLine(settings)
-        _LINES[settings.device] = line
+        line.key = key
+        _LINES[key] = line
     elif line.settings != settings:
         raise LineConflict(
             f"{settings.device} is already open with different settings "
@@ -272,6 +276,6 @@ def acquire_line(settings: NewEraLineSettings) -> NewEraLine:
 def release_line(line: NewEraLine) -> None:
     line.users -= 1
     if line.users <= 0:
-        if _LINES.get(line.settings.device) is line:
-            del _LINES[line.settings.device]
+        if _LINES.get(line.key) is line:
+            del _LINES[line.key]
         line.close()
