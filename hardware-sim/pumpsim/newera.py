@@ -232,13 +232,13 @@ class NeraPump:
     def _cmd_rat(self, argument: str) -> str:
         if not argument:
             return f"{show(self.rate)}{self.rate_unit}"
-        match = re.fullmatch(r"([0-9.]+)(UM|MM|UH|MH)?", argument)
+        match = re.fullmatch(r"(C?)([0-9.]+)(UM|MM|UH|MH)?", argument)
         if match is None:
             raise _Refused("")
-        if self.state not in ("S", "P"):
-            raise _Refused("NA")
-        value = truncate4(_number(match[1]))
-        unit = match[2] or self.rate_unit
+        if self.state not in ("S", "P") and not match[1]:
+            raise _Refused("NA")  # while running only "RAT C" changes the rate
+        value = truncate4(_number(match[2]))
+        unit = match[3] or self.rate_unit
         rate_ml_h = value * _ML_H_PER[unit]
         if not 0 < rate_ml_h <= self.max_rate_ml_h() or value >= 10_000:
             raise _Refused("OOR")

@@ -21,6 +21,7 @@ anything is sent, and everything written is read back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from decimal import Decimal
 from typing import Literal, Self
@@ -170,6 +171,12 @@ class NewEraPumpDriver:
         self._cmd_count = 0
         self._heartbeats = 0
         self._program: PumpProgram | None = None
+        self._priming_from_ul: Decimal | None = None
+        """The pump's infused counter when the running prime started (None: no prime)."""
+        self._primed_ul = 0
+        self._prime_offset_ul = Decimal(0)
+        """Volume of finished primes inside the pump's infused counter (it counts both)."""
+        self._last_counter_ul = Decimal(0)
         self.model_number: int | None = None
         self.firmware: str | None = None
         self.alarm_pushed = asyncio.Event()
@@ -218,7 +225,10 @@ class NewEraPumpDriver:
 
     def _latch(self, alarm: Alarm) -> None:
         if alarm is Alarm.RESET:
+            # Power was lost: the pump's counters restarted at 0, and so does the prime
+            # bookkeeping that lived in them.
             self._up_since = time.monotonic()
+            self._forget_primes()
             return
         self._latched |= ALARM_FLAG_OF[alarm]
         self._latched_codes.add(alarm)
@@ -271,6 +281,11 @@ class NewEraPumpDriver:
         if held != wanted:
             raise ProgramMismatch("syringe_diameter_mm", wanted, held)
 
+    def _forget_primes(self) -> None:
+        self._priming_from_ul = None
+        self._primed_ul = 0
+        self._prime_offset_ul = Decimal(0)
+
     async def _read_number(self, command: str) -> Decimal:
         reply = await self._ask(command)
         try:
@@ -281,24 +296,39 @@ class NewEraPumpDriver:
     # ------------------------------------------------------------- status
 
     async def read_status(self) -> PumpStatus:
-        """``DIS`` (volumes) then ``RAT`` (rate); each reply carries the state prompt."""
-        dispensed = await self._ask("DIS")
+        """``RAT`` (rate) then ``DIS`` (volumes); the state is the prompt of the DIS reply,
+        so the volumes and the state come from one reply (a prime that ends between the
+        two requests is not judged on an older volume)."""
         rate = await self._ask("RAT")
+        dispensed = await self._ask("DIS")
         read_at = time.monotonic()
         try:
             infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
             rate_ml_h = decode_rate(rate.data)
         except CodecError as exc:
             raise ProtocolError(f"{self._label}: {exc}") from None
-        prompt = rate.prompt
+        prompt = dispensed.prompt
         assert prompt is not None  # _ask returns only replies without an alarm
         alarms = self._latched
         state = STATE_OF.get(prompt)
         if state is None:
             alarms |= AlarmFlag.UNKNOWN
+        self._last_counter_ul = infused_ul
+        priming_ul = Decimal(0)
+        if self._priming_from_ul is not None:
+            priming_ul = max(Decimal(0), infused_ul - self._priming_from_ul)
+            if prompt is Prompt.INFUSING:
+                state = PumpState.PRIMING
+            elif prompt is not Prompt.PAUSED or alarms:
+                # The pump stopped the prime at its volume (or was stopped): it is over.
+                self._primed_ul = int(priming_ul)
+                self._prime_offset_ul += priming_ul
+                self._priming_from_ul = None
+                priming_ul = Decimal(0)
         if alarms:
             state = PumpState.ALARM
         assert state is not None
+        infused_ul = max(Decimal(0), infused_ul - self._prime_offset_ul - priming_ul)
         warnings = WarningFlag.NONE
         program = self._program
         if state is PumpState.IDLE and program is not None and 0 < program.vtbi_ul <= infused_ul:
@@ -311,7 +341,9 @@ class NewEraPumpDriver:
                 rate_ml_h if prompt in (Prompt.INFUSING, Prompt.PURGING) else Decimal(0)
             ),
             volume_infused_ul=int(infused_ul),
-            volume_primed_ul=0,
+            volume_primed_ul=int(priming_ul)
+            if self._priming_from_ul is not None
+            else self._primed_ul,
             pressure_downstream_mmhg=None,
             battery_percent=None,
             last_cmd_seq=0,
@@ -341,34 +373,69 @@ class NewEraPumpDriver:
             volume = encode_volume(program.vtbi_ul)
         except NotRepresentable as exc:
             raise InvalidProgram("vtbi_ul", program.vtbi_ul, str(exc)) from None
+        self._encode_prime(program)
         return (rate[0], rate[1].value), (volume[0], volume[1].value)
 
-    async def write_program(self, program: PumpProgram) -> PumpProgram:
-        """``DIR INF``, ``RAT``, ``VOL`` (units, then value), each read back.
+    @staticmethod
+    def _encode_prime(program: PumpProgram) -> tuple[tuple[str, str], tuple[str, str]] | None:
+        """The prime as a run of its own (rate, volume), or None when there is no prime."""
+        if program.prime_volume_ul == 0:
+            return None
+        if program.prime_rate_ml_h <= 0:
+            raise InvalidProgram("prime_rate_ml_h", program.prime_rate_ml_h, "must be positive")
+        try:
+            rate = encode_rate(program.prime_rate_ml_h)
+        except NotRepresentable as exc:
+            raise InvalidProgram("prime_rate_ml_h", program.prime_rate_ml_h, str(exc)) from None
+        try:
+            volume = encode_volume(program.prime_volume_ul)
+        except NotRepresentable as exc:
+            raise InvalidProgram("prime_volume_ul", program.prime_volume_ul, str(exc)) from None
+        return (rate[0], rate[1].value), (volume[0], volume[1].value)
 
-        The prime setpoints are not pump setpoints on this pump (purge runs at the pump's
-        own maximum rate until stopped) and are not sent; PRIME is refused (see command).
-        """
-        (rate_text, rate_unit), (volume_text, volume_unit) = self._encode_program(program)
+    async def _write_run(self, rate: tuple[str, str], volume: tuple[str, str]) -> None:
+        """RAT and VOL for the next RUN, as set; read-back is the caller's."""
         try:
             await self._ask("DIR", "INF")
-            await self._ask("RAT", f"{rate_text}{rate_unit}")
-            await self._ask("VOL", volume_unit)
-            await self._ask("VOL", volume_text)
+            await self._ask("RAT", f"{rate[0]}{rate[1]}")
+            await self._ask("VOL", volume[1])
+            await self._ask("VOL", volume[0])
         except PumpRefused as exc:
             if exc.code is ErrorCode.OUT_OF_RANGE:
-                raise InvalidProgram(
-                    "program", program, f"out of the pump's range ({exc})"
-                ) from None
+                raise InvalidProgram("program", rate, f"out of the pump's range ({exc})") from None
             raise
+
+    async def _read_run(self) -> tuple[str, Decimal, Decimal]:
+        """The direction, rate (mL/h) and volume (µL) the pump holds."""
         direction = (await self._ask("DIR")).data
-        if direction != "INF":
-            raise ProgramMismatch("direction", "INF", direction)
         try:
             rate_held = decode_rate((await self._ask("RAT")).data)
             volume_held = decode_volume((await self._ask("VOL")).data)
         except CodecError as exc:
             raise ProtocolError(f"{self._label}: {exc}") from None
+        return direction, rate_held, volume_held
+
+    async def write_program(self, program: PumpProgram) -> PumpProgram:
+        """``DIR INF``, ``RAT``, ``VOL`` (units, then value), each read back.
+
+        The pump has one rate and one volume: the prime setpoints are checked here (so a
+        value the pump cannot hold is refused now) and written by PRIME. While the pump
+        runs only the rate can change (``RAT C``, as the manual says), not the VTBI.
+        """
+        rate, volume = self._encode_program(program)
+        running = (await self._ask("")).prompt is Prompt.INFUSING
+        if running:
+            _, _, volume_held = await self._read_run()
+            if volume_held != program.vtbi_ul:
+                raise InvalidProgram(
+                    "vtbi_ul", program.vtbi_ul, "cannot change while the pump runs"
+                )
+            await self._ask("RAT", f"C{rate[0]}{rate[1]}")
+        else:
+            await self._write_run(rate, volume)
+        direction, rate_held, volume_held = await self._read_run()
+        if direction != "INF":
+            raise ProgramMismatch("direction", "INF", direction)
         if rate_held != program.rate_ml_h:
             raise ProgramMismatch("rate_ml_h", program.rate_ml_h, rate_held)
         if volume_held != program.vtbi_ul:
@@ -383,7 +450,8 @@ class NewEraPumpDriver:
 
         START (``RUN``) is sent once: a lost reply is followed by reads, never by a second
         RUN. STOP sends ``STP`` until the pump reports stopped (a running pump pauses on
-        the first). PRIME is refused: the pump's purge has no volume of its own.
+        the first). PRIME runs the prime's rate and volume (never ``PUR``, which has no
+        volume of its own).
         """
         if self._line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
@@ -395,7 +463,7 @@ class NewEraPumpDriver:
         sent_at = time.monotonic()
         before = await self.read_status()
         if command is Command.PRIME:
-            raise CommandRejected(command, seq, CommandResult.UNKNOWN_COMMAND, before)
+            return await self._prime(seq, sent_at, before, limit_s)
         if command is Command.ACK_ALARM:
             self._latched = AlarmFlag.NONE
             self._latched_codes.clear()
@@ -453,6 +521,8 @@ class NewEraPumpDriver:
             else:
                 if command is Command.CLEAR_VOLUMES:
                     if status.volume_infused_ul == 0:
+                        self._forget_primes()
+                        status = dataclasses.replace(status, volume_primed_ul=0)
                         return self._outcome(command, seq, sent_at, status)
                     reason = f"pump still reports {status.volume_infused_ul} µL infused"
                 elif status.state in expect:
@@ -461,6 +531,76 @@ class NewEraPumpDriver:
                     raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
                 else:
                     reason = f"pump reports {status.state}"
+            if time.monotonic() >= deadline:
+                raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
+            await asyncio.sleep(self.config.confirm_poll_s)
+
+    async def _prime(
+        self, seq: int, sent_at: float, before: PumpStatus, limit_s: float
+    ) -> CommandOutcome:
+        """A prime is a run of its own: RAT and VOL of the prime, read back, then RUN; the
+        pump stops itself at the prime's volume. The next START writes the program again
+        (the controller writes it before every moving command)."""
+        command = Command.PRIME
+        program = self._program
+        prime = None if program is None else self._encode_prime(program)
+        if prime is None or program is None:
+            raise CommandRejected(command, seq, CommandResult.REJECTED_PARAMS, before)
+        if before.alarms:
+            raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
+        if before.state is not PumpState.IDLE:
+            raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+        await self._write_run(*prime)
+        direction, rate_held, volume_held = await self._read_run()
+        if (
+            direction != "INF"
+            or rate_held != program.prime_rate_ml_h
+            or volume_held != program.prime_volume_ul
+        ):
+            raise ProgramMismatch(
+                "prime",
+                (program.prime_rate_ml_h, program.prime_volume_ul),
+                (direction, rate_held, volume_held),
+            )
+        self._priming_from_ul = self._last_counter_ul
+        try:
+            reply = await self._send("RUN")
+        except NotSent:
+            self._priming_from_ul = None
+            raise
+        except PumpUnreachable as exc:
+            return await self._confirm(command, seq, sent_at, limit_s, f"RUN unanswered ({exc})")
+        if reply.alarm is not None or reply.error is not None:
+            self._priming_from_ul = None
+            status = await self.read_status()
+            result = (
+                CommandResult.REJECTED_ALARM
+                if reply.alarm is not None
+                else _RESULT_OF.get(
+                    reply.error or ErrorCode.NOT_APPLICABLE, CommandResult.REJECTED_STATE
+                )
+            )
+            raise CommandRejected(command, seq, result, status)
+        return await self._confirm(command, seq, sent_at, limit_s, "not confirmed")
+
+    async def _confirm(
+        self, command: Command, seq: int, sent_at: float, limit_s: float, reason: str
+    ) -> CommandOutcome:
+        """Read until the pump shows PRIMING (or has already finished the prime)."""
+        deadline = sent_at + limit_s
+        while True:
+            try:
+                status = await self.read_status()
+            except PumpUnreachable as exc:
+                reason = f"{reason}; no status ({exc})"
+            else:
+                if status.state is PumpState.PRIMING or (
+                    status.state is PumpState.IDLE and status.volume_primed_ul > 0
+                ):
+                    return self._outcome(command, seq, sent_at, status)
+                if status.state is PumpState.ALARM:
+                    raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
+                reason = f"pump reports {status.state}"
             if time.monotonic() >= deadline:
                 raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
             await asyncio.sleep(self.config.confirm_poll_s)

@@ -176,11 +176,61 @@ async def test_the_pump_stops_itself_at_the_volume(sim: Simulator, pump: NewEraP
     assert WarningFlag.VTBI_COMPLETE in status.warnings
 
 
-async def test_prime_is_refused_because_the_purge_has_no_volume(pump: NewEraPumpDriver) -> None:
+async def test_prime_without_prime_setpoints_is_refused(pump: NewEraPumpDriver) -> None:
+    await pump.write_program(program())
     with pytest.raises(CommandRejected) as info:
         await pump.command(Command.PRIME)
-    assert info.value.result is CommandResult.UNKNOWN_COMMAND
+    assert info.value.result is CommandResult.REJECTED_PARAMS
     assert (await pump.read_status()).state is PumpState.IDLE
+
+
+async def test_prime_is_a_bounded_run_kept_out_of_the_infused_volume(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    primed = PumpProgram(
+        rate_ml_h=Decimal(60),
+        vtbi_ul=2_000,
+        kvo_rate_ml_h=Decimal(0),
+        prime_volume_ul=1_500,
+        prime_rate_ml_h=Decimal(900),
+    )
+    await pump.write_program(primed)
+    outcome = await pump.command(Command.PRIME)
+    assert outcome.status.state is PumpState.PRIMING
+    # The pump stops itself at the prime's volume: 1.5 mL at 900 mL/h is 6 s simulated.
+    for _ in range(50):
+        status = await pump.read_status()
+        if status.state is PumpState.IDLE:
+            break
+        await asyncio.sleep(0.02)
+    assert status.state is PumpState.IDLE
+    assert status.volume_primed_ul == 1_500
+    assert status.volume_infused_ul == 0  # the pump's counter holds the prime; pumpd not
+    assert sim.newera.pump(1).infused_ul == 1_500
+    await pump.write_program(primed)  # as the controller does before every moving command
+    await pump.command(Command.START)
+    await asyncio.sleep(0.3)
+    status = await pump.read_status()
+    assert 100 <= status.volume_infused_ul <= 600
+    assert status.volume_primed_ul == 1_500
+    cleared = await pump.command(Command.STOP)
+    assert cleared.status.state is PumpState.IDLE
+    cleared = await pump.command(Command.CLEAR_VOLUMES)
+    assert (cleared.status.volume_infused_ul, cleared.status.volume_primed_ul) == (0, 0)
+
+
+async def test_the_rate_changes_while_running_but_the_vtbi_does_not(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    await pump.write_program(program("60", 5_000))
+    await pump.command(Command.START)
+    assert await pump.write_program(program("90", 5_000)) == program("90", 5_000)
+    assert (await pump.read_status()).rate_actual_ml_h == Decimal(90)
+    with pytest.raises(InvalidProgram, match="while the pump runs"):
+        await pump.write_program(program("90", 4_000))
+    assert sim.newera.pump(1).volume == Decimal(5)
 
 
 async def test_purge_runs_until_stopped(pump: NewEraPumpDriver) -> None:
