@@ -109,8 +109,9 @@ def modbus_config(pump: PumpConfig) -> ModbusConfig:
     )
 
 
-def make_driver(pump: PumpConfig) -> ModbusPumpDriver | NewEraPumpDriver:
-    """The driver for a pump's transport."""
+def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver | NewEraPumpDriver:
+    """The driver for a pump's transport. A New Era pump counts its SAF watchdog in wall
+    seconds, so its driver divides the controller's (scaled) seconds back."""
     if pump.transport == "newera-serial":
         assert pump.device is not None
         assert pump.syringe_diameter_mm is not None
@@ -121,6 +122,7 @@ def make_driver(pump: PumpConfig) -> ModbusPumpDriver | NewEraPumpDriver:
                 baudrate=pump.baudrate or 19200,
                 syringe_diameter_mm=pump.syringe_diameter_mm,
                 heartbeat_timeout_s=pump.heartbeat_timeout_s,
+                clock_scale=time_scale,
             )
         )
     return ModbusPumpDriver(modbus_config(pump))
@@ -135,12 +137,10 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
     runs at the same scale, sees the same real-time behaviour as a real one.
     """
     scale = config.time_scale
-    # A New Era pump counts its SAF watchdog in wall seconds, even in a scaled simulation.
-    heartbeat_scale = 1.0 if pump.transport == "newera-serial" else scale
     return ControllerConfig(
         pump_id=pump.id,
         poll_period_s=scale / config.poll_hz,
-        heartbeat_timeout_s=max(1, round(pump.heartbeat_timeout_s * heartbeat_scale)),
+        heartbeat_timeout_s=max(1, round(pump.heartbeat_timeout_s * scale)),
         checkpoint_every_s=10.0 * scale,
         policy=dataclasses.replace(
             DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
@@ -377,7 +377,7 @@ class Daemon:
         assert self.supervisor is not None
         delay_s = 1.0
         told = False
-        driver = make_driver(pump)
+        driver = make_driver(pump, self.config.time_scale)
         try:
             while True:
                 try:

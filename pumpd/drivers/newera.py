@@ -111,6 +111,10 @@ class NewEraConfig(BaseModel):
     gap_s: float = Field(default=0.005, ge=0, le=1)
     quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
     reconnect_delay_s: float = Field(default=0.2, gt=0, le=30)
+    clock_scale: float = Field(default=1.0, gt=0, le=10_000)
+    """How many times faster the caller's clock runs than the wall (a simulation's time
+    scale). `set_heartbeat_timeout` takes the caller's seconds; the pump counts wall
+    seconds, so SAF gets the value divided by this scale."""
 
     @field_validator("baudrate")
     @classmethod
@@ -636,9 +640,18 @@ class NewEraPumpDriver:
         return self._heartbeats
 
     async def set_heartbeat_timeout(self, seconds: int) -> None:
-        """``SAF n`` in wall seconds (1–255), read back. 0 would leave Safe mode: refused."""
+        """``SAF n``, n in wall seconds (1–255), read back. 0 would leave Safe mode: refused.
+
+        `seconds` are the caller's clock seconds; at a simulation's time scale they are
+        divided back, so the pump's watchdog is the configured wall time, never scaled.
+        """
         if isinstance(seconds, bool) or not isinstance(seconds, int):
             raise InvalidProgram("heartbeat_timeout_s", seconds, "must be an integer")
+        if seconds < 1:
+            raise InvalidProgram(
+                "heartbeat_timeout_s", seconds, "must be at least 1 s (0 would leave Safe mode)"
+            )
+        seconds = max(1, round(seconds / self.config.clock_scale))
         if self.config.mode != "safe":
             raise InvalidProgram(
                 "heartbeat_timeout_s", seconds, "basic mode has no communications watchdog"

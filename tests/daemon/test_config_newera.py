@@ -54,11 +54,13 @@ def test_the_daemon_builds_a_new_era_driver_with_an_unscaled_watchdog() -> None:
     )
     cfg = parse(text)
     (pump,) = cfg.pumps
-    driver = make_driver(pump)
+    driver = make_driver(pump, cfg.time_scale)
     assert isinstance(driver, NewEraPumpDriver)
     assert driver.config.address == 1
     assert driver.config.heartbeat_timeout_s == 10
-    assert controller_config(cfg, pump).heartbeat_timeout_s == 10  # SAF n, never × 60
+    # The controller speaks clock seconds (× 60); the driver divides back for SAF n.
+    assert controller_config(cfg, pump).heartbeat_timeout_s == 600
+    assert driver.config.clock_scale == 60
 
 
 @pytest.mark.parametrize(

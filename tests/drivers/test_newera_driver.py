@@ -292,6 +292,13 @@ async def test_heartbeats_keep_the_watchdog_quiet(sim: Simulator) -> None:
             await pump.set_heartbeat_timeout(0)  # would leave Safe mode
 
 
+async def test_the_callers_scaled_seconds_become_wall_seconds_for_saf(sim: Simulator) -> None:
+    assert sim.newera is not None
+    async with NewEraPumpDriver(config(sim, clock_scale=TIME_SCALE)) as pump:
+        await pump.set_heartbeat_timeout(300)  # 300 simulated seconds at × 60
+        assert sim.newera.pump(1).safe_timeout_s == 5
+
+
 async def test_an_injected_watchdog_expiry_is_latched(
     sim: Simulator, pump: NewEraPumpDriver
 ) -> None:
