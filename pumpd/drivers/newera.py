@@ -71,6 +71,8 @@ from pumpd.drivers.newera_line import (
 )
 
 MAX_SAFE_TIMEOUT_S = 255
+HEARTBEAT_COVER_S = 0.25
+"""A reply younger than this already restarted the pump's watchdog (its minimum is 1 s)."""
 
 ALARM_FLAG_OF: dict[Alarm, AlarmFlag] = {
     Alarm.STALL: AlarmFlag.OCCLUSION_DOWNSTREAM,
@@ -174,6 +176,7 @@ class NewEraPumpDriver:
         self._up_since = time.monotonic()
         self._cmd_count = 0
         self._heartbeats = 0
+        self._last_reply_at = 0.0
         self._program: PumpProgram | None = None
         self._priming_from_ul: Decimal | None = None
         """The pump's infused counter when the running prime started (None: no prime)."""
@@ -243,6 +246,7 @@ class NewEraPumpDriver:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
         text = request_text(self.config.address, command, argument)
         reply = await line.request(self.config.address, text)
+        self._last_reply_at = time.monotonic()
         if reply.alarm is not None:
             self._latch(reply.alarm)
         return reply
@@ -300,15 +304,16 @@ class NewEraPumpDriver:
     # ------------------------------------------------------------- status
 
     async def read_status(self) -> PumpStatus:
-        """``RAT`` (rate) then ``DIS`` (volumes); the state is the prompt of the DIS reply,
-        so the volumes and the state come from one reply (a prime that ends between the
-        two requests is not judged on an older volume)."""
-        rate = await self._ask("RAT")
+        """``DIS`` (volumes; its prompt is the state), then ``RAT`` only while the pump
+        moves fluid. State and volumes come from one reply, so a prime that ends between
+        two requests is never judged on an older volume; an idle pump costs one request."""
         dispensed = await self._ask("DIS")
-        read_at = time.monotonic()
+        read_at = time.monotonic()  # when the volumes arrived, not after the rate
+        moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
+        rate = await self._ask("RAT") if moving else None
         try:
             infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
-            rate_ml_h = decode_rate(rate.data)
+            rate_ml_h = Decimal(0) if rate is None else decode_rate(rate.data)
         except CodecError as exc:
             raise ProtocolError(f"{self._label}: {exc}") from None
         prompt = dispensed.prompt
@@ -633,9 +638,13 @@ class NewEraPumpDriver:
     async def heartbeat(self) -> int:
         """A status query: in Safe mode every valid packet restarts the pump's watchdog.
 
-        The pump echoes nothing, so the value is the driver's count of heartbeats sent.
+        A reply that came within HEARTBEAT_COVER_S already restarted it (the controller
+        heartbeats right after its read), so then nothing is sent: on a shared serial line
+        the read is the heartbeat. The pump echoes nothing, so the value is the driver's
+        count of heartbeats (sent or covered by a reply).
         """
-        await self._send("")
+        if time.monotonic() - self._last_reply_at >= HEARTBEAT_COVER_S:
+            await self._send("")
         self._heartbeats += 1
         return self._heartbeats
 

@@ -292,6 +292,19 @@ async def test_heartbeats_keep_the_watchdog_quiet(sim: Simulator) -> None:
             await pump.set_heartbeat_timeout(0)  # would leave Safe mode
 
 
+async def test_a_read_is_the_heartbeat_on_a_shared_line(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    await pump.read_status()
+    seen = sim.newera.requests_seen
+    assert await pump.heartbeat() == 1  # the read's reply just restarted the watchdog
+    assert sim.newera.requests_seen == seen
+    await asyncio.sleep(0.3)
+    assert await pump.heartbeat() == 2
+    assert sim.newera.requests_seen == seen + 1
+
+
 async def test_the_callers_scaled_seconds_become_wall_seconds_for_saf(sim: Simulator) -> None:
     assert sim.newera is not None
     async with NewEraPumpDriver(config(sim, clock_scale=TIME_SCALE)) as pump:

@@ -62,13 +62,16 @@ class NewEraStack(Stack):
 
 
 def test_a_session_over_a_new_era_pump(accounts: Accounts) -> None:
-    s = NewEraStack(time_scale=240, roles=accounts.roles, socket_group=accounts.socket_group)
+    s = NewEraStack(time_scale=120, roles=accounts.roles, socket_group=accounts.socket_group)
     try:
         s.start_sim()
         s.write_config()
         s.start_daemon()
         s.default_user = accounts.nurse
         run_session(s, accounts)
+    except BaseException:
+        print(s.daemon_log(20_000))  # shown by pytest on failure
+        raise
     finally:
         s.close()
 
@@ -101,7 +104,7 @@ def run_session(s: Stack, accounts: Accounts) -> None:
 
     s.ok("vitals", "chair-1", "--bp", "128/82", "--hr", "74", "--spo2", "98", "--rr", "14")
     s.ok("start", "chair-1")
-    view = s.wait_state("chair-1", ["INFUSING"])
+    view = s.wait_state("chair-1", ["INFUSING"], timeout_s=40)
     assert view["session_id"] == session_id
     assert view["vtbi_ul"] == 100_000
     view = s.wait_state("chair-1", ["OBSERVATION"])
