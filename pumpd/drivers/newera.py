@@ -484,6 +484,12 @@ class NewEraPumpDriver:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
             if before.state not in (PumpState.IDLE, PumpState.PAUSED):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+            if before.state is PumpState.IDLE and self._prime_offset_ul:
+                # The pump's one counter still holds the prime: clear it before the run, so
+                # the pump itself counts only the infusion (and a restarted driver, which
+                # knows nothing of the prime, reads the same volume).
+                await self._ask("CLD", "INF")
+                self._prime_offset_ul = Decimal(0)
             sends, expect = ["RUN"], frozenset({PumpState.INFUSING})
         elif command is Command.PAUSE:
             if before.state not in (PumpState.INFUSING, PumpState.PRIMING):

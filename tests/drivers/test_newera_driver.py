@@ -214,6 +214,12 @@ async def test_prime_is_a_bounded_run_kept_out_of_the_infused_volume(
     status = await pump.read_status()
     assert 100 <= status.volume_infused_ul <= 600
     assert status.volume_primed_ul == 1_500
+    # The pump's own counter was cleared of the prime at START: a restarted driver, which
+    # knows nothing of the prime, reads the infusion alone too.
+    assert sim.newera.pump(1).infused_ul < 1_000
+    async with NewEraPumpDriver(config(sim)) as restarted:
+        again = await restarted.read_status()
+    assert 0 <= again.volume_infused_ul - status.volume_infused_ul <= 300
     cleared = await pump.command(Command.STOP)
     assert cleared.status.state is PumpState.IDLE
     cleared = await pump.command(Command.CLEAR_VOLUMES)
