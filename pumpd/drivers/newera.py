@@ -490,7 +490,9 @@ class NewEraPumpDriver:
                 # knows nothing of the prime, reads the same volume).
                 await self._ask("CLD", "INF")
                 self._prime_offset_ul = Decimal(0)
-            sends, expect = ["RUN"], frozenset({PumpState.INFUSING})
+            # RUN on a prime paused halfway resumes the prime, which reads as PRIMING.
+            running = PumpState.PRIMING if self._priming_from_ul is not None else PumpState.INFUSING
+            sends, expect = ["RUN"], frozenset({running})
         elif command is Command.PAUSE:
             if before.state not in (PumpState.INFUSING, PumpState.PRIMING):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)

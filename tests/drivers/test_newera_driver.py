@@ -226,6 +226,21 @@ async def test_prime_is_a_bounded_run_kept_out_of_the_infused_volume(
     assert (cleared.status.volume_infused_ul, cleared.status.volume_primed_ul) == (0, 0)
 
 
+async def test_a_prime_paused_halfway_resumes_as_a_prime(pump: NewEraPumpDriver) -> None:
+    primed = PumpProgram(
+        rate_ml_h=Decimal(60),
+        vtbi_ul=2_000,
+        kvo_rate_ml_h=Decimal(0),
+        prime_volume_ul=5_000,
+        prime_rate_ml_h=Decimal(60),
+    )
+    await pump.write_program(primed)
+    await pump.command(Command.PRIME)
+    assert (await pump.command(Command.PAUSE)).status.state is PumpState.PAUSED
+    assert (await pump.command(Command.START)).status.state is PumpState.PRIMING
+    assert (await pump.command(Command.STOP)).status.state is PumpState.IDLE
+
+
 async def test_the_rate_changes_while_running_but_the_vtbi_does_not(
     sim: Simulator, pump: NewEraPumpDriver
 ) -> None:
