@@ -24,9 +24,7 @@ import asyncio
 import dataclasses
 import time
 from decimal import Decimal
-from typing import Literal, Self
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Self
 
 from pumpd.drivers.base import (
     AlarmFlag,
@@ -61,107 +59,20 @@ from pumpd.drivers.newera_codec import (
     parse_number,
     request_text,
 )
+from pumpd.drivers.newera_config import MAX_SAFE_TIMEOUT_S, NewEraConfig
 from pumpd.drivers.newera_line import (
-    BAUD_RATES,
     NewEraLine,
-    NewEraLineSettings,
     NotSent,
     acquire_line,
     release_line,
 )
+from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, RESULT_OF, STATE_OF, PumpRefused
+from pumpd.drivers.newera_prime import PrimeLedger
 
-MAX_SAFE_TIMEOUT_S = 255
+__all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
+
 HEARTBEAT_COVER_S = 0.25
 """A reply younger than this already restarted the pump's watchdog (its minimum is 1 s)."""
-
-ALARM_FLAG_OF: dict[Alarm, AlarmFlag] = {
-    Alarm.STALL: AlarmFlag.OCCLUSION_DOWNSTREAM,
-    Alarm.WATCHDOG: AlarmFlag.COMM_LOSS,
-    Alarm.PROGRAM_ERROR: AlarmFlag.SYSTEM_FAULT,
-    Alarm.PHASE_OUT_OF_RANGE: AlarmFlag.SYSTEM_FAULT,
-}
-"""A motor stall is the syringe pump's only occlusion alarm. A reset (``A?R``) is not a
-latched alarm: it restarts the derived uptime, which the kernel judges as a reboot."""
-
-STATE_OF: dict[Prompt, PumpState] = {
-    Prompt.INFUSING: PumpState.INFUSING,
-    Prompt.STOPPED: PumpState.IDLE,
-    Prompt.PAUSED: PumpState.PAUSED,
-    Prompt.PAUSE_PHASE: PumpState.PAUSED,
-    Prompt.USER_WAIT: PumpState.PAUSED,
-    Prompt.PURGING: PumpState.PRIMING,
-}
-"""W (withdrawing) has no entry: pumpd only ever sets DIR INF, so a withdrawing pump is
-reported as ALARM with an UNKNOWN alarm, and the kernel stops it."""
-
-
-class NewEraConfig(BaseModel):
-    """How to reach one New Era pump and what syringe it holds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    device: str
-    address: int = Field(ge=0, le=99)
-    baudrate: int = 19200
-    syringe_diameter_mm: Decimal = Field(gt=0, le=Decimal("99.99"))
-    heartbeat_timeout_s: int = Field(default=10, ge=1, le=MAX_SAFE_TIMEOUT_S)
-    mode: Literal["safe", "basic"] = "safe"
-    """Basic mode has no CRC and no watchdog: the daemon never uses it; tests may."""
-    timeout_s: float = Field(default=0.5, gt=0, le=30)
-    confirm_timeout_s: float = Field(default=2.0, gt=0, le=60)
-    confirm_poll_s: float = Field(default=0.02, ge=0, le=5)
-    gap_s: float = Field(default=0.005, ge=0, le=1)
-    quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
-    reconnect_delay_s: float = Field(default=0.2, gt=0, le=30)
-    clock_scale: float = Field(default=1.0, gt=0, le=10_000)
-    """How many times faster the caller's clock runs than the wall (a simulation's time
-    scale). `set_heartbeat_timeout` takes the caller's seconds; the pump counts wall
-    seconds, so SAF gets the value divided by this scale."""
-
-    @field_validator("baudrate")
-    @classmethod
-    def _baud(cls, value: int) -> int:
-        if value not in BAUD_RATES:
-            raise ValueError(f"must be one of {', '.join(map(str, BAUD_RATES))}")
-        return value
-
-    @field_validator("syringe_diameter_mm")
-    @classmethod
-    def _diameter(cls, value: Decimal) -> Decimal:
-        try:
-            format_number(value)
-        except NotRepresentable as exc:
-            raise ValueError(f"the pump cannot hold it exactly: {exc}") from None
-        return value
-
-    def line_settings(self) -> NewEraLineSettings:
-        return NewEraLineSettings(
-            device=self.device,
-            baudrate=self.baudrate,
-            mode=self.mode,
-            timeout_s=self.timeout_s,
-            gap_s=self.gap_s,
-            quiet_after_timeout_s=(
-                self.timeout_s if self.quiet_after_timeout_s is None else self.quiet_after_timeout_s
-            ),
-            reconnect_delay_s=self.reconnect_delay_s,
-        )
-
-
-class PumpRefused(ProtocolError):
-    """The pump answered ``?``, ``?NA``, ``?OOR``, ``?COM`` or ``?IGN``; `code` says which."""
-
-    def __init__(self, message: str, code: ErrorCode) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-_RESULT_OF: dict[ErrorCode, CommandResult] = {
-    ErrorCode.NOT_RECOGNIZED: CommandResult.UNKNOWN_COMMAND,
-    ErrorCode.NOT_APPLICABLE: CommandResult.REJECTED_STATE,
-    ErrorCode.OUT_OF_RANGE: CommandResult.REJECTED_PARAMS,
-    ErrorCode.IGNORED: CommandResult.REJECTED_STATE,
-}
 
 
 class NewEraPumpDriver:
@@ -178,12 +89,7 @@ class NewEraPumpDriver:
         self._heartbeats = 0
         self._last_reply_at = 0.0
         self._program: PumpProgram | None = None
-        self._priming_from_ul: Decimal | None = None
-        """The pump's infused counter when the running prime started (None: no prime)."""
-        self._primed_ul = 0
-        self._prime_offset_ul = Decimal(0)
-        """Volume of finished primes inside the pump's infused counter (it counts both)."""
-        self._last_counter_ul = Decimal(0)
+        self._primes = PrimeLedger()
         self.model_number: int | None = None
         self.firmware: str | None = None
         self.alarm_pushed = asyncio.Event()
@@ -235,7 +141,7 @@ class NewEraPumpDriver:
             # Power was lost: the pump's counters restarted at 0, and so does the prime
             # bookkeeping that lived in them.
             self._up_since = time.monotonic()
-            self._forget_primes()
+            self._primes.forget()
             return
         self._latched |= ALARM_FLAG_OF[alarm]
         self._latched_codes.add(alarm)
@@ -289,11 +195,6 @@ class NewEraPumpDriver:
         if held != wanted:
             raise ProgramMismatch("syringe_diameter_mm", wanted, held)
 
-    def _forget_primes(self) -> None:
-        self._priming_from_ul = None
-        self._primed_ul = 0
-        self._prime_offset_ul = Decimal(0)
-
     async def _read_number(self, command: str) -> Decimal:
         reply = await self._ask(command)
         try:
@@ -322,25 +223,23 @@ class NewEraPumpDriver:
         state = STATE_OF.get(prompt)
         if state is None:
             alarms |= AlarmFlag.UNKNOWN
-        self._last_counter_ul = infused_ul
-        priming_ul = Decimal(0)
-        if self._priming_from_ul is not None:
-            priming_ul = max(Decimal(0), infused_ul - self._priming_from_ul)
-            if prompt is Prompt.INFUSING:
-                state = PumpState.PRIMING
-            elif prompt is not Prompt.PAUSED or alarms:
-                # The pump stopped the prime at its volume (or was stopped): it is over.
-                self._primed_ul = int(priming_ul)
-                self._prime_offset_ul += priming_ul
-                self._priming_from_ul = None
-                priming_ul = Decimal(0)
+        counter = self._primes.observe(
+            infused_ul,
+            running=prompt is Prompt.INFUSING,
+            paused=prompt is Prompt.PAUSED and not alarms,
+        )
+        if counter.priming:
+            state = PumpState.PRIMING
         if alarms:
             state = PumpState.ALARM
         assert state is not None
-        infused_ul = max(Decimal(0), infused_ul - self._prime_offset_ul - priming_ul)
         warnings = WarningFlag.NONE
         program = self._program
-        if state is PumpState.IDLE and program is not None and 0 < program.vtbi_ul <= infused_ul:
+        if (
+            state is PumpState.IDLE
+            and program is not None
+            and 0 < program.vtbi_ul <= counter.infused_ul
+        ):
             warnings |= WarningFlag.VTBI_COMPLETE
         return PumpStatus(
             state=state,
@@ -349,10 +248,8 @@ class NewEraPumpDriver:
             rate_actual_ml_h=(
                 rate_ml_h if prompt in (Prompt.INFUSING, Prompt.PURGING) else Decimal(0)
             ),
-            volume_infused_ul=int(infused_ul),
-            volume_primed_ul=int(priming_ul)
-            if self._priming_from_ul is not None
-            else self._primed_ul,
+            volume_infused_ul=counter.infused_ul,
+            volume_primed_ul=counter.primed_ul,
             pressure_downstream_mmhg=None,
             battery_percent=None,
             last_cmd_seq=0,
@@ -484,14 +381,14 @@ class NewEraPumpDriver:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
             if before.state not in (PumpState.IDLE, PumpState.PAUSED):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
-            if before.state is PumpState.IDLE and self._prime_offset_ul:
+            if before.state is PumpState.IDLE and self._primes.holds_prime:
                 # The pump's one counter still holds the prime: clear it before the run, so
                 # the pump itself counts only the infusion (and a restarted driver, which
                 # knows nothing of the prime, reads the same volume).
                 await self._ask("CLD", "INF")
-                self._prime_offset_ul = Decimal(0)
+                self._primes.counter_cleared()
             # RUN on a prime paused halfway resumes the prime, which reads as PRIMING.
-            running = PumpState.PRIMING if self._priming_from_ul is not None else PumpState.INFUSING
+            running = PumpState.PRIMING if self._primes.priming else PumpState.INFUSING
             sends, expect = ["RUN"], frozenset({running})
         elif command is Command.PAUSE:
             if before.state not in (PumpState.INFUSING, PumpState.PRIMING):
@@ -524,7 +421,7 @@ class NewEraPumpDriver:
                 status = await self.read_status()
                 if command is Command.STOP and status.state is PumpState.IDLE:
                     break  # STP on a stopped pump: already where STOP leads
-                raise CommandRejected(command, seq, _RESULT_OF[reply.error], status)
+                raise CommandRejected(command, seq, RESULT_OF[reply.error], status)
             if command is Command.STOP and reply.prompt is Prompt.STOPPED:
                 break
         deadline = sent_at + limit_s
@@ -538,7 +435,7 @@ class NewEraPumpDriver:
             else:
                 if command is Command.CLEAR_VOLUMES:
                     if status.volume_infused_ul == 0:
-                        self._forget_primes()
+                        self._primes.forget()
                         status = dataclasses.replace(status, volume_primed_ul=0)
                         return self._outcome(command, seq, sent_at, status)
                     reason = f"pump still reports {status.volume_infused_ul} µL infused"
@@ -579,21 +476,21 @@ class NewEraPumpDriver:
                 (program.prime_rate_ml_h, program.prime_volume_ul),
                 (direction, rate_held, volume_held),
             )
-        self._priming_from_ul = self._last_counter_ul
+        self._primes.start()
         try:
             reply = await self._send("RUN")
         except NotSent:
-            self._priming_from_ul = None
+            self._primes.abandon()
             raise
         except PumpUnreachable as exc:
             return await self._confirm(command, seq, sent_at, limit_s, f"RUN unanswered ({exc})")
         if reply.alarm is not None or reply.error is not None:
-            self._priming_from_ul = None
+            self._primes.abandon()
             status = await self.read_status()
             result = (
                 CommandResult.REJECTED_ALARM
                 if reply.alarm is not None
-                else _RESULT_OF.get(
+                else RESULT_OF.get(
                     reply.error or ErrorCode.NOT_APPLICABLE, CommandResult.REJECTED_STATE
                 )
             )
