@@ -21,6 +21,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,8 @@ from sqlalchemy.engine import make_url
 
 from pumpd.central.forwarder import ForwardSettings
 from pumpd.db import DatabaseUrlError, normalize_url
+from pumpd.drivers.newera_codec import NotRepresentable, format_number
+from pumpd.drivers.syringes import syringe
 from pumpd.protocols import default_path
 
 ROLES = ("nurse", "auditor", "admin")
@@ -120,13 +123,16 @@ class PumpSection(_Strict):
     """One ``[[pump]]``: how to reach it and how long its own failsafe waits."""
 
     id: str
-    transport: Literal["modbus-tcp", "modbus-rtu"]
-    address: str | None = None
+    transport: Literal["modbus-tcp", "modbus-rtu", "newera-serial"]
+    address: str | int | None = None
+    """``host:port`` for modbus-tcp; the pump's network address 0–99 for newera-serial."""
     device: str | None = None
-    baudrate: Annotated[int, Field(ge=1200, le=4_000_000)] | None = None
-    unit: Annotated[int, Field(ge=1, le=247)]
+    baudrate: Annotated[int, Field(ge=300, le=4_000_000)] | None = None
+    unit: Annotated[int, Field(ge=1, le=247)] | None = None
     profile: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")] = "gip-mb1"
-    heartbeat_timeout_s: Annotated[int, Field(ge=2, le=600)] = 10
+    heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
+    syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
+    syringe: str | None = None
 
 
 class ForwardSection(_Strict):
@@ -160,14 +166,18 @@ class PumpConfig:
     """A checked pump: ``host``/``port`` for TCP, ``device``/``baudrate`` for RTU."""
 
     id: str
-    transport: Literal["modbus-tcp", "modbus-rtu"]
+    transport: Literal["modbus-tcp", "modbus-rtu", "newera-serial"]
     unit: int
+    """The Modbus unit id; for newera-serial the pump's network address (0–99)."""
     profile: str
     heartbeat_timeout_s: int
     host: str | None = None
     port: int | None = None
     device: str | None = None
     baudrate: int | None = None
+    syringe_diameter_mm: Decimal | None = None
+    """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
+    syringe: str | None = None
 
     @property
     def address(self) -> str:
@@ -270,6 +280,19 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         problems.append(
             (f"{at}.id", f"expected 1-40 of a-z 0-9 _ - (starting a-z or 0-9), got {raw.id!r}")
         )
+    if raw.transport == "newera-serial":
+        return _newera_pump(at, raw, problems, start)
+    for key in ("syringe_diameter_mm", "syringe"):
+        if getattr(raw, key) is not None:
+            problems.append((f"{at}.{key}", "only for transport newera-serial"))
+    if raw.unit is None:
+        problems.append((f"{at}.unit", "required key is missing"))
+    if raw.heartbeat_timeout_s < 2:
+        problems.append((f"{at}.heartbeat_timeout_s", "Input should be greater than or equal to 2"))
+    if raw.baudrate is not None and raw.baudrate < 1200:
+        problems.append((f"{at}.baudrate", "Input should be greater than or equal to 1200"))
+    if isinstance(raw.address, int):
+        problems.append((f"{at}.address", f"expected host:port, got {raw.address!r}"))
     host = port = device = baudrate = None
     if raw.transport == "modbus-tcp":
         for extra in ("device", "baudrate"):
@@ -279,7 +302,7 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
             problems.append((f"{at}.address", "modbus-tcp needs address = host:port"))
         else:
             try:
-                host, port = parse_host_port(raw.address)
+                host, port = parse_host_port(str(raw.address))
             except ValueError as exc:
                 problems.append((f"{at}.address", str(exc)))
     else:
@@ -291,7 +314,7 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
             problems.append((f"{at}.device", f"expected an absolute path, got {raw.device!r}"))
         device = raw.device
         baudrate = raw.baudrate if raw.baudrate is not None else 19200
-    if len(problems) > start:
+    if len(problems) > start or raw.unit is None:
         return None
     return PumpConfig(
         id=raw.id,
@@ -303,6 +326,79 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         port=port,
         device=device,
         baudrate=baudrate,
+    )
+
+
+NEWERA_BAUD_RATES = (300, 1200, 2400, 9600, 19200)
+
+
+def _newera_pump(
+    at: str, raw: PumpSection, problems: list[tuple[str, str]], start: int
+) -> PumpConfig | None:
+    """A New Era syringe pump on a serial line: device, baudrate, address 0–99, syringe."""
+    for key in ("unit", "profile"):
+        if key in raw.model_fields_set:
+            problems.append((f"{at}.{key}", "not for newera-serial (address names the pump)"))
+    if raw.device is None:
+        problems.append((f"{at}.device", "newera-serial needs device (e.g. /dev/ttyUSB1)"))
+    elif not raw.device.startswith("/"):
+        problems.append((f"{at}.device", f"expected an absolute path, got {raw.device!r}"))
+    baudrate = 19200 if raw.baudrate is None else raw.baudrate
+    if baudrate not in NEWERA_BAUD_RATES:
+        problems.append(
+            (
+                f"{at}.baudrate",
+                f"a New Era pump runs at {', '.join(map(str, NEWERA_BAUD_RATES))}, got {baudrate}",
+            )
+        )
+    address = raw.address
+    if address is None:
+        problems.append((f"{at}.address", "newera-serial needs address, the pump's 0-99"))
+    elif isinstance(address, str) or not 0 <= address <= 99:
+        problems.append((f"{at}.address", f"expected an integer 0-99, got {address!r}"))
+    if not 1 <= raw.heartbeat_timeout_s <= 255:
+        problems.append(
+            (
+                f"{at}.heartbeat_timeout_s",
+                f"the pump's SAF watchdog takes 1-255 s, got {raw.heartbeat_timeout_s}",
+            )
+        )
+    diameter: Decimal | None = None
+    if raw.syringe is not None and raw.syringe_diameter_mm is not None:
+        problems.append((f"{at}.syringe", "give syringe or syringe_diameter_mm, not both"))
+    elif raw.syringe is not None:
+        try:
+            diameter = syringe(raw.syringe).inside_diameter_mm
+        except KeyError as exc:
+            problems.append((f"{at}.syringe", str(exc.args[0])))
+    elif raw.syringe_diameter_mm is not None:
+        diameter = Decimal(str(raw.syringe_diameter_mm))
+        try:
+            format_number(diameter)
+        except NotRepresentable:
+            problems.append(
+                (
+                    f"{at}.syringe_diameter_mm",
+                    f"{diameter} mm has more than 4 digits or 3 decimals: the pump would "
+                    "truncate it",
+                )
+            )
+    else:
+        problems.append(
+            (f"{at}.syringe_diameter_mm", "newera-serial needs syringe_diameter_mm or syringe")
+        )
+    if len(problems) > start or not isinstance(address, int):
+        return None
+    return PumpConfig(
+        id=raw.id,
+        transport="newera-serial",
+        unit=address,
+        profile="newera",
+        heartbeat_timeout_s=raw.heartbeat_timeout_s,
+        device=raw.device,
+        baudrate=baudrate,
+        syringe_diameter_mm=diameter,
+        syringe=raw.syringe,
     )
 
 
@@ -519,7 +615,9 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
             continue
         if raw.daemon.simulation:
             _simulation_pump(pump, index, problems)
-        scaled = pump.heartbeat_timeout_s * raw.daemon.time_scale
+        # A New Era pump's SAF watchdog counts wall seconds and is never scaled.
+        scale = 1.0 if pump.transport == "newera-serial" else raw.daemon.time_scale
+        scaled = pump.heartbeat_timeout_s * scale
         if scaled > 0xFFFF:
             problems.append(
                 (
@@ -585,20 +683,32 @@ def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]])
     """Two pumps on one line need different unit ids, and one serial line one baud rate."""
     units: dict[tuple[str, str], int] = {}
     bauds: dict[str, tuple[int, int | None]] = {}
+    kinds: dict[str, tuple[int, str]] = {}
     for index, pump in enumerate(pumps):
         line = (
             pump.address if pump.transport == "modbus-tcp" else os.path.realpath(pump.device or "")
         )
         key = (line, str(pump.unit))
+        name = "address" if pump.transport == "newera-serial" else "unit"
         if key in units:
             problems.append(
                 (
-                    f"pump[{index}].unit",
-                    f"unit {pump.unit} on {line} is already pump[{units[key]}]",
+                    f"pump[{index}].{name}",
+                    f"{name} {pump.unit} on {line} is already pump[{units[key]}]",
                 )
             )
         units.setdefault(key, index)
-        if pump.transport == "modbus-rtu":
+        if pump.transport != "modbus-tcp":
+            first_kind = kinds.setdefault(line, (index, pump.transport))
+            if first_kind[1] != pump.transport:
+                problems.append(
+                    (
+                        f"pump[{index}].transport",
+                        f"{line} carries {first_kind[1]} for pump[{first_kind[0]}]; "
+                        "one line, one protocol",
+                    )
+                )
+        if pump.transport in ("modbus-rtu", "newera-serial"):
             first = bauds.setdefault(line, (index, pump.baudrate))
             if first[1] != pump.baudrate:
                 problems.append(

@@ -5,6 +5,8 @@ pumpsim fault --control 127.0.0.1:5021 --unit 1 occlusion-downstream on
 pumpsim fault --control 127.0.0.1:5021 --unit 1 runaway on --factor 1.5
 pumpsim fault --control 127.0.0.1:5021 --unit 1 reboot
 pumpsim status --control 127.0.0.1:5021 --unit 1
+pumpsim --tcp 127.0.0.1:5020 --newera-link /tmp/newera --newera-pumps 3 --control ...
+pumpsim newera-fault --control 127.0.0.1:5021 --address 2 stall on
 pumpsim log --control 127.0.0.1:5021
 """
 
@@ -52,7 +54,8 @@ async def _serve(sim: Simulator) -> None:
         )
         print(
             f"pumpsim ready tcp={tcp} rtu={sim.rtu_path or '-'} control={control} "
-            f"pumps={len(sim.units)} time_scale={sim.time_scale:g}",
+            f"pumps={len(sim.units)} newera={sim.newera_path or '-'} "
+            f"time_scale={sim.time_scale:g}",
             flush=True,
         )
         await stop.wait()
@@ -68,6 +71,16 @@ async def _serve(sim: Simulator) -> None:
 @click.option("--control", "control", default=None, help="Control channel on HOST:PORT.")
 @click.option("--serial-base", default=DEFAULT_SERIAL_BASE, show_default=True, type=int)
 @click.option("--max-rate", "max_rate", default="1200.00", show_default=True, help="mL/h")
+@click.option(
+    "--newera-link", default=None, help="Serve New Era NE-1000 pumps on a pty linked at PATH."
+)
+@click.option("--newera-pumps", default=1, show_default=True, type=click.IntRange(1, 99))
+@click.option(
+    "--newera-baud",
+    default=19200,
+    show_default=True,
+    type=click.Choice(["300", "1200", "2400", "9600", "19200"]),
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -79,12 +92,17 @@ def main(
     control: str | None,
     serial_base: int,
     max_rate: str,
+    newera_link: str | None,
+    newera_pumps: int,
+    newera_baud: str,
 ) -> None:
     """Simulate GIP-MB1 infusion pumps over Modbus TCP and/or RTU."""
     if ctx.invoked_subcommand is not None:
         return
-    if tcp is None and rtu_link is None:
-        raise click.UsageError("nothing to serve: give --tcp HOST:PORT and/or --rtu-link PATH")
+    if tcp is None and rtu_link is None and newera_link is None:
+        raise click.UsageError(
+            "nothing to serve: give --tcp HOST:PORT, --rtu-link PATH and/or --newera-link PATH"
+        )
     try:
         sim = Simulator(
             pumps,
@@ -95,6 +113,9 @@ def main(
             control=_host_port(control, "--control") if control else False,
             serial_base=serial_base,
             max_rate_ml_h=_decimal(max_rate, "--max-rate"),
+            newera_pumps=newera_pumps if newera_link else 0,
+            newera_link=newera_link,
+            newera_baud=int(newera_baud),
         )
         asyncio.run(_serve(sim))
     except (SimError, OSError, RuntimeError) as exc:
@@ -160,6 +181,36 @@ def fault(
             count=count,
         )
     click.echo(json.dumps(reply["status"], sort_keys=True))
+
+
+@main.command("newera-fault")
+@click.option("--control", required=True, help="HOST:PORT of the control channel.")
+@click.option("--address", required=True, type=click.IntRange(0, 99))
+@click.argument("name")
+@click.argument("switch", required=False, type=click.Choice(["on", "off"]))
+@click.option("--count", default=None, type=int, help="garble, bad-crc: next N replies")
+def newera_fault(
+    control: str, address: int, name: str, switch: str | None, count: int | None
+) -> None:
+    """Switch a New Era pump's fault NAME on or off (power-loss, watchdog-expire: no switch)."""
+    if name in ("power-loss", "watchdog-expire"):
+        if switch == "off":
+            raise click.UsageError(f"{name} happens once; it has no off")
+        switch = "on"
+    if switch is None:
+        raise click.UsageError(f"say `{name} on` or `{name} off`")
+    reply = _request(
+        control, "newera-fault", address=address, fault=name, on=switch == "on", count=count
+    )
+    click.echo(json.dumps(reply["status"], sort_keys=True))
+
+
+@main.command("newera-status")
+@click.option("--control", required=True, help="HOST:PORT of the control channel.")
+@click.option("--address", required=True, type=click.IntRange(0, 99))
+def newera_status(control: str, address: int) -> None:
+    """Print a New Era pump's state as JSON."""
+    click.echo(json.dumps(_request(control, "newera-status", address=address)["status"]))
 
 
 @main.command()

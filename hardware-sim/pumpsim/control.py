@@ -4,7 +4,8 @@ Request:  {"op": "<operation>", "id": <anything, echoed>, ...fields}
 Reply:    {"ok": true, "id": ..., ...}  or  {"ok": false, "id": ..., "error": {"type", "message"}}
 
 Operations: ping, status {unit}, reboot {unit}, log {unit?, since?}, faults, and
-fault {unit, fault, on, factor|ms|probability|count|direction|address}.
+fault {unit, fault, on, factor|ms|probability|count|direction|address}; for the New Era
+line: newera-status {address}, newera-fault {address, fault, on, count?}.
 docs/pumpsim.md is the reference.
 """
 
@@ -76,7 +77,29 @@ def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
         return {"records": [r.as_json() for r in records[since:]], "next": len(records)}
     if op == "faults":
         return {"faults": [f.value for f in Fault]}
+    if op in ("newera-status", "newera-fault"):
+        return _newera(sim, op, request)
     raise ControlProtocolError(f"unknown op {op!r}")
+
+
+def _newera(sim: Simulator, op: str, request: dict[str, object]) -> dict[str, object]:
+    """New Era pumps are named by their network address (0-99), not by a unit id."""
+    line = sim.newera
+    if line is None:
+        raise ControlProtocolError("this simulator serves no New Era line (--newera-link)")
+    address = request.get("address")
+    if isinstance(address, bool) or not isinstance(address, int):
+        raise ControlProtocolError(f"'address' must be an integer, got {address!r}")
+    if op == "newera-fault":
+        unknown = set(request) - {"op", "id", "address", "fault", "on", "count"}
+        if unknown:
+            raise ControlProtocolError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        name = request.get("fault")
+        on = request.get("on", True)
+        if not isinstance(name, str) or not isinstance(on, bool):
+            raise ControlProtocolError("'fault' must be a name and 'on' true or false")
+        line.inject(address, name, on, count=_opt_int(request, "count"))
+    return {"status": line.pump(address).snapshot()}
 
 
 def _opt_number(request: dict[str, object], key: str) -> str | int | float | None:

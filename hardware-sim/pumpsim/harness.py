@@ -19,6 +19,7 @@ from pumpsim.control import ControlServer
 from pumpsim.errors import SimConfigError, SimulatorStateError
 from pumpsim.faults import CONDITION_OF, WIRE_FAULTS, Fault, check_fault
 from pumpsim.model import PumpModel
+from pumpsim.newera import NewEraLine
 
 __all__ = ["CommandRecord", "Fault", "Simulator"]
 
@@ -53,6 +54,9 @@ class Simulator:
         serial_base: int = DEFAULT_SERIAL_BASE,
         max_rate_ml_h: Decimal = Decimal("1200.00"),
         wire_timing: bool = True,
+        newera_pumps: int = 0,
+        newera_link: str | None = None,
+        newera_baud: int = 19200,
     ) -> None:
         if not 0 < baud <= MAX_BAUD:
             raise SimConfigError(f"baud must be in 1..{MAX_BAUD}, got {baud}")
@@ -74,6 +78,18 @@ class Simulator:
         self._baud = baud
         self._control_listen = _listen_address(control)
         self._wire_timing = wire_timing
+        self.newera: NewEraLine | None = None
+        if newera_pumps or newera_link is not None:
+            # New Era pumps answer at addresses 1..N on their own pty; their delivery runs
+            # on the bank's scaled clock, their Safe-mode watchdog on the wall clock.
+            self.newera = NewEraLine(
+                max(newera_pumps, 1),
+                clock_now_s=self._bank.clock.now_s,
+                baud=newera_baud,
+                link_path=newera_link,
+                wire_timing=wire_timing,
+            )
+        self.newera_path: str | None = None
         self._tcp_server: ModbusTcpServer | None = None
         self._proxy: TcpProxy | None = None
         self._rtu_line: RtuLine | None = None
@@ -124,6 +140,9 @@ class Simulator:
                 self._bank, self._rtu_line.device_path, self._baud
             )
             self.rtu_path = self._rtu_line.path
+        if self.newera is not None:
+            await self.newera.start()
+            self.newera_path = self.newera.path
         if self._control_listen is not None:
             self._control = ControlServer(self)
             self.control_address = await self._control.start(*self._control_listen)
@@ -145,6 +164,8 @@ class Simulator:
         if self._rtu_line is not None:
             await self._rtu_line.close()
             self._rtu_line = None
+        if self.newera is not None:
+            await self.newera.stop()
         if self._tick is not None:
             self._tick.cancel()
             with contextlib.suppress(asyncio.CancelledError):

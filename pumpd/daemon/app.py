@@ -67,8 +67,9 @@ from pumpd.daemon.control import ControlHandle, start_control
 from pumpd.daemon.notify import Notifier, NotifyError
 from pumpd.daemon.watchdog import Verdict, Watchdog
 from pumpd.db import make_engine
-from pumpd.drivers.base import DriverError
+from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
 from pumpd.protocols import Library, load_library
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
@@ -120,6 +121,25 @@ def modbus_config(pump: PumpConfig) -> ModbusConfig:
         unit=pump.unit,
         profile=pump.profile,
     )
+
+
+def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver | NewEraPumpDriver:
+    """The driver for a pump's transport. A New Era pump counts its SAF watchdog in wall
+    seconds, so its driver divides the controller's (scaled) seconds back."""
+    if pump.transport == "newera-serial":
+        assert pump.device is not None
+        assert pump.syringe_diameter_mm is not None
+        return NewEraPumpDriver(
+            NewEraConfig(
+                device=pump.device,
+                address=pump.unit,
+                baudrate=pump.baudrate or 19200,
+                syringe_diameter_mm=pump.syringe_diameter_mm,
+                heartbeat_timeout_s=pump.heartbeat_timeout_s,
+                clock_scale=time_scale,
+            )
+        )
+    return ModbusPumpDriver(modbus_config(pump))
 
 
 def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfig:
@@ -189,7 +209,7 @@ class Daemon:
         self._forward_engine: Engine | None = None
         self.head_sink: CentralHeadSink | None = None
         """With ``[forward]``: the centre as a sink of published chain heads."""
-        self.drivers: dict[str, ModbusPumpDriver] = {}
+        self.drivers: dict[str, PumpDriver] = {}
         self.failed: dict[str, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -464,7 +484,7 @@ class Daemon:
         assert self.supervisor is not None
         delay_s = 1.0
         told = False
-        driver = ModbusPumpDriver(modbus_config(pump))
+        driver = make_driver(pump, self.config.time_scale)
         try:
             while True:
                 try:

@@ -82,7 +82,9 @@ class PumpStatus:
     """One consistent snapshot of the pump, taken in a single read.
 
     `read_at_monotonic` is the driver's time.monotonic() when the reply arrived, so a
-    consumer can tell how old the snapshot is without trusting any wall clock.
+    consumer can tell how old the snapshot is without trusting any wall clock. A value the
+    pump cannot report (a syringe pump has no pressure sensor, no battery, no heartbeat
+    echo) is None, never a zero that would read as "measured and fine".
     """
 
     state: PumpState
@@ -91,15 +93,15 @@ class PumpStatus:
     rate_actual_ml_h: Decimal
     volume_infused_ul: int
     volume_primed_ul: int
-    pressure_downstream_mmhg: int
-    battery_percent: int
+    pressure_downstream_mmhg: int | None
+    battery_percent: int | None
     last_cmd_seq: int
     last_cmd_result: CommandResult
-    heartbeat_echo: int
-    max_rate_ml_h: Decimal
+    heartbeat_echo: int | None
+    max_rate_ml_h: Decimal | None
     uptime_s: int
-    serial_number: int
-    profile_version: int
+    serial_number: int | None
+    profile_version: int | None
     read_at_monotonic: float
 
 

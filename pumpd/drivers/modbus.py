@@ -172,7 +172,8 @@ class ModbusPumpDriver:
             raise PumpUnreachable(f"{self._label}: cannot open {self._line.settings.address}")
         status = await self.read_status()
         self._seq = next_seq(status.last_cmd_seq)
-        self._heartbeat = status.heartbeat_echo
+        if status.heartbeat_echo is not None:
+            self._heartbeat = status.heartbeat_echo
 
     async def close(self) -> None:
         """Leave the line; the last driver on it closes the client."""

@@ -181,7 +181,7 @@ def test_relative_protocols_path_is_taken_from_the_file(tmp_path: Path) -> None:
         (
             '[[pump]]\nid = "c"\ntransport = "modbus-ascii"\naddress = "h:1"\nunit = 1\n',
             "pump[0].transport",
-            "'modbus-tcp' or 'modbus-rtu'",
+            "'modbus-tcp', 'modbus-rtu'",
         ),
         (
             '[[pump]]\nid = "Chair 1"\ntransport = "modbus-tcp"\naddress = "h:1"\nunit = 1\n',

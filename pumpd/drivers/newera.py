@@ -1,0 +1,577 @@
+"""`PumpDriver` for a New Era NE-1000 family syringe pump (NE-1000, NE-1010, NE-500, NE-4000).
+
+What the protocol gives, the driver passes on; what it does not give is absent, not
+invented: no pressure, no battery, no heartbeat echo, no serial number (None in
+`PumpStatus`). Where the contract has a field the controller needs and the pump has no
+register for it, the driver derives it from what the pump does say, and docs/driver.md
+names each such value:
+
+- a command is confirmed by reading the pump's state back (no sequence echo); `cmd_seq`
+  and `last_cmd_seq` are the driver's own count, and `last_cmd_seq` reads 0 (unknown);
+- `uptime_s` counts from the moment the driver last saw the pump come up (connect, or an
+  ``A?R`` reset alarm), so a power loss shows to the kernel as a restarted pump;
+- an alarm is shown by the pump once (the next reply acknowledges it), so the driver
+  latches it until ACK_ALARM, and Safe-mode alarm packets pushed by the pump latch it at
+  once (`alarm_pushed` wakes whoever waits on it).
+
+Setpoints that the pump cannot hold exactly (more than 4 digits) are refused before
+anything is sent, and everything written is read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from decimal import Decimal
+from typing import Self
+
+from pumpd.drivers.base import (
+    AlarmFlag,
+    Command,
+    CommandOutcome,
+    CommandRejected,
+    CommandResult,
+    CommandUncertain,
+    InvalidProgram,
+    ProgramMismatch,
+    ProtocolError,
+    PumpProgram,
+    PumpState,
+    PumpStatus,
+    PumpUnreachable,
+    WarningFlag,
+)
+from pumpd.drivers.newera_codec import (
+    Alarm,
+    CodecError,
+    ErrorCode,
+    NotRepresentable,
+    Prompt,
+    Reply,
+    decode_dispensed,
+    decode_rate,
+    decode_version,
+    decode_volume,
+    encode_rate,
+    encode_volume,
+    format_number,
+    parse_number,
+    request_text,
+)
+from pumpd.drivers.newera_config import MAX_SAFE_TIMEOUT_S, NewEraConfig
+from pumpd.drivers.newera_line import (
+    NewEraLine,
+    NotSent,
+    acquire_line,
+    release_line,
+)
+from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, RESULT_OF, STATE_OF, PumpRefused
+from pumpd.drivers.newera_prime import PrimeLedger
+
+__all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
+
+HEARTBEAT_COVER_S = 0.25
+"""A reply younger than this already restarted the pump's watchdog (its minimum is 1 s)."""
+
+
+class NewEraPumpDriver:
+    """One pump at one address on a (possibly shared) RS-232 line."""
+
+    def __init__(self, config: NewEraConfig) -> None:
+        self.config = config
+        self._line: NewEraLine | None = None
+        self._label = f"New Era pump {config.address}"
+        self._latched = AlarmFlag.NONE
+        self._latched_codes: set[Alarm] = set()
+        self._up_since = time.monotonic()
+        self._cmd_count = 0
+        self._heartbeats = 0
+        self._last_reply_at = 0.0
+        self._program: PumpProgram | None = None
+        self._primes = PrimeLedger()
+        self.model_number: int | None = None
+        self.firmware: str | None = None
+        self.alarm_pushed = asyncio.Event()
+        """Set the moment an alarm packet arrives (pushed or as a reply); cleared by
+        whoever acts on it."""
+        self.alarm_packets: list[tuple[float, Alarm]] = []
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> None:
+        """Open (or join) the line, arm Safe mode, check model, syringe diameter and state."""
+        if self._line is None:
+            self._line = acquire_line(self.config.line_settings())
+            self._line.subscribe(self.config.address, self._on_alarm_packet)
+        self._line.ensure_open(force=not self._line.is_open)
+        if self.config.mode == "safe":
+            await self._set_safe_timeout(self.config.heartbeat_timeout_s)
+        version = await self._ask("VER")
+        try:
+            self.model_number, self.firmware = decode_version(version.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {exc}") from None
+        await self._ensure_diameter()
+        self._up_since = time.monotonic()
+        await self.read_status()
+
+    async def close(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            line.unsubscribe(self.config.address)
+            release_line(line)
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- the wire
+
+    def _on_alarm_packet(self, alarm: Alarm) -> None:
+        self.alarm_packets.append((time.monotonic(), alarm))
+        self._latch(alarm)
+        self.alarm_pushed.set()
+
+    def _latch(self, alarm: Alarm) -> None:
+        if alarm is Alarm.RESET:
+            # Power was lost: the pump's counters restarted at 0, and so does the prime
+            # bookkeeping that lived in them.
+            self._up_since = time.monotonic()
+            self._primes.forget()
+            return
+        self._latched |= ALARM_FLAG_OF[alarm]
+        self._latched_codes.add(alarm)
+
+    async def _send(self, command: str, argument: str = "") -> Reply:
+        line = self._line
+        if line is None:
+            raise PumpUnreachable(f"{self._label}: driver is not connected")
+        text = request_text(self.config.address, command, argument)
+        reply = await line.request(self.config.address, text)
+        self._last_reply_at = time.monotonic()
+        if reply.alarm is not None:
+            self._latch(reply.alarm)
+        return reply
+
+    async def _ask(self, command: str, argument: str = "") -> Reply:
+        """Send a request that does not move fluid; an alarm reply acknowledged the alarm
+        (the request itself was not executed), so it is sent again, at most twice more."""
+        for _ in range(3):
+            reply = await self._send(command, argument)
+            if reply.alarm is None:
+                if reply.error is ErrorCode.BAD_PACKET:
+                    raise PumpUnreachable(
+                        f"{self._label}: {command}{argument}: the pump got a damaged packet"
+                    )
+                if reply.error is not None:
+                    raise PumpRefused(
+                        f"{self._label}: {command}{argument} refused: ?{reply.error.value}",
+                        reply.error,
+                    )
+                return reply
+        raise ProtocolError(f"{self._label}: {command}: the pump answers only with alarms")
+
+    async def _set_safe_timeout(self, seconds: int) -> None:
+        await self._ask("SAF", str(seconds))
+        held = await self._ask("SAF")
+        try:
+            value = int(parse_number(held.data))
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: SAF: {exc}") from None
+        if value != seconds:
+            raise ProgramMismatch("heartbeat_timeout_s", seconds, value)
+
+    async def _ensure_diameter(self) -> None:
+        wanted = self.config.syringe_diameter_mm
+        held = await self._read_number("DIA")
+        if held == wanted:
+            return
+        await self._ask("DIA", format_number(wanted))
+        held = await self._read_number("DIA")
+        if held != wanted:
+            raise ProgramMismatch("syringe_diameter_mm", wanted, held)
+
+    async def _read_number(self, command: str) -> Decimal:
+        reply = await self._ask(command)
+        try:
+            return parse_number(reply.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {command}: {exc}") from None
+
+    # ------------------------------------------------------------- status
+
+    async def read_status(self) -> PumpStatus:
+        """``DIS`` (volumes; its prompt is the state), then ``RAT`` only while the pump
+        moves fluid. State and volumes come from one reply, so a prime that ends between
+        two requests is never judged on an older volume; an idle pump costs one request."""
+        dispensed = await self._ask("DIS")
+        read_at = time.monotonic()  # when the volumes arrived, not after the rate
+        moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
+        rate = await self._ask("RAT") if moving else None
+        try:
+            infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
+            rate_ml_h = Decimal(0) if rate is None else decode_rate(rate.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {exc}") from None
+        prompt = dispensed.prompt
+        assert prompt is not None  # _ask returns only replies without an alarm
+        alarms = self._latched
+        state = STATE_OF.get(prompt)
+        if state is None:
+            alarms |= AlarmFlag.UNKNOWN
+        counter = self._primes.observe(
+            infused_ul,
+            running=prompt is Prompt.INFUSING,
+            paused=prompt is Prompt.PAUSED and not alarms,
+        )
+        if counter.priming:
+            state = PumpState.PRIMING
+        if alarms:
+            state = PumpState.ALARM
+        assert state is not None
+        warnings = WarningFlag.NONE
+        program = self._program
+        if (
+            state is PumpState.IDLE
+            and program is not None
+            and 0 < program.vtbi_ul <= counter.infused_ul
+        ):
+            warnings |= WarningFlag.VTBI_COMPLETE
+        return PumpStatus(
+            state=state,
+            alarms=alarms,
+            warnings=warnings,
+            rate_actual_ml_h=(
+                rate_ml_h if prompt in (Prompt.INFUSING, Prompt.PURGING) else Decimal(0)
+            ),
+            volume_infused_ul=counter.infused_ul,
+            volume_primed_ul=counter.primed_ul,
+            pressure_downstream_mmhg=None,
+            battery_percent=None,
+            last_cmd_seq=0,
+            last_cmd_result=CommandResult.OK,
+            heartbeat_echo=None,
+            max_rate_ml_h=None,
+            uptime_s=int(read_at - self._up_since),
+            serial_number=None,
+            profile_version=None,
+            read_at_monotonic=read_at,
+        )
+
+    # ------------------------------------------------------------- program
+
+    def _encode_program(self, program: PumpProgram) -> tuple[tuple[str, str], tuple[str, str]]:
+        if program.kvo_rate_ml_h != 0:
+            raise InvalidProgram(
+                "kvo_rate_ml_h", program.kvo_rate_ml_h, "must be 0: the pump has no KVO rate"
+            )
+        if program.rate_ml_h <= 0:
+            raise InvalidProgram("rate_ml_h", program.rate_ml_h, "must be positive")
+        try:
+            rate = encode_rate(program.rate_ml_h)
+        except NotRepresentable as exc:
+            raise InvalidProgram("rate_ml_h", program.rate_ml_h, str(exc)) from None
+        try:
+            volume = encode_volume(program.vtbi_ul)
+        except NotRepresentable as exc:
+            raise InvalidProgram("vtbi_ul", program.vtbi_ul, str(exc)) from None
+        self._encode_prime(program)
+        return (rate[0], rate[1].value), (volume[0], volume[1].value)
+
+    @staticmethod
+    def _encode_prime(program: PumpProgram) -> tuple[tuple[str, str], tuple[str, str]] | None:
+        """The prime as a run of its own (rate, volume), or None when there is no prime."""
+        if program.prime_volume_ul == 0:
+            return None
+        if program.prime_rate_ml_h <= 0:
+            raise InvalidProgram("prime_rate_ml_h", program.prime_rate_ml_h, "must be positive")
+        try:
+            rate = encode_rate(program.prime_rate_ml_h)
+        except NotRepresentable as exc:
+            raise InvalidProgram("prime_rate_ml_h", program.prime_rate_ml_h, str(exc)) from None
+        try:
+            volume = encode_volume(program.prime_volume_ul)
+        except NotRepresentable as exc:
+            raise InvalidProgram("prime_volume_ul", program.prime_volume_ul, str(exc)) from None
+        return (rate[0], rate[1].value), (volume[0], volume[1].value)
+
+    async def _write_run(self, rate: tuple[str, str], volume: tuple[str, str]) -> None:
+        """RAT and VOL for the next RUN, as set; read-back is the caller's."""
+        try:
+            await self._ask("DIR", "INF")
+            await self._ask("RAT", f"{rate[0]}{rate[1]}")
+            await self._ask("VOL", volume[1])
+            await self._ask("VOL", volume[0])
+        except PumpRefused as exc:
+            if exc.code is ErrorCode.OUT_OF_RANGE:
+                raise InvalidProgram("program", rate, f"out of the pump's range ({exc})") from None
+            raise
+
+    async def _read_run(self) -> tuple[str, Decimal, Decimal]:
+        """The direction, rate (mL/h) and volume (µL) the pump holds."""
+        direction = (await self._ask("DIR")).data
+        try:
+            rate_held = decode_rate((await self._ask("RAT")).data)
+            volume_held = decode_volume((await self._ask("VOL")).data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {exc}") from None
+        return direction, rate_held, volume_held
+
+    async def write_program(self, program: PumpProgram) -> PumpProgram:
+        """``DIR INF``, ``RAT``, ``VOL`` (units, then value), each read back.
+
+        The pump has one rate and one volume: the prime setpoints are checked here (so a
+        value the pump cannot hold is refused now) and written by PRIME. While the pump
+        runs only the rate can change (``RAT C``, as the manual says), not the VTBI.
+        """
+        rate, volume = self._encode_program(program)
+        running = (await self._ask("")).prompt is Prompt.INFUSING
+        if running:
+            _, _, volume_held = await self._read_run()
+            if volume_held != program.vtbi_ul:
+                raise InvalidProgram(
+                    "vtbi_ul", program.vtbi_ul, "cannot change while the pump runs"
+                )
+            await self._ask("RAT", f"C{rate[0]}{rate[1]}")
+        else:
+            await self._write_run(rate, volume)
+        direction, rate_held, volume_held = await self._read_run()
+        if direction != "INF":
+            raise ProgramMismatch("direction", "INF", direction)
+        if rate_held != program.rate_ml_h:
+            raise ProgramMismatch("rate_ml_h", program.rate_ml_h, rate_held)
+        if volume_held != program.vtbi_ul:
+            raise ProgramMismatch("vtbi_ul", program.vtbi_ul, volume_held)
+        self._program = program
+        return program
+
+    # ------------------------------------------------------------- commands
+
+    async def command(self, command: Command, *, timeout_s: float | None = None) -> CommandOutcome:
+        """Send a command and confirm it by reading the state back.
+
+        START (``RUN``) is sent once: a lost reply is followed by reads, never by a second
+        RUN. STOP sends ``STP`` until the pump reports stopped (a running pump pauses on
+        the first). PRIME runs the prime's rate and volume (never ``PUR``, which has no
+        volume of its own).
+        """
+        if self._line is None:
+            raise PumpUnreachable(f"{self._label}: driver is not connected")
+        limit_s = self.config.confirm_timeout_s if timeout_s is None else timeout_s
+        if limit_s <= 0:
+            raise ValueError(f"timeout_s={limit_s} must be positive")
+        self._cmd_count += 1
+        seq = self._cmd_count
+        sent_at = time.monotonic()
+        before = await self.read_status()
+        if command is Command.PRIME:
+            return await self._prime(seq, sent_at, before, limit_s)
+        if command is Command.ACK_ALARM:
+            self._latched = AlarmFlag.NONE
+            self._latched_codes.clear()
+            status = await self.read_status()
+            return self._outcome(command, seq, sent_at, status)
+        expect: frozenset[PumpState]
+        if command is Command.START:
+            if before.alarms:
+                raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
+            if before.state not in (PumpState.IDLE, PumpState.PAUSED):
+                raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+            if before.state is PumpState.IDLE and self._primes.holds_prime:
+                # The pump's one counter still holds the prime: clear it before the run, so
+                # the pump itself counts only the infusion (and a restarted driver, which
+                # knows nothing of the prime, reads the same volume).
+                await self._ask("CLD", "INF")
+                self._primes.counter_cleared()
+            # RUN on a prime paused halfway resumes the prime, which reads as PRIMING.
+            running = PumpState.PRIMING if self._primes.priming else PumpState.INFUSING
+            sends, expect = ["RUN"], frozenset({running})
+        elif command is Command.PAUSE:
+            if before.state not in (PumpState.INFUSING, PumpState.PRIMING):
+                raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+            sends, expect = ["STP"], frozenset({PumpState.PAUSED})
+        elif command is Command.STOP:
+            sends, expect = ["STP", "STP"], frozenset({PumpState.IDLE, PumpState.ALARM})
+        elif command is Command.CLEAR_VOLUMES:
+            if before.state not in (PumpState.IDLE, PumpState.ALARM):
+                raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+            sends, expect = ["CLD INF", "CLD WDR"], frozenset(PumpState)
+        else:  # pragma: no cover - every Command is handled above
+            raise CommandRejected(command, seq, CommandResult.UNKNOWN_COMMAND, before)
+        reason = "not confirmed"
+        for text in sends:
+            name, _, argument = text.partition(" ")
+            try:
+                reply = await self._send(name, argument)
+            except NotSent:
+                raise
+            except PumpUnreachable as exc:
+                reason = f"{text} unanswered ({exc})"
+                break
+            if reply.alarm is not None:
+                status = await self.read_status()
+                raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
+            if reply.error is ErrorCode.BAD_PACKET:
+                raise PumpUnreachable(f"{self._label}: {text}: the pump got a damaged packet")
+            if reply.error is not None:
+                status = await self.read_status()
+                if command is Command.STOP and status.state is PumpState.IDLE:
+                    break  # STP on a stopped pump: already where STOP leads
+                raise CommandRejected(command, seq, RESULT_OF[reply.error], status)
+            if command is Command.STOP and reply.prompt is Prompt.STOPPED:
+                break
+        deadline = sent_at + limit_s
+        while True:
+            try:
+                status = await self.read_status()
+            except PumpUnreachable as exc:
+                reason = f"{reason}; no status ({exc})"
+            except ProtocolError as exc:
+                raise CommandUncertain(command, seq, f"status unreadable: {exc}") from exc
+            else:
+                if command is Command.CLEAR_VOLUMES:
+                    if status.volume_infused_ul == 0:
+                        self._primes.forget()
+                        status = dataclasses.replace(status, volume_primed_ul=0)
+                        return self._outcome(command, seq, sent_at, status)
+                    reason = f"pump still reports {status.volume_infused_ul} µL infused"
+                elif status.state in expect:
+                    return self._outcome(command, seq, sent_at, status)
+                elif status.state is PumpState.ALARM:
+                    raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
+                else:
+                    reason = f"pump reports {status.state}"
+            if time.monotonic() >= deadline:
+                raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
+            await asyncio.sleep(self.config.confirm_poll_s)
+
+    async def _prime(
+        self, seq: int, sent_at: float, before: PumpStatus, limit_s: float
+    ) -> CommandOutcome:
+        """A prime is a run of its own: RAT and VOL of the prime, read back, then RUN; the
+        pump stops itself at the prime's volume. The next START writes the program again
+        (the controller writes it before every moving command)."""
+        command = Command.PRIME
+        program = self._program
+        prime = None if program is None else self._encode_prime(program)
+        if prime is None or program is None:
+            raise CommandRejected(command, seq, CommandResult.REJECTED_PARAMS, before)
+        if before.alarms:
+            raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
+        if before.state is not PumpState.IDLE:
+            raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+        await self._write_run(*prime)
+        direction, rate_held, volume_held = await self._read_run()
+        if (
+            direction != "INF"
+            or rate_held != program.prime_rate_ml_h
+            or volume_held != program.prime_volume_ul
+        ):
+            raise ProgramMismatch(
+                "prime",
+                (program.prime_rate_ml_h, program.prime_volume_ul),
+                (direction, rate_held, volume_held),
+            )
+        self._primes.start()
+        try:
+            reply = await self._send("RUN")
+        except NotSent:
+            self._primes.abandon()
+            raise
+        except PumpUnreachable as exc:
+            return await self._confirm(command, seq, sent_at, limit_s, f"RUN unanswered ({exc})")
+        if reply.alarm is not None or reply.error is not None:
+            self._primes.abandon()
+            status = await self.read_status()
+            result = (
+                CommandResult.REJECTED_ALARM
+                if reply.alarm is not None
+                else RESULT_OF.get(
+                    reply.error or ErrorCode.NOT_APPLICABLE, CommandResult.REJECTED_STATE
+                )
+            )
+            raise CommandRejected(command, seq, result, status)
+        return await self._confirm(command, seq, sent_at, limit_s, "not confirmed")
+
+    async def _confirm(
+        self, command: Command, seq: int, sent_at: float, limit_s: float, reason: str
+    ) -> CommandOutcome:
+        """Read until the pump shows PRIMING (or has already finished the prime)."""
+        deadline = sent_at + limit_s
+        while True:
+            try:
+                status = await self.read_status()
+            except PumpUnreachable as exc:
+                reason = f"{reason}; no status ({exc})"
+            else:
+                if status.state is PumpState.PRIMING or (
+                    status.state is PumpState.IDLE and status.volume_primed_ul > 0
+                ):
+                    return self._outcome(command, seq, sent_at, status)
+                if status.state is PumpState.ALARM:
+                    raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
+                reason = f"pump reports {status.state}"
+            if time.monotonic() >= deadline:
+                raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
+            await asyncio.sleep(self.config.confirm_poll_s)
+
+    @staticmethod
+    def _outcome(command: Command, seq: int, sent_at: float, status: PumpStatus) -> CommandOutcome:
+        return CommandOutcome(
+            command=command,
+            cmd_seq=seq,
+            result=CommandResult.OK,
+            sent_at_monotonic=sent_at,
+            confirmed_at_monotonic=status.read_at_monotonic,
+            status=status,
+        )
+
+    async def purge(self) -> PumpStatus:
+        """``PUR``: run at the pump's maximum rate until STOP. Not part of the driver
+        contract (no volume bound on the pump); for service use with no patient attached."""
+        reply = await self._send("PUR")
+        if reply.error is not None:
+            raise PumpRefused(f"{self._label}: PUR refused: ?{reply.error.value}", reply.error)
+        return await self.read_status()
+
+    # ------------------------------------------------------------- heartbeat
+
+    async def heartbeat(self) -> int:
+        """A status query: in Safe mode every valid packet restarts the pump's watchdog.
+
+        A reply that came within HEARTBEAT_COVER_S already restarted it (the controller
+        heartbeats right after its read), so then nothing is sent: on a shared serial line
+        the read is the heartbeat. The pump echoes nothing, so the value is the driver's
+        count of heartbeats (sent or covered by a reply).
+        """
+        if time.monotonic() - self._last_reply_at >= HEARTBEAT_COVER_S:
+            await self._send("")
+        self._heartbeats += 1
+        return self._heartbeats
+
+    async def set_heartbeat_timeout(self, seconds: int) -> None:
+        """``SAF n``, n in wall seconds (1–255), read back. 0 would leave Safe mode: refused.
+
+        `seconds` are the caller's clock seconds; at a simulation's time scale they are
+        divided back, so the pump's watchdog is the configured wall time, never scaled.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise InvalidProgram("heartbeat_timeout_s", seconds, "must be an integer")
+        if seconds < 1:
+            raise InvalidProgram(
+                "heartbeat_timeout_s", seconds, "must be at least 1 s (0 would leave Safe mode)"
+            )
+        seconds = max(1, round(seconds / self.config.clock_scale))
+        if self.config.mode != "safe":
+            raise InvalidProgram(
+                "heartbeat_timeout_s", seconds, "basic mode has no communications watchdog"
+            )
+        if not 1 <= seconds <= MAX_SAFE_TIMEOUT_S:
+            raise InvalidProgram(
+                "heartbeat_timeout_s", seconds, f"must be within 1..{MAX_SAFE_TIMEOUT_S} s"
+            )
+        await self._set_safe_timeout(seconds)

@@ -1,0 +1,67 @@
+"""How to reach one New Era pump and what syringe it holds (validated at construction)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pumpd.drivers.newera_codec import NotRepresentable, format_number
+from pumpd.drivers.newera_line import BAUD_RATES, NewEraLineSettings
+
+MAX_SAFE_TIMEOUT_S = 255
+"""``SAF n`` takes 0–255 s; 0 is Basic mode, so the watchdog is 1–255 s."""
+
+
+class NewEraConfig(BaseModel):
+    """How to reach one New Era pump and what syringe it holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: str
+    address: int = Field(ge=0, le=99)
+    baudrate: int = 19200
+    syringe_diameter_mm: Decimal = Field(gt=0, le=Decimal("99.99"))
+    heartbeat_timeout_s: int = Field(default=10, ge=1, le=MAX_SAFE_TIMEOUT_S)
+    mode: Literal["safe", "basic"] = "safe"
+    """Basic mode has no CRC and no watchdog: the daemon never uses it; tests may."""
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+    confirm_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    confirm_poll_s: float = Field(default=0.02, ge=0, le=5)
+    gap_s: float = Field(default=0.005, ge=0, le=1)
+    quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
+    reconnect_delay_s: float = Field(default=0.2, gt=0, le=30)
+    clock_scale: float = Field(default=1.0, gt=0, le=10_000)
+    """How many times faster the caller's clock runs than the wall (a simulation's time
+    scale). `set_heartbeat_timeout` takes the caller's seconds; the pump counts wall
+    seconds, so SAF gets the value divided by this scale."""
+
+    @field_validator("baudrate")
+    @classmethod
+    def _baud(cls, value: int) -> int:
+        if value not in BAUD_RATES:
+            raise ValueError(f"must be one of {', '.join(map(str, BAUD_RATES))}")
+        return value
+
+    @field_validator("syringe_diameter_mm")
+    @classmethod
+    def _diameter(cls, value: Decimal) -> Decimal:
+        try:
+            format_number(value)
+        except NotRepresentable as exc:
+            raise ValueError(f"the pump cannot hold it exactly: {exc}") from None
+        return value
+
+    def line_settings(self) -> NewEraLineSettings:
+        return NewEraLineSettings(
+            device=self.device,
+            baudrate=self.baudrate,
+            mode=self.mode,
+            timeout_s=self.timeout_s,
+            gap_s=self.gap_s,
+            quiet_after_timeout_s=(
+                self.timeout_s if self.quiet_after_timeout_s is None else self.quiet_after_timeout_s
+            ),
+            reconnect_delay_s=self.reconnect_delay_s,
+        )
