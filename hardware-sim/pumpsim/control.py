@@ -3,7 +3,8 @@
 Request:  {"op": "<operation>", "id": <anything, echoed>, ...fields}
 Reply:    {"ok": true, "id": ..., ...}  or  {"ok": false, "id": ..., "error": {"type", "message"}}
 
-Operations: ping, status {unit}, reboot {unit}, log {unit?, since?}, faults, and
+Operations: ping, status {unit}, reboot {unit}, press_alarm_key {unit}, log {unit?,
+since?}, faults, and
 fault {unit, fault, on, factor|ms|probability|count|direction|address}.
 docs/pumpsim.md is the reference.
 """
@@ -66,6 +67,10 @@ def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
     if op == "reboot":
         unit = _require_unit(request)
         sim.reboot(unit)
+        return {"status": sim.status(unit)}
+    if op == "press_alarm_key":
+        unit = _require_unit(request)
+        sim.press_alarm_key(unit)
         return {"status": sim.status(unit)}
     if op == "log":
         log_unit = None if request.get("unit") is None else _require_unit(request)
