@@ -8,6 +8,7 @@ from typing import Self
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
 from safety import guards
+from safety.continuation import ContinuationInputs, InvalidContinuationInput, check_continuation
 from safety.course import InvalidCourseHistory, PriorSession
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
@@ -19,6 +20,7 @@ from safety.vitals import ImplausibleVitals, InvalidVitals, VitalsReading, check
 from . import rules
 from .core import (
     CommandIntent,
+    DeliveryFacts,
     SessionCore,
     Step,
     check_stamp,
@@ -34,6 +36,7 @@ from .records import (
     AcknowledgedAlarm,
     AdjustmentRecord,
     At,
+    ContinuationRecord,
     NoteRecord,
     OrderRecord,
     OverrideRecord,
@@ -286,10 +289,25 @@ class NurseCommands(SessionCore):
             audit=("pump.command.requested",),
         )
 
-    def resume(self, *, by: str, at: Stamp) -> Step:
-        """Resume a paused infusion at the plan in effect; never out of ALARM."""
+    def resume(
+        self,
+        *,
+        by: str,
+        at: Stamp,
+        reason: str | None = None,
+        delivery: DeliveryFacts | None = None,
+    ) -> Step:
+        """Resume a paused infusion at the plan in effect; never out of ALARM.
+
+        From STOPPED (a cleared and acknowledged mechanical alarm, or a nurse's own stop)
+        this continues the interrupted infusion in the same session, if the kernel's
+        continuation rule allows it (``safety.continuation``): the nurse's reason and the
+        controller's ``delivery`` facts are needed then.
+        """
         source = self._require("resume")
-        check_stamp(at)
+        stamp = check_stamp(at)
+        if source is State.STOPPED:
+            return self._continue(by, reason, delivery, stamp)
         refuse_if("resume", rules.person("resume", by, "resume"))
         data = self._update(pending_command=CommandKind.RESUME, requested_in=source)
         command = CommandIntent(
@@ -305,6 +323,69 @@ class NurseCommands(SessionCore):
             data,
             command=command,
             audit=("pump.command.requested",),
+        )
+
+    def _continue(self, by: str, reason: object, delivery: object, stamp: Stamp) -> Step:
+        if not isinstance(delivery, DeliveryFacts):
+            raise InvalidCommandInput(f"a continuation needs the delivery facts, got {delivery!r}")
+        check_text("reason", reason, optional=True)
+        verdicts = rules.person("resume", by, "continuation")
+        verdicts += rules.reason_text("continue.reason_missing", reason, "continuation")
+        d = self._data
+        proto = self._protocol.protocol
+        since = d.interrupted_at or d.stopped_at
+        interrupted_s = 0.0 if since is None else max(0.0, stamp.mono_s - since.mono_s)
+        last = d.last_vitals
+        try:
+            inputs = ContinuationInputs(
+                interrupted_by=d.interrupted_by,
+                vtbi_ul=self._plan.vtbi_ul,
+                delivered_ul=delivery.delivered_ul,
+                expected_ul=delivery.expected_ul,
+                rate_ml_h=self._plan.rate_ml_h,
+                delivery_elapsed_s=delivery.delivery_elapsed_s,
+                max_delivery_s=delivery.max_delivery_s,
+                interrupted_before_s=d.interrupted_before_s,
+                interrupted_s=interrupted_s,
+                pause_limit_s=float(proto.pause.stop_after_min * 60),
+                vitals=None if last is None else last.reading_as_of(stamp),
+                now=stamp.utc,
+                pump=delivery.pump,
+            )
+            assessment = check_continuation(proto.vitals, inputs)
+        except (InvalidContinuationInput, InvalidVitals) as exc:
+            raise InvalidCommandInput(f"continuation input: {exc}") from exc
+        verdicts += assessment.verdicts
+        refuse_if("resume", verdicts)
+        assert isinstance(reason, str)
+        record = ContinuationRecord(
+            by=by,
+            reason=reason,
+            at=At.of(stamp),
+            interrupted_by=d.interrupted_by,
+            remaining_ul=assessment.remaining_ul,
+            delivered_ul=max(delivery.delivered_ul, delivery.expected_ul),
+            interrupted_s=interrupted_s,
+        )
+        data = self._update(
+            pending_command=CommandKind.RESUME,
+            requested_in=State.STOPPED,
+            last_continuation=record,
+            continuations=d.continuations + 1,
+        )
+        command = CommandIntent(
+            CommandKind.RESUME,
+            rate_ml_h=self._plan.rate_ml_h,
+            vtbi_ul=assessment.remaining_ul,
+            reason_code="nurse.continue",
+        )
+        return self._fire(
+            "resume",
+            State.STOPPED,
+            State.RESUME_REQUESTED,
+            data,
+            command=command,
+            audit=("session.continued", "pump.command.requested"),
         )
 
     def adjust(
@@ -427,7 +508,7 @@ class NurseCommands(SessionCore):
         by an uncertain command or a latched alarm (in ALARM it stays latched).
         """
         source = self._require("stop")
-        check_stamp(at)
+        stamp = check_stamp(at)
         check_text("reason_code", reason_code)
         verdicts = rules.person("stop", by, "stop")
         verdicts += rules.reason_text("stop.reason_missing", reason, "stop")
@@ -437,6 +518,7 @@ class NurseCommands(SessionCore):
             "stop_reason_code": reason_code,
             "stop_reason": reason,
             "pending_adjustment": None,
+            **self._interruption(reason_code, At.of(stamp)),
         }
         command = CommandIntent(CommandKind.STOP, reason_code=reason_code)
         dest = source
@@ -606,6 +688,18 @@ class NurseCommands(SessionCore):
         data = self._update(observation_started_at=At.of(stamp))
         return self._fire(
             "observe", source, State.OBSERVATION, data, audit=("observation.started",)
+        )
+
+    def end(self, *, by: str, reason: str, at: Stamp) -> Step:
+        """End an interrupted infusion instead of continuing it: the observation begins."""
+        source = self._require("end")
+        stamp = check_stamp(at)
+        verdicts = rules.person("end", by, "end")
+        verdicts += rules.reason_text("end.reason_missing", reason, "end")
+        refuse_if("end", verdicts)
+        data = self._update(ended_by=by, end_reason=reason, observation_started_at=At.of(stamp))
+        return self._fire(
+            "end", source, State.OBSERVATION, data, audit=("session.ended", "observation.started")
         )
 
     def discharge(self, *, by: str, checklist_confirmed: Collection[str], at: Stamp) -> Step:
