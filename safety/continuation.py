@@ -212,6 +212,8 @@ def _vitals(rules: VitalsRules, inputs: ContinuationInputs) -> list[Verdict]:
         _hard(
             "continue." + v.code.removeprefix("start."),
             v.message.replace("Baseline vital signs", "Vital signs")
+            .replace("Baseline ", "")
+            .replace("No baseline vital signs", "No vital signs")
             .replace("before starting", "before continuing")
             .replace("allowed to start", "allowed to continue"),
             "continue.vitals",
