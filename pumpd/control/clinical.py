@@ -275,19 +275,47 @@ async def session_start(svc: Service, call: Call) -> Any:
     return {"state": _state(ctl)}
 
 
+def _where(ctl: Controller) -> dict[str, Any]:
+    """Whose infusion a halt or a continuation touched and how far it had got, so the
+    answer names the patient and a wrong chair number is noticed at once."""
+    s = ctl.session
+    return {
+        "state": _state(ctl),
+        "patient_ref": None if s is None else s.data.patient_ref,
+        "delivered_ul": ctl.delivered_ul(),
+        "vtbi_ul": None if s is None else s.plan.vtbi_ul,
+    }
+
+
 async def session_pause(svc: Service, call: Call) -> Any:
     prm: p.PauseParams = call.params
     ctl = svc.controller(prm.pump)
     call.note = prm.reason
     await ctl.pause(by=call.acting.name, reason=prm.reason)
-    return {"state": _state(ctl)}
+    return _where(ctl)
 
 
 async def session_resume(svc: Service, call: Call) -> Any:
-    ctl = svc.controller(call.params.pump)
+    prm: p.ResumeParams = call.params
+    ctl = svc.controller(prm.pump)
     refuse_while_unavailable(svc.ctx.writer, "resume")
-    await ctl.resume(by=call.acting.name)
-    return {"state": _state(ctl)}
+    step = await ctl.resume(by=call.acting.name, reason=prm.reason)
+    out = _where(ctl)
+    s = ctl.session
+    if step.source is State.STOPPED and s is not None and s.data.last_continuation is not None:
+        out["continued"] = {
+            "remaining_ul": s.data.last_continuation.remaining_ul,
+            "interrupted_by": list(s.data.last_continuation.interrupted_by),
+            "rule": "continue",
+        }
+    return out
+
+
+async def session_end(svc: Service, call: Call) -> Any:
+    prm: p.ReasonParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.end(by=call.acting.name, reason=prm.reason)
+    return _where(ctl)
 
 
 async def session_adjust(svc: Service, call: Call) -> Any:
@@ -322,7 +350,7 @@ async def session_stop(svc: Service, call: Call) -> Any:
     prm: p.ReasonParams = call.params
     ctl = svc.controller(prm.pump)
     await ctl.stop(by=call.acting.name, reason=prm.reason)
-    return {"state": _state(ctl)}
+    return _where(ctl)
 
 
 async def session_acknowledge(svc: Service, call: Call) -> Any:

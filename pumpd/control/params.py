@@ -73,6 +73,13 @@ class PauseParams(PumpParams):
     reason: Words | None = None
 
 
+class ResumeParams(PumpParams):
+    """``reason`` is required by the session to continue a stopped infusion (not to resume
+    a paused one)."""
+
+    reason: Words | None = None
+
+
 class AdjustParams(PumpParams):
     duration: Quantity | None = None
     dose: Quantity | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import CommandIntent, CommandKind, Session, State, Step
+from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
 from pumpd.session.records import AlarmSource
 from safety.actions import Action, ActionKind, Priority
 from safety.course import PriorSession
@@ -1235,6 +1236,8 @@ class Controller:
                     "reason_codes": [c.reason_code] if c.reason_code else [],
                 }
                 words = {CommandKind.PAUSE: self._pause_words, CommandKind.STOP: d.stop_reason}
+                if c.reason_code == "nurse.continue" and d.last_continuation is not None:
+                    words[CommandKind.RESUME] = d.last_continuation.reason
                 if (spoken := _words(words.get(c.kind))) is not None:
                     requested["reason"] = spoken
                 ev(kind, requested, corr=ctx.correlation_id)
@@ -1269,6 +1272,29 @@ class Controller:
                 )
             elif kind == "session.resumed":
                 ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f")})
+            elif kind == "session.continued" and d.last_continuation is not None:
+                cont = d.last_continuation
+                ev(
+                    kind,
+                    {
+                        "reason": cont.reason[:500],
+                        "rule": "continue",
+                        "interrupted_by": list(cont.interrupted_by),
+                        "remaining_volume_ul": cont.remaining_ul,
+                        "delivered_volume_ul": cont.delivered_ul,
+                        "interrupted_ms": int(cont.interrupted_s * 1000),
+                    },
+                )
+            elif kind == "session.ended":
+                ev(
+                    kind,
+                    {
+                        "reason": (d.end_reason or "ended")[:500],
+                        "rule": "session.end",
+                        "interrupted_by": list(d.interrupted_by),
+                        "delivered_volume_ul": delivered,
+                    },
+                )
             elif kind == "session.paused":
                 paused: dict[str, Any] = {
                     "reason_code": d.pause_reason_code or "pause",
@@ -1491,8 +1517,60 @@ class Controller:
 
         return await self._nurse(by, act, undo=False)
 
-    async def resume(self, *, by: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.resume(by=by, at=at), undo=True)
+    async def resume(self, *, by: str, reason: str | None = None) -> Step:
+        """Resume a paused infusion, or continue an interrupted one (from STOPPED: the
+        kernel's continuation rule decides, on the pump as read now and both figures of
+        what was given; docs/controller.md, "Continuing an interrupted infusion")."""
+        async with self._lock:
+            s = self._need()
+            if s.state is not State.STOPPED:
+                before = s.snapshot()
+                step = s.resume(by=by, at=self._now())
+                await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+                return step
+            return await self._continue(s, by, reason)
+
+    async def _continue(self, s: Session, by: str, reason: str | None) -> Step:
+        status = await self._read()
+        now_s = self._clock.monotonic()
+        if self._account is None:
+            # Stopped before the pump confirmed a start: nothing was accounted yet.
+            self._account = VolumeAccount(self._baseline_ul, Decimal(0), now_s)
+            self._start_counter_ul = self._baseline_ul
+        acct = self._account
+        acct.set_rate(Decimal(0), now_s)
+        delivered = max(0, self.delivered_ul())
+        expected = acct.expected_ul(now_s)
+        limits = self._limits
+        max_s = None if limits is None else limits.max_delivery_s
+        if max_s is None:
+            max_s = float(s.protocol.protocol.limits.duration_min.hard_max * 60)
+        facts = DeliveryFacts(
+            pump=None if status is None else to_snapshot(status),
+            delivered_ul=delivered,
+            expected_ul=expected,
+            delivery_elapsed_s=acct.delivery_elapsed_s(now_s),
+            max_delivery_s=max_s,
+        )
+        before = s.snapshot()
+        step = s.resume(by=by, reason=reason, delivery=facts, at=self._now())
+        assert status is not None  # the kernel refuses a pump that does not answer
+        # From here the session's figure of what was given is the larger of the two, on
+        # the counter as it is now: the pump is programmed for the remainder alone, and
+        # the volume rule judges the continuation from that common start.
+        saved = dataclasses.replace(acct), self._start_counter_ul
+        known = max(delivered, expected)
+        acct.counter_restarted(known, status.volume_infused_ul)
+        acct.closed_ul = Decimal(known)
+        self._start_counter_ul = acct.volume_at_start_ul - acct.delivered_before_ul
+        undo_session = self._undo_to(before, s.protocol)
+
+        def undo() -> None:
+            undo_session()
+            self._account, self._start_counter_ul = saved
+
+        await self._carry_out(step, by, undo=undo)
+        return step
 
     async def adjust(
         self,
@@ -1619,6 +1697,10 @@ class Controller:
             lambda s, at: s.discharge(by=by, checklist_confirmed=checklist_confirmed, at=at),
             undo=True,
         )
+
+    async def end(self, *, by: str, reason: str) -> Step:
+        """End an interrupted infusion instead of continuing it: the observation begins."""
+        return await self._nurse(by, lambda s, at: s.end(by=by, reason=reason, at=at), undo=True)
 
     async def abort(self, *, by: str, reason: str) -> Step:
         return await self._nurse(by, lambda s, at: s.abort(by=by, reason=reason, at=at), undo=True)

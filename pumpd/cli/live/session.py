@@ -39,6 +39,22 @@ def _said(pump: str, result: Any, what: str) -> None:
     click.echo(f"{pump}: {what}" + (f"; session {state}" if state else ""))
 
 
+def _ml(volume_ul: object) -> str:
+    return f"{volume_ul / 1000:.1f}" if isinstance(volume_ul, int) else "?"
+
+
+def _said_where(pump: str, result: Any, what: str) -> None:
+    """``chair-2 (P-0043): stopped at 8.0 of 100 mL; session STOPPED``: the patient named,
+    so a wrong chair number is noticed at once."""
+    if not isinstance(result, dict) or result.get("patient_ref") is None:
+        _said(pump, result, what)
+        return
+    vtbi = result.get("vtbi_ul")
+    total = f"{vtbi / 1000:g}" if isinstance(vtbi, int) else "?"
+    text = f"{what} {_ml(result.get('delivered_ul'))} of {total} mL"
+    _said(f"{pump} ({result['patient_ref']})", result, text)
+
+
 def _order_params(
     pump: str,
     patient: str,
@@ -151,14 +167,27 @@ def pause(target: Target, pump: str, reason: str | None) -> None:
     params: dict[str, Any] = {"pump": pump}
     if reason:
         params["reason"] = reason
-    _said(pump, call(target, "session.pause", params), "paused")
+    _said_where(pump, call(target, "session.pause", params), "paused at")
 
 
-@click.command(help="Resume a paused infusion.")
+@click.command(
+    help="Resume a paused infusion, or continue an interrupted one: after a pump alarm "
+    "(occlusion, air in line, door open) cleared at the pump and acknowledged, or after "
+    "your own stop. Continuing needs --reason; the kernel decides."
+)
 @click.argument("pump")
+@click.option("--reason", help="Why the infusion can go on, in words (needed to continue).")
 @pass_target
-def resume(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.resume", {"pump": pump}), "resumed")
+def resume(target: Target, pump: str, reason: str | None) -> None:
+    params: dict[str, Any] = {"pump": pump}
+    if reason:
+        params["reason"] = reason
+    result = call(target, "session.resume", params)
+    continued = result.get("continued") if isinstance(result, dict) else None
+    if isinstance(continued, dict):
+        _said_where(pump, result, f"continued, {_ml(continued.get('remaining_ul'))} mL to go, from")
+    else:
+        _said_where(pump, result, "resumed at")
 
 
 @click.command(help="Change duration or dose: shows the daemon's new plan, asks, then applies.")
@@ -194,7 +223,15 @@ def adjust(
 @click.option("--reason", required=True, help="Why, in words.")
 @pass_target
 def stop(target: Target, pump: str, reason: str) -> None:
-    _said(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped")
+    _said_where(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped at")
+
+
+@click.command(help="End an interrupted infusion instead of continuing it: the observation begins.")
+@click.argument("pump")
+@click.option("--reason", required=True, help="Why it is not continued, in words.")
+@pass_target
+def end(target: Target, pump: str, reason: str) -> None:
+    _said_where(pump, call(target, "session.end", {"pump": pump, "reason": reason}), "ended at")
 
 
 @click.command(
@@ -321,6 +358,7 @@ COMMANDS = (
     resume,
     adjust,
     stop,
+    end,
     ack,
     vitals,
     note,

@@ -1,0 +1,150 @@
+"""An interrupted infusion continued, or ended, through the real pumpd, pumpctl and pumpsim.
+
+chair-1's line is kinked (a downstream occlusion): pumpd stops the pump and latches the
+alarm. The nurse clears the line, presses the pump's own alarm key (`pumpsim
+press-alarm-key`), acknowledges, records fresh vitals and continues with `pumpctl resume
+--reason`: the kernel allows it, the pump is programmed for the remainder alone and the
+same session runs to completion. A stop that was about delivery accuracy is not continued;
+a nurse's own stop can be, or ended with `pumpctl end`. Every answer names the patient.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pumpd.cli.pumpctl import EXIT_REFUSED
+
+from .conftest import IS_ROOT, Accounts
+from .stack import BIN, PIN, Stack, add_staff, running_stack
+
+TIME_SCALE = 60  # a 40 min infusion in 40 s; the 15 min pause limit is 15 s of real time
+
+
+@pytest.fixture
+def slow_stack(accounts: Accounts) -> Iterator[Stack]:
+    with running_stack(
+        time_scale=TIME_SCALE, roles=accounts.roles, socket_group=accounts.socket_group
+    ) as s:
+        s.default_user = accounts.nurse
+        yield s
+
+
+def start(stack: Stack, accounts: Accounts, patient: str) -> None:
+    add_staff(stack, accounts.admin)
+    stack.ok(
+        "program", "chair-1", "--patient", patient, "--weight", "82kg",
+        "--protocol", "ketamine-trd-standard", "--yes",
+    )  # fmt: skip
+    if IS_ROOT:
+        stack.ok("confirm", "chair-1", "--weight", "82kg", user=accounts.nurse2)
+    else:
+        stack.ok(
+            "confirm", "chair-1", "--weight", "82kg", "--witness", "N002", "--pin-stdin",
+            stdin=PIN["N002"] + "\n",
+        )  # fmt: skip
+    stack.ok("prime", "chair-1", "--line-disconnected")
+    stack.wait_state("chair-1", ["PRIMED"])
+    stack.ok("vitals", "chair-1", "--bp", "120/80", "--hr", "70", "--spo2", "98")
+    stack.ok("start", "chair-1")
+    stack.wait_state("chair-1", ["INFUSING"])
+
+
+def pumpsim(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    host, port = stack.sim_control
+    return subprocess.run(
+        [str(BIN / "pumpsim"), args[0], "--control", f"{host}:{port}", "--unit", "1", *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def events(stack: Stack, kind: str) -> list[dict[str, Any]]:
+    out = stack.audit("events", "--json", "--type", kind)
+    assert out.returncode == 0, out.stderr
+    found: list[dict[str, Any]] = json.loads(out.stdout)
+    return found
+
+
+def test_a_cleared_occlusion_is_continued_to_completion(
+    slow_stack: Stack, accounts: Accounts
+) -> None:
+    stack = slow_stack
+    start(stack, accounts, "P-0043")
+    stack.sim_request("fault", unit=1, fault="occlusion-downstream", on=True)
+    stack.wait_state("chair-1", ["ALARM"])
+    refused = stack.pumpctl("resume", "chair-1", "--reason", "line straightened")
+    assert refused.returncode == EXIT_REFUSED, refused.stderr  # ALARM: acknowledge first
+
+    assert pumpsim(stack, "fault", "occlusion-downstream", "off").returncode == 0
+    key = pumpsim(stack, "press-alarm-key")
+    assert key.returncode == 0, key.stderr
+    assert json.loads(key.stdout)["state"] == "IDLE"
+    stack.ok("ack", "chair-1", "--note", "kinked line straightened")
+    assert stack.status("chair-1")["session_state"] == "STOPPED"
+    stack.ok("vitals", "chair-1", "--bp", "122/80", "--hr", "72", "--spo2", "98")
+    said = stack.ok("resume", "chair-1", "--reason", "kinked line straightened at the pump")
+    assert said.startswith("chair-1 (P-0043): continued"), said
+    view = stack.wait_state("chair-1", ["INFUSING"])
+    assert view["session_id"]
+    assert stack.sim_status(1)["state"] == "INFUSING"
+
+    stack.wait_state("chair-1", ["OBSERVATION"], timeout_s=120)
+    pump = stack.sim_status(1)
+    # never more than the plan: 100 mL, the pump's own counter (it also counts the prime
+    # separately) within the kernel's overrun allowance
+    assert pump["volume_infused_ul"] <= 100_000 + 200, pump
+
+    continued = events(stack, "session.continued")
+    assert len(continued) == 1, continued
+    payload = continued[0]["payload"]
+    assert payload["reason"] == "kinked line straightened at the pump"
+    assert payload["rule"] == "continue"
+    assert payload["interrupted_by"] == ["tick.pump.alarm.occlusion_downstream"]
+    assert payload["remaining_volume_ul"] + payload["delivered_volume_ul"] == 100_000
+    assert continued[0]["session_id"] == view["session_id"]
+    completed = events(stack, "infusion.completed")
+    assert [e["session_id"] for e in completed] == [view["session_id"]]
+    # the pump was programmed for the remainder: its VTBI is the counter at the
+    # continuation plus the remaining volume (no over-infusion alarm was ever raised)
+    raised = [e["payload"]["alarm_code"] for e in events(stack, "alarm.raised")]
+    assert raised == ["tick.pump.alarm.occlusion_downstream"], raised
+
+
+def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts: Accounts) -> None:
+    from .test_signals import start_infusion
+
+    start_infusion(stack, accounts, "P-0044")
+    said = stack.ok("stop", "chair-1", "--reason", "wrong chair?")
+    assert said.startswith("chair-1 (P-0044): stopped at "), said
+    assert " of 100 mL" in said, said
+    missing = stack.pumpctl("resume", "chair-1")
+    assert missing.returncode == EXIT_REFUSED, missing.stderr
+    assert "continue.reason_missing" in missing.stderr
+    ended = stack.ok("end", "chair-1", "--reason", "patient asked not to go on")
+    assert ended.startswith("chair-1 (P-0044): ended at "), ended
+    assert stack.status("chair-1")["session_state"] == "OBSERVATION"
+    [end] = events(stack, "session.ended")
+    assert end["payload"]["reason"] == "patient asked not to go on"
+    assert end["payload"]["interrupted_by"] == ["nurse.stop"]
+
+
+def test_an_over_infusion_is_not_continued(stack: Stack, accounts: Accounts) -> None:
+    from .test_signals import start_infusion
+
+    start_infusion(stack, accounts, "P-0045")
+    stack.sim_request("fault", unit=1, fault="runaway", on=True, factor="3")
+    stack.wait_state("chair-1", ["ALARM"])
+    stack.sim_request("fault", unit=1, fault="runaway", on=False)
+    stack.ok("ack", "chair-1", "--note", "pump taken out of service")
+    stack.ok("vitals", "chair-1", "--bp", "122/80", "--hr", "72", "--spo2", "98")
+    refused = stack.pumpctl("resume", "chair-1", "--reason", "looks fine now")
+    assert refused.returncode == EXIT_REFUSED, refused.stderr
+    assert "continue.not_continuable" in refused.stderr
+    assert stack.status("chair-1")["session_state"] == "STOPPED"
+    assert stack.sim_status(1)["state"] == "IDLE"
