@@ -56,6 +56,26 @@ CONTINUABLE: frozenset[str] = frozenset(
 alarms, which it detects and stops itself for, and a nurse's own stop."""
 
 
+DELIVERY_ACCURACY: frozenset[str] = frozenset(
+    {
+        "tick.rate.mismatch",
+        "tick.volume.over_infusion",
+        "tick.vtbi.exceeded",
+        "tick.vtbi.commanded_above_plan",
+        "tick.pump.rebooted",
+        "tick.pump.counter_backwards",
+        "tick.pump.counter_below_start",
+        "tick.comm.lost",
+        "pump.state_lost",
+        "pump.vtbi_ignored",
+        "controller.bookkeeping",
+    }
+)
+"""The interruptions about the accuracy of delivery. Most of them stop the infusion (and
+only :data:`CONTINUABLE` causes may continue a stopped one); a rate mismatch pauses it,
+and :func:`check_resume_cause` keeps such a pause from being resumed."""
+
+
 class InvalidContinuationInput(ValueError):
     """A continuation fact of the wrong type or impossible (a caller bug, not a refusal)."""
 
@@ -173,6 +193,26 @@ def _cause(inputs: ContinuationInputs) -> list[Verdict]:
             )
         ]
     return []
+
+
+def check_resume_cause(interrupted_by: tuple[str, ...]) -> list[Verdict]:
+    """A paused infusion is resumed unless the pause was about delivery accuracy.
+
+    A pause for vitals outside the pause band, for an under-infusion (check the line) or
+    a nurse's own pause is resumed once the cause is dealt with; a pump whose rate did not
+    match what was commanded is not trusted to deliver again in this session.
+    """
+    barred = [c for c in dict.fromkeys(interrupted_by) if c in DELIVERY_ACCURACY]
+    if not barred:
+        return []
+    return [
+        _hard(
+            "continue.not_continuable",
+            f"The infusion was interrupted by {', '.join(barred)}: the pump did not deliver "
+            "as commanded, so it is not resumed; stop it and observe the patient.",
+            "continue.cause",
+        )
+    ]
 
 
 def _time(inputs: ContinuationInputs, remaining_ul: int) -> list[Verdict]:

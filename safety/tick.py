@@ -573,7 +573,10 @@ def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Actio
     stopped itself (an occlusion, air) delivers nothing from that moment while the expected
     volume runs on until pumpd's STOP, and the pump's alarm already stops the infusion and
     says why; a second, medium alarm telling the nurse to "check the line" would only have
-    to be acknowledged as well. Over-infusion is judged whatever the pump says."""
+    to be acknowledged as well. Nor is it claimed while the session is paused: the pause
+    it demands is in effect, and demanding it again would turn the acknowledged pause into
+    a stop with a second alarm (the nurse trapped in a repeating alarm while checking the
+    line). Over-infusion is judged whatever the pump says."""
     snap = inputs.snapshot
     if snap is None or inputs.phase not in _ACCOUNTED_PHASES:
         return
@@ -592,7 +595,11 @@ def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Actio
             "over-infusion, the infusion is stopped.",
             rule,
         )
-    elif expected - delivered > band and not _stopped_by_its_alarm(snap):
+    elif (
+        expected - delivered > band
+        and inputs.phase is not SessionPhase.PAUSED
+        and not _stopped_by_its_alarm(snap)
+    ):
         yield Action(
             ActionKind.PAUSE,
             Priority.MEDIUM,

@@ -1526,9 +1526,37 @@ class Controller:
             if s.state is not State.STOPPED:
                 before = s.snapshot()
                 step = s.resume(by=by, at=self._now())
-                await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+                undo = self._undo_to(before, s.protocol)
+                if self._status is not None and self._account is not None:
+                    undo = self._reanchored(self._status, undo)
+                await self._carry_out(step, by, undo=undo)
                 return step
             return await self._continue(s, by, reason)
+
+    def _reanchored(
+        self, status: PumpStatus, undo_session: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Delivery goes on after an interruption: from here the session's figure of what
+        was given is the larger of the pump's and the independent account's, on the
+        counter as it is now, so the pump is programmed for the remainder alone and the
+        volume rule judges what follows from that common start (a gap left by an
+        occlusion or a stuck counter would otherwise pause the infusion again at once).
+        Returns the undo for a command that is not sent."""
+        acct = self._account
+        assert acct is not None
+        now_s = self._clock.monotonic()
+        acct.set_rate(Decimal(0), now_s)
+        saved = dataclasses.replace(acct), self._start_counter_ul
+        known = max(0, acct.delivered_ul(status.volume_infused_ul), acct.expected_ul(now_s))
+        acct.counter_restarted(known, status.volume_infused_ul)
+        acct.closed_ul = Decimal(known)
+        self._start_counter_ul = acct.volume_at_start_ul - acct.delivered_before_ul
+
+        def undo() -> None:
+            undo_session()
+            self._account, self._start_counter_ul = saved
+
+        return undo
 
     async def _continue(self, s: Session, by: str, reason: str | None) -> Step:
         status = await self._read()
@@ -1555,20 +1583,7 @@ class Controller:
         before = s.snapshot()
         step = s.resume(by=by, reason=reason, delivery=facts, at=self._now())
         assert status is not None  # the kernel refuses a pump that does not answer
-        # From here the session's figure of what was given is the larger of the two, on
-        # the counter as it is now: the pump is programmed for the remainder alone, and
-        # the volume rule judges the continuation from that common start.
-        saved = dataclasses.replace(acct), self._start_counter_ul
-        known = max(delivered, expected)
-        acct.counter_restarted(known, status.volume_infused_ul)
-        acct.closed_ul = Decimal(known)
-        self._start_counter_ul = acct.volume_at_start_ul - acct.delivered_before_ul
-        undo_session = self._undo_to(before, s.protocol)
-
-        def undo() -> None:
-            undo_session()
-            self._account, self._start_counter_ul = saved
-
+        undo = self._reanchored(status, self._undo_to(before, s.protocol))
         await self._carry_out(step, by, undo=undo)
         return step
 

@@ -8,7 +8,12 @@ from typing import Self
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
 from safety import guards
-from safety.continuation import ContinuationInputs, InvalidContinuationInput, check_continuation
+from safety.continuation import (
+    ContinuationInputs,
+    InvalidContinuationInput,
+    check_continuation,
+    check_resume_cause,
+)
 from safety.course import InvalidCourseHistory, PriorSession
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
@@ -308,7 +313,9 @@ class NurseCommands(SessionCore):
         stamp = check_stamp(at)
         if source is State.STOPPED:
             return self._continue(by, reason, delivery, stamp)
-        refuse_if("resume", rules.person("resume", by, "resume"))
+        verdicts = rules.person("resume", by, "resume")
+        verdicts += check_resume_cause(self._data.interrupted_by)
+        refuse_if("resume", verdicts)
         data = self._update(pending_command=CommandKind.RESUME, requested_in=source)
         command = CommandIntent(
             CommandKind.RESUME,

@@ -16,9 +16,11 @@ from test_tick_nominal import T0, VITALS_RULES, reading, snapshot
 
 from safety.continuation import (
     CONTINUABLE,
+    DELIVERY_ACCURACY,
     ContinuationInputs,
     InvalidContinuationInput,
     check_continuation,
+    check_resume_cause,
 )
 from safety.pump import PumpAlarm, PumpMode
 from safety.verdicts import Severity
@@ -89,6 +91,29 @@ def test_delivery_accuracy_and_patient_stops_are_not_continuable(code: str) -> N
     assert verdict.severity is Severity.HARD
     assert verdict.rule == "continue.cause"
     assert f"ended by {code}:" in verdict.message
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        (),
+        ("nurse.pause",),
+        ("tick.vitals.pause.spo2_percent.below_min",),
+        ("tick.volume.under_infusion",),
+    ],
+)
+def test_a_pause_for_the_patient_or_the_line_is_resumed(cause: tuple[str, ...]) -> None:
+    assert check_resume_cause(cause) == []
+
+
+def test_a_pause_for_a_rate_mismatch_is_never_resumed() -> None:
+    [verdict] = check_resume_cause(
+        ("tick.vitals.pause.x", "tick.rate.mismatch", "tick.rate.mismatch")
+    )
+    assert verdict.code == "continue.not_continuable"
+    assert verdict.severity is Severity.HARD
+    assert "interrupted by tick.rate.mismatch:" in verdict.message
+    assert not DELIVERY_ACCURACY & CONTINUABLE
 
 
 def test_no_recorded_cause_is_not_continuable() -> None:
@@ -179,7 +204,7 @@ def test_the_pump_must_answer_idle_alarm_free_and_still(pump: object, expected: 
         {"interrupted_s": "10"},
         {"interrupted_before_s": True},
         {"vitals": "120/80"},
-        {"now": dt.datetime(2026, 3, 2, 9, 5)},
+        {"now": dt.datetime(2026, 3, 2, 9, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))},
         {"now": "2026-03-02"},
         {"pump": "idle"},
     ],
@@ -197,7 +222,7 @@ def test_the_rule_needs_its_types() -> None:
 
 
 CODES = st.sampled_from(
-    sorted(CONTINUABLE) + ["tick.volume.over_infusion", "tick.rate.mismatch", "tick.comm.lost"]
+    [*sorted(CONTINUABLE), "tick.volume.over_infusion", "tick.rate.mismatch", "tick.comm.lost"]
 )
 VOLUMES = st.integers(min_value=0, max_value=150_000)
 SECONDS = st.floats(min_value=0, max_value=4000, allow_nan=False)
