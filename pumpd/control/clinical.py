@@ -17,6 +17,7 @@ from pumpd.controller import Controller
 from pumpd.controller.journal import code_of
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import State
+from safety.guards import DISCHARGE_VITALS_ITEM
 from safety.order import Override
 from safety.plan import Order, Patient, Plan, compute_plan, parse_order, parse_patient
 from safety.units import InputError
@@ -147,7 +148,10 @@ async def checklist(svc: Service, call: Call) -> Any:
     s = ctl.session
     if s is None:
         raise RpcError(Code.NO_SESSION, f"pump {call.params.pump} has no session")
-    items = [{"id": code_of(t), "text": t} for t in s.protocol.protocol.discharge_checklist]
+    items = [
+        {"id": code_of(t), "text": t, "computed": t == DISCHARGE_VITALS_ITEM}
+        for t in s.protocol.protocol.discharge_checklist
+    ]
     earliest = earliest_discharge_utc(ctl)
     return {
         "items": items,
@@ -401,6 +405,16 @@ async def session_discharge(svc: Service, call: Call) -> Any:
     s = ctl.session
     if s is None:
         raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+    if prm.gates_only:
+        gates = await ctl.discharge_gates()
+        if gates:
+            raise RpcError(
+                Code.REFUSED,
+                "discharge refused: " + " ".join(v.message for v in gates),
+                trigger="discharge",
+                verdicts=[v.as_dict() for v in gates],
+            )
+        return {"state": _state(ctl), "gates": "passed"}
     by_id = {code_of(t): t for t in s.protocol.protocol.discharge_checklist}
     texts = set(by_id.values())
     confirmed = []

@@ -46,6 +46,7 @@ from safety.tick import (
     kvo_complete,
     supervision_limits,
 )
+from safety.verdicts import Verdict
 from safety.vitals import VitalsReading
 
 from . import logline
@@ -501,6 +502,8 @@ class Controller:
                 pending_input=None if waits is None else waits.kind,
                 input_pending_since_s=None if waits is None else min(waits.since_s, now),
                 latched_alarm_priority=None if waits is None else waits.latched_alarm_priority,
+                vitals_acknowledged=vitals is not None
+                and s.data.vitals_alarm_acknowledged == vitals.at,
             )
             decision = evaluate(self._limits, inputs)
         except InvalidTickInput as exc:
@@ -1705,6 +1708,12 @@ class Controller:
 
     async def observe(self, *, by: str) -> Step:
         return await self._nurse(by, lambda s, at: s.observe(by=by, at=at), undo=True)
+
+    async def discharge_gates(self) -> list[Verdict]:
+        """The observation-time and vitals gates of a discharge, judged now (nothing
+        changes): pumpctl asks them before any checklist question."""
+        async with self._lock:
+            return self._need().discharge_gates(self._now())
 
     async def discharge(self, *, by: str, checklist_confirmed: Collection[str]) -> Step:
         return await self._nurse(

@@ -36,6 +36,7 @@ from .core import (
 from .errors import (
     CommandRefused,
     InvalidCommandInput,
+    InvalidInState,
 )
 from .records import (
     AcknowledgedAlarm,
@@ -595,6 +596,12 @@ class NurseCommands(SessionCore):
         changes: dict[str, object] = {
             "alarms": (),
             "last_acknowledged": acked,
+            "vitals_alarm_acknowledged": (
+                d.last_vitals.at
+                if d.last_vitals is not None
+                and any(a.code.startswith("tick.vitals.") for a in d.alarms)
+                else d.vitals_alarm_acknowledged
+            ),
             "alarms_acknowledged": d.alarms_acknowledged + len(acked),
             "pending_command": None,
         }
@@ -709,6 +716,39 @@ class NurseCommands(SessionCore):
             "end", source, State.OBSERVATION, data, audit=("session.ended", "observation.started")
         )
 
+    def _observed_s(self, stamp: Stamp) -> float:
+        started = self._data.observation_started_at
+        if started is None:
+            raise AssertionError("unreachable: OBSERVATION is always entered with its start")
+        return stamp.mono_s - started.mono_s
+
+    def discharge_gates(self, at: Stamp) -> list[Verdict]:
+        """The facts a discharge needs before any checklist question is worth asking: the
+        protocol's observation time, and vital signs from the observation, recent and in
+        the pause band (``safety.guards``). Reading only: nothing changes."""
+        stamp = check_stamp(at)
+        if self.state is not State.OBSERVATION:
+            raise InvalidInState("discharge", self.state.value, self.allowed())
+        proto = self._protocol.protocol
+        observed_s = self._observed_s(stamp)
+        gates = [
+            v
+            for v in guards.discharge_allowed(observed_s, proto.observation_min, (), ())
+            if v.code == "discharge.observation_too_short"
+        ]
+        last = self._data.last_vitals
+        started = self._data.observation_started_at
+        assert started is not None
+        during = last is not None and last.at.mono_s >= started.mono_s
+        gates += guards.discharge_vitals(
+            proto.vitals,
+            None if last is None else last.reading(),
+            None if last is None else max(0.0, stamp.mono_s - last.at.mono_s),
+            during,
+            proto.discharge_vitals_max_age_min,
+        )
+        return gates
+
     def discharge(self, *, by: str, checklist_confirmed: Collection[str], at: Stamp) -> Step:
         """Discharge after the protocol's observation time, with every checklist item ticked."""
         source = self._require("discharge")
@@ -717,17 +757,21 @@ class NurseCommands(SessionCore):
             isinstance(item, str) for item in checklist_confirmed
         ):
             raise InvalidCommandInput("checklist_confirmed must be a collection of item strings")
-        started = self._data.observation_started_at
-        if started is None:
-            raise AssertionError("unreachable: OBSERVATION is always entered with its start")
         proto = self._protocol.protocol
         verdicts = rules.person("discharge", by, "discharge")
-        verdicts += guards.discharge_allowed(
-            stamp.mono_s - started.mono_s,
-            proto.observation_min,
-            proto.discharge_checklist,
-            set(checklist_confirmed),
-        )
+        gates = self.discharge_gates(stamp)
+        verdicts += gates
+        confirmed = set(checklist_confirmed)
+        if guards.DISCHARGE_VITALS_ITEM in proto.discharge_checklist:
+            # A computed line: the vitals gate decides it, never a tick.
+            confirmed.add(guards.DISCHARGE_VITALS_ITEM)
+        verdicts += [
+            v
+            for v in guards.discharge_allowed(
+                self._observed_s(stamp), proto.observation_min, proto.discharge_checklist, confirmed
+            )
+            if v not in gates
+        ]
         refuse_if("discharge", verdicts)
         data = self._update(
             discharged_by=by,

@@ -321,6 +321,8 @@ class SessionData(_Record):
     continuations: Count = 0
     ended_by: str | None = None
     end_reason: str | None = None
+    vitals_alarm_acknowledged: At | None = None
+    """The recording moment of the reading whose out-of-band alarm a nurse acknowledged."""
 
     @property
     def start_commanded(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -132,6 +133,33 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts:
     [end] = events(stack, "session.ended")
     assert end["payload"]["reason"] == "patient asked not to go on"
     assert end["payload"]["interrupted_by"] == ["nurse.stop"]
+
+    # Discharge: the time and vitals gates come before any checklist question.
+    early = stack.pumpctl("discharge", "chair-1")  # no --confirm-all, nothing on stdin
+    assert early.returncode == EXIT_REFUSED, early.stderr
+    assert "discharge.observation_too_short" in early.stderr
+    assert "discharge.vitals_missing" in early.stderr
+    assert "escort" not in early.stdout  # no question was asked
+    stack.ok("vitals", "chair-1", "--bp", "124/80", "--hr", "125", "--spo2", "97")
+    stack.wait_state("chair-1", ["ALARM"])  # outside the pause band while observed
+    stack.ok("ack", "chair-1", "--note", "patient anxious, seen")
+    time.sleep(1.0)  # several ticks: the acknowledged reading does not alarm again
+    view = stack.status("chair-1")
+    assert view["session_state"] == "OBSERVATION", view
+    high = stack.pumpctl("discharge", "chair-1", "--confirm-all")
+    assert high.returncode == EXIT_REFUSED, high.stderr
+    assert "discharge.vitals_out_of_band" in high.stderr
+    assert "heart rate 125 bpm" in high.stderr
+    minimum_s = 30 * 60 / stack.time_scale + 0.5
+    time.sleep(minimum_s)  # the observation time (and the 15 min of the vitals) pass
+    stale = stack.pumpctl("discharge", "chair-1", "--confirm-all")
+    assert stale.returncode == EXIT_REFUSED, stale.stderr
+    assert "discharge.vitals_stale" in stale.stderr
+    assert "discharge.observation_too_short" not in stale.stderr
+    stack.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
+    done = stack.ok("discharge", "chair-1", "--confirm-all")
+    assert "vital signs within the pause band (computed from the recorded vital signs)" in done
+    assert stack.status("chair-1")["session_state"] == "DISCHARGED"
 
 
 def test_an_over_infusion_is_not_continued(stack: Stack, accounts: Accounts) -> None:

@@ -151,6 +151,7 @@ def discharge_when_allowed(s: Stack, pump: str, timeout_s: float = 120.0) -> Non
     """The checklist confirmed item by item; refused (3) until the observation time passed."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        s.ok("vitals", pump, "--bp", "122/78", "--hr", "72", "--spo2", "98")
         result = s.pumpctl("discharge", pump, "--confirm-all")
         if result.returncode == 0:
             assert "discharged" in result.stdout

@@ -165,10 +165,11 @@ PATHS[State.OBSERVATION] = [*PATHS[State.COMPLETE], _c("stop_confirmed")]
 PATHS[State.KVO] = [*PATHS[State.INFUSING], _c("vtbi_reached", pump_mode=PumpMode.KVO)]
 PATHS[State.DISCHARGED] = [
     *PATHS[State.OBSERVATION],
+    lambda b, s: s.record_vitals(by=PROGRAMMER, reading=b.vitals(), at=b.at(31 * 60)),
     lambda b, s: s.discharge(
         by=PROGRAMMER,
         checklist_confirmed=b.protocol.protocol.discharge_checklist,
-        at=b.at(31 * 60),
+        at=b.at(),
     ),
 ]
 PATHS[State.ABORTED] = [lambda b, s: s.abort(by=PROGRAMMER, reason="patient declined", at=b.at())]

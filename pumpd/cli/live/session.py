@@ -336,10 +336,16 @@ def abort(target: Target, pump: str, reason: str) -> None:
 @pass_target
 def discharge(target: Target, pump: str, confirm_all: bool) -> None:
     with connect(target) as c:
+        # The facts first (observation time, vitals): nobody answers questions to be told
+        # afterwards that 23 minutes remain. A refusal exits 3 naming what is missing.
+        call_on(c, "session.discharge", {"pump": pump, "confirmed": [], "gates_only": True})
         checklist = call_on(c, "session.checklist", {"pump": pump})
         confirmed: list[str] = []
         for item in checklist.get("items", []):
             text = str(item.get("text", item.get("id")))
+            if item.get("computed"):
+                click.echo(f"  [x] {text} (computed from the recorded vital signs)")
+                continue
             if confirm_all:
                 click.echo(f"  [x] {text}")
             elif not ask(f"  {text}?", False):
