@@ -88,6 +88,9 @@ class SessionProgrammed(Payload):
     concentration_mg_ml: Annotated[DecimalText, Field(gt=0)]
     weight_kg: Annotated[DecimalText, Field(gt=0)]
     weight_basis: Literal["actual", "ideal", "adjusted"]
+    dosing_weight_kg: Annotated[DecimalText, Field(gt=0)] | None = None
+    """The weight the per-kg dose was multiplied by (``weight_basis`` applied); the course
+    rules divide each session's dose by it. Absent from events written before it was."""
     dose_mg_kg: Annotated[DecimalText, Field(gt=0)]
     prescribed_dose_mg: Annotated[DecimalText, Field(gt=0)]
     rate_ml_h: Annotated[DecimalText, Field(gt=0)]

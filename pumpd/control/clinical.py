@@ -20,9 +20,10 @@ from pumpd.session import State
 from safety.guards import DISCHARGE_VITALS_ITEM
 from safety.order import Override
 from safety.plan import Order, Patient, Plan, compute_plan, parse_order, parse_patient
+from safety.tick import SessionPhase
 from safety.units import InputError
 from safety.verdicts import Severity, Verdict
-from safety.vitals import VitalsReading
+from safety.vitals import EntryStage, VitalsReading, entry_verdicts
 
 from . import params as p
 from .course import prior_sessions
@@ -192,6 +193,7 @@ async def session_program(svc: Service, call: Call) -> Any:
     refuse_while_unavailable(svc.ctx.writer, "program")
     proto, patient, order, plan = _plan_inputs(svc, prm)
     session_id = f"S-{secrets.token_hex(6)}"
+    prior = await asyncio.to_thread(prior_sessions, svc.ctx.engine, prm.patient_ref, session_id)
     await ctl.program(
         by=call.acting.name,
         session_id=session_id,
@@ -200,6 +202,7 @@ async def session_program(svc: Service, call: Call) -> Any:
         patient=patient,
         order=order,
         override=_override(call.acting, prm.override_reason, plan),
+        prior_sessions=prior,
     )
     s = ctl.session
     assert s is not None
@@ -382,7 +385,17 @@ async def session_vitals(svc: Service, call: Call) -> Any:
     except ValueError as exc:
         raise RpcError(Code.INVALID_PARAMS, f"vitals: {exc}", param="vitals") from None
     await ctl.vitals(by=call.acting.name, reading=reading)
-    return {"state": _state(ctl)}
+    s = ctl.session
+    verdicts: list[dict[str, str]] = []
+    if s is not None:
+        if not s.data.start_commanded:
+            stage = EntryStage.BEFORE_START
+        elif s.phase() in (SessionPhase.INFUSING, SessionPhase.KVO):
+            stage = EntryStage.DELIVERING
+        else:
+            stage = EntryStage.NOT_DELIVERING
+        verdicts = _verdicts(entry_verdicts(s.protocol.protocol.vitals, reading, stage))
+    return {"state": _state(ctl), "verdicts": verdicts}
 
 
 async def session_note(svc: Service, call: Call) -> Any:

@@ -1430,8 +1430,10 @@ class Controller:
         patient: Patient,
         order: Order,
         override: Override | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
     ) -> Step:
-        """Open a session (or program the open one again before its start)."""
+        """Open a session (or program the open one again before its start); the course
+        rules judge it against ``prior_sessions`` (the patient's, from the audit log)."""
         async with self._lock:
             s = self._session
             at = self._now()
@@ -1442,7 +1444,14 @@ class Controller:
                         f"in {s.state.value}; end it first"
                     )
                 before = s.snapshot()
-                step = s.program(by=by, patient=patient, order=order, at=at, override=override)
+                step = s.program(
+                    by=by,
+                    patient=patient,
+                    order=order,
+                    at=at,
+                    override=override,
+                    prior_sessions=prior_sessions,
+                )
                 await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
             else:
                 previous = (self._session, self._limits, self._account)
@@ -1456,6 +1465,7 @@ class Controller:
                     order=order,
                     at=at,
                     override=override,
+                    prior_sessions=prior_sessions,
                 )
 
                 def undo() -> None:
@@ -1755,6 +1765,7 @@ def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
         "concentration_mg_ml": format(plan.concentration_mg_per_ml, "f"),
         "weight_kg": format(plan.weight_kg, "f"),
         "weight_basis": plan.weight_basis_applied.value,
+        "dosing_weight_kg": format(plan.dosing_weight_kg, "f"),
         "dose_mg_kg": format(plan.dose_mg_per_kg, "f"),
         "prescribed_dose_mg": format(plan.dose_mg, "f"),
         "rate_ml_h": format(plan.rate_ml_h, "f"),

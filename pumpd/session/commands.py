@@ -14,12 +14,12 @@ from safety.continuation import (
     check_continuation,
     check_resume_cause,
 )
-from safety.course import InvalidCourseHistory, PriorSession
+from safety.course import InvalidCourseHistory, PriorSession, evaluate_course
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
 from safety.pump import InvalidPumpSnapshot, PumpMode, PumpSnapshot
 from safety.start import InvalidStartInput, StartInputs, check_start, start_requirements
-from safety.verdicts import Verdict
+from safety.verdicts import Severity, Verdict
 from safety.vitals import ImplausibleVitals, InvalidVitals, VitalsReading, check_entry
 
 from . import rules
@@ -54,6 +54,25 @@ from .records import (
 from .states import CommandKind, State
 
 
+def _course_refusals(
+    protocol: LoadedProtocol, prior: object, stamp: Stamp, plan: Plan
+) -> list[Verdict]:
+    """The course rules' hard verdicts at programming (interval, sessions in the window,
+    cumulative mg/kg: ``safety.course``), so the nurse learns them before the drug is
+    primed; the start judges the course again, soft verdicts included."""
+    if isinstance(prior, str) or not isinstance(prior, Sequence):
+        raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
+    if not all(isinstance(p, PriorSession) for p in prior):
+        raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
+    try:
+        found = evaluate_course(
+            protocol.protocol.course, tuple(prior), stamp.utc, plan.dose_mg_per_kg
+        ).verdicts
+    except InvalidCourseHistory as exc:
+        raise InvalidCommandInput(f"course input: {exc}") from exc
+    return [v for v in found if v.severity is Severity.HARD]
+
+
 class NurseCommands(SessionCore):
     """What a nurse (or the daemon obeying the kernel) asks of a session."""
 
@@ -72,8 +91,10 @@ class NurseCommands(SessionCore):
         order: Order,
         at: Stamp,
         override: Override | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
     ) -> tuple[Self, Step]:
-        """Program a new session; refused (CommandRefused) when the kernel refuses the plan."""
+        """Program a new session; refused (CommandRefused) when the kernel refuses the plan
+        or the course rules (against ``prior_sessions``) refuse this session."""
         for name, value in (("session_id", session_id), ("pump_id", pump_id)):
             if not isinstance(value, str) or not value.strip():
                 raise InvalidCommandInput(f"{name} must be a non-empty string, got {value!r}")
@@ -83,7 +104,9 @@ class NurseCommands(SessionCore):
             )
         check_type("protocol", protocol, LoadedProtocol)
         stamp = check_stamp(at)
-        plan, dest, verdicts = cls._program_checks(protocol, by, patient, order, override)
+        plan, dest, verdicts = cls._program_checks(
+            protocol, by, patient, order, override, prior_sessions, stamp
+        )
         refuse_if("program", verdicts)
         assert plan is not None
         proto = protocol.protocol
@@ -111,6 +134,8 @@ class NurseCommands(SessionCore):
         patient: object,
         order: object,
         override: object,
+        prior_sessions: object,
+        stamp: Stamp,
     ) -> tuple[Plan | None, State, list[Verdict]]:
         check_type("patient", patient, Patient)
         check_type("order", order, Order)
@@ -122,6 +147,8 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("program", by, "programming")
         plan, found = rules.plan_or_refusal(protocol.protocol, patient, order, override)
         verdicts += found
+        if plan is not None and not plan.refused:
+            verdicts += _course_refusals(protocol, prior_sessions, stamp, plan)
         dest = State.PROGRAMMED if protocol.protocol.double_check_required else State.VERIFIED
         return plan, dest, verdicts
 
@@ -139,11 +166,14 @@ class NurseCommands(SessionCore):
         order: Order,
         at: Stamp,
         override: Override | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
     ) -> Step:
         """Program again before priming: a new plan, and the double-check starts over."""
         source = self._require("program")
         stamp = check_stamp(at)
-        plan, dest, verdicts = self._program_checks(self._protocol, by, patient, order, override)
+        plan, dest, verdicts = self._program_checks(
+            self._protocol, by, patient, order, override, prior_sessions, stamp
+        )
         refuse_if("program", verdicts)
         assert plan is not None
         data = self._update(

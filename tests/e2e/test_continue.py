@@ -140,7 +140,10 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts:
     assert "discharge.observation_too_short" in early.stderr
     assert "discharge.vitals_missing" in early.stderr
     assert "escort" not in early.stdout  # no question was asked
-    stack.ok("vitals", "chair-1", "--bp", "124/80", "--hr", "125", "--spo2", "97")
+    said = stack.ok("vitals", "chair-1", "--bp", "124/80", "--hr", "125", "--spo2", "97")
+    # the kernel's verdict on the entry, in the nurse's terms
+    assert "Heart rate 125 bpm is above the maximum of 120 bpm of the pause band" in said, said
+    assert "see the patient" in said, said
     stack.wait_state("chair-1", ["ALARM"])  # outside the pause band while observed
     stack.ok("ack", "chair-1", "--note", "patient anxious, seen")
     time.sleep(1.0)  # several ticks: the acknowledged reading does not alarm again
@@ -156,10 +159,21 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts:
     assert stale.returncode == EXIT_REFUSED, stale.stderr
     assert "discharge.vitals_stale" in stale.stderr
     assert "discharge.observation_too_short" not in stale.stderr
-    stack.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
+    fine = stack.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
+    assert "Within the protocol's bands. (vitals.within_range)" in fine, fine
     done = stack.ok("discharge", "chair-1", "--confirm-all")
     assert "vital signs within the pause band (computed from the recorded vital signs)" in done
     assert stack.status("chair-1")["session_state"] == "DISCHARGED"
+
+    # The same patient the same day: the course rules refuse at programming, before any
+    # drug is primed (the prior session read from the audit log), and nothing is recorded.
+    again = stack.pumpctl(
+        "program", "chair-2", "--patient", "P-0044", "--weight", "82kg",
+        "--protocol", "ketamine-trd-standard", "--yes",
+    )  # fmt: skip
+    assert again.returncode == EXIT_REFUSED, again.stderr
+    assert "course.interval.too_short" in again.stderr
+    assert stack.status("chair-2")["session_state"] is None
 
 
 def test_an_over_infusion_is_not_continued(stack: Stack, accounts: Accounts) -> None:

@@ -86,3 +86,40 @@ def test_a_nurse_stop_is_continuable_and_end_goes_to_observation() -> None:
     assert step.audit_events == ("session.ended", "observation.started")
     assert s.state is State.OBSERVATION
     assert s.data.end_reason == "patient had enough"
+
+
+def test_the_course_rules_refuse_at_programming_not_first_at_the_start() -> None:
+    """A patient treated 2 h ago is refused when the order is programmed (interval), before
+    any drug is primed; the refusal changes nothing."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from safety.course import Outcome, PriorSession
+    from safety.plan import Order, Patient
+
+    b, s = drive(State.PROGRAMMED)
+    before = s.snapshot()
+    earlier = PriorSession(
+        started_at=b.clock.now_utc() - dt.timedelta(hours=2),
+        dose_mg=Decimal(40),
+        dose_mg_per_kg=Decimal("0.5"),
+        outcome=Outcome.COMPLETED,
+    )
+    with pytest.raises(CommandRefused) as info:
+        s.program(
+            by=PROGRAMMER,
+            patient=Patient(weight_kg=Decimal(80)),
+            order=Order(),
+            at=b.at(),
+            prior_sessions=[earlier],
+        )
+    assert "course.interval.too_short" in info.value.codes
+    assert s.snapshot() == before
+    with pytest.raises(InvalidCommandInput):
+        s.program(
+            by=PROGRAMMER,
+            patient=Patient(weight_kg=Decimal(80)),
+            order=Order(),
+            at=b.at(),
+            prior_sessions="S-1",  # type: ignore[arg-type]
+        )

@@ -43,7 +43,7 @@ def _ml(volume_ul: object) -> str:
     return f"{volume_ul / 1000:.1f}" if isinstance(volume_ul, int) else "?"
 
 
-def _said_where(pump: str, result: Any, what: str) -> None:
+def _said_where(pump: str, result: Any, what: str, after: str = "") -> None:
     """``chair-2 (P-0043): stopped at 8.0 of 100 mL; session STOPPED``: the patient named,
     so a wrong chair number is noticed at once."""
     if not isinstance(result, dict) or result.get("patient_ref") is None:
@@ -51,7 +51,7 @@ def _said_where(pump: str, result: Any, what: str) -> None:
         return
     vtbi = result.get("vtbi_ul")
     total = f"{vtbi / 1000:g}" if isinstance(vtbi, int) else "?"
-    text = f"{what} {_ml(result.get('delivered_ul'))} of {total} mL"
+    text = f"{what} {_ml(result.get('delivered_ul'))} of {total} mL{after}"
     _said(f"{pump} ({result['patient_ref']})", result, text)
 
 
@@ -185,7 +185,8 @@ def resume(target: Target, pump: str, reason: str | None) -> None:
     result = call(target, "session.resume", params)
     continued = result.get("continued") if isinstance(result, dict) else None
     if isinstance(continued, dict):
-        _said_where(pump, result, f"continued, {_ml(continued.get('remaining_ul'))} mL to go, from")
+        left = _ml(continued.get("remaining_ul"))
+        _said_where(pump, result, "continued at", f" ({left} mL to go)")
     else:
         _said_where(pump, result, "resumed at")
 
