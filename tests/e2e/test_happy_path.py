@@ -99,6 +99,13 @@ def run_happy_path(s: Stack, accounts: Accounts) -> None:
     assert abs(view["delivered_ul"] - 100_000) <= 200, view
     s.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
 
+    # Too early: refused (3) by the facts before any question is asked.
+    early = s.pumpctl("discharge", "chair-1", stdin="y\ny\ny\ny\n")
+    assert early.returncode == 3, early.stderr
+    assert "discharge.observation_too_short" in early.stderr
+    assert "?" not in early.stdout
+    time.sleep(30 * 60 / s.time_scale + 0.5)  # the protocol's observation time
+    s.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
     walked_out = s.pumpctl("discharge", "chair-1", stdin="y\nn\n")
     assert walked_out.returncode == 1, walked_out.stderr
     assert "not discharged" in walked_out.stderr
