@@ -114,7 +114,8 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     # the pump was programmed for the remainder: its VTBI is the counter at the
     # continuation plus the remaining volume (no over-infusion alarm was ever raised)
     raised = [e["payload"]["alarm_code"] for e in events(stack, "alarm.raised")]
-    assert raised == ["tick.pump.alarm.occlusion_downstream"], raised
+    kernel = [c for c in raised if c.startswith("tick.")]  # not the daemon's own notices
+    assert kernel == ["tick.pump.alarm.occlusion_downstream"], raised
 
 
 def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts: Accounts) -> None:
@@ -185,8 +186,12 @@ def test_an_over_infusion_is_not_continued(stack: Stack, accounts: Accounts) -> 
     stack.sim_request("fault", unit=1, fault="runaway", on=False)
     stack.ok("ack", "chair-1", "--note", "pump taken out of service")
     stack.ok("vitals", "chair-1", "--bp", "122/80", "--hr", "72", "--spo2", "98")
+    # the kernel paused it for the rate mismatch, or stopped it for the over-infusion
+    # (whichever it saw first); neither is resumed nor continued
+    before = stack.status("chair-1")["session_state"]
+    assert before in ("PAUSED", "STOPPED"), before
     refused = stack.pumpctl("resume", "chair-1", "--reason", "looks fine now")
     assert refused.returncode == EXIT_REFUSED, refused.stderr
     assert "continue.not_continuable" in refused.stderr
-    assert stack.status("chair-1")["session_state"] == "STOPPED"
-    assert stack.sim_status(1)["state"] == "IDLE"
+    assert stack.status("chair-1")["session_state"] == before
+    assert stack.sim_status(1)["state"] in ("IDLE", "PAUSED")
