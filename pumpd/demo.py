@@ -12,8 +12,9 @@ socket and database in a temporary directory), then types the nurses' commands i
   the observation and the discharge checklist;
 * chair-2: a second patient; a downstream occlusion is injected through the simulator's
   control channel, pumpd stops the pump and raises the alarm, the nurse clears the line,
-  silences the pump at its panel and acknowledges the alarm in pumpd, then observes and
-  discharges;
+  presses the pump's own alarm key (`pumpsim press-alarm-key`), acknowledges the alarm in
+  pumpd and continues the same session (`pumpctl resume --reason`) to completion, then
+  observes and discharges;
 * `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`;
 * chair-1's session report as a PDF (and its pages as PNG) and its FHIR R4 bundle, in a
   directory that is kept.
@@ -389,13 +390,7 @@ def run_story(demo: Demo) -> None:
     demo.pumpctl("status", "chair-2")
     say("acknowledging while the line is still blocked is refused:")
     demo.pumpctl("ack", "chair-2", expect=3)
-    say("the nurse straightens the line; the pump keeps its alarm until its own key is pressed")
-    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "off", brief=True)
-    demo.ack_at_pump(2)
-    demo.pumpctl("ack", "chair-2", "--note", "kinked line straightened; infusion not restarted")
-    demo.pumpctl("note", "chair-2", "Patient comfortable; doctor informed; not restarted.")
-    demo.pumpctl("observe", "chair-2")
-    demo.observation_began["chair-2"] = time.monotonic()
+    continue_after_occlusion(demo, control)
 
     banner("chair-1: a pause and a resume, vitals every ten (simulated) minutes")
     demo.pumpctl("vitals", "chair-1", "--bp", "130/84", "--hr", "78", "--spo2", "97")
@@ -415,11 +410,29 @@ def run_story(demo: Demo) -> None:
     demo.pumpctl("checklist", "chair-1")
     say("discharge before the observation time is over is refused:")
     demo.pumpctl("discharge", "chair-1", "--confirm-all", expect=3)
+    demo.wait_for("chair-2", ["OBSERVATION"])
     wait_for_discharge(demo, "chair-2")
     demo.pumpctl("discharge", "chair-2", "--confirm-all")
     wait_for_discharge(demo, "chair-1")
     demo.pumpctl("discharge", "chair-1", "--confirm-all")
     demo.pumpctl("logout")
+
+
+def continue_after_occlusion(demo: Demo, control: list[str]) -> None:
+    """chair-2's kinked line is straightened, the pump's own alarm key pressed, the alarm
+    acknowledged in pumpd, and the same session continued (the kernel decides: a cleared
+    mechanical alarm, the remaining volume from the independent account, the interruption
+    within the pause limit, fresh vitals, the pump idle); it then runs to completion."""
+    say("the nurse straightens the line; the pump keeps its alarm until its own key is pressed")
+    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "off", brief=True)
+    print("\n# at chair-2's pump: the nurse presses the alarm key", flush=True)
+    demo.tool("pumpsim", "press-alarm-key", *control, brief=True)
+    demo.pumpctl("ack", "chair-2", "--note", "kinked line straightened at the pump")
+    say("continuing needs fresh vitals and a reason; the kernel decides")
+    demo.pumpctl("vitals", "chair-2", "--bp", "120/78", "--hr", "72", "--spo2", "98")
+    demo.pumpctl("resume", "chair-2", "--reason", "kinked line straightened, patient well")
+    demo.wait_for("chair-2", ["INFUSING"])
+    demo.pumpctl("status", "chair-2")
 
 
 def wait_for_discharge(demo: Demo, pump: str) -> None:
@@ -429,6 +442,7 @@ def wait_for_discharge(demo: Demo, pump: str) -> None:
     if remaining > 0:
         say(f"waiting {remaining:.0f} s (real) for {pump}'s observation time to pass")
         time.sleep(remaining)
+    demo.pumpctl("vitals", pump, "--bp", "120/78", "--hr", "70", "--spo2", "98")
 
 
 def show_audit(demo: Demo, session_id: str) -> None:

@@ -10,7 +10,8 @@ because each of them can hurt a patient when wrong:
 - :func:`adjust_allowed`: an adjustment must not change the drug or protocol mid-infusion,
   nor set a volume to be infused that is already used up;
 - :func:`discharge_allowed`: a patient sent home before the protocol's observation time,
-  or with an item of the discharge checklist unconfirmed.
+  or with an item of the discharge checklist unconfirmed; :func:`discharge_vitals`: or
+  without a recent set of vital signs inside the pause band, taken during the observation.
 
 Like the rest of ``safety/`` they are pure: the session passes the facts in (the recorded
 weight, whether a start was sent, the volume delivered, the observed seconds measured on
@@ -26,6 +27,7 @@ from decimal import Decimal
 from safety.plan import Plan
 from safety.units import UNITS, Dimension, InputError, fmt, parse_quantity, symbols
 from safety.verdicts import Severity, Verdict
+from safety.vitals import VitalsReading, VitalsRules, breaches, missing_kinds
 
 
 def _hard(code: str, message: str, rule: str) -> Verdict:
@@ -187,6 +189,64 @@ def discharge_allowed(
             _hard(
                 "discharge.checklist_incomplete",
                 f"Not yet confirmed: {'; '.join(missing)}.",
+                rule,
+            )
+        )
+    return found
+
+
+DISCHARGE_VITALS_ITEM = "vital signs within the pause band"
+"""The checklist line the kernel computes (:func:`discharge_vitals`) instead of asking it."""
+
+
+def discharge_vitals(
+    rules: VitalsRules,
+    reading: VitalsReading | None,
+    age_s: float | None,
+    during_observation: bool,
+    max_age_min: int,
+) -> list[Verdict]:
+    """The vitals gate of a discharge, a fact and not a tick box: a complete set of vital
+    signs recorded during the observation, at most ``max_age_min`` old, inside the
+    protocol's pause band. ``age_s`` is measured on the session's own clock."""
+    rule = "session.discharge.vitals"
+    if reading is None or age_s is None or not during_observation:
+        return [
+            _hard(
+                "discharge.vitals_missing",
+                "No vital signs were recorded during the observation; record them before "
+                "discharge.",
+                rule,
+            )
+        ]
+    missing = missing_kinds(rules, reading)
+    if missing:
+        return [
+            _hard(
+                "discharge.vitals_missing",
+                f"The last vital signs lack {', '.join(missing)}; record a complete set "
+                "before discharge.",
+                rule,
+            )
+        ]
+    found: list[Verdict] = []
+    if age_s > max_age_min * 60:
+        found.append(
+            _hard(
+                "discharge.vitals_stale",
+                f"The last vital signs are {age_s / 60:.0f} min old; discharge needs a set no "
+                f"older than {max_age_min} min.",
+                rule,
+            )
+        )
+    outside = breaches(rules.pause, reading)
+    if outside:
+        found.append(
+            _hard(
+                "discharge.vitals_out_of_band",
+                "The last vital signs are outside the pause band: "
+                + "; ".join(b.describe() for b in outside)
+                + ".",
                 rule,
             )
         )

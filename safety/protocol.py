@@ -195,6 +195,8 @@ class Protocol(BaseModel):
     vitals: VitalsRules
     observation_min: int = Field(strict=True, ge=0)
     discharge_checklist: tuple[str, ...] = Field(min_length=1)
+    discharge_vitals_max_age_min: int = Field(default=15, strict=True, gt=0, le=24 * 60)
+    """How old the vital signs recorded during the observation may be at discharge."""
     double_check_required: bool
     soft_override_second_person: bool
     course: CourseRules

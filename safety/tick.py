@@ -224,6 +224,11 @@ class TickInputs:
     pending_input: PendingInput | None = None
     input_pending_since_s: float | None = None
     latched_alarm_priority: Priority | None = None
+    vitals_acknowledged: bool = False
+    """A nurse has acknowledged the alarm this very reading raised (the session knows which
+    reading it was): while nothing is delivered, its out-of-band values remind instead of
+    alarming again, so an acknowledgement is not followed by the same alarm at the next
+    tick. A new reading is judged afresh."""
 
     def __post_init__(self) -> None:
         now = _instant("now_s", self.now_s)
@@ -255,6 +260,10 @@ class TickInputs:
             raise InvalidTickInput(f"vitals must be a VitalsReading or None, got {self.vitals!r}")
         if (self.vitals is None) != (self.vitals_taken_s is None):
             raise InvalidTickInput("vitals and vitals_taken_s must be given together")
+        if not isinstance(self.vitals_acknowledged, bool) or (
+            self.vitals_acknowledged and self.vitals is None
+        ):
+            raise InvalidTickInput("vitals_acknowledged is a bool, true only with a reading")
         if (self.phase is SessionPhase.PAUSED) != (self.paused_since_s is not None):
             raise InvalidTickInput("paused_since_s must be given exactly when the phase is paused")
         self._check_pending(now)
@@ -573,7 +582,10 @@ def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Actio
     stopped itself (an occlusion, air) delivers nothing from that moment while the expected
     volume runs on until pumpd's STOP, and the pump's alarm already stops the infusion and
     says why; a second, medium alarm telling the nurse to "check the line" would only have
-    to be acknowledged as well. Over-infusion is judged whatever the pump says."""
+    to be acknowledged as well. Nor is it claimed while the session is paused: the pause
+    it demands is in effect, and demanding it again would turn the acknowledged pause into
+    a stop with a second alarm (the nurse trapped in a repeating alarm while checking the
+    line). Over-infusion is judged whatever the pump says."""
     snap = inputs.snapshot
     if snap is None or inputs.phase not in _ACCOUNTED_PHASES:
         return
@@ -592,7 +604,11 @@ def rule_volume(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Actio
             "over-infusion, the infusion is stopped.",
             rule,
         )
-    elif expected - delivered > band and not _stopped_by_its_alarm(snap):
+    elif (
+        expected - delivered > band
+        and inputs.phase is not SessionPhase.PAUSED
+        and not _stopped_by_its_alarm(snap)
+    ):
         yield Action(
             ActionKind.PAUSE,
             Priority.MEDIUM,
@@ -677,11 +693,14 @@ def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator
     delivering = inputs.phase in _DELIVERY_PHASES
     stop_effect = "the infusion is stopped" if delivering else "see the patient now"
     pause_effect = "the infusion is paused" if delivering else "see the patient"
+    # Not delivering: an alarm, once; after its acknowledgement a reminder until a new
+    # reading (the nurse is not made to acknowledge the same reading again and again).
+    idle_kind = ActionKind.REMIND if inputs.vitals_acknowledged else ActionKind.ALARM
     stop_found = breaches(rules.stop, reading)
     stop_measures = {b.measure for b in stop_found}
     for breach in stop_found:
         yield Action(
-            ActionKind.STOP if delivering else ActionKind.ALARM,
+            ActionKind.STOP if delivering else idle_kind,
             Priority.HIGH,
             f"tick.vitals.stop.{breach.code_suffix}",
             _sentence(f"{breach.describe()} of the stop band; {stop_effect}."),
@@ -691,7 +710,7 @@ def rule_vitals_range(limits: SupervisionLimits, inputs: TickInputs) -> Iterator
         if breach.measure in stop_measures:
             continue
         yield Action(
-            ActionKind.PAUSE if delivering else ActionKind.ALARM,
+            ActionKind.PAUSE if delivering else idle_kind,
             Priority.MEDIUM,
             f"tick.vitals.pause.{breach.code_suffix}",
             _sentence(f"{breach.describe()} of the pause band; {pause_effect}."),

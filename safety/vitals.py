@@ -13,6 +13,7 @@ Bounds are inclusive: a reading equal to a limit is within it.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
@@ -322,3 +323,85 @@ def check_baseline(
             )
         )
     return verdicts
+
+
+class EntryStage(enum.Enum):
+    """Where the session is when a reading is entered: what a value outside a band does."""
+
+    BEFORE_START = "before_start"
+    DELIVERING = "delivering"
+    NOT_DELIVERING = "not_delivering"
+
+
+def entry_verdicts(
+    rules: VitalsRules, reading: VitalsReading, stage: EntryStage
+) -> tuple[Verdict, ...]:
+    """The kernel's answer to a nurse's reading: within range, or which value is outside
+    which band and what happens now. The same bands as the start rule and the tick; this
+    only says it at once, in the nurse's terms, instead of leaving her to guess.
+
+    Before the start the start band decides (the start is refused); while delivering the
+    stop band stops and the pause band pauses; otherwise (paused, stopped, observed) a value
+    outside the pause band means seeing the patient, and no discharge."""
+    rule = "vitals.verdict"
+    found: list[Verdict] = []
+    if stage is EntryStage.BEFORE_START:
+        for b in breaches(rules.refuse_start, reading):
+            found.append(
+                Verdict(
+                    f"vitals.start_refused.{b.code_suffix}",
+                    Severity.HARD,
+                    _first_upper(f"{b.describe()} of the start band: the start is refused."),
+                    rule,
+                )
+            )
+    else:
+        effects = {
+            EntryStage.DELIVERING: ("the infusion is stopped", "the infusion is paused"),
+            EntryStage.NOT_DELIVERING: (
+                "see the patient now; the infusion cannot go on and no discharge",
+                "see the patient; the infusion cannot go on and no discharge",
+            ),
+        }[stage]
+        stopped = breaches(rules.stop, reading)
+        for b in stopped:
+            found.append(
+                Verdict(
+                    f"vitals.stop.{b.code_suffix}",
+                    Severity.HARD,
+                    _first_upper(f"{b.describe()} of the stop band: {effects[0]}."),
+                    rule,
+                )
+            )
+        seen = {b.measure for b in stopped}
+        for b in breaches(rules.pause, reading):
+            if b.measure in seen:
+                continue
+            found.append(
+                Verdict(
+                    f"vitals.pause.{b.code_suffix}",
+                    Severity.SOFT,
+                    _first_upper(f"{b.describe()} of the pause band: {effects[1]}."),
+                    rule,
+                )
+            )
+    missing = missing_kinds(rules, reading)
+    if missing:
+        found.append(
+            Verdict(
+                "vitals.incomplete",
+                Severity.NOTE,
+                f"Not measured: {', '.join(missing)} (the protocol requires "
+                f"{', '.join(rules.required)}).",
+                rule,
+            )
+        )
+    if not found:
+        found.append(
+            Verdict("vitals.within_range", Severity.NOTE, "Within the protocol's bands.", rule)
+        )
+    return tuple(found)
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -433,6 +433,7 @@ class Nurse:
             return
         items = [str(item["id"]) for item in listing.get("items", [])]
         self.actions["discharge"] += 1
+        self.act("vitals", "session.vitals", dict(NORMAL_VITALS))  # the discharge's own set
         try:
             self.call("session.discharge", {"pump": self.pump_id, "confirmed": items})
         except (RpcError, Disrupted):

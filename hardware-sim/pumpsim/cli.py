@@ -213,6 +213,20 @@ def newera_status(control: str, address: int) -> None:
     click.echo(json.dumps(_request(control, "newera-status", address=address)["status"]))
 
 
+@main.command("press-alarm-key")
+@click.option("--control", required=True, help="HOST:PORT of the control channel.")
+@click.option("--unit", required=True, type=click.IntRange(1, 247))
+def press_alarm_key(control: str, unit: int) -> None:
+    """Press the pump's own alarm key (GIP-MB1 ACK_ALARM at the pump, not over the wire).
+
+    Clears the pump's latched alarm once its cause is gone (`fault NAME off`); the pump
+    goes IDLE. Refused (exit 1, nothing changed) when the pump is not in alarm or the
+    condition is still present.
+    """
+    reply = _request(control, "press_alarm_key", unit=unit)
+    click.echo(json.dumps(reply["status"], sort_keys=True))
+
+
 @main.command()
 @click.option("--control", required=True, help="HOST:PORT of the control channel.")
 @click.option("--unit", required=True, type=click.IntRange(1, 247))

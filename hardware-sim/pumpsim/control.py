@@ -3,9 +3,9 @@
 Request:  {"op": "<operation>", "id": <anything, echoed>, ...fields}
 Reply:    {"ok": true, "id": ..., ...}  or  {"ok": false, "id": ..., "error": {"type", "message"}}
 
-Operations: ping, status {unit}, reboot {unit}, log {unit?, since?}, faults, and
-fault {unit, fault, on, factor|ms|probability|count|direction|address}; for the New Era
-line: newera-status {address}, newera-fault {address, fault, on, count?}.
+Operations: ping, status {unit}, reboot {unit}, press_alarm_key {unit}, log {unit?,
+since?}, faults, and fault {unit, fault, on, factor|ms|probability|count|direction|address};
+for the New Era line: newera-status {address}, newera-fault {address, fault, on, count?}.
 docs/pumpsim.md is the reference.
 """
 
@@ -67,6 +67,10 @@ def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
     if op == "reboot":
         unit = _require_unit(request)
         sim.reboot(unit)
+        return {"status": sim.status(unit)}
+    if op == "press_alarm_key":
+        unit = _require_unit(request)
+        sim.press_alarm_key(unit)
         return {"status": sim.status(unit)}
     if op == "log":
         log_unit = None if request.get("unit") is None else _require_unit(request)

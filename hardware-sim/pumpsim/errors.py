@@ -27,6 +27,11 @@ class UnknownFaultError(SimError, ValueError):
     """No fault by that name."""
 
 
+class AlarmKeyRefused(SimError, RuntimeError):
+    """The pump's alarm key was pressed while the pump is not in alarm, or while the alarm
+    condition is still present; nothing changed."""
+
+
 class ControlProtocolError(SimError):
     """A control-channel request or reply that does not follow the protocol."""
 

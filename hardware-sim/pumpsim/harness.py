@@ -16,10 +16,11 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pumpsim.bank import CommandRecord, PumpBank
 from pumpsim.bridge import RtuLine, TcpProxy, WireFaults
 from pumpsim.control import ControlServer
-from pumpsim.errors import SimConfigError, SimulatorStateError
+from pumpsim.errors import AlarmKeyRefused, SimConfigError, SimulatorStateError
 from pumpsim.faults import CONDITION_OF, WIRE_FAULTS, Fault, check_fault
 from pumpsim.model import PumpModel
 from pumpsim.newera import NewEraLine
+from pumpsim.registers import AlarmFlag, CmdResult
 
 __all__ = ["CommandRecord", "Fault", "Simulator"]
 
@@ -258,6 +259,24 @@ class Simulator:
             wire.apply(request)
         else:
             raise AssertionError("unreachable: every Fault is handled above")
+
+    def press_alarm_key(self, unit: int) -> None:
+        """Press the alarm key at the pump: its latched alarm is cleared and it goes IDLE.
+
+        Refused with :class:`AlarmKeyRefused` (nothing changed) when the pump is not in
+        alarm, or when an alarm condition is still present (clear the fault first).
+        """
+        model = self._bank.sync(unit)
+        result = model.press_alarm_key()
+        if result is CmdResult.REJECTED_STATE:
+            raise AlarmKeyRefused(
+                f"unit {unit} is {model.state.name}, not in alarm: the alarm key does nothing"
+            )
+        if result is CmdResult.REJECTED_ALARM:
+            present = ", ".join(f.name or "" for f in AlarmFlag if f and f in model.conditions)
+            raise AlarmKeyRefused(
+                f"unit {unit} still has its alarm condition ({present}); clear the cause first"
+            )
 
     def reboot(self, unit: int) -> None:
         """Power-cycle one pump: volumes 0, IDLE, uptime 0, last_cmd_seq 0; faults stay."""

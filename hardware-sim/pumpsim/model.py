@@ -553,6 +553,15 @@ class PumpModel:
         self._state = State.IDLE
         return CmdResult.OK
 
+    def press_alarm_key(self) -> CmdResult:
+        """The pump's own alarm key, pressed at the pump: ACK_ALARM as the panel gives it.
+
+        Nothing goes over the wire, so ``last_cmd_seq`` and ``last_cmd_result`` (which
+        belong to the supervising client's commands) are left as they are. Refused like the
+        wire command: when the pump is not in alarm, or a condition is still present.
+        """
+        return self._cmd_ack_alarm()
+
     # ---------------------------------------------------------------- faults
 
     def set_condition(self, flag: AlarmFlag, on: bool) -> None:

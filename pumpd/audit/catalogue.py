@@ -88,6 +88,9 @@ class SessionProgrammed(Payload):
     concentration_mg_ml: Annotated[DecimalText, Field(gt=0)]
     weight_kg: Annotated[DecimalText, Field(gt=0)]
     weight_basis: Literal["actual", "ideal", "adjusted"]
+    dosing_weight_kg: Annotated[DecimalText, Field(gt=0)] | None = None
+    """The weight the per-kg dose was multiplied by (``weight_basis`` applied); the course
+    rules divide each session's dose by it. Absent from events written before it was."""
     dose_mg_kg: Annotated[DecimalText, Field(gt=0)]
     prescribed_dose_mg: Annotated[DecimalText, Field(gt=0)]
     rate_ml_h: Annotated[DecimalText, Field(gt=0)]
@@ -153,6 +156,28 @@ class SessionPaused(Payload):
 
 class SessionResumed(Payload):
     rate_ml_h: Annotated[DecimalText, Field(gt=0)]
+
+
+class SessionContinued(Payload):
+    """An interrupted infusion is continued in the same session (the intent, before the
+    pump is commanded): the nurse's reason, the kernel's rule, what had interrupted it, and
+    the remaining volume from the independent account."""
+
+    reason: Text
+    rule: Code
+    interrupted_by: Annotated[list[Code], Field(min_length=1)]
+    remaining_volume_ul: Annotated[int, Field(gt=0)]
+    delivered_volume_ul: Annotated[int, Field(ge=0)]
+    interrupted_ms: Annotated[int, Field(ge=0)]
+
+
+class SessionEnded(Payload):
+    """A nurse ended an interrupted infusion instead of continuing it; observation follows."""
+
+    reason: Text
+    rule: Code
+    interrupted_by: list[Code] = Field(default_factory=list)
+    delivered_volume_ul: Annotated[int, Field(ge=0)]
 
 
 class SessionStopped(Payload):
@@ -476,6 +501,8 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("session.paused", SessionPaused, _S | _P, "infusion paused"),
         EventSpec("session.resumed", SessionResumed, _S | _P, "infusion resumed"),
         EventSpec("session.stopped", SessionStopped, _S | _P, "ended before plan complete"),
+        EventSpec("session.continued", SessionContinued, _S | _P, "interrupted infusion goes on"),
+        EventSpec("session.ended", SessionEnded, _S | _P, "interrupted infusion not continued"),
         EventSpec("infusion.completed", InfusionCompleted, _S | _P, "plan delivered"),
         EventSpec("observation.started", ObservationStarted, _S, "post-infusion watch"),
         EventSpec("observation.ended", ObservationEnded, _S, "watch over"),

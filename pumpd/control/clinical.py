@@ -17,11 +17,13 @@ from pumpd.controller import Controller
 from pumpd.controller.journal import code_of
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import State
+from safety.guards import DISCHARGE_VITALS_ITEM
 from safety.order import Override
 from safety.plan import Order, Patient, Plan, compute_plan, parse_order, parse_patient
+from safety.tick import SessionPhase
 from safety.units import InputError
 from safety.verdicts import Severity, Verdict
-from safety.vitals import VitalsReading
+from safety.vitals import EntryStage, VitalsReading, entry_verdicts
 
 from . import params as p
 from .course import prior_sessions
@@ -154,7 +156,10 @@ async def checklist(svc: Service, call: Call) -> Any:
     s = ctl.session
     if s is None:
         raise RpcError(Code.NO_SESSION, f"pump {call.params.pump} has no session")
-    items = [{"id": code_of(t), "text": t} for t in s.protocol.protocol.discharge_checklist]
+    items = [
+        {"id": code_of(t), "text": t, "computed": t == DISCHARGE_VITALS_ITEM}
+        for t in s.protocol.protocol.discharge_checklist
+    ]
     earliest = earliest_discharge_utc(ctl)
     return {
         "items": items,
@@ -195,6 +200,7 @@ async def session_program(svc: Service, call: Call) -> Any:
     refuse_while_unavailable(svc.ctx.writer, "program")
     proto, patient, order, plan = _plan_inputs(svc, prm)
     session_id = f"S-{secrets.token_hex(6)}"
+    prior = await asyncio.to_thread(prior_sessions, svc.ctx.engine, prm.patient_ref, session_id)
     await ctl.program(
         by=call.acting.name,
         session_id=session_id,
@@ -203,6 +209,7 @@ async def session_program(svc: Service, call: Call) -> Any:
         patient=patient,
         order=order,
         override=_override(call.acting, prm.override_reason, plan),
+        prior_sessions=prior,
     )
     s = ctl.session
     assert s is not None
@@ -282,19 +289,47 @@ async def session_start(svc: Service, call: Call) -> Any:
     return {"state": _state(ctl)}
 
 
+def _where(ctl: Controller) -> dict[str, Any]:
+    """Whose infusion a halt or a continuation touched and how far it had got, so the
+    answer names the patient and a wrong chair number is noticed at once."""
+    s = ctl.session
+    return {
+        "state": _state(ctl),
+        "patient_ref": None if s is None else s.data.patient_ref,
+        "delivered_ul": ctl.delivered_ul(),
+        "vtbi_ul": None if s is None else s.plan.vtbi_ul,
+    }
+
+
 async def session_pause(svc: Service, call: Call) -> Any:
     prm: p.PauseParams = call.params
     ctl = svc.controller(prm.pump)
     call.note = prm.reason
     await ctl.pause(by=call.acting.name, reason=prm.reason)
-    return {"state": _state(ctl)}
+    return _where(ctl)
 
 
 async def session_resume(svc: Service, call: Call) -> Any:
-    ctl = svc.controller(call.params.pump)
+    prm: p.ResumeParams = call.params
+    ctl = svc.controller(prm.pump)
     refuse_while_unavailable(svc.ctx.writer, "resume")
-    await ctl.resume(by=call.acting.name)
-    return {"state": _state(ctl)}
+    step = await ctl.resume(by=call.acting.name, reason=prm.reason)
+    out = _where(ctl)
+    s = ctl.session
+    if step.source is State.STOPPED and s is not None and s.data.last_continuation is not None:
+        out["continued"] = {
+            "remaining_ul": s.data.last_continuation.remaining_ul,
+            "interrupted_by": list(s.data.last_continuation.interrupted_by),
+            "rule": "continue",
+        }
+    return out
+
+
+async def session_end(svc: Service, call: Call) -> Any:
+    prm: p.ReasonParams = call.params
+    ctl = svc.controller(prm.pump)
+    await ctl.end(by=call.acting.name, reason=prm.reason)
+    return _where(ctl)
 
 
 async def session_adjust(svc: Service, call: Call) -> Any:
@@ -329,7 +364,7 @@ async def session_stop(svc: Service, call: Call) -> Any:
     prm: p.ReasonParams = call.params
     ctl = svc.controller(prm.pump)
     await ctl.stop(by=call.acting.name, reason=prm.reason)
-    return {"state": _state(ctl)}
+    return _where(ctl)
 
 
 async def session_acknowledge(svc: Service, call: Call) -> Any:
@@ -357,7 +392,17 @@ async def session_vitals(svc: Service, call: Call) -> Any:
     except ValueError as exc:
         raise RpcError(Code.INVALID_PARAMS, f"vitals: {exc}", param="vitals") from None
     await ctl.vitals(by=call.acting.name, reading=reading)
-    return {"state": _state(ctl)}
+    s = ctl.session
+    verdicts: list[dict[str, str]] = []
+    if s is not None:
+        if not s.data.start_commanded:
+            stage = EntryStage.BEFORE_START
+        elif s.phase() in (SessionPhase.INFUSING, SessionPhase.KVO):
+            stage = EntryStage.DELIVERING
+        else:
+            stage = EntryStage.NOT_DELIVERING
+        verdicts = _verdicts(entry_verdicts(s.protocol.protocol.vitals, reading, stage))
+    return {"state": _state(ctl), "verdicts": verdicts}
 
 
 async def session_note(svc: Service, call: Call) -> Any:
@@ -380,6 +425,16 @@ async def session_discharge(svc: Service, call: Call) -> Any:
     s = ctl.session
     if s is None:
         raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+    if prm.gates_only:
+        gates = await ctl.discharge_gates()
+        if gates:
+            raise RpcError(
+                Code.REFUSED,
+                "discharge refused: " + " ".join(v.message for v in gates),
+                trigger="discharge",
+                verdicts=[v.as_dict() for v in gates],
+            )
+        return {"state": _state(ctl), "gates": "passed"}
     by_id = {code_of(t): t for t in s.protocol.protocol.discharge_checklist}
     texts = set(by_id.values())
     confirmed = []

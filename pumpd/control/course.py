@@ -1,8 +1,10 @@
 """A patient's earlier sessions from the audit log, as the kernel's course rules need them.
 
-The start of an infusion is judged against the series (interval, sessions per window,
-cumulative dose; ``safety.course``). The audit log is the only record of that series,
-so the socket reads it before every start. A session that started but has no recorded
+An infusion is judged against the series (interval, sessions per window, cumulative dose;
+``safety.course``) when it is programmed, so a nurse learns it before the drug is primed,
+and again at its start. The audit log is the only record of that series, so the socket
+reads it before both. The cumulative mg/kg divides each session's dose by that session's
+own dosing weight. A session that started but has no recorded
 end counts with its prescribed dose (the most it can have given) as not completed.
 """
 
@@ -51,9 +53,15 @@ def prior_sessions(engine: sa.Engine, patient_ref: str, current: str) -> list[Pr
 
 
 def _weight_kg(conn: sa.Connection, session_id: str) -> Decimal | None:
+    """The session's dosing weight: the one its per-kg dose was multiplied by (ideal or
+    adjusted body weight where the protocol says so), from the programming in effect (the
+    last one). Events written before the dosing weight was recorded give the actual
+    weight, which is the dosing weight of every protocol dosed on actual weight."""
+    found: Decimal | None = None
     flt = EventFilter(session=session_id, event_type="session.programmed")
     for event in iter_events(conn, flt):
-        weight = json.loads(event.payload).get("weight_kg")
+        payload = json.loads(event.payload)
+        weight = payload.get("dosing_weight_kg") or payload.get("weight_kg")
         if weight is not None:
-            return Decimal(str(weight))
-    return None
+            found = Decimal(str(weight))
+    return found

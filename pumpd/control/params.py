@@ -73,6 +73,13 @@ class PauseParams(PumpParams):
     reason: Words | None = None
 
 
+class ResumeParams(PumpParams):
+    """``reason`` is required by the session to continue a stopped infusion (not to resume
+    a paused one)."""
+
+    reason: Words | None = None
+
+
 class AdjustParams(PumpParams):
     duration: Quantity | None = None
     dose: Quantity | None = None
@@ -119,6 +126,9 @@ class NoteParams(PumpParams):
 
 class DischargeParams(PumpParams):
     confirmed: Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=100)]
+    gates_only: bool = False
+    """Check only the facts a discharge needs (observation time, vitals), before anyone is
+    asked a checklist question; nothing changes."""
 
 
 class StaffLoginParams(Params):

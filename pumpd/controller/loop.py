@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import CommandIntent, CommandKind, Session, State, Step
+from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
 from pumpd.session.records import AlarmSource
 from safety.actions import Action, ActionKind, Priority
 from safety.course import PriorSession
@@ -45,6 +46,7 @@ from safety.tick import (
     kvo_complete,
     supervision_limits,
 )
+from safety.verdicts import Verdict
 from safety.vitals import VitalsReading
 
 from . import logline
@@ -500,6 +502,8 @@ class Controller:
                 pending_input=None if waits is None else waits.kind,
                 input_pending_since_s=None if waits is None else min(waits.since_s, now),
                 latched_alarm_priority=None if waits is None else waits.latched_alarm_priority,
+                vitals_acknowledged=vitals is not None
+                and s.data.vitals_alarm_acknowledged == vitals.at,
             )
             decision = evaluate(self._limits, inputs)
         except InvalidTickInput as exc:
@@ -1235,6 +1239,8 @@ class Controller:
                     "reason_codes": [c.reason_code] if c.reason_code else [],
                 }
                 words = {CommandKind.PAUSE: self._pause_words, CommandKind.STOP: d.stop_reason}
+                if c.reason_code == "nurse.continue" and d.last_continuation is not None:
+                    words[CommandKind.RESUME] = d.last_continuation.reason
                 if (spoken := _words(words.get(c.kind))) is not None:
                     requested["reason"] = spoken
                 ev(kind, requested, corr=ctx.correlation_id)
@@ -1269,6 +1275,29 @@ class Controller:
                 )
             elif kind == "session.resumed":
                 ev(kind, {"rate_ml_h": format(plan.rate_ml_h, "f")})
+            elif kind == "session.continued" and d.last_continuation is not None:
+                cont = d.last_continuation
+                ev(
+                    kind,
+                    {
+                        "reason": cont.reason[:500],
+                        "rule": "continue",
+                        "interrupted_by": list(cont.interrupted_by),
+                        "remaining_volume_ul": cont.remaining_ul,
+                        "delivered_volume_ul": cont.delivered_ul,
+                        "interrupted_ms": int(cont.interrupted_s * 1000),
+                    },
+                )
+            elif kind == "session.ended":
+                ev(
+                    kind,
+                    {
+                        "reason": (d.end_reason or "ended")[:500],
+                        "rule": "session.end",
+                        "interrupted_by": list(d.interrupted_by),
+                        "delivered_volume_ul": delivered,
+                    },
+                )
             elif kind == "session.paused":
                 paused: dict[str, Any] = {
                     "reason_code": d.pause_reason_code or "pause",
@@ -1401,8 +1430,10 @@ class Controller:
         patient: Patient,
         order: Order,
         override: Override | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
     ) -> Step:
-        """Open a session (or program the open one again before its start)."""
+        """Open a session (or program the open one again before its start); the course
+        rules judge it against ``prior_sessions`` (the patient's, from the audit log)."""
         async with self._lock:
             s = self._session
             at = self._now()
@@ -1413,7 +1444,14 @@ class Controller:
                         f"in {s.state.value}; end it first"
                     )
                 before = s.snapshot()
-                step = s.program(by=by, patient=patient, order=order, at=at, override=override)
+                step = s.program(
+                    by=by,
+                    patient=patient,
+                    order=order,
+                    at=at,
+                    override=override,
+                    prior_sessions=prior_sessions,
+                )
                 await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
             else:
                 previous = (self._session, self._limits, self._account)
@@ -1427,6 +1465,7 @@ class Controller:
                     order=order,
                     at=at,
                     override=override,
+                    prior_sessions=prior_sessions,
                 )
 
                 def undo() -> None:
@@ -1491,8 +1530,75 @@ class Controller:
 
         return await self._nurse(by, act, undo=False)
 
-    async def resume(self, *, by: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.resume(by=by, at=at), undo=True)
+    async def resume(self, *, by: str, reason: str | None = None) -> Step:
+        """Resume a paused infusion, or continue an interrupted one (from STOPPED: the
+        kernel's continuation rule decides, on the pump as read now and both figures of
+        what was given; docs/controller.md, "Continuing an interrupted infusion")."""
+        async with self._lock:
+            s = self._need()
+            if s.state is not State.STOPPED:
+                before = s.snapshot()
+                step = s.resume(by=by, at=self._now())
+                undo = self._undo_to(before, s.protocol)
+                if self._status is not None and self._account is not None:
+                    undo = self._reanchored(self._status, undo)
+                await self._carry_out(step, by, undo=undo)
+                return step
+            return await self._continue(s, by, reason)
+
+    def _reanchored(
+        self, status: PumpStatus, undo_session: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Delivery goes on after an interruption: from here the session's figure of what
+        was given is the larger of the pump's and the independent account's, on the
+        counter as it is now, so the pump is programmed for the remainder alone and the
+        volume rule judges what follows from that common start (a gap left by an
+        occlusion or a stuck counter would otherwise pause the infusion again at once).
+        Returns the undo for a command that is not sent."""
+        acct = self._account
+        assert acct is not None
+        now_s = self._clock.monotonic()
+        acct.set_rate(Decimal(0), now_s)
+        saved = dataclasses.replace(acct), self._start_counter_ul
+        known = max(0, acct.delivered_ul(status.volume_infused_ul), acct.expected_ul(now_s))
+        acct.counter_restarted(known, status.volume_infused_ul)
+        acct.closed_ul = Decimal(known)
+        self._start_counter_ul = acct.volume_at_start_ul - acct.delivered_before_ul
+
+        def undo() -> None:
+            undo_session()
+            self._account, self._start_counter_ul = saved
+
+        return undo
+
+    async def _continue(self, s: Session, by: str, reason: str | None) -> Step:
+        status = await self._read()
+        now_s = self._clock.monotonic()
+        if self._account is None:
+            # Stopped before the pump confirmed a start: nothing was accounted yet.
+            self._account = VolumeAccount(self._baseline_ul, Decimal(0), now_s)
+            self._start_counter_ul = self._baseline_ul
+        acct = self._account
+        acct.set_rate(Decimal(0), now_s)
+        delivered = max(0, self.delivered_ul())
+        expected = acct.expected_ul(now_s)
+        limits = self._limits
+        max_s = None if limits is None else limits.max_delivery_s
+        if max_s is None:
+            max_s = float(s.protocol.protocol.limits.duration_min.hard_max * 60)
+        facts = DeliveryFacts(
+            pump=None if status is None else to_snapshot(status),
+            delivered_ul=delivered,
+            expected_ul=expected,
+            delivery_elapsed_s=acct.delivery_elapsed_s(now_s),
+            max_delivery_s=max_s,
+        )
+        before = s.snapshot()
+        step = s.resume(by=by, reason=reason, delivery=facts, at=self._now())
+        assert status is not None  # the kernel refuses a pump that does not answer
+        undo = self._reanchored(status, self._undo_to(before, s.protocol))
+        await self._carry_out(step, by, undo=undo)
+        return step
 
     async def adjust(
         self,
@@ -1613,12 +1719,22 @@ class Controller:
     async def observe(self, *, by: str) -> Step:
         return await self._nurse(by, lambda s, at: s.observe(by=by, at=at), undo=True)
 
+    async def discharge_gates(self) -> list[Verdict]:
+        """The observation-time and vitals gates of a discharge, judged now (nothing
+        changes): pumpctl asks them before any checklist question."""
+        async with self._lock:
+            return self._need().discharge_gates(self._now())
+
     async def discharge(self, *, by: str, checklist_confirmed: Collection[str]) -> Step:
         return await self._nurse(
             by,
             lambda s, at: s.discharge(by=by, checklist_confirmed=checklist_confirmed, at=at),
             undo=True,
         )
+
+    async def end(self, *, by: str, reason: str) -> Step:
+        """End an interrupted infusion instead of continuing it: the observation begins."""
+        return await self._nurse(by, lambda s, at: s.end(by=by, reason=reason, at=at), undo=True)
 
     async def abort(self, *, by: str, reason: str) -> Step:
         return await self._nurse(by, lambda s, at: s.abort(by=by, reason=reason, at=at), undo=True)
@@ -1649,6 +1765,7 @@ def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
         "concentration_mg_ml": format(plan.concentration_mg_per_ml, "f"),
         "weight_kg": format(plan.weight_kg, "f"),
         "weight_basis": plan.weight_basis_applied.value,
+        "dosing_weight_kg": format(plan.dosing_weight_kg, "f"),
         "dose_mg_kg": format(plan.dose_mg_per_kg, "f"),
         "prescribed_dose_mg": format(plan.dose_mg, "f"),
         "rate_ml_h": format(plan.rate_ml_h, "f"),

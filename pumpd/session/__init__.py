@@ -12,7 +12,7 @@ from pumpd.session.errors import (
     RestoreError,
     SessionError,
 )
-from pumpd.session.machine import PROPOSED_EVENTS, CommandIntent, Session, Step
+from pumpd.session.machine import PROPOSED_EVENTS, CommandIntent, DeliveryFacts, Session, Step
 from pumpd.session.states import (
     DEVICE_TRIGGERS,
     EDGES,
@@ -32,6 +32,7 @@ __all__ = [
     "CommandIntent",
     "CommandKind",
     "CommandRefused",
+    "DeliveryFacts",
     "InvalidCommandInput",
     "InvalidInState",
     "ReentrantTrigger",

@@ -8,17 +8,24 @@ from typing import Self
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
 from safety import guards
-from safety.course import InvalidCourseHistory, PriorSession
+from safety.continuation import (
+    ContinuationInputs,
+    InvalidContinuationInput,
+    check_continuation,
+    check_resume_cause,
+)
+from safety.course import InvalidCourseHistory, PriorSession, evaluate_course
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
 from safety.pump import InvalidPumpSnapshot, PumpMode, PumpSnapshot
 from safety.start import InvalidStartInput, StartInputs, check_start, start_requirements
-from safety.verdicts import Verdict
+from safety.verdicts import Severity, Verdict
 from safety.vitals import ImplausibleVitals, InvalidVitals, VitalsReading, check_entry
 
 from . import rules
 from .core import (
     CommandIntent,
+    DeliveryFacts,
     SessionCore,
     Step,
     check_stamp,
@@ -29,11 +36,13 @@ from .core import (
 from .errors import (
     CommandRefused,
     InvalidCommandInput,
+    InvalidInState,
 )
 from .records import (
     AcknowledgedAlarm,
     AdjustmentRecord,
     At,
+    ContinuationRecord,
     NoteRecord,
     OrderRecord,
     OverrideRecord,
@@ -43,6 +52,25 @@ from .records import (
     VitalsRecord,
 )
 from .states import CommandKind, State
+
+
+def _course_refusals(
+    protocol: LoadedProtocol, prior: object, stamp: Stamp, plan: Plan
+) -> list[Verdict]:
+    """The course rules' hard verdicts at programming (interval, sessions in the window,
+    cumulative mg/kg: ``safety.course``), so the nurse learns them before the drug is
+    primed; the start judges the course again, soft verdicts included."""
+    if isinstance(prior, str) or not isinstance(prior, Sequence):
+        raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
+    if not all(isinstance(p, PriorSession) for p in prior):
+        raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
+    try:
+        found = evaluate_course(
+            protocol.protocol.course, tuple(prior), stamp.utc, plan.dose_mg_per_kg
+        ).verdicts
+    except InvalidCourseHistory as exc:
+        raise InvalidCommandInput(f"course input: {exc}") from exc
+    return [v for v in found if v.severity is Severity.HARD]
 
 
 class NurseCommands(SessionCore):
@@ -63,8 +91,10 @@ class NurseCommands(SessionCore):
         order: Order,
         at: Stamp,
         override: Override | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
     ) -> tuple[Self, Step]:
-        """Program a new session; refused (CommandRefused) when the kernel refuses the plan."""
+        """Program a new session; refused (CommandRefused) when the kernel refuses the plan
+        or the course rules (against ``prior_sessions``) refuse this session."""
         for name, value in (("session_id", session_id), ("pump_id", pump_id)):
             if not isinstance(value, str) or not value.strip():
                 raise InvalidCommandInput(f"{name} must be a non-empty string, got {value!r}")
@@ -74,7 +104,9 @@ class NurseCommands(SessionCore):
             )
         check_type("protocol", protocol, LoadedProtocol)
         stamp = check_stamp(at)
-        plan, dest, verdicts = cls._program_checks(protocol, by, patient, order, override)
+        plan, dest, verdicts = cls._program_checks(
+            protocol, by, patient, order, override, prior_sessions, stamp
+        )
         refuse_if("program", verdicts)
         assert plan is not None
         proto = protocol.protocol
@@ -102,6 +134,8 @@ class NurseCommands(SessionCore):
         patient: object,
         order: object,
         override: object,
+        prior_sessions: object,
+        stamp: Stamp,
     ) -> tuple[Plan | None, State, list[Verdict]]:
         check_type("patient", patient, Patient)
         check_type("order", order, Order)
@@ -113,6 +147,8 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("program", by, "programming")
         plan, found = rules.plan_or_refusal(protocol.protocol, patient, order, override)
         verdicts += found
+        if plan is not None and not plan.refused:
+            verdicts += _course_refusals(protocol, prior_sessions, stamp, plan)
         dest = State.PROGRAMMED if protocol.protocol.double_check_required else State.VERIFIED
         return plan, dest, verdicts
 
@@ -130,11 +166,14 @@ class NurseCommands(SessionCore):
         order: Order,
         at: Stamp,
         override: Override | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
     ) -> Step:
         """Program again before priming: a new plan, and the double-check starts over."""
         source = self._require("program")
         stamp = check_stamp(at)
-        plan, dest, verdicts = self._program_checks(self._protocol, by, patient, order, override)
+        plan, dest, verdicts = self._program_checks(
+            self._protocol, by, patient, order, override, prior_sessions, stamp
+        )
         refuse_if("program", verdicts)
         assert plan is not None
         data = self._update(
@@ -286,11 +325,28 @@ class NurseCommands(SessionCore):
             audit=("pump.command.requested",),
         )
 
-    def resume(self, *, by: str, at: Stamp) -> Step:
-        """Resume a paused infusion at the plan in effect; never out of ALARM."""
+    def resume(
+        self,
+        *,
+        by: str,
+        at: Stamp,
+        reason: str | None = None,
+        delivery: DeliveryFacts | None = None,
+    ) -> Step:
+        """Resume a paused infusion at the plan in effect; never out of ALARM.
+
+        From STOPPED (a cleared and acknowledged mechanical alarm, or a nurse's own stop)
+        this continues the interrupted infusion in the same session, if the kernel's
+        continuation rule allows it (``safety.continuation``): the nurse's reason and the
+        controller's ``delivery`` facts are needed then.
+        """
         source = self._require("resume")
-        check_stamp(at)
-        refuse_if("resume", rules.person("resume", by, "resume"))
+        stamp = check_stamp(at)
+        if source is State.STOPPED:
+            return self._continue(by, reason, delivery, stamp)
+        verdicts = rules.person("resume", by, "resume")
+        verdicts += check_resume_cause(self._data.interrupted_by)
+        refuse_if("resume", verdicts)
         data = self._update(pending_command=CommandKind.RESUME, requested_in=source)
         command = CommandIntent(
             CommandKind.RESUME,
@@ -305,6 +361,69 @@ class NurseCommands(SessionCore):
             data,
             command=command,
             audit=("pump.command.requested",),
+        )
+
+    def _continue(self, by: str, reason: object, delivery: object, stamp: Stamp) -> Step:
+        if not isinstance(delivery, DeliveryFacts):
+            raise InvalidCommandInput(f"a continuation needs the delivery facts, got {delivery!r}")
+        check_text("reason", reason, optional=True)
+        verdicts = rules.person("resume", by, "continuation")
+        verdicts += rules.reason_text("continue.reason_missing", reason, "continuation")
+        d = self._data
+        proto = self._protocol.protocol
+        since = d.interrupted_at or d.stopped_at
+        interrupted_s = 0.0 if since is None else max(0.0, stamp.mono_s - since.mono_s)
+        last = d.last_vitals
+        try:
+            inputs = ContinuationInputs(
+                interrupted_by=d.interrupted_by,
+                vtbi_ul=self._plan.vtbi_ul,
+                delivered_ul=delivery.delivered_ul,
+                expected_ul=delivery.expected_ul,
+                rate_ml_h=self._plan.rate_ml_h,
+                delivery_elapsed_s=delivery.delivery_elapsed_s,
+                max_delivery_s=delivery.max_delivery_s,
+                interrupted_before_s=d.interrupted_before_s,
+                interrupted_s=interrupted_s,
+                pause_limit_s=float(proto.pause.stop_after_min * 60),
+                vitals=None if last is None else last.reading_as_of(stamp),
+                now=stamp.utc,
+                pump=delivery.pump,
+            )
+            assessment = check_continuation(proto.vitals, inputs)
+        except (InvalidContinuationInput, InvalidVitals) as exc:
+            raise InvalidCommandInput(f"continuation input: {exc}") from exc
+        verdicts += assessment.verdicts
+        refuse_if("resume", verdicts)
+        assert isinstance(reason, str)
+        record = ContinuationRecord(
+            by=by,
+            reason=reason,
+            at=At.of(stamp),
+            interrupted_by=d.interrupted_by,
+            remaining_ul=assessment.remaining_ul,
+            delivered_ul=max(delivery.delivered_ul, delivery.expected_ul),
+            interrupted_s=interrupted_s,
+        )
+        data = self._update(
+            pending_command=CommandKind.RESUME,
+            requested_in=State.STOPPED,
+            last_continuation=record,
+            continuations=d.continuations + 1,
+        )
+        command = CommandIntent(
+            CommandKind.RESUME,
+            rate_ml_h=self._plan.rate_ml_h,
+            vtbi_ul=assessment.remaining_ul,
+            reason_code="nurse.continue",
+        )
+        return self._fire(
+            "resume",
+            State.STOPPED,
+            State.RESUME_REQUESTED,
+            data,
+            command=command,
+            audit=("session.continued", "pump.command.requested"),
         )
 
     def adjust(
@@ -427,7 +546,7 @@ class NurseCommands(SessionCore):
         by an uncertain command or a latched alarm (in ALARM it stays latched).
         """
         source = self._require("stop")
-        check_stamp(at)
+        stamp = check_stamp(at)
         check_text("reason_code", reason_code)
         verdicts = rules.person("stop", by, "stop")
         verdicts += rules.reason_text("stop.reason_missing", reason, "stop")
@@ -437,6 +556,7 @@ class NurseCommands(SessionCore):
             "stop_reason_code": reason_code,
             "stop_reason": reason,
             "pending_adjustment": None,
+            **self._interruption(reason_code, At.of(stamp)),
         }
         command = CommandIntent(CommandKind.STOP, reason_code=reason_code)
         dest = source
@@ -506,6 +626,12 @@ class NurseCommands(SessionCore):
         changes: dict[str, object] = {
             "alarms": (),
             "last_acknowledged": acked,
+            "vitals_alarm_acknowledged": (
+                d.last_vitals.at
+                if d.last_vitals is not None
+                and any(a.code.startswith("tick.vitals.") for a in d.alarms)
+                else d.vitals_alarm_acknowledged
+            ),
             "alarms_acknowledged": d.alarms_acknowledged + len(acked),
             "pending_command": None,
         }
@@ -608,6 +734,51 @@ class NurseCommands(SessionCore):
             "observe", source, State.OBSERVATION, data, audit=("observation.started",)
         )
 
+    def end(self, *, by: str, reason: str, at: Stamp) -> Step:
+        """End an interrupted infusion instead of continuing it: the observation begins."""
+        source = self._require("end")
+        stamp = check_stamp(at)
+        verdicts = rules.person("end", by, "end")
+        verdicts += rules.reason_text("end.reason_missing", reason, "end")
+        refuse_if("end", verdicts)
+        data = self._update(ended_by=by, end_reason=reason, observation_started_at=At.of(stamp))
+        return self._fire(
+            "end", source, State.OBSERVATION, data, audit=("session.ended", "observation.started")
+        )
+
+    def _observed_s(self, stamp: Stamp) -> float:
+        started = self._data.observation_started_at
+        if started is None:
+            raise AssertionError("unreachable: OBSERVATION is always entered with its start")
+        return stamp.mono_s - started.mono_s
+
+    def discharge_gates(self, at: Stamp) -> list[Verdict]:
+        """The facts a discharge needs before any checklist question is worth asking: the
+        protocol's observation time, and vital signs from the observation, recent and in
+        the pause band (``safety.guards``). Reading only: nothing changes."""
+        stamp = check_stamp(at)
+        if self.state is not State.OBSERVATION:
+            raise InvalidInState("discharge", self.state.value, self.allowed())
+        proto = self._protocol.protocol
+        observed_s = self._observed_s(stamp)
+        gates = [
+            v
+            for v in guards.discharge_allowed(observed_s, proto.observation_min, (), ())
+            if v.code == "discharge.observation_too_short"
+        ]
+        last = self._data.last_vitals
+        started = self._data.observation_started_at
+        assert started is not None
+        during = last is not None and last.at.mono_s >= started.mono_s
+        gates += guards.discharge_vitals(
+            proto.vitals,
+            None if last is None else last.reading(),
+            None if last is None else max(0.0, stamp.mono_s - last.at.mono_s),
+            during,
+            proto.discharge_vitals_max_age_min,
+        )
+        return gates
+
     def discharge(self, *, by: str, checklist_confirmed: Collection[str], at: Stamp) -> Step:
         """Discharge after the protocol's observation time, with every checklist item ticked."""
         source = self._require("discharge")
@@ -616,17 +787,21 @@ class NurseCommands(SessionCore):
             isinstance(item, str) for item in checklist_confirmed
         ):
             raise InvalidCommandInput("checklist_confirmed must be a collection of item strings")
-        started = self._data.observation_started_at
-        if started is None:
-            raise AssertionError("unreachable: OBSERVATION is always entered with its start")
         proto = self._protocol.protocol
         verdicts = rules.person("discharge", by, "discharge")
-        verdicts += guards.discharge_allowed(
-            stamp.mono_s - started.mono_s,
-            proto.observation_min,
-            proto.discharge_checklist,
-            set(checklist_confirmed),
-        )
+        gates = self.discharge_gates(stamp)
+        verdicts += gates
+        confirmed = set(checklist_confirmed)
+        if guards.DISCHARGE_VITALS_ITEM in proto.discharge_checklist:
+            # A computed line: the vitals gate decides it, never a tick.
+            confirmed.add(guards.DISCHARGE_VITALS_ITEM)
+        verdicts += [
+            v
+            for v in guards.discharge_allowed(
+                self._observed_s(stamp), proto.observation_min, proto.discharge_checklist, confirmed
+            )
+            if v not in gates
+        ]
         refuse_if("discharge", verdicts)
         data = self._update(
             discharged_by=by,

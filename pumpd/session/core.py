@@ -22,6 +22,7 @@ from transitions import EventData, Machine, MachineError
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
 from safety.plan import Plan, compute_plan
+from safety.pump import PumpSnapshot
 from safety.tick import SessionPhase
 from safety.verdicts import Verdict
 
@@ -35,6 +36,7 @@ from .errors import (
 )
 from .records import (
     AlarmRecord,
+    At,
     SessionData,
 )
 from .states import EDGES, TICK_PHASE, CommandKind, State, allowed_triggers
@@ -55,6 +57,19 @@ class CommandIntent:
     rate_ml_h: Decimal | None = None
     vtbi_ul: int | None = None
     reason_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFacts:
+    """What the controller knows of the delivery when a nurse asks to continue it: the
+    pump as just read, the volume by the pump's counter and by the independent account,
+    the time spent delivering, and the longest delivery the tick supervises with."""
+
+    pump: PumpSnapshot | None
+    delivered_ul: int
+    expected_ul: int
+    delivery_elapsed_s: float
+    max_delivery_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +321,32 @@ class SessionCore:
 
     def _update(self, **changes: object) -> SessionData:
         return self._data.model_copy(update=changes)
+
+    def _interruption(self, code: str, at: At) -> dict[str, object]:
+        """The changes that record ``code`` among the reasons delivery is interrupted: only
+        between a start and the end of delivery (a continuation is judged on them)."""
+        d = self._data
+        if not d.start_commanded or d.completed_at or d.observation_started_at:
+            return {}
+        codes = d.interrupted_by if code in d.interrupted_by else (*d.interrupted_by, code)
+        return {"interrupted_by": codes, "interrupted_at": d.interrupted_at or at}
+
+    def _delivering_again(self, at: At) -> dict[str, object]:
+        """The changes when the pump confirms it delivers again after a pause or a stop: the
+        interruption's time joins the earlier ones, and its record is closed."""
+        d = self._data
+        began = [t.mono_s for t in (d.paused_at, d.interrupted_at, d.stopped_at) if t is not None]
+        spent = max(0.0, at.mono_s - min(began)) if began else 0.0
+        return {
+            "paused_at": None,
+            "stopped_at": None,
+            "stop_requested_by": None,
+            "stop_reason_code": None,
+            "stop_reason": None,
+            "interrupted_by": (),
+            "interrupted_at": None,
+            "interrupted_before_s": d.interrupted_before_s + spent,
+        }
 
     def _applied_adjustment(self, changes: dict[str, object]) -> Plan:
         pending = self._data.pending_adjustment

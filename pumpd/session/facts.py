@@ -62,7 +62,10 @@ class DeviceFacts(SessionCore):
         stamp = check_stamp(at)
         if source is State.RESUME_REQUESTED:
             return self._confirmed(
-                "start_confirmed", State.INFUSING, "session.resumed", paused_at=None
+                "start_confirmed",
+                State.INFUSING,
+                "session.resumed",
+                **self._delivering_again(At.of(stamp)),
             )
         return self._confirmed(
             "start_confirmed", State.INFUSING, "session.started", started_at=At.of(stamp)
@@ -184,7 +187,11 @@ class DeviceFacts(SessionCore):
             raised_in=state,
             at=At.of(stamp),
         )
-        data = self._update(alarms=(*self._data.alarms, record), pending_command=None)
+        data = self._update(
+            alarms=(*self._data.alarms, record),
+            pending_command=None,
+            **self._interruption(code, record.at),
+        )
         return self._fire(
             "alarm", state, State.ALARM, data, audit=("alarm.raised",), proposed_plan=None
         )
@@ -254,7 +261,11 @@ class DeviceFacts(SessionCore):
             raised_in=source,
             at=At.of(stamp),
         )
-        data = self._update(alarms=(*self._data.alarms, record), pending_command=None)
+        data = self._update(
+            alarms=(*self._data.alarms, record),
+            pending_command=None,
+            **self._interruption(code, record.at),
+        )
         return self._fire(
             "command_failed",
             source,
@@ -297,7 +308,7 @@ class DeviceFacts(SessionCore):
                 changes["started_at"] = at_rec
                 audit.append("session.started")
             else:
-                changes["paused_at"] = None
+                changes.update(self._delivering_again(at_rec))
                 audit.append("session.resumed")
         elif (
             kind is CommandKind.SET_RATE
@@ -339,6 +350,7 @@ class DeviceFacts(SessionCore):
                 at=at_rec,
             )
             changes["alarms"] = (*d.alarms, record)
+            changes.update(self._interruption(code, at_rec))
             audit.append("alarm.raised")
         changes["last_uncertain"] = uncertain.model_copy(
             update={"resolved_to": dest, "resolved_at": at_rec}

@@ -11,10 +11,18 @@ result, and reports the confirmed fact back (``start_confirmed``, ``command_unce
 from __future__ import annotations
 
 from .commands import NurseCommands
-from .core import MACHINE, PROPOSED_EVENTS, SNAPSHOT_FORMAT, CommandIntent, Step
+from .core import MACHINE, PROPOSED_EVENTS, SNAPSHOT_FORMAT, CommandIntent, DeliveryFacts, Step
 from .facts import DeviceFacts
 
-__all__ = ["MACHINE", "PROPOSED_EVENTS", "SNAPSHOT_FORMAT", "CommandIntent", "Session", "Step"]
+__all__ = [
+    "MACHINE",
+    "PROPOSED_EVENTS",
+    "SNAPSHOT_FORMAT",
+    "CommandIntent",
+    "DeliveryFacts",
+    "Session",
+    "Step",
+]
 
 
 class Session(NurseCommands, DeviceFacts):

@@ -237,6 +237,18 @@ class AdjustmentRecord(_Record):
     confirmed_at: At | None = None
 
 
+class ContinuationRecord(_Record):
+    """An interrupted infusion continued in the same session (``resume`` from STOPPED)."""
+
+    by: str
+    reason: str
+    at: At
+    interrupted_by: tuple[str, ...]
+    remaining_ul: int
+    delivered_ul: int
+    interrupted_s: MonoSeconds
+
+
 class SessionData(_Record):
     """Everything the session knows besides its state, and nothing that grows with it.
 
@@ -299,6 +311,18 @@ class SessionData(_Record):
     vitals_recorded: Count = 0
     last_note: NoteRecord | None = None
     notes_recorded: Count = 0
+    interrupted_by: tuple[str, ...] = ()
+    """Every stop reason and alarm code since the pump last delivered for this session
+    (distinct codes only, so bounded by the alarm codes there are)."""
+    interrupted_at: At | None = None
+    interrupted_before_s: MonoSeconds = 0.0
+    """Time of earlier interruptions (pauses and stops) after which delivery went on."""
+    last_continuation: ContinuationRecord | None = None
+    continuations: Count = 0
+    ended_by: str | None = None
+    end_reason: str | None = None
+    vitals_alarm_acknowledged: At | None = None
+    """The recording moment of the reading whose out-of-band alarm a nurse acknowledged."""
 
     @property
     def start_commanded(self) -> bool:

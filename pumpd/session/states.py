@@ -66,6 +66,7 @@ NURSE_TRIGGERS: tuple[str, ...] = (
     "observe",
     "discharge",
     "abort",
+    "end",
 )
 DEVICE_TRIGGERS: tuple[str, ...] = (
     "prime_confirmed",
@@ -128,7 +129,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("request_start", (S.VERIFIED, S.PRIMED), S.START_REQUESTED),
     Edge("pause", (S.INFUSING,), S.PAUSE_REQUESTED),
     Edge("pause", (S.ALARM,), None),
-    Edge("resume", (S.PAUSED,), S.RESUME_REQUESTED),
+    Edge("resume", (S.PAUSED, S.STOPPED), S.RESUME_REQUESTED),
     Edge("adjust", (S.INFUSING, S.PAUSED), None),
     Edge("confirm_adjust", (S.INFUSING,), S.ADJUSTING),
     Edge("confirm_adjust", (S.PAUSED,), None),
@@ -144,6 +145,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("note", ALL, None),
     Edge("observe", (S.STOPPED,), S.OBSERVATION),
     Edge("observe", (S.KVO,), S.COMPLETE),
+    Edge("end", (S.STOPPED,), S.OBSERVATION),
     Edge("discharge", (S.OBSERVATION,), S.DISCHARGED),
     Edge("abort", (S.PROGRAMMED, S.VERIFIED, S.PRIMED, S.STOPPED), S.ABORTED),
     # device facts, reported by the controller after it has read the pump

@@ -132,6 +132,7 @@ async def test_the_nurses_path_program_to_discharge(rig: Rig) -> None:
         what="the protocol's observation time",
         seen=lambda: rig.supervisor.controllers["chair-1"].status(),
     )
+    await c.ok("session.vitals", pump="chair-1", bp="124/80", hr=74, spo2=98)
     assert (await c.ok("session.discharge", pump="chair-1", confirmed=ids))["state"] == "DISCHARGED"
 
     served = await rig.flushed_events(event_type="control.request.served")

@@ -38,11 +38,14 @@ async def test_checkpoints_do_not_grow_with_acknowledgements_and_readings(rig: R
         await to_infusing(rig, ctl)
         await ctl.stop(by=NURSE, reason="patient asked to stop")
         await wait_until(lambda: session_state(ctl) is State.STOPPED, what="the stop")
-        low = dataclasses.replace(rig.vitals(), spo2_percent=91)  # outside the pause band
-        await ctl.vitals(by=NURSE, reading=low)
+        # Each low reading outside the pause band raises its alarm once: an acknowledged
+        # reading only reminds, so every cycle is a new reading and its acknowledgement.
         for _ in range(CYCLES):
+            low = dataclasses.replace(rig.vitals(), spo2_percent=91)
+            await ctl.vitals(by=NURSE, reading=low)
             await wait_until(lambda: session_state(ctl) is State.ALARM, what="the vitals alarm")
             await ctl.acknowledge(by=NURSE, note="patient seen")
+        await ctl.vitals(by=NURSE, reading=dataclasses.replace(rig.vitals(), spo2_percent=91))
         await wait_until(lambda: session_state(ctl) is State.ALARM, what="the vitals alarm")
         await ctl.acknowledge(by=NURSE, note="patient seen")
         for _ in range(READINGS):
@@ -59,10 +62,12 @@ async def test_checkpoints_do_not_grow_with_acknowledgements_and_readings(rig: R
     session = ctl.session
     assert session is not None
     assert session.data.alarms_acknowledged == CYCLES + 1
-    assert session.data.vitals_recorded == 1 + 1 + READINGS  # baseline, the low one, the rest
+    # the baseline, the low ones, the rest
+    assert session.data.vitals_recorded == 1 + CYCLES + 1 + READINGS
     acked = rig.events(event_type="alarm.acknowledged", session="S-1")
     assert len(acked) == CYCLES + 1, "the log still has every acknowledgement"
-    assert len(rig.events(event_type="vitals.recorded", session="S-1")) == 2 + READINGS
+    recorded = rig.events(event_type="vitals.recorded", session="S-1")
+    assert len(recorded) == 1 + CYCLES + 1 + READINGS
     assert max(sizes) <= CHECKPOINT_MAX_BYTES, sizes
     # Not growing: the last checkpoint is no larger than one from early in the session
     # (beyond the few bytes a count's extra digit or a longer text may add).

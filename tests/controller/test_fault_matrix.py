@@ -29,7 +29,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.controller import Controller, PumpNotAnswering
 from pumpd.drivers.base import DriverError
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import State
+from pumpd.session import CommandRefused, State
 from safety.plan import Order, Patient
 from safety.tick import DEFAULT_POLICY
 
@@ -477,3 +477,90 @@ async def test_fault_matrix_link(fault: str, state: str) -> None:
 @pytest.mark.parametrize("fault", KVO_FAULTS)
 async def test_fault_matrix_kvo(fault: str) -> None:
     _check(await _batched("kvo", fault, KVO_FAULTS, KVO_SCALE))
+
+
+# -- after the fault: continue the interrupted infusion, or not -----------------------
+
+CONTINUE_ROWS: dict[str, str] = {
+    # the pump's mechanical alarms: cleared at the pump, acknowledged, continued
+    "occlusion-downstream": "continued",
+    "occlusion-upstream": "continued",
+    "air-in-line": "continued",
+    "door-open": "continued",
+    # everything else ends the session in observation: not continuable
+    "system-fault": "continue.not_continuable",
+    "battery-depleted": "continue.not_continuable",
+    "runaway": "continue.not_continuable",  # a rate mismatch: paused, never resumed
+    "stuck-volume": "continued",  # an under-infusion pause: the line checked, resumed
+    "reboot": "continue.not_continuable",
+    "drop-link": "continue.not_continuable",
+}
+
+
+def _clear(sim: Simulator, fault: str) -> None:
+    """The cause goes away, and the nurse presses the pump's own alarm key if it alarms."""
+    if fault not in ("reboot",):
+        sim.inject(1, fault, on=False)
+    if sim.pump(1).state.name == "ALARM":
+        sim.press_alarm_key(1)
+
+
+@pytest.mark.parametrize("fault", list(CONTINUE_ROWS))
+async def test_fault_matrix_continue(rig: Rig, fault: str) -> None:
+    """Infusing, the fault stops the session (ALARM); the cause is cleared at the pump, the
+    nurse acknowledges (STOPPED) and asks to continue with a reason: the kernel lets the
+    mechanical alarms go on (INFUSING again, the pump programmed for the remainder) and
+    refuses every other one, the session then ending with ``end`` in OBSERVATION."""
+    ctl = await rig.controller(transport="tcp")
+    task = await running(ctl)
+    try:
+        await to_infusing(rig, ctl)
+        _inject(rig.sim, fault)
+        await wait_until(
+            lambda: session_state(ctl) is S.ALARM,
+            within_s=12,
+            what="ALARM",
+            seen=lambda: _seen(rig, ctl),
+        )
+        await asyncio.sleep(0.2)
+        _clear(rig.sim, fault)
+        await wait_until(
+            lambda: (
+                ctl.last_status is not None and ctl.last_status.state.name in ("IDLE", "PAUSED")
+            ),
+            what="the pump idle (or paused by the kernel) after clearing",
+            seen=lambda: _seen(rig, ctl),
+        )
+        await ctl.acknowledge(by=NURSE, note="cause cleared at the pump")
+        assert session_state(ctl) in (S.STOPPED, S.PAUSED)
+        await ctl.vitals(by=NURSE, reading=rig.vitals())
+        await ctl.journal.drain()
+        first_seq = rig.store.head().seq
+        want = CONTINUE_ROWS[fault]
+        if want == "continued":
+            await ctl.resume(by=NURSE, reason="cause cleared at the pump")
+            assert session_state(ctl) is S.INFUSING
+            await asyncio.sleep(0.5)  # supervision goes on without a new alarm
+            assert session_state(ctl) is S.INFUSING, _seen(rig, ctl)
+            assert _pump_state(rig) == "INFUSING"
+            wanted = {"pump.command.requested", "session.resumed"}
+            if fault != "stuck-volume":
+                wanted.add("session.continued")
+        else:
+            with pytest.raises(CommandRefused) as refused:
+                await ctl.resume(by=NURSE, reason="looks fine")
+            assert want in refused.value.codes
+            if session_state(ctl) is S.PAUSED:
+                await ctl.stop(by=NURSE, reason="pump did not deliver as commanded")
+            assert session_state(ctl) is S.STOPPED
+            await ctl.end(by=NURSE, reason="not continued: delivery not known")
+            assert session_state(ctl) is S.OBSERVATION
+            assert _pump_state(rig) == "IDLE"
+            wanted = {"session.ended", "observation.started"}
+        await ctl.journal.drain()
+        new = {e.event_type for e in rig.events(pump=ctl.config.pump_id) if e.seq > first_seq}
+        new |= {e.event_type for e in rig.events() if e.seq > first_seq}
+        assert wanted <= new, sorted(new)
+        assert rig.chain_ok()
+    finally:
+        await halt(task)

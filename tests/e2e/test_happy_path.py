@@ -99,6 +99,13 @@ def run_happy_path(s: Stack, accounts: Accounts) -> None:
     assert abs(view["delivered_ul"] - 100_000) <= 200, view
     s.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
 
+    # Too early: refused (3) by the facts before any question is asked.
+    early = s.pumpctl("discharge", "chair-1", stdin="y\ny\ny\ny\n")
+    assert early.returncode == 3, early.stderr
+    assert "discharge.observation_too_short" in early.stderr
+    assert "?" not in early.stdout
+    time.sleep(30 * 60 / s.time_scale + 0.5)  # the protocol's observation time
+    s.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")
     walked_out = s.pumpctl("discharge", "chair-1", stdin="y\nn\n")
     assert walked_out.returncode == 1, walked_out.stderr
     assert "not discharged" in walked_out.stderr
@@ -151,6 +158,7 @@ def discharge_when_allowed(s: Stack, pump: str, timeout_s: float = 120.0) -> Non
     """The checklist confirmed item by item; refused (3) until the observation time passed."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        s.ok("vitals", pump, "--bp", "122/78", "--hr", "72", "--spo2", "98")
         result = s.pumpctl("discharge", pump, "--confirm-all")
         if result.returncode == 0:
             assert "discharged" in result.stdout

@@ -587,3 +587,77 @@ def test_the_observation_boundary_is_the_minimum_itself(minimum_min: int) -> Non
         assert codes(discharge_allowed(just_under, minimum_min, [], set())) == [
             "discharge.observation_too_short"
         ]
+
+
+# -- discharge: the vitals gate ---------------------------------------------------------
+
+from test_tick_nominal import T0, VITALS_RULES, reading  # noqa: E402
+
+from safety.guards import discharge_vitals  # noqa: E402
+
+VITALS_RULE = "session.discharge.vitals"
+
+
+def gate(**overrides: object) -> list[str]:
+    values: dict[str, object] = {
+        "rules": VITALS_RULES,
+        "reading": reading(),
+        "age_s": 60.0,
+        "during_observation": True,
+        "max_age_min": 15,
+    }
+    values.update(overrides)
+    return [v.code for v in discharge_vitals(**values)]  # type: ignore[arg-type]
+
+
+def test_a_recent_complete_set_in_the_pause_band_from_the_observation_passes() -> None:
+    assert gate() == []
+    assert gate(age_s=15 * 60.0) == []  # inclusive
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"reading": None}, {"age_s": None}, {"during_observation": False}],
+)
+def test_no_vitals_from_the_observation_is_missing(overrides: dict[str, object]) -> None:
+    assert gate(**overrides) == ["discharge.vitals_missing"]
+
+
+def test_an_incomplete_set_is_missing_and_names_what_lacks() -> None:
+    [v] = discharge_vitals(VITALS_RULES, reading(spo2_percent=None), 60.0, True, 15)
+    assert (v.code, v.rule, v.severity) == ("discharge.vitals_missing", VITALS_RULE, HARD)
+    assert "lack spo2" in v.message
+
+
+def test_an_old_set_is_stale_and_says_how_old() -> None:
+    [v] = discharge_vitals(VITALS_RULES, reading(), 15 * 60.0 + 1, True, 15)
+    assert v.code == "discharge.vitals_stale"
+    assert v.message == (
+        "The last vital signs are 15 min old; discharge needs a set no older than 15 min."
+    )
+
+
+def test_a_set_outside_the_pause_band_refuses_and_names_the_value() -> None:
+    [v] = discharge_vitals(VITALS_RULES, reading(heart_rate_bpm=200), 60.0, True, 15)
+    assert v.code == "discharge.vitals_out_of_band"
+    assert "heart rate 200 bpm" in v.message
+    assert gate(reading=reading(heart_rate_bpm=200), age_s=3600.0) == [
+        "discharge.vitals_stale",
+        "discharge.vitals_out_of_band",
+    ]
+
+
+@given(
+    hr=st.integers(min_value=20, max_value=250),
+    age_s=st.floats(min_value=0, max_value=7200, allow_nan=False),
+    during=st.booleans(),
+)
+def test_a_discharge_passes_the_gate_only_on_a_recent_in_band_observation_set(
+    hr: int, age_s: float, during: bool
+) -> None:
+    found = gate(
+        reading=reading(heart_rate_bpm=hr, taken_at=T0), age_s=age_s, during_observation=during
+    )
+    pause = VITALS_RULES.pause
+    in_band = (pause.heart_rate_bpm_min or 0) <= hr <= (pause.heart_rate_bpm_max or 999)
+    assert (found == []) == (during and age_s <= 15 * 60 and in_band)

@@ -162,6 +162,8 @@ class TickSession(RuleBasedStateMachine):
         if snap is None or (self.phase is SessionPhase.PAUSED and snap.mode.delivers):
             return
         gap = abs(snap.volume_infused_ul - int(self.expected_ul))
+        if self.phase is SessionPhase.PAUSED and snap.volume_infused_ul < int(self.expected_ul):
+            return  # a deficit while paused: the pause it calls for is in effect
         if gap > max(LIMITS.volume_tolerance_abs_ul, int(self.expected_ul) // 10 + 1):
             assert self.decide().outcome in (Outcome.PAUSE, Outcome.STOP)
 

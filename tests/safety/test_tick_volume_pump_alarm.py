@@ -14,7 +14,7 @@ from test_tick_nominal import decide, snapshot
 
 from safety.actions import ActionKind, Priority
 from safety.pump import PumpAlarm, PumpMode
-from safety.tick import Outcome, TickDecision
+from safety.tick import Outcome, SessionPhase, TickDecision
 
 STOPPED_ITSELF = [
     {"mode": PumpMode.ALARM, "alarms": PumpAlarm.OCCLUSION_DOWNSTREAM},
@@ -82,3 +82,24 @@ def test_the_decision_is_the_pump_alarms_stop_whatever_the_deficit(
     assert decision.outcome is Outcome.STOP
     assert decision.priority is Priority.HIGH
     assert not [c for c in decision.codes if c.startswith("tick.volume.")], decision.codes
+
+
+def test_a_paused_session_is_not_paused_again_for_its_deficit() -> None:
+    """Once the infusion is paused (by this rule or a nurse) its deficit is not demanded
+    again: a second PAUSE on a paused session is a stop with a new alarm, a repeating alarm
+    while the nurse checks the line. Over-infusion still stops a paused session."""
+    paused = {"phase": SessionPhase.PAUSED, "paused_since_s": 0.0, "previous_snapshot": EARLIER}
+    short = decide(
+        snapshot=snapshot(
+            mode=PumpMode.PAUSED, rate_actual_ml_h=Decimal(0), volume_infused_ul=46_000
+        ),
+        **paused,
+    )
+    assert "tick.volume.under_infusion" not in short.codes
+    over = decide(
+        snapshot=snapshot(
+            mode=PumpMode.PAUSED, rate_actual_ml_h=Decimal(0), volume_infused_ul=53_000
+        ),
+        **paused,
+    )
+    assert "tick.volume.over_infusion" in over.codes

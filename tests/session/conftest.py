@@ -11,7 +11,7 @@ import pytest
 
 from pumpd.clock import ManualClock, Stamp, stamp
 from pumpd.protocols import Library, LoadedProtocol, load_library
-from pumpd.session import CommandKind, Session, State, Step
+from pumpd.session import CommandKind, DeliveryFacts, Session, State, Step
 from safety.actions import Priority
 from safety.plan import Order, Patient
 from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
@@ -67,6 +67,18 @@ class Bedside:
             volume_infused_ul=0,
             volume_primed_ul=primed_ul,
             uptime_s=100,
+        )
+
+    def delivery(
+        self, delivered_ul: int = 1_000, pump: PumpSnapshot | None = None
+    ) -> DeliveryFacts:
+        """What the controller would report when a nurse continues an interrupted infusion."""
+        return DeliveryFacts(
+            pump=self.pump() if pump is None else pump,
+            delivered_ul=delivered_ul,
+            expected_ul=delivered_ul,
+            delivery_elapsed_s=60.0,
+            max_delivery_s=50 * 60.0,
         )
 
     def open(self, weight_kg: Decimal = WEIGHT) -> Session:
@@ -153,10 +165,11 @@ PATHS[State.OBSERVATION] = [*PATHS[State.COMPLETE], _c("stop_confirmed")]
 PATHS[State.KVO] = [*PATHS[State.INFUSING], _c("vtbi_reached", pump_mode=PumpMode.KVO)]
 PATHS[State.DISCHARGED] = [
     *PATHS[State.OBSERVATION],
+    lambda b, s: s.record_vitals(by=PROGRAMMER, reading=b.vitals(), at=b.at(31 * 60)),
     lambda b, s: s.discharge(
         by=PROGRAMMER,
         checklist_confirmed=b.protocol.protocol.discharge_checklist,
-        at=b.at(31 * 60),
+        at=b.at(),
     ),
 ]
 PATHS[State.ABORTED] = [lambda b, s: s.abort(by=PROGRAMMER, reason="patient declined", at=b.at())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -433,6 +434,7 @@ def test_discharge_needs_the_observation_time_and_the_whole_checklist() -> None:
     items = b.protocol.protocol.discharge_checklist
     minimum_s = b.protocol.protocol.observation_min * 60
     b.clock.advance(minimum_s - 2)
+    s.record_vitals(by=PROGRAMMER, reading=b.vitals(), at=b.at(0))
     refused(
         s,
         lambda: s.discharge(by=PROGRAMMER, checklist_confirmed=items, at=b.at(1)),
@@ -629,6 +631,8 @@ def test_restore_after_a_restart_rebases_monotonic_time_through_utc() -> None:
     items = b.protocol.protocol.discharge_checklist
     minimum_s = b.protocol.protocol.observation_min * 60
     later.advance(minimum_s - 600)
+    reading = dataclasses.replace(b.vitals(), taken_at=later.now_utc())
+    restored.record_vitals(by=PROGRAMMER, reading=reading, at=stamp(later))
     restored.discharge(by=PROGRAMMER, checklist_confirmed=items, at=stamp(later))
     assert restored.state is S.DISCHARGED
 

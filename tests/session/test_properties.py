@@ -166,6 +166,23 @@ class SessionMachine(RuleBasedStateMachine):
     def resume(self, by: str) -> None:
         self.attempt(lambda: self.session.resume(by=by, at=self.bedside.at(0)))
 
+    @rule(by=PEOPLE, reason=REASONS, delivered=st.sampled_from([0, 1_000, 50_000, 120_000]))
+    @allows("resume")
+    def continue_infusion(self, by: str, reason: str, delivered: int) -> None:
+        self.attempt(
+            lambda: self.session.resume(
+                by=by,
+                reason=reason,
+                delivery=self.bedside.delivery(delivered),
+                at=self.bedside.at(0),
+            )
+        )
+
+    @rule(by=PEOPLE, reason=REASONS)
+    @allows("end")
+    def end(self, by: str, reason: str) -> None:
+        self.attempt(lambda: self.session.end(by=by, reason=reason, at=self.bedside.at(0)))
+
     @rule(
         by=PEOPLE,
         reason=REASONS,

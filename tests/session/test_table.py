@@ -46,7 +46,10 @@ ARGS: dict[str, Call] = {
         by=PROGRAMMER, pump=b.pump(), prior_sessions=(), at=b.at()
     ),
     "pause": lambda b, s: s.pause(by=PROGRAMMER, at=b.at()),
-    "resume": lambda b, s: s.resume(by=PROGRAMMER, at=b.at()),
+    "resume": lambda b, s: s.resume(
+        by=PROGRAMMER, reason="line unkinked", delivery=b.delivery(), at=b.at()
+    ),
+    "end": lambda b, s: s.end(by=PROGRAMMER, reason="patient prefers to stop", at=b.at()),
     "adjust": lambda b, s: s.adjust(
         by=PROGRAMMER,
         reason="patient too dissociated",
@@ -146,6 +149,8 @@ EXPECTED: dict[tuple[State, str], State | str] = {
     (S.KVO, "stop"): S.STOP_REQUESTED,
     (S.OBSERVATION, "discharge"): "discharge.observation_too_short",
     (S.STOPPED, "observe"): S.OBSERVATION,
+    (S.STOPPED, "resume"): S.RESUME_REQUESTED,
+    (S.STOPPED, "end"): S.OBSERVATION,
     (S.STOPPED, "abort"): "abort.after_start",
     (S.ALARM, "acknowledge"): S.STOPPED,
     (S.ALARM, "pause"): S.ALARM,

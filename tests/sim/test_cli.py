@@ -14,6 +14,8 @@ import pytest
 from pumpsim.registers import AlarmFlag, Command
 from pymodbus.client import AsyncModbusTcpClient
 
+from .wire import send_command, write_program
+
 READY_TIMEOUT_S = 20.0
 
 
@@ -157,3 +159,42 @@ async def test_sigint_stops_cleanly_too(running: Running) -> None:
     assert not exists(running.rtu)
     assert running.process.stderr is not None
     assert b"Traceback" not in await running.process.stderr.read()
+
+
+async def test_press_alarm_key_clears_a_cleared_alarm_at_the_pump(running: Running) -> None:
+    """The pump's own alarm key: refused while the cause is present (nothing changes),
+    then, the cause gone, the pump leaves ALARM for IDLE; no wire command is logged."""
+    control = running.control
+    code, _, err = await pumpsim("press-alarm-key", "--control", control, "--unit", "1")
+    assert code == 1
+    assert "not in alarm" in err
+    client = AsyncModbusTcpClient(running.tcp[0], port=running.tcp[1], retries=0, timeout=2)
+    assert await client.connect()
+    try:
+        await write_program(client, 1)
+        assert await send_command(client, 1, 1, Command.START) == (1, 0)
+    finally:
+        client.close()
+    code, out, err = await pumpsim(
+        "fault", "--control", control, "--unit", "1", "occlusion-downstream", "on"
+    )
+    assert code == 0, err
+    assert json.loads(out)["state"] == "ALARM"
+    code, _, err = await pumpsim("press-alarm-key", "--control", control, "--unit", "1")
+    assert code == 1
+    assert "OCCLUSION_DOWNSTREAM" in err
+    code, out, _ = await pumpsim("status", "--control", control, "--unit", "1")
+    assert json.loads(out)["state"] == "ALARM"
+    code, out, err = await pumpsim(
+        "fault", "--control", control, "--unit", "1", "occlusion-downstream", "off"
+    )
+    assert code == 0, err
+    assert json.loads(out)["state"] == "ALARM"  # latched until the key is pressed
+    code, out, err = await pumpsim("press-alarm-key", "--control", control, "--unit", "1")
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["state"] == "IDLE"
+    assert status["alarm_flags"] == []
+    assert status["last_cmd_seq"] == 1  # the key is not a wire command
+    code, out, _ = await pumpsim("log", "--control", control)
+    assert [json.loads(line)["command"] for line in out.splitlines()] == [Command.START]

@@ -259,6 +259,7 @@ async def test_jumps_during_a_session_change_no_supervised_duration(rig: Rig) ->
             await ctl.discharge(by=NURSE, checklist_confirmed=checklist)
         assert "discharge.observation_too_short" in {v.code for v in early.value.verdicts}
         await sim_sleep(rig, 30 * MIN - (rig.clock.monotonic() - observed_from.mono_s) + 1)
+        await ctl.vitals(by=NURSE, reading=rig.vitals())
         await ctl.discharge(by=NURSE, checklist_confirmed=checklist)
         assert session_state(ctl) is State.DISCHARGED
     finally:

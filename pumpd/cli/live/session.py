@@ -39,6 +39,22 @@ def _said(pump: str, result: Any, what: str) -> None:
     click.echo(f"{pump}: {what}" + (f"; session {state}" if state else ""))
 
 
+def _ml(volume_ul: object) -> str:
+    return f"{volume_ul / 1000:.1f}" if isinstance(volume_ul, int) else "?"
+
+
+def _said_where(pump: str, result: Any, what: str, after: str = "") -> None:
+    """``chair-2 (P-0043): stopped at 8.0 of 100 mL; session STOPPED``: the patient named,
+    so a wrong chair number is noticed at once."""
+    if not isinstance(result, dict) or result.get("patient_ref") is None:
+        _said(pump, result, what)
+        return
+    vtbi = result.get("vtbi_ul")
+    total = f"{vtbi / 1000:g}" if isinstance(vtbi, int) else "?"
+    text = f"{what} {_ml(result.get('delivered_ul'))} of {total} mL{after}"
+    _said(f"{pump} ({result['patient_ref']})", result, text)
+
+
 def _order_params(
     pump: str,
     patient: str,
@@ -151,14 +167,28 @@ def pause(target: Target, pump: str, reason: str | None) -> None:
     params: dict[str, Any] = {"pump": pump}
     if reason:
         params["reason"] = reason
-    _said(pump, call(target, "session.pause", params), "paused")
+    _said_where(pump, call(target, "session.pause", params), "paused at")
 
 
-@click.command(help="Resume a paused infusion.")
+@click.command(
+    help="Resume a paused infusion, or continue an interrupted one: after a pump alarm "
+    "(occlusion, air in line, door open) cleared at the pump and acknowledged, or after "
+    "your own stop. Continuing needs --reason; the kernel decides."
+)
 @click.argument("pump")
+@click.option("--reason", help="Why the infusion can go on, in words (needed to continue).")
 @pass_target
-def resume(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.resume", {"pump": pump}), "resumed")
+def resume(target: Target, pump: str, reason: str | None) -> None:
+    params: dict[str, Any] = {"pump": pump}
+    if reason:
+        params["reason"] = reason
+    result = call(target, "session.resume", params)
+    continued = result.get("continued") if isinstance(result, dict) else None
+    if isinstance(continued, dict):
+        left = _ml(continued.get("remaining_ul"))
+        _said_where(pump, result, "continued at", f" ({left} mL to go)")
+    else:
+        _said_where(pump, result, "resumed at")
 
 
 @click.command(help="Change duration or dose: shows the daemon's new plan, asks, then applies.")
@@ -194,7 +224,15 @@ def adjust(
 @click.option("--reason", required=True, help="Why, in words.")
 @pass_target
 def stop(target: Target, pump: str, reason: str) -> None:
-    _said(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped")
+    _said_where(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped at")
+
+
+@click.command(help="End an interrupted infusion instead of continuing it: the observation begins.")
+@click.argument("pump")
+@click.option("--reason", required=True, help="Why it is not continued, in words.")
+@pass_target
+def end(target: Target, pump: str, reason: str) -> None:
+    _said_where(pump, call(target, "session.end", {"pump": pump, "reason": reason}), "ended at")
 
 
 @click.command(
@@ -299,10 +337,16 @@ def abort(target: Target, pump: str, reason: str) -> None:
 @pass_target
 def discharge(target: Target, pump: str, confirm_all: bool) -> None:
     with connect(target) as c:
+        # The facts first (observation time, vitals): nobody answers questions to be told
+        # afterwards that 23 minutes remain. A refusal exits 3 naming what is missing.
+        call_on(c, "session.discharge", {"pump": pump, "confirmed": [], "gates_only": True})
         checklist = call_on(c, "session.checklist", {"pump": pump})
         confirmed: list[str] = []
         for item in checklist.get("items", []):
             text = str(item.get("text", item.get("id")))
+            if item.get("computed"):
+                click.echo(f"  [x] {text} (computed from the recorded vital signs)")
+                continue
             if confirm_all:
                 click.echo(f"  [x] {text}")
             elif not ask(f"  {text}?", False):
@@ -321,6 +365,7 @@ COMMANDS = (
     resume,
     adjust,
     stop,
+    end,
     ack,
     vitals,
     note,
