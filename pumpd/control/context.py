@@ -42,4 +42,6 @@ class ControlContext:
     staff_idle_timeout_s: float = 600.0
     staff_max_failures: int = 5
     staff_lockout_s: float = 900.0
+    timezone: str = "UTC"
+    """The clinic's IANA zone (``[daemon] timezone``), told to clients for what people read."""
     reload: Callable[[], Awaitable[dict[str, str]]] | None = None

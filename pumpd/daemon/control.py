@@ -80,6 +80,7 @@ async def start_control(
         staff_idle_timeout_s=config.staff_idle_timeout_s,
         staff_max_failures=config.staff_max_failures,
         staff_lockout_s=config.staff_lockout_s,
+        timezone=config.timezone,
         reload=reload,
     )
     server = ControlServer(context, path=str(Path(config.socket)), group=config.socket_group)

@@ -262,17 +262,21 @@ def test_duration_carries_its_units(seconds: int, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("wire", "shown"),
+    ("wire", "zone", "shown"),
     [
-        ("2026-12-04T20:27:03.313862+00:00", "2026-12-04 20:28 UTC"),
-        ("2026-12-04T20:27:00+00:00", "2026-12-04 20:27 UTC"),
-        ("2026-12-04T23:59:30Z", "2026-12-05 00:00 UTC"),
-        ("2026-12-04T21:27:00.5+01:00", "2026-12-04 20:28 UTC"),
-        (None, "-"),
+        ("2026-12-04T20:27:03.313862+00:00", "UTC", "2026-12-04 20:28 UTC"),
+        ("2026-12-04T20:27:00+00:00", "UTC", "2026-12-04 20:27 UTC"),
+        ("2026-12-04T23:59:30Z", "UTC", "2026-12-05 00:00 UTC"),
+        ("2026-12-04T21:27:00.5+01:00", "UTC", "2026-12-04 20:28 UTC"),
+        ("2026-12-04T20:27:03Z", "America/Chicago", "2026-12-04 14:28 CST"),
+        ("2026-07-04T20:27:03Z", "Europe/Vienna", "2026-07-04 22:28 CEST"),
+        (None, "UTC", "-"),
     ],
 )
-def test_a_not_before_time_is_shown_to_the_minute_rounded_up(wire: str | None, shown: str) -> None:
-    assert render.utc_minute(wire) == shown
+def test_a_not_before_time_is_shown_in_the_clinics_zone_to_the_minute_rounded_up(
+    wire: str | None, zone: str, shown: str
+) -> None:
+    assert render.local_minute(wire, zone) == shown
 
 
 def test_whoami_view_shows_the_acting_persons_roles() -> None:
