@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pumpd.clinictime import zone_of
 from pumpd.config import ConfigError, DaemonConfig, load_config, parse_config
 from pumpd.protocols import default_path
 
@@ -358,3 +359,15 @@ def test_two_rates_on_one_serial_line_are_refused() -> None:
     )
     found = problems(text)
     assert "one line, one rate" in found["pump[1].baudrate"]
+
+
+def test_the_clinic_timezone_is_an_iana_name_checked_at_load() -> None:
+    assert parse(f'[daemon]\ntimezone = "America/Chicago"\n{PUMP}').timezone == "America/Chicago"
+    # Unset: the system's own zone, by its IANA name (never an empty or made-up one).
+    default = parse(PUMP).timezone
+    assert default
+    assert zone_of(default).key == default
+    for bad in ("America/Chikago", "CST6", "", "../etc/passwd", "/usr/share/zoneinfo/UTC"):
+        found = problems(f'[daemon]\ntimezone = "{bad}"\n{PUMP}')
+        assert found["daemon.timezone"].startswith(f"{bad!r} is not a time zone name"), found
+        assert "IANA" in found["daemon.timezone"]

@@ -1,0 +1,142 @@
+"""`pumpctl watch` as a nurse leaves it open, through the real processes.
+
+The daemon runs in America/Chicago: every time the view shows is that zone's, with its
+abbreviation. A new high-priority alarm rings the terminal bell once, not every frame. When
+the daemon goes away the view says STALE (no traceback, no frozen frame) and reconnects by
+itself when the daemon is back. In the audit log the whole view is one open/close pair.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from .conftest import Accounts
+from .stack import Stack, running_stack
+from .test_signals import start_infusion
+
+WAIT_S = 60.0
+CLINIC_ZONE = "America/Chicago"
+UPDATED = re.compile(rb"updated \d\d:\d\d:\d\d (CST|CDT)")
+
+
+class Watching:
+    """A `pumpctl watch` process whose output (stdout and stderr) is collected as it comes."""
+
+    def __init__(self, stack: Stack, *args: str) -> None:
+        command, env = stack.command(["watch", *args])
+        self.proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self.out = b""
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := self.proc.stdout.read1(65536):
+            with self._lock:
+                self.out += chunk
+
+    def text(self) -> bytes:
+        with self._lock:
+            return self.out
+
+    def wait_for(self, what: str, test: Callable[[bytes], bool]) -> bytes:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            out = self.text()
+            if test(out):
+                return out
+            assert self.proc.poll() is None, f"watch exited {self.proc.poll()}: {out[-3000:]!r}"
+            time.sleep(0.1)
+        raise AssertionError(f"watch never showed {what}: {self.text()[-3000:]!r}")
+
+    def interrupt(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)
+        return code
+
+
+def _view_events(stack: Stack) -> dict[str, list[dict[str, object]]]:
+    done = stack.audit("events", "--json")
+    assert done.returncode == 0, done.stderr
+    events: dict[str, list[dict[str, object]]] = {}
+    for event in json.loads(done.stdout):
+        events.setdefault(event["event_type"], []).append(event["payload"])
+    return events
+
+
+def test_watch_rings_goes_stale_reconnects_and_is_one_audit_pair(accounts: Accounts) -> None:
+    with running_stack(
+        time_scale=120,
+        roles=accounts.roles,
+        socket_group=accounts.socket_group,
+        timezone=CLINIC_ZONE,
+    ) as stack:
+        stack.default_user = accounts.nurse
+        start_infusion(stack, accounts, "P-WATCH")
+        # One-shot reads show the clinic's time too, and the daemon names its zone.
+        assert json.loads(stack.ok("whoami", "--json"))["timezone"] == CLINIC_ZONE
+        shown = stack.ok("status", "chair-1")
+        assert re.search(r"vitals due\s+in .*\(at \d\d:\d\d:\d\d C[SD]T\)", shown), shown
+
+        watch = Watching(stack, "chair-1", "--interval", "0.3")
+        watch.wait_for("an infusing frame", lambda o: b"INFUSING" in o and bool(UPDATED.search(o)))
+        assert b"\a" not in watch.text(), watch.text().decode()
+
+        stack.sim_request("fault", unit=1, fault="occlusion-downstream", on=True)
+        stack.wait_state("chair-1", ["ALARM"])
+        rang = watch.wait_for("the bell", lambda o: b"\a" in o)
+        frames = len(UPDATED.findall(rang))
+        watch.wait_for("five frames more", lambda o: len(UPDATED.findall(o)) >= frames + 5)
+        assert watch.text().count(b"\a") == 1, "one bell for the new alarm, not one a frame"
+
+        assert stack.stop_daemon(signal.SIGTERM) == 0, stack.daemon_log()
+        gone = watch.wait_for("STALE", lambda o: b"STALE" in o)
+        assert watch.proc.poll() is None, "the view stays up when the daemon goes"
+        stale_at = gone.index(b"STALE")
+        assert b"Reconnecting by itself" in gone[stale_at:]
+        stack.start_daemon()
+        back = watch.wait_for("a reconnect", lambda o: b"reconnected" in o[stale_at:])
+        after = back[back.index(b"reconnected", stale_at) :]
+        watch.wait_for("a fresh frame", lambda o: bool(UPDATED.search(o[len(back) - len(after) :])))
+        assert watch.interrupt() == 0
+        out = watch.text()
+        assert b"Traceback" not in out, out[-3000:]
+        assert b"Broken pipe" not in out
+        assert b"UTC" not in out, "the clinic's zone, not UTC"
+
+        # The audit: a watch is an open/close pair per connection, nothing per refresh.
+        before = _view_events(stack)
+        watch = Watching(stack, "--json", "--interval", "0.2")
+        watch.wait_for("ten refreshes", lambda o: o.count(b"\n") >= 10)
+        assert watch.interrupt() == 0
+        lines = [json.loads(line) for line in watch.text().splitlines()]
+        assert all(isinstance(v, list) for v in lines), "JSON lines, each the status list"
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            after_events = _view_events(stack)
+            closed = after_events.get("control.view.closed", [])
+            if len(closed) > len(before.get("control.view.closed", [])):
+                break
+            time.sleep(0.2)
+        new_closed = closed[len(before.get("control.view.closed", [])) :]
+        assert len(new_closed) == 1, new_closed
+        assert new_closed[0]["reads"] == {"status": len(lines)}
+        assert new_closed[0]["end_code"] == "client_closed"
+        opened = after_events.get("control.view.opened", [])
+        assert len(opened) == len(before.get("control.view.opened", [])) + 1
+        served = [
+            p
+            for p in after_events.get("control.request.served", [])
+            if p.get("method") == "status"
+        ]
+        assert served == [], "no record per refresh"
