@@ -12,9 +12,9 @@ Order matters and is the same for every method:
 5. every authorized request that can change something, and every request that fails,
    is audited as ``control.request.served`` with its outcome code; answered reads
    (``status``, ``alarms.list`` …) are tallied on the connection and audited once for it
-   (``control.view.closed`` when it ends, ``control.view.opened`` as soon as it reads a
-   second time, i.e. is a live view such as ``pumpctl watch``): a view open all morning
-   is two events, not one a second.
+   (``control.view.closed`` when it ends, ``control.view.opened`` as soon as it asks for
+   the same read again, i.e. is a live view such as ``pumpctl watch``): a view open all
+   morning is two events, not one a second.
 
 Audit records are submitted without waiting (``record.py``): no answer, and no stop,
 waits on the database. The controller writes its own intents durably before it commands
@@ -60,6 +60,7 @@ class Peer:
     reader: Actor | None = None
     """Who read (the first read's acting person), for the view's record."""
     reader_roles: tuple[str, ...] = ()
+    view_opened: bool = False
 
 
 class Dispatcher:
@@ -168,8 +169,9 @@ class Dispatcher:
         self.svc.recorder.submit(NewEvent("control.request.served", payload, call.actor()))
 
     def _read(self, peer: Peer, call: Call, method: str, params: dict[str, Any]) -> None:
-        """Tally an answered read on its connection; its second read makes the connection
-        a live view, recorded as opened once (``control.view.opened``)."""
+        """Tally an answered read on its connection. A read asked again on it (a refresh)
+        makes the connection a live view, recorded as opened once (``control.view.opened``);
+        a command that reads two different things once each is not a view."""
         self.served += 1
         if peer.reader is None:
             peer.reader = call.actor()
@@ -180,7 +182,8 @@ class Dispatcher:
             peer.pumps.add(pump[:80])
         elif method in _ALL_PUMPS:
             peer.all_pumps = True
-        if peer.reads.total() == 2:
+        if peer.reads[method] == 2 and not peer.view_opened:
+            peer.view_opened = True
             self.svc.recorder.submit(NewEvent("control.view.opened", self._view(peer), peer.reader))
 
     def connection_closed(self, peer: Peer, end_code: str) -> None:

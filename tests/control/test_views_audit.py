@@ -36,7 +36,9 @@ async def test_a_live_view_is_one_open_close_pair_not_one_record_per_refresh(rig
     assert len(opened) == 1, "the second read makes the connection a live view, on record"
     await watch.close()
 
+    # A command that reads two things once each (pumpctl checklist) is not a live view.
     once = await rig.client()
+    await once.ok("whoami")
     await once.ok("status", pump="chair-2")
     await once.close()
 
@@ -55,7 +57,7 @@ async def test_a_live_view_is_one_open_close_pair_not_one_record_per_refresh(rig
     assert view["pumps"] == ["chair-1"]
     assert view["end_code"] == "client_closed"
     assert _utc(view["opened_at"]) <= _utc(view["closed_at"])
-    assert single["reads"] == {"status": 1}
+    assert single["reads"] == {"status": 1, "whoami": 1}
     assert single["pumps"] == ["chair-2"]
     assert single["all_pumps"] is False
     # The pair, the one-shot read, and nothing per refresh.
@@ -121,3 +123,23 @@ async def test_status_carries_the_countdown_times(rig: Rig) -> None:
     checklist = await c.ok("session.checklist", pump="chair-1")
     exact = dt.datetime.fromisoformat(checklist["earliest_discharge_at"])
     assert dt.timedelta(0) <= earliest - exact < dt.timedelta(seconds=1), "rounded up, never down"
+
+
+@pytest.mark.parametrize("ref", ["Jane Doe", "-0042", "P" * 65, "P/0042"])
+async def test_a_bad_patient_reference_gets_a_sentence_not_a_regular_expression(
+    rig: Rig, ref: str
+) -> None:
+    rig.use_roles("nurse")
+    c = await rig.client()
+    bad = await c.err("session.plan", **{**PROGRAM, "patient_ref": ref})
+    assert bad["code"] == -32602
+    assert bad["data"]["param"] == "patient_ref"
+    message = bad["message"]
+    assert message.startswith(f"patient_ref: {ref[:60]!r}"[:40]), message
+    assert "is not a patient reference" in message
+    assert "P-0042" in message, "an example of what is meant"
+    for regex_part in ("^", "$", "[A-Za-z", "{0,63}", "pattern"):
+        assert regex_part not in message, message
+    bp = await c.err("session.vitals", pump="chair-1", bp="132-84")
+    assert "is not a blood pressure" in bp["message"]
+    assert "[0-9]" not in bp["message"]

@@ -90,14 +90,16 @@ def test_watch_rings_goes_stale_reconnects_and_is_one_audit_pair(accounts: Accou
 
         watch = Watching(stack, "chair-1", "--interval", "0.3")
         watch.wait_for("an infusing frame", lambda o: b"INFUSING" in o and bool(UPDATED.search(o)))
-        assert b"\a" not in watch.text(), watch.text().decode()
+        # (Normally none; a loaded machine can raise a high audit.write_failed alarm, which
+        # rings, rightly: so the bells are counted from here.)
+        bells = watch.text().count(b"\a")
 
         stack.sim_request("fault", unit=1, fault="occlusion-downstream", on=True)
         stack.wait_state("chair-1", ["ALARM"])
-        rang = watch.wait_for("the bell", lambda o: b"\a" in o)
+        rang = watch.wait_for("the bell", lambda o: o.count(b"\a") > bells)
         frames = len(UPDATED.findall(rang))
         watch.wait_for("five frames more", lambda o: len(UPDATED.findall(o)) >= frames + 5)
-        assert watch.text().count(b"\a") == 1, "one bell for the new alarm, not one a frame"
+        assert watch.text().count(b"\a") == rang.count(b"\a"), "one bell, not one a frame"
 
         assert stack.stop_daemon(signal.SIGTERM) == 0, stack.daemon_log()
         gone = watch.wait_for("STALE", lambda o: b"STALE" in o)
@@ -135,8 +137,6 @@ def test_watch_rings_goes_stale_reconnects_and_is_one_audit_pair(accounts: Accou
         opened = after_events.get("control.view.opened", [])
         assert len(opened) == len(before.get("control.view.opened", [])) + 1
         served = [
-            p
-            for p in after_events.get("control.request.served", [])
-            if p.get("method") == "status"
+            p for p in after_events.get("control.request.served", []) if p.get("method") == "status"
         ]
         assert served == [], "no record per refresh"
