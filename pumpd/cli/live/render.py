@@ -327,7 +327,7 @@ def plan_view(plan: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]] | N
     return Group(*parts)
 
 
-def staff_table(staff: Sequence[Mapping[str, Any]]) -> Table:
+def staff_table(staff: Sequence[Mapping[str, Any]], zone_name: object = None) -> Table:
     table = Table(title="Staff registry")
     for column in ("staff id", "name", "role", "enabled", "locked until"):
         table.add_column(column)
@@ -337,7 +337,7 @@ def staff_table(staff: Sequence[Mapping[str, Any]]) -> Table:
             dash(s.get("name")),
             dash(s.get("role")),
             "yes" if s.get("enabled") else Text("no", "red"),
-            dash(s.get("locked_until")),
+            clock(s.get("locked_until"), zone_name, date=True) if s.get("locked_until") else "-",
         )
     return table
 
