@@ -9,6 +9,8 @@ itself when the daemon is back. In the audit log the whole view is one open/clos
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -26,21 +28,31 @@ UPDATED = re.compile(rb"updated \d\d:\d\d:\d\d (CST|CDT)")
 
 
 class Watching:
-    """A `pumpctl watch` process whose output (stdout and stderr) is collected as it comes."""
+    """A `pumpctl watch` process whose output (stdout and stderr) is collected as it comes:
+    into a pipe (frames appended), or on a pseudo-terminal (`tty`: redrawn in place)."""
 
-    def __init__(self, stack: Stack, *args: str) -> None:
+    def __init__(self, stack: Stack, *args: str, tty: bool = False) -> None:
         command, env = stack.command(["watch", *args])
-        self.proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
         self.out = b""
         self._lock = threading.Lock()
+        if tty:
+            master, slave = pty.openpty()
+            env = {**env, "COLUMNS": "120", "LINES": "60", "TERM": "xterm"}
+            self.proc = subprocess.Popen(command, env=env, stdout=slave, stderr=slave)
+            os.close(slave)
+            self._source: Callable[[], bytes] = lambda: _read_pty(master)
+        else:
+            self.proc = subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            assert self.proc.stdout is not None
+            pipe = self.proc.stdout
+            self._source = lambda: pipe.read1(65536)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        while chunk := self.proc.stdout.read1(65536):
+        while chunk := self._source():
             with self._lock:
                 self.out += chunk
 
@@ -63,6 +75,13 @@ class Watching:
         code = self.proc.wait(timeout=30)
         self._reader.join(timeout=10)
         return code
+
+
+def _read_pty(master: int) -> bytes:
+    try:
+        return os.read(master, 65536)
+    except OSError:  # EIO: the process closed its side
+        return b""
 
 
 def _view_events(stack: Stack) -> dict[str, list[dict[str, object]]]:
@@ -89,7 +108,9 @@ def test_watch_rings_goes_stale_reconnects_and_is_one_audit_pair(accounts: Accou
         assert re.search(r"vitals due\s+in .*\(at \d\d:\d\d:\d\d C[SD]T\)", shown), shown
 
         watch = Watching(stack, "chair-1", "--interval", "0.3")
+        screen = Watching(stack, "--interval", "0.3", tty=True)
         watch.wait_for("an infusing frame", lambda o: b"INFUSING" in o and bool(UPDATED.search(o)))
+        screen.wait_for("a frame on the terminal", lambda o: bool(UPDATED.search(o)))
         # (Normally none; a loaded machine can raise a high audit.write_failed alarm, which
         # rings, rightly: so the bells are counted from here.)
         bells = watch.text().count(b"\a")
@@ -106,7 +127,13 @@ def test_watch_rings_goes_stale_reconnects_and_is_one_audit_pair(accounts: Accou
         assert watch.proc.poll() is None, "the view stays up when the daemon goes"
         stale_at = gone.index(b"STALE")
         assert b"Reconnecting by itself" in gone[stale_at:]
+        shown = screen.wait_for("STALE on the terminal", lambda o: b"STALE" in o)
+        on_screen = len(shown)
         stack.start_daemon()
+        # On the terminal the banner goes and a fresh frame is drawn in place.
+        screen.wait_for("a fresh frame", lambda o: bool(UPDATED.search(o[on_screen:])))
+        assert screen.interrupt() == 0
+        assert b"Traceback" not in screen.text(), screen.text()[-3000:]
         back = watch.wait_for("a reconnect", lambda o: b"reconnected" in o[stale_at:])
         after = back[back.index(b"reconnected", stale_at) :]
         watch.wait_for("a fresh frame", lambda o: bool(UPDATED.search(o[len(back) - len(after) :])))
@@ -114,6 +141,7 @@ def test_watch_rings_goes_stale_reconnects_and_is_one_audit_pair(accounts: Accou
         out = watch.text()
         assert b"Traceback" not in out, out[-3000:]
         assert b"Broken pipe" not in out
+        assert b"Errno" not in out, "the outage in words, not an errno"
         assert b"UTC" not in out, "the clinic's zone, not UTC"
 
         # The audit: a watch is an open/close pair per connection, nothing per refresh.

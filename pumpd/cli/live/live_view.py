@@ -112,12 +112,24 @@ class Watch:
             return False
         except rpc.ClientError as exc:
             self._drop()
-            self.stale_reason = str(exc)
+            self.stale_reason = self._why(exc)
             return False
         self.views = views if isinstance(views, list) else []
         self.last_ok_mono = time.monotonic()
         self.stale_reason = None
         return True
+
+    def _why(self, exc: rpc.ClientError) -> str:
+        """The outage in a nurse's words (not an errno: "Broken pipe" means nothing at a
+        chair)."""
+        cause = exc.__cause__
+        if isinstance(cause, TimeoutError):
+            return f"pumpd did not answer within {render.duration(self.answer_wait_s)}"
+        if isinstance(cause, FileNotFoundError | ConnectionRefusedError):
+            return "pumpd is not running (nothing listens on its socket)"
+        if isinstance(exc, rpc.DaemonUnreachable):
+            return "the connection to pumpd was lost (stopped or restarting)"
+        return str(exc)
 
     def _drop(self) -> None:
         if self._client is not None:
