@@ -191,12 +191,12 @@ class Dispatcher:
         if peer.reader is None or not peer.reads:
             return
         payload = self._view(peer)
-        payload["closed_at"] = iso_utc(self.svc.ctx.clock.now_utc())
+        payload["closed_at"] = iso_utc(audit_now())
         payload["end_code"] = end_code
         self.svc.recorder.submit(NewEvent("control.view.closed", payload, peer.reader))
 
     def _view(self, peer: Peer) -> dict[str, Any]:
-        opened = peer.opened_at or self.svc.ctx.clock.now_utc()
+        opened = peer.opened_at or audit_now()
         return {
             "uid": peer.caller.uid,
             "roles": list(peer.reader_roles),
@@ -255,6 +255,12 @@ def _log_served(
         log.info("control request", **fields)
     else:
         log.warning("control request refused", **fields)
+
+
+def audit_now() -> dt.datetime:
+    """The audit log's own time (its ``occurred_at``): real UTC, also in a simulation whose
+    session clock runs faster, so a view's opened/closed times line up with its events."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _denied_actor(caller: Caller, acting: Acting) -> Actor:

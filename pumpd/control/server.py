@@ -28,7 +28,7 @@ import structlog
 from pumpd.audit.store import Actor, NewEvent
 
 from .context import ControlContext
-from .dispatch import Dispatcher, Peer
+from .dispatch import Dispatcher, Peer, audit_now
 from .identity import caller_of
 from .peercred import PeerCredError, peer_credentials
 from .record import Recorder
@@ -173,7 +173,7 @@ class ControlServer:
         except PeerCredError as exc:
             log.warning("control connection without credentials", error=str(exc))
             return
-        peer = Peer(caller_of(cred, self.ctx.roles), opened_at=self.ctx.clock.now_utc())
+        peer = Peer(caller_of(cred, self.ctx.roles), opened_at=audit_now())
         end_code = "error"
         try:
             end_code = await self._requests(peer, reader, writer)
