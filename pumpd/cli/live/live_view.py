@@ -161,14 +161,13 @@ class Watch:
 
     def _run_live(self) -> None:
         with Live(console=self.console, auto_refresh=False) as live:
-            was_ok = True
             while True:
                 if self.stale_reason is None:
                     self._ring_for_new_alarms()
                     live.update(frame(self.views), refresh=True)
                 else:
                     live.update(self._stale_frame(), refresh=True)
-                was_ok = self._pause_then_fetch(was_ok)
+                self._pause_then_fetch()
 
     def _run_appending(self) -> None:
         was_ok = True
@@ -179,9 +178,10 @@ class Watch:
                 self._stale_shown_mono = None
             else:
                 self._write_stale()
-            was_ok = self._pause_then_fetch(was_ok)
+            was_ok = self._pause_then_fetch()
 
-    def _pause_then_fetch(self, was_ok: bool) -> bool:
+    def _pause_then_fetch(self) -> bool:
+        """Wait, read again; returns whether the view was current before this read."""
         ok_now = self.stale_reason is None
         time.sleep(self.interval_s if ok_now else max(1.0, self.interval_s))
         self._fetch()

@@ -353,6 +353,8 @@ def whoami_view(me: Mapping[str, Any]) -> Table:
     table.add_row("roles", _names(me.get("roles")))
     table.add_row("acting person", dash(me.get("acting")))
     table.add_row("acting roles", _names(me.get("acting_roles")))
+    if me.get("timezone"):
+        table.add_row("clinic time zone", dash(me.get("timezone")))
     if me.get("simulated"):
         table.add_row("pumpd", Text("SIMULATION mode", "magenta"))
     return table
