@@ -125,7 +125,9 @@ async def test_status_carries_the_countdown_times(rig: Rig) -> None:
     assert dt.timedelta(0) <= earliest - exact < dt.timedelta(seconds=1), "rounded up, never down"
 
 
-@pytest.mark.parametrize("ref", ["Jane Doe", "-0042", "P" * 65, "P/0042"])
+@pytest.mark.parametrize(
+    "ref", ["Jane Doe", "-0042", "P" * 65, "P/0042"], ids=["name", "dash", "long", "slash"]
+)
 async def test_a_bad_patient_reference_gets_a_sentence_not_a_regular_expression(
     rig: Rig, ref: str
 ) -> None:
