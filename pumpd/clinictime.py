@@ -89,3 +89,16 @@ def local_text(
     clock = "%H:%M:%S" if seconds else "%H:%M"
     fmt = f"%Y-%m-%d {clock} %Z" if date else f"{clock} %Z"
     return local.strftime(fmt)
+
+
+def duration_text(seconds: float) -> str:
+    """``2077`` → ``34 min 37 s``: the one way a duration is written for people, with
+    units (a pump's own display shows h:mm, so "34:37" could be read as hours). From an
+    hour on, to the minute (``1 h 02 min``)."""
+    total = int(seconds)
+    sign = "-" if total < 0 else ""
+    h, rest = divmod(abs(total), 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{sign}{h} h {m:02d} min"
+    return f"{sign}{m} min {s:02d} s" if m else f"{sign}{s} s"

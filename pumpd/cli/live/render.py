@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pumpd.clinictime import local_text, parse_utc, zone_or_utc
+from pumpd.clinictime import duration_text, local_text, parse_utc, zone_or_utc
 
 _PRIORITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
 _SEVERITY_STYLE = {"hard": "bold red", "soft": "yellow", "note": "dim"}
@@ -82,12 +82,7 @@ def duration(seconds: object) -> str:
         total = int(Decimal(str(seconds)))
     except InvalidOperation:
         return str(seconds)
-    sign = "-" if total < 0 else ""
-    h, rest = divmod(abs(total), 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{sign}{h} h {m:02d} min"
-    return f"{sign}{m} min {s:02d} s" if m else f"{sign}{s} s"
+    return duration_text(total)
 
 
 def _message(item: object) -> str:
