@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 from typing import Any
 
 import pytest
@@ -145,3 +146,15 @@ async def test_a_bad_patient_reference_gets_a_sentence_not_a_regular_expression(
     bp = await c.err("session.vitals", pump="chair-1", bp="132-84")
     assert "is not a blood pressure" in bp["message"]
     assert "[0-9]" not in bp["message"]
+
+
+async def test_a_staff_lock_is_told_in_the_clinics_time_zone(rig: Rig) -> None:
+    await _staff(rig)
+    rig.ctx.timezone = "America/Chicago"
+    c = await rig.client()
+    for _ in range(3):  # the rig locks after 3 wrong PINs
+        await c.err("staff.login", staff_id="N042", pin="wrong-pin")
+    locked = await c.err("staff.login", staff_id="N042", pin=PIN_N042)
+    assert locked["data"]["reason"] == "locked"
+    assert re.search(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d C[SD]T; ", locked["message"]), locked
+    assert "UTC" not in locked["message"]
