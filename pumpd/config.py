@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import make_url
 
 from pumpd.central.forwarder import ForwardSettings
+from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.drivers.newera_codec import NotRepresentable, format_number
 from pumpd.drivers.syringes import syringe
@@ -91,6 +92,7 @@ class DaemonSection(_Strict):
     loop_stale_s: Annotated[float, Field(ge=0.5, le=60)] = 5.0
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    timezone: Annotated[str, Field(max_length=64)] | None = None
 
 
 class StaffSection(_Strict):
@@ -207,6 +209,9 @@ class DaemonConfig:
     loop_stale_s: float
     log_format: Literal["auto", "json", "console"]
     log_level: Literal["debug", "info", "warning", "error"]
+    timezone: str
+    """The clinic's IANA time zone: every time a person reads is shown in it (the audit
+    log stays UTC)."""
     roles: Mapping[str, frozenset[str]]
     staff_idle_timeout_s: float
     staff_max_failures: int
@@ -490,7 +495,20 @@ def _daemon(raw: DaemonSection, base: Path, problems: list[tuple[str, str]]) -> 
                 "next to a real pump would make every timeout and volume estimate wrong",
             )
         )
+    out["timezone"] = _timezone(raw.timezone, problems)
     return out
+
+
+def _timezone(name: str | None, problems: list[tuple[str, str]]) -> str:
+    """The clinic's zone: the one named, checked against the IANA database, or the
+    system's own when none is named."""
+    if name is None:
+        return system_zone_name()
+    try:
+        zone_of(name)
+    except UnknownZone as exc:
+        problems.append(("daemon.timezone", str(exc)))
+    return name
 
 
 def _audit_spool(
@@ -654,6 +672,7 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         loop_stale_s=raw.daemon.loop_stale_s,
         log_format=raw.daemon.log_format,
         log_level=raw.daemon.log_level,
+        timezone=daemon["timezone"],
         roles=roles,
         staff_idle_timeout_s=staff.idle_timeout_min * 60,
         staff_max_failures=staff.max_failures,

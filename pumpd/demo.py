@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pumpd.cli.client import Client
+from pumpd.cli.client import Client, ClientError
 
 TIME_SCALE = 60
 READY_TIMEOUT_S = 90.0
@@ -75,6 +75,7 @@ class Demo:
     procs: list[subprocess.Popen[str]] = field(default_factory=list)
     sim_control: str = ""
     sim_tcp: str = ""
+    quiet_view: Client | None = None
     socket_path: Path = field(init=False)
     database: str = field(init=False)
 
@@ -178,6 +179,8 @@ class Demo:
         raise DemoFailed(f"pumpd did not become ready (exit {proc.poll()}); its log:\n{tail}")
 
     def stop_all(self) -> None:
+        if self.quiet_view is not None:
+            self.quiet_view.close()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -233,9 +236,16 @@ class Demo:
         return result.stdout
 
     def status(self, pump: str) -> dict[str, Any]:
-        """The daemon's view of one pump (read quietly; the printed views are pumpctl's)."""
-        with Client(str(self.socket_path)) as c:
-            views = c.call("status", {"pump": pump})
+        """The daemon's view of one pump (read quietly; the printed views are pumpctl's), on
+        one kept connection like any live view: audited as one view, not one read each."""
+        if self.quiet_view is None:
+            self.quiet_view = Client(str(self.socket_path))
+        try:
+            views = self.quiet_view.call("status", {"pump": pump})
+        except ClientError:  # closed as idle meanwhile: once more on a new connection
+            self.quiet_view.close()
+            self.quiet_view = Client(str(self.socket_path))
+            views = self.quiet_view.call("status", {"pump": pump})
         view: dict[str, Any] = views[0]
         return view
 

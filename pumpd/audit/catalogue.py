@@ -405,6 +405,36 @@ class ControlRequest(Payload):
     roles: list[Code] = Field(default_factory=list)
     outcome_code: Code
     message: Text | None = None
+    note: Text | None = None
+    """The person's own words (a pause reason) when ``message`` is the refusal."""
+
+
+PumpIdText = Annotated[str, Field(min_length=1, max_length=80)]
+UtcText = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class ControlView(Payload):
+    """The reads of one control-socket connection (a ``status``, a ``watch`` left open, a
+    board): who, since when, what was read and how often. A read is a look, not an act, so
+    it is recorded per connection and not per request; a failed read is a
+    ``control.request.served`` of its own."""
+
+    uid: Annotated[int, Field(ge=0)]
+    roles: list[Code] = Field(default_factory=list)
+    opened_at: UtcText
+    reads: Annotated[dict[Method, Annotated[int, Field(ge=1)]], Field(min_length=1)]
+    """Method → how many times it was answered on this connection."""
+    pumps: list[PumpIdText] = Field(default_factory=list)
+    """The pumps asked for by id; ``all_pumps`` when every pump was read."""
+    all_pumps: bool = False
+
+
+class ControlViewClosed(ControlView):
+    closed_at: UtcText
+    end_code: Code
+    """Why it ended: ``client_closed``, ``idle_timeout``, ``write_failed`` (the client
+    stopped reading or left before its answer), ``request_error`` (a broken request line
+    closed it), ``daemon_stopping``, ``error``."""
 
 
 class StaffRegistered(Payload):
@@ -532,6 +562,8 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("session.checkpointed", SessionCheckpointed, _S | _P, "state for recovery"),
         # added by the daemon and control socket (issue 6)
         EventSpec("control.request.served", ControlRequest, _N, "socket request served"),
+        EventSpec("control.view.opened", ControlView, _N, "live view reading"),
+        EventSpec("control.view.closed", ControlViewClosed, _N, "reads of a connection"),
         EventSpec("staff.registered", StaffRegistered, _N, "staff member added"),
         EventSpec("staff.changed", StaffChanged, _N, "staff entry changed"),
         EventSpec("staff.login.granted", StaffLogin, _N, "staff logged in"),

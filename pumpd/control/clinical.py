@@ -84,6 +84,7 @@ async def whoami(svc: Service, call: Call) -> Any:
         "acting": call.acting.name,
         "acting_roles": sorted(call.acting.roles),
         "simulated": svc.ctx.simulated,
+        "timezone": svc.ctx.timezone,
     }
 
 

@@ -43,6 +43,8 @@ class ControlContext:
     staff_idle_timeout_s: float = 600.0
     staff_max_failures: int = 5
     staff_lockout_s: float = 900.0
+    timezone: str = "UTC"
+    """The clinic's IANA zone (``[daemon] timezone``), told to clients for what people read."""
     reload: Callable[[], Awaitable[dict[str, str]]] | None = None
     forwarding: Callable[[], Mapping[str, Any] | None] | None = None
     """The forwarder's state (lag, acknowledged seq) for ``status``; None: not forwarding."""

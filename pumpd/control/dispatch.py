@@ -9,8 +9,12 @@ Order matters and is the same for every method:
    a bad token is ``login_required`` (audited ``access.denied``);
 3. the roles: no allowed role is ``forbidden`` (audited ``access.denied``);
 4. the params (strict models), then the handler;
-5. every authorized request is audited as ``control.request.served`` with its outcome
-   code, whatever the outcome.
+5. every authorized request that can change something, and every request that fails,
+   is audited as ``control.request.served`` with its outcome code; answered reads
+   (``status``, ``alarms.list`` …) are tallied on the connection and audited once for it
+   (``control.view.closed`` when it ends, ``control.view.opened`` as soon as it asks for
+   the same read again, i.e. is a live view such as ``pumpctl watch``): a view open all
+   morning is two events, not one a second.
 
 Audit records are submitted without waiting (``record.py``): no answer, and no stop,
 waits on the database. The controller writes its own intents durably before it commands
@@ -19,12 +23,15 @@ a pump, so that rule does not depend on this record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from pumpd.audit.store import Actor, NewEvent
+from pumpd.clinictime import iso_utc
 
 from .errors import as_rpc_error
 from .identity import Acting, Caller, os_acting, staff_acting
@@ -42,10 +49,18 @@ ROLE_ORDER = ("nurse", "admin", "auditor")
 
 @dataclass
 class Peer:
-    """One connection's caller and its malformed-request count."""
+    """One connection's caller, its malformed-request count and the reads answered on it."""
 
     caller: Caller
     malformed: int = 0
+    opened_at: dt.datetime | None = None
+    reads: Counter[str] = field(default_factory=Counter)
+    pumps: set[str] = field(default_factory=set)
+    all_pumps: bool = False
+    reader: Actor | None = None
+    """Who read (the first read's acting person), for the view's record."""
+    reader_roles: tuple[str, ...] = ()
+    view_opened: bool = False
 
 
 class Dispatcher:
@@ -100,9 +115,9 @@ class Dispatcher:
             return error_line(req.id, err)
         role = allowed[0] if allowed else next((r for r in ROLE_ORDER if r in acting.roles), None)
         call = Call(caller=peer.caller, acting=acting, role=role, params=None, token=token)
-        return await self._run(req, call, params)
+        return await self._run(req, call, params, peer)
 
-    async def _run(self, req: Request, call: Call, params: dict[str, Any]) -> bytes:
+    async def _run(self, req: Request, call: Call, params: dict[str, Any], peer: Peer) -> bytes:
         method = METHODS[req.method]
         try:
             call.params = validate(method.params, params)
@@ -112,10 +127,13 @@ class Dispatcher:
             if err is None:
                 log.exception("control request failed", method=req.method, uid=call.caller.uid)
                 err = RpcError(Code.INTERNAL_ERROR, f"internal error in {req.method}; it is logged")
-            self._served(call, req.method, err.code.kind, call.note or err.message)
+            self._served(call, req.method, err.code.kind, err.message, note=call.note)
             _log_served(call, req.method, params, err.code.kind, err.message)
             return error_line(req.id, err)
-        self._served(call, req.method, "ok", call.note)
+        if req.method in _READS:
+            self._read(peer, call, req.method, params)
+        else:
+            self._served(call, req.method, "ok", call.note)
         _log_served(call, req.method, params, "ok", None)
         return result_line(req.id, result)
 
@@ -134,7 +152,9 @@ class Dispatcher:
 
     # -- records --------------------------------------------------------------------
 
-    def _served(self, call: Call, method: str, outcome: str, message: str | None) -> None:
+    def _served(
+        self, call: Call, method: str, outcome: str, message: str | None, note: str | None = None
+    ) -> None:
         self.served += 1
         payload: dict[str, Any] = {
             "method": method,
@@ -144,7 +164,47 @@ class Dispatcher:
         }
         if message:
             payload["message"] = message[:500]
+        if note and note != message:
+            payload["note"] = note[:500]
         self.svc.recorder.submit(NewEvent("control.request.served", payload, call.actor()))
+
+    def _read(self, peer: Peer, call: Call, method: str, params: dict[str, Any]) -> None:
+        """Tally an answered read on its connection. A read asked again on it (a refresh)
+        makes the connection a live view, recorded as opened once (``control.view.opened``);
+        a command that reads two different things once each is not a view."""
+        self.served += 1
+        if peer.reader is None:
+            peer.reader = call.actor()
+            peer.reader_roles = tuple(sorted(call.acting.roles))
+        peer.reads[method] += 1
+        pump = params.get("pump")
+        if isinstance(pump, str):
+            peer.pumps.add(pump[:80])
+        elif method in _ALL_PUMPS:
+            peer.all_pumps = True
+        if peer.reads[method] == 2 and not peer.view_opened:
+            peer.view_opened = True
+            self.svc.recorder.submit(NewEvent("control.view.opened", self._view(peer), peer.reader))
+
+    def connection_closed(self, peer: Peer, end_code: str) -> None:
+        """The connection is over: its reads, if any, as one record (``control.view.closed``)."""
+        if peer.reader is None or not peer.reads:
+            return
+        payload = self._view(peer)
+        payload["closed_at"] = iso_utc(audit_now())
+        payload["end_code"] = end_code
+        self.svc.recorder.submit(NewEvent("control.view.closed", payload, peer.reader))
+
+    def _view(self, peer: Peer) -> dict[str, Any]:
+        opened = peer.opened_at or audit_now()
+        return {
+            "uid": peer.caller.uid,
+            "roles": list(peer.reader_roles),
+            "opened_at": iso_utc(opened),
+            "reads": dict(sorted(peer.reads.items())),
+            "pumps": sorted(peer.pumps),
+            "all_pumps": peer.all_pumps,
+        }
 
     def _denied(self, caller: Caller, acting: Acting, method: str, reason: str) -> None:
         self.denied += 1
@@ -167,7 +227,10 @@ class Dispatcher:
 _READS = frozenset(
     {"whoami", "pumps.list", "status", "alarms.list", "protocols.list", "session.checklist"}
 )
-"""Requests that change nothing: logged at debug (a ``watch`` asks once a second)."""
+"""Requests that change nothing: logged at debug (a ``watch`` asks once a second) and
+audited per connection, not per request."""
+_ALL_PUMPS = frozenset({"pumps.list", "status", "alarms.list"})
+"""Reads that cover every pump unless a ``pump`` is named."""
 
 
 def _log_served(
@@ -192,6 +255,12 @@ def _log_served(
         log.info("control request", **fields)
     else:
         log.warning("control request refused", **fields)
+
+
+def audit_now() -> dt.datetime:
+    """The audit log's own time (its ``occurred_at``): real UTC, also in a simulation whose
+    session clock runs faster, so a view's opened/closed times line up with its events."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _denied_actor(caller: Caller, acting: Acting) -> Actor:

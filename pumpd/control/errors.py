@@ -6,6 +6,8 @@ state says what is possible now. Anything not listed is a bug: ``internal_error`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.controller import (
@@ -48,6 +50,24 @@ session's own names for programs.
 """
 
 
+_PUMPCTL_WORD: dict[str, str] = {"acknowledge": "ack"}
+"""Where pumpctl's command differs from the socket's word for a trigger."""
+_STEPS_OF_ADJUST = frozenset({"confirm_adjust", "cancel_adjust"})
+"""Steps ``pumpctl adjust`` takes itself (after asking): no command of their own to name."""
+
+
+def pumpctl_commands(triggers: Iterable[str]) -> list[str]:
+    """The nurse triggers as the pumpctl commands that give them ("possible now: ack …"),
+    since the sentence is read at pumpctl, where ``acknowledge`` is not a command."""
+    return sorted(
+        {
+            _PUMPCTL_WORD.get(t, _COMMAND_OF[t])
+            for t in triggers
+            if t in _COMMAND_OF and t not in _STEPS_OF_ADJUST
+        }
+    )
+
+
 def command_word(trigger: str) -> str:
     """The word a nurse knows for a session trigger (``request_start`` → ``start``)."""
     return _COMMAND_OF.get(trigger, trigger)
@@ -65,7 +85,7 @@ def as_rpc_error(exc: Exception) -> RpcError | None:
             verdicts=[v.as_dict() for v in exc.verdicts],
         )
     if isinstance(exc, InvalidInState):
-        possible = sorted({_COMMAND_OF[t] for t in exc.allowed if t in _COMMAND_OF})
+        possible = pumpctl_commands(exc.allowed)
         return RpcError(
             Code.INVALID_STATE,
             f"{command_word(exc.trigger)} is not possible while the session is {exc.state}; "

@@ -17,7 +17,10 @@ in the spool).
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.clinictime import duration_text
 
 from .rpc import Code, RpcError
 
@@ -27,7 +30,10 @@ def refuse_while_unavailable(writer: AsyncAuditWriter, what: str) -> None:
     health = writer.health()
     if not health.degraded:
         return
-    since = "" if health.degraded_since is None else f" since {health.degraded_since:%H:%M:%SZ}"
+    since = ""
+    if health.degraded_since is not None:  # a duration: no time of day in a zone to misread
+        lasted_s = (dt.datetime.now(dt.UTC) - health.degraded_since).total_seconds()
+        since = f" for {duration_text(max(0.0, lasted_s))}"
     reason = f" ({health.reason[:160]})" if health.reason else ""
     if health.spool_failing:
         kept = "events cannot be made durable at all (the local spool fails too)"

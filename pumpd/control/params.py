@@ -164,8 +164,33 @@ def validate(model: type[P], params: dict[str, object]) -> P:
             problem = "unknown parameter"
         elif first["type"] == "missing":
             problem = "missing"
+        elif first["type"] == "string_pattern_mismatch":
+            problem = _pattern_sentence(first["loc"], params)
         shown = ".".join(_shown(p) for p in first["loc"]) or "params"
         raise RpcError(Code.INVALID_PARAMS, f"{shown}: {problem}", param=where) from None
+
+
+_PATTERN_SENTENCES = {
+    "patient_ref": (
+        "is not a patient reference: give the clinic's pseudonymous patient id, 1 to 64 "
+        "characters of letters, digits and . _ : - starting with a letter or digit (no "
+        "names, no spaces), for example P-0042"
+    ),
+    "bp": "is not a blood pressure: give systolic/diastolic in whole mmHg, for example 132/84",
+    "alarms": "is not an alarm code: letters, digits and . _ - only, at most 120 characters",
+}
+
+
+def _pattern_sentence(loc: tuple[int | str, ...], params: dict[str, object]) -> str:
+    """What a value that does not have the required form should have been, in words: a
+    nurse is never shown the regular expression."""
+    name = str(loc[0]) if loc else ""
+    value = params.get(name) if name else None
+    if isinstance(value, list) and len(loc) > 1 and isinstance(loc[1], int):
+        value = value[loc[1]] if loc[1] < len(value) else None
+    shown = repr(value)[:70] if isinstance(value, str) else "the value"
+    sentence = _PATTERN_SENTENCES.get(name, "does not have the form this parameter needs")
+    return f"{shown} {sentence}"
 
 
 def _shown(part: int | str) -> str:

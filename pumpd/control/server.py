@@ -28,7 +28,7 @@ import structlog
 from pumpd.audit.store import Actor, NewEvent
 
 from .context import ControlContext
-from .dispatch import Dispatcher, Peer
+from .dispatch import Dispatcher, Peer, audit_now
 from .identity import caller_of
 from .peercred import PeerCredError, peer_credentials
 from .record import Recorder
@@ -173,29 +173,45 @@ class ControlServer:
         except PeerCredError as exc:
             log.warning("control connection without credentials", error=str(exc))
             return
-        peer = Peer(caller_of(cred, self.ctx.roles))
+        peer = Peer(caller_of(cred, self.ctx.roles), opened_at=audit_now())
+        end_code = "error"
+        try:
+            end_code = await self._requests(peer, reader, writer)
+        except asyncio.CancelledError:
+            end_code = "daemon_stopping"
+            raise
+        finally:
+            self.dispatcher.connection_closed(peer, end_code)
+
+    async def _requests(
+        self, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> str:
+        """Answer one line after another; returns why the connection ended."""
         while True:
             try:
                 line = await asyncio.wait_for(reader.readuntil(b"\n"), self.idle_timeout_s)
             except TimeoutError:
-                return
+                return "idle_timeout"
             except asyncio.IncompleteReadError as exc:
                 if exc.partial.strip():
                     err = RpcError(Code.INVALID_REQUEST, "the request line has no newline")
                     await self._send(writer, error_line(None, err))
-                return
+                    return "request_error"
+                return "client_closed"
             except asyncio.LimitOverrunError:
                 self.dispatcher.malformed_line(peer, "(too large)", "too_large")
                 err = RpcError(
                     Code.INVALID_REQUEST, f"request too large (limit {MAX_LINE_BYTES} bytes)"
                 )
                 await self._send(writer, error_line(None, err))
-                return
+                return "request_error"
+            except ConnectionError:
+                return "client_closed"
             if not line.strip():
                 continue
             answer = await self.dispatcher.handle(peer, line)
             if not await self._send(writer, answer):
-                return
+                return "write_failed"
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
         try:

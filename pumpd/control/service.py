@@ -106,7 +106,8 @@ class Service:
         try:
             return await self.registry.verify(staff_id, pin)
         except StaffLocked as exc:
-            raise RpcError(Code.LOGIN_REQUIRED, str(exc), reason="locked") from None
+            message = exc.sentence(self.ctx.timezone)
+            raise RpcError(Code.LOGIN_REQUIRED, message, reason="locked") from None
         except PinRefused as exc:
             if exc.failures is not None:
                 self.record(

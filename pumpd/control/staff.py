@@ -27,6 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from pumpd.audit.schema import staff_member
 from pumpd.audit.store import utc_text
+from pumpd.clinictime import local_text, parse_utc, zone_or_utc
 from pumpd.clock import Clock
 from pumpd.db import reader
 
@@ -73,6 +74,18 @@ class StaffLocked(StaffError):
         )
         self.staff_id = staff_id
         self.locked_until = locked_until
+
+    def sentence(self, zone_name: str) -> str:
+        """The refusal with the end of the lock in the clinic's zone (``… until 2026-12-04
+        14:27:11 CST``), as the person at the terminal reads it."""
+        end = parse_utc(self.locked_until)
+        if end is None:
+            return str(self)
+        until = local_text(end, zone_or_utc(zone_name), date=True)
+        return (
+            f"staff id {self.staff_id} is locked after repeated wrong PINs until {until}; "
+            f"an admin can lift it earlier (pumpctl staff enable {self.staff_id})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from pumpd.clinictime import iso_utc
 from pumpd.controller import Controller
 from pumpd.controller.journal import dose_mg
 from pumpd.session import State
@@ -32,6 +33,7 @@ def _dec(value: Decimal | None, places: int = 3) -> str | None:
 def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, Any]:
     st = ctl.status()
     s = ctl.session
+    now = ctx.clock.now_utc()
     view: dict[str, Any] = {
         "pump_id": pump_id,
         "reachable": st.reachable,
@@ -58,6 +60,11 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         ],
         "reminders": list(st.reminders),
         "vitals_due_in_s": None,
+        "pause_auto_stop_at": None,
+        "vitals_due_at": None,
+        "earliest_discharge_at": None,
+        "as_of": iso_utc(now),
+        "timezone": ctx.timezone,
         "audit_backlog": st.audit_backlog,
         "audit_notices": list(ctx.audit_notices()),
         "simulated": ctx.simulated,
@@ -83,8 +90,25 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         left_ul = max(0, st.vtbi_ul - st.delivered_ul)
         view["remaining_s"] = int(Decimal(left_ul) / 1000 / rate * 3600)
     if s.state in _VITALS_WATCHED:
-        view["vitals_due_in_s"] = vitals_due_in_s(ctx, ctl)
+        due_in = vitals_due_in_s(ctx, ctl)
+        view["vitals_due_in_s"] = due_in
+        if due_in is not None:
+            view["vitals_due_at"] = iso_utc(now + dt.timedelta(seconds=due_in))
+    stop_mono = ctl.pause_auto_stop_mono_s()
+    if stop_mono is not None:
+        stop_in_s = stop_mono - ctx.clock.monotonic()
+        view["pause_auto_stop_at"] = iso_utc(now + dt.timedelta(seconds=stop_in_s))
+    earliest = earliest_discharge_utc(ctl)
+    if earliest is not None and s.state is State.OBSERVATION:
+        view["earliest_discharge_at"] = iso_utc(_up_to_second(earliest))
     return view
+
+
+def _up_to_second(moment: dt.datetime) -> dt.datetime:
+    """A "not before" time to the whole second, rounded up (never earlier than the rule)."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return moment
 
 
 def vitals_due_in_s(ctx: ControlContext, ctl: Controller) -> int | None:

@@ -236,6 +236,15 @@ class Controller:
             audit_backlog=len(self._journal.backlog),
         )
 
+    def pause_auto_stop_mono_s(self) -> float | None:
+        """When (monotonic seconds) the kernel's pause rule ends the pause in progress, for
+        a countdown on the nurses' screens; None when delivery is not paused."""
+        s, limits = self._session, self._limits
+        if s is None or limits is None:
+            return None
+        since = s.paused_since_s()
+        return None if since is None else since + limits.pause_stop_after_s
+
     # -- running -------------------------------------------------------------------
 
     async def attach(self) -> None:

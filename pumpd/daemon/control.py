@@ -83,6 +83,7 @@ async def start_control(
         staff_idle_timeout_s=config.staff_idle_timeout_s,
         staff_max_failures=config.staff_max_failures,
         staff_lockout_s=config.staff_lockout_s,
+        timezone=config.timezone,
         reload=reload,
         forwarding=forwarding,
         audit_notices=audit_notices,

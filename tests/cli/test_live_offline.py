@@ -262,17 +262,21 @@ def test_duration_carries_its_units(seconds: int, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("wire", "shown"),
+    ("wire", "zone", "shown"),
     [
-        ("2026-12-04T20:27:03.313862+00:00", "2026-12-04 20:28 UTC"),
-        ("2026-12-04T20:27:00+00:00", "2026-12-04 20:27 UTC"),
-        ("2026-12-04T23:59:30Z", "2026-12-05 00:00 UTC"),
-        ("2026-12-04T21:27:00.5+01:00", "2026-12-04 20:28 UTC"),
-        (None, "-"),
+        ("2026-12-04T20:27:03.313862+00:00", "UTC", "2026-12-04 20:28 UTC"),
+        ("2026-12-04T20:27:00+00:00", "UTC", "2026-12-04 20:27 UTC"),
+        ("2026-12-04T23:59:30Z", "UTC", "2026-12-05 00:00 UTC"),
+        ("2026-12-04T21:27:00.5+01:00", "UTC", "2026-12-04 20:28 UTC"),
+        ("2026-12-04T20:27:03Z", "America/Chicago", "2026-12-04 14:28 CST"),
+        ("2026-07-04T20:27:03Z", "Europe/Vienna", "2026-07-04 22:28 CEST"),
+        (None, "UTC", "-"),
     ],
 )
-def test_a_not_before_time_is_shown_to_the_minute_rounded_up(wire: str | None, shown: str) -> None:
-    assert render.utc_minute(wire) == shown
+def test_a_not_before_time_is_shown_in_the_clinics_zone_to_the_minute_rounded_up(
+    wire: str | None, zone: str, shown: str
+) -> None:
+    assert render.local_minute(wire, zone) == shown
 
 
 def test_whoami_view_shows_the_acting_persons_roles() -> None:
@@ -461,3 +465,52 @@ def test_a_refused_plan_is_not_offered_for_confirmation(tmp_path: Path) -> None:
     assert "?" not in result.stdout  # no "Program chair-1 … with this plan?"
     assert result.returncode == rpc.EXIT_REFUSED, result.stderr
     assert "program refused" in result.stderr
+
+
+def test_countdowns_are_read_in_the_clinics_zone_from_the_daemons_clock() -> None:
+    view = {
+        "pump_id": "chair-1",
+        "session_id": "S-1",
+        "session_state": "PAUSED",
+        "timezone": "America/Chicago",
+        # The daemon's clock, not the terminal's: countdowns are the difference of the two.
+        "as_of": "2026-12-04T20:00:00Z",
+        "pause_auto_stop_at": "2026-12-04T20:12:30Z",
+        "vitals_due_at": "2026-12-04T19:58:00Z",
+        "vitals_due_in_s": -120,
+        "earliest_discharge_at": None,
+    }
+    text = _text(render.pump_view(view))
+    assert re.search(r"pause auto-stop\s+in 12 min 30 s \(at 14:12:30 CST\) unless resumed", text)
+    assert re.search(r"vitals due\s+overdue by 2 min 00 s \(since 13:58:00 CST\)", text), text
+    assert "UTC" not in text
+    observing = {
+        **view,
+        "session_state": "OBSERVATION",
+        "pause_auto_stop_at": None,
+        "vitals_due_at": None,
+        "vitals_due_in_s": None,
+        "earliest_discharge_at": "2026-12-04T21:05:03Z",
+    }
+    text = _text(render.pump_view(observing))
+    wanted = r"earliest discharge\s+in 1 h 05 min \(not before 2026-12-04 15:06 CST\)"
+    assert re.search(wanted, text), text
+    over = _text(render.pump_view({**observing, "as_of": "2026-12-04T21:05:04Z"}))
+    assert re.search(r"earliest discharge\s+now", over), over
+
+
+def test_the_bell_is_for_a_new_high_alarm_only() -> None:
+    from pumpd.cli.live.live_view import high_alarms
+
+    quiet = [{"pump_id": "chair-1", "alarms": [{"code": "low.battery", "priority": "low"}]}]
+    loud = [
+        {
+            "pump_id": "chair-1",
+            "alarms": [
+                {"code": "low.battery", "priority": "low"},
+                {"code": "pump.occlusion_downstream", "priority": "HIGH"},
+            ],
+        }
+    ]
+    assert high_alarms(quiet) == set()
+    assert high_alarms(loud) == {("chair-1", "pump.occlusion_downstream")}

@@ -48,3 +48,19 @@ def test_a_refusal_names_the_command_and_every_reason() -> None:
         "start.vitals.missing",
         "start.pump.not_primed",
     ]
+
+
+def test_possible_now_names_pumpctl_commands() -> None:
+    from pumpd.cli.pumpctl import main
+
+    commands = set(main.commands)
+    for state in State:
+        err = as_rpc_error(InvalidInState("note", state.value, allowed_triggers(state)))
+        assert err is not None
+        _, _, hint = err.message.partition("possible now: ")
+        words = [] if hint == "nothing" else hint.split(", ")
+        assert set(words) <= commands, (state, words)
+    alarm = as_rpc_error(InvalidInState("resume", "ALARM", allowed_triggers(State.ALARM)))
+    assert alarm is not None
+    assert "ack" in alarm.message.split("possible now: ")[1].split(", ")
+    assert "acknowledge" not in alarm.message

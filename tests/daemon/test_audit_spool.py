@@ -167,8 +167,8 @@ async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
     assert not spool.exists(), "a drained spool is removed"
     kinds = rig.types()
     assert chain_ok(rig.db) > in_db_before
-    served = [json.loads(e.payload) for e in rig.events(event_type="control.request.served")]
-    assert [p["method"] for p in served] == ["whoami"] * 3, "the socket's records, once each"
+    views = [json.loads(e.payload) for e in rig.events(event_type="control.view.closed")]
+    assert [p["reads"] for p in views] == [{"whoami": 1}] * 3, "the socket's records, once each"
     if final is State.PAUSED:
         paused = rig.events(event_type="session.paused")
         assert [json.loads(e.payload)["reason_code"] for e in paused] == ["daemon.shutdown"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pumpd.clinictime import zone_of
 from pumpd.config import ConfigError, DaemonConfig, load_config, parse_config
 from pumpd.protocols import default_path
 
@@ -385,3 +386,15 @@ def test_the_audit_section_keys_the_chain_and_sets_the_head_publishing() -> None
 )
 def test_audit_section_refusals_name_their_key(text: str, key: str) -> None:
     assert key in problems(text + PUMP)
+
+
+def test_the_clinic_timezone_is_an_iana_name_checked_at_load() -> None:
+    assert parse(f'[daemon]\ntimezone = "America/Chicago"\n{PUMP}').timezone == "America/Chicago"
+    # Unset: the system's own zone, by its IANA name (never an empty or made-up one).
+    default = parse(PUMP).timezone
+    assert default
+    assert zone_of(default).key == default
+    for bad in ("America/Chikago", "CST6", "", "../etc/passwd", "/usr/share/zoneinfo/UTC"):
+        found = problems(f'[daemon]\ntimezone = "{bad}"\n{PUMP}')
+        assert found["daemon.timezone"].startswith(f"{bad!r} is not a time zone name"), found
+        assert "IANA" in found["daemon.timezone"]

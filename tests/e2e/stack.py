@@ -53,6 +53,8 @@ class Stack:
     """The last `rtu_pumps` units are wired over the simulator's RTU pty line, not TCP."""
     staff_idle_timeout_min: float | None = None
     """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
+    timezone: str | None = None
+    """`[daemon] timezone` (the clinic's IANA zone); by default the system's."""
     workdir: Path = field(init=False)
     sim: subprocess.Popen[str] | None = field(default=None, init=False)
     daemon: subprocess.Popen[str] | None = field(default=None, init=False)
@@ -130,6 +132,8 @@ class Stack:
         ]
         if self.socket_group:
             lines.append(f'socket_group = "{self.socket_group}"')
+        if self.timezone:
+            lines.append(f'timezone = "{self.timezone}"')
         if self.staff_idle_timeout_min is not None:
             lines += ["\n[staff]", f"idle_timeout_min = {self.staff_idle_timeout_min}"]
         lines.append("\n[roles]")

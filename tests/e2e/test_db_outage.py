@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import time
@@ -127,6 +128,8 @@ def run_outage(
         resumed = during(stack, timings, "resume", "chair-1")
         assert resumed.returncode == 3, resumed.stderr
         assert "audit database is not taking events" in resumed.stderr
+        # For how long, as a duration: no time of day a nurse could read in the wrong zone.
+        assert re.search(r"not taking events for \d+ (h|min|s)\b", resumed.stderr), resumed.stderr
         started = during(stack, timings, "start", "chair-2")
         assert started.returncode == 3, started.stderr
         assert "start refused: the audit database is not taking events" in started.stderr

@@ -298,7 +298,12 @@ def exchange(drv: Driver, line: bytes) -> None:
                 before.logins,
                 before.programmed,
             ), f"{wire!r} was refused but changed staff or logins"
-            events = drv.run(lambda: drv.new_events(before.seq))
+            # (A live view's opening, from an earlier answered read, may land meanwhile.)
+            events = [
+                (t, p)
+                for t, p in drv.run(lambda: drv.new_events(before.seq))
+                if t != "control.view.opened"
+            ]
             types = [t for t, _ in events]
             assert len(types) <= 1, (wire, types)
             assert set(types) <= OWN_RECORDS, (wire, types)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.live import Live
 
-from pumpd.cli import client as rpc
-from pumpd.cli.live import render
-from pumpd.cli.live.common import Target, call, call_on, connect, echo_json, json_option, report
+from pumpd.cli.live import live_view, render
+from pumpd.cli.live.common import Target, call, call_on, connect, echo_json, json_option
 from pumpd.cli.live.common import pass_target as _pass_target
 
 
@@ -44,7 +41,7 @@ def status(target: Target, pump: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(views)
     else:
-        _console().print(render.status_views(views))
+        _console().print(live_view.frame(views))
 
 
 @click.command(
@@ -66,60 +63,22 @@ def status(target: Target, pump: str | None, as_json: bool) -> None:
 def watch(target: Target, pump: str | None, interval: float, once: bool, as_json: bool) -> None:
     console = _console()
     params = _status_params(pump)
-    # Without the staff token: a view left open on a screen must not keep a login alive.
-    with connect(target, with_login=False) as c:
-        first = call_on(c, "status", params)
-        try:
-            if as_json:
-                _json_lines(c, params, first, interval, once)
-            elif once:
-                console.print(render.status_views(first))
-            elif console.is_terminal:
-                _live(console, c, params, first, interval)
-            else:
-                _stream(console, c, params, first, interval)
-        except KeyboardInterrupt:
-            return
-
-
-def _json_lines(
-    c: rpc.Client, params: dict[str, Any], first: Any, interval: float, once: bool
-) -> None:
-    """For programs: each refresh is one line, the same list as ``status --json``."""
-    views = first
-    while True:
-        click.echo(json.dumps(views, ensure_ascii=False, sort_keys=True))
-        if once:
-            return
-        time.sleep(interval)
-        views = call_on(c, "status", params)
-
-
-def _live(
-    console: Console, c: rpc.Client, params: dict[str, Any], first: Any, interval: float
-) -> None:
-    """On a terminal: one view, redrawn in place."""
-    with Live(render.status_views(first), console=console, auto_refresh=False) as live:
-        while True:
-            time.sleep(interval)
-            try:
-                views = c.call("status", params)
-            except rpc.ClientError as exc:
-                live.stop()
-                report(exc)
-            live.update(render.status_views(views), refresh=True)
-
-
-def _stream(
-    console: Console, c: rpc.Client, params: dict[str, Any], first: Any, interval: float
-) -> None:
-    """Into a pipe or a file: one stamped frame after another, like a log."""
-    views = first
-    while True:
-        console.rule(time.strftime("%H:%M:%S"))
-        console.print(render.status_views(views))
-        time.sleep(interval)
-        views = call_on(c, "status", params)
+    if once:
+        views = call(target, "status", params)
+        if as_json:
+            click.echo(json.dumps(views, ensure_ascii=False, sort_keys=True))
+        else:
+            console.print(live_view.frame(views))
+        return
+    mode: live_view.Mode = "json" if as_json else ("live" if console.is_terminal else "stream")
+    view = live_view.Watch(target.socket_path, params, interval, console, mode)
+    try:
+        view.run()
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:
+        # The reader of our output went away (`pumpctl watch | head`): end quietly.
+        live_view.silence_stdout()
 
 
 @click.command(help="Every active alarm of every pump, highest priority first.")
@@ -149,10 +108,13 @@ def whoami(target: Target, as_json: bool) -> None:
 @json_option
 @_pass_target
 def checklist(target: Target, pump: str, as_json: bool) -> None:
-    result = call(target, "session.checklist", {"pump": pump})
+    with connect(target) as c:
+        result = call_on(c, "session.checklist", {"pump": pump})
+        zone = None if as_json else call_on(c, "whoami").get("timezone")
     if as_json:
         echo_json(result)
         return
     for item in result.get("items", []):
         click.echo(f"[ ] {item.get('text')}")
-    click.echo(f"earliest discharge: {render.utc_minute(result.get('earliest_discharge_at'))}")
+    earliest = render.local_minute(result.get("earliest_discharge_at"), zone)
+    click.echo(f"earliest discharge: {earliest}")

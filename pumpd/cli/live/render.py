@@ -17,6 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from pumpd.clinictime import duration_text, local_text, parse_utc, zone_or_utc
+
 _PRIORITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
 _SEVERITY_STYLE = {"hard": "bold red", "soft": "yellow", "note": "dim"}
 
@@ -25,21 +27,33 @@ def dash(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def utc_minute(text: object) -> str:
-    """An ISO 8601 UTC time from the wire as a nurse reads it, rounded *up* to the minute
-    (``…T20:27:03Z`` → ``2026-12-04 20:28 UTC``): it is a "not before" time, and a
-    discharge tried at 20:27 would still be refused."""
-    if not isinstance(text, str) or not text:
-        return "-"
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return text
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
+def local_minute(text: object, zone_name: object) -> str:
+    """An ISO 8601 UTC time from the wire in the clinic's zone, rounded *up* to the minute
+    (``…T20:27:03Z`` in America/Chicago → ``2026-12-04 14:28 CST``): it is a "not before"
+    time, and a discharge tried at 14:27 would still be refused."""
+    moment = parse_utc(text)
+    if moment is None:
+        return "-" if not text else str(text)
     if moment.second or moment.microsecond:
         moment = moment.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return local_text(moment, zone_or_utc(zone_name), date=True, seconds=False)
+
+
+def clock(text: object, zone_name: object, *, date: bool = False) -> str:
+    """A wire time as the clinic's wall clock with its zone (``14:05:09 CST``)."""
+    moment = parse_utc(text)
+    if moment is None:
+        return "-"
+    return local_text(moment, zone_or_utc(zone_name), date=date)
+
+
+def seconds_until(at: object, as_of: object) -> int | None:
+    """Whole seconds from the daemon's ``as_of`` to ``at`` (both from one answer, so a
+    terminal's wrong clock, or a simulation's faster one, cannot skew a countdown)."""
+    end, now = parse_utc(at), parse_utc(as_of)
+    if end is None or now is None:
+        return None
+    return int((end - now).total_seconds())
 
 
 def ml(ul: object) -> str:
@@ -68,12 +82,7 @@ def duration(seconds: object) -> str:
         total = int(Decimal(str(seconds)))
     except InvalidOperation:
         return str(seconds)
-    sign = "-" if total < 0 else ""
-    h, rest = divmod(abs(total), 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{sign}{h} h {m:02d} min"
-    return f"{sign}{m} min {s:02d} s" if m else f"{sign}{s} s"
+    return duration_text(total)
 
 
 def _message(item: object) -> str:
@@ -171,11 +180,8 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
             f"{number(view.get('rate_ml_h'))} mL/h | {number(view.get('dose_rate_mg_h'), 3)} mg/h",
         )
         figures.add_row("time remaining", duration(view.get("remaining_s")))
-        due = view.get("vitals_due_in_s")
-        if due is not None:
-            overdue = isinstance(due, int | float) and due < 0
-            text = f"overdue by {duration(-due)}" if overdue else f"in {duration(due)}"
-            figures.add_row("vitals due", Text(text, "bold red" if overdue else ""))
+        for label, row in _countdowns(view):
+            figures.add_row(label, row)
     backlog = view.get("audit_backlog")
     if backlog:
         figures.add_row("audit backlog", Text(f"{backlog} event(s) not yet written", "bold red"))
@@ -188,6 +194,42 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
         title += " [magenta](SIMULATION)[/]"
     border = "red" if view.get("alarms") else ("green" if session_state == "INFUSING" else "blue")
     return Panel(Group(*parts), title=title, border_style=border, expand=False)
+
+
+PAUSE_WARN_S = 5 * 60
+"""A pause's auto-stop closer than this is shown in red."""
+
+
+def _countdowns(view: Mapping[str, Any]) -> list[tuple[str, Text]]:
+    """Pause auto-stop, vitals due and earliest discharge: time left (one duration format)
+    and the moment in the clinic's zone, both from the daemon's one answer."""
+    zone, as_of = view.get("timezone"), view.get("as_of")
+    rows: list[tuple[str, Text]] = []
+    stop_at = view.get("pause_auto_stop_at")
+    left = seconds_until(stop_at, as_of)
+    if left is not None:
+        text = f"in {duration(max(0, left))} (at {clock(stop_at, zone)}) unless resumed"
+        rows.append(("pause auto-stop", Text(text, "bold red" if left < PAUSE_WARN_S else "")))
+    due_at = view.get("vitals_due_at")
+    due = view.get("vitals_due_in_s")
+    if due is None:
+        due = seconds_until(due_at, as_of)
+    if due is not None:
+        overdue = isinstance(due, int | float) and due < 0
+        text = f"overdue by {duration(-due)}" if overdue else f"in {duration(due)}"
+        if due_at:
+            text += f" ({'since' if overdue else 'at'} {clock(due_at, zone)})"
+        rows.append(("vitals due", Text(text, "bold red" if overdue else "")))
+    discharge_at = view.get("earliest_discharge_at")
+    left = seconds_until(discharge_at, as_of)
+    if left is not None:
+        when = local_minute(discharge_at, zone)
+        if left > 0:
+            shown = Text(f"in {duration(left)} (not before {when})")
+        else:
+            shown = Text(f"now (observation time over since {when})", "green")
+        rows.append(("earliest discharge", shown))
+    return rows
 
 
 def status_views(views: Sequence[Mapping[str, Any]]) -> RenderableType:
@@ -281,7 +323,7 @@ def plan_view(plan: Mapping[str, Any], verdicts: Sequence[Mapping[str, Any]] | N
     return Group(*parts)
 
 
-def staff_table(staff: Sequence[Mapping[str, Any]]) -> Table:
+def staff_table(staff: Sequence[Mapping[str, Any]], zone_name: object = None) -> Table:
     table = Table(title="Staff registry")
     for column in ("staff id", "name", "role", "enabled", "locked until"):
         table.add_column(column)
@@ -291,7 +333,7 @@ def staff_table(staff: Sequence[Mapping[str, Any]]) -> Table:
             dash(s.get("name")),
             dash(s.get("role")),
             "yes" if s.get("enabled") else Text("no", "red"),
-            dash(s.get("locked_until")),
+            clock(s.get("locked_until"), zone_name, date=True) if s.get("locked_until") else "-",
         )
     return table
 
@@ -307,6 +349,8 @@ def whoami_view(me: Mapping[str, Any]) -> Table:
     table.add_row("roles", _names(me.get("roles")))
     table.add_row("acting person", dash(me.get("acting")))
     table.add_row("acting roles", _names(me.get("acting_roles")))
+    if me.get("timezone"):
+        table.add_row("clinic time zone", dash(me.get("timezone")))
     if me.get("simulated"):
         table.add_row("pumpd", Text("SIMULATION mode", "magenta"))
     return table

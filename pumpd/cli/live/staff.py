@@ -19,6 +19,7 @@ from pumpd.cli.live import render
 from pumpd.cli.live.common import (
     Target,
     call,
+    call_on,
     connect,
     echo_json,
     json_option,
@@ -50,7 +51,7 @@ def login(target: Target, staff_id: str, pin_stdin: bool) -> None:
     )
     path = tokens.save(entry)
     idle = result.get("idle_timeout_s")
-    minutes = f" after {int(idle) // 60} min without a command" if idle else ""
+    minutes = f" after {render.duration(idle)} without a command" if idle else ""
     click.echo(
         f"logged in as {entry.staff_id} ({entry.name}, {entry.role}); "
         f"expires{minutes}; token in {path}"
@@ -98,11 +99,13 @@ def staff() -> None:
 @json_option
 @pass_target
 def staff_list(target: Target, as_json: bool) -> None:
-    result = call(target, "staff.list")
+    with connect(target) as c:
+        result = call_on(c, "staff.list")
+        zone = None if as_json else call_on(c, "whoami").get("timezone")
     if as_json:
         echo_json(result)
     else:
-        Console(highlight=False).print(render.staff_table(result))
+        Console(highlight=False).print(render.staff_table(result, zone))
 
 
 @staff.command("add", help="Add a staff member; the PIN is asked twice (hidden).")
