@@ -191,3 +191,46 @@ def discharge_allowed(
             )
         )
     return found
+
+
+def pump_fit(
+    rate_ml_h: Decimal, vtbi_ul: int, max_rate_ml_h: Decimal, container_ul: int | None
+) -> list[Verdict]:
+    """The pump can run the order, and the prepared container holds what it asks for.
+
+    Checked before anything is written to the pump. A rate above the pump's own reported
+    maximum is refused by the pump at the start (or, worse, by a pump that clamps it,
+    delivered slower than the record says); a volume to be infused beyond what the
+    container can give runs the container dry mid-infusion, and the record then claims a
+    dose the patient never got. ``container_ul`` is what the container prepared for this
+    session can deliver to the patient (None when not known: nothing to compare).
+    """
+    found: list[Verdict] = []
+    if rate_ml_h > max_rate_ml_h:
+        found.append(
+            Verdict(
+                "pump.rate_above_max",
+                Severity.HARD,
+                f"The rate of {fmt(rate_ml_h)} mL/h is above this pump's maximum of "
+                f"{fmt(max_rate_ml_h)} mL/h; use a pump that can run it, or a longer duration.",
+                "order.pump_max_rate",
+                fmt(rate_ml_h),
+                fmt(max_rate_ml_h),
+                "mL/h",
+            )
+        )
+    if container_ul is not None and vtbi_ul > container_ul:
+        found.append(
+            Verdict(
+                "order.vtbi_above_container",
+                Severity.HARD,
+                f"The volume to be infused of {fmt(Decimal(vtbi_ul) / 1000, 3)} mL is more than "
+                f"the {fmt(Decimal(container_ul) / 1000, 3)} mL the prepared container can give; "
+                "stop and program a new session with a new container.",
+                "order.container_volume",
+                fmt(Decimal(vtbi_ul) / 1000, 3),
+                fmt(Decimal(container_ul) / 1000, 3),
+                "mL",
+            )
+        )
+    return found
