@@ -194,7 +194,7 @@ def discharge_allowed(
 
 
 def pump_fit(
-    rate_ml_h: Decimal, vtbi_ul: int, max_rate_ml_h: Decimal, container_ul: int | None
+    rate_ml_h: Decimal, vtbi_ul: int, max_rate_ml_h: Decimal | None, container_ul: int | None
 ) -> list[Verdict]:
     """The pump can run the order, and the prepared container holds what it asks for.
 
@@ -203,10 +203,11 @@ def pump_fit(
     delivered slower than the record says); a volume to be infused beyond what the
     container can give runs the container dry mid-infusion, and the record then claims a
     dose the patient never got. ``container_ul`` is what the container prepared for this
-    session can deliver to the patient (None when not known: nothing to compare).
+    session can deliver to the patient. Either limit is None when not known (the pump not
+    read yet: the start reads it again and checks then).
     """
     found: list[Verdict] = []
-    if rate_ml_h > max_rate_ml_h:
+    if max_rate_ml_h is not None and rate_ml_h > max_rate_ml_h:
         found.append(
             Verdict(
                 "pump.rate_above_max",
