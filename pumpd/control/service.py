@@ -72,6 +72,9 @@ class Service:
     recorder: Recorder
     programmed_from_uid: dict[str, int] = field(default_factory=dict)
     """session id → uid of the account that programmed it (for the double-check)."""
+    override_from_uid: dict[str, int] = field(default_factory=dict)
+    """session id → uid of the account that gave the latest override reason awaiting
+    approval (an adjustment's or a start's; an order's is ``programmed_from_uid``)."""
 
     def controller(self, pump: str) -> Controller:
         ctl = self.ctx.controllers().get(pump)

@@ -59,6 +59,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "vitals_due_in_s": None,
         "audit_backlog": st.audit_backlog,
         "simulated": ctx.simulated,
+        "awaiting_approval": awaiting_approval(ctl),
     }
     if s is None:
         return view
@@ -82,6 +83,23 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
     if s.state in _VITALS_WATCHED:
         view["vitals_due_in_s"] = vitals_due_in_s(ctx, ctl)
     return view
+
+
+def awaiting_approval(ctl: Controller) -> dict[str, Any] | None:
+    """The override that waits for a second person: what it holds back (the order, an
+    adjustment, a start), who gave the reason and why, and each soft verdict with its
+    value and limit. None when nothing waits."""
+    s = ctl.session
+    waiting = None if s is None else s.awaiting_approval()
+    if waiting is None:
+        return None
+    what, record, verdicts = waiting
+    return {
+        "what": what,
+        "requested_by": record.by,
+        "reason": record.reason,
+        "verdicts": [v.as_dict() for v in verdicts],
+    }
 
 
 def vitals_due_in_s(ctx: ControlContext, ctl: Controller) -> int | None:

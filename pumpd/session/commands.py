@@ -12,7 +12,13 @@ from safety.course import InvalidCourseHistory, PriorSession
 from safety.order import Override, approval_missing, check_override
 from safety.plan import Order, Patient, Plan
 from safety.pump import InvalidPumpSnapshot, PumpMode, PumpSnapshot
-from safety.start import InvalidStartInput, StartInputs, check_start, start_requirements
+from safety.start import (
+    InvalidStartInput,
+    StartAssessment,
+    StartInputs,
+    check_start,
+    start_requirements,
+)
 from safety.verdicts import Severity, Verdict
 from safety.vitals import ImplausibleVitals, InvalidVitals, VitalsReading, check_entry
 
@@ -260,27 +266,35 @@ class NurseCommands(SessionCore):
             "request_start", source, stamp, by, pump, prior_sessions, primed_confirmed, override
         )
 
-    def _start(
+    def start_soft_codes(
         self,
-        trigger: str,
-        source: State,
-        stamp: Stamp,
+        *,
         by: str,
         pump: PumpSnapshot | None,
         prior_sessions: Sequence[PriorSession],
+        at: Stamp,
+        primed_confirmed: bool = False,
+    ) -> tuple[str, ...]:
+        """The soft verdicts a start would meet now (read only): what a starting nurse's
+        override reason must cover."""
+        stamp = check_stamp(at)
+        assessment = self._assess(by, pump, prior_sessions, stamp, primed_confirmed)
+        return tuple(v.code for v in assessment.verdicts if v.severity is Severity.SOFT)
+
+    def _assess(
+        self,
+        by: str,
+        pump: PumpSnapshot | None,
+        prior_sessions: Sequence[PriorSession],
+        stamp: Stamp,
         primed_confirmed: bool,
-        override: Override | None,
-        shown: Sequence[str] | None = None,
-    ) -> Step:
+    ) -> StartAssessment:
         if pump is not None:
             check_type("pump", pump, PumpSnapshot)
         if isinstance(prior_sessions, str) or not all(
             isinstance(p, PriorSession) for p in prior_sessions
         ):
             raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
-        verdicts = rules.person("start", by, "start request")
-        if verdicts:
-            raise CommandRefused(trigger, verdicts)
         last = self._data.last_vitals
         vitals = None if last is None else last.reading_as_of(stamp)
         try:
@@ -294,9 +308,26 @@ class NurseCommands(SessionCore):
                 planned_dose_mg_per_kg=self._plan.dose_mg_per_kg,
                 now=stamp.utc,
             )
-            assessment = check_start(start_requirements(self._protocol.protocol), inputs)
+            return check_start(start_requirements(self._protocol.protocol), inputs)
         except (InvalidStartInput, InvalidVitals, InvalidCourseHistory, InvalidPumpSnapshot) as e:
             raise InvalidCommandInput(f"start input: {e}") from e
+
+    def _start(
+        self,
+        trigger: str,
+        source: State,
+        stamp: Stamp,
+        by: str,
+        pump: PumpSnapshot | None,
+        prior_sessions: Sequence[PriorSession],
+        primed_confirmed: bool,
+        override: Override | None,
+        shown: Sequence[str] | None = None,
+    ) -> Step:
+        verdicts = rules.person("start", by, "start request")
+        if verdicts:
+            raise CommandRefused(trigger, verdicts)
+        assessment = self._assess(by, pump, prior_sessions, stamp, primed_confirmed)
         found, pending = rules.start_override(
             self._protocol.protocol, assessment.verdicts, override
         )
@@ -339,6 +370,26 @@ class NurseCommands(SessionCore):
         return self._fire(
             trigger, source, State.START_REQUESTED, data, command=command, audit=audit
         )
+
+    def awaiting_approval(self) -> tuple[str, OverrideRecord, tuple[Verdict, ...]] | None:
+        """What awaits a second person's approval (read only): ``"order"`` (approved at
+        the double-check), ``"adjustment"`` or ``"start"`` (approved with :meth:`approve`),
+        the override as the first nurse gave it, and the soft verdicts it answers."""
+        pending = self._data.pending_adjustment
+        if pending is not None and pending.override is not None and self._proposed_plan:
+            waiting = rules.pending_approval(self._proposed_plan, pending.override.override())
+            if waiting:
+                return "adjustment", pending.override, waiting
+        held = self._data.pending_start_override
+        if held is not None and self.state in (State.VERIFIED, State.PRIMED):
+            soft = tuple(v.verdict() for v in self._data.start_verdicts if v.severity == "soft")
+            return "start", held, soft
+        record = self._data.plan_override
+        if record is not None and self.state is State.PROGRAMMED:
+            waiting = rules.pending_approval(self._plan, record.override())
+            if waiting:
+                return "order", record, waiting
+        return None
 
     def approve(
         self,

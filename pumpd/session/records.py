@@ -163,6 +163,7 @@ class VerdictRecord(_Record):
             self.unit,
         )
 
+
 class VitalsRecord(_Record):
     taken_at: UtcDatetime
     systolic_mmhg: int | None = None
