@@ -578,7 +578,10 @@ class Controller:
         delivering = snap is None or snap.mode.delivers
         for action in decision.actions:
             if action.kind is ActionKind.ALARM:
-                if delivering:
+                # A low-priority alarm (a low battery) is a notice in every phase: latched,
+                # it came back after each acknowledgement while its cause lasts, and the
+                # session could never leave ALARM to start or resume.
+                if delivering or action.priority is Priority.LOW:
                     self._notice(action.code, action.priority, action.message)
                 else:
                     self._latch([action], effect="not running")

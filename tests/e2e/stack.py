@@ -53,6 +53,8 @@ class Stack:
     """The last `rtu_pumps` units are wired over the simulator's RTU pty line, not TCP."""
     staff_idle_timeout_min: float | None = None
     """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
+    max_rate: str | None = None
+    """The simulated pumps' own maximum rate (`pumpsim --max-rate`, mL/h)."""
     workdir: Path = field(init=False)
     sim: subprocess.Popen[str] | None = field(default=None, init=False)
     daemon: subprocess.Popen[str] | None = field(default=None, init=False)
@@ -101,6 +103,8 @@ class Stack:
     def start_sim(self) -> None:
         args = ["--pumps", str(self.pumps), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
         args += ["--time-scale", str(self.time_scale)]
+        if self.max_rate is not None:
+            args += ["--max-rate", self.max_rate]
         if self.rtu_pumps:
             args += ["--rtu-link", str(self.rtu_link)]
         log = (self.workdir / "pumpsim.log").open("w")
