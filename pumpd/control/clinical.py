@@ -88,6 +88,7 @@ async def whoami(svc: Service, call: Call) -> Any:
 async def pumps_list(svc: Service, call: Call) -> Any:
     out = []
     controllers = svc.ctx.controllers()
+    unsupervised = svc.ctx.unsupervised()
     for pump_id, info in sorted(svc.ctx.pumps.items()):
         ctl = controllers.get(pump_id)
         st = None if ctl is None else ctl.status()
@@ -100,6 +101,10 @@ async def pumps_list(svc: Service, call: Call) -> Any:
                 "reachable": False if st is None else st.reachable,
                 "pump_state": None if st is None else st.pump_state,
                 "session_state": None if st is None else st.session_state,
+                "supervised": ctl is not None,
+                "not_supervised_reason": None
+                if ctl is not None
+                else unsupervised.get(pump_id, "starting: pumpd is connecting to it"),
             }
         )
     return out

@@ -43,3 +43,6 @@ class ControlContext:
     staff_max_failures: int = 5
     staff_lockout_s: float = 900.0
     reload: Callable[[], Awaitable[dict[str, str]]] | None = None
+    unsupervised: Callable[[], Mapping[str, str]] = dict
+    """Pump id → why that configured pump is not supervised now (connecting, waiting for
+    the audit database, recovery failed); live, as the daemon's own view."""

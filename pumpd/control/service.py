@@ -81,6 +81,14 @@ class Service:
         if ctl is None and pump in self.ctx.pumps:
             # Configured, but its controller is not there yet: after a start the daemon is
             # still connecting to the pump (it retries) or recovering its session.
+            why = self.ctx.unsupervised().get(pump)
+            if why is not None:
+                raise RpcError(
+                    Code.PUMP_NOT_ANSWERING,
+                    f"pump {pump!r} is configured but pumpd does not supervise it: {why}",
+                    pump=pump,
+                    configured=True,
+                )
             raise RpcError(
                 Code.PUMP_NOT_ANSWERING,
                 f"pump {pump!r} is configured but not connected yet: pumpd has not taken it "

@@ -62,6 +62,7 @@ async def start_control(
     engine: Engine,
     clock: Clock,
     reload: Callable[[], Awaitable[dict[str, str]]],
+    unsupervised: Callable[[], Mapping[str, str]] = dict,
 ) -> ControlHandle:
     """Bind the socket at ``config.socket`` (mode 0660, group ``socket_group``)."""
     pumps = {
@@ -81,6 +82,7 @@ async def start_control(
         staff_max_failures=config.staff_max_failures,
         staff_lockout_s=config.staff_lockout_s,
         reload=reload,
+        unsupervised=unsupervised,
     )
     server = ControlServer(context, path=str(Path(config.socket)), group=config.socket_group)
     await server.start()

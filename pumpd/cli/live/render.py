@@ -97,11 +97,15 @@ def pumps_table(pumps: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(column, overflow="fold")
     for p in pumps:
         reachable = p.get("reachable")
+        session: str | Text = dash(p.get("session_state"))
+        if p.get("supervised") is False:
+            # A configured pump pumpd does not supervise: say so and why, never "-".
+            session = Text(f"NOT SUPERVISED: {dash(p.get('not_supervised_reason'))}", "bold red")
         table.add_row(
             dash(p.get("pump_id")),
             Text("yes", "green") if reachable else Text("NO", "bold red"),
             dash(p.get("pump_state")),
-            dash(p.get("session_state")),
+            session,
             dash(p.get("transport")),
             dash(p.get("address")),
             dash(p.get("unit")),
