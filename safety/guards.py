@@ -235,3 +235,22 @@ def pump_fit(
             )
         )
     return found
+
+
+def protocol_released(protocol_key: str, released: bool, simulation: bool) -> list[Verdict]:
+    """Only a released protocol (its file listed in ``released.sha256``) treats a patient.
+
+    A draft has not been through the clinic's review: its limits may be wrong, and nothing
+    stops its file from changing under a running session. In simulation a draft is allowed
+    (protocols are tried out there), and the session record says it was a draft.
+    """
+    if released or simulation:
+        return []
+    return [
+        _hard(
+            "protocol.not_released",
+            f"The protocol {protocol_key} is a draft (its file is not in released.sha256); "
+            "only a released protocol may be used for a patient.",
+            "order.protocol_released",
+        )
+    ]

@@ -84,6 +84,8 @@ class SessionProgrammed(Payload):
     protocol_id: Code
     protocol_version: Annotated[str, Field(min_length=1, max_length=40)]
     protocol_sha256: Sha256Hex
+    protocol_status: Literal["released", "draft"] | None = None
+    """A draft (not in released.sha256) is only ever used in simulation."""
     drug: Code
     concentration_mg_ml: Annotated[DecimalText, Field(gt=0)]
     weight_kg: Annotated[DecimalText, Field(gt=0)]

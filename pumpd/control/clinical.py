@@ -17,6 +17,7 @@ from pumpd.controller import Controller
 from pumpd.controller.journal import code_of
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import State
+from safety.guards import protocol_released
 from safety.order import Override
 from safety.plan import Order, Patient, Plan, compute_plan, parse_order, parse_patient
 from safety.units import InputError
@@ -165,6 +166,14 @@ async def checklist(svc: Service, call: Call) -> Any:
 
 def _plan_inputs(svc: Service, prm: p.ProgramParams) -> tuple[LoadedProtocol, Patient, Order, Plan]:
     proto = svc.protocol(prm.protocol, prm.version)
+    draft = protocol_released(proto.protocol.key, proto.released, svc.ctx.simulated)
+    if draft:
+        raise RpcError(
+            Code.REFUSED,
+            "program refused: " + draft[0].message,
+            trigger="program",
+            verdicts=[v.as_dict() for v in draft],
+        )
     patient = _patient(prm)
     order = _order(prm.dose, prm.duration)
     plan = compute_plan(proto.protocol, patient, order)

@@ -1724,6 +1724,7 @@ def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
         "protocol_id": proto.id,
         "protocol_version": str(proto.version),
         "protocol_sha256": s.protocol.sha256,
+        "protocol_status": "released" if s.protocol.released else "draft",
         "drug": proto.drug,
         "concentration_mg_ml": format(plan.concentration_mg_per_ml, "f"),
         "weight_kg": format(plan.weight_kg, "f"),

@@ -173,3 +173,23 @@ def test_reason_only_codes_must_be_verdict_codes(code: str) -> None:
     data["soft_override_reason_only"] = [code]
     with pytest.raises(ValidationError):
         Protocol.model_validate(data)
+
+
+# -- draft protocols ------------------------------------------------------------------------
+
+
+@given(released=st.booleans(), simulation=st.booleans())
+def test_a_draft_protocol_treats_no_patient_outside_simulation(
+    released: bool, simulation: bool
+) -> None:
+    from safety.guards import protocol_released
+
+    found = protocol_released("ketamine-new@1", released, simulation)
+    assert bool(found) == (not released and not simulation)
+    for v in found:
+        assert (v.code, v.severity, v.rule) == (
+            "protocol.not_released",
+            Severity.HARD,
+            "order.protocol_released",
+        )
+        assert "ketamine-new@1 is a draft" in v.message
