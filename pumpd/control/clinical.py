@@ -297,8 +297,7 @@ async def session_approve(svc: Service, call: Call) -> Any:
     s = ctl.session
     if s is None:
         raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
-    if prm.witness is None:
-        refuse_while_unavailable(svc.ctx.writer, "approve")
+    refuse_while_unavailable(svc.ctx.writer, "approve")
     first_uid = svc.override_from_uid.get(s.data.session_id)
     approver = await _second_person(svc, call, prm.witness, first_uid, "an approval")
     prior = []

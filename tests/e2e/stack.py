@@ -55,6 +55,10 @@ class Stack:
     """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
     max_rate: str | None = None
     """The simulated pumps' own maximum rate (`pumpsim --max-rate`, mL/h)."""
+    protocols: Path | None = None
+    """`[daemon] protocols`: the library directory (default the shipped one)."""
+    simulation: bool = True
+    """`[daemon] simulation`; live (false) runs the simulator unscaled (`time_scale` 1)."""
     workdir: Path = field(init=False)
     sim: subprocess.Popen[str] | None = field(default=None, init=False)
     daemon: subprocess.Popen[str] | None = field(default=None, init=False)
@@ -129,9 +133,12 @@ class Stack:
             f'database = "{self.database}"',
             f'audit_spool = "{self.spool_path or "off"}"',
             "poll_hz = 10",
-            "simulation = true",
-            f"time_scale = {self.time_scale}",
+            f"simulation = {'true' if self.simulation else 'false'}",
         ]
+        if self.simulation:
+            lines.append(f"time_scale = {self.time_scale}")
+        if self.protocols is not None:
+            lines.append(f'protocols = "{self.protocols}"')
         if self.socket_group:
             lines.append(f'socket_group = "{self.socket_group}"')
         if self.staff_idle_timeout_min is not None:

@@ -10,11 +10,18 @@ is refused before anything is written to the pump.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
+import pumpd
+
 from .conftest import IS_ROOT, Accounts
-from .stack import PIN, Stack, add_staff, running_stack
+from .stack import BIN, PIN, Stack, add_staff, running_stack
+
+SHIPPED = Path(pumpd.__file__).resolve().parent.parent / "protocols"
 
 REASON = "140 kg patient, default escalation dose agreed with Dr Rao"
 PROGRAM = [
@@ -198,3 +205,35 @@ def test_an_order_above_the_pumps_maximum_rate_is_refused(accounts: Accounts) ->
         assert "150 mL/h is above this pump's maximum of 120 mL/h" in refused.stderr
         assert stack.status("chair-1")["session_state"] is None
         assert _commands(stack) == []
+
+
+def test_a_draft_protocol_is_refused_for_a_live_patient(accounts: Accounts, tmp_path: Path) -> None:
+    """simulation = false, a library whose standard protocol is not in released.sha256:
+    `pumpctl program` is refused (exit 3) naming the protocol and its status, nothing is
+    programmed and `pumpd --check` notes the draft."""
+    drafts = tmp_path / "protocols"
+    drafts.mkdir()
+    shutil.copy(SHIPPED / "ketamine-trd-standard.v1.toml", drafts)
+    drafts.chmod(0o755)
+    with running_stack(
+        time_scale=1,
+        roles=accounts.roles,
+        socket_group=accounts.socket_group,
+        pumps=1,
+        protocols=drafts,
+        simulation=False,
+    ) as stack:
+        stack.default_user = accounts.nurse
+        refused = stack.pumpctl(
+            "program", "chair-1", "--patient", "P-DRAFT", "--weight", "82kg",
+            "--protocol", "ketamine-trd-standard", "--yes",
+        )  # fmt: skip
+        assert refused.returncode == 3, refused.stderr
+        assert "ketamine-trd-standard@1 is a draft" in refused.stderr
+        assert "protocol.not_released" in refused.stderr
+        assert stack.status("chair-1")["session_state"] is None
+        check = subprocess.run(
+            [str(BIN / "pumpd"), "--config", str(stack.config_path), "--check"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "note: 1 draft protocol(s) will be refused for patients" in check.stdout
