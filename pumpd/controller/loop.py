@@ -169,6 +169,8 @@ class Controller:
         self._pending_sent_s: float | None = None
         self._notices: dict[str, Notice] = {}
         self._announced: dict[str, _Announced] = {}
+        self._acked_low: set[str] = set()
+        """Low-priority alarm codes acknowledged while their cause lasts (until it ends)."""
         self._pause_words: str | None = None
         self._reminders: dict[str, str] = {}
         self._alarm_ids: dict[str, str] = {}
@@ -578,14 +580,16 @@ class Controller:
         delivering = snap is None or snap.mode.delivers
         for action in decision.actions:
             if action.kind is ActionKind.ALARM:
-                # A low-priority alarm (a low battery) is a notice in every phase: latched,
-                # it came back after each acknowledgement while its cause lasts, and the
+                # A low-priority alarm (a low battery) the nurse acknowledged while its
+                # cause lasts is a notice from then on: latched again at every tick, the
                 # session could never leave ALARM to start or resume.
-                if delivering or action.priority is Priority.LOW:
+                seen = action.priority is Priority.LOW and action.code in self._acked_low
+                if delivering or seen:
                     self._notice(action.code, action.priority, action.message)
                 else:
                     self._latch([action], effect="not running")
         self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
+        self._acked_low &= {a.code for a in decision.actions if a.kind is ActionKind.ALARM}
 
     def _must_command(self, kind: ActionKind, snap: PumpSnapshot | None) -> bool:
         """Whether the kernel's halt goes to the pump, judged before this tick's latch.
@@ -1677,8 +1681,10 @@ class Controller:
             if status is None:
                 raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
             before = s.snapshot()
+            low = {a.code for a in s.data.alarms if a.priority is Priority.LOW}
             step = s.acknowledge(by=by, pump_mode=MODE_OF[status.state], note=note, at=self._now())
             await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+            self._acked_low |= low
             return step
 
     async def vitals(self, *, by: str, reading: VitalsReading) -> Step:

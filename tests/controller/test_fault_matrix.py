@@ -192,12 +192,9 @@ def expected(fault: str, state: str) -> tuple[Expect, ...]:
         code = f"tick.pump.alarm.{PUMP_ALARMS[fault]}"
         return (Expect(S.ALARM, pump("IDLE" if state == "observation" else "ALARM"), code, HALTED),)
     if fault == "low-battery":
-        # A notice in every phase: delivery goes on, and a session that does not deliver
-        # is not latched (it could never leave ALARM while the battery stays low).
-        unchanged = UNCHANGED[state]
-        return (
-            Expect(unchanged.session, unchanged.pump, "tick.pump.battery_low", ("alarm.raised",)),
-        )
+        # Delivery goes on with a notice; a pump that does not deliver latches the alarm.
+        session = RUNNING.get(state, S.ALARM)
+        return (Expect(session, UNCHANGED[state].pump, "tick.pump.battery_low", ("alarm.raised",)),)
     if fault == "runaway":
         if state == "infusing":
             return (Expect(S.ALARM, pump("PAUSED", "IDLE"), "tick.rate.mismatch", HALTED),)
