@@ -284,6 +284,10 @@ async def test_a_frozen_process_withholds_pings_after_it_thaws(rig: Rig) -> None
     assert withheld[0].startswith(("poll loop stalled", "event loop lagging"))
 
 
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 async def _check(config: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pumpd.cli.daemon", "--config", str(config), "--check",
@@ -318,7 +322,7 @@ async def test_check_finds_every_start_up_refusal_it_can(tmp_path: Path) -> None
     assert "daemon.protocols: " in err
     assert "daemon.database: " in err
     assert "ok (" not in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["protocols", "pumpd.toml"]
+    assert _names(tmp_path) == ["protocols", "pumpd.toml"]
 
     # Only the spool directory missing: --check says so with the start's exit status 3.
     (tmp_path / "run").mkdir()
