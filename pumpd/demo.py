@@ -425,6 +425,7 @@ def run_story(demo: Demo) -> None:
     demo.pumpctl("discharge", "chair-2", "--confirm-all")
     wait_for_discharge(demo, "chair-1")
     demo.pumpctl("discharge", "chair-1", "--confirm-all")
+    override_approved_by_second_nurse(demo)
     demo.pumpctl("logout")
 
 
@@ -443,6 +444,37 @@ def continue_after_occlusion(demo: Demo, control: list[str]) -> None:
     demo.pumpctl("resume", "chair-2", "--reason", "kinked line straightened, patient well")
     demo.wait_for("chair-2", ["INFUSING"])
     demo.pumpctl("status", "chair-2")
+
+
+def override_approved_by_second_nurse(demo: Demo) -> None:
+    """A 140 kg patient at the escalation protocol's default dose: Ana gives the reason,
+    Ben approves each soft verdict (value and limit shown) as part of his double-check."""
+    banner("chair-2: a soft-limit override, approved by a second nurse")
+    demo.pumpctl(
+        "program", "chair-2", "--patient", "P-0131", "--weight", "140kg",
+        "--protocol", "ketamine-trd-escalation", "--yes",
+        "--override-reason", "140 kg; default escalation dose confirmed by Dr Rao",
+    )  # fmt: skip
+    say("a double-check that does not approve the override is refused and names it:")
+    demo.pumpctl(
+        "confirm", "chair-2", "--weight", "140kg", "--witness", "N002", "--pin-stdin",
+        stdin=f"{PIN_BEN}\n", shown_stdin="echo ******", expect=3,
+    )  # fmt: skip
+    say("Ben approves exactly what is listed, with his double-check")
+    demo.pumpctl(
+        "confirm", "chair-2", "--weight", "140kg", "--approve-override",
+        "--witness", "N002", "--pin-stdin", stdin=f"{PIN_BEN}\n", shown_stdin="echo ******",
+    )  # fmt: skip
+    demo.tool(
+        "pumpaudit",
+        "--database",
+        demo.database,
+        "events",
+        "--type",
+        "override.granted",
+        width=180,
+    )
+    demo.pumpctl("abort", "chair-2", "--reason", "demo: the treatment is given another day")
 
 
 def wait_for_discharge(demo: Demo, pump: str) -> None:

@@ -251,3 +251,66 @@ def discharge_vitals(
             )
         )
     return found
+
+
+def pump_fit(
+    rate_ml_h: Decimal, vtbi_ul: int, max_rate_ml_h: Decimal | None, container_ul: int | None
+) -> list[Verdict]:
+    """The pump can run the order, and the prepared container holds what it asks for.
+
+    Checked before anything is written to the pump. A rate above the pump's own reported
+    maximum is refused by the pump at the start (or, worse, by a pump that clamps it,
+    delivered slower than the record says); a volume to be infused beyond what the
+    container can give runs the container dry mid-infusion, and the record then claims a
+    dose the patient never got. ``container_ul`` is what the container prepared for this
+    session can deliver to the patient. Either limit is None when not known (the pump not
+    read yet: the start reads it again and checks then).
+    """
+    found: list[Verdict] = []
+    if max_rate_ml_h is not None and rate_ml_h > max_rate_ml_h:
+        found.append(
+            Verdict(
+                "pump.rate_above_max",
+                Severity.HARD,
+                f"The rate of {fmt(rate_ml_h)} mL/h is above this pump's maximum of "
+                f"{fmt(max_rate_ml_h)} mL/h; use a pump that can run it, or a longer duration.",
+                "order.pump_max_rate",
+                fmt(rate_ml_h),
+                fmt(max_rate_ml_h),
+                "mL/h",
+            )
+        )
+    if container_ul is not None and vtbi_ul > container_ul:
+        found.append(
+            Verdict(
+                "order.vtbi_above_container",
+                Severity.HARD,
+                f"The volume to be infused of {fmt(Decimal(vtbi_ul) / 1000, 3)} mL is more than "
+                f"the {fmt(Decimal(container_ul) / 1000, 3)} mL the prepared container can give; "
+                "stop and program a new session with a new container.",
+                "order.container_volume",
+                fmt(Decimal(vtbi_ul) / 1000, 3),
+                fmt(Decimal(container_ul) / 1000, 3),
+                "mL",
+            )
+        )
+    return found
+
+
+def protocol_released(protocol_key: str, released: bool, simulation: bool) -> list[Verdict]:
+    """Only a released protocol (its file listed in ``released.sha256``) treats a patient.
+
+    A draft has not been through the clinic's review: its limits may be wrong, and nothing
+    stops its file from changing under a running session. In simulation a draft is allowed
+    (protocols are tried out there), and the session record says it was a draft.
+    """
+    if released or simulation:
+        return []
+    return [
+        _hard(
+            "protocol.not_released",
+            f"The protocol {protocol_key} is a draft (its file is not in released.sha256); "
+            "only a released protocol may be used for a patient.",
+            "order.protocol_released",
+        )
+    ]

@@ -57,6 +57,9 @@ def _band(item: Checked, band: Band, rule: str) -> list[Verdict]:
                 f"The {item.label} of {fmt(item.high)} {u} is above the hard limit of "
                 f"{fmt(band.hard_max)} {u}; it cannot be given.",
                 rule,
+                fmt(item.high),
+                fmt(band.hard_max),
+                u,
             )
         )
     elif band.soft_max is not None and item.high > band.soft_max:
@@ -67,6 +70,9 @@ def _band(item: Checked, band: Band, rule: str) -> list[Verdict]:
                 f"The {item.label} of {fmt(item.high)} {u} is above the usual maximum of "
                 f"{fmt(band.soft_max)} {u}; it needs an override with a reason.",
                 rule,
+                fmt(item.high),
+                fmt(band.soft_max),
+                u,
             )
         )
     if band.hard_min is not None and item.low < band.hard_min:
@@ -77,6 +83,9 @@ def _band(item: Checked, band: Band, rule: str) -> list[Verdict]:
                 f"The {item.label} of {fmt(item.low)} {u} is below the hard limit of "
                 f"{fmt(band.hard_min)} {u}; it cannot be given.",
                 rule,
+                fmt(item.low),
+                fmt(band.hard_min),
+                u,
             )
         )
     elif band.soft_min is not None and item.low < band.soft_min:
@@ -87,6 +96,9 @@ def _band(item: Checked, band: Band, rule: str) -> list[Verdict]:
                 f"The {item.label} of {fmt(item.low)} {u} is below the usual minimum of "
                 f"{fmt(band.soft_min)} {u}; it needs an override with a reason.",
                 rule,
+                fmt(item.low),
+                fmt(band.soft_min),
+                u,
             )
         )
     return found
@@ -120,10 +132,16 @@ def check_order(protocol: Protocol, figures: OrderFigures) -> tuple[Verdict, ...
 
 @dataclass(frozen=True, slots=True)
 class OverrideRequirement:
-    """What an override must cover before a plan with soft verdicts may start."""
+    """What an override must cover before a plan with soft verdicts may start.
+
+    ``second_person`` is True when at least one code needs a second person's approval;
+    ``reason_only`` lists the codes for which the protocol accepts the overriding nurse's
+    reason alone (a low battery at the start is the usual one).
+    """
 
     codes: tuple[str, ...]
     second_person: bool
+    reason_only: tuple[str, ...] = ()
 
     @property
     def required(self) -> bool:
@@ -134,25 +152,39 @@ class OverrideRequirement:
             "required": self.required,
             "codes": list(self.codes),
             "second_person": self.second_person,
+            "reason_only": list(self.reason_only),
         }
 
 
 def override_requirement(protocol: Protocol, verdicts: Sequence[Verdict]) -> OverrideRequirement:
-    """The soft codes an override must name; none when the order is refused or clean."""
+    """The soft codes an override must name; none when the order is refused or clean.
+
+    A second person is needed when the protocol says so for soft overrides and at least
+    one of the codes is not among the protocol's ``soft_override_reason_only`` codes.
+    """
     if refused(verdicts):
         return OverrideRequirement(codes=(), second_person=False)
     codes = tuple(v.code for v in verdicts if v.severity is Severity.SOFT)
+    allowed = set(protocol.soft_override_reason_only)
+    reason_only = tuple(c for c in codes if c in allowed)
+    needs_second = any(c not in allowed for c in codes)
     return OverrideRequirement(
-        codes=codes, second_person=bool(codes) and protocol.soft_override_second_person
+        codes=codes,
+        second_person=needs_second and protocol.soft_override_second_person,
+        reason_only=reason_only,
     )
 
 
 MIN_REASON_CHARS = 10
+RULE_OVERRIDE = "order.override"
 
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """A nurse's override of soft verdicts: who, why, and which codes it answers."""
+    """A nurse's override of soft verdicts: who, why, and which codes it answers.
+
+    ``second_by`` is the second person who approved it, None until someone has.
+    """
 
     by: str
     reason: str
@@ -160,14 +192,14 @@ class Override:
     second_by: str | None = None
 
 
-def check_override(
+def check_override_reason(
     requirement: OverrideRequirement, override: Override | None
 ) -> tuple[Verdict, ...]:
-    """Hard verdicts for every way ``override`` falls short; () when it is enough.
+    """The overriding nurse's part: who, why (in words), and every soft code covered.
 
-    An override cannot lift a hard verdict: those never reach a requirement.
+    Enough for an order to be programmed with its override *pending approval*; the start
+    (or the adjustment reaching the pump) still needs :func:`check_override` in full.
     """
-    rule = "order.override"
     if not requirement.required:
         return ()
     if override is None:
@@ -177,7 +209,7 @@ def check_override(
                 Severity.HARD,
                 f"This order is outside the usual limits ({', '.join(requirement.codes)}); "
                 "an override with a reason is needed before it can start.",
-                rule,
+                RULE_OVERRIDE,
             ),
         )
     found: list[Verdict] = []
@@ -187,7 +219,7 @@ def check_override(
                 "override.identity_missing",
                 Severity.HARD,
                 "The override does not say who made it.",
-                rule,
+                RULE_OVERRIDE,
             )
         )
     if len(override.reason.strip()) < MIN_REASON_CHARS:
@@ -196,7 +228,7 @@ def check_override(
                 "override.reason_missing",
                 Severity.HARD,
                 f"The override reason must say why, in at least {MIN_REASON_CHARS} characters.",
-                rule,
+                RULE_OVERRIDE,
             )
         )
     uncovered = [c for c in requirement.codes if c not in override.codes]
@@ -206,27 +238,80 @@ def check_override(
                 "override.not_covering",
                 Severity.HARD,
                 f"The override does not cover {', '.join(uncovered)}.",
-                rule,
+                RULE_OVERRIDE,
             )
         )
-    if requirement.second_person:
-        second = (override.second_by or "").strip()
-        if not second:
-            found.append(
-                Verdict(
-                    "override.second_person_missing",
-                    Severity.HARD,
-                    "This protocol needs a second person to confirm the override.",
-                    rule,
-                )
-            )
-        elif second.casefold() == override.by.strip().casefold():
-            found.append(
-                Verdict(
-                    "override.second_person_same",
-                    Severity.HARD,
-                    "The second person confirming the override must be someone else.",
-                    rule,
-                )
-            )
     return tuple(found)
+
+
+def check_approval(requirement: OverrideRequirement, override: Override) -> tuple[Verdict, ...]:
+    """The second person's part: someone, and someone other than the overriding nurse.
+
+    () when the protocol needs no second person for these codes.
+    """
+    if not requirement.second_person:
+        return ()
+    second = (override.second_by or "").strip()
+    if not second:
+        return (
+            Verdict(
+                "override.second_person_missing",
+                Severity.HARD,
+                "This protocol needs a second person to confirm the override.",
+                RULE_OVERRIDE,
+            ),
+        )
+    if second.casefold() == override.by.strip().casefold():
+        return (
+            Verdict(
+                "override.second_person_same",
+                Severity.HARD,
+                "The second person confirming the override must be someone else.",
+                RULE_OVERRIDE,
+            ),
+        )
+    return ()
+
+
+def check_override(
+    requirement: OverrideRequirement, override: Override | None
+) -> tuple[Verdict, ...]:
+    """Hard verdicts for every way ``override`` falls short; () when it is enough.
+
+    An override cannot lift a hard verdict: those never reach a requirement.
+    """
+    found = check_override_reason(requirement, override)
+    if override is None:
+        return found
+    return found + check_approval(requirement, override)
+
+
+def approval_pending(requirement: OverrideRequirement, override: Override | None) -> bool:
+    """True when the nurse's part is complete and only a second person's approval is missing."""
+    return (
+        override is not None
+        and not check_override_reason(requirement, override)
+        and requirement.second_person
+        and not (override.second_by or "").strip()
+    )
+
+
+def approval_missing(pending: Sequence[Verdict]) -> Verdict:
+    """The refusal of a step that would act on soft verdicts nobody has approved yet.
+
+    Names every pending verdict with its value and limit, so the second nurse knows what
+    the approval is for.
+    """
+    listed = "; ".join(f"{v.code} ({_figures(v)})" for v in pending)
+    return Verdict(
+        "override.approval_missing",
+        Severity.HARD,
+        f"The override of {listed} needs a second person's approval first.",
+        RULE_OVERRIDE,
+    )
+
+
+def _figures(verdict: Verdict) -> str:
+    if verdict.value is None or verdict.limit is None:
+        return verdict.message.rstrip(".")
+    return f"{verdict.value} {verdict.unit}, limit {verdict.limit} {verdict.unit}"

@@ -199,6 +199,12 @@ class Protocol(BaseModel):
     """How old the vital signs recorded during the observation may be at discharge."""
     double_check_required: bool
     soft_override_second_person: bool
+    soft_override_reason_only: tuple[
+        Annotated[str, Field(pattern=r"^[a-z0-9_]+(?:\.[a-z0-9_]+)+$", max_length=120)], ...
+    ] = ()
+    """Soft verdict codes for which the overriding nurse's reason is enough (no second
+    person), e.g. ``start.pump.battery_low``; every other soft code follows
+    ``soft_override_second_person``."""
     course: CourseRules
 
     @model_validator(mode="after")

@@ -34,21 +34,30 @@ class Verdict:
 
     ``code`` is a stable machine code (``dose.per_kg.above_hard_max``); ``rule`` names the
     rule that produced it (for traceability to docs/safety); ``message`` is one sentence
-    with the value, the limit and the unit.
+    with the value, the limit and the unit. A limit verdict also carries ``value``,
+    ``limit`` and ``unit`` as data, so an override record can name exactly what was
+    approved without parsing the sentence.
     """
 
     code: str
     severity: Severity
     message: str
     rule: str
+    value: str | None = None
+    limit: str | None = None
+    unit: str | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return {
+        out = {
             "code": self.code,
             "severity": self.severity.value,
             "message": self.message,
             "rule": self.rule,
         }
+        for key in ("value", "limit", "unit"):
+            if (figure := getattr(self, key)) is not None:
+                out[key] = figure
+        return out
 
 
 def worst(verdicts: Iterable[Verdict]) -> Severity | None:

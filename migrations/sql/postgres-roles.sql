@@ -5,8 +5,9 @@
 --        -v auditor_role=pumpd_auditor -d pumpd -f migrations/sql/postgres-roles.sql
 --
 -- owner_role   owns the tables (it ran the migrations); used only for `pumpd db upgrade`.
--- writer_role  the daemon: SELECT and INSERT on audit_event; SELECT, INSERT, UPDATE on
---              staff_member; nothing else.
+-- writer_role  the daemon: SELECT and INSERT on audit_event; SELECT on the audit_* views
+--              (recovery, the course rules and the daemon's own reads go through them, as
+--              pumpaudit's do); SELECT, INSERT, UPDATE on staff_member; nothing else.
 -- auditor_role people and BI tools: SELECT on the audit_* views only.
 -- UPDATE, DELETE and TRUNCATE are granted to nobody; the triggers from migration
 -- 0001_audit_event refuse them even for the owner. Passwords are set separately
@@ -52,5 +53,11 @@ GRANT SELECT ON alembic_version TO :"writer_role", :"auditor_role";
 
 GRANT SELECT ON audit_events, audit_sessions, audit_alarms, audit_overrides, audit_commands
   TO :"auditor_role";
+
+-- The daemon reads its own log through the same views (recovery of each pump's session at
+-- start-up, the course rules, checkpoints). The writer can read audit_event already, so
+-- this widens nothing; without it, pumpd as the writer role supervises no pump.
+GRANT SELECT ON audit_events, audit_sessions, audit_alarms, audit_overrides, audit_commands
+  TO :"writer_role";
 
 COMMIT;

@@ -84,6 +84,8 @@ class SessionProgrammed(Payload):
     protocol_id: Code
     protocol_version: Annotated[str, Field(min_length=1, max_length=40)]
     protocol_sha256: Sha256Hex
+    protocol_status: Literal["released", "draft"] | None = None
+    """A draft (not in released.sha256) is only ever used in simulation."""
     drug: Code
     concentration_mg_ml: Annotated[DecimalText, Field(gt=0)]
     weight_kg: Annotated[DecimalText, Field(gt=0)]
@@ -100,14 +102,29 @@ class SessionProgrammed(Payload):
     verdict_codes: list[Code] = Field(default_factory=list)
 
 
+class OverriddenVerdict(Payload):
+    """One soft verdict an override answers, with the figures the approver was shown."""
+
+    code: Code
+    message: Text
+    value: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    limit: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    unit: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+
+
 class OverrideGranted(Payload):
-    """A soft verdict overridden: which rule, why, and who took responsibility."""
+    """A soft verdict overridden: which rule, why, and who took responsibility.
+
+    ``approved_by`` is the nurse who gave the reason; ``witness`` the second person who
+    approved it (absent where the protocol accepts the reason alone); ``verdicts`` each
+    overridden verdict with its value and limit."""
 
     verdict_codes: Annotated[list[Code], Field(min_length=1)]
     reason_code: Code
     reason: Text
     approved_by: PersonName
     witness: PersonName | None = None
+    verdicts: Annotated[list[OverriddenVerdict], Field(max_length=32)] | None = None
 
 
 class DoubleCheckCompleted(Payload):

@@ -202,7 +202,9 @@ class SessionSummary:
                     "reason_code": payload["reason_code"],
                     "reason": payload["reason"],
                     "approved_by": payload["approved_by"],
+                    "witness": payload.get("witness"),
                     "verdict_codes": payload["verdict_codes"],
+                    "verdicts": payload.get("verdicts") or [],
                 }
             )
             self.nurses.add(payload["approved_by"])
@@ -395,6 +397,8 @@ def build_report(conn: Connection, since: str | None, until: str | None) -> Repo
                     "session_id": event.session_id,
                     "recorded_by": event.actor_name,
                     "approved_by": payload["approved_by"],
+                    "witness": payload.get("witness"),
+                    "verdict_codes": payload["verdict_codes"],
                     "reason_code": payload["reason_code"],
                     "reason": payload["reason"],
                 }

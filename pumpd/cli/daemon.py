@@ -1,8 +1,10 @@
 """``pumpd``: the daemon (``pumpd --config PATH``, foreground) and its ``db`` commands.
 
 ``pumpd --config /etc/pumpd/pumpd.toml`` runs the daemon in the foreground, as systemd
-starts it (docs/daemon.md); ``--check`` only validates the file. ``pumpd db upgrade`` and
-``pumpd db current`` manage the audit schema; ``pumpd central upgrade`` a central store's.
+starts it (docs/daemon.md); ``--check`` validates the file and what it points to (spool and
+socket directories, protocol library, audit database) without starting, with the exit
+status the start would have. ``pumpd db upgrade`` and ``pumpd db current`` manage the audit
+schema; ``pumpd central upgrade`` a central store's.
 Exit status: 0 done (also after SIGTERM), 1 start-up failed for another reason (the log
 says why), 2 bad usage, a configuration file that does not validate, or a configured
 chain key file that cannot be used (missing, unreadable, readable by others, short), 3 the database
@@ -88,6 +90,15 @@ def _run_daemon(config_path: Path, *, check: bool) -> int:
             click.echo(f"{config_path}: {key}: {message}", err=True)
         return EXIT_USAGE
     if check:
+        from pumpd.daemon.preflight import preflight
+
+        findings, notes = preflight(config)
+        for finding in findings:
+            click.echo(f"{config_path}: {finding.key}: {finding.message}", err=True)
+        for note in notes:
+            click.echo(f"{config_path}: note: {note}")
+        if findings:
+            return findings[0].exit_code
         click.echo(
             f"{config_path}: ok ({len(config.pumps)} pumps, sha256 {config.sha256}"
             f"{', SIMULATION' if config.simulation else ''})"

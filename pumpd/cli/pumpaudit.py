@@ -807,13 +807,18 @@ def _period_report(ctx: click.Context, since: str | None, until: str | None, as_
     for code, n in data["alarms_by_code"].items():
         alarms.add_row(code, str(n))
     console.print(alarms)
-    overrides = Table("seq", "time", "session", "approved by", "reason", title="overrides")
+    overrides = Table(
+        "seq", "time", "session", "reason by", "second person", "verdicts", "reason",
+        title="overrides",
+    )  # fmt: skip
     for o in data["overrides"]:
         overrides.add_row(
             str(o["seq"]),
             o["occurred_at"],
             o["session_id"] or "",
             o["approved_by"],
+            o.get("witness") or "-",
+            ", ".join(o.get("verdict_codes") or []),
             f"{o['reason_code']}: {o['reason']}",
         )
     console.print(overrides)

@@ -17,7 +17,7 @@ from pumpd.controller import Controller
 from pumpd.controller.journal import code_of
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import State
-from safety.guards import DISCHARGE_VITALS_ITEM
+from safety.guards import DISCHARGE_VITALS_ITEM, protocol_released
 from safety.order import Override
 from safety.plan import Order, Patient, Plan, compute_plan, parse_order, parse_patient
 from safety.tick import SessionPhase
@@ -31,7 +31,7 @@ from .identity import Acting
 from .outage import refuse_while_unavailable
 from .rpc import Code, RpcError
 from .service import Call, Service
-from .views import earliest_discharge_utc, pump_view
+from .views import awaiting_approval, earliest_discharge_utc, pump_view
 
 
 def _parsed(what: str, parse: Callable[[], Any]) -> Any:
@@ -91,6 +91,7 @@ async def whoami(svc: Service, call: Call) -> Any:
 async def pumps_list(svc: Service, call: Call) -> Any:
     out = []
     controllers = svc.ctx.controllers()
+    unsupervised = svc.ctx.unsupervised()
     for pump_id, info in sorted(svc.ctx.pumps.items()):
         ctl = controllers.get(pump_id)
         st = None if ctl is None else ctl.status()
@@ -103,6 +104,10 @@ async def pumps_list(svc: Service, call: Call) -> Any:
                 "reachable": False if st is None else st.reachable,
                 "pump_state": None if st is None else st.pump_state,
                 "session_state": None if st is None else st.session_state,
+                "supervised": ctl is not None,
+                "not_supervised_reason": None
+                if ctl is not None
+                else unsupervised.get(pump_id, "starting: pumpd is connecting to it"),
             }
         )
     return out
@@ -173,6 +178,14 @@ async def checklist(svc: Service, call: Call) -> Any:
 
 def _plan_inputs(svc: Service, prm: p.ProgramParams) -> tuple[LoadedProtocol, Patient, Order, Plan]:
     proto = svc.protocol(prm.protocol, prm.version)
+    draft = protocol_released(proto.protocol.key, proto.released, svc.ctx.simulated)
+    if draft:
+        raise RpcError(
+            Code.REFUSED,
+            "program refused: " + draft[0].message,
+            trigger="program",
+            verdicts=[v.as_dict() for v in draft],
+        )
     patient = _patient(prm)
     order = _order(prm.dose, prm.duration)
     plan = compute_plan(proto.protocol, patient, order)
@@ -220,6 +233,7 @@ async def session_program(svc: Service, call: Call) -> Any:
         "state": s.state.value,
         "plan": s.plan.as_dict(),
         "verdicts": _verdicts(s.plan.verdicts),
+        "awaiting_approval": awaiting_approval(ctl),
     }
 
 
@@ -229,43 +243,85 @@ def _same_account(svc: Service, call: Call, session_id: str) -> bool:
     return uid is None or uid == call.caller.uid
 
 
+async def _second_person(
+    svc: Service, call: Call, witness: p.Witness | None, first_uid: int | None, what: str
+) -> str:
+    """Who the second person is: the witness (id and PIN checked here) if one is given,
+    else the acting person; from the account the first person used (or when that account
+    is not known, e.g. after a restart) only a PIN-verified person counts."""
+    if witness is not None:
+        member = await svc.check_pin(call, witness.staff_id, witness.pin)
+        if member.role != "nurse":
+            raise RpcError(
+                Code.FORBIDDEN,
+                f"witness {member.staff_id} has role {member.role}; {what} needs a nurse",
+            )
+        checker = f"staff:{member.staff_id}"
+        call.note = f"witness {checker}"
+        return checker
+    if not call.acting.pin_verified and (first_uid is None or first_uid == call.caller.uid):
+        trigger = "confirm" if what == "a double-check" else "approve"
+        message = (
+            "The double-check came from the account that programmed the order; a second "
+            "nurse must confirm from their own account, or here with their staff id and "
+            "PIN (--witness)."
+            if trigger == "confirm"
+            else "The approval came from the account of the nurse who gave the override "
+            "reason; a second nurse must approve from their own account, or here with their "
+            "staff id and PIN (--witness)."
+        )
+        verdict = Verdict(
+            "double_check.same_account",
+            Severity.HARD,
+            message,
+            "control.double_check.account",
+        )
+        raise RpcError(
+            Code.REFUSED,
+            f"{trigger} refused: " + verdict.message,
+            trigger=trigger,
+            verdicts=[verdict.as_dict()],
+        )
+    return call.acting.name
+
+
 async def session_confirm(svc: Service, call: Call) -> Any:
-    """The double-check. The checker is the witness (id and PIN checked here) if one is
-    given, else the acting person; from the account that programmed the order (or when
-    that account is not known, e.g. after a restart) only a PIN-verified person counts."""
+    """The double-check, and with ``approve_override`` the approval of the order's
+    override by the same second person."""
     prm: p.ConfirmParams = call.params
     ctl = svc.controller(prm.pump)
     s = ctl.session
     if s is None:
         raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
-    if prm.witness is not None:
-        member = await svc.check_pin(call, prm.witness.staff_id, prm.witness.pin)
-        if member.role != "nurse":
-            raise RpcError(
-                Code.FORBIDDEN,
-                f"witness {member.staff_id} has role {member.role}; a double-check needs a nurse",
-            )
-        checker = f"staff:{member.staff_id}"
-        call.note = f"witness {checker}"
-    else:
-        checker = call.acting.name
-        if not call.acting.pin_verified and _same_account(svc, call, s.data.session_id):
-            verdict = Verdict(
-                "double_check.same_account",
-                Severity.HARD,
-                "The double-check came from the account that programmed the order; a second "
-                "nurse must confirm from their own account, or here with their staff id and "
-                "PIN (--witness).",
-                "control.double_check.account",
-            )
-            raise RpcError(
-                Code.REFUSED,
-                "confirm refused: " + verdict.message,
-                trigger="confirm",
-                verdicts=[verdict.as_dict()],
-            )
-    await ctl.confirm(by=checker, weight=prm.weight)
-    return {"state": _state(ctl), "checker": checker}
+    first_uid = svc.programmed_from_uid.get(s.data.session_id)
+    checker = await _second_person(svc, call, prm.witness, first_uid, "a double-check")
+    await ctl.confirm(
+        by=checker, weight=prm.weight, approve_override=prm.approve_override, shown=prm.shown
+    )
+    answer: dict[str, Any] = {"state": _state(ctl), "checker": checker}
+    if prm.approve_override:
+        answer["override_approved_by"] = checker
+    return answer
+
+
+async def session_approve(svc: Service, call: Call) -> Any:
+    """A second person approves the override holding back an adjustment or a start."""
+    prm: p.ApproveParams = call.params
+    ctl = svc.controller(prm.pump)
+    s = ctl.session
+    if s is None:
+        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+    refuse_while_unavailable(svc.ctx.writer, "approve")
+    first_uid = svc.override_from_uid.get(s.data.session_id)
+    approver = await _second_person(svc, call, prm.witness, first_uid, "an approval")
+    prior = []
+    if s.data.pending_start_override is not None:
+        prior = await asyncio.to_thread(
+            prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
+        )
+    await ctl.approve(by=approver, prior_sessions=prior, shown=prm.shown)
+    svc.override_from_uid.pop(s.data.session_id, None)
+    return {"state": _state(ctl), "approved_by": approver}
 
 
 async def session_prime(svc: Service, call: Call) -> Any:
@@ -277,7 +333,7 @@ async def session_prime(svc: Service, call: Call) -> Any:
 
 
 async def session_start(svc: Service, call: Call) -> Any:
-    prm: p.PumpParams = call.params
+    prm: p.StartParams = call.params
     ctl = svc.controller(prm.pump)
     refuse_while_unavailable(svc.ctx.writer, "start")
     s = ctl.session
@@ -286,8 +342,17 @@ async def session_start(svc: Service, call: Call) -> Any:
         prior = await asyncio.to_thread(
             prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
         )
-    await ctl.start(by=call.acting.name, prior_sessions=prior)
-    return {"state": _state(ctl)}
+    await ctl.start(by=call.acting.name, prior_sessions=prior, override_reason=prm.override_reason)
+    return {"state": _state(ctl), "awaiting_approval": _awaiting(svc, call, ctl)}
+
+
+def _awaiting(svc: Service, call: Call, ctl: Controller) -> dict[str, Any] | None:
+    """What now waits for a second person (remembering whose account asked for it)."""
+    s = ctl.session
+    waiting = awaiting_approval(ctl)
+    if s is not None and waiting is not None and waiting["what"] != "order":
+        svc.override_from_uid[s.data.session_id] = call.caller.uid
+    return waiting
 
 
 def _where(ctl: Controller) -> dict[str, Any]:
@@ -345,7 +410,12 @@ async def session_adjust(svc: Service, call: Call) -> Any:
         preview = compute_plan(s.protocol.protocol, s.data.patient.patient(), order)
         override = _override(call.acting, prm.override_reason, preview)
     plan = await ctl.adjust(by=call.acting.name, reason=prm.reason, order=order, override=override)
-    return {"state": _state(ctl), "plan": plan.as_dict(), "verdicts": _verdicts(plan.verdicts)}
+    return {
+        "state": _state(ctl),
+        "plan": plan.as_dict(),
+        "verdicts": _verdicts(plan.verdicts),
+        "awaiting_approval": _awaiting(svc, call, ctl),
+    }
 
 
 async def session_adjust_confirm(svc: Service, call: Call) -> Any:

@@ -52,3 +52,7 @@ class ControlContext:
     audit_notices: Callable[[], Sequence[str]] = tuple
     """The daemon's standing warnings about its audit log (no chain key, no spool), one
     sentence each; every status view carries them."""
+
+    unsupervised: Callable[[], Mapping[str, str]] = dict
+    """Pump id → why that configured pump is not supervised now (connecting, waiting for
+    the audit database, recovery failed); live, as the daemon's own view."""

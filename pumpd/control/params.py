@@ -60,9 +60,27 @@ class Witness(Params):
     pin: Pin
 
 
+Shown = Annotated[
+    list[Annotated[str, Field(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length=120)]],
+    Field(max_length=32),
+]
+"""The verdict codes a person was shown before approving them."""
+
+
 class ConfirmParams(PumpParams):
     weight: Quantity
     witness: Witness | None = None
+    approve_override: bool = False
+    shown: Shown | None = None
+
+
+class ApproveParams(PumpParams):
+    witness: Witness | None = None
+    shown: Shown | None = None
+
+
+class StartParams(PumpParams):
+    override_reason: Words | None = None
 
 
 class PrimeParams(PumpParams):

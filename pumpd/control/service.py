@@ -72,12 +72,23 @@ class Service:
     recorder: Recorder
     programmed_from_uid: dict[str, int] = field(default_factory=dict)
     """session id → uid of the account that programmed it (for the double-check)."""
+    override_from_uid: dict[str, int] = field(default_factory=dict)
+    """session id → uid of the account that gave the latest override reason awaiting
+    approval (an adjustment's or a start's; an order's is ``programmed_from_uid``)."""
 
     def controller(self, pump: str) -> Controller:
         ctl = self.ctx.controllers().get(pump)
         if ctl is None and pump in self.ctx.pumps:
             # Configured, but its controller is not there yet: after a start the daemon is
             # still connecting to the pump (it retries) or recovering its session.
+            why = self.ctx.unsupervised().get(pump)
+            if why is not None:
+                raise RpcError(
+                    Code.PUMP_NOT_ANSWERING,
+                    f"pump {pump!r} is configured but pumpd does not supervise it: {why}",
+                    pump=pump,
+                    configured=True,
+                )
             raise RpcError(
                 Code.PUMP_NOT_ANSWERING,
                 f"pump {pump!r} is configured but not connected yet: pumpd has not taken it "

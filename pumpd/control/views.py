@@ -68,6 +68,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "audit_backlog": st.audit_backlog,
         "audit_notices": list(ctx.audit_notices()),
         "simulated": ctx.simulated,
+        "awaiting_approval": awaiting_approval(ctl),
     }
     if s is None:
         return view
@@ -109,6 +110,23 @@ def _up_to_second(moment: dt.datetime) -> dt.datetime:
     if moment.microsecond:
         return moment.replace(microsecond=0) + dt.timedelta(seconds=1)
     return moment
+
+
+def awaiting_approval(ctl: Controller) -> dict[str, Any] | None:
+    """The override that waits for a second person: what it holds back (the order, an
+    adjustment, a start), who gave the reason and why, and each soft verdict with its
+    value and limit. None when nothing waits."""
+    s = ctl.session
+    waiting = None if s is None else s.awaiting_approval()
+    if waiting is None:
+        return None
+    what, record, verdicts = waiting
+    return {
+        "what": what,
+        "requested_by": record.by,
+        "reason": record.reason,
+        "verdicts": [v.as_dict() for v in verdicts],
+    }
 
 
 def vitals_due_in_s(ctx: ControlContext, ctl: Controller) -> int | None:

@@ -30,9 +30,11 @@ from pumpd.clock import Clock, Stamp, stamp
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
-from pumpd.session.records import AlarmSource
+from pumpd.session.errors import CommandRefused
+from pumpd.session.records import AlarmSource, OverrideRecord
 from safety.actions import Action, ActionKind, Priority
 from safety.course import PriorSession
+from safety.guards import pump_fit
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
 from safety.pump import PumpMode, PumpSnapshot, restart_evidence, restart_evidence_of
@@ -46,7 +48,7 @@ from safety.tick import (
     kvo_complete,
     supervision_limits,
 )
-from safety.verdicts import Verdict
+from safety.verdicts import Severity, Verdict
 from safety.vitals import VitalsReading
 
 from . import logline
@@ -168,6 +170,8 @@ class Controller:
         self._pending_sent_s: float | None = None
         self._notices: dict[str, Notice] = {}
         self._announced: dict[str, _Announced] = {}
+        self._acked_low: set[str] = set()
+        """Low-priority alarm codes acknowledged while their cause lasts (until it ends)."""
         self._pause_words: str | None = None
         self._reminders: dict[str, str] = {}
         self._alarm_ids: dict[str, str] = {}
@@ -588,11 +592,16 @@ class Controller:
         delivering = snap is None or snap.mode.delivers
         for action in decision.actions:
             if action.kind is ActionKind.ALARM:
-                if delivering:
+                # A low-priority alarm (a low battery) the nurse acknowledged while its
+                # cause lasts is a notice from then on: latched again at every tick, the
+                # session could never leave ALARM to start or resume.
+                seen = action.priority is Priority.LOW and action.code in self._acked_low
+                if delivering or seen:
                     self._notice(action.code, action.priority, action.message)
                 else:
                     self._latch([action], effect="not running")
         self._remind([a for a in decision.actions if a.kind is ActionKind.REMIND])
+        self._acked_low &= {a.code for a in decision.actions if a.kind is ActionKind.ALARM}
 
     def _must_command(self, kind: ActionKind, snap: PumpSnapshot | None) -> bool:
         """Whether the kernel's halt goes to the pump, judged before this tick's latch.
@@ -796,6 +805,28 @@ class Controller:
             prime_rate_ml_h=proto.priming.rate_ml_h,
         )
 
+    def _unfit(self, step: Step) -> list[Verdict]:
+        """The kernel's refusal of setpoints this pump cannot run (its reported maximum
+        rate) or the prepared container cannot give; checked before the intent is written,
+        and already when the order is programmed (against the pump's last reading)."""
+        s = self._session
+        status = self._status
+        max_rate = None if status is None else status.max_rate_ml_h
+        if s is not None and step.trigger == "program":
+            return pump_fit(s.plan.rate_ml_h, s.plan.vtbi_ul, max_rate, None)
+        kind = None if step.command is None else step.command.kind
+        if s is None or kind not in MOVING:
+            return []
+        if kind is CommandKind.PRIME:
+            proto = s.protocol.protocol
+            prime_ul = start_requirements(proto).prime_volume_ul
+            return pump_fit(proto.priming.rate_ml_h, prime_ul, max_rate, None)
+        rate, vtbi = s.plan.rate_ml_h, s.plan.vtbi_ul
+        pending = s.data.pending_adjustment
+        if kind is CommandKind.SET_RATE and pending is not None:
+            rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
+        return pump_fit(rate, vtbi, max_rate, s.data.container_ul)
+
     async def _carry_out(
         self,
         step: Step,
@@ -806,6 +837,10 @@ class Controller:
     ) -> None:
         """Write the step's events, command the pump if it asks for that, report the fact."""
         command = step.command
+        if unfit := self._unfit(step):
+            if undo is not None:
+                undo()
+            raise CommandRefused(step.trigger, unfit)
         ctx = _Ctx(command=command, extra=list(extra))
         if command is not None:
             ctx.correlation_id = new_correlation("cmd")
@@ -1218,7 +1253,7 @@ class Controller:
             if kind == "session.programmed":
                 ev(kind, _programmed(s, plan))
             elif kind == "override.granted":
-                rec = d.start_override if step.trigger == "request_start" else d.plan_override
+                rec, overridden = _overridden(s, step)
                 if rec is not None:
                     ev(
                         kind,
@@ -1228,6 +1263,7 @@ class Controller:
                             "reason": rec.reason,
                             "approved_by": rec.by,
                             "witness": rec.second_by,
+                            "verdicts": [_verdict_figures(v) for v in overridden],
                         },
                     )
             elif kind == "double_check.completed":
@@ -1489,10 +1525,47 @@ class Controller:
             self._limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
             return step
 
-    async def confirm(self, *, by: str, weight: str) -> Step:
+    async def confirm(
+        self,
+        *,
+        by: str,
+        weight: str,
+        approve_override: bool = False,
+        shown: Sequence[str] | None = None,
+    ) -> Step:
         return await self._nurse(
-            by, lambda s, at: s.confirm(by=by, weight=weight, at=at), undo=True
+            by,
+            lambda s, at: s.confirm(
+                by=by, weight=weight, approve_override=approve_override, shown=shown, at=at
+            ),
+            undo=True,
         )
+
+    async def approve(
+        self,
+        *,
+        by: str,
+        prior_sessions: Sequence[PriorSession] = (),
+        shown: Sequence[str] | None = None,
+    ) -> Step:
+        """A second person approves the override holding back an adjustment or a start;
+        a held start reads the pump again, and the start checks run on that reading."""
+        async with self._lock:
+            s = self._need()
+            snapshot = None
+            if s.data.pending_start_override is not None:
+                status = await self._read()
+                if status is None:
+                    raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
+                snapshot = to_snapshot(status)
+            before = s.snapshot()
+            step = s.approve(
+                by=by, pump=snapshot, prior_sessions=prior_sessions, shown=shown, at=self._now()
+            )
+            await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+            if s.plan is not None:
+                self._limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
+            return step
 
     async def prime(self, *, by: str, line_disconnected: bool) -> Step:
         return await self._nurse(
@@ -1508,12 +1581,21 @@ class Controller:
         prior_sessions: Sequence[PriorSession] = (),
         primed_confirmed: bool = False,
         override: Override | None = None,
+        override_reason: str | None = None,
     ) -> Step:
+        """``override_reason``: the starting nurse's reason for the start's soft verdicts
+        (the override then covers exactly the soft verdicts of this very reading)."""
         async with self._lock:
             s = self._need()
             status = await self._read()
             if status is None:
                 raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
+            if override is None and override_reason is not None:
+                soft = s.start_soft_codes(
+                    by=by, pump=to_snapshot(status), prior_sessions=prior_sessions, at=self._now()
+                )
+                if soft:
+                    override = Override(by=by, reason=override_reason, codes=frozenset(soft))
             before = s.snapshot()
             step = s.request_start(
                 by=by,
@@ -1713,8 +1795,10 @@ class Controller:
             if status is None:
                 raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
             before = s.snapshot()
+            low = {a.code for a in s.data.alarms if a.priority is Priority.LOW}
             step = s.acknowledge(by=by, pump_mode=MODE_OF[status.state], note=note, at=self._now())
             await self._carry_out(step, by, undo=self._undo_to(before, s.protocol))
+            self._acked_low |= low
             return step
 
     async def vitals(self, *, by: str, reading: VitalsReading) -> Step:
@@ -1770,6 +1854,7 @@ def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
         "protocol_id": proto.id,
         "protocol_version": str(proto.version),
         "protocol_sha256": s.protocol.sha256,
+        "protocol_status": "released" if s.protocol.released else "draft",
         "drug": proto.drug,
         "concentration_mg_ml": format(plan.concentration_mg_per_ml, "f"),
         "weight_kg": format(plan.weight_kg, "f"),
@@ -1782,3 +1867,25 @@ def _programmed(s: Session, plan: Plan) -> dict[str, Any]:
         "duration_s": int(plan.duration_min * 60),
         "verdict_codes": [v.code for v in plan.verdicts],
     }
+
+
+def _overridden(s: Session, step: Step) -> tuple[OverrideRecord | None, list[Verdict]]:
+    """The override a step grants and the soft verdicts it answers."""
+    d = s.data
+    soft = Severity.SOFT
+    if step.dest is State.START_REQUESTED:
+        return d.start_override, [v.verdict() for v in d.start_verdicts if v.severity == "soft"]
+    if step.trigger == "approve":
+        adjustment = d.pending_adjustment or d.last_adjustment
+        plan = s.proposed_plan or s.plan
+        rec = None if adjustment is None else adjustment.override
+        return rec, [v for v in plan.verdicts if v.severity is soft]
+    return d.plan_override, [v for v in s.plan.verdicts if v.severity is soft]
+
+
+def _verdict_figures(v: Verdict) -> dict[str, str]:
+    out = {"code": v.code, "message": v.message[:500]}
+    for key in ("value", "limit", "unit"):
+        if (figure := getattr(v, key)) is not None:
+            out[key] = figure
+    return out

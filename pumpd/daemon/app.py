@@ -492,8 +492,14 @@ class Daemon:
                     await self.supervisor.add(driver, controller_config(self.config, pump))
                 except SQLAlchemyError as exc:
                     # Recovery reads the pump's session from the audit database, which is
-                    # away: try again (the pump's own failsafe holds it meanwhile).
-                    log.error("pump waits for the audit database to recover it", error=str(exc))
+                    # away or refuses the read (a missing grant): try again (the pump's own
+                    # failsafe holds it meanwhile), and say so wherever readiness is read.
+                    reason = _first_line(str(getattr(exc, "orig", None) or exc))
+                    self.failed[pump.id] = f"not supervised: audit database: {reason}"
+                    log.error(
+                        "pump not supervised: waiting for the audit database to recover it",
+                        error=str(exc),
+                    )
                     first.set()
                     await driver.close()
                     await asyncio.sleep(delay_s)
@@ -554,6 +560,7 @@ class Daemon:
             reload=self.reload,
             forwarding=self.forwarding if self.config.forward is not None else None,
             audit_notices=self.audit_notices,
+            unsupervised=lambda: self.failed,
         )
 
     def _start_watchdog(self) -> None:
@@ -651,7 +658,15 @@ class Daemon:
         for pump in self.config.pumps:
             ctl = controllers.get(pump.id)
             if ctl is None:
-                parts.append(f"{pump.id} {'unreachable' if pump.id in self.failed else 'starting'}")
+                why = self.failed.get(pump.id)
+                if why is None:
+                    parts.append(f"{pump.id} starting")
+                elif why.startswith("not supervised"):
+                    parts.append(
+                        f"{pump.id} NOT SUPERVISED ({why.removeprefix('not supervised: ')})"
+                    )
+                else:
+                    parts.append(f"{pump.id} unreachable ({why[:120]})")
                 continue
             st = ctl.status()
             if st.session_state is None:
@@ -960,3 +975,8 @@ async def run(config: DaemonConfig, *, notifier: Notifier | None, out: TextIO | 
     finally:
         daemon.remove_signal_handlers()
     return 0
+
+
+def _first_line(text: str) -> str:
+    """The first line of a driver's error, bounded: enough to name the cause."""
+    return (text.strip().splitlines() or ["?"])[0][:160]

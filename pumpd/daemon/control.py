@@ -65,6 +65,7 @@ async def start_control(
     reload: Callable[[], Awaitable[dict[str, str]]],
     forwarding: Callable[[], Mapping[str, Any] | None] | None = None,
     audit_notices: Callable[[], Sequence[str]] = tuple,
+    unsupervised: Callable[[], Mapping[str, str]] = dict,
 ) -> ControlHandle:
     """Bind the socket at ``config.socket`` (mode 0660, group ``socket_group``)."""
     pumps = {
@@ -87,6 +88,7 @@ async def start_control(
         reload=reload,
         forwarding=forwarding,
         audit_notices=audit_notices,
+        unsupervised=unsupervised,
     )
     server = ControlServer(context, path=str(Path(config.socket)), group=config.socket_group)
     await server.start()

@@ -15,10 +15,16 @@ from safety.continuation import (
     check_resume_cause,
 )
 from safety.course import InvalidCourseHistory, PriorSession, evaluate_course
-from safety.order import Override
+from safety.order import Override, approval_missing, check_override
 from safety.plan import Order, Patient, Plan
 from safety.pump import InvalidPumpSnapshot, PumpMode, PumpSnapshot
-from safety.start import InvalidStartInput, StartInputs, check_start, start_requirements
+from safety.start import (
+    InvalidStartInput,
+    StartAssessment,
+    StartInputs,
+    check_start,
+    start_requirements,
+)
 from safety.verdicts import Severity, Verdict
 from safety.vitals import ImplausibleVitals, InvalidVitals, VitalsReading, check_entry
 
@@ -120,6 +126,7 @@ class NurseCommands(SessionCore):
             patient=PatientRecord.of(patient),
             order=OrderRecord.of(order),
             plan_override=None if override is None else OverrideRecord.of(override),
+            container_ul=plan.vtbi_ul,
             programmed_by=by,
             programmed_at=At.of(stamp),
         )
@@ -149,12 +156,18 @@ class NurseCommands(SessionCore):
         verdicts += found
         if plan is not None and not plan.refused:
             verdicts += _course_refusals(protocol, prior_sessions, stamp, plan)
-        dest = State.PROGRAMMED if protocol.protocol.double_check_required else State.VERIFIED
+        # An override awaiting its second person's approval keeps the order at the
+        # double-check (PROGRAMMED), where that approval is given, even when the protocol
+        # asks for no double-check.
+        awaiting = plan is not None and bool(rules.pending_approval(plan, override))
+        checked = protocol.protocol.double_check_required or awaiting
+        dest = State.PROGRAMMED if checked else State.VERIFIED
         return plan, dest, verdicts
 
     @staticmethod
     def _program_audit(plan: Plan, override: Override | None) -> tuple[str, ...]:
-        if override is not None and plan.override.required:
+        pending = rules.pending_approval(plan, override)
+        if override is not None and plan.override.required and not pending:
             return ("session.programmed", "override.granted")
         return ("session.programmed",)
 
@@ -180,6 +193,7 @@ class NurseCommands(SessionCore):
             patient=PatientRecord.of(patient),
             order=OrderRecord.of(order),
             plan_override=None if override is None else OverrideRecord.of(override),
+            container_ul=plan.vtbi_ul,
             programmed_by=by,
             programmed_at=At.of(stamp),
             confirmed_by=None,
@@ -189,19 +203,52 @@ class NurseCommands(SessionCore):
             "program", source, dest, data, plan=plan, audit=self._program_audit(plan, override)
         )
 
-    def confirm(self, *, by: str, weight: str, at: Stamp) -> Step:
-        """The independent double-check: a second person, who types the weight again."""
+    def confirm(
+        self,
+        *,
+        by: str,
+        weight: str,
+        at: Stamp,
+        approve_override: bool = False,
+        shown: Sequence[str] | None = None,
+    ) -> Step:
+        """The independent double-check: a second person, who types the weight again.
+
+        An override awaiting approval is approved here, by the same second person, only
+        when they say so (``approve_override``); ``shown`` are the verdict codes their
+        screen listed. Without it, the confirmation is refused and names what awaits.
+        """
         source = self._require("confirm")
         stamp = check_stamp(at)
+        if not isinstance(approve_override, bool):
+            raise InvalidCommandInput(f"approve_override must be a bool, got {approve_override!r}")
         verdicts = rules.person("double_check", by, "double-check")
         if not verdicts:
             verdicts += rules.double_check(self._data.programmed_by, by)
         verdicts += guards.weight_reentry(self._data.patient.weight_kg, weight)
+        record = self._data.plan_override
+        override = None if record is None else record.override()
+        pending = rules.pending_approval(self._plan, override)
+        audit: tuple[str, ...] = ("double_check.completed",)
+        changes: dict[str, object] = {"confirmed_by": by, "confirmed_at": At.of(stamp)}
+        if approve_override and record is not None and pending:
+            verdicts += rules.approved_as_shown(pending, shown)
+            verdicts += check_override(self._plan.override, record.override(second_by=by))
+            changes["plan_override"] = record.model_copy(update={"second_by": by})
+            audit += ("override.granted",)
+        elif approve_override:
+            verdicts.append(
+                rules.hard(
+                    "override.nothing_to_approve",
+                    "This order has no override awaiting approval; confirm it without "
+                    "approving an override.",
+                )
+            )
+        elif pending:
+            verdicts.append(approval_missing(pending))
         refuse_if("confirm", verdicts)
-        data = self._update(confirmed_by=by, confirmed_at=At.of(stamp))
-        return self._fire(
-            "confirm", source, State.VERIFIED, data, audit=("double_check.completed",)
-        )
+        data = self._update(**changes)
+        return self._fire("confirm", source, State.VERIFIED, data, audit=audit)
 
     # -- priming and starting -------------------------------------------------------
 
@@ -244,20 +291,49 @@ class NurseCommands(SessionCore):
         primed_confirmed: bool = False,
         override: Override | None = None,
     ) -> Step:
-        """Ask to start; every start check of the kernel must pass (soft ones overridden)."""
+        """Ask to start; every start check of the kernel must pass (soft ones overridden).
+
+        Soft start verdicts whose override needs a second person hold the start: the
+        nurse's override is kept (``pending_start_override``), nothing goes to the pump,
+        and :meth:`approve` by someone else starts it.
+        """
         source = self._require("request_start")
         stamp = check_stamp(at)
         if override is not None:
             check_type("override", override, Override)
+        return self._start(
+            "request_start", source, stamp, by, pump, prior_sessions, primed_confirmed, override
+        )
+
+    def start_soft_codes(
+        self,
+        *,
+        by: str,
+        pump: PumpSnapshot | None,
+        prior_sessions: Sequence[PriorSession],
+        at: Stamp,
+        primed_confirmed: bool = False,
+    ) -> tuple[str, ...]:
+        """The soft verdicts a start would meet now (read only): what a starting nurse's
+        override reason must cover."""
+        stamp = check_stamp(at)
+        assessment = self._assess(by, pump, prior_sessions, stamp, primed_confirmed)
+        return tuple(v.code for v in assessment.verdicts if v.severity is Severity.SOFT)
+
+    def _assess(
+        self,
+        by: str,
+        pump: PumpSnapshot | None,
+        prior_sessions: Sequence[PriorSession],
+        stamp: Stamp,
+        primed_confirmed: bool,
+    ) -> StartAssessment:
         if pump is not None:
             check_type("pump", pump, PumpSnapshot)
         if isinstance(prior_sessions, str) or not all(
             isinstance(p, PriorSession) for p in prior_sessions
         ):
             raise InvalidCommandInput("prior_sessions must be a sequence of PriorSession")
-        verdicts = rules.person("start", by, "start request")
-        if verdicts:
-            raise CommandRefused("request_start", verdicts)
         last = self._data.last_vitals
         vitals = None if last is None else last.reading_as_of(stamp)
         try:
@@ -271,16 +347,53 @@ class NurseCommands(SessionCore):
                 planned_dose_mg_per_kg=self._plan.dose_mg_per_kg,
                 now=stamp.utc,
             )
-            assessment = check_start(start_requirements(self._protocol.protocol), inputs)
+            return check_start(start_requirements(self._protocol.protocol), inputs)
         except (InvalidStartInput, InvalidVitals, InvalidCourseHistory, InvalidPumpSnapshot) as e:
             raise InvalidCommandInput(f"start input: {e}") from e
-        found = rules.start_override(self._protocol.protocol, assessment.verdicts, override)
-        refuse_if("request_start", found)
+
+    def _start(
+        self,
+        trigger: str,
+        source: State,
+        stamp: Stamp,
+        by: str,
+        pump: PumpSnapshot | None,
+        prior_sessions: Sequence[PriorSession],
+        primed_confirmed: bool,
+        override: Override | None,
+        shown: Sequence[str] | None = None,
+    ) -> Step:
+        verdicts = rules.person("start", by, "start request")
+        if verdicts:
+            raise CommandRefused(trigger, verdicts)
+        assessment = self._assess(by, pump, prior_sessions, stamp, primed_confirmed)
+        found, pending = rules.start_override(
+            self._protocol.protocol, assessment.verdicts, override
+        )
+        plan_record = self._data.plan_override
+        found += rules.unapproved(
+            self._plan, None if plan_record is None else plan_record.override()
+        )
+        if pending and trigger == "approve":
+            found.append(approval_missing(pending))
+        elif trigger == "approve" and override is not None:
+            found += rules.approved_as_shown(
+                [v for v in assessment.verdicts if v.code in override.codes], shown
+            )
+        refuse_if(trigger, found)
+        verdict_records = tuple(VerdictRecord.of(v) for v in assessment.verdicts)
+        if pending:
+            assert override is not None
+            held = self._update(
+                pending_start_override=OverrideRecord.of(override), start_verdicts=verdict_records
+            )
+            return self._fire(trigger, source, source, held)
         data = self._update(
             start_requested_by=by,
             start_requested_at=At.of(stamp),
             start_override=None if override is None else OverrideRecord.of(override),
-            start_verdicts=tuple(VerdictRecord.of(v) for v in assessment.verdicts),
+            pending_start_override=None,
+            start_verdicts=verdict_records,
             pending_command=CommandKind.START,
             requested_in=source,
         )
@@ -291,10 +404,81 @@ class NurseCommands(SessionCore):
             reason_code="nurse.start",
         )
         audit = ["pump.command.requested"]
-        if override is not None:
+        if override is not None and any(v.severity is Severity.SOFT for v in assessment.verdicts):
             audit.insert(0, "override.granted")
         return self._fire(
-            "request_start", source, State.START_REQUESTED, data, command=command, audit=audit
+            trigger, source, State.START_REQUESTED, data, command=command, audit=audit
+        )
+
+    def awaiting_approval(self) -> tuple[str, OverrideRecord, tuple[Verdict, ...]] | None:
+        """What awaits a second person's approval (read only): ``"order"`` (approved at
+        the double-check), ``"adjustment"`` or ``"start"`` (approved with :meth:`approve`),
+        the override as the first nurse gave it, and the soft verdicts it answers."""
+        pending = self._data.pending_adjustment
+        if pending is not None and pending.override is not None and self._proposed_plan:
+            waiting = rules.pending_approval(self._proposed_plan, pending.override.override())
+            if waiting:
+                return "adjustment", pending.override, waiting
+        held = self._data.pending_start_override
+        if held is not None and self.state in (State.VERIFIED, State.PRIMED):
+            soft = tuple(v.verdict() for v in self._data.start_verdicts if v.severity == "soft")
+            return "start", held, soft
+        record = self._data.plan_override
+        if record is not None and self.state is State.PROGRAMMED:
+            waiting = rules.pending_approval(self._plan, record.override())
+            if waiting:
+                return "order", record, waiting
+        return None
+
+    def approve(
+        self,
+        *,
+        by: str,
+        at: Stamp,
+        pump: PumpSnapshot | None = None,
+        prior_sessions: Sequence[PriorSession] = (),
+        shown: Sequence[str] | None = None,
+    ) -> Step:
+        """A second person approves the override that holds a step back: a proposed
+        adjustment (its rate then goes to the pump) or a start (the start checks run again
+        on ``pump``, and the start goes ahead). ``shown``: the codes the approver saw."""
+        source = self._require("approve")
+        stamp = check_stamp(at)
+        refuse_if("approve", rules.person("override", by, "approval"))
+        pending = self._data.pending_adjustment
+        if pending is not None and pending.override is not None and self._proposed_plan:
+            waiting = rules.pending_approval(self._proposed_plan, pending.override.override())
+            if waiting:
+                found = rules.approved_as_shown(waiting, shown)
+                found += check_override(
+                    self._proposed_plan.override, pending.override.override(second_by=by)
+                )
+                refuse_if("approve", found)
+                approved = pending.model_copy(
+                    update={"override": pending.override.model_copy(update={"second_by": by})}
+                )
+                return self._confirm_adjustment("approve", source, stamp, by, approved)
+        held = self._data.pending_start_override
+        if held is not None and source in (State.VERIFIED, State.PRIMED):
+            return self._start(
+                "approve",
+                source,
+                stamp,
+                held.by,
+                pump,
+                prior_sessions,
+                False,
+                held.override(second_by=by),
+                shown,
+            )
+        raise CommandRefused(
+            "approve",
+            [
+                rules.hard(
+                    "approve.nothing_pending",
+                    "Nothing on this pump awaits a second person's approval.",
+                )
+            ],
         )
 
     # -- pause, resume, adjust, stop ------------------------------------------------
@@ -463,6 +647,8 @@ class NurseCommands(SessionCore):
             plan,
             delivered_ul,
         )
+        if plan is not None:
+            verdicts += guards.pump_fit(plan.rate_ml_h, plan.vtbi_ul, None, self._data.container_ul)
         refuse_if("adjust", verdicts)
         assert plan is not None
         proposal = AdjustmentRecord(
@@ -485,15 +671,29 @@ class NurseCommands(SessionCore):
             )
 
     def confirm_adjust(self, *, by: str, at: Stamp) -> Step:
-        """Step two: the nurse has seen the new plan and confirms it."""
+        """Step two: the nurse has seen the new plan and confirms it. An override of its
+        soft verdicts that awaits a second person refuses it: that person approves
+        (:meth:`approve`), and the approval applies the adjustment."""
         source = self._require("confirm_adjust")
         stamp = check_stamp(at)
         refuse_if("confirm_adjust", rules.person("adjust", by, "confirmation"))
         self._nothing_proposed("confirm_adjust")
         pending = self._data.pending_adjustment
-        new_plan = self._proposed_plan
         assert pending is not None
+        assert self._proposed_plan is not None
+        if pending.override is not None:
+            refuse_if(
+                "confirm_adjust",
+                rules.unapproved(self._proposed_plan, pending.override.override()),
+            )
+        return self._confirm_adjustment("confirm_adjust", source, stamp, by, pending)
+
+    def _confirm_adjustment(
+        self, trigger: str, source: State, stamp: Stamp, by: str, pending: AdjustmentRecord
+    ) -> Step:
+        new_plan = self._proposed_plan
         assert new_plan is not None
+        granted = ("override.granted",) if trigger == "approve" else ()
         confirmed = pending.model_copy(update={"confirmed_by": by, "confirmed_at": At.of(stamp)})
         if source is State.PAUSED:
             data = self._update(
@@ -503,13 +703,13 @@ class NurseCommands(SessionCore):
                 adjustments_confirmed=self._data.adjustments_confirmed + 1,
             )
             return self._fire(
-                "confirm_adjust",
+                trigger,
                 source,
                 source,
                 data,
                 plan=new_plan,
                 proposed_plan=None,
-                audit=("session.adjusted",),
+                audit=(*granted, "session.adjusted"),
             )
         data = self._update(
             pending_adjustment=confirmed,
@@ -523,12 +723,12 @@ class NurseCommands(SessionCore):
             reason_code="nurse.adjust",
         )
         return self._fire(
-            "confirm_adjust",
+            trigger,
             source,
             State.ADJUSTING,
             data,
             command=command,
-            audit=("pump.command.requested",),
+            audit=(*granted, "pump.command.requested"),
         )
 
     def cancel_adjust(self, *, by: str, at: Stamp) -> Step:

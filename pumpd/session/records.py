@@ -121,12 +121,24 @@ class OverrideRecord(_Record):
             second_by=override.second_by,
         )
 
+    def override(self, second_by: str | None = None) -> Override:
+        """The kernel's override, with ``second_by`` as its approver when given."""
+        return Override(
+            by=self.by,
+            reason=self.reason,
+            codes=frozenset(self.codes),
+            second_by=self.second_by if second_by is None else second_by,
+        )
+
 
 class VerdictRecord(_Record):
     code: str
     severity: Literal["note", "soft", "hard"]
     message: str
     rule: str
+    value: str | None = None
+    limit: str | None = None
+    unit: str | None = None
 
     @classmethod
     def of(cls, verdict: Verdict) -> VerdictRecord:
@@ -135,10 +147,21 @@ class VerdictRecord(_Record):
             severity=verdict.severity.value,
             message=verdict.message,
             rule=verdict.rule,
+            value=verdict.value,
+            limit=verdict.limit,
+            unit=verdict.unit,
         )
 
     def verdict(self) -> Verdict:
-        return Verdict(self.code, Severity(self.severity), self.message, self.rule)
+        return Verdict(
+            self.code,
+            Severity(self.severity),
+            self.message,
+            self.rule,
+            self.value,
+            self.limit,
+            self.unit,
+        )
 
 
 class VitalsRecord(_Record):
@@ -272,6 +295,11 @@ class SessionData(_Record):
     patient: PatientRecord
     order: OrderRecord
     plan_override: OverrideRecord | None = None
+    """The override of the plan's soft verdicts; ``second_by`` None while it awaits the
+    second person's approval (given at the double-check)."""
+    container_ul: int | None = None
+    """What the container prepared for this session can give the patient (the programmed
+    plan's volume); an adjustment may not ask for more."""
     programmed_by: str
     programmed_at: At
     confirmed_by: str | None = None
@@ -283,6 +311,8 @@ class SessionData(_Record):
     start_requested_by: str | None = None
     start_requested_at: At | None = None
     start_override: OverrideRecord | None = None
+    pending_start_override: OverrideRecord | None = None
+    """A start whose soft verdicts wait for a second person's approval (nothing was sent)."""
     start_verdicts: tuple[VerdictRecord, ...] = ()
     started_at: At | None = None
     paused_at: At | None = None

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from safety.order import Override, check_override, override_requirement
+from safety.order import (
+    Override,
+    approval_missing,
+    approval_pending,
+    check_override,
+    check_override_reason,
+    override_requirement,
+)
 from safety.plan import Order, Patient, Plan, compute_plan
 from safety.protocol import Protocol
 from safety.start import check_double_check
@@ -46,14 +53,46 @@ def reason_text(code: str, value: object, what: str) -> list[Verdict]:
 def plan_or_refusal(
     protocol: Protocol, patient: Patient, order: Order, override: Override | None
 ) -> tuple[Plan | None, list[Verdict]]:
-    """The kernel's plan and every verdict that stops it: hard limits, then the override."""
+    """The kernel's plan and every verdict that stops it: hard limits, then the nurse's
+    part of the override. A second person's approval may still be pending
+    (:func:`pending_approval`): the order is accepted, and nothing that acts on it at the
+    pump goes ahead until someone else has approved."""
     try:
         plan = compute_plan(protocol, patient, order)
     except InputError as exc:
         return None, [hard("order.input", f"The order cannot be calculated: {exc}.", "order.input")]
     if plan.refused:
         return plan, [v for v in plan.verdicts if v.severity is Severity.HARD]
-    return plan, list(check_override(plan.override, override))
+    return plan, list(check_override_reason(plan.override, override))
+
+
+def pending_approval(plan: Plan, override: Override | None) -> tuple[Verdict, ...]:
+    """The plan's soft verdicts that await a second person's approval; () when none do."""
+    if not approval_pending(plan.override, override):
+        return ()
+    return tuple(v for v in plan.verdicts if v.severity is Severity.SOFT)
+
+
+def unapproved(plan: Plan, override: Override | None) -> list[Verdict]:
+    """The refusal of a step that would act at the pump on an override not yet approved."""
+    pending = pending_approval(plan, override)
+    if pending:
+        return [approval_missing(pending)]
+    return list(check_override(plan.override, override))
+
+
+def approved_as_shown(pending: Sequence[Verdict], shown: Sequence[str] | None) -> list[Verdict]:
+    """The approver was shown exactly the codes now pending (when the caller says what it
+    showed): an approval never covers a verdict its giver did not see."""
+    if shown is None or sorted(shown) == sorted(v.code for v in pending):
+        return []
+    return [
+        hard(
+            "override.approval_not_as_shown",
+            "What awaits approval changed after it was shown "
+            f"({', '.join(v.code for v in pending) or 'nothing'}); look at it again.",
+        )
+    ]
 
 
 def _norm(identity: str) -> str:
@@ -78,8 +117,15 @@ def double_check(programmed_by: str, checker: str) -> list[Verdict]:
 
 def start_override(
     protocol: Protocol, verdicts: Sequence[Verdict], override: Override | None
-) -> list[Verdict]:
-    """Hard start verdicts refuse; soft ones need the kernel's override check to pass."""
+) -> tuple[list[Verdict], tuple[Verdict, ...]]:
+    """Hard start verdicts refuse; soft ones need the kernel's override check to pass.
+
+    Returns the refusal and, when the starting nurse's override is complete but a second
+    person must still approve it, the soft verdicts that await that approval.
+    """
     if refused(verdicts):
-        return [v for v in verdicts if v.severity is Severity.HARD]
-    return list(check_override(override_requirement(protocol, verdicts), override))
+        return [v for v in verdicts if v.severity is Severity.HARD], ()
+    requirement = override_requirement(protocol, verdicts)
+    if approval_pending(requirement, override):
+        return [], tuple(v for v in verdicts if v.severity is Severity.SOFT)
+    return list(check_override(requirement, override)), ()

@@ -71,6 +71,7 @@ def test_soft_verdict_exits_0_and_names_the_override(runner: CliRunner) -> None:
         "required": True,
         "codes": ["dose_per_kg.above_soft_max"],
         "second_person": True,
+        "reason_only": [],
     }
 
 

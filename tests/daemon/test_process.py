@@ -282,3 +282,60 @@ async def test_a_frozen_process_withholds_pings_after_it_thaws(rig: Rig) -> None
         if json.loads(e.payload)["notice_code"] == "watchdog.withheld"
     ]
     assert withheld[0].startswith(("poll loop stalled", "event loop lagging"))
+
+
+def _names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+async def _check(config: Path) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pumpd.cli.daemon", "--config", str(config), "--check",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_check_finds_every_start_up_refusal_it_can(tmp_path: Path) -> None:
+    """A missing spool directory (the start refuses it, exit 3), a missing socket
+    directory, a database without schema where the start would not upgrade, a protocol
+    library that does not load: --check names each, with the start's exit status, and
+    creates nothing; and the same refusals stop the real start."""
+    bad_protocols = tmp_path / "protocols"
+    bad_protocols.mkdir()
+    (bad_protocols / "broken.v1.toml").write_text("id = 'broken'\n")
+    config = tmp_path / "pumpd.toml"
+    config.write_text(
+        f'[daemon]\nsocket = "{tmp_path / "run" / "s.sock"}"\n'
+        f'database = "sqlite:///{tmp_path / "audit.db"}"\n'
+        f'audit_spool = "{tmp_path / "spool" / "audit.spool"}"\n'
+        f'protocols = "{bad_protocols}"\n'
+        "upgrade_schema = false\n"
+        '[[pump]]\nid = "c"\ntransport = "modbus-tcp"\naddress = "127.0.0.1:9"\nunit = 1\n'
+    )
+    code, out, err = await _check(config)
+    assert code == 1, err  # the first finding's: the socket directory
+    assert f"daemon.socket: the socket's directory {tmp_path / 'run'} does not exist" in err
+    assert f"daemon.audit_spool: the spool's directory {tmp_path / 'spool'} does not exist" in err
+    assert "daemon.protocols: " in err
+    assert "daemon.database: " in err
+    assert "ok (" not in out
+    assert _names(tmp_path) == ["protocols", "pumpd.toml"]
+
+    # Only the spool directory missing: --check says so with the start's exit status 3.
+    (tmp_path / "run").mkdir()
+    config.write_text(
+        f'[daemon]\nsocket = "{tmp_path / "run" / "s.sock"}"\n'
+        f'database = "sqlite:///{tmp_path / "audit.db"}"\n'
+        f'audit_spool = "{tmp_path / "spool" / "audit.spool"}"\n'
+        '[[pump]]\nid = "c"\ntransport = "modbus-tcp"\naddress = "127.0.0.1:9"\nunit = 1\n'
+    )
+    code, out, err = await _check(config)
+    assert code == 3, err
+    assert "daemon.audit_spool: the spool's directory" in err
+    (tmp_path / "spool").mkdir()
+    code, out, err = await _check(config)
+    assert code == 0, err
+    assert out.startswith(f"{config}: ok (1 pumps")

@@ -55,6 +55,13 @@ class Stack:
     """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
     timezone: str | None = None
     """`[daemon] timezone` (the clinic's IANA zone); by default the system's."""
+
+    max_rate: str | None = None
+    """The simulated pumps' own maximum rate (`pumpsim --max-rate`, mL/h)."""
+    protocols: Path | None = None
+    """`[daemon] protocols`: the library directory (default the shipped one)."""
+    simulation: bool = True
+    """`[daemon] simulation`; live (false) runs the simulator unscaled (`time_scale` 1)."""
     workdir: Path = field(init=False)
     sim: subprocess.Popen[str] | None = field(default=None, init=False)
     daemon: subprocess.Popen[str] | None = field(default=None, init=False)
@@ -103,6 +110,8 @@ class Stack:
     def start_sim(self) -> None:
         args = ["--pumps", str(self.pumps), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
         args += ["--time-scale", str(self.time_scale)]
+        if self.max_rate is not None:
+            args += ["--max-rate", self.max_rate]
         if self.rtu_pumps:
             args += ["--rtu-link", str(self.rtu_link)]
         log = (self.workdir / "pumpsim.log").open("w")
@@ -127,9 +136,12 @@ class Stack:
             f'database = "{self.database}"',
             f'audit_spool = "{self.spool_path or "off"}"',
             "poll_hz = 10",
-            "simulation = true",
-            f"time_scale = {self.time_scale}",
+            f"simulation = {'true' if self.simulation else 'false'}",
         ]
+        if self.simulation:
+            lines.append(f"time_scale = {self.time_scale}")
+        if self.protocols is not None:
+            lines.append(f'protocols = "{self.protocols}"')
         if self.socket_group:
             lines.append(f'socket_group = "{self.socket_group}"')
         if self.timezone:

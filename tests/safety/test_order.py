@@ -200,6 +200,7 @@ def test_requirement_lists_soft_codes_and_second_person_per_protocol() -> None:
         "required": True,
         "codes": [SOFT.code, SOFT2.code],
         "second_person": True,
+        "reason_only": [],
     }
     relaxed = STANDARD.model_copy(update={"soft_override_second_person": False})
     assert override_requirement(relaxed, [SOFT]).second_person is False

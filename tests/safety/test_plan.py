@@ -625,7 +625,7 @@ def test_as_dict_rounds_each_figure_for_reading() -> None:
         "line_residual_mg": "45",
         "kvo_rate_ml_h": "0",
         "refused": False,
-        "override": {"required": False, "codes": [], "second_person": False},
+        "override": {"required": False, "codes": [], "second_person": False, "reason_only": []},
     }
     assert verdicts == [
         {

@@ -134,16 +134,6 @@ def test_a_soft_verdict_needs_an_override_from_two_people() -> None:
         lambda: s.program(by=PROGRAMMER, patient=patient, order=high, at=b.at()),
         "override.missing",
     )
-    alone = Override(
-        by=PROGRAMMER,
-        reason="prescriber ordered escalation",
-        codes=frozenset({"dose_per_kg.above_soft_max"}),
-    )
-    refused(
-        s,
-        lambda: s.program(by=PROGRAMMER, patient=patient, order=high, override=alone, at=b.at()),
-        "override.second_person_missing",
-    )
     both = Override(
         by=PROGRAMMER,
         reason="prescriber ordered escalation",
@@ -153,6 +143,80 @@ def test_a_soft_verdict_needs_an_override_from_two_people() -> None:
     step = s.program(by=PROGRAMMER, patient=patient, order=high, override=both, at=b.at())
     assert step.audit_events == ("session.programmed", "override.granted")
     assert s.plan.dose_mg_per_kg == Decimal("0.8")
+
+
+ESCALATION = Override(
+    by=PROGRAMMER,
+    reason="prescriber ordered escalation",
+    codes=frozenset({"dose_per_kg.above_soft_max"}),
+)
+
+
+def test_the_reason_programs_the_order_and_the_double_check_approves_it() -> None:
+    b, s = drive(S.PROGRAMMED)
+    high = Order(dose_mg_per_kg=Decimal("0.8"))
+    step = s.program(
+        by=PROGRAMMER, patient=Patient(weight_kg=WEIGHT), order=high, override=ESCALATION, at=b.at()
+    )
+    assert step.audit_events == ("session.programmed",)  # granted only once approved
+    assert s.state is S.PROGRAMMED
+    info = refused(s, lambda: s.confirm(by=CHECKER, weight="80 kg", at=b.at()))
+    assert info.codes == ("override.approval_missing",)
+    assert "dose_per_kg.above_soft_max (0.8 mg/kg, limit 0.75 mg/kg)" in str(info.verdicts[0])
+    refused(
+        s,
+        lambda: s.confirm(by=PROGRAMMER, weight="80 kg", approve_override=True, at=b.at()),
+        "start.double_check.same_person",
+    )
+    refused(
+        s,
+        lambda: s.confirm(
+            by=CHECKER, weight="80 kg", approve_override=True, shown=["other"], at=b.at()
+        ),
+        "override.approval_not_as_shown",
+    )
+    step = s.confirm(
+        by=CHECKER,
+        weight="80 kg",
+        approve_override=True,
+        shown=["dose_per_kg.above_soft_max"],
+        at=b.at(),
+    )
+    assert step.audit_events == ("double_check.completed", "override.granted")
+    assert s.state is S.VERIFIED
+    assert s.data.plan_override is not None
+    assert (s.data.plan_override.by, s.data.plan_override.second_by) == (PROGRAMMER, CHECKER)
+
+
+def test_approving_where_nothing_awaits_is_refused() -> None:
+    b, s = drive(S.PROGRAMMED)
+    refused(
+        s,
+        lambda: s.confirm(by=CHECKER, weight="80 kg", approve_override=True, at=b.at()),
+        "override.nothing_to_approve",
+    )
+
+
+def test_no_start_while_the_plans_override_awaits_approval() -> None:
+    """The double-check is where the approval is given; a start can never skip it, even
+    under a protocol without a double-check (the order then waits in PROGRAMMED)."""
+    loose = library().get("ketamine-trd-standard")
+    proto = loose.protocol.model_copy(update={"double_check_required": False})
+    unchecked = LoadedProtocol(proto, loose.sha256, loose.path, loose.released)
+    b = Bedside(unchecked)
+    s, _ = Session.open(
+        session_id="s-2",
+        pump_id="chair-2",
+        patient_ref="p-1",
+        protocol=unchecked,
+        by=PROGRAMMER,
+        patient=Patient(weight_kg=WEIGHT),
+        order=Order(dose_mg_per_kg=Decimal("0.8")),
+        override=ESCALATION,
+        at=b.at(),
+    )
+    assert s.state is S.PROGRAMMED
+    assert allowed_triggers(s.state).count("request_start") == 0
 
 
 def test_reprogramming_resets_the_double_check() -> None:

@@ -106,11 +106,15 @@ def pumps_table(pumps: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(column, overflow="fold")
     for p in pumps:
         reachable = p.get("reachable")
+        session: str | Text = dash(p.get("session_state"))
+        if p.get("supervised") is False:
+            # A configured pump pumpd does not supervise: say so and why, never "-".
+            session = Text(f"NOT SUPERVISED: {dash(p.get('not_supervised_reason'))}", "bold red")
         table.add_row(
             dash(p.get("pump_id")),
             Text("yes", "green") if reachable else Text("NO", "bold red"),
             dash(p.get("pump_state")),
-            dash(p.get("session_state")),
+            session,
             dash(p.get("transport")),
             dash(p.get("address")),
             dash(p.get("unit")),
@@ -187,6 +191,8 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
         figures.add_row("audit backlog", Text(f"{backlog} event(s) not yet written", "bold red"))
     parts: list[RenderableType] = [figures]
     parts.extend(Text(f"AUDIT: {notice}", "bold red") for notice in view.get("audit_notices") or [])
+
+    parts.extend(awaiting_lines(view.get("awaiting_approval")))
     parts.extend(alarm_lines(view.get("alarms") or [], "ALARM"))
     parts.extend(alarm_lines(view.get("reminders") or [], "REMINDER"))
     title = f"[bold]{pump_id}[/]"
@@ -266,6 +272,35 @@ def alarms_table(alarms: Sequence[Mapping[str, Any]]) -> RenderableType:
             )
         )
     return Group(*lines)
+
+
+_WAITING_FOR = {
+    "order": "the order",
+    "adjustment": "the adjustment",
+    "start": "the start",
+}
+
+
+def awaiting_lines(waiting: Mapping[str, Any] | None) -> list[Text]:
+    """What a second person's approval would approve: what it holds back, who gave the
+    reason and why, and each soft verdict with its value, limit and unit."""
+    if not waiting:
+        return []
+    what = _WAITING_FOR.get(str(waiting.get("what")), dash(waiting.get("what")))
+    lines = [
+        Text.assemble(
+            ("AWAITING APPROVAL", "bold yellow"),
+            f" of {what}: override by {dash(waiting.get('requested_by'))}, reason "
+            f'"{dash(waiting.get("reason"))}"',
+        )
+    ]
+    for v in waiting.get("verdicts") or []:
+        figures = ""
+        if v.get("value") is not None and v.get("limit") is not None:
+            unit = v.get("unit") or ""
+            figures = f": {v['value']} {unit} (limit {v['limit']} {unit})"
+        lines.append(Text(f"  - {dash(v.get('code'))}{figures}; {dash(v.get('message'))}"))
+    return lines
 
 
 def verdict_lines(verdicts: Iterable[Mapping[str, Any]]) -> list[Text]:

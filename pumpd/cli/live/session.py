@@ -89,7 +89,11 @@ def _order_params(
 @click.option("--version", type=click.IntRange(min=1), help="Protocol version (default latest).")
 @click.option("--dose", help="Prescribed dose, default the protocol's: 0.5mg/kg.")
 @click.option("--duration", help="Infusion duration, default the protocol's: 40min.")
-@click.option("--override-reason", help="Reason for a soft-limit override (needs a 2nd person).")
+@click.option(
+    "--override-reason",
+    help="Reason for overriding soft limits; a second nurse approves it at the double-check "
+    "(confirm --approve-override).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask; record the plan as shown.")
 @pass_target
 def program(
@@ -118,6 +122,34 @@ def program(
             fail(EXIT_NOT_CONFIRMED, "not programmed: the plan was not confirmed")
         result = call_on(c, "session.program", params)
     click.echo(f"{pump}: programmed, session {result.get('session_id')}")
+    _awaiting(pump, result.get("awaiting_approval"))
+
+
+def _awaiting(pump: str, waiting: Any) -> None:
+    """Say what now waits for a second nurse, and the command that approves it."""
+    if not isinstance(waiting, dict):
+        return
+    for line in render.awaiting_lines(waiting):
+        _console().print(line)
+    how = (
+        f"pumpctl confirm {pump} --weight … --approve-override"
+        if waiting.get("what") == "order"
+        else f"pumpctl approve {pump}"
+    )
+    click.echo(f"{pump}: a second nurse must approve this override: {how}")
+
+
+def _shown_approval(c: rpc.Client, pump: str) -> dict[str, Any] | None:
+    """Show what awaits approval on ``pump`` (read from the daemon) and return it."""
+    views = call_on(c, "status", {"pump": pump})
+    waiting = next((v.get("awaiting_approval") for v in views if v.get("awaiting_approval")), None)
+    for line in render.awaiting_lines(waiting):
+        _console().print(line)
+    return waiting if isinstance(waiting, dict) else None
+
+
+def _codes(waiting: dict[str, Any] | None) -> list[str]:
+    return [str(v.get("code")) for v in (waiting or {}).get("verdicts") or []]
 
 
 @click.command(help="The independent double-check: the second person re-enters the weight.")
@@ -125,9 +157,19 @@ def program(
 @click.option("--weight", required=True, help="Body weight, typed again independently: 82kg.")
 @click.option("--witness", "witness_id", help="Staff id of the second person at this terminal.")
 @click.option("--pin-stdin", is_flag=True, help="Read the witness PIN from one line of stdin.")
+@click.option(
+    "--approve-override",
+    is_flag=True,
+    help="Also approve the order's soft-limit override (each verdict is listed first).",
+)
 @pass_target
 def confirm(
-    target: Target, pump: str, weight: str, witness_id: str | None, pin_stdin: bool
+    target: Target,
+    pump: str,
+    weight: str,
+    witness_id: str | None,
+    pin_stdin: bool,
+    approve_override: bool,
 ) -> None:
     params: dict[str, Any] = {"pump": pump, "weight": weight}
     if witness_id is not None:
@@ -135,8 +177,48 @@ def confirm(
         params["witness"] = {"staff_id": witness_id, "pin": pin}
     elif pin_stdin:
         fail(rpc.EXIT_USAGE, "--pin-stdin needs --witness ID")
-    result = call(target, "session.confirm", params)
+    with connect(target) as c:
+        if approve_override:
+            waiting = _shown_approval(c, pump)
+            params["approve_override"] = True
+            params["shown"] = _codes(waiting) if waiting and waiting.get("what") == "order" else []
+        result = call_on(c, "session.confirm", params)
+    if approve_override:
+        by = result.get("override_approved_by")
+        click.echo(f"{pump}: override approved by {by}")
     _said(pump, result, "double-check recorded")
+
+
+@click.command(
+    help="A second nurse approves the soft-limit override that holds back an adjustment or "
+    "a start. Shows what is approved (each verdict with value and limit); the daemon "
+    "refuses if that changed meanwhile."
+)
+@click.argument("pump")
+@click.option("--witness", "witness_id", help="Staff id of the second person at this terminal.")
+@click.option("--pin-stdin", is_flag=True, help="Read the witness PIN from one line of stdin.")
+@click.option("--yes", is_flag=True, help="Do not ask; approve what is shown.")
+@pass_target
+def approve(target: Target, pump: str, witness_id: str | None, pin_stdin: bool, yes: bool) -> None:
+    params: dict[str, Any] = {"pump": pump}
+    if pin_stdin and witness_id is None:
+        fail(rpc.EXIT_USAGE, "--pin-stdin needs --witness ID")
+    with connect(target) as c:
+        waiting = _shown_approval(c, pump)
+        if waiting is None:
+            fail(rpc.EXIT_REFUSED, f"nothing on {pump} awaits a second nurse's approval")
+        if waiting.get("what") == "order":
+            fail(
+                rpc.EXIT_REFUSED,
+                f"the order on {pump} is approved at the double-check: "
+                f"pumpctl confirm {pump} --weight … --approve-override",
+            )
+        if witness_id is not None:
+            pin = read_pin(f"PIN of {witness_id}", pin_stdin)
+            params["witness"] = {"staff_id": witness_id, "pin": pin}
+        params["shown"] = _codes(waiting)
+        result = call_on(c, "session.approve", params)
+    _said(pump, result, f"override approved by {result.get('approved_by')}")
 
 
 @click.command(help="Prime the line. Asks that the line is NOT connected to the patient.")
@@ -154,9 +236,22 @@ def prime(target: Target, pump: str, line_disconnected: bool) -> None:
 
 @click.command(help="Start the infusion (the kernel's start checks decide).")
 @click.argument("pump")
+@click.option(
+    "--override-reason",
+    help="Reason for starting despite a soft start check (a low battery); a second nurse "
+    "approves it (pumpctl approve) unless the protocol accepts the reason alone.",
+)
 @pass_target
-def start(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.start", {"pump": pump}), "started")
+def start(target: Target, pump: str, override_reason: str | None) -> None:
+    params: dict[str, Any] = {"pump": pump}
+    if override_reason is not None:
+        params["override_reason"] = override_reason
+    result = call(target, "session.start", params)
+    if result.get("awaiting_approval"):
+        _said(pump, result, "start held, nothing sent to the pump")
+        _awaiting(pump, result.get("awaiting_approval"))
+        return
+    _said(pump, result, "started")
 
 
 @click.command(help="Pause the infusion.")
@@ -196,14 +291,27 @@ def resume(target: Target, pump: str, reason: str | None) -> None:
 @click.option("--duration", help="New total duration: 60min.")
 @click.option("--dose", help="New dose: 0.4mg/kg.")
 @click.option("--reason", required=True, help="Why, in words.")
+@click.option(
+    "--override-reason",
+    help="Reason for overriding soft limits of the new plan; a second nurse approves it "
+    "(pumpctl approve) before anything changes at the pump.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask; apply the proposal.")
 @pass_target
 def adjust(
-    target: Target, pump: str, duration: str | None, dose: str | None, reason: str, yes: bool
+    target: Target,
+    pump: str,
+    duration: str | None,
+    dose: str | None,
+    reason: str,
+    override_reason: str | None,
+    yes: bool,
 ) -> None:
     if duration is None and dose is None:
         fail(rpc.EXIT_USAGE, "adjust needs --duration or --dose")
     params: dict[str, Any] = {"pump": pump, "reason": reason}
+    if override_reason is not None:
+        params["override_reason"] = override_reason
     if duration is not None:
         params["duration"] = duration
     if dose is not None:
@@ -215,6 +323,10 @@ def adjust(
         if not ask(f"Apply this new plan on {pump}?", yes):
             call_on(c, "session.adjust_cancel", {"pump": pump})
             fail(EXIT_NOT_CONFIRMED, "not adjusted: the proposal was cancelled")
+        if proposal.get("awaiting_approval"):
+            click.echo(f"{pump}: proposal kept; nothing changes at the pump before approval")
+            _awaiting(pump, proposal.get("awaiting_approval"))
+            return
         result = call_on(c, "session.adjust_confirm", {"pump": pump})
     _said(pump, result, "adjusted")
 
@@ -359,6 +471,7 @@ def discharge(target: Target, pump: str, confirm_all: bool) -> None:
 COMMANDS = (
     program,
     confirm,
+    approve,
     prime,
     start,
     pause,
