@@ -95,9 +95,7 @@ def _pip(*args: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
-    base = tmp_path_factory.mktemp("wheel")
+def _build_and_install(base: Path) -> Install:
     source = base / "source"
     shutil.copytree(ROOT, source, ignore=NOT_SOURCE, symlinks=True)
     dist = base / "dist"
@@ -129,7 +127,7 @@ def _checkout_files() -> set[str]:
     return files
 
 
-def test_the_wheel_holds_every_file_of_the_packages_and_the_data(installed: Install) -> None:
+def _check_the_wheel_holds_every_file_of_the_packages_and_the_data(installed: Install) -> None:
     with zipfile.ZipFile(installed.wheel) as wheel:
         shipped = set(wheel.namelist())
     missing = sorted(_checkout_files() - shipped)
@@ -138,7 +136,7 @@ def test_the_wheel_holds_every_file_of_the_packages_and_the_data(installed: Inst
     assert "pumpd/_data/protocols/released.sha256" in shipped
 
 
-def test_the_wheel_is_imported_not_the_checkout(installed: Install) -> None:
+def _check_the_wheel_is_imported_not_the_checkout(installed: Install) -> None:
     result = installed.run(installed.bin("python"), "-c", "import pumpd; print(pumpd.__file__)")
     assert result.returncode == 0, result.stderr
     module = Path(result.stdout.strip())
@@ -146,7 +144,7 @@ def test_the_wheel_is_imported_not_the_checkout(installed: Install) -> None:
     assert not module.is_relative_to(ROOT)
 
 
-def test_db_upgrade_reaches_the_head_revision(installed: Install) -> None:
+def _check_db_upgrade_reaches_the_head_revision(installed: Install) -> None:
     database = f"sqlite:///{installed.workdir / 'upgrade.db'}"
     result = installed.run(installed.bin("pumpd"), "db", "upgrade", "--database", database)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -157,7 +155,7 @@ def test_db_upgrade_reaches_the_head_revision(installed: Install) -> None:
     assert migrate.head_revision() in current.stdout
 
 
-def test_pumpctl_protocols_lists_the_shipped_library(installed: Install) -> None:
+def _check_pumpctl_protocols_lists_the_shipped_library(installed: Install) -> None:
     result = installed.run(installed.bin("pumpctl"), "protocols", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     listed = json.loads(result.stdout)
@@ -169,7 +167,7 @@ def test_pumpctl_protocols_lists_the_shipped_library(installed: Install) -> None
     assert all(p["status"] == "released" for p in listed), "released.sha256 was shipped too"
 
 
-async def test_the_daemon_runs_against_the_simulator(installed: Install) -> None:
+async def _check_the_daemon_runs_against_the_simulator(installed: Install) -> None:
     directory = installed.workdir / "daemon"
     directory.mkdir()
     async with Simulator(pumps=2, tcp=True, time_scale=60.0) as sim:
@@ -212,3 +210,14 @@ async def test_the_daemon_runs_against_the_simulator(installed: Install) -> None
             rest = (await proc.stdout.read()).decode()
             rc = await proc.wait()
         assert rc == 0, "\n".join(lines) + rest
+
+
+async def test_a_built_wheel_is_a_complete_install(tmp_path: Path) -> None:
+    # One test, not five: under xdist a module fixture would build and install once per
+    # worker that happens to get one of them.
+    installed = _build_and_install(tmp_path)
+    _check_the_wheel_holds_every_file_of_the_packages_and_the_data(installed)
+    _check_the_wheel_is_imported_not_the_checkout(installed)
+    _check_db_upgrade_reaches_the_head_revision(installed)
+    _check_pumpctl_protocols_lists_the_shipped_library(installed)
+    await _check_the_daemon_runs_against_the_simulator(installed)
