@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pumpd.shipped import protocols_dir
 from safety.protocol import Protocol
 
 ENV_VAR = "PUMPD_PROTOCOLS"
@@ -93,11 +94,11 @@ class Library:
 
 
 def default_path() -> Path:
-    """``$PUMPD_PROTOCOLS``, else the repository's ``protocols/`` next to the pumpd package."""
+    """``$PUMPD_PROTOCOLS``, else the library that ships with pumpd."""
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "protocols"
+    return protocols_dir()
 
 
 def _key(loc: tuple[int | str, ...]) -> str:

@@ -2,14 +2,13 @@
 
 The Alembic configuration is built here rather than read from an ``alembic.ini``, so
 ``pumpd db upgrade`` works from any directory. A database whose revision is not in
-``migrations/versions`` was written by a newer (or foreign) pumpd: writing to it could
+the migrations' ``versions/`` was written by a newer (or foreign) pumpd: writing to it could
 produce events the newer reader misinterprets, so every entry point refuses it by name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -20,8 +19,9 @@ from sqlalchemy.engine import URL
 
 from pumpd.audit.errors import SchemaError
 from pumpd.db import make_engine, reader
+from pumpd.shipped import migrations_dir
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = migrations_dir()
 
 
 def _config(url: URL | None = None) -> Config:

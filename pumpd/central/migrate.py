@@ -9,7 +9,6 @@ migrates: it checks that the centre is at the revision it knows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -20,8 +19,9 @@ from sqlalchemy import Engine
 from pumpd.audit import migrate as site_migrate
 from pumpd.audit.errors import SchemaError
 from pumpd.db import reader
+from pumpd.shipped import central_migrations_dir
 
-CENTRAL_DIR = Path(__file__).resolve().parents[2] / "migrations" / "central"
+CENTRAL_DIR = central_migrations_dir()
 
 
 def _config() -> Config:
