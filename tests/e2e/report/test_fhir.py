@@ -25,6 +25,11 @@ from fhir.resources.R4B.provenance import Provenance
 from .conftest import RecordedSession
 from .test_session_report import events, head_of, pumpaudit
 
+# The first test of a run waits for the shared recording of a real session (simulator,
+# daemon, pumpctl): a minute alone, several on a loaded 2-core machine; its setup counts
+# toward the per-test timeout.
+pytestmark = pytest.mark.timeout(600)
+
 
 def write_bundle(recorded: RecordedSession, tmp_path: Path, *extra: str) -> Bundle:
     out = tmp_path / "bundle.json"

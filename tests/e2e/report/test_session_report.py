@@ -35,6 +35,11 @@ from pumpd.report.record import SessionRecord, gather, open_library
 
 from .conftest import ABORTED_PATIENT, RecordedSession
 
+# The first test of a run waits for the shared recording of a real session (simulator,
+# daemon, pumpctl): a minute alone, several on a loaded 2-core machine; its setup counts
+# toward the per-test timeout.
+pytestmark = pytest.mark.timeout(600)
+
 BIN = Path(sys.executable).parent
 BERLIN = ZoneInfo("Europe/Berlin")
 
