@@ -1,7 +1,7 @@
 """The pump loops with forwarding off and on, alternating in one run.
 
-"Nothing about forwarding ever blocks or slows a pump loop or a halt" (docs/central.md) is
-a claim about one process: the forwarder is an asyncio task of the daemon whose database
+"Nothing about forwarding ever blocks or slows a pump loop or a halt" is a claim about
+one process: the forwarder is an asyncio task of the daemon whose database
 work runs on a thread of its own, so what it can take from the pumps is CPU and the GIL.
 This benchmark runs the pieces of that process together, as the daemon builds them: one
 ``Controller`` per pump at 10 Hz over the Modbus driver (pumpsim in a child process,
@@ -390,12 +390,12 @@ def _rows(report: Report, sizes: Sizes, phases: dict[str, list[Phase]]) -> None:
                 goal, met = "no worse than off beyond the run-to-run spread (≥ 2 rounds)", None
             elif higher:
                 bound = 1 - spread
-                goal = f"ratio ≥ {bound:.2f} "
+                goal = f"ratio ≥ {bound:.2f}"
                 goal += f" (no worse than off beyond the run-to-run spread {spread:.0%})"
                 met = value / base >= bound if base else None
             else:
                 bound = 1 + spread
-                goal = f"ratio ≤ {bound:.2f} "
+                goal = f"ratio ≤ {bound:.2f}"
                 goal += f" (no worse than off beyond the run-to-run spread {spread:.0%})"
                 met = value / base <= bound if base else None
             report.add(Row(SUITE, name, value, unit, base, "forwarding off", goal, met))

@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not installed
 
 from bench import bench_controller
+from bench import bench_forward_loop as fl
 from bench.__main__ import main
 from bench.report import Report, Row
 
@@ -111,15 +112,11 @@ def test_tiny_keychain_benchmark_has_its_figure_baseline_and_goal(tmp_path: Path
     assert cost.baseline_name.startswith("unkeyed")
 
 
-def _phase(polls: float, cpu: float, late: float, p50: float, p99: float) -> object:
-    from bench import bench_forward_loop as fl
-
+def _phase(polls: float, cpu: float, late: float, p50: float, p99: float) -> fl.Phase:
     return fl.Phase(polls, cpu, cpu * 0.9, late, p50, p99, shipped_per_s=3000.0)
 
 
 def test_forwarding_rows_hold_each_mode_against_off_within_the_off_rounds_spread() -> None:
-    from bench import bench_forward_loop as fl
-
     sizes = fl.Sizes(rounds=3, pumps=16, window_s=5.0, injections=16, lanes=8, backlog=1000)
     phases = {
         # off: polls 9.8 / 10.0 / 10.0 → median 10.0, spread 2 %; CPU 20 / 22 / 24 → 22, 18 %
@@ -133,7 +130,7 @@ def test_forwarding_rows_hold_each_mode_against_off_within_the_off_rounds_spread
         "unreachable": [_phase(10.0, 22, 3, 32, 70)] * 3,
     }
     report = Report()
-    fl._rows(report, sizes, phases)  # type: ignore[arg-type]
+    fl._rows(report, sizes, phases)
     rows = {r.name: r for r in report.rows}
     assert len(rows) == len(fl.FIGURES) * 2
     assert all(r.suite == fl.SUITE and r.baseline_name == "forwarding off" for r in report.rows)
@@ -163,7 +160,6 @@ def test_forwarding_rows_hold_each_mode_against_off_within_the_off_rounds_spread
 
 @pytest.mark.slow
 async def test_tiny_forwarding_benchmark_ships_and_has_every_row(tmp_path: Path) -> None:
-    from bench import bench_forward_loop as fl
     from bench.bench_audit import _pg_base
 
     base = _pg_base()
