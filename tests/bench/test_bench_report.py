@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not installed
 
 from bench import bench_controller
+from bench import bench_forward_loop as fl
 from bench.__main__ import main
 from bench.report import Report, Row
 
@@ -109,3 +110,67 @@ def test_tiny_keychain_benchmark_has_its_figure_baseline_and_goal(tmp_path: Path
     assert keyed.met is (keyed.figure / keyed.baseline >= 0.5)
     assert cost.figure == keyed.figure
     assert cost.baseline_name.startswith("unkeyed")
+
+
+def _phase(polls: float, cpu: float, late: float, p50: float, p99: float) -> fl.Phase:
+    return fl.Phase(polls, cpu, cpu * 0.9, late, p50, p99, shipped_per_s=3000.0)
+
+
+def test_forwarding_rows_hold_each_mode_against_off_within_the_off_rounds_spread() -> None:
+    sizes = fl.Sizes(rounds=3, pumps=16, window_s=5.0, injections=16, lanes=8, backlog=1000)
+    phases = {
+        # off: polls 9.8 / 10.0 / 10.0 → median 10.0, spread 2 %; CPU 20 / 22 / 24 → 22, 18 %
+        "off": [
+            _phase(9.8, 20, 2, 30, 60),
+            _phase(10.0, 22, 3, 32, 70),
+            _phase(10.0, 24, 4, 34, 80),
+        ],
+        # on: polls 9.7 (ratio 0.97 < 0.98: worse than the spread); CPU 25 → 1.14 ≤ 1.18
+        "on": [_phase(9.7, 25, 3, 33, 75)] * 3,
+        "unreachable": [_phase(10.0, 22, 3, 32, 70)] * 3,
+    }
+    report = Report()
+    fl._rows(report, sizes, phases)
+    rows = {r.name: r for r in report.rows}
+    assert len(rows) == len(fl.FIGURES) * 2
+    assert all(r.suite == fl.SUITE and r.baseline_name == "forwarding off" for r in report.rows)
+
+    def row(start: str, mode: str) -> Row:
+        return next(r for n, r in rows.items() if n.startswith(start) and mode in n)
+
+    polls_on = row("polls per pump per s", "shipping")
+    assert polls_on.baseline == 10.0
+    assert polls_on.goal.startswith("ratio ≥ 0.98")
+    assert polls_on.met is False
+    loop_on = row("CPU per pump per s, event-loop thread", "shipping")
+    assert loop_on.baseline == 22 * 0.9
+    assert loop_on.goal.startswith("ratio ≤ 1.18")
+    assert loop_on.met is True
+    whole = row("CPU per pump per s, whole process", "closed port")
+    assert whole.goal == ""  # the forwarder's own CPU: informative, no goal
+    assert whole.met is None
+    assert row("reaction A (runaway → PAUSE at the pump), p99", "closed port").met is True
+    assert all(
+        "no worse than off beyond the run-to-run spread" in r.goal
+        for r in rows.values()
+        if r.met is not None
+    )
+    assert any("3,000, 3,000, 3,000 events/s" in n for n in report.notes)
+
+
+@pytest.mark.slow
+async def test_tiny_forwarding_benchmark_ships_and_has_every_row(tmp_path: Path) -> None:
+    from bench.bench_audit import _pg_base
+
+    base = _pg_base()
+    if base is None:
+        pytest.skip("no reachable PUMPD_TEST_PG_URL")
+    tiny = fl.Sizes(rounds=1, pumps=2, window_s=0.5, injections=1, lanes=1, backlog=3000)
+    report = Report()
+    await fl.measure(report, tiny, base, tmp_path)
+    assert len(report.rows) == len(fl.FIGURES) * 2
+    assert all(math.isfinite(r.figure) and r.figure > 0 for r in report.rows)
+    assert all(r.baseline is not None and r.baseline > 0 for r in report.rows)
+    assert all(r.goal.startswith("no worse than off") for r in report.rows if r.goal)
+    shipped = next(n for n in report.notes if "while on, the forwarder shipped" in n)
+    assert "unreachable: state unreachable" in shipped
