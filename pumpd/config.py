@@ -148,6 +148,7 @@ class ForwardSection(_Strict):
     interval_s: Annotated[float, Field(ge=0.05, le=300)] = 1.0
     retry_max_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
     connect_timeout_s: Annotated[float, Field(ge=1, le=120)] = 10.0
+    duty_cycle: Annotated[float, Field(ge=0.05, le=1.0)] = 0.25
 
 
 class _File(_Strict):
@@ -584,6 +585,7 @@ def _forward(
         interval_s=raw.interval_s,
         retry_max_s=raw.retry_max_s,
         connect_timeout_s=raw.connect_timeout_s,
+        duty_cycle=raw.duty_cycle,
     )
 
 

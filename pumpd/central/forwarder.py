@@ -55,6 +55,8 @@ class ForwardSettings:
     interval_s: float = 1.0
     retry_max_s: float = 60.0
     connect_timeout_s: float = 10.0
+    duty_cycle: float = 0.25
+    """Largest share of wall time the forwarder may work while catching up (docs/central.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,14 @@ PROGRESS_EVERY_S = 60.0
 """How often the lag is logged while nothing changes."""
 
 
+def catch_up_pause_s(step_s: float, duty_cycle: float) -> float:
+    """The pause after a full batch that keeps the forwarder's share of wall time at
+    ``duty_cycle``: its batch work holds the GIL, and the pump loops share that lock."""
+    if duty_cycle >= 1.0 or step_s <= 0.0:
+        return 0.0
+    return step_s * (1.0 - duty_cycle) / duty_cycle
+
+
 class ForwardTask:
     """Runs ``forwarder`` until cancelled; tells the daemon about conflicts and lag."""
 
@@ -52,6 +60,8 @@ class ForwardTask:
         self._lag_alerted = False
         self._last_state = ""
         self._last_progress = 0.0
+        self.pauses: list[tuple[float, float]] = []
+        """The last catch-up (step_s, pause_s) pairs, newest last (bounded)."""
 
     def status(self) -> ForwardStatus:
         return self.forwarder.status()
@@ -62,6 +72,7 @@ class ForwardTask:
         backoff = Backoff(settings.retry_max_s)
         while True:
             wait_s = settings.interval_s
+            started = time.monotonic()
             try:
                 result = await loop.run_in_executor(self._executor, self.forwarder.step)
             except CentreUnavailable:
@@ -76,7 +87,10 @@ class ForwardTask:
                 backoff.reset()
                 self._told_conflict = None
                 if result.full:
-                    wait_s = 0.0
+                    step_s = time.monotonic() - started
+                    wait_s = catch_up_pause_s(step_s, settings.duty_cycle)
+                    self.pauses.append((step_s, wait_s))
+                    del self.pauses[:-64]
             await self._observe()
             await asyncio.sleep(wait_s)
 

@@ -68,3 +68,14 @@ def test_bad_forward_values_name_their_key(section: str, key: str, fragment: str
     problems = dict(caught.value.problems)
     assert key in problems, problems
     assert fragment in problems[key]
+
+
+def test_forward_duty_cycle_default_and_bounds() -> None:
+    fwd = parse_config(
+        '[forward]\nurl = "postgresql://c/db"\nsite = "a"\n' + PUMP,
+        path=Path("/etc/pumpd/pumpd.toml"),
+    ).forward
+    assert fwd is not None and fwd.duty_cycle == 0.25
+    for bad in ("0", "1.5"):
+        with pytest.raises(ConfigError, match="forward.duty_cycle"):
+            _parse(f'[forward]\nurl = "postgresql://c/db"\nsite = "a"\nduty_cycle = {bad}\n')
