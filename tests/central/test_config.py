@@ -75,7 +75,8 @@ def test_forward_duty_cycle_default_and_bounds() -> None:
         '[forward]\nurl = "postgresql://c/db"\nsite = "a"\n' + PUMP,
         path=Path("/etc/pumpd/pumpd.toml"),
     ).forward
-    assert fwd is not None and fwd.duty_cycle == 0.25
+    assert fwd is not None
+    assert fwd.duty_cycle == 0.25
     for bad in ("0", "1.5"):
-        with pytest.raises(ConfigError, match="forward.duty_cycle"):
+        with pytest.raises(ConfigError, match=r"forward\.duty_cycle"):
             _parse(f'[forward]\nurl = "postgresql://c/db"\nsite = "a"\nduty_cycle = {bad}\n')
