@@ -92,8 +92,7 @@ def test_nothing_left_names_the_plan_and_the_larger_figure() -> None:
     found = check_continuation(VITALS_RULES, inputs(delivered_ul=90_000, expected_ul=100_500))
     assert found.remaining_ul == 0
     assert found.verdicts[0].message == (
-        "The planned 100000 µL are given by the account (100500 µL); nothing is left to "
-        "continue."
+        "The planned 100000 µL are given by the account (100500 µL); nothing is left to continue."
     )
 
 
