@@ -8,7 +8,7 @@ from test_plan import PAIN, STANDARD, plan
 
 
 def test_each_figure_of_the_record_is_rounded_to_its_places() -> None:
-    record = plan(STANDARD, "83.3333kg", "0.51234mg/kg", "41.111min").as_dict()
+    record = plan(STANDARD, "83.3337kg", "0.51234mg/kg", "41.111min").as_dict()
     assert {k: record[k] for k in FIGURES} == FIGURES
 
 
@@ -18,7 +18,7 @@ FIGURES = {
     "dose_mg_per_kg": "0.5123",
     "dose_mg": "42.695",
     "dose_rate_mg_kg_h": "0.7477",
-    "concentration_mg_per_ml": "0.4269",
+    "concentration_mg_per_ml": "0.427",
     "duration_min": "41.11",
     "rate_exact_ml_h": "145.9463",
     "rate_ml_h": "145.94",
