@@ -36,3 +36,20 @@ def test_the_dose_rounding_is_recorded_to_a_tenth_of_a_microgram() -> None:
     assert p.dose_rounding_mg is not None
     assert p.dose_rounding_mg.as_tuple().exponent < -4  # finer than the recorded places
     assert p.as_dict()["dose_rounding_mg"] == "-0.0006"
+
+
+def test_the_notes_a_nurse_reads_give_each_dose_to_a_microgram() -> None:
+    standard = plan(STANDARD, "83.3337kg", "0.51234mg/kg", "41.111min")
+    assert standard.verdicts[-1].message == (
+        "Rounded down for the pump: 145.9463 -> 145.94 mL/h; the dose delivered is 42.695 mg "
+        "of 42.695 mg (0 mg)."
+    )
+    pain = {v.code: v.message for v in plan(PAIN, "83.3333kg").verdicts}
+    assert pain["priming.carrier_dead_space"] == (
+        "The line is primed with carrier: 15 mg of the 116.667 mg dose stays in the line "
+        "(15 mL) at the end unless it is flushed through with 15 mL of carrier."
+    )
+    assert pain["wire.rounded"] == (
+        "Rounded down for the pump: 29.1667 -> 29.16 mL/h; the dose delivered is 116.666 mg "
+        "of 116.667 mg (-0.0006 mg)."
+    )
