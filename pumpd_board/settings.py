@@ -12,17 +12,15 @@ token keeps the bare port closed to anyone who finds it.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import os
 import tomllib
-import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.config import ConfigError, is_loopback, load_config, parse_host_port
 
 DEFAULT_LISTEN = "127.0.0.1:8470"
@@ -79,27 +77,10 @@ class BoardSettings:
         return hmac.compare_digest(offered.encode("utf-8"), self.access_token.encode("utf-8"))
 
 
-def system_timezone() -> str:
-    """The machine's zone as an IANA name: ``$TZ``, else the ``/etc/localtime`` link, else UTC."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
-        target = os.readlink("/etc/localtime")
-    except OSError:
-        target = ""
-    if "zoneinfo/" in target:
-        candidates.append(target.split("zoneinfo/", 1)[1])
-    with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
-    for name in candidates:
-        if name and _known_zone(name):
-            return name
-    return "UTC"
-
-
 def _known_zone(name: str) -> bool:
     try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone_of(name)
+    except UnknownZone:
         return False
     return True
 
@@ -130,7 +111,7 @@ def settings_from(raw: dict[str, Any], path: Path, socket: Path) -> BoardSetting
         raise ConfigError(_problems(exc), path) from None
     zone = raw.get("daemon", {}).get("timezone")
     if zone is None:
-        zone = system_timezone()
+        zone = system_zone_name()
     elif not isinstance(zone, str) or not _known_zone(zone):
         problems.append(("daemon.timezone", f"not a known IANA time zone: {zone!r}"))
     host, port = "", 0

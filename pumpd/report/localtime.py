@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, tzinfo
-from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, tzinfo
+
+from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 
 
 class UnknownTimeZone(ValueError):
@@ -13,37 +12,16 @@ class UnknownTimeZone(ValueError):
 
 
 def clinic_zone(name: str | None = None) -> tzinfo:
-    """``name`` (an IANA zone such as ``Europe/Berlin``), else the system's own zone.
-
-    The system's zone is read as a name where the system gives one (``$TZ``, the target of
-    ``/etc/localtime``) so that summer time is right for every date of the record, not only
-    for today's offset.
-    """
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise UnknownTimeZone(
-                f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC"
-            ) from None
-    env = os.environ.get("TZ", "").lstrip(":")
-    if env:
-        try:
-            return ZoneInfo(env)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    link = Path("/etc/localtime")
+    """``name`` (an IANA zone such as ``Europe/Berlin``), else the system's own zone, by its
+    name, so that summer time is right for every date of the record, not only today's."""
+    if not name:
+        return zone_of(system_zone_name())
     try:
-        target = str(link.resolve())
-    except OSError:
-        target = ""
-    if "zoneinfo/" in target:
-        try:
-            return ZoneInfo(target.split("zoneinfo/", 1)[1])
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    local = datetime.now(UTC).astimezone().tzinfo
-    return local if local is not None else UTC
+        return zone_of(name)
+    except UnknownZone:
+        raise UnknownTimeZone(
+            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin or UTC"
+        ) from None
 
 
 def zone_label(zone: tzinfo) -> str:
