@@ -8,17 +8,15 @@ migrates: it checks that the centre is at the revision it knows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from pumpd.audit import migrate as site_migrate
 from pumpd.audit.errors import SchemaError
-from pumpd.db import reader
+from pumpd.audit.migrate import UpgradeResult as UpgradeResult
+from pumpd.audit.migrate import current_revision as current_revision
 from pumpd.shipped import central_migrations_dir
 
 CENTRAL_DIR = central_migrations_dir()
@@ -45,17 +43,6 @@ def head_revision() -> str:
     if len(heads) != 1:
         raise SchemaError(f"central migrations have {len(heads)} heads; expected exactly one")
     return heads[0]
-
-
-def current_revision(engine: Engine) -> str | None:
-    with reader(engine).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-@dataclass(frozen=True, slots=True)
-class UpgradeResult:
-    before: str | None
-    after: str
 
 
 def _refuse_foreign(revision: str | None) -> None:
