@@ -117,12 +117,8 @@ class BadFrame:
     raw: bytes
 
 
-class SafeReader:
-    """Splits a byte stream into Safe-mode packets; bytes outside a packet are noise.
-
-    After a failed packet the search for the next STX restarts one byte after the failed
-    one's STX, so a real packet hidden in garbage is still found.
-    """
+class _StreamReader:
+    """A byte stream's buffer; bytes that are dropped unread count as noise."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -136,6 +132,14 @@ class SafeReader:
         """Drop a partial packet (the manual's 0.5 s inter-byte timeout)."""
         self.noise_bytes += len(self._buf)
         self._buf.clear()
+
+
+class SafeReader(_StreamReader):
+    """Splits a byte stream into Safe-mode packets; bytes outside a packet are noise.
+
+    After a failed packet the search for the next STX restarts one byte after the failed
+    one's STX, so a real packet hidden in garbage is still found.
+    """
 
     def feed(self, chunk: bytes) -> list[Frame | BadFrame]:
         self._buf.extend(chunk)
@@ -174,20 +178,8 @@ class SafeReader:
         return out
 
 
-class BasicReader:
+class BasicReader(_StreamReader):
     """Splits a byte stream into Basic-mode replies (``STX … ETX``); nothing is checked."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.noise_bytes = 0
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._buf)
-
-    def reset(self) -> None:
-        self.noise_bytes += len(self._buf)
-        self._buf.clear()
 
     def feed(self, chunk: bytes) -> list[Frame | BadFrame]:
         self._buf.extend(chunk)
