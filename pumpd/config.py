@@ -32,7 +32,7 @@ from pumpd.central.forwarder import ForwardSettings
 from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.drivers.newera_codec import NotRepresentable, format_number
-from pumpd.drivers.syringes import syringe
+from pumpd.drivers.syringes import SyringeCapacityError, configured_capacity_ul, syringe
 from pumpd.protocols import default_path
 
 ROLES = ("nurse", "auditor", "admin")
@@ -135,6 +135,7 @@ class PumpSection(_Strict):
     heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
     syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
     syringe: str | None = None
+    syringe_capacity_ml: Annotated[float, Field(gt=0, le=1000)] | None = None
 
 
 class ForwardSection(_Strict):
@@ -181,6 +182,9 @@ class PumpConfig:
     syringe_diameter_mm: Decimal | None = None
     """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
     syringe: str | None = None
+    syringe_capacity_ul: int | None = None
+    """newera-serial only: from the syringe table, or ``syringe_capacity_ml`` beside a
+    bare diameter (the order's volume and prime are checked against it)."""
 
     @property
     def address(self) -> str:
@@ -288,7 +292,7 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         )
     if raw.transport == "newera-serial":
         return _newera_pump(at, raw, problems, start)
-    for key in ("syringe_diameter_mm", "syringe"):
+    for key in ("syringe_diameter_mm", "syringe", "syringe_capacity_ml"):
         if getattr(raw, key) is not None:
             problems.append((f"{at}.{key}", "only for transport newera-serial"))
     if raw.unit is None:
@@ -393,6 +397,13 @@ def _newera_pump(
         problems.append(
             (f"{at}.syringe_diameter_mm", "newera-serial needs syringe_diameter_mm or syringe")
         )
+    capacity_ul: int | None = None
+    try:
+        capacity_ul = configured_capacity_ul(
+            raw.syringe, raw.syringe_diameter_mm, raw.syringe_capacity_ml
+        )
+    except SyringeCapacityError as exc:
+        problems.append((f"{at}.{exc.key}", str(exc)))
     if len(problems) > start or not isinstance(address, int):
         return None
     return PumpConfig(
@@ -405,6 +416,7 @@ def _newera_pump(
         baudrate=baudrate,
         syringe_diameter_mm=diameter,
         syringe=raw.syringe,
+        syringe_capacity_ul=capacity_ul,
     )
 
 

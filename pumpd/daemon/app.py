@@ -70,6 +70,7 @@ from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers.syringes import loaded_syringe
 from pumpd.protocols import Library, load_library
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
@@ -159,6 +160,7 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
         policy=dataclasses.replace(
             DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
         ),
+        syringe=loaded_syringe(pump.syringe, pump.syringe_diameter_mm, pump.syringe_capacity_ul),
     )
 
 
