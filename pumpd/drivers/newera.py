@@ -419,8 +419,8 @@ class NewEraPumpDriver:
                 raise PumpUnreachable(f"{self._label}: {text}: the pump got a damaged packet")
             if reply.error is not None:
                 status = await self.read_status()
-                if command is Command.STOP and status.state is PumpState.IDLE:
-                    break  # STP on a stopped pump: already where STOP leads
+                if command is Command.STOP and status.rate_actual_ml_h == 0:
+                    break  # STP on a stopped pump (alarm latched or not): where STOP leads
                 raise CommandRejected(command, seq, RESULT_OF[reply.error], status)
             if command is Command.STOP and reply.prompt is Prompt.STOPPED:
                 break
@@ -440,6 +440,8 @@ class NewEraPumpDriver:
                         return self._outcome(command, seq, sent_at, status)
                     reason = f"pump still reports {status.volume_infused_ul} µL infused"
                 elif status.state in expect:
+                    if command is Command.STOP and self._latched:
+                        status = await self._end_latch_on_stop(status)
                     return self._outcome(command, seq, sent_at, status)
                 elif status.state is PumpState.ALARM:
                     raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
@@ -448,6 +450,21 @@ class NewEraPumpDriver:
             if time.monotonic() >= deadline:
                 raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
             await asyncio.sleep(self.config.confirm_poll_s)
+
+    async def _end_latch_on_stop(self, stopped: PumpStatus) -> PumpStatus:
+        """A confirmed STOP ends a latched alarm once the pump itself shows it stopped.
+
+        The pump keeps no alarm of its own after it has reported one (its ``A?x`` reply is
+        the acknowledgement); the latch exists so that pumpd sees it. The STOP pumpd sends
+        in answer to it is that seeing, acted on: the pump, stopped, has nothing left to
+        show, and the session keeps the alarm for a person to acknowledge. Without this,
+        no step of pumpd's could ever clear the latch (pumpd never sends ACK_ALARM).
+        """
+        if stopped.rate_actual_ml_h != 0 or (await self._ask("")).prompt is not Prompt.STOPPED:
+            return stopped
+        self._latched = AlarmFlag.NONE
+        self._latched_codes.clear()
+        return await self.read_status()
 
     async def _prime(
         self, seq: int, sent_at: float, before: PumpStatus, limit_s: float

@@ -249,6 +249,10 @@ async def _alarm(rig: Rig, pump: PumpDriver, fault: FaultCase) -> None:
     assert refused.value.result in REFUSED_IN_ALARM
     rig.inject(fault, False)
     assert fault.flag in (await pump.read_status()).alarms  # latched after the cause went
+    # The STOP pumpd sends in answer is confirmed, never refused, and nothing flows.
+    stopped = await pump.command(Command.STOP)
+    assert stopped.status.state in (PumpState.ALARM, PumpState.IDLE)
+    assert stopped.status.rate_actual_ml_h == 0
     acked = await pump.command(Command.ACK_ALARM)
     assert acked.status.state is PumpState.IDLE
     assert acked.status.alarms is AlarmFlag.NONE
