@@ -207,7 +207,19 @@ class NewEraPumpDriver:
     async def read_status(self) -> PumpStatus:
         """``DIS`` (volumes; its prompt is the state), then ``RAT`` only while the pump
         moves fluid. State and volumes come from one reply, so a prime that ends between
-        two requests is never judged on an older volume; an idle pump costs one request."""
+        two requests is never judged on an older volume; an idle pump costs one request.
+
+        An alarm that arrives during the read (answering ``RAT``, or pushed) makes the
+        ``DIS`` prompt older than the alarm: the pump has stopped since. The read is then
+        made once more, so an alarm is never reported beside the flow from before it.
+        """
+        latched = self._latched
+        status = await self._read_status_once()
+        if self._latched != latched:
+            status = await self._read_status_once()
+        return status
+
+    async def _read_status_once(self) -> PumpStatus:
         dispensed = await self._ask("DIS")
         read_at = time.monotonic()  # when the volumes arrived, not after the rate
         moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
