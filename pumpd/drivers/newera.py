@@ -393,7 +393,7 @@ class NewEraPumpDriver:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
             if before.state not in (PumpState.IDLE, PumpState.PAUSED):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
-            if before.state is PumpState.IDLE and self._primes.holds_prime:
+            if before.state is PumpState.IDLE and self._primes.holds_only_primes:
                 # The pump's one counter still holds the prime: clear it before the run, so
                 # the pump itself counts only the infusion (and a restarted driver, which
                 # knows nothing of the prime, reads the same volume).

@@ -5,7 +5,9 @@ contract reports them apart (`volume_primed_ul`, `volume_infused_ul`). The ledge
 what the driver knows of primes, from the counter readings it is shown. It lives in the
 driver: a restarted daemon starts with an empty ledger, so START clears the pump's counter
 of a finished prime (``CLD INF``) before the run, and the pump then counts the infusion
-alone.
+alone. Only a counter holding nothing but primes is cleared: one that also holds earlier
+infusions (a second session on the pump) would drop below the volume the controller took
+as the session's start, which it rightly reads as a counter gone back.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class PrimeLedger:
     def holds_prime(self) -> bool:
         """The pump's counter still contains a finished prime."""
         return self._offset_ul > 0
+
+    @property
+    def holds_only_primes(self) -> bool:
+        """The pump's counter holds finished primes and nothing else: clearing it leaves
+        the reported infused volume where it was (0)."""
+        return self.holds_prime and self.last_counter_ul == self._offset_ul
 
     def start(self) -> None:
         """A prime starts from the last counter reading."""
