@@ -71,6 +71,9 @@ from pumpd.drivers.newera_prime import PrimeLedger
 
 __all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
 
+_SAME_RUN = frozenset({Prompt.INFUSING, Prompt.PAUSED, Prompt.PAUSE_PHASE, Prompt.USER_WAIT})
+"""Prompts of a pump in the middle of a run: a RUN continues it (its volume counts on)."""
+
 HEARTBEAT_COVER_S = 0.25
 """A reply younger than this already restarted the pump's watchdog (its minimum is 1 s)."""
 
@@ -90,6 +93,7 @@ class NewEraPumpDriver:
         self._last_reply_at = 0.0
         self._program: PumpProgram | None = None
         self._primes = PrimeLedger()
+        self._last_prompt: Prompt | None = None
         self.model_number: int | None = None
         self.firmware: str | None = None
         self.alarm_pushed = asyncio.Event()
@@ -231,6 +235,7 @@ class NewEraPumpDriver:
             raise ProtocolError(f"{self._label}: {exc}") from None
         prompt = dispensed.prompt
         assert prompt is not None  # _ask returns only replies without an alarm
+        self._last_prompt = prompt
         alarms = self._latched
         state = STATE_OF.get(prompt)
         if state is None:
@@ -276,7 +281,17 @@ class NewEraPumpDriver:
 
     # ------------------------------------------------------------- program
 
-    def _encode_program(self, program: PumpProgram) -> tuple[tuple[str, str], tuple[str, str]]:
+    def _run_base_ul(self, prompt: Prompt | None) -> Decimal:
+        """What was infused before the run the program's volume is for: a run that goes
+        on (running or paused) started from the carried volume; a stopped pump's next run
+        starts from everything infused so far (START clears the counter first)."""
+        if prompt in _SAME_RUN:
+            return self._primes.carried_ul
+        return self._primes.infused_ul
+
+    def _encode_program(
+        self, program: PumpProgram, base_ul: Decimal = Decimal(0)
+    ) -> tuple[tuple[str, str], tuple[str, str]]:
         if program.kvo_rate_ml_h != 0:
             raise InvalidProgram(
                 "kvo_rate_ml_h", program.kvo_rate_ml_h, "must be 0: the pump has no KVO rate"
@@ -287,8 +302,13 @@ class NewEraPumpDriver:
             rate = encode_rate(program.rate_ml_h)
         except NotRepresentable as exc:
             raise InvalidProgram("rate_ml_h", program.rate_ml_h, str(exc)) from None
+        run_ul = program.vtbi_ul - base_ul
+        if run_ul <= 0:
+            raise InvalidProgram(
+                "vtbi_ul", program.vtbi_ul, f"is not above the {base_ul} µL already infused"
+            )
         try:
-            volume = encode_volume(program.vtbi_ul)
+            volume = encode_volume(int(run_ul))
         except NotRepresentable as exc:
             raise InvalidProgram("vtbi_ul", program.vtbi_ul, str(exc)) from None
         self._encode_prime(program)
@@ -340,11 +360,18 @@ class NewEraPumpDriver:
         value the pump cannot hold is refused now) and written by PRIME. While the pump
         runs only the rate can change (``RAT C``, as the manual says), not the VTBI.
         """
-        rate, volume = self._encode_program(program)
-        running = (await self._ask("")).prompt is Prompt.INFUSING
+        base_ul = self._run_base_ul(self._last_prompt)
+        rate, volume = self._encode_program(program, base_ul)
+        prompt = (await self._ask("")).prompt
+        if (prompt in _SAME_RUN) != (self._last_prompt in _SAME_RUN):
+            await self.read_status()  # the pump moved on since the last reading
+            base_ul = self._run_base_ul(prompt)
+            rate, volume = self._encode_program(program, base_ul)
+        run_ul = program.vtbi_ul - base_ul
+        running = prompt is Prompt.INFUSING
         if running:
             _, _, volume_held = await self._read_run()
-            if volume_held != program.vtbi_ul:
+            if volume_held != run_ul:
                 raise InvalidProgram(
                     "vtbi_ul", program.vtbi_ul, "cannot change while the pump runs"
                 )
@@ -356,8 +383,8 @@ class NewEraPumpDriver:
             raise ProgramMismatch("direction", "INF", direction)
         if rate_held != program.rate_ml_h:
             raise ProgramMismatch("rate_ml_h", program.rate_ml_h, rate_held)
-        if volume_held != program.vtbi_ul:
-            raise ProgramMismatch("vtbi_ul", program.vtbi_ul, volume_held)
+        if volume_held != run_ul:
+            raise ProgramMismatch("vtbi_ul", run_ul, volume_held)
         self._program = program
         return program
 
@@ -393,10 +420,11 @@ class NewEraPumpDriver:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
             if before.state not in (PumpState.IDLE, PumpState.PAUSED):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
-            if before.state is PumpState.IDLE and self._primes.holds_only_primes:
-                # The pump's one counter still holds the prime: clear it before the run, so
-                # the pump itself counts only the infusion (and a restarted driver, which
-                # knows nothing of the prime, reads the same volume).
+            if before.state is PumpState.IDLE and self._primes.last_counter_ul > 0:
+                # Every run from a stopped pump starts from a cleared counter: the pump's
+                # VOL (written for this run) then counts from 0, a prime in the counter is
+                # gone (a restarted driver, which knows nothing of it, reads the same), and
+                # the ledger carries what the counter held, so the volume never falls.
                 await self._ask("CLD", "INF")
                 self._primes.counter_cleared()
             # RUN on a prime paused halfway resumes the prime, which reads as PRIMING.
