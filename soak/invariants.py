@@ -425,16 +425,19 @@ def _prime_allowance_ul(ev: Evidence) -> dict[str, int]:
 
 
 def max_excess_ul(ev: Evidence) -> tuple[float, str]:
-    """The largest true volume above its plan of any session (µL), and which session."""
+    """The largest true volume above its plan (and the prime a pump counts with it) of any
+    session (µL), and which session."""
     by_unit = _by_unit(ev)
+    primes = _prime_allowance_ul(ev)
     worst, which = 0.0, "-"
     for w in _session_windows(ev):
         samples = [
             s for s in by_unit.get(ev.units.get(w.pump_id, -1), []) if w.begin <= s.t_mono <= w.end
         ]
         total = sum(max(0.0, b.true_infused_ul - a.true_infused_ul) for a, b in pairwise(samples))
-        if total - w.plan_ul > worst:
-            worst, which = total - w.plan_ul, w.session_id
+        excess = total - w.plan_ul - primes.get(w.session_id, 0)
+        if excess > worst:
+            worst, which = excess, w.session_id
     return worst, which
 
 
