@@ -1338,10 +1338,11 @@ class Controller:
                     kind,
                     {
                         "reason": (d.end_reason or "ended")[:500],
-                        "rule": "session.end",
+                        "rule": d.end_rule or "session.end",
                         "interrupted_by": list(d.interrupted_by),
                         "delivered_volume_ul": delivered,
                     },
+                    daemon if d.end_rule else actor,
                 )
             elif kind == "session.paused":
                 paused: dict[str, Any] = {
