@@ -27,6 +27,10 @@ nurse may continue the same session; this rule says when that is safe:
   The program is written and read back before the start command, by the controller as for
   every command that moves fluid.
 
+An interruption about delivery accuracy ends the session by itself instead
+(:func:`delivery_ended`): once the pump's halt is confirmed the observation starts, with no
+nurse's ``end`` needed; a nurse still acknowledges the alarm.
+
 Pure, like the rest of the kernel: the controller and the session pass the facts in.
 """
 
