@@ -59,6 +59,13 @@ class Payload(BaseModel):
 
 
 class PumpCommand(enum.StrEnum):
+    """A pump command as the session asks for it and as the log records it.
+
+    Defined here, at the bottom, so the session, the controller and the catalogue's
+    command events share one vocabulary (the driver's wire commands are
+    ``pumpd.drivers.base.Command``, a different thing).
+    """
+
     PRIME = "prime"
     START = "start"
     PAUSE = "pause"

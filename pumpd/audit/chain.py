@@ -9,6 +9,7 @@ who can write the database but has not got the key cannot compute a valid chain.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -57,27 +58,10 @@ class EventRecord:
     event_hash: str
 
 
-COLUMNS: tuple[str, ...] = (
-    "seq",
-    "occurred_at",
-    "mono_ns",
-    "host",
-    "instance_id",
-    "actor_kind",
-    "actor_uid",
-    "actor_name",
-    "actor_role",
-    "pump_id",
-    "session_id",
-    "patient_ref",
-    "event_type",
-    "correlation_id",
-    "simulated",
-    "payload",
-    "prev_hash",
-    "event_hash",
-)
-"""Column order used by every raw SELECT on the read side (and by ``EventRecord``)."""
+COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRecord))
+"""Column order used by every raw SELECT on the read side: ``EventRecord``'s fields, the one
+definition of the event row's names and order. Its SQL form for the site's and the centre's
+table is ``pumpd.audit.schema.event_row_columns``; tests/audit holds the two equal."""
 
 
 def _refuse(value: object) -> object:
@@ -111,27 +95,7 @@ def encode_row(row: Sequence[object], seq: int | None = None) -> bytes:
 
 
 def encode(record: EventRecord) -> bytes:
-    return encode_row(
-        (
-            record.seq,
-            record.occurred_at,
-            record.mono_ns,
-            record.host,
-            record.instance_id,
-            record.actor_kind,
-            record.actor_uid,
-            record.actor_name,
-            record.actor_role,
-            record.pump_id,
-            record.session_id,
-            record.patient_ref,
-            record.event_type,
-            record.correlation_id,
-            record.simulated,
-            record.payload,
-            record.prev_hash,
-        )
-    )
+    return encode_row(tuple(getattr(record, name) for name in COLUMNS))
 
 
 class Hasher:
