@@ -13,7 +13,6 @@ import asyncio
 import re
 import uuid
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from pumpd.audit.catalogue import CATALOGUE
@@ -39,10 +38,6 @@ def actor_for(by: str) -> Actor:
 def code_of(text: str) -> str:
     """A sentence or an id as an audit code: lower snake case."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:120] or "item"
-
-
-def dose_mg(delivered_ul: int, concentration_mg_per_ml: Decimal) -> Decimal:
-    return (Decimal(delivered_ul) * concentration_mg_per_ml / 1000).quantize(Decimal("0.001"))
 
 
 def _ms(seconds: float) -> int:
