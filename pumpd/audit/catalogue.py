@@ -414,7 +414,7 @@ class ChainKeyChanged(Payload):
     reason_code: Literal["first_key", "rotated", "key_removed"]
 
 
-# -- control socket and staff registry (issue 6) ----------------------------------------
+# -- control socket and staff registry --------------------------------------------------
 
 Method = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=80)]
 StaffId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)]
@@ -580,11 +580,11 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("config.loaded", ConfigLoaded, _N, "configuration file"),
         EventSpec("protocol_library.loaded", ProtocolLibraryLoaded, _N, "protocols"),
         EventSpec("chain.checkpointed", ChainCheckpointed, _N, "head witnessed"),
-        # added by the controller (issue 5)
+        # the controller's
         EventSpec("session.adjusted", SessionAdjusted, _S | _P, "new plan in effect"),
         EventSpec("note.recorded", NoteRecorded, _S, "nurse's note"),
         EventSpec("session.checkpointed", SessionCheckpointed, _S | _P, "state for recovery"),
-        # added by the daemon and control socket (issue 6)
+        # the daemon's and the control socket's
         EventSpec("control.request.served", ControlRequest, _N, "socket request served"),
         EventSpec("control.view.opened", ControlView, _N, "live view reading"),
         EventSpec("control.view.closed", ControlViewClosed, _N, "reads of a connection"),
@@ -595,7 +595,7 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("staff.pin.refused", StaffPinRefused, _N, "wrong PIN"),
         EventSpec("staff.locked", StaffLocked, _N, "staff id locked"),
         EventSpec("daemon.announced", ServiceNotice, _N, "daemon announcement"),
-        # added by the audit spool (issue 7)
+        # the audit spool's
         EventSpec("audit.spool.drained", SpoolDrained, _N, "audit outage over"),
         # added by the keyed chain
         EventSpec("chain.key.changed", ChainKeyChanged, _N, "chain key changed"),
