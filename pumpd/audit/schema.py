@@ -79,18 +79,3 @@ audit_event = Table(
 PROTECTION_TRIGGERS_SQLITE = ("audit_event_no_update", "audit_event_no_delete")
 PROTECTION_TRIGGERS_POSTGRES = ("audit_event_no_update_delete", "audit_event_no_truncate")
 UNIQUE_INDEXES = ("uq_audit_event_prev_hash", "uq_audit_event_event_hash")
-
-staff_member = Table(
-    "staff_member",
-    metadata,
-    # The staff registry (migration 0003_staff_registry; used by pumpd/control/staff.py).
-    Column("staff_id", String(40), primary_key=True),
-    Column("name", String(120), nullable=False),
-    Column("role", String(32), nullable=False),
-    Column("pin_hash", String(255), nullable=False),
-    Column("enabled", Boolean(create_constraint=False), nullable=False),
-    Column("failures", Integer, nullable=False),
-    Column("locked_until", String(27), nullable=True),
-    Column("created_at", String(27), nullable=False),
-    Column("changed_at", String(27), nullable=False),
-)

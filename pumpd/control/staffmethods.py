@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pumpd.staff import StaffError, StaffExists, StaffInputError, UnknownStaff
+
 from .params import StaffAddParams, StaffIdParams, StaffLoginParams, StaffPinParams
 from .rpc import Code, RpcError
 from .service import Call, Service
-from .staff import StaffError, StaffExists, StaffInputError, UnknownStaff
 
 
 def _staff_error(exc: StaffError, param: str) -> RpcError:

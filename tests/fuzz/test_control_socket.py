@@ -33,9 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from pumpd.audit.schema import audit_event, staff_member
+from pumpd.audit.schema import audit_event
 from pumpd.control.methods import METHODS
 from pumpd.control.rpc import MAX_LINE_BYTES, Code
+from pumpd.staff import staff_member
 
 from .budget import examples, report
 
