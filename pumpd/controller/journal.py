@@ -19,6 +19,7 @@ from pumpd.audit.catalogue import CATALOGUE
 from pumpd.audit.store import Actor, NewEvent, prepare
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
+from safety.plan import dose_in_volume_mg
 from safety.tick import SupervisionLimits
 
 
@@ -38,6 +39,11 @@ def actor_for(by: str) -> Actor:
 def code_of(text: str) -> str:
     """A sentence or an id as an audit code: lower snake case."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:120] or "item"
+
+
+dose_mg = dose_in_volume_mg
+"""The dose in a delivered volume, as the controller records it; defined once with the rest
+of the dose arithmetic (``safety.plan``), where the control socket takes it from too."""
 
 
 def _ms(seconds: float) -> int:

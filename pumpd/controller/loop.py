@@ -36,7 +36,7 @@ from safety.actions import Action, ActionKind, Priority
 from safety.course import PriorSession
 from safety.guards import pump_fit
 from safety.order import Override
-from safety.plan import Order, Patient, Plan, dose_in_volume_mg
+from safety.plan import Order, Patient, Plan
 from safety.pump import PumpMode, PumpSnapshot, restart_evidence, restart_evidence_of
 from safety.start import start_requirements
 from safety.tick import (
@@ -63,7 +63,7 @@ from .errors import (
     SessionActive,
 )
 from .executor import Executor, Outcome, Result, Setpoints
-from .journal import Journal, actor_for, code_of, new_correlation, supervision_record
+from .journal import Journal, actor_for, code_of, dose_mg, new_correlation, supervision_record
 from .pending import pending_input
 from .translate import MODE_OF, alarm_message, to_snapshot
 
@@ -1360,7 +1360,7 @@ class Controller:
                         "reason": (d.stop_reason or d.abort_reason or "stopped")[:500],
                         "delivered_volume_ul": delivered,
                         "delivered_dose_mg": format(
-                            dose_in_volume_mg(delivered, plan.concentration_mg_per_ml), "f"
+                            dose_mg(delivered, plan.concentration_mg_per_ml), "f"
                         ),
                     },
                 )
@@ -1370,7 +1370,7 @@ class Controller:
                     {
                         "delivered_volume_ul": delivered,
                         "delivered_dose_mg": format(
-                            dose_in_volume_mg(delivered, plan.concentration_mg_per_ml), "f"
+                            dose_mg(delivered, plan.concentration_mg_per_ml), "f"
                         ),
                     },
                 )
