@@ -25,7 +25,7 @@ from pumpd.cli import timeline
 from pumpd.protocols import Library
 from pumpd.report import plots
 from pumpd.report.localtime import local_text, parse_utc, zone_label
-from pumpd.report.record import SessionRecord
+from pumpd.report.model import SessionRecord
 
 MONO = "DejaVu Sans Mono"
 TEXT_PT = 7.5
