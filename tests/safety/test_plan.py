@@ -1,5 +1,5 @@
 """The dose calculator: concrete plans of the shipped protocols, every unit path, rounding,
-priming, input refusal, and the properties the issue names."""
+priming, input refusal, and the properties the specification names."""
 
 from __future__ import annotations
 
