@@ -64,6 +64,12 @@ definition of the event row's names and order. Its SQL form for the site's and t
 table is ``pumpd.audit.schema.event_row_columns``; tests/audit holds the two equal."""
 
 
+_HASHED = len(COLUMNS) - 1
+"""Every column is hashed but the row's own hash, the last."""
+_SIMULATED_AT = 1 + COLUMNS.index("simulated")
+"""Where ``simulated`` sits in the hashed array, after ``ENCODING_TAG``."""
+
+
 def _refuse(value: object) -> object:
     raise TypeError(f"{type(value).__name__} cannot be part of a hashed audit row")
 
@@ -89,8 +95,8 @@ def encode_row(row: Sequence[object], seq: int | None = None) -> bytes:
     ``seq`` replaces the stored sequence number: verification uses it to ask "would this
     row be valid at another position?" when it classifies a break.
     """
-    fields: list[object] = [ENCODING_TAG, row[0] if seq is None else seq, *row[1:17]]
-    fields[15] = bool(fields[15])  # simulated: SQLite hands back 0/1
+    fields: list[object] = [ENCODING_TAG, row[0] if seq is None else seq, *row[1:_HASHED]]
+    fields[_SIMULATED_AT] = bool(fields[_SIMULATED_AT])  # SQLite hands back 0/1
     return _dumps(fields).encode()
 
 
