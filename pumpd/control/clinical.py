@@ -342,7 +342,12 @@ async def session_start(svc: Service, call: Call) -> Any:
         prior = await asyncio.to_thread(
             prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
         )
-    await ctl.start(by=call.acting.name, prior_sessions=prior, override_reason=prm.override_reason)
+    await ctl.start(
+        by=call.acting.name,
+        prior_sessions=prior,
+        primed_confirmed=prm.primed_by_hand,
+        override_reason=prm.override_reason,
+    )
     return {"state": _state(ctl), "awaiting_approval": _awaiting(svc, call, ctl)}
 
 

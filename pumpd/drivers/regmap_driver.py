@@ -67,6 +67,7 @@ from pumpd.drivers.regmap import (
     Write,
     decode,
     encode,
+    load_any_profile,
     nearest_float32,
 )
 
@@ -586,3 +587,9 @@ def _image_names(rmap: RegisterMap, image: dict[int, int]) -> set[str]:
         for name, reg in rmap.registers.items()
         if all(a in image for a in range(reg.address, reg.address + reg.words))
     }
+
+
+def register_map(profile: str) -> RegisterMap | None:
+    """The register map a profile name or path gives, or None for a GIP-MB1-schema one."""
+    loaded = load_any_profile(profile)
+    return loaded if isinstance(loaded, RegisterMap) else None
