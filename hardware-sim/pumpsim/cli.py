@@ -96,6 +96,13 @@ async def _serve(sim: Simulator) -> None:
     type=click.IntRange(0, 10_000),
     help="The DULCO pump's Modbus timeout (register 61, set at the pump; 0 = off).",
 )
+@click.option(
+    "--dulco-baud",
+    default=19200,
+    show_default=True,
+    type=click.IntRange(1200, 4_000_000),
+    help="The DULCO line's wire timing (the pump's factory setting is 19200).",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -112,6 +119,7 @@ def main(
     newera_baud: str,
     dulco_link: str | None,
     dulco_timeout_ms: int,
+    dulco_baud: int,
 ) -> None:
     """Simulate GIP-MB1 infusion pumps over Modbus TCP and/or RTU."""
     if ctx.invoked_subcommand is not None:
@@ -136,6 +144,7 @@ def main(
             newera_baud=int(newera_baud),
             dulco_link=dulco_link,
             dulco_timeout_ms=dulco_timeout_ms,
+            dulco_baud=dulco_baud,
         )
         asyncio.run(_serve(sim))
     except (SimError, OSError, RuntimeError) as exc:

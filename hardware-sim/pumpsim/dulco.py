@@ -72,9 +72,11 @@ class DulcoLine:
         units: tuple[int, ...] = (m.DEFAULT_UNIT,),
         link_path: str | None = None,
         modbus_timeout_ms: int = 1000,
+        baud: int = 19200,
         wire_timing: bool = True,
     ) -> None:
         self._now_s = clock_now_s
+        self._baud = baud
         self.pumps = {u: DulcoModel(unit=u, modbus_timeout_ms=modbus_timeout_ms) for u in units}
         self.wire = {u: WireFaults() for u in units}
         self._link_path = link_path
@@ -133,7 +135,7 @@ class DulcoLine:
 
     async def start(self) -> None:
         self._line = RtuLine(
-            self.wire, baud=19200, link_path=self._link_path, wire_timing=self._wire_timing
+            self.wire, baud=self._baud, link_path=self._link_path, wire_timing=self._wire_timing
         )
         self._line.open()
         no_bits = [SimData(0, count=1, values=0, datatype=DataType.BITS)]
@@ -157,7 +159,7 @@ class DulcoLine:
             )
             for unit in self.pumps
         ]
-        self._server = ModbusSerialServer(devices, port=self._line.device_path, baudrate=19200)
+        self._server = ModbusSerialServer(devices, port=self._line.device_path, baudrate=self._baud)
         await self._server.serve_forever(background=True)
         self.path = self._line.path
         self._tick = asyncio.create_task(self._tick_forever())

@@ -62,6 +62,7 @@ class Simulator:
         dulco_link: str | None = None,
         dulco: bool = False,
         dulco_timeout_ms: int = 1000,
+        dulco_baud: int = 19200,
     ) -> None:
         if not 0 < baud <= MAX_BAUD:
             raise SimConfigError(f"baud must be in 1..{MAX_BAUD}, got {baud}")
@@ -103,6 +104,7 @@ class Simulator:
                 clock_now_s=self._bank.clock.now_s,
                 link_path=dulco_link,
                 modbus_timeout_ms=dulco_timeout_ms,
+                baud=dulco_baud,
                 wire_timing=wire_timing,
             )
         self.dulco_path: str | None = None

@@ -28,6 +28,7 @@ needs, and names each stand-in (docs/driver.md, "Register-map profiles"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -110,6 +111,7 @@ class RegisterMapDriver:
         self._up_since = time.monotonic()
         self._cmd_count = 0
         self._heartbeats = 0
+        self._vtbi_timer: asyncio.Task[None] | None = None
         self.guard_stops = 0
         """How often the failsafe stop went out first after a long silence."""
         self._alarm_bits = rmap.flag_bits(rmap.alarms)
@@ -145,6 +147,9 @@ class RegisterMapDriver:
         await self.read_status()
 
     async def close(self) -> None:
+        timer, self._vtbi_timer = self._vtbi_timer, None
+        if timer is not None:
+            timer.cancel()
         line, self._line = self._line, None
         if line is not None:
             release_line(line)
@@ -426,7 +431,39 @@ class RegisterMapDriver:
             self._paused = False
             image, read_at = await self._read_words()
             status = self._decode_status(image, read_at)
+        self._arm_vtbi_stop(status)
         return status
+
+    def _arm_vtbi_stop(self, status: PumpStatus) -> None:
+        """Time the stop at the programmed volume from this reading, so the volume is not
+        overshot by up to a poll period: re-armed at every reading, gone when stopped.
+
+        The faster of the programmed and the reported rate is used, so the stop comes
+        early rather than late; the check in `read_status` remains behind it.
+        """
+        timer, self._vtbi_timer = self._vtbi_timer, None
+        if timer is not None:
+            timer.cancel()
+        program = self._program
+        if status.state is not PumpState.INFUSING or program is None or program.vtbi_ul <= 0:
+            return
+        rate_ml_h = max(program.rate_ml_h, status.rate_actual_ml_h)
+        if rate_ml_h <= 0:
+            return
+        left_ul = program.vtbi_ul - status.volume_infused_ul
+        pump_s = Decimal(left_ul) * Decimal(3600) / (rate_ml_h * 1000)
+        wall_s = float(pump_s) / self.clock_scale
+        due = status.read_at_monotonic + wall_s
+        self._vtbi_timer = asyncio.create_task(self._stop_at(due), name=f"{self._label} vtbi")
+
+    async def _stop_at(self, due_monotonic: float) -> None:
+        await asyncio.sleep(max(0.0, due_monotonic - time.monotonic()))
+        # Detach before writing: a reading that re-arms must never cancel a stop in flight.
+        if self._vtbi_timer is asyncio.current_task():
+            self._vtbi_timer = None
+        with contextlib.suppress(DriverError):
+            await self._write_one("stop at the programmed volume", self.rmap.failsafe.stop)
+            self._paused = False
 
     # ------------------------------------------------------------- program
 
@@ -489,19 +526,22 @@ class RegisterMapDriver:
         seq = self._cmd_count
         sent_at = time.monotonic()
         spec = self.rmap.command(command)
-        before = await self.read_status()
-        if spec is None:
-            # PRIME on a pump that cannot prime over its bus.
-            raise CommandRejected(command, seq, CommandResult.UNKNOWN_COMMAND, before)
-        if command is Command.START:
-            if before.alarms:
-                raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
-            if before.state not in (PumpState.IDLE, PumpState.PAUSED):
+        if spec is None or (command is Command.START and self._program is None):
+            # PRIME on a pump that cannot prime over its bus; START with nothing programmed.
+            before = await self.read_status()
+            result = (
+                CommandResult.UNKNOWN_COMMAND if spec is None else CommandResult.REJECTED_PARAMS
+            )
+            raise CommandRejected(command, seq, result, before)
+        if command is Command.CLEAR_VOLUMES:
+            before = await self.read_status()
+            if before.state is PumpState.INFUSING:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
-            if self._program is None:
-                raise CommandRejected(command, seq, CommandResult.REJECTED_PARAMS, before)
-        elif command in (Command.PAUSE, Command.CLEAR_VOLUMES) and not _may(command, before):
-            raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
+        # START, PAUSE and STOP go out at once, with no read before them: a halt must not
+        # wait, and a start must begin when the daemon says it did (its volume accounting
+        # starts then). The pump itself refuses to run with an error present, which the
+        # read-back shows; a start on a running pump or a stop on a stopped one changes
+        # nothing.
         reason = "not confirmed"
         try:
             for write in spec.write:
@@ -573,12 +613,6 @@ class RegisterMapDriver:
         if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
             raise InvalidProgram("heartbeat_timeout_s", seconds, "must be a positive integer")
         await self._check_pump_timeout(max(1, round(seconds / self.clock_scale)))
-
-
-def _may(command: Command, before: PumpStatus) -> bool:
-    """PAUSE needs a running pump; CLEAR_VOLUMES a stopped one."""
-    running = before.state is PumpState.INFUSING
-    return running if command is Command.PAUSE else not running
 
 
 def _image_names(rmap: RegisterMap, image: dict[int, int]) -> set[str]:
