@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from pumpd.drivers.base import AlarmFlag, Command, ProfileError, WarningFlag
 from pumpd.drivers.profile import Profile, parse_profile, read_profile_document
@@ -159,20 +159,26 @@ class PowerUpSpec(_Frozen):
     """The value that makes the pump come up stopped after a power loss."""
 
 
-class Capabilities(_Frozen):
-    """What the pump can do and report; maps one-to-one onto the driver capability record."""
+class WatchdogCaps(_Frozen):
+    min_s: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    max_s: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+    set_by: Literal["pumpd", "pump-panel"]
 
-    confirmation: Literal["sequence-echo", "read-back"]
-    pump_side_vtbi: bool
-    pump_watchdog: Literal["settable", "read-only", "none"]
-    pump_watchdog_range_ms: tuple[int, int] | None = None
-    priming: bool
-    kvo: bool
-    pressure: bool
-    battery: bool
-    restarts_by_itself: bool
-    max_rate_source: str
-    alarms_detected: list[str]
+
+class Capabilities(_Frozen):
+    """What the pump can do and report: the same keys and values as the driver capability
+    record's ``[capabilities]`` table, so one table serves both."""
+
+    confirmation: Literal["sequence-echo", "state-readback"]
+    pump_vtbi_stop: StrictBool
+    watchdog: WatchdogCaps | Literal[False]
+    detected_alarms: list[str]
+    priming: StrictBool
+    kvo: StrictBool
+    reports_pressure: StrictBool
+    reports_battery: StrictBool
+    max_rate_source: Literal["register", "profile", "config", "syringe-table", "pump-refuses"]
+    max_rate_ml_h: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
 class RegisterMap(_Frozen):
@@ -435,7 +441,7 @@ def _check_commands(rmap: RegisterMap) -> None:
             raise ProfileError(
                 key, f"not a contract command ({', '.join(sorted(_CONTRACT_COMMANDS))})"
             )
-        if name in ("PRIME",) and not rmap.capabilities.priming:
+        if name == "PRIME" and not rmap.capabilities.priming:
             raise ProfileError(key, "capabilities.priming is false")
         for i, write in enumerate(spec.write):
             _check_write(rmap, f"{key}.write[{i}]", write)
@@ -485,13 +491,21 @@ def _check_rest(rmap: RegisterMap) -> None:
     caps = rmap.capabilities
     if caps.confirmation == "sequence-echo":
         raise ProfileError("capabilities.confirmation", "a register map confirms by read-back")
-    for flag in caps.alarms_detected:
-        if flag not in AlarmFlag.__members__:
-            raise ProfileError("capabilities.alarms_detected", f"{flag!r} is not a contract alarm")
-    if caps.restarts_by_itself != fs.restarts_on_resume:
+    for flag in caps.detected_alarms:
+        if flag not in AlarmFlag.__members__ or flag in ("NONE", "UNKNOWN"):
+            raise ProfileError("capabilities.detected_alarms", f"{flag!r} is not a contract alarm")
+    if caps.priming != ("PRIME" in rmap.commands):
+        raise ProfileError("capabilities.priming", "must agree with a PRIME command in the map")
+    wd = caps.watchdog
+    if wd is False or wd.set_by != "pump-panel":
         raise ProfileError(
-            "capabilities.restarts_by_itself", "must agree with failsafe.restarts_on_resume"
+            "capabilities.watchdog",
+            "a register map's watchdog is the failsafe timeout register, set at the pump panel",
         )
+    if wd.min_s > wd.max_s or wd.max_s * 1000 != fs.max_ms:
+        raise ProfileError("capabilities.watchdog.max_s", "must agree with failsafe.max_ms")
+    if caps.max_rate_source == "register" and rmap.status.max_rate is None:
+        raise ProfileError("capabilities.max_rate_source", "no status.max_rate register")
 
 
 def parse_register_map(data: dict[str, Any]) -> RegisterMap:

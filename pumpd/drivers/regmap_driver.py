@@ -61,6 +61,7 @@ from pumpd.drivers.regmap import (
     FLOW_TO_ML_H,
     TIME_TO_MS,
     VOLUME_TO_UL,
+    Capabilities,
     FlagSpec,
     Register,
     RegisterMap,
@@ -116,6 +117,11 @@ class RegisterMapDriver:
         """How often the failsafe stop went out first after a long silence."""
         self._alarm_bits = rmap.flag_bits(rmap.alarms)
         self._warning_bits = rmap.flag_bits(rmap.warnings)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this pump can do and report (the profile's ``[capabilities]`` table)."""
+        return self.rmap.capabilities
 
     # ------------------------------------------------------------- lifecycle
 

@@ -129,9 +129,12 @@ BROKEN = [
     ("power_up.force", 70000, "power_up.force"),
     ("power_up.register", "error_reset", "power_up.register"),
     ("capabilities.confirmation", "sequence-echo", "capabilities.confirmation"),
-    ("capabilities.restarts_by_itself", False, "capabilities.restarts_by_itself"),
-    ("capabilities.alarms_detected", ["FIRE"], "capabilities.alarms_detected"),
-    ("capabilities.pressure", _DELETE, "capabilities.pressure"),
+    ("capabilities.detected_alarms", ["FIRE"], "capabilities.detected_alarms"),
+    ("capabilities.reports_pressure", _DELETE, "capabilities.reports_pressure"),
+    ("capabilities.reports_battery", "no", "capabilities.reports_battery"),
+    ("capabilities.watchdog", False, "capabilities.watchdog"),
+    ("capabilities.watchdog.max_s", 5, "capabilities.watchdog.max_s"),
+    ("capabilities.priming", True, "capabilities.priming"),
     ("colour", "blue", "colour"),
 ]  # fmt: skip
 
