@@ -35,7 +35,11 @@ SCALE = 60.0
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(pumps=1, tcp=False, dulco=True, time_scale=SCALE, dulco_baud=115_200) as s:
+    # A 3 s pump timeout: a loaded machine's pauses must not look like the link going quiet;
+    # the tests of the timeout itself set 1 s.
+    async with Simulator(
+        pumps=1, tcp=False, dulco=True, time_scale=SCALE, dulco_baud=115_200, dulco_timeout_ms=3000
+    ) as s:
         yield s
 
 
@@ -132,10 +136,10 @@ async def test_the_pumps_timeout_register_refuses_live_use(
 async def test_set_heartbeat_timeout_checks_the_pump_in_wall_seconds(sim: Simulator) -> None:
     async with driver(sim) as d:
         d.clock_scale = SCALE
-        await d.set_heartbeat_timeout(int(2 * SCALE))  # 2 wall s ≥ the pump's 1000 ms
-        pump(sim).modbus_timeout_ms = 3000  # changed at the keypad meanwhile
-        with pytest.raises(PumpUnfit, match="3000 ms"):
-            await d.set_heartbeat_timeout(int(2 * SCALE))
+        await d.set_heartbeat_timeout(int(3 * SCALE))  # 3 wall s ≥ the pump's 3000 ms
+        pump(sim).modbus_timeout_ms = 4000  # changed at the keypad meanwhile
+        with pytest.raises(PumpUnfit, match="4000 ms"):
+            await d.set_heartbeat_timeout(int(3 * SCALE))
 
 
 async def test_rates_are_exact_or_refused_and_absent_values_are_none(sim: Simulator) -> None:
@@ -214,6 +218,7 @@ async def test_an_error_stops_it_and_the_reset_never_restarts_it(sim: Simulator)
 
 async def test_after_a_silence_the_stop_goes_out_first(sim: Simulator) -> None:
     assert sim.dulco is not None
+    pump(sim).modbus_timeout_ms = 1000
     async with driver(sim) as d:
         await d.write_program(program())
         await d.command(Command.START)
@@ -233,6 +238,7 @@ async def test_the_simulated_pump_restarts_by_itself_for_a_naive_master(sim: Sim
     await client.connect()
     try:
         p = pump(sim)
+        p.modbus_timeout_ms = 1000
         await client.write_register(1229, 1, device_id=UNIT)
         await client.write_registers(1211, [0x3E19, 0x999A], device_id=UNIT)  # 0.15 l/h
         await client.write_register(1200, 1, device_id=UNIT)
