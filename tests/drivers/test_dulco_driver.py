@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pumpsim import dulco_map as sim_map
 from pumpsim.dulco_model import DulcoModel
 from pumpsim.harness import Simulator
@@ -26,7 +28,7 @@ from pumpd.drivers.base import (
     WarningFlag,
 )
 from pumpd.drivers.modbus import ModbusConfig
-from pumpd.drivers.regmap import RegisterMap, load_any_profile
+from pumpd.drivers.regmap import RegisterMap, load_any_profile, nearest_float32
 from pumpd.drivers.regmap_driver import PumpUnfit, RegisterMapDriver
 
 UNIT = 20
@@ -251,3 +253,20 @@ async def test_the_simulated_pump_restarts_by_itself_for_a_naive_master(sim: Sim
         assert p.restarts_by_itself == 1
     finally:
         client.close()
+
+
+@given(cents=st.integers(min_value=1, max_value=10**9))
+def test_a_rate_is_held_exactly_or_refused(cents: int) -> None:
+    """mL/h → l/h float32 → mL/h: accepted only when it comes back as the same 0.01 mL/h."""
+    d = RegisterMapDriver(
+        ModbusConfig(transport="rtu", device="/dev/null", unit=UNIT), rmap(), heartbeat_timeout_s=10
+    )
+    rate = Decimal(cents) / 100
+    try:
+        held = d._rate_words(rate)
+    except InvalidProgram:
+        # Refused only when the float32 would not read back as the same rate.
+        assert (nearest_float32(rate / 1000) * 1000).quantize(Decimal("0.01")) != rate
+        return
+    assert held == nearest_float32(rate / 1000)
+    assert (held * 1000).quantize(Decimal("0.01")) == rate
