@@ -32,6 +32,7 @@ from pumpd.central.forwarder import ForwardSettings
 from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.drivers.newera_codec import NotRepresentable, format_number
+from pumpd.drivers.rtu_config import SerialKeys, check_profile, serial_keys, simulated_line_problem
 from pumpd.drivers.syringes import syringe
 from pumpd.protocols import default_path
 from pumpd.reloading import APPLIED, RESTART
@@ -136,6 +137,9 @@ class PumpSection(_Strict):
     heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
     syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
     syringe: str | None = None
+    parity: str | None = None
+    stopbits: int | None = None
+    bytesize: int | None = None
 
 
 class ForwardSection(_Strict):
@@ -182,6 +186,8 @@ class PumpConfig:
     syringe_diameter_mm: Decimal | None = None
     """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
     syringe: str | None = None
+    serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
+    """modbus-rtu only: parity, stop bits, data bits."""
 
     @property
     def address(self) -> str:
@@ -291,8 +297,13 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         problems.append(
             (f"{at}.id", f"expected 1-40 of a-z 0-9 _ - (starting a-z or 0-9), got {raw.id!r}")
         )
+    serial_given = {"parity": raw.parity, "stopbits": raw.stopbits, "bytesize": raw.bytesize}
     if raw.transport == "newera-serial":
+        serial_keys(at, raw.transport, serial_given, None, problems)
         return _newera_pump(at, raw, problems, start)
+    serial = serial_keys(
+        at, raw.transport, serial_given, check_profile(at, raw.profile, problems), problems
+    )
     for key in ("syringe_diameter_mm", "syringe"):
         if getattr(raw, key) is not None:
             problems.append((f"{at}.{key}", "only for transport newera-serial"))
@@ -337,6 +348,7 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         port=port,
         device=device,
         baudrate=baudrate,
+        serial=serial,
     )
 
 
@@ -455,6 +467,8 @@ def _simulation_pump(pump: PumpConfig, index: int, problems: list[tuple[str, str
             )
         return
     assert pump.device is not None
+    if pump.transport == "modbus-rtu" and (bad := simulated_line_problem(at, pump.serial)):
+        problems.append(bad)
     real = os.path.realpath(pump.device)
     if not PTS.fullmatch(real):
         problems.append(

@@ -365,7 +365,10 @@ async def session_start(svc: Service, call: Call) -> Any:
             prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
         )
     await ctl.start(
-        by=call.acting.name, prior_sessions=prior, override_reason=params.override_reason
+        by=call.acting.name,
+        prior_sessions=prior,
+        primed_confirmed=params.primed_by_hand,
+        override_reason=params.override_reason,
     )
     return {"state": _state(ctl), "awaiting_approval": _awaiting(svc, call, ctl)}
 

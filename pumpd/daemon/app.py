@@ -70,6 +70,7 @@ from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers.regmap_driver import RegisterMapDriver, register_map
 from pumpd.protocols import Library, load_library
 from pumpd.reloading import needing_restart, reloaded
 from pumpd.session import State
@@ -121,10 +122,15 @@ def modbus_config(pump: PumpConfig) -> ModbusConfig:
         baudrate=pump.baudrate or 19200,
         unit=pump.unit,
         profile=pump.profile,
+        parity=pump.serial.parity,
+        stopbits=pump.serial.stopbits,
+        bytesize=pump.serial.bytesize,
     )
 
 
-def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver | NewEraPumpDriver:
+def make_driver(
+    pump: PumpConfig, time_scale: float = 1.0
+) -> ModbusPumpDriver | NewEraPumpDriver | RegisterMapDriver:
     """The driver for a pump's transport. A New Era pump counts its SAF watchdog in wall
     seconds, so its driver divides the controller's (scaled) seconds back."""
     if pump.transport == "newera-serial":
@@ -139,6 +145,14 @@ def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver |
                 heartbeat_timeout_s=pump.heartbeat_timeout_s,
                 clock_scale=time_scale,
             )
+        )
+    rmap = register_map(pump.profile)
+    if rmap is not None:
+        return RegisterMapDriver(
+            modbus_config(pump),
+            rmap,
+            heartbeat_timeout_s=pump.heartbeat_timeout_s,
+            clock_scale=time_scale,
         )
     return ModbusPumpDriver(modbus_config(pump))
 

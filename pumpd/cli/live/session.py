@@ -241,11 +241,18 @@ def prime(target: Target, pump: str, line_disconnected: bool) -> None:
     help="Reason for starting despite a soft start check (a low battery); a second nurse "
     "approves it (pumpctl approve) unless the protocol accepts the reason alone.",
 )
+@click.option(
+    "--primed-by-hand",
+    is_flag=True,
+    help="The line was primed by hand (for a pump that cannot prime, e.g. the DULCO flex).",
+)
 @pass_target
-def start(target: Target, pump: str, override_reason: str | None) -> None:
+def start(target: Target, pump: str, override_reason: str | None, primed_by_hand: bool) -> None:
     params: dict[str, Any] = {"pump": pump}
     if override_reason is not None:
         params["override_reason"] = override_reason
+    if primed_by_hand:
+        params["primed_by_hand"] = True
     result = call(target, "session.start", params)
     if result.get("awaiting_approval"):
         _echo_result(pump, result, "start held, nothing sent to the pump")
