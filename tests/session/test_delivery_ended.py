@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from pumpd.session import CommandKind, CommandRefused, InvalidInState, Session, State
+from pumpd.session import CommandRefused, InvalidInState, PumpCommand, Session, State
 from pumpd.session.errors import RestoreError
 from safety.actions import Priority
 from safety.pump import PumpMode
@@ -107,7 +107,7 @@ def test_comm_loss_keeps_alarming_until_the_halt_is_confirmed() -> None:
     b, s = drive(State.INFUSING)
     _latch(b, s, COMM)
     _kernel_stop(b, s, COMM)
-    s.command_uncertain(command=CommandKind.STOP, detail="no reply", at=b.at())
+    s.command_uncertain(command=PumpCommand.STOP, detail="no reply", at=b.at())
     assert s.state is State.ALARM
     assert s.data.observation_started_at is None
     assert s.data.stopped_at is None
@@ -154,7 +154,7 @@ def test_an_uncertain_stop_reconciled_idle_ends_the_session() -> None:
     reading that shows the pump idle confirms the halt."""
     b, s = drive(State.INFUSING)
     _kernel_stop(b, s, "tick.vtbi.exceeded")
-    s.command_uncertain(command=CommandKind.STOP, detail="daemon restarted", at=b.at())
+    s.command_uncertain(command=PumpCommand.STOP, detail="daemon restarted", at=b.at())
     assert s.state is State.UNCERTAIN
     assert s.data.observation_started_at is None
     _same_after_restore(b, s)
