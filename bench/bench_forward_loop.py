@@ -1,13 +1,14 @@
 """The pump loops with forwarding off and on, alternating in one run.
 
-"Nothing about forwarding ever blocks or slows a pump loop or a halt" is a claim about
-one process: the forwarder is an asyncio task of the daemon whose database
-work runs on a thread of its own, so what it can take from the pumps is CPU and the GIL.
-This benchmark runs the pieces of that process together, as the daemon builds them: one
+"Nothing about forwarding ever blocks or slows a pump loop or a halt": the forwarder is
+an asyncio task of the daemon whose batch work runs in a process of its own
+(pumpd/central/worker.py), so what it can still take from the pumps is CPU. This
+benchmark runs the pieces of the daemon together, as the daemon builds them: one
 ``Controller`` per pump at 10 Hz over the Modbus driver (pumpsim in a child process,
 ``bench/simhost.py``), the group-committing ``AsyncAuditWriter`` on a SQLite log on disk,
-and, when forwarding is on, the daemon's own ``ForwardTask`` driving a ``Forwarder`` on an
-engine of its own (``pool_size=1``, no pre-ping, as ``Daemon._start_forwarding`` makes it).
+and, when forwarding is on, the daemon's own ``ForwardTask`` driving its forwarding
+process, as ``Daemon._start_forwarding`` makes it (``[forward] duty_cycle`` at its default,
+or ``PUMPD_BENCH_FORWARD_DUTY``).
 
 Three modes, each measured in every round, the order rotated from round to round so that
 a drift of the machine's load falls on all of them alike:
@@ -37,11 +38,10 @@ import shutil
 import socket
 import statistics
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import psycopg
@@ -54,7 +54,7 @@ from bench.bench_forward import _site
 from bench.report import Report, Row
 from pumpd.audit.store import AuditStore
 from pumpd.central import migrate as central_migrate
-from pumpd.central.forwarder import Conflict, Forwarder, ForwardSettings, ForwardStatus
+from pumpd.central.forwarder import Conflict, ForwardSettings, ForwardStatus
 from pumpd.central.task import ForwardTask
 from pumpd.daemon import logs
 from pumpd.db import make_engine
@@ -64,7 +64,6 @@ SUITE = "forward/pump loop"
 MODES = ("off", "on", "unreachable")
 BATCH = 1000  # the [forward] batch_size default
 PROBE_PERIOD_S = 0.005
-FORWARD_THREAD = "pumpd-forward"
 
 
 @dataclass(frozen=True)
@@ -104,19 +103,29 @@ class Phase:
 class Forwarding:
     task: ForwardTask
     runner: asyncio.Task[None]
-    engine_dispose: Callable[[], None]
 
     def status(self) -> ForwardStatus:
         return self.task.status()
 
 
+def _duty_cycle() -> float:
+    """The ``[forward] duty_cycle`` under test: the default, or ``PUMPD_BENCH_FORWARD_DUTY``
+    (1 measures an unpaced catch-up)."""
+    raw = os.environ.get("PUMPD_BENCH_FORWARD_DUTY", "")
+    default = next(f.default for f in fields(ForwardSettings) if f.name == "duty_cycle")
+    return float(raw) if raw else float(default)  # type: ignore[arg-type]
+
+
 async def _start_forwarding(site_url: str, url: str, mark: Path, site: str) -> Forwarding:
     """The daemon's forwarder, built as ``Daemon._start_forwarding`` builds it."""
     settings = ForwardSettings(
-        url=url, site=site, batch_size=BATCH, mark_file=mark, connect_timeout_s=3.0
+        url=url,
+        site=site,
+        batch_size=BATCH,
+        mark_file=mark,
+        connect_timeout_s=3.0,
+        duty_cycle=_duty_cycle(),
     )
-    engine = make_engine(site_url, pool_size=1, pool_pre_ping=False)
-    forwarder = Forwarder(engine, settings)
 
     async def on_conflict(conflict: Conflict) -> None:
         raise RuntimeError(f"forwarding conflict in a benchmark: {conflict}")
@@ -124,24 +133,19 @@ async def _start_forwarding(site_url: str, url: str, mark: Path, site: str) -> F
     async def on_lag(status: ForwardStatus) -> None:
         return None
 
-    task = ForwardTask(forwarder, on_conflict=on_conflict, on_lag=on_lag)
+    task = ForwardTask(settings, site_url, on_conflict=on_conflict, on_lag=on_lag)
     runner = asyncio.create_task(task.run(), name="forward")
-    return Forwarding(task, runner, engine.dispose)
+    return Forwarding(task, runner)
 
 
 async def _stop_forwarding(fwd: Forwarding) -> None:
-    """Stop as the daemon does, then wait for the step in flight to end on its thread, so
-    that the next phase does not pay for this one."""
+    """Stop as the daemon does (the forwarding process is killed), then wait for it to
+    end, so that the next phase does not pay for this one."""
     fwd.runner.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await fwd.runner
     fwd.task.close()
-    deadline = time.monotonic() + 30
-    while any(t.name.startswith(FORWARD_THREAD) for t in threading.enumerate()):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the forwarder's thread did not end within 30 s")
-        await asyncio.sleep(0.05)
-    fwd.engine_dispose()
+    await fwd.task.wait_closed()
 
 
 def _closed_port() -> int:
