@@ -80,9 +80,10 @@ class ForwardTask:
         backoff = Backoff(settings.retry_max_s)
         while True:
             wait_s = settings.interval_s
-            started = time.monotonic()
             try:
-                reply = await self._step()
+                child = await self._running_child()
+                started = time.monotonic()  # the step alone, not the process's start
+                reply = await self._step(child)
             except ChildGone as exc:
                 wait_s = backoff.failed()
                 self.restarts += 1
@@ -118,12 +119,15 @@ class ForwardTask:
             await self._observe()
             await asyncio.sleep(wait_s)
 
-    async def _step(self) -> StepReply:
+    async def _running_child(self) -> ForwarderChild:
         if self._child is None:
             self._child = await ForwarderChild.start(self.settings, self._database)
             log.debug("forwarding process started", pid=self._child.pid)
+        return self._child
+
+    async def _step(self, child: ForwarderChild) -> StepReply:
         try:
-            return await self._child.step()
+            return await child.step()
         except ChildGone:
             self._shipped_before = self._status.shipped
             self._child = None
