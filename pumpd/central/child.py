@@ -14,7 +14,14 @@ import os
 import sys
 
 from pumpd.central.forwarder import ForwardSettings
-from pumpd.central.ipc import STEP, ProtocolError, StepReply, decode_reply, encode_start
+from pumpd.central.ipc import (
+    READY,
+    STEP,
+    ProtocolError,
+    StepReply,
+    decode_reply,
+    encode_start,
+)
 
 EXIT_WAIT_S = 5.0
 """How long to wait for the exit status of a process whose pipe closed (it is dying)."""
@@ -55,9 +62,13 @@ class ForwarderChild:
         child = cls(process)
         try:
             await child._send(encode_start(settings, database))
+            line = await child._read_line()
         except ChildGone:
             child.kill()
             raise
+        if line != READY:
+            child.kill()
+            raise ChildGone(f"not ready: {line[:200]!r}", await child._exit_code())
         return child
 
     @property
@@ -72,16 +83,7 @@ class ForwarderChild:
         """One step in the process. Raises :class:`ChildGone` when the process is dead
         or answers nonsense (it is killed then)."""
         await self._send(STEP)
-        stdout = self._process.stdout
-        assert stdout is not None
-        try:
-            line = await stdout.readline()
-        except (ValueError, OSError) as exc:  # a line beyond the stream's limit, a read error
-            self.kill()
-            raise ChildGone(f"unreadable reply: {exc}", await self._exit_code()) from exc
-        if not line:
-            code = await self._exit_code()
-            raise ChildGone(f"the forwarding process ended (exit code {code})", code)
+        line = await self._read_line()
         try:
             return decode_reply(line)
         except ProtocolError as exc:
@@ -111,6 +113,19 @@ class ForwarderChild:
         except (BrokenPipeError, ConnectionResetError) as exc:
             code = await self._exit_code()
             raise ChildGone(f"the forwarding process ended (exit code {code})", code) from exc
+
+    async def _read_line(self) -> bytes:
+        stdout = self._process.stdout
+        assert stdout is not None
+        try:
+            line = await stdout.readline()
+        except (ValueError, OSError) as exc:  # a line beyond the stream's limit, a read error
+            self.kill()
+            raise ChildGone(f"unreadable reply: {exc}", await self._exit_code()) from exc
+        if not line:
+            code = await self._exit_code()
+            raise ChildGone(f"the forwarding process ended (exit code {code})", code)
+        return line
 
     async def _exit_code(self) -> int | None:
         code = await self.wait_closed()

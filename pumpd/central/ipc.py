@@ -1,8 +1,9 @@
 """What the daemon and its forwarding process say to each other: JSON lines over pipes.
 
 The daemon writes one start line (the ``[forward]`` settings and the site's database URL:
-on a pipe, never on the command line, where ``ps`` would show a password) and then one
-``step`` line per step; the process answers each step with one reply line carrying the
+on a pipe, never on the command line, where ``ps`` would show a password); the process
+answers ``ready`` once its forwarder is built. Then the daemon writes one ``step`` line
+per step, and the process answers each with one reply line carrying the
 outcome and a snapshot of the forwarder's status. Nothing else crosses: the process keeps
 its engines, its mark and its connection to the centre to itself.
 """
@@ -17,6 +18,9 @@ from typing import Any, Literal, cast, get_args
 from pumpd.central.forwarder import Conflict, ConflictKind, ForwardSettings, ForwardStatus, State
 
 STEP = b"step\n"
+READY = b"ready\n"
+"""The process's first line: its forwarder is built (its imports, slow on a loaded machine,
+are done), so a step's time is the step's alone."""
 
 Outcome = Literal["ok", "unavailable", "conflict", "error"]
 """ok: a step ran; unavailable: the centre could not be reached (retry with backoff);

@@ -17,7 +17,7 @@ import sys
 from typing import BinaryIO
 
 from pumpd.central.forwarder import CentreUnavailable, ForwardConflict, Forwarder
-from pumpd.central.ipc import STEP, StepReply, decode_start, encode_reply
+from pumpd.central.ipc import READY, STEP, StepReply, decode_start, encode_reply
 from pumpd.db import make_engine
 
 EXIT_PROTOCOL = 2
@@ -45,6 +45,8 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> int:
     settings, database = decode_start(start)
     engine = make_engine(database, pool_size=1, pool_pre_ping=False)
     forwarder = Forwarder(engine, settings)
+    replies.write(READY)
+    replies.flush()
     try:
         while True:
             request = requests.readline()
