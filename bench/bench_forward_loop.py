@@ -93,6 +93,9 @@ class Phase:
     shipped_per_s: float = 0.0
     forwarder_cpu_ms_s: float = 0.0
     """CPU of the forwarding process (not the daemon's) per s of the window."""
+    centre_cpu_ms_s: float = 0.0
+    """CPU of the centre's PostgreSQL backend serving the forwarder, per s of the window
+    (on this machine; in a clinic the centre is another machine)."""
     backlog_left: int = 0
     state: str = ""
     notes: list[str] = field(default_factory=list)
@@ -160,16 +163,31 @@ async def _first_step(fwd: Forwarding) -> None:
         await asyncio.sleep(0.05)
 
 
-def _forwarder_cpu_s(fwd: Forwarding | None) -> float:
-    """CPU seconds (user + system) the forwarding process has used so far; 0 if none."""
-    child = None if fwd is None else fwd.task.child
-    if child is None:
-        return 0.0
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 if unreadable."""
     try:
-        fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _forwarder_cpu_s(fwd: Forwarding | None) -> float:
+    child = None if fwd is None else fwd.task.child
+    return 0.0 if child is None else _cpu_s(child.pid)
+
+
+def _centre_backends_cpu_s(centre_url: str | None) -> dict[int, float]:
+    """CPU seconds so far of each local PostgreSQL backend serving a forwarder on the
+    centre ``centre_url``, by pid."""
+    if centre_url is None:
+        return {}
+    with psycopg.connect(centre_url, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pumpd-forward' "
+            "AND datname = current_database()"
+        ).fetchall()
+    return {int(pid): _cpu_s(int(pid)) for (pid,) in pids}
 
 
 def _closed_port() -> int:
@@ -279,10 +297,13 @@ async def _phase(
             await _first_step(fwd)
         shipped0 = 0 if fwd is None else fwd.status().shipped
         child_cpu0 = _forwarder_cpu_s(fwd)
+        backends0 = _centre_backends_cpu_s(centre_url if mode == "on" else None)
         t0 = time.monotonic()
         polls, cpu, loop_cpu, late = await _pump_window(rig, sizes, tag)
         shipped_window = 0 if fwd is None else fwd.status().shipped - shipped0
         child_cpu = _forwarder_cpu_s(fwd) - child_cpu0
+        backends = _centre_backends_cpu_s(centre_url if mode == "on" else None)
+        centre_cpu = sum(cpu - backends0.get(pid, 0.0) for pid, cpu in backends.items())
         window = time.monotonic() - t0
         got = await bc._reactions(
             rig,
@@ -304,6 +325,7 @@ async def _phase(
             got.percentile(99),
             shipped_per_s=shipped_window / window,
             forwarder_cpu_ms_s=child_cpu / window * 1000,
+            centre_cpu_ms_s=centre_cpu / window * 1000,
         )
         if got.misses:
             phase.notes.append(f"{len(got.misses)} fault(s) without a halt, first: {got.misses[0]}")
@@ -367,7 +389,8 @@ async def measure(report: Report, sizes: Sizes, base: str, tmp: Path) -> None:
                         f"{phase.loop_cpu_ms_per_pump_s:.1f}), late p99 "
                         f"{phase.lateness_p99_ms:.1f} ms, A p50/p99 {phase.reaction_p50_ms:.0f}/"
                         f"{phase.reaction_p99_ms:.0f} ms, shipped {phase.shipped_per_s:,.0f}/s "
-                        f"(forwarding process {phase.forwarder_cpu_ms_s:.0f} CPU ms/s) "
+                        f"(forwarding process {phase.forwarder_cpu_ms_s:.0f}, centre backend "
+                        f"{phase.centre_cpu_ms_s:.0f} CPU ms/s) "
                         f"({time.monotonic() - started:.0f} s)",
                         flush=True,
                     )
@@ -446,7 +469,9 @@ def _rows(report: Report, sizes: Sizes, phases: dict[str, list[Phase]]) -> None:
         + ", ".join(f"{p.shipped_per_s:,.0f}" for p in on)
         + " events/s while the pumps infused (per round), its process using "
         + ", ".join(f"{p.forwarder_cpu_ms_s:,.0f}" for p in on)
-        + " CPU ms/s (not the daemon's), "
+        + " CPU ms/s (not the daemon's) and the centre's backend "
+        + ", ".join(f"{p.centre_cpu_ms_s:,.0f}" for p in on)
+        + " CPU ms/s (on the same 2 cores here), "
         + ", ".join(f"{p.backlog_left:,}" for p in on)
         + " events still waiting at the end of the phase; unreachable: state "
         + ", ".join(p.state for p in phases["unreachable"])
