@@ -14,8 +14,9 @@ advanced (durably, pumpd/central/mark.py), so a lost connection, a killed backen
 cut in the middle or a centre down for hours all end with the same rows sent again and
 taken once.
 
-Synchronous and blocking by design: it runs in a thread of its own (pumpd/central/task.py)
-with its own engines, never on the event loop and never on a pump loop's path.
+Synchronous and blocking by design: under the daemon it runs in a process of its own
+(pumpd/central/worker.py, driven by pumpd/central/task.py) with its own engines, never in
+the daemon's interpreter and never on a pump loop's path.
 """
 
 from __future__ import annotations
