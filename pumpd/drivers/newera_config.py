@@ -7,11 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pumpd.drivers.newera_codec import NotRepresentable, format_number
+from pumpd.drivers.newera_codec import MAX_PAYLOAD, NotRepresentable, format_number
 from pumpd.drivers.newera_line import BAUD_RATES, NewEraLineSettings
 
 MAX_SAFE_TIMEOUT_S = 255
 """``SAF n`` takes 0–255 s; 0 is Basic mode, so the watchdog is 1–255 s."""
+
+
+def longest_packet_s(baudrate: int) -> float:
+    """Seconds the longest Safe-mode packet (256 bytes: the length byte counts to 255) takes
+    on the wire at `baudrate`, 8N1 (10 bits a byte)."""
+    return (MAX_PAYLOAD + 5) * 10 / baudrate
 
 
 class NewEraConfig(BaseModel):
@@ -31,6 +37,8 @@ class NewEraConfig(BaseModel):
     confirm_poll_s: float = Field(default=0.02, ge=0, le=5)
     gap_s: float = Field(default=0.005, ge=0, le=1)
     quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
+    """None: the time the longest Safe-mode packet takes at the baud rate, plus the gap: a
+    reply the pump began before the timeout finishes inside it."""
     reconnect_delay_s: float = Field(default=0.2, gt=0, le=30)
     clock_scale: float = Field(default=1.0, gt=0, le=10_000)
     """How many times faster the caller's clock runs than the wall (a simulation's time
@@ -61,7 +69,9 @@ class NewEraConfig(BaseModel):
             timeout_s=self.timeout_s,
             gap_s=self.gap_s,
             quiet_after_timeout_s=(
-                self.timeout_s if self.quiet_after_timeout_s is None else self.quiet_after_timeout_s
+                longest_packet_s(self.baudrate) + self.gap_s
+                if self.quiet_after_timeout_s is None
+                else self.quiet_after_timeout_s
             ),
             reconnect_delay_s=self.reconnect_delay_s,
         )
