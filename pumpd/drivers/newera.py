@@ -439,6 +439,10 @@ class NewEraPumpDriver:
             if reply.error is ErrorCode.BAD_PACKET:
                 raise PumpUnreachable(f"{self._label}: {text}: the pump got a damaged packet")
             if reply.error is not None:
+                if command is Command.STOP and reply.prompt is Prompt.STOPPED:
+                    # ``?NA`` from a stopped pump, as after its own stall alarm: there is
+                    # nothing to stop, and the reads below confirm it.
+                    break
                 status = await self.read_status()
                 if command is Command.STOP and status.state is PumpState.IDLE:
                     break  # STP on a stopped pump: already where STOP leads
