@@ -399,6 +399,8 @@ class NewEraLine:
         self.requests_seen = 0
         self.request_log: collections.deque[RequestRecord] = collections.deque(maxlen=10_000)
         """Every intact request heard on the line, in wire order (the last 10,000)."""
+        self.push_log: collections.deque[RequestRecord] = collections.deque(maxlen=10_000)
+        """Every alarm packet a pump sent unasked (``A?x`` as text), when it was queued."""
 
     def pump(self, address: int) -> NeraPump:
         try:
@@ -469,6 +471,7 @@ class NewEraLine:
             alarm = pump.pushed.pop(0)
             if pump.safe and not pump.silent:
                 self._send(pump, f"{pump.address:02d}A?{alarm}", safe=True)
+                self.push_log.append(RequestRecord(time.monotonic(), pump.address, f"A?{alarm}"))
 
     # -------------------------------------------------------------- bytes
 

@@ -7,17 +7,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pumpd.drivers.newera_codec import MAX_PAYLOAD, NotRepresentable, format_number
+from pumpd.drivers.newera_codec import NotRepresentable, format_number
 from pumpd.drivers.newera_line import BAUD_RATES, NewEraLineSettings
 
 MAX_SAFE_TIMEOUT_S = 255
 """``SAF n`` takes 0–255 s; 0 is Basic mode, so the watchdog is 1–255 s."""
 
 
-def longest_packet_s(baudrate: int) -> float:
-    """Seconds the longest Safe-mode packet (256 bytes: the length byte counts to 255) takes
-    on the wire at `baudrate`, 8N1 (10 bits a byte)."""
-    return (MAX_PAYLOAD + 5) * 10 / baudrate
+LONGEST_REPLY_BYTES = 40
+"""The longest packet a pump sends in answer to anything the driver asks, with room to
+spare: the longest reply data is DIS's (address, prompt, ``I9999W9999ML``, 17 bytes; VER's
+``NE1000V3.928`` is shorter), plus 5 bytes of Safe-mode framing."""
+
+
+def longest_reply_s(baudrate: int) -> float:
+    """Seconds the longest reply (`LONGEST_REPLY_BYTES`) takes on the wire at `baudrate`,
+    8N1 (10 bits a byte): how long a reply the pump began before the timeout may still be
+    arriving after it."""
+    return LONGEST_REPLY_BYTES * 10 / baudrate
 
 
 class NewEraConfig(BaseModel):
@@ -37,8 +44,9 @@ class NewEraConfig(BaseModel):
     confirm_poll_s: float = Field(default=0.02, ge=0, le=5)
     gap_s: float = Field(default=0.005, ge=0, le=1)
     quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
-    """None: the time the longest Safe-mode packet takes at the baud rate, plus the gap: a
-    reply the pump began before the timeout finishes inside it."""
+    """None: the time the longest reply takes at the baud rate, plus the gap: a reply the
+    pump began before the timeout (or its own reply behind a pushed alarm that crossed the
+    request) finishes inside it."""
     reconnect_delay_s: float = Field(default=0.2, gt=0, le=30)
     clock_scale: float = Field(default=1.0, gt=0, le=10_000)
     """How many times faster the caller's clock runs than the wall (a simulation's time
@@ -69,7 +77,7 @@ class NewEraConfig(BaseModel):
             timeout_s=self.timeout_s,
             gap_s=self.gap_s,
             quiet_after_timeout_s=(
-                longest_packet_s(self.baudrate) + self.gap_s
+                longest_reply_s(self.baudrate) + self.gap_s
                 if self.quiet_after_timeout_s is None
                 else self.quiet_after_timeout_s
             ),
