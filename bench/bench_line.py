@@ -21,7 +21,12 @@ reads on that line, idle, measured first:
   when the push arrives; without it (a driver that does not offer ``alarm_pushed``) at its
   next regular poll.
 
-Nothing here asserts a timing; the figures are printed beside their goals.
+The modes of one figure are measured in alternating rounds (the order rotated each round)
+and pooled, so a change in the machine's load hits every mode alike. Each cycle notes the
+polls per second its pump really got: on a line that carries fewer requests per second
+than its pumps ask for, the controllers run behind their schedule and poll back to back,
+and then the wait a push could cut short does not exist. Nothing here asserts a timing;
+the figures are printed beside their goals.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -78,7 +83,7 @@ from pumpd.protocols import load_library
 
 REACTION_TIMEOUT_S = 15.0
 MODBUS_PUMPS = 16
-NEWERA_PUMPS = 4
+NEWERA_PUMPS = 2
 RTU_BAUD = 115_200
 NEWERA_BAUD = 19_200
 SYRINGE_MM = Decimal("26.59")
@@ -90,10 +95,11 @@ class Sizes:
     injections: int
     newera_injections: int
     round_trips: int
+    rounds: int = 4
 
 
-FULL = Sizes(injections=100, newera_injections=60, round_trips=200)
-QUICK = Sizes(injections=16, newera_injections=8, round_trips=50)
+FULL = Sizes(injections=96, newera_injections=48, round_trips=200)
+QUICK = Sizes(injections=16, newera_injections=8, round_trips=50, rounds=2)
 
 
 # --------------------------------------------------------------------- the line under test
@@ -300,6 +306,20 @@ class Figure:
     """New Era only: the stall → durable alarm of the same injections."""
     replied: int = 0
     """New Era only: stalls the pump reported in a reply, before its push."""
+    halt_waits: Samples = field(default_factory=Samples)
+    """Each halting request's wait for the line."""
+
+    def merge(self, other: Figure) -> None:
+        for mine, theirs in (
+            (self.out, other.out),
+            (self.alarm, other.alarm),
+            (self.halt_waits, other.halt_waits),
+        ):
+            mine.samples_ms += theirs.samples_ms
+            mine.misses += theirs.misses
+            mine.setup_failures += theirs.setup_failures
+            mine.polls_per_s += theirs.polls_per_s
+        self.replied += other.replied
 
 
 async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: int) -> bool:
@@ -384,6 +404,65 @@ async def _figure(rig: Rig, line: Line, kind: str, injections: int) -> Figure:
     return fig
 
 
+async def _rounds(
+    rig: Rig,
+    line: Line,
+    kind: str,
+    modes: list[tuple[str, bool, bool]],
+    injections: int,
+    rounds: int,
+) -> list[Figure]:
+    """Each mode's figure, measured in `rounds` alternating rounds (the order rotated each
+    round), so that a change of the machine's load hits every mode alike."""
+    figs = [Figure(kind) for _ in modes]
+    per_round = max(1, math.ceil(injections / rounds))
+    for r in range(rounds):
+        order = list(range(len(modes)))
+        order = order[r % len(order) :] + order[: r % len(order)]
+        for i in order:
+            _, prio, wake = modes[i]
+            priority.PRIORITIZE_HALTS = prio
+            line.wake = wake
+            waits = HaltWaits()
+            with waits.installed():
+                part = await _figure(rig, line, kind, per_round)
+            part.halt_waits.samples_ms += waits.samples_ms
+            figs[i].merge(part)
+    priority.PRIORITIZE_HALTS = True
+    line.wake = True
+    return figs
+
+
+class HaltWaits:
+    """How long each request of a halting command waited for the line (from asking for
+    it to being granted it), noted around the real `LineLock.acquire` while installed.
+
+    This is the part of a halt that the priority changes; the reaction around it also
+    holds the poll's phase, the tick, the intent's commit and the machine's load."""
+
+    def __init__(self) -> None:
+        self.samples_ms: list[float] = []
+        self._original = priority.LineLock.acquire
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        original = self._original
+        samples = self.samples_ms
+
+        async def acquire(lock: priority.LineLock, urgency: priority.Urgency | None = None) -> None:
+            asked = time.perf_counter()
+            await original(lock, urgency)
+            asked_as = urgency if urgency is not None else priority.current_urgency()
+            if asked_as is priority.Urgency.HALT:
+                samples.append((time.perf_counter() - asked) * 1000)
+
+        priority.LineLock.acquire = acquire  # type: ignore[method-assign, assignment]
+        try:
+            yield
+        finally:
+            priority.LineLock.acquire = original  # type: ignore[method-assign]
+
+
 async def _round_trip_ms(line: Line, n: int) -> float:
     """Median of one driver's status reads on the idle line (one request each)."""
     driver = line.driver(1)
@@ -457,6 +536,18 @@ def _rows(
     )
 
 
+def _wait_rows(report: Report, kind: str, what: str, mode: str, waits: Samples, rtt: float) -> None:
+    """A halting request's wait for the line, beside one round trip on it."""
+    n = len(waits.samples_ms)
+    if not n:
+        return
+    name = f"a halting request's wait for the line, {LABEL[kind]}, during {what}, {mode}, n={n}"
+    for q in (50, 99):
+        report.add(
+            Row("line", f"{name}, p{q}", waits.percentile(q), "ms", rtt, "one round trip (idle)")
+        )
+
+
 async def measure(
     report: Report, sizes: Sizes, quick: bool, kinds: tuple[str, ...] = ("tcp", "rtu", "newera")
 ) -> None:
@@ -470,10 +561,8 @@ async def measure(
                     ("priority, no wake", True, False),
                     ("no priority, wake", False, True),
                 ]
-                for mode, prio, wake in modes:
-                    priority.PRIORITIZE_HALTS = prio
-                    line.wake = wake
-                    fig = await _figure(rig, line, "P", sizes.newera_injections)
+                figs = await _rounds(rig, line, "P", modes, sizes.newera_injections, sizes.rounds)
+                for (mode, _, _), fig in zip(modes, figs, strict=True):
                     _rows(report, f"{kind}:P", mode, fig.out, rtt, fig.out.polls_per_s, quick)
                     report.note(
                         f"line newera {mode}: of {len(fig.alarm.samples_ms)} stalls, "
@@ -482,15 +571,17 @@ async def measure(
                         "in the push → STP figure)"
                     )
                     _rows(report, f"{kind}:S", mode, fig.alarm, rtt, fig.out.polls_per_s, quick)
+                    _wait_rows(report, kind, "P", mode, fig.halt_waits, rtt)
                 line.wake = True
             else:
                 for what in ("A", "B"):
-                    for mode, prio in (("priority", True), ("no priority", False)):
-                        priority.PRIORITIZE_HALTS = prio
-                        fig = await _figure(rig, line, what, sizes.injections)
+                    pair = [("priority", True, True), ("no priority", False, True)]
+                    figs = await _rounds(rig, line, what, pair, sizes.injections, sizes.rounds)
+                    for (mode, _, _), fig in zip(pair, figs, strict=True):
                         _rows(
                             report, f"{kind}:{what}", mode, fig.out, rtt, fig.out.polls_per_s, quick
                         )
+                        _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
             priority.PRIORITIZE_HALTS = True
     report.note(
         "line: pumpsim in a child process at time scale 1 (bench/simhost.py), stamps from its "

@@ -31,11 +31,14 @@ async def test_new_era_rows_carry_the_goal_from_the_same_runs_round_trip(
     assert priority.PRIORITIZE_HALTS  # put back after the "no priority" figures
     rtt = next(r for r in report.rows if r.name.startswith("status read round trip"))
     assert rtt.figure > 0
-    p99s = [r for r in report.rows if r.name.endswith("p99")]
+    p99s = [r for r in report.rows if r.name.endswith("p99") and r.goal]
     # push → STP and stall → durable alarm, in each of three modes
     assert len(p99s) == 6
+    waits = [r for r in report.rows if r.name.startswith("a halting request's wait")]
+    assert waits  # the STOPs after the stalls
+    assert all(r.baseline == rtt.figure for r in waits)
     for row in p99s:
         assert row.baseline == pytest.approx(bench_line.POLL_PERIOD_S * 1000 + 2 * rtt.figure)
         assert row.met is (row.figure <= row.baseline)
-    modes = {m for m in ("priority, wake", "priority, no wake", "no priority, wake")}
+    modes = {"priority, wake", "priority, no wake", "no priority, wake"}
     assert all(any(m in r.name for r in p99s) for m in modes)
