@@ -27,7 +27,7 @@ from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
 from .conftest import program, rtu_config, tcp_config
 
 QUEUED = 4
-SLOW_MS = 600
+SLOW_MS = 1000
 STOP_UNIT = QUEUED + 2
 
 
@@ -134,7 +134,7 @@ def _nera_config(sim: Simulator, address: int) -> NewEraConfig:
         address=address,
         syringe_diameter_mm=Decimal("26.59"),
         heartbeat_timeout_s=5,
-        timeout_s=0.6,
+        timeout_s=1.0,
     )
 
 
