@@ -71,6 +71,7 @@ class ModbusConfig(BaseModel):
     baudrate: int = Field(default=115200, ge=1200, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
     profile: str = "gip-mb1"
     timeout_s: float = Field(default=0.5, gt=0, le=30)
     confirm_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -103,7 +104,7 @@ class ModbusConfig(BaseModel):
             quiet = self.quiet_after_timeout_s
             if quiet is None:
                 longest = rtu_frame_s(
-                    MAX_RTU_FRAME_BYTES, self.baudrate, self.parity, self.stopbits
+                    MAX_RTU_FRAME_BYTES, self.baudrate, self.parity, self.stopbits, self.bytesize
                 )
                 quiet = longest + gap
             return LineSettings(
@@ -113,6 +114,7 @@ class ModbusConfig(BaseModel):
                 baudrate=self.baudrate,
                 parity=self.parity,
                 stopbits=self.stopbits,
+                bytesize=self.bytesize,
                 timeout_s=self.timeout_s,
                 gap_s=gap,
                 quiet_after_timeout_s=quiet,
@@ -128,6 +130,7 @@ class ModbusConfig(BaseModel):
             baudrate=0,
             parity="N",
             stopbits=1,
+            bytesize=8,
             timeout_s=self.timeout_s,
             gap_s=self.inter_frame_gap_s or 0.0,
             quiet_after_timeout_s=self.quiet_after_timeout_s or 0.0,
@@ -137,9 +140,11 @@ class ModbusConfig(BaseModel):
         )
 
 
-def rtu_frame_s(size_bytes: int, baudrate: int, parity: str, stopbits: int) -> float:
-    """Seconds `size_bytes` take on an RTU line: start bit, 8 data bits, parity, stop bits."""
-    bits = 1 + 8 + (0 if parity == "N" else 1) + stopbits
+def rtu_frame_s(
+    size_bytes: int, baudrate: int, parity: str, stopbits: int, bytesize: int = 8
+) -> float:
+    """Seconds `size_bytes` take on an RTU line: start bit, data bits, parity, stop bits."""
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
     return size_bytes * bits / baudrate
 
 
