@@ -66,6 +66,7 @@ from .executor import Executor, Outcome, Result, Setpoints
 from .journal import Journal, actor_for, code_of, dose_mg, new_correlation, supervision_record
 from .pending import pending_input
 from .translate import MODE_OF, alarm_message, to_snapshot
+from .wake import until_poll_or_push
 
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
 MOVING = frozenset({PumpCommand.PRIME, PumpCommand.START, PumpCommand.RESUME, PumpCommand.SET_RATE})
@@ -270,7 +271,8 @@ class Controller:
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
-            await asyncio.sleep(delay)
+            if await until_poll_or_push(self._driver, delay):
+                next_at -= period_real  # an extra poll now; the regular one keeps its time
 
     async def poll(self) -> None:
         async with self._lock:
