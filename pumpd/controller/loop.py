@@ -29,7 +29,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
+from pumpd.session import CommandIntent, DeliveryFacts, PumpCommand, Session, State, Step
 from pumpd.session.errors import CommandRefused
 from pumpd.session.records import AlarmSource, OverrideRecord
 from safety.actions import Action, ActionKind, Priority
@@ -67,9 +67,10 @@ from .journal import Journal, actor_for, code_of, dose_mg, new_correlation, supe
 from .pending import pending_input
 from .syringe_check import syringe_unfit
 from .translate import MODE_OF, alarm_message, to_snapshot
+from .wake import until_poll_or_push
 
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
-MOVING = frozenset({CommandKind.PRIME, CommandKind.START, CommandKind.RESUME, CommandKind.SET_RATE})
+MOVING = frozenset({PumpCommand.PRIME, PumpCommand.START, PumpCommand.RESUME, PumpCommand.SET_RATE})
 DAEMON = "pumpd"
 _HALT_KINDS = (ActionKind.STOP, ActionKind.PAUSE)
 
@@ -271,7 +272,8 @@ class Controller:
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
-            await asyncio.sleep(delay)
+            if await until_poll_or_push(self._driver, delay):
+                next_at -= period_real  # an extra poll now; the regular one keeps its time
 
     async def poll(self) -> None:
         async with self._lock:
@@ -460,18 +462,18 @@ class Controller:
             await self._carry_out(step, DAEMON)
 
     def _account_after(
-        self, command: CommandKind | None, dest: State, status: PumpStatus | None
+        self, command: PumpCommand | None, dest: State, status: PumpStatus | None
     ) -> None:
         at = self._pending_sent_s if self._pending_sent_s is not None else self._clock.monotonic()
         s = self._session
         if s is None:
             return
-        if dest is State.INFUSING and command is CommandKind.START:
+        if dest is State.INFUSING and command is PumpCommand.START:
             self._account = VolumeAccount(self._start_counter_ul, s.plan.rate_ml_h, at)
         elif dest is State.INFUSING and self._account is not None:
             self._account.set_rate(s.plan.rate_ml_h, at)
         elif self._account is not None and (
-            command in (CommandKind.STOP, CommandKind.PAUSE)
+            command in (PumpCommand.STOP, PumpCommand.PAUSE)
             or (status is not None and not MODE_OF[status.state].delivers)
         ):
             self._account.set_rate(Decimal(0), at)
@@ -762,12 +764,12 @@ class Controller:
             correlation_id=corr,
         )
         await self._halt_intent([intent])
-        logline.command_sent(self.config.pump_id, None, CommandKind.STOP.value, corr)
+        logline.command_sent(self.config.pump_id, None, PumpCommand.STOP.value, corr)
         async with self._keepalive():
-            outcome = await self._executor.run(CommandKind.STOP, None)
+            outcome = await self._executor.run(PumpCommand.STOP, None)
         if outcome.status is not None:
             self._observe(outcome.status)
-        self._log([self._result_event(CommandKind.STOP, outcome, corr, None)])
+        self._log([self._result_event(PumpCommand.STOP, outcome, corr, None)])
         self._notice(
             "pump.orphan_delivery",
             Priority.HIGH,
@@ -784,19 +786,19 @@ class Controller:
         s = self._session
         return s if s is not None and s.state not in TERMINAL else None
 
-    def _setpoints(self, kind: CommandKind) -> Setpoints | None:
+    def _setpoints(self, kind: PumpCommand) -> Setpoints | None:
         s = self._session
         assert s is not None
-        if kind in (CommandKind.STOP, CommandKind.PAUSE):
+        if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
             return None
         proto = s.protocol.protocol
         plan = s.plan
         rate, vtbi = plan.rate_ml_h, plan.vtbi_ul
         pending = s.data.pending_adjustment
-        if kind is CommandKind.SET_RATE and pending is not None:
+        if kind is PumpCommand.SET_RATE and pending is not None:
             rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
         base = self._start_counter_ul if self._account is not None else self._baseline_ul
-        if kind is CommandKind.START:
+        if kind is PumpCommand.START:
             base = self._baseline_ul
         return Setpoints(
             rate_ml_h=rate,
@@ -818,13 +820,13 @@ class Controller:
         kind = None if step.command is None else step.command.kind
         if s is None or kind not in MOVING:
             return []
-        if kind is CommandKind.PRIME:
+        if kind is PumpCommand.PRIME:
             proto = s.protocol.protocol
             prime_ul = start_requirements(proto).prime_volume_ul
             return pump_fit(proto.priming.rate_ml_h, prime_ul, max_rate, None)
         rate, vtbi = s.plan.rate_ml_h, s.plan.vtbi_ul
         pending = s.data.pending_adjustment
-        if kind is CommandKind.SET_RATE and pending is not None:
+        if kind is PumpCommand.SET_RATE and pending is not None:
             rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
         return pump_fit(rate, vtbi, max_rate, s.data.container_ul)
 
@@ -855,7 +857,7 @@ class Controller:
         if command is None:
             self._checkpoint()
             return
-        if command.kind is CommandKind.START:
+        if command.kind is PumpCommand.START:
             self._start_counter_ul = self._baseline_ul
         assert ctx.correlation_id is not None
         logline.command_sent(
@@ -945,20 +947,20 @@ class Controller:
             step = s.command_uncertain(command=kind, detail=outcome.detail[:500], at=at)
         else:
             step = s.command_failed(command=kind, detail=outcome.detail[:400], at=at)
-            if kind in (CommandKind.STOP, CommandKind.PAUSE):
+            if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
                 self._account_after(kind, step.dest, outcome.status)
         self._record(step, DAEMON, ctx)
 
-    def _confirmed(self, kind: CommandKind, at: Stamp) -> Step:
+    def _confirmed(self, kind: PumpCommand, at: Stamp) -> Step:
         s = self._session
         assert s is not None
-        if kind is CommandKind.PRIME:
+        if kind is PumpCommand.PRIME:
             return s.prime_confirmed(at=at)
-        if kind in (CommandKind.START, CommandKind.RESUME):
+        if kind in (PumpCommand.START, PumpCommand.RESUME):
             return s.start_confirmed(at=at)
-        if kind is CommandKind.PAUSE:
+        if kind is PumpCommand.PAUSE:
             return s.pause_confirmed(at=at)
-        if kind is CommandKind.STOP:
+        if kind is PumpCommand.STOP:
             return s.stop_confirmed(at=at)
         return s.adjust_confirmed(at=at)
 
@@ -1204,7 +1206,7 @@ class Controller:
     # -- events ----------------------------------------------------------------------
 
     def _result_event(
-        self, kind: CommandKind, outcome: Outcome, corr: str | None, s: Session | None
+        self, kind: PumpCommand, outcome: Outcome, corr: str | None, s: Session | None
     ) -> NewEvent:
         if outcome.result is Result.CONFIRMED and outcome.status is not None:
             payload: dict[str, Any] = {
@@ -1285,9 +1287,9 @@ class Controller:
                     "volume_ul": c.vtbi_ul,
                     "reason_codes": [c.reason_code] if c.reason_code else [],
                 }
-                words = {CommandKind.PAUSE: self._pause_words, CommandKind.STOP: d.stop_reason}
+                words = {PumpCommand.PAUSE: self._pause_words, PumpCommand.STOP: d.stop_reason}
                 if c.reason_code == "nurse.continue" and d.last_continuation is not None:
-                    words[CommandKind.RESUME] = d.last_continuation.reason
+                    words[PumpCommand.RESUME] = d.last_continuation.reason
                 if (spoken := _words(words.get(c.kind))) is not None:
                     requested["reason"] = spoken
                 ev(kind, requested, corr=ctx.correlation_id)
@@ -1340,10 +1342,11 @@ class Controller:
                     kind,
                     {
                         "reason": (d.end_reason or "ended")[:500],
-                        "rule": "session.end",
+                        "rule": d.end_rule or "session.end",
                         "interrupted_by": list(d.interrupted_by),
                         "delivered_volume_ul": delivered,
                     },
+                    daemon if d.end_rule else actor,
                 )
             elif kind == "session.paused":
                 paused: dict[str, Any] = {

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from pumpd.session import CommandKind, Session, Step
+from pumpd.audit.catalogue import PumpCommand
+from pumpd.session import Session, Step
 from safety.start import start_requirements
 from safety.syringe import SyringeCapacity, syringe_fit
 from safety.verdicts import Verdict
@@ -20,7 +21,7 @@ def syringe_unfit(
     session: Session | None,
     step: Step,
     syringe: SyringeCapacity | None,
-    moving: Collection[CommandKind],
+    moving: Collection[PumpCommand],
 ) -> list[Verdict]:
     """The rule's verdicts for ``step`` on a pump holding ``syringe`` (None: no syringe)."""
     kind = None if step.command is None else step.command.kind
@@ -30,7 +31,7 @@ def syringe_unfit(
         return []
     vtbi_ul = session.plan.vtbi_ul
     pending = session.data.pending_adjustment
-    if kind is CommandKind.SET_RATE and pending is not None:
+    if kind is PumpCommand.SET_RATE and pending is not None:
         vtbi_ul = pending.vtbi_ul
     prime_ul = start_requirements(session.protocol.protocol).prime_volume_ul
     return syringe_fit(vtbi_ul, prime_ul, syringe)

@@ -169,7 +169,6 @@ _GIP_FAULTS = (
     FaultCase(Fault.STUCK_VOLUME, Surface.STUCK_VOLUME),
     FaultCase(Fault.IGNORE_COMMANDS, Surface.UNCERTAIN),
     FaultCase(Fault.DROP_LINK, Surface.UNREACHABLE),
-    FaultCase(Fault.LATENCY, Surface.UNREACHABLE),
     FaultCase("reboot", Surface.RESTART),
 )
 _TCP_ONLY = (Fault.RESET_TCP, Fault.HALF_OPEN_TCP, Fault.SILENT_TCP)
@@ -227,6 +226,7 @@ class GipMb1Tcp(_GipRig):
     name = "gip-mb1-tcp"
     faults = (
         *_GIP_FAULTS,
+        FaultCase(Fault.LATENCY, Surface.UNREACHABLE),  # the transaction id refuses it
         FaultCase(Fault.RESET_TCP, Surface.UNREACHABLE, once=True),
         FaultCase(Fault.SILENT_TCP, Surface.UNREACHABLE),
         FaultCase(Fault.HALF_OPEN_TCP, Surface.UNREACHABLE, once=True),
@@ -256,6 +256,10 @@ class GipMb1Rtu(_GipRig):
     name = "gip-mb1-rtu"
     faults = (
         *_GIP_FAULTS,
+        # RTU has no transaction id, and the line holds its quiet period only for the
+        # longest frame after a timeout (a halt must not wait behind a dead pump): a reply
+        # later than that may answer the next read of the same pump, one poll old.
+        FaultCase(Fault.LATENCY, Surface.RIGHT_OR_UNREACHABLE),
         FaultCase(Fault.CORRUPT_RTU, Surface.UNREACHABLE),
         FaultCase(Fault.TRUNCATE_RTU, Surface.UNREACHABLE),
         FaultCase(Fault.NOISE_RTU, Surface.RIGHT_OR_UNREACHABLE),
