@@ -11,8 +11,9 @@ printing each command and its output:
 * an admin adds two staff members; nurse Ana (N001) logs in at the shared station;
 * chair-1: program, the double-check by nurse Ben (N002) at the same terminal (staff id +
   PIN, the weight typed again), baseline vitals, prime with the line disconnected, start,
-  a pause and a resume, vitals every ten simulated minutes, a clinical note, completion,
-  the observation and the discharge checklist;
+  a pause and a resume, a downstream occlusion cleared at the pump, acknowledged and
+  continued (`pumpctl resume --reason`), vitals every ten simulated minutes, a clinical
+  note, completion, the observation and the discharge checklist;
 * chair-2, the syringe pump: the 100 mL bag protocol is refused for the syringe's capacity
   (exit 3); the syringe protocol `ketamine-trd-syringe` (1 mg/mL) is programmed instead; a
   motor stall (the syringe pump's only occlusion alarm) is injected through the
@@ -447,10 +448,19 @@ def run_story(demo: Demo) -> str:
     demo.pumpctl("vitals", "chair-1", "--bp", "130/84", "--hr", "78", "--spo2", "97")
     demo.pumpctl("pause", "chair-1", "--reason", "patient asked for a short break")
     demo.wait_for("chair-1", ["PAUSED"])
-    time.sleep(3)
+    time.sleep(1)
     demo.pumpctl("status", "chair-1")
     demo.pumpctl("resume", "chair-1")
     demo.wait_for("chair-1", ["INFUSING"])
+    time.sleep(2)
+    say("the patient leans on chair-1's line: a downstream occlusion")
+    control = ["--control", demo.sim_control, "--unit", "1"]
+    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "on", brief=True)
+    demo.wait_for("chair-1", ["ALARM"])
+    demo.pumpctl("alarms")
+    say("acknowledging while the line is still blocked is refused:")
+    demo.pumpctl("ack", "chair-1", expect=3)
+    continue_after_occlusion(demo, control)
     demo.pumpctl("vitals", "chair-1", "--bp", "136/86", "--hr", "82", "--spo2", "97")
     demo.pumpctl("note", "chair-1", "Nausea; ondansetron 4 mg IV given.")
     demo.wait_for("chair-1", ["OBSERVATION"], vitals_every_s=9)
@@ -485,6 +495,23 @@ def end_after_stall(demo: Demo, control: list[str]) -> None:
     demo.pumpctl("ack", "chair-2", "--note", "kinked line straightened at the pump")
     demo.pumpctl("end", "chair-2", "--reason", "line stalled; not continued today, doctor informed")
     demo.pumpctl("status", "chair-2")
+
+
+def continue_after_occlusion(demo: Demo, control: list[str]) -> None:
+    """chair-1's kinked line is straightened, the pump's own alarm key pressed, the alarm
+    acknowledged in pumpd, and the same session continued (the kernel decides: a cleared
+    mechanical alarm, the remaining volume from the independent account, the interruption
+    within the pause limit, fresh vitals, the pump idle); it then runs to completion."""
+    say("the nurse straightens the line; the pump keeps its alarm until its own key is pressed")
+    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "off", brief=True)
+    print("\n# at chair-1's pump: the nurse presses the alarm key", flush=True)
+    demo.tool("pumpsim", "press-alarm-key", *control, brief=True)
+    demo.pumpctl("ack", "chair-1", "--note", "kinked line straightened at the pump")
+    say("continuing needs fresh vitals and a reason; the kernel decides")
+    demo.pumpctl("vitals", "chair-1", "--bp", "120/78", "--hr", "72", "--spo2", "98")
+    demo.pumpctl("resume", "chair-1", "--reason", "kinked line straightened, patient well")
+    demo.wait_for("chair-1", ["INFUSING"])
+    demo.pumpctl("status", "chair-1")
 
 
 def override_approved_by_second_nurse(demo: Demo) -> None:
