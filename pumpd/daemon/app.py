@@ -68,8 +68,7 @@ from pumpd.daemon.notify import Notifier, NotifyError
 from pumpd.daemon.watchdog import Verdict, Watchdog
 from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
-from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers.registry import make_driver
 from pumpd.protocols import Library, load_library
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
@@ -103,43 +102,6 @@ def library_sha256(library: Library) -> str:
     """One hash over the library: each file's name and sha256, in name order."""
     lines = sorted(f"{e.path.name} {e.sha256}\n" for e in library)
     return hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-def modbus_config(pump: PumpConfig) -> ModbusConfig:
-    if pump.transport == "modbus-tcp":
-        return ModbusConfig(
-            transport="tcp",
-            host=pump.host,
-            port=pump.port or 502,
-            unit=pump.unit,
-            profile=pump.profile,
-        )
-    return ModbusConfig(
-        transport="rtu",
-        device=pump.device,
-        baudrate=pump.baudrate or 19200,
-        unit=pump.unit,
-        profile=pump.profile,
-    )
-
-
-def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver | NewEraPumpDriver:
-    """The driver for a pump's transport. A New Era pump counts its SAF watchdog in wall
-    seconds, so its driver divides the controller's (scaled) seconds back."""
-    if pump.transport == "newera-serial":
-        assert pump.device is not None
-        assert pump.syringe_diameter_mm is not None
-        return NewEraPumpDriver(
-            NewEraConfig(
-                device=pump.device,
-                address=pump.unit,
-                baudrate=pump.baudrate or 19200,
-                syringe_diameter_mm=pump.syringe_diameter_mm,
-                heartbeat_timeout_s=pump.heartbeat_timeout_s,
-                clock_scale=time_scale,
-            )
-        )
-    return ModbusPumpDriver(modbus_config(pump))
 
 
 def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfig:
