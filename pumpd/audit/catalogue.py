@@ -339,6 +339,15 @@ class PumpUnreachable(Payload):
     unreachable_ms: Annotated[int, Field(ge=0)]
 
 
+class PumpRiskAccepted(Payload):
+    """A residual risk of this pump that the site's configuration accepts (a pump without
+    a watchdog of its own), recorded at every program and start that relies on it."""
+
+    reason_code: Code
+    detail: Text
+    config_key: Annotated[str, Field(min_length=1, max_length=80)]
+
+
 class PumpRebooted(Payload):
     detail: Text
     uptime_s: Annotated[int, Field(ge=0)] | None = None
@@ -566,6 +575,7 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("pump.connected", PumpConnected, _P, "link up"),
         EventSpec("pump.unreachable", PumpUnreachable, _P, "link down"),
         EventSpec("pump.rebooted", PumpRebooted, _P, "pump lost its state"),
+        EventSpec("pump.risk.accepted", PumpRiskAccepted, _S | _P, "site accepted a risk"),
         EventSpec("access.denied", AccessDenied, _N, "request refused"),
         EventSpec("daemon.started", DaemonStarted, _N, "daemon up"),
         EventSpec("daemon.stopped", DaemonStopped, _N, "daemon down"),

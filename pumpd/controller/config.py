@@ -37,6 +37,10 @@ class ControllerConfig:
     intent_wait_s: float = 0.5
     checkpoint_every_s: float = 10.0
     policy: SupervisionPolicy = field(default=DEFAULT_POLICY)
+    simulation: bool = False
+    """Whether no patient can be at risk (the daemon's ``simulation``); live by default."""
+    accept_no_pump_watchdog: bool = False
+    """The site accepts that this pump has no watchdog of its own (audited at each use)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.pump_id, str) or not self.pump_id.strip():

@@ -27,6 +27,7 @@ from typing import Any
 from pumpd.audit.store import Actor, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
+from pumpd.controller.capability import CapabilityGate
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
@@ -151,6 +152,11 @@ class Controller:
             driver, clock, timeout_s=config.command_timeout_s, stop_attempts=config.stop_attempts
         )
         self._lock = asyncio.Lock()
+        self._gate = CapabilityGate(
+            driver.capabilities,
+            simulation=config.simulation,
+            no_watchdog_accepted=config.accept_no_pump_watchdog,
+        )
         self._session: Session | None = None
         self._limits: SupervisionLimits | None = None
         self._account: VolumeAccount | None = None
@@ -260,17 +266,25 @@ class Controller:
     async def run(self) -> None:
         """Poll until cancelled. Cancelling is how the daemon dies; the pump then stops
         itself when the heartbeat goes quiet."""
-        period_real = real_seconds(self._clock, self.config.poll_period_s)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             await self.poll()
-            next_at += period_real
+            next_at += real_seconds(self._clock, self._next_read_in_s())
             delay = next_at - loop.time()
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
             await asyncio.sleep(delay)
+
+    def _next_read_in_s(self) -> float:
+        """The poll period; sooner when pumpd's own stop ends the infusion and the plan's
+        volume falls due before the next poll (safety/capability.py)."""
+        s, acct = self._session, self._account
+        if s is None or acct is None or s.state is not State.INFUSING:
+            return self.config.poll_period_s
+        left_ul = s.plan.vtbi_ul - self.delivered_ul()
+        return self._gate.next_read_in_s(self.config.poll_period_s, left_ul, acct.rate_ml_h)
 
     async def poll(self) -> None:
         async with self._lock:
@@ -429,7 +443,7 @@ class Controller:
                 return
             still_running = mode.delivers
             await self._carry_out(step, DAEMON)
-            if still_running:
+            if still_running and self._gate.past_volume_is_fault():
                 over_ul = self.delivered_ul() - s.plan.vtbi_ul
                 self._latch(
                     [
@@ -810,11 +824,18 @@ class Controller:
         rate) or the prepared container cannot give; checked before the intent is written,
         and already when the order is programmed (against the pump's last reading)."""
         s = self._session
-        status = self._status
-        max_rate = None if status is None else status.max_rate_ml_h
+        max_rate = self._gate.max_rate_ml_h(self._status)
+        kind = None if step.command is None else step.command.kind
+        if s is not None and (step.trigger == "program" or kind in MOVING):
+            prime_ul = start_requirements(s.protocol.protocol).prime_volume_ul
+            refused = self._gate.refusals(
+                kvo_rate_ml_h=s.plan.kvo_rate_ml_h,
+                prime_volume_ul=prime_ul if kind is CommandKind.PRIME else 0,
+            )
+            if refused:
+                return refused
         if s is not None and step.trigger == "program":
             return pump_fit(s.plan.rate_ml_h, s.plan.vtbi_ul, max_rate, None)
-        kind = None if step.command is None else step.command.kind
         if s is None or kind not in MOVING:
             return []
         if kind is CommandKind.PRIME:
@@ -845,6 +866,7 @@ class Controller:
         if command is not None:
             ctx.correlation_id = new_correlation("cmd")
         events = [*extra, *self._events(step, by, ctx)]
+        events += self._gate.risk_events(step, self._journal, self._session)
         if command is None or command.kind in MOVING:
             await self._write_first(events, ctx, undo if command is not None else None)
         else:

@@ -54,7 +54,7 @@ from pumpd.central.task import summary as forward_summary
 from pumpd.clock import Clock, ScaledClock, SystemClock
 from pumpd.config import DaemonConfig, PumpConfig, load_config
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.daemon import logs
+from pumpd.daemon import liveuse, logs
 from pumpd.daemon.chainkey import (
     KEY_EVENT,
     NO_KEY_NOTICE,
@@ -121,6 +121,8 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
         policy=dataclasses.replace(
             DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
         ),
+        simulation=config.simulation,
+        accept_no_pump_watchdog=pump.accept_no_pump_watchdog,
     )
 
 
@@ -198,6 +200,11 @@ class Daemon:
                 "pumps (loopback, pseudo-terminals) are accepted",
                 time_scale=cfg.time_scale,
             )
+        refused, risk_notes = liveuse.review(cfg)
+        for note in risk_notes:
+            log.warning("pump capability", note=note)
+        if refused:
+            raise StartupError("; ".join(f"{r.key}: {r.message}" for r in refused))
         self.key = await asyncio.to_thread(load_chain_key, cfg)
         self.engine = make_daemon_engine(cfg.database)
         revision = await asyncio.to_thread(self._schema, self.engine)
