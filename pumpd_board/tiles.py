@@ -61,6 +61,10 @@ class PumpView(BaseModel):
     earliest_discharge_at: str | None = None
     audit_backlog: int = 0
     simulated: bool = False
+    pressure_downstream_mmhg: int | None = None
+    battery_percent: int | None = None
+    not_reported: list[str] = []
+    """Readings this pump cannot give: shown as such, never as "-" or a zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,8 @@ class Tile:
     earliest_discharge: Countdown | None
     audit_backlog: int
     simulated: bool
+    pressure: str = "-"
+    battery: str = "-"
 
     @property
     def marker(self) -> str:
@@ -211,7 +217,19 @@ def build_tile(
         ),
         audit_backlog=view.audit_backlog,
         simulated=view.simulated,
+        pressure=_reading(view, "pressure_downstream_mmhg", view.pressure_downstream_mmhg, "mmHg"),
+        battery=_reading(view, "battery_percent", view.battery_percent, "%"),
     )
+
+
+NOT_REPORTED = "not reported by this pump"
+
+
+def _reading(view: PumpView, key: str, value: int | None, unit: str) -> str:
+    """A figure, "-" when not known just now, or the daemon's word that the pump has none."""
+    if key in view.not_reported:
+        return NOT_REPORTED
+    return "-" if value is None else f"{value} {unit}"
 
 
 def duration(seconds: int) -> str:

@@ -16,6 +16,7 @@ from pumpd.controller import Controller
 from pumpd.controller.journal import dose_mg
 from pumpd.session import State
 
+from .capview import capability_fields
 from .context import ControlContext
 
 _VITALS_WATCHED = frozenset(
@@ -69,6 +70,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "audit_notices": list(ctx.audit_notices()),
         "simulated": ctx.simulated,
         "awaiting_approval": awaiting_approval(ctl),
+        **capability_fields(ctl),
     }
     if s is None:
         return view

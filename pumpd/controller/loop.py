@@ -29,6 +29,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
 from pumpd.controller.capability import CapabilityGate
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
+from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
 from pumpd.session.errors import CommandRefused
@@ -196,6 +197,10 @@ class Controller:
     @property
     def last_status(self) -> PumpStatus | None:
         return self._status
+
+    @property
+    def capabilities(self) -> PumpCapabilities:
+        return self._gate.capabilities
 
     @property
     def journal(self) -> Journal:
