@@ -326,11 +326,17 @@ class InterlockTriggered(Payload):
 
 
 class PumpConnected(Payload):
-    transport: Literal["tcp", "rtu"]
+    """``capabilities`` is what the pump declares it can do and report (docs/driver.md);
+    ``not_reported`` names the readings it cannot give, and ``detail`` says so in words."""
+
+    transport: Literal["tcp", "rtu", "serial"]
     address: Annotated[str, Field(min_length=1, max_length=200)]
     model: Annotated[str, Field(min_length=1, max_length=80)]
     firmware: Annotated[str, Field(max_length=80)] | None = None
     serial_number: Annotated[str, Field(max_length=80)] | None = None
+    capabilities: dict[str, Any] | None = None
+    not_reported: list[Code] = Field(default_factory=list)
+    detail: Text | None = None
 
 
 class PumpUnreachable(Payload):

@@ -498,6 +498,8 @@ class Daemon:
                 self.drivers[pump.id] = driver
                 self.failed.pop(pump.id, None)
                 log.info("pump supervised", address=pump.address, unit=pump.unit)
+                payload = liveuse.connected_payload(pump, driver.capabilities)
+                await self._audit("pump.connected", payload, pump=pump.id)
                 return
         except asyncio.CancelledError:
             raise

@@ -10,10 +10,12 @@ program and start, and records an accepted risk there (``pump.risk.accepted``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from pumpd.config import DaemonConfig
+from pumpd.config import DaemonConfig, PumpConfig
 from pumpd.controller.capability import ACCEPT_NO_WATCHDOG_KEY, abilities_of
 from pumpd.drivers.base import DriverError
+from pumpd.drivers.capabilities import NOT_REPORTED, PumpCapabilities
 from pumpd.drivers.registry import UnknownTransport, make_driver
 from safety.capability import live_use
 from safety.verdicts import Severity
@@ -54,3 +56,27 @@ def review(config: DaemonConfig) -> tuple[list[PumpRefusal], list[str]]:
                 "the acceptance is not needed"
             )
     return refused, notes
+
+
+_WIRE = {"modbus-tcp": "tcp", "modbus-rtu": "rtu", "newera-serial": "serial"}
+_READINGS = (
+    ("pressure_downstream_mmhg", "line pressure", "reports_pressure"),
+    ("battery_percent", "battery", "reports_battery"),
+)
+
+
+def connected_payload(pump: PumpConfig, caps: PumpCapabilities) -> dict[str, Any]:
+    """``pump.connected`` for a pump now supervised: where it is, what it declares it can
+    do, and in words which readings it does not report (so the audit never leaves a
+    reviewer to guess whether a missing pressure was zero)."""
+    missing = [(key, label) for key, label, flag in _READINGS if not getattr(caps, flag)]
+    payload: dict[str, Any] = {
+        "transport": _WIRE.get(pump.transport, "serial"),
+        "address": pump.address,
+        "model": pump.profile,
+        "capabilities": caps.as_dict(),
+        "not_reported": [key for key, _ in missing],
+    }
+    if missing:
+        payload["detail"] = f"{', '.join(label for _, label in missing)}: {NOT_REPORTED}"
+    return payload

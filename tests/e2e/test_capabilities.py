@@ -61,6 +61,18 @@ def test_a_new_era_pump_declares_what_it_has_and_the_views_say_so(accounts: Acco
         assert all(e["actor_kind"] == "daemon" for e in stops)
         raised = [e["payload"].get("alarm_code") for e in events(s, "alarm.raised")]
         assert "pump.vtbi_ignored" not in raised
+        # The audit says what the pump could not report, in words, when it came under
+        # supervision.
+        (connected, *_) = events(s, "pump.connected")
+        assert connected["payload"]["transport"] == "serial"
+        assert connected["payload"]["not_reported"] == [
+            "pressure_downstream_mmhg",
+            "battery_percent",
+        ]
+        assert connected["payload"]["detail"] == (
+            "line pressure, battery: not reported by this pump"
+        )
+        assert connected["payload"]["capabilities"]["pump_vtbi_stop"] is True
     except BaseException:
         print(s.daemon_log(20_000))  # shown by pytest on failure
         raise
