@@ -13,8 +13,8 @@ from typing import Any
 
 from pumpd.clinictime import iso_utc
 from pumpd.controller import Controller
-from pumpd.controller.journal import dose_mg
 from pumpd.session import State
+from safety.plan import dose_in_volume_mg
 
 from .capview import capability_fields
 from .context import ControlContext
@@ -84,7 +84,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         protocol_version=proto.version,
         drug=proto.drug,
         concentration_mg_ml=_dec(conc, 4),
-        delivered_mg=_dec(dose_mg(st.delivered_ul, conc)),
+        delivered_mg=_dec(dose_in_volume_mg(st.delivered_ul, conc)),
         prescribed_mg=_dec(plan.dose_mg),
         dose_rate_mg_h=None if rate is None else _dec(rate * conc),
         dose_rate_mg_kg_h=None if rate is None else _dec(rate * conc / plan.dosing_weight_kg),

@@ -17,7 +17,7 @@ from pumpd.audit.store import Actor, NewEvent
 from pumpd.controller.journal import Journal
 from pumpd.drivers.base import PumpStatus
 from pumpd.drivers.capabilities import PumpCapabilities
-from pumpd.session import CommandKind, Session, Step
+from pumpd.session import PumpCommand, Session, Step
 from safety.capability import (
     PumpAbilities,
     VolumeStop,
@@ -85,7 +85,7 @@ class CapabilityGate:
         """``pump.risk.accepted`` for each accepted risk, with a program and with a start:
         the audit then shows, at the moment it mattered, what the site agreed to."""
         kind = None if step.command is None else step.command.kind
-        if step.trigger != "program" and kind is not CommandKind.START:
+        if step.trigger != "program" and kind is not PumpCommand.START:
             return []
         return [
             journal.event(

@@ -31,7 +31,7 @@ from pumpd.controller.capability import CapabilityGate
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
+from pumpd.session import CommandIntent, DeliveryFacts, PumpCommand, Session, State, Step
 from pumpd.session.errors import CommandRefused
 from pumpd.session.records import AlarmSource, OverrideRecord
 from safety.actions import Action, ActionKind, Priority
@@ -70,7 +70,7 @@ from .pending import pending_input
 from .translate import MODE_OF, alarm_message, to_snapshot
 
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
-MOVING = frozenset({CommandKind.PRIME, CommandKind.START, CommandKind.RESUME, CommandKind.SET_RATE})
+MOVING = frozenset({PumpCommand.PRIME, PumpCommand.START, PumpCommand.RESUME, PumpCommand.SET_RATE})
 DAEMON = "pumpd"
 _HALT_KINDS = (ActionKind.STOP, ActionKind.PAUSE)
 
@@ -478,18 +478,18 @@ class Controller:
             await self._carry_out(step, DAEMON)
 
     def _account_after(
-        self, command: CommandKind | None, dest: State, status: PumpStatus | None
+        self, command: PumpCommand | None, dest: State, status: PumpStatus | None
     ) -> None:
         at = self._pending_sent_s if self._pending_sent_s is not None else self._clock.monotonic()
         s = self._session
         if s is None:
             return
-        if dest is State.INFUSING and command is CommandKind.START:
+        if dest is State.INFUSING and command is PumpCommand.START:
             self._account = VolumeAccount(self._start_counter_ul, s.plan.rate_ml_h, at)
         elif dest is State.INFUSING and self._account is not None:
             self._account.set_rate(s.plan.rate_ml_h, at)
         elif self._account is not None and (
-            command in (CommandKind.STOP, CommandKind.PAUSE)
+            command in (PumpCommand.STOP, PumpCommand.PAUSE)
             or (status is not None and not MODE_OF[status.state].delivers)
         ):
             self._account.set_rate(Decimal(0), at)
@@ -780,12 +780,12 @@ class Controller:
             correlation_id=corr,
         )
         await self._halt_intent([intent])
-        logline.command_sent(self.config.pump_id, None, CommandKind.STOP.value, corr)
+        logline.command_sent(self.config.pump_id, None, PumpCommand.STOP.value, corr)
         async with self._keepalive():
-            outcome = await self._executor.run(CommandKind.STOP, None)
+            outcome = await self._executor.run(PumpCommand.STOP, None)
         if outcome.status is not None:
             self._observe(outcome.status)
-        self._log([self._result_event(CommandKind.STOP, outcome, corr, None)])
+        self._log([self._result_event(PumpCommand.STOP, outcome, corr, None)])
         self._notice(
             "pump.orphan_delivery",
             Priority.HIGH,
@@ -802,19 +802,19 @@ class Controller:
         s = self._session
         return s if s is not None and s.state not in TERMINAL else None
 
-    def _setpoints(self, kind: CommandKind) -> Setpoints | None:
+    def _setpoints(self, kind: PumpCommand) -> Setpoints | None:
         s = self._session
         assert s is not None
-        if kind in (CommandKind.STOP, CommandKind.PAUSE):
+        if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
             return None
         proto = s.protocol.protocol
         plan = s.plan
         rate, vtbi = plan.rate_ml_h, plan.vtbi_ul
         pending = s.data.pending_adjustment
-        if kind is CommandKind.SET_RATE and pending is not None:
+        if kind is PumpCommand.SET_RATE and pending is not None:
             rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
         base = self._start_counter_ul if self._account is not None else self._baseline_ul
-        if kind is CommandKind.START:
+        if kind is PumpCommand.START:
             base = self._baseline_ul
         return Setpoints(
             rate_ml_h=rate,
@@ -835,7 +835,7 @@ class Controller:
             prime_ul = start_requirements(s.protocol.protocol).prime_volume_ul
             refused = self._gate.refusals(
                 kvo_rate_ml_h=s.plan.kvo_rate_ml_h,
-                prime_volume_ul=prime_ul if kind is CommandKind.PRIME else 0,
+                prime_volume_ul=prime_ul if kind is PumpCommand.PRIME else 0,
             )
             if refused:
                 return refused
@@ -843,13 +843,13 @@ class Controller:
             return pump_fit(s.plan.rate_ml_h, s.plan.vtbi_ul, max_rate, None)
         if s is None or kind not in MOVING:
             return []
-        if kind is CommandKind.PRIME:
+        if kind is PumpCommand.PRIME:
             proto = s.protocol.protocol
             prime_ul = start_requirements(proto).prime_volume_ul
             return pump_fit(proto.priming.rate_ml_h, prime_ul, max_rate, None)
         rate, vtbi = s.plan.rate_ml_h, s.plan.vtbi_ul
         pending = s.data.pending_adjustment
-        if kind is CommandKind.SET_RATE and pending is not None:
+        if kind is PumpCommand.SET_RATE and pending is not None:
             rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
         return pump_fit(rate, vtbi, max_rate, s.data.container_ul)
 
@@ -880,7 +880,7 @@ class Controller:
         if command is None:
             self._checkpoint()
             return
-        if command.kind is CommandKind.START:
+        if command.kind is PumpCommand.START:
             self._start_counter_ul = self._baseline_ul
         assert ctx.correlation_id is not None
         logline.command_sent(
@@ -970,20 +970,20 @@ class Controller:
             step = s.command_uncertain(command=kind, detail=outcome.detail[:500], at=at)
         else:
             step = s.command_failed(command=kind, detail=outcome.detail[:400], at=at)
-            if kind in (CommandKind.STOP, CommandKind.PAUSE):
+            if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
                 self._account_after(kind, step.dest, outcome.status)
         self._record(step, DAEMON, ctx)
 
-    def _confirmed(self, kind: CommandKind, at: Stamp) -> Step:
+    def _confirmed(self, kind: PumpCommand, at: Stamp) -> Step:
         s = self._session
         assert s is not None
-        if kind is CommandKind.PRIME:
+        if kind is PumpCommand.PRIME:
             return s.prime_confirmed(at=at)
-        if kind in (CommandKind.START, CommandKind.RESUME):
+        if kind in (PumpCommand.START, PumpCommand.RESUME):
             return s.start_confirmed(at=at)
-        if kind is CommandKind.PAUSE:
+        if kind is PumpCommand.PAUSE:
             return s.pause_confirmed(at=at)
-        if kind is CommandKind.STOP:
+        if kind is PumpCommand.STOP:
             return s.stop_confirmed(at=at)
         return s.adjust_confirmed(at=at)
 
@@ -1229,7 +1229,7 @@ class Controller:
     # -- events ----------------------------------------------------------------------
 
     def _result_event(
-        self, kind: CommandKind, outcome: Outcome, corr: str | None, s: Session | None
+        self, kind: PumpCommand, outcome: Outcome, corr: str | None, s: Session | None
     ) -> NewEvent:
         if outcome.result is Result.CONFIRMED and outcome.status is not None:
             payload: dict[str, Any] = {
@@ -1310,9 +1310,9 @@ class Controller:
                     "volume_ul": c.vtbi_ul,
                     "reason_codes": [c.reason_code] if c.reason_code else [],
                 }
-                words = {CommandKind.PAUSE: self._pause_words, CommandKind.STOP: d.stop_reason}
+                words = {PumpCommand.PAUSE: self._pause_words, PumpCommand.STOP: d.stop_reason}
                 if c.reason_code == "nurse.continue" and d.last_continuation is not None:
-                    words[CommandKind.RESUME] = d.last_continuation.reason
+                    words[PumpCommand.RESUME] = d.last_continuation.reason
                 if (spoken := _words(words.get(c.kind))) is not None:
                     requested["reason"] = spoken
                 ev(kind, requested, corr=ctx.correlation_id)

@@ -1,4 +1,4 @@
-"""The daemon: start-up in the order issue 6 §1 gives, supervision, reload, and a safe exit.
+"""The daemon: start-up in a fixed order, supervision, reload, and a safe exit.
 
 Start-up: check or upgrade the audit schema; load and hash the configuration and the
 protocol library and write both down (``config.loaded``, ``protocol_library.loaded``,
@@ -70,6 +70,7 @@ from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.registry import make_driver
 from pumpd.protocols import Library, load_library
+from pumpd.reloading import needing_restart, reloaded
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
 from safety.tick import DEFAULT_POLICY
@@ -749,44 +750,16 @@ class Daemon:
         """Re-read the file: roles, staff settings and the protocol library take effect.
 
         A file that does not load, or a library that does not, changes nothing (raises).
-        Changed pumps, paths or modes are reported and need a restart.
+        What is taken over and what needs a restart is marked on each ``DaemonConfig`` field
+        (``pumpd.reloading``); a changed restart field is reported by name.
         """
         async with self._reload_lock:
             new = await asyncio.to_thread(load_config, self.config.path)
             library = await asyncio.to_thread(load_library, new.protocols)
-            fixed = [
-                name
-                for name in (
-                    "socket",
-                    "socket_group",
-                    "database",
-                    "audit_spool",
-                    "audit_key_file",
-                    "checkpoint_every_events",
-                    "checkpoint_every_s",
-                    "poll_hz",
-                    "simulation",
-                    "time_scale",
-                    "upgrade_schema",
-                    "pumps",
-                    "log_format",
-                    "log_level",
-                    "loop_stale_s",
-                    "forward",
-                )
-                if getattr(new, name) != getattr(self.config, name)
-            ]
+            fixed = needing_restart(self.config, new)
             await self._record_loaded(new, library)
             self.library = library
-            self.config = dataclasses.replace(
-                self.config,
-                sha256=new.sha256,
-                protocols=new.protocols,
-                roles=new.roles,
-                staff_idle_timeout_s=new.staff_idle_timeout_s,
-                staff_max_failures=new.staff_max_failures,
-                staff_lockout_s=new.staff_lockout_s,
-            )
+            self.config = reloaded(self.config, new)
             if self.control is not None:
                 self.control.update(library=library, roles=new.roles, config=self.config)
             if fixed:

@@ -42,6 +42,7 @@ class LineSettings:
     baudrate: int
     parity: Literal["N", "E", "O"]
     stopbits: Literal[1, 2]
+    bytesize: Literal[7, 8]
     timeout_s: float
     gap_s: float
     quiet_after_timeout_s: float
@@ -191,7 +192,7 @@ def _make_client(s: LineSettings) -> ModbusClient:
         s.address,
         framer=FramerType.RTU,
         baudrate=s.baudrate,
-        bytesize=8,
+        bytesize=s.bytesize,
         parity=s.parity,
         stopbits=s.stopbits,
         timeout=s.timeout_s,

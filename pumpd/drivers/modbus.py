@@ -69,6 +69,7 @@ class ModbusConfig(BaseModel):
     baudrate: int = Field(default=115200, ge=1200, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
     profile: str = "gip-mb1"
     timeout_s: float = Field(default=0.5, gt=0, le=30)
     confirm_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -102,6 +103,7 @@ class ModbusConfig(BaseModel):
                 baudrate=self.baudrate,
                 parity=self.parity,
                 stopbits=self.stopbits,
+                bytesize=self.bytesize,
                 timeout_s=self.timeout_s,
                 gap_s=max(3.5 * char_s, 0.00175) if gap is None else gap,
                 quiet_after_timeout_s=self.timeout_s if quiet is None else quiet,
@@ -117,6 +119,7 @@ class ModbusConfig(BaseModel):
             baudrate=0,
             parity="N",
             stopbits=1,
+            bytesize=8,
             timeout_s=self.timeout_s,
             gap_s=self.inter_frame_gap_s or 0.0,
             quiet_after_timeout_s=self.quiet_after_timeout_s or 0.0,

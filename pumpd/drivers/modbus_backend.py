@@ -1,9 +1,14 @@
-"""The ``modbus-tcp`` and ``modbus-rtu`` backends: a `ModbusPumpDriver` from a pump's settings."""
+"""The ``modbus-tcp`` and ``modbus-rtu`` backends: a pump's driver from its settings.
+
+A GIP-MB1-schema profile gets a `ModbusPumpDriver`; a register-map profile (a real pump's
+own Modbus map, such as ``prominent-dulcoflex``) gets a `RegisterMapDriver`.
+"""
 
 from __future__ import annotations
 
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.registry import PumpSettings, register_backend
+from pumpd.drivers.regmap_driver import RegisterMapDriver, register_map
 
 DEFAULT_TCP_PORT = 502
 DEFAULT_RTU_BAUD = 19200
@@ -25,12 +30,26 @@ def modbus_config(pump: PumpSettings) -> ModbusConfig:
         baudrate=pump.baudrate or DEFAULT_RTU_BAUD,
         unit=pump.unit,
         profile=pump.profile,
+        parity=pump.serial.parity,
+        stopbits=pump.serial.stopbits,
+        bytesize=pump.serial.bytesize,
     )
 
 
-def make_modbus_driver(pump: PumpSettings, time_scale: float) -> ModbusPumpDriver:
-    """A Modbus pump's heartbeat timeout is written in the controller's seconds, which the
-    simulated pump counts at the same scale, so `time_scale` needs no correction here."""
+def make_modbus_driver(
+    pump: PumpSettings, time_scale: float
+) -> ModbusPumpDriver | RegisterMapDriver:
+    """A GIP-MB1 pump's heartbeat timeout is written in the controller's seconds, which the
+    simulated pump counts at the same scale, so `time_scale` needs no correction there; a
+    register-map pump's own timeout is compared in wall seconds (`clock_scale`)."""
+    rmap = register_map(pump.profile)
+    if rmap is not None:
+        return RegisterMapDriver(
+            modbus_config(pump),
+            rmap,
+            heartbeat_timeout_s=pump.heartbeat_timeout_s,
+            clock_scale=time_scale,
+        )
     return ModbusPumpDriver(modbus_config(pump))
 
 

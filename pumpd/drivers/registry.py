@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Protocol
 
 from pumpd.drivers.base import PumpDriver
+from pumpd.drivers.rtu_config import SerialKeys
 
 BUILT_IN_MODULES = ("pumpd.drivers.modbus_backend", "pumpd.drivers.newera_backend")
 """The driver modules shipped with pumpd; each registers its transports on import."""
@@ -47,6 +48,8 @@ class PumpSettings(Protocol):
     def baudrate(self) -> int | None: ...
     @property
     def syringe_diameter_mm(self) -> Decimal | None: ...
+    @property
+    def serial(self) -> SerialKeys: ...
 
 
 DriverFactory = Callable[[PumpSettings, float], PumpDriver]

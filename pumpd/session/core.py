@@ -19,6 +19,7 @@ from typing import Any, Final, Self
 from pydantic import ValidationError
 from transitions import EventData, Machine, MachineError
 
+from pumpd.audit.catalogue import PumpCommand
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
 from safety.plan import Plan, compute_plan
@@ -39,7 +40,7 @@ from .records import (
     At,
     SessionData,
 )
-from .states import EDGES, TICK_PHASE, CommandKind, State, allowed_triggers
+from .states import EDGES, TICK_PHASE, State, allowed_triggers
 
 SNAPSHOT_FORMAT: Final = formats.CURRENT
 ALARM_SOURCES: Final = ("pump", "kernel", "vitals", "daemon")
@@ -53,7 +54,7 @@ PROPOSED_EVENTS: Final[frozenset[str]] = frozenset()
 class CommandIntent:
     """A pump command the session now wants; the controller audits it, then sends it."""
 
-    kind: CommandKind
+    kind: PumpCommand
     rate_ml_h: Decimal | None = None
     vtbi_ul: int | None = None
     reason_code: str | None = None
@@ -84,11 +85,11 @@ class Step:
 
 
 _REQUESTED: Final = {
-    CommandKind.PRIME: State.PRIME_REQUESTED,
-    CommandKind.START: State.START_REQUESTED,
-    CommandKind.PAUSE: State.PAUSE_REQUESTED,
-    CommandKind.RESUME: State.RESUME_REQUESTED,
-    CommandKind.SET_RATE: State.ADJUSTING,
+    PumpCommand.PRIME: State.PRIME_REQUESTED,
+    PumpCommand.START: State.START_REQUESTED,
+    PumpCommand.PAUSE: State.PAUSE_REQUESTED,
+    PumpCommand.RESUME: State.RESUME_REQUESTED,
+    PumpCommand.SET_RATE: State.ADJUSTING,
 }
 
 

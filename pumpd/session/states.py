@@ -38,17 +38,6 @@ class State(enum.StrEnum):
     UNCERTAIN = "UNCERTAIN"
 
 
-class CommandKind(enum.StrEnum):
-    """Pump commands the session asks for; the values are the audit catalogue's names."""
-
-    PRIME = "prime"
-    START = "start"
-    PAUSE = "pause"
-    RESUME = "resume"
-    STOP = "stop"
-    SET_RATE = "set_rate"
-
-
 NURSE_TRIGGERS: tuple[str, ...] = (
     "program",
     "confirm",

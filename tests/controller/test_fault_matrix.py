@@ -246,7 +246,8 @@ def expected(fault: str, state: str) -> tuple[Expect, ...]:
 
 FAULTS = [f.value for f in Fault] + ["reboot"]
 TCP_FAULTS = [f for f in FAULTS if f not in RTU_ONLY]
-# The issue 7 wire faults; each (fault, state) batch runs them side by side.
+# The finer wire faults (pumpsim.faults.LINK_FAULTS); each (fault, state) batch runs them
+# side by side.
 LINK_FAULTS = [*RTU_ONLY, "reset-tcp", "half-open-tcp", "silent-tcp"]
 ROWS = [(f, st) for f in TCP_FAULTS if f not in LINK_FAULTS for st in STATES]
 LINK_ROWS = [(f, st) for f in LINK_FAULTS for st in STATES]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pumpd.session import CommandKind, CommandRefused, InvalidCommandInput, State
+from pumpd.session import CommandRefused, InvalidCommandInput, PumpCommand, State
 from safety.actions import Priority
 from safety.pump import PumpMode
 
@@ -38,7 +38,7 @@ def test_an_acknowledged_occlusion_is_continued_to_infusing() -> None:
     assert step.dest is State.RESUME_REQUESTED
     assert step.audit_events == ("session.continued", "pump.command.requested")
     assert step.command is not None
-    assert step.command.kind is CommandKind.RESUME
+    assert step.command.kind is PumpCommand.RESUME
     assert step.command.vtbi_ul == s.plan.vtbi_ul - 8_000
     record = s.data.last_continuation
     assert record is not None
