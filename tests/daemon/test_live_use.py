@@ -13,7 +13,9 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
-from pumpd.config import parse_config
+import pytest
+
+from pumpd.config import ConfigError, parse_config
 from pumpd.daemon import liveuse
 
 
@@ -81,8 +83,9 @@ def test_a_needless_acceptance_is_pointed_out(tmp_path: Path) -> None:
 def test_a_profile_that_does_not_load_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n')
-    refused, _ = review(tmp_path, config_text(tmp_path, str(bad)))
-    assert [r.key for r in refused] == ["pump[0].profile"]
+    with pytest.raises(ConfigError) as refused:
+        review(tmp_path, config_text(tmp_path, str(bad)))
+    assert [key for key, _ in refused.value.problems] == ["pump[0].profile"]
 
 
 async def _pumpd(*args: str) -> tuple[int, str]:

@@ -21,6 +21,7 @@ from pumpd.drivers.registry import (
     register_backend,
     transports,
 )
+from pumpd.drivers.rtu_config import SerialKeys
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Settings:
     device: str | None = None
     baudrate: int | None = None
     syringe_diameter_mm: Decimal | None = None
+    serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
 
 
 @pytest.fixture
@@ -66,6 +68,28 @@ def test_each_transport_builds_its_driver_with_its_capabilities() -> None:
     assert isinstance(serial, NewEraPumpDriver)
     assert (serial.config.address, serial.config.clock_scale) == (7, 60.0)
     assert serial.capabilities.confirmation is Confirmation.STATE_READBACK
+
+
+def test_a_register_map_profile_builds_its_own_driver_with_the_contracts_record() -> None:
+    from pumpd.drivers.regmap_driver import RegisterMapDriver
+
+    dulco = make_driver(
+        Settings(
+            "modbus-rtu",
+            unit=20,
+            profile="prominent-dulcoflex",
+            host=None,
+            port=None,
+            device="/dev/null",
+            serial=SerialKeys(parity="E"),
+        )
+    )
+    assert isinstance(dulco, RegisterMapDriver)
+    assert dulco.config.parity == "E"
+    caps = dulco.capabilities
+    assert caps.pump_vtbi_stop is False  # pumpd's stop at the plan's volume is primary
+    assert caps.confirmation is Confirmation.STATE_READBACK
+    assert caps.watchdog is not None
 
 
 def test_an_unknown_transport_is_refused_naming_the_known_ones() -> None:
