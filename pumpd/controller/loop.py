@@ -68,6 +68,7 @@ from .executor import Executor, Outcome, Result, Setpoints
 from .journal import Journal, actor_for, code_of, dose_mg, new_correlation, supervision_record
 from .pending import pending_input
 from .translate import MODE_OF, alarm_message, to_snapshot
+from .wake import until_poll_or_push
 
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
 MOVING = frozenset({PumpCommand.PRIME, PumpCommand.START, PumpCommand.RESUME, PumpCommand.SET_RATE})
@@ -275,12 +276,14 @@ class Controller:
         next_at = loop.time()
         while True:
             await self.poll()
-            next_at += real_seconds(self._clock, self._next_read_in_s())
+            step_real = real_seconds(self._clock, self._next_read_in_s())
+            next_at += step_real
             delay = next_at - loop.time()
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
-            await asyncio.sleep(delay)
+            if await until_poll_or_push(self._driver, delay):
+                next_at -= step_real  # an extra poll now; the regular one keeps its time
 
     def _next_read_in_s(self) -> float:
         """The poll period; sooner when pumpd's own stop ends the infusion and the plan's
@@ -1365,10 +1368,11 @@ class Controller:
                     kind,
                     {
                         "reason": (d.end_reason or "ended")[:500],
-                        "rule": "session.end",
+                        "rule": d.end_rule or "session.end",
                         "interrupted_by": list(d.interrupted_by),
                         "delivered_volume_ul": delivered,
                     },
+                    daemon if d.end_rule else actor,
                 )
             elif kind == "session.paused":
                 paused: dict[str, Any] = {

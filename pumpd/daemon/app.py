@@ -47,7 +47,7 @@ from pumpd.audit.keys import ChainKey
 from pumpd.audit.spool import SpoolError
 from pumpd.audit.store import Actor, AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
-from pumpd.central.forwarder import Conflict, Forwarder, ForwardStatus
+from pumpd.central.forwarder import Conflict, ForwardStatus
 from pumpd.central.heads import CentralHeadSink
 from pumpd.central.task import ForwardTask
 from pumpd.central.task import summary as forward_summary
@@ -171,7 +171,6 @@ class Daemon:
         self.control: ControlHandle | None = None
         self.watchdog: Watchdog | None = None
         self.forward: ForwardTask | None = None
-        self._forward_engine: Engine | None = None
         self.head_sink: CentralHeadSink | None = None
         """With ``[forward]``: the centre as a sink of published chain heads."""
         self.drivers: dict[str, PumpDriver] = {}
@@ -553,8 +552,8 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
 
     def _start_forwarding(self) -> None:
-        """The forwarder (docs/central.md): its own engines and its own thread, so it never
-        shares a connection, a lock or the event loop with the audit writer or a pump."""
+        """The forwarder (docs/central.md): a process of its own with its own engines, so it
+        never shares a connection, the interpreter or the event loop with a pump loop."""
         settings = self.config.forward
         if settings is None:
             return
@@ -562,12 +561,12 @@ class Daemon:
             raise StartupError(
                 f"forward.mark_file: the directory {settings.mark_file.parent} does not exist"
             )
-        site_engine = make_engine(self.config.database, pool_size=1, pool_pre_ping=False)
-        forwarder = Forwarder(site_engine, settings)
         self.forward = ForwardTask(
-            forwarder, on_conflict=self._forward_conflict, on_lag=self._forward_lag
+            settings,
+            self.config.database,
+            on_conflict=self._forward_conflict,
+            on_lag=self._forward_lag,
         )
-        self._forward_engine = site_engine
         self._tasks.append(asyncio.create_task(self.forward.run(), name="forward"))
         log.info(
             "forwarding to the central store", site=settings.site, centre=_safe_url(settings.url)
@@ -833,8 +832,6 @@ class Daemon:
                 await asyncio.wait_for(closing, CLOSE_BOUND_S)
         if self.engine is not None:
             self.engine.dispose()
-        if self._forward_engine is not None:
-            self._forward_engine.dispose()
         log.info("pumpd stopped", reason=reason)
         logs.set_session_lookup(None)
         self._unlock_instance()

@@ -2,8 +2,9 @@
 
 RS-485 is half-duplex and RTU frames carry no transaction id: two requests in flight on
 one line would have their replies confused. So every unit id on a line goes through one
-client and one asyncio.Lock, requests keep an inter-frame gap, and after a timeout the
+client and one `LineLock`, requests keep an inter-frame gap, and after a timeout the
 line stays quiet long enough for a late reply to drain before anything else is sent.
+A halting command (STOP, PAUSE) goes out next, ahead of queued reads (`priority.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
 from pumpd.drivers.base import DriverError
+from pumpd.drivers.priority import LineLock
 
 T = TypeVar("T")
 log = logging.getLogger("pumpd.drivers.line")
@@ -60,7 +62,7 @@ class Line:
 
     def __init__(self, settings: LineSettings) -> None:
         self.settings = settings
-        self.lock = asyncio.Lock()
+        self.lock = LineLock()
         self.loop = asyncio.get_running_loop()
         self.users = 0
         self._ready_at = 0.0

@@ -58,6 +58,7 @@ from pumpd.drivers.base import (
 from pumpd.drivers.capabilities import PumpCapabilities, parse_capabilities
 from pumpd.drivers.line import Line, ModbusClient, acquire_line, release_line
 from pumpd.drivers.modbus import ModbusConfig
+from pumpd.drivers.priority import halting
 from pumpd.drivers.regmap import (
     FLOW_TO_ML_H,
     TIME_TO_MS,
@@ -523,8 +524,16 @@ class RegisterMapDriver:
     async def command(self, command: Command, *, timeout_s: float | None = None) -> CommandOutcome:
         """Write the command's registers once and confirm by reading back its bit.
 
-        A write whose reply was lost is followed by reads, never by a second write.
+        A write whose reply was lost is followed by reads, never by a second write. A STOP
+        or PAUSE (its writes and confirming reads) goes ahead of other pumps' queued
+        requests on the line (drivers/priority.py).
         """
+        if command in (Command.STOP, Command.PAUSE):
+            with halting():
+                return await self._command(command, timeout_s)
+        return await self._command(command, timeout_s)
+
+    async def _command(self, command: Command, timeout_s: float | None) -> CommandOutcome:
         if self._line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
         limit_s = self.config.confirm_timeout_s if timeout_s is None else timeout_s

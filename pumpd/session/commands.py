@@ -847,19 +847,25 @@ class NurseCommands(SessionCore):
                 changes["observation_started_at"] = at_rec
                 audit.append("observation.started")
         elif d.stopped_at is not None:
-            dest = State.STOPPED
+            ended, ending = self._ended(at_rec)
+            dest = State.OBSERVATION if ending else State.STOPPED
+            changes.update(ended)
+            audit += ending
         elif pump_mode is PumpMode.PAUSED:
             dest = State.PAUSED
             if d.paused_at is None:
                 changes["paused_at"] = d.alarms[0].at if d.alarms else at_rec
         else:
-            dest = State.STOPPED
+            # The pump, read just now, is idle: that confirms the halt.
+            ended, ending = self._ended(at_rec)
+            dest = State.OBSERVATION if ending else State.STOPPED
             changes["stopped_at"] = at_rec
+            changes.update(ended)
             if d.stop_reason_code is None:
                 first = d.alarms[0] if d.alarms else None
                 changes["stop_reason_code"] = first.code if first else "alarm"
                 changes["stop_reason"] = first.message if first else "stopped by an alarm"
-            audit.append("session.stopped")
+            audit += ["session.stopped", *ending]
         if d.last_uncertain is not None and d.last_uncertain.resolved_to is None:
             changes["last_uncertain"] = d.last_uncertain.model_copy(
                 update={"resolved_to": dest, "resolved_at": at_rec}

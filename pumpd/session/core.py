@@ -22,6 +22,7 @@ from transitions import EventData, Machine, MachineError
 from pumpd.audit.catalogue import PumpCommand
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
+from safety.continuation import delivery_ended
 from safety.plan import Plan, compute_plan
 from safety.pump import PumpSnapshot
 from safety.tick import SessionPhase
@@ -332,6 +333,24 @@ class SessionCore:
         codes = d.interrupted_by if code in d.interrupted_by else (*d.interrupted_by, code)
         return {"interrupted_by": codes, "interrupted_at": d.interrupted_at or at}
 
+    def _ended(self, at: At) -> tuple[dict[str, object], tuple[str, ...]]:
+        """Called once the pump's halt is confirmed (at ``at``): when the kernel says the
+        interruption ended delivery for good (``safety.continuation.delivery_ended``), the
+        changes that end the session and start the observation then, and their audit
+        events; nothing otherwise (the session stops, and a nurse continues or ends it)."""
+        d = self._data
+        if not d.start_commanded or d.completed_at or d.observation_started_at:
+            return {}, ()
+        verdict = delivery_ended(d.interrupted_by)
+        if verdict is None:
+            return {}, ()
+        changes: dict[str, object] = {
+            "observation_started_at": at,
+            "end_reason": verdict.message,
+            "end_rule": verdict.rule,
+        }
+        return changes, ("session.ended", "observation.started")
+
     def _delivering_again(self, at: At) -> dict[str, object]:
         """The changes when the pump confirms it delivers again after a pause or a stop: the
         interruption's time joins the earlier ones, and its record is closed."""
@@ -420,6 +439,8 @@ class SessionCore:
             raise RestoreError("UNCERTAIN without an open uncertain command")
         if state in (State.OBSERVATION, State.DISCHARGED) and data.observation_started_at is None:
             raise RestoreError(f"{state.value} without the start of the observation")
+        if data.end_rule is not None and data.observation_started_at is None:
+            raise RestoreError("ended by the kernel's rule without the start of the observation")
         if state is State.KVO and data.completed_at is None:
             raise RestoreError("KVO without the completion of the infusion")
         plan = compute_plan(proto, data.patient.patient(), data.order.order())

@@ -90,19 +90,29 @@ class DeviceFacts(SessionCore):
                 "observation.started",
                 observation_started_at=at_rec,
             )
-        settled: dict[str, object] = {}
+        # The halt is confirmed: an interruption about delivery accuracy ends the session
+        # here, and the observation starts (in ALARM under the alarm, still latched).
+        ended, ending = self._ended(at_rec)
+        settled: dict[str, object] = {**ended}
+        dest = State.ALARM if source is State.ALARM else State.STOPPED
+        if ending and source is not State.ALARM:
+            dest = State.OBSERVATION
         doubt = self._data.last_uncertain
         if doubt is not None and doubt.resolved_to is None:
             # A pump confirmed stopped settles any command that was still in doubt.
-            dest = State.ALARM if source is State.ALARM else State.STOPPED
             settled["last_uncertain"] = doubt.model_copy(
                 update={"resolved_to": dest, "resolved_at": at_rec}
             )
         if source is State.ALARM:
             stopped = self._data.stopped_at or at_rec
-            return self._confirmed("stop_confirmed", source, stopped_at=stopped, **settled)
+            # The first confirmed halt under a latched alarm records the stop when it ends
+            # the session (the acknowledgement no longer does).
+            said = ("session.stopped",) if ending and not self._data.stopped_at else ()
+            return self._confirmed(
+                "stop_confirmed", source, *said, *ending, stopped_at=stopped, **settled
+            )
         return self._confirmed(
-            "stop_confirmed", State.STOPPED, "session.stopped", stopped_at=at_rec, **settled
+            "stop_confirmed", dest, "session.stopped", *ending, stopped_at=at_rec, **settled
         )
 
     def adjust_confirmed(self, *, at: Stamp) -> Step:
@@ -330,9 +340,11 @@ class DeviceFacts(SessionCore):
                 changes["observation_started_at"] = at_rec
                 audit.append("observation.started")
             else:
-                dest = State.STOPPED
+                ended, ending = self._ended(at_rec)
+                dest = State.OBSERVATION if ending else State.STOPPED
                 changes["stopped_at"] = at_rec
-                audit.append("session.stopped")
+                changes.update(ended)
+                audit += ["session.stopped", *ending]
         if dest is None:
             dest = State.ALARM
             pump_alarm = mode is PumpMode.ALARM

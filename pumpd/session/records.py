@@ -352,6 +352,9 @@ class SessionData(_Record):
     continuations: Count = 0
     ended_by: str | None = None
     end_reason: str | None = None
+    end_rule: str | None = None
+    """The kernel's rule when the session ended by itself (a delivery-accuracy alarm whose
+    halt was confirmed: ``safety.continuation.delivery_ended``); None when a nurse ended it."""
     vitals_alarm_acknowledged: At | None = None
     """The recording moment of the reading whose out-of-band alarm a nurse acknowledged."""
 

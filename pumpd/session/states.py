@@ -149,6 +149,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("pause_confirmed", (S.PAUSE_REQUESTED,), S.PAUSED),
     Edge("pause_confirmed", (S.ALARM,), None),
     Edge("stop_confirmed", (S.STOP_REQUESTED,), S.STOPPED),
+    Edge("stop_confirmed", (S.STOP_REQUESTED,), S.OBSERVATION),
     Edge("stop_confirmed", (S.COMPLETE,), S.OBSERVATION),
     Edge("stop_confirmed", (S.ALARM,), None),
     Edge("adjust_confirmed", (S.ADJUSTING,), S.INFUSING),

@@ -56,8 +56,11 @@ def test_an_acknowledged_occlusion_is_continued_to_infusing() -> None:
     assert s.phase().value == "infusing"
 
 
-def test_a_delivery_accuracy_stop_is_not_continued_and_changes_nothing() -> None:
-    b, s = _occluded("tick.volume.over_infusion")
+def test_a_stop_the_kernel_cannot_continue_is_not_continued_and_changes_nothing() -> None:
+    """A cause that is neither continuable nor about delivery accuracy (vitals in the stop
+    band) leaves the session STOPPED for a nurse to end; a delivery-accuracy one ends it by
+    itself (tests/session/test_delivery_ended.py)."""
+    b, s = _occluded("tick.vitals.stop.spo2_percent.below_min")
     before = s.snapshot()
     with pytest.raises(CommandRefused) as info:
         s.resume(by=PROGRAMMER, reason="looks fine", delivery=b.delivery(), at=b.at())
