@@ -34,7 +34,7 @@ from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.drivers.newera_codec import NotRepresentable, format_number
 from pumpd.drivers.rtu_config import SerialKeys, check_profile, serial_keys, simulated_line_problem
-from pumpd.drivers.syringes import syringe
+from pumpd.drivers.syringes import SyringeCapacityError, configured_capacity_ul, syringe
 from pumpd.protocols import default_path
 from pumpd.reloading import APPLIED, RESTART
 
@@ -141,6 +141,7 @@ class PumpSection(_Strict):
     heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
     syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
     syringe: str | None = None
+    syringe_capacity_ml: Annotated[float, Field(gt=0, le=1000)] | None = None
     parity: str | None = None
     stopbits: int | None = None
     bytesize: int | None = None
@@ -191,6 +192,9 @@ class PumpConfig:
     syringe_diameter_mm: Decimal | None = None
     """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
     syringe: str | None = None
+    syringe_capacity_ul: int | None = None
+    """newera-serial only: from the syringe table, or ``syringe_capacity_ml`` beside a
+    bare diameter (the order's volume and prime are checked against it)."""
     serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
     """modbus-rtu only: parity, stop bits, data bits."""
     accept_no_pump_watchdog: bool = False
@@ -312,7 +316,7 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
     serial = serial_keys(
         at, raw.transport, serial_given, check_profile(at, raw.profile, problems), problems
     )
-    for key in ("syringe_diameter_mm", "syringe"):
+    for key in ("syringe_diameter_mm", "syringe", "syringe_capacity_ml"):
         if getattr(raw, key) is not None:
             problems.append((f"{at}.{key}", "only for transport newera-serial"))
     if raw.unit is None:
@@ -418,6 +422,13 @@ def _newera_pump(
         problems.append(
             (f"{at}.syringe_diameter_mm", "newera-serial needs syringe_diameter_mm or syringe")
         )
+    capacity_ul: int | None = None
+    try:
+        capacity_ul = configured_capacity_ul(
+            raw.syringe, raw.syringe_diameter_mm, raw.syringe_capacity_ml
+        )
+    except SyringeCapacityError as exc:
+        problems.append((f"{at}.{exc.key}", str(exc)))
     if len(problems) > start or not isinstance(address, int):
         return None
     return PumpConfig(
@@ -430,6 +441,7 @@ def _newera_pump(
         baudrate=baudrate,
         syringe_diameter_mm=diameter,
         syringe=raw.syringe,
+        syringe_capacity_ul=capacity_ul,
     )
 
 

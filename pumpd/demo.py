@@ -1,20 +1,25 @@
 """`make demo`: a full supervised ketamine session, as a clinic would run it, on a laptop.
 
-It starts the real `pumpsim` (2 pumps, time scale 60: one real second is one simulated
-minute) and the real `pumpd` in simulation mode on a temporary SQLite database (config,
-socket and database in a temporary directory), then types the nurses' commands into real
-`pumpctl` processes, printing each command and its output:
+It starts the real `pumpsim` (time scale 60: one real second is one simulated minute)
+serving a mixed clinic: chair-1 a GIP-MB1 pump over Modbus TCP, chair-2 a New Era NE-1000
+syringe pump (60 mL syringe, Safe mode) on a serial line (a pseudo-terminal); chair-3 is
+kept for the ProMinent DULCO flex register-map profile over RTU (`CHAIRS`). Then the real
+`pumpd` in simulation mode on a temporary SQLite database (config, socket and database in
+a temporary directory), and it types the nurses' commands into real `pumpctl` processes,
+printing each command and its output:
 
 * an admin adds two staff members; nurse Ana (N001) logs in at the shared station;
 * chair-1: program, the double-check by nurse Ben (N002) at the same terminal (staff id +
   PIN, the weight typed again), baseline vitals, prime with the line disconnected, start,
   a pause and a resume, vitals every ten simulated minutes, a clinical note, completion,
   the observation and the discharge checklist;
-* chair-2: a second patient; a downstream occlusion is injected through the simulator's
-  control channel, pumpd stops the pump and raises the alarm, the nurse clears the line,
-  presses the pump's own alarm key (`pumpsim press-alarm-key`), acknowledges the alarm in
-  pumpd and continues the same session (`pumpctl resume --reason`) to completion, then
-  observes and discharges;
+* chair-2, the syringe pump: the 100 mL bag protocol is refused for the syringe's capacity
+  (exit 3); the syringe protocol `ketamine-trd-syringe` (1 mg/mL) is programmed instead; a
+  motor stall (the syringe pump's only occlusion alarm) is injected through the
+  simulator's control channel, pumpd stops the pump and raises the alarm, the nurse clears
+  the line, acknowledges the alarm in pumpd and ends the infusion there (`pumpctl end`),
+  then observes and discharges;
+* chair-1: a soft-limit override approved by a second nurse;
 * `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`;
 * chair-1's session report as a PDF (and its pages as PNG) and its FHIR R4 bundle, in a
   directory that is kept.
@@ -94,12 +99,20 @@ class Demo:
         env.setdefault("COLUMNS", "100")
         return env
 
+    @property
+    def newera_link(self) -> Path:
+        return self.workdir / "newera-line"
+
     def start_simulator(self) -> None:
         args = [
             "--pumps",
-            "2",
+            "1",
             "--tcp",
             "127.0.0.1:0",
+            "--newera-link",
+            str(self.newera_link),
+            "--newera-pumps",
+            "1",
             "--control",
             "127.0.0.1:0",
             "--time-scale",
@@ -128,9 +141,8 @@ class Demo:
         # A keyed chain, as in a clinic: only the key's holder can rebuild the hashes.
         self.tool("pumpd", "audit", "keygen", str(self.key_file))
         pumps = "".join(
-            f'\n[[pump]]\nid = "chair-{unit}"\ntransport = "modbus-tcp"\n'
-            f'address = "{self.sim_tcp}"\nunit = {unit}\nprofile = "gip-mb1"\n'
-            for unit in (1, 2)
+            f'\n[[pump]]\nid = "{chair}"\n' + "".join(f"{line}\n" for line in lines(self))
+            for chair, lines in CHAIRS.items()
         )
         config.write_text(
             "[daemon]\n"
@@ -228,7 +240,8 @@ class Demo:
         out = (result.stdout + result.stderr).rstrip()
         if brief and result.returncode == 0:
             reply = json.loads(result.stdout)
-            out = f"pump state {reply.get('state')}, alarm flags {reply.get('alarm_flags')} …"
+            flags = reply.get("alarm_flags", reply.get("alarm"))
+            out = f"pump state {reply.get('state')}, alarm flags {flags} …"
         for line in out.splitlines():
             print(f"  {line}", flush=True)
         if check and result.returncode != 0:
@@ -277,6 +290,29 @@ class Demo:
         print(f"\n# at chair-{unit}'s pump: the nurse presses the alarm key (ACK_ALARM)")
         host, port = self.sim_tcp.rsplit(":", 1)
         press_alarm_key(host, int(port), unit)
+
+
+def _gip_mb1_tcp(demo: Demo) -> list[str]:
+    return ['transport = "modbus-tcp"', f'address = "{demo.sim_tcp}"', "unit = 1"]
+
+
+def _newera_serial(demo: Demo) -> list[str]:
+    return [
+        'transport = "newera-serial"',
+        f'device = "{demo.newera_link}"',
+        "baudrate = 19200",
+        "address = 1",
+        'syringe = "bd-plastic-60ml"',
+        "heartbeat_timeout_s = 10",
+    ]
+
+
+CHAIRS = {
+    "chair-1": _gip_mb1_tcp,
+    "chair-2": _newera_serial,
+    # "chair-3": the ProMinent DULCO flex profile over RTU (its simulator line and keys)
+}
+"""Each chair's pump and how pumpd reaches it: its `[[pump]]` lines after the id."""
 
 
 def press_alarm_key(host: str, port: int, unit: int) -> None:
@@ -338,7 +374,8 @@ def session_id_of(demo: Demo, pump: str) -> str:
     return str(demo.status(pump).get("session_id"))
 
 
-def run_story(demo: Demo) -> None:
+def run_story(demo: Demo) -> str:
+    """The whole story; returns the id of chair-1's treated session (for the records)."""
     banner("who is at the terminal, and the staff registry (admin)")
     demo.pumpctl("whoami")
     demo.pumpctl(
@@ -375,12 +412,18 @@ def run_story(demo: Demo) -> None:
     banner("chair-1: start")
     demo.pumpctl("start", "chair-1")
     demo.wait_for("chair-1", ["INFUSING"])
+    treated = session_id_of(demo, "chair-1")
     demo.pumpctl("watch", "chair-1", "--once")
 
-    banner("chair-2: a second patient, then an occlusion")
+    banner("chair-2, a syringe pump on a serial line: a second patient, then a stall")
+    say("a 100 mL bag protocol does not fit chair-2's 60 mL syringe: refused, nothing sent")
     demo.pumpctl(
         "program", "chair-2", "--patient", "P-0107", "--weight", "64kg",
-        "--protocol", "ketamine-trd-standard", "--yes",
+        "--protocol", "ketamine-trd-standard", "--yes", expect=3,
+    )  # fmt: skip
+    demo.pumpctl(
+        "program", "chair-2", "--patient", "P-0107", "--weight", "64kg",
+        "--protocol", "ketamine-trd-syringe", "--yes",
     )  # fmt: skip
     demo.pumpctl(
         "confirm", "chair-2", "--weight", "64kg", "--witness", "N002", "--pin-stdin",
@@ -392,15 +435,13 @@ def run_story(demo: Demo) -> None:
     demo.pumpctl("start", "chair-2")
     demo.wait_for("chair-2", ["INFUSING"])
     time.sleep(3)
-    say("the simulator kinks chair-2's line (downstream occlusion)")
-    control = ["--control", demo.sim_control, "--unit", "2"]
-    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "on", brief=True)
+    say("the simulator kinks chair-2's line: the syringe pump's motor stalls (A?S)")
+    control = ["--control", demo.sim_control, "--address", "1"]
+    demo.tool("pumpsim", "newera-fault", *control, "stall", "on", brief=True)
     demo.wait_for("chair-2", ["ALARM"])
     demo.pumpctl("alarms")
     demo.pumpctl("status", "chair-2")
-    say("acknowledging while the line is still blocked is refused:")
-    demo.pumpctl("ack", "chair-2", expect=3)
-    continue_after_occlusion(demo, control)
+    end_after_stall(demo, control)
 
     banner("chair-1: a pause and a resume, vitals every ten (simulated) minutes")
     demo.pumpctl("vitals", "chair-1", "--bp", "130/84", "--hr", "78", "--spo2", "97")
@@ -427,42 +468,42 @@ def run_story(demo: Demo) -> None:
     demo.pumpctl("discharge", "chair-1", "--confirm-all")
     override_approved_by_second_nurse(demo)
     demo.pumpctl("logout")
+    return treated
 
 
-def continue_after_occlusion(demo: Demo, control: list[str]) -> None:
-    """chair-2's kinked line is straightened, the pump's own alarm key pressed, the alarm
-    acknowledged in pumpd, and the same session continued (the kernel decides: a cleared
-    mechanical alarm, the remaining volume from the independent account, the interruption
-    within the pause limit, fresh vitals, the pump idle); it then runs to completion."""
-    say("the nurse straightens the line; the pump keeps its alarm until its own key is pressed")
-    demo.tool("pumpsim", "fault", *control, "occlusion-downstream", "off", brief=True)
-    print("\n# at chair-2's pump: the nurse presses the alarm key", flush=True)
-    demo.tool("pumpsim", "press-alarm-key", *control, brief=True)
+def end_after_stall(demo: Demo, control: list[str]) -> None:
+    """chair-2's kinked line is straightened and the alarm acknowledged in pumpd; the
+    nurse ends the infusion there and the observation begins.
+
+    A syringe pump knows of a blockage only while its motor pushes: once pumpd has
+    stopped it, it shows no alarm of its own (a line still blocked would stall again at
+    once); the alarm stays in the session until a nurse acknowledges it. Continuing is not
+    shown: the remaining volume must be one the pump holds exactly (4 digits), and pumpd
+    never rounds it silently (docs/driver.md)."""
+    say("the nurse straightens the line at the pump and acknowledges the alarm")
+    demo.tool("pumpsim", "newera-fault", *control, "stall", "off", brief=True)
     demo.pumpctl("ack", "chair-2", "--note", "kinked line straightened at the pump")
-    say("continuing needs fresh vitals and a reason; the kernel decides")
-    demo.pumpctl("vitals", "chair-2", "--bp", "120/78", "--hr", "72", "--spo2", "98")
-    demo.pumpctl("resume", "chair-2", "--reason", "kinked line straightened, patient well")
-    demo.wait_for("chair-2", ["INFUSING"])
+    demo.pumpctl("end", "chair-2", "--reason", "line stalled; not continued today, doctor informed")
     demo.pumpctl("status", "chair-2")
 
 
 def override_approved_by_second_nurse(demo: Demo) -> None:
     """A 140 kg patient at the escalation protocol's default dose: Ana gives the reason,
     Ben approves each soft verdict (value and limit shown) as part of his double-check."""
-    banner("chair-2: a soft-limit override, approved by a second nurse")
+    banner("chair-1: a soft-limit override, approved by a second nurse")
     demo.pumpctl(
-        "program", "chair-2", "--patient", "P-0131", "--weight", "140kg",
+        "program", "chair-1", "--patient", "P-0131", "--weight", "140kg",
         "--protocol", "ketamine-trd-escalation", "--yes",
         "--override-reason", "140 kg; default escalation dose confirmed by Dr Rao",
     )  # fmt: skip
     say("a double-check that does not approve the override is refused and names it:")
     demo.pumpctl(
-        "confirm", "chair-2", "--weight", "140kg", "--witness", "N002", "--pin-stdin",
+        "confirm", "chair-1", "--weight", "140kg", "--witness", "N002", "--pin-stdin",
         stdin=f"{PIN_BEN}\n", shown_stdin="echo ******", expect=3,
     )  # fmt: skip
     say("Ben approves exactly what is listed, with his double-check")
     demo.pumpctl(
-        "confirm", "chair-2", "--weight", "140kg", "--approve-override",
+        "confirm", "chair-1", "--weight", "140kg", "--approve-override",
         "--witness", "N002", "--pin-stdin", stdin=f"{PIN_BEN}\n", shown_stdin="echo ******",
     )  # fmt: skip
     demo.tool(
@@ -474,7 +515,7 @@ def override_approved_by_second_nurse(demo: Demo) -> None:
         "override.granted",
         width=180,
     )
-    demo.pumpctl("abort", "chair-2", "--reason", "demo: the treatment is given another day")
+    demo.pumpctl("abort", "chair-1", "--reason", "demo: the treatment is given another day")
 
 
 def wait_for_discharge(demo: Demo, pump: str) -> None:
@@ -569,8 +610,7 @@ def main() -> int:
                 print(f"\n{config}:\n" + config.read_text(encoding="utf-8"))
                 start_board(demo, config)
                 demo.start_daemon(config)
-                run_story(demo)
-                session = session_id_of(demo, "chair-1")
+                session = run_story(demo)
             finally:
                 demo.stop_all()
             show_audit(demo, session)

@@ -114,6 +114,8 @@ class Evidence:
     """With ``--forward``: the centre's copy of the site's chain (seq, prev, hash)."""
     site_chain: list[tuple[int, str, str]] = field(default_factory=list)
     central_conflicts: list[tuple[str, int, str]] = field(default_factory=list)
+    prime_in_counter_ul: dict[str, int] = field(default_factory=dict)
+    """pump_id → the prime its simulator counts as infused (New Era: one counter)."""
     _walls: list[float] = field(default_factory=list, repr=False)
 
     # ------------------------------------------------------------------ time
@@ -162,6 +164,7 @@ class Evidence:
             else [(a, b, c) for a, b, c in raw["forwarded"]],
             site_chain=[(a, b, c) for a, b, c in raw.get("site_chain", [])],
             central_conflicts=[(a, b, c) for a, b, c in raw.get("central_conflicts", [])],
+            prime_in_counter_ul=dict(raw.get("prime_in_counter_ul", {})),
         )
 
 

@@ -28,11 +28,14 @@ from itertools import pairwise
 from soak.evidence import AuditEvent, Evidence, Sample, SimCommand
 
 FINAL_STATES = frozenset({"DISCHARGED", "ABORTED"})
-DELIVERING = frozenset({"PRIMING", "INFUSING", "KVO"})
+DELIVERING = frozenset({"PRIMING", "INFUSING", "KVO", "RUNNING"})
+_PRIMING_STATES = frozenset({"PRIME_REQUESTED", "PRIMING"})
+_INFUSING_STATES = frozenset({"START_REQUESTED", "RESUME_REQUESTED", "INFUSING", "ADJUSTING"})
 ALLOWED_SESSION_STATES = {
-    "PRIMING": frozenset({"PRIME_REQUESTED", "PRIMING"}),
-    "INFUSING": frozenset({"START_REQUESTED", "RESUME_REQUESTED", "INFUSING", "ADJUSTING"}),
-    "KVO": frozenset({"START_REQUESTED", "RESUME_REQUESTED", "INFUSING", "ADJUSTING", "KVO"}),
+    "PRIMING": _PRIMING_STATES,
+    "INFUSING": _INFUSING_STATES,
+    "KVO": _INFUSING_STATES | {"KVO"},
+    "RUNNING": _PRIMING_STATES | _INFUSING_STATES,
 }
 """Pump mode → the session states in which pumpd means it to run so. STOP_REQUESTED,
 PAUSE_REQUESTED, COMPLETE, UNCERTAIN and ALARM are not among them: from there on the time
@@ -359,11 +362,12 @@ def check_volume(ev: Evidence) -> list[Violation]:
     bound = reaction_bound_s(ev)
     by_unit = _by_unit(ev)
     windows = _session_windows(ev)
+    primes = _prime_allowance_ul(ev)
     for w in windows:
         samples = [
             s for s in by_unit.get(ev.units.get(w.pump_id, -1), []) if w.begin <= s.t_mono <= w.end
         ]
-        limit = volume_bound_ul(w.plan_ul)
+        limit = volume_bound_ul(w.plan_ul) + primes.get(w.session_id, 0)
         total = 0.0
         over_at: float | None = None
         for prev, cur in pairwise(samples):
@@ -404,17 +408,36 @@ def check_volume(ev: Evidence) -> list[Violation]:
     return found
 
 
+def _prime_allowance_ul(ev: Evidence) -> dict[str, int]:
+    """session_id → the prime volume its pump counts as infused: the kind's prime (New Era:
+    one counter for prime and infusion) once for every prime intent of the session."""
+    allowance: dict[str, int] = defaultdict(int)
+    for e in ev.events:
+        per_prime = ev.prime_in_counter_ul.get(e.pump_id or "", 0)
+        if (
+            per_prime
+            and e.session_id is not None
+            and e.event_type == "pump.command.requested"
+            and e.payload.get("command") == "prime"
+        ):
+            allowance[e.session_id] += per_prime
+    return allowance
+
+
 def max_excess_ul(ev: Evidence) -> tuple[float, str]:
-    """The largest true volume above its plan of any session (µL), and which session."""
+    """The largest true volume above its plan (and the prime a pump counts with it) of any
+    session (µL), and which session."""
     by_unit = _by_unit(ev)
+    primes = _prime_allowance_ul(ev)
     worst, which = 0.0, "-"
     for w in _session_windows(ev):
         samples = [
             s for s in by_unit.get(ev.units.get(w.pump_id, -1), []) if w.begin <= s.t_mono <= w.end
         ]
         total = sum(max(0.0, b.true_infused_ul - a.true_infused_ul) for a, b in pairwise(samples))
-        if total - w.plan_ul > worst:
-            worst, which = total - w.plan_ul, w.session_id
+        excess = total - w.plan_ul - primes.get(w.session_id, 0)
+        if excess > worst:
+            worst, which = excess, w.session_id
     return worst, which
 
 

@@ -28,13 +28,12 @@ from pumpsim.errors import ControlRequestFailed
 
 from pumpd.cli.client import Client, ClientError, DaemonUnreachable, RpcError
 from pumpd.drivers.base import Command
+from soak.kinds import KINDS, PumpKind
 from soak.panel import PanelError, PanelUncertain
 from soak.plan import FaultPlan, SessionScript
 from soak.sampler import Sampler
 from soak.world import World
 
-PROTOCOL = "ketamine-trd-standard"
-PRIME_MIN = 3.0  # 15 mL at 300 mL/h
 INFUSION_MIN = 40.0
 OBSERVATION_MIN = 30.0
 VITALS_EVERY_MIN = 8.0
@@ -45,7 +44,7 @@ EXCURSION_VITALS = {
 }
 FINAL = frozenset({"DISCHARGED", "ABORTED"})
 LOGIN_REQUIRED = -32002
-DELIVERING = frozenset({"PRIMING", "INFUSING", "KVO"})
+DELIVERING = frozenset({"PRIMING", "INFUSING", "KVO", "RUNNING"})
 
 
 class Disrupted(Exception):
@@ -77,6 +76,8 @@ class Nurse:
     witness: str
     finish_bound_s: float = 120.0
     sampler: Sampler | None = None
+    kind: PumpKind = KINDS["tcp"]
+    """The pump's kind: its protocol, its prime, its faults."""
     records: list[SessionRecord] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
     wrong: Counter[str] = field(default_factory=Counter)
@@ -175,11 +176,11 @@ class Nurse:
     # ------------------------------------------------------------------ faults and time
 
     def inject(self, plan: FaultPlan) -> None:
-        if plan.kind == "reboot":
+        if plan.kind in self.kind.resets:
             if self.sampler is not None:
                 # The reboot zeroes the counters: the volume up to it is sampled first.
-                self.sampler.add(self.unit, self.world.stack.sim_status(self.unit), None, False)
-            self.world.inject(self.unit, "reboot", True, {})
+                self.sampler.add(self.unit, self.world.sim_status(self.unit), None, False)
+            self.world.inject(self.unit, plan.kind, True, {})
             return
         self.world.inject(self.unit, plan.kind, True, plan.params)
         self._active_faults[plan.kind] = time.monotonic() + plan.hold_s
@@ -241,7 +242,7 @@ class Nurse:
 
     def script(self, s: SessionScript, record: SessionRecord) -> None:
         weight = f"{s.weight_kg}kg"
-        order = {"patient_ref": s.patient_ref, "protocol": PROTOCOL}
+        order = {"patient_ref": s.patient_ref, "protocol": self.kind.protocol}
         if s.bad_weight is not None:
             before = self.status()
             self.try_wrong(
@@ -272,10 +273,10 @@ class Nurse:
         if s.abort_before_start:
             self.act("abort", "session.abort", {"reason": "patient declined before the start"})
             return
-        self.fault_at(s, "priming", self.real_s(PRIME_MIN))
+        self.fault_at(s, "priming", self.real_s(self.kind.prime_min))
         if self.act("prime", "session.prime", {"line_disconnected": True}) is None:
             return
-        view = self.wait_states(frozenset({"PRIMED"}), 10 + 4 * self.real_s(PRIME_MIN))
+        view = self.wait_states(frozenset({"PRIMED"}), 10 + 4 * self.real_s(self.kind.prime_min))
         if view.get("session_state") != "PRIMED":
             return
         self.act("vitals", "session.vitals", dict(NORMAL_VITALS))
@@ -350,7 +351,11 @@ class Nurse:
         if self.status().get("session_state") != "INFUSING":
             return
         if wrong == "program_while_infusing":
-            order = {"patient_ref": s.patient_ref + "-B", "protocol": PROTOCOL, "weight": "70kg"}
+            order = {
+                "patient_ref": s.patient_ref + "-B",
+                "protocol": self.kind.protocol,
+                "weight": "70kg",
+            }
             self.try_wrong(record, wrong, "session.program", order)
             return
         method, params = _WRONG_WHILE_INFUSING[wrong]
@@ -445,7 +450,7 @@ class Nurse:
         self.clear_faults()
         self.act("vitals", "session.vitals", dict(NORMAL_VITALS))  # the patient is well again
         try:
-            pump = self.world.stack.sim_status(self.unit)
+            pump = self.world.sim_status(self.unit)
         except (OSError, ControlRequestFailed):
             return  # tried again at the next look at the session
         try:

@@ -14,6 +14,8 @@ import json
 import random
 from dataclasses import asdict, dataclass, field
 
+from soak.kinds import KINDS
+
 PUMP_FAULTS = (
     "occlusion-downstream",
     "occlusion-upstream",
@@ -99,7 +101,10 @@ class SessionScript:
 
 
 def _fault(rng: random.Random, transport: str) -> FaultPlan:
-    kinds = PUMP_FAULTS + LINK_FAULTS + (TCP_FAULTS if transport == "tcp" else RTU_FAULTS)
+    if transport in KINDS and transport not in ("tcp", "rtu"):
+        kinds = KINDS[transport].faults
+    else:
+        kinds = PUMP_FAULTS + LINK_FAULTS + (TCP_FAULTS if transport == "tcp" else RTU_FAULTS)
     kind = rng.choice(kinds)
     phase = rng.choice(PHASES)
     at_fraction = round(rng.random(), 3)
@@ -117,14 +122,14 @@ def _fault(rng: random.Random, transport: str) -> FaultPlan:
         params = {"ms": latency_ms}
     elif kind in RTU_FAULTS:
         params = {"count": count} if by_count else {"probability": probability}
-    elif kind in ("reset-tcp", "half-open-tcp"):
+    elif kind in ("reset-tcp", "half-open-tcp", "garble", "bad-crc"):
         params = {"count": min(count, 3)}
     return FaultPlan(kind, phase, at_fraction, hold_s, params)
 
 
 def draw_session(rng: random.Random, pump_id: str, number: int, transport: str) -> SessionScript:
     """One session's script. The draws are the same in number and order for every session."""
-    weight_kg = rng.randint(50, 125)
+    weight_kg = rng.randint(50, KINDS[transport].max_weight_kg if transport in KINDS else 125)
     bad_weight = rng.choice(BAD_WEIGHTS) if rng.random() < 0.15 else None
     wrong_before = tuple(w for w in WRONG_BEFORE_CONFIRM if rng.random() < 0.12)
     abort_before_start = rng.random() < 0.06

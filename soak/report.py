@@ -46,12 +46,17 @@ def _mib(pair: tuple[int, int]) -> str:
 
 def render(s: Summary) -> str:
     tcp = sum(1 for t in s.pumps.values() if t == "tcp")
-    rtu = len(s.pumps) - tcp
+    rtu = sum(1 for t in s.pumps.values() if t == "rtu")
+    newera = sum(1 for t in s.pumps.values() if t == "newera")
     total_sessions = sum(s.sessions.values())
     violations = Counter(v.kind for v in s.violations)
     rows = [
         ("seed", f"{s.seed} (decisions sha256 {s.digest})"),
-        ("pumps", f"{len(s.pumps)} ({tcp} Modbus TCP, {rtu} Modbus RTU on the pty line)"),
+        (
+            "pumps",
+            f"{len(s.pumps)} ({tcp} GIP-MB1 Modbus TCP, {rtu} GIP-MB1 Modbus RTU on the pty "
+            f"line, {newera} New Era on the serial pty)",
+        ),
         ("time scale", f"x{s.scale:g}; wall time {s.wall_s:.0f} s"),
         ("sessions", f"{total_sessions}: {_counts(s.sessions)}"),
         ("faults injected", f"{sum(s.faults.values())}: {_counts(s.faults)}"),

@@ -15,6 +15,7 @@ from pumpd.cli.client import Client
 from soak.chaos import Chaos
 from soak.evidence import Evidence, Life, PanelPress, read_audit, sim_commands_of
 from soak.forward import Cutter, SoakCentre, forward_rest, site_chain, wait_caught_up
+from soak.kinds import KINDS, draw_mix, sim_key
 from soak.nurse import Nurse
 from soak.plan import (
     daemon_stream,
@@ -53,6 +54,11 @@ class Outcome:
     error: str | None
 
 
+def _mix_text(transports: dict[str, str]) -> str:
+    counts = Counter(transports.values())
+    return ", ".join(f"{counts[k]} {k}" for k in KINDS if counts[k])
+
+
 def pin_of(staff_id: str) -> str:
     """A fixed PIN per staff id (six digits, never the 000000 the wrong-PIN action types)."""
     return f"{(sum(map(ord, staff_id)) * 7919 + 104729) % 800000 + 100000}"
@@ -60,12 +66,14 @@ def pin_of(staff_id: str) -> str:
 
 def run_soak(settings: RunSettings) -> Outcome:
     with role_group(f"pumpd-soak{os.getpid() % 100000}") as group:
+        mix = draw_mix(settings.seed, settings.pumps, settings.rtu_pumps)
         stack = Stack(
             time_scale=int(settings.time_scale),
             pumps=settings.pumps,
             roles={"nurse": [group], "auditor": [group], "admin": [group]},
             heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
-            rtu_pumps=settings.rtu_pumps,
+            rtu_pumps=mix["rtu"],
+            newera_pumps=mix["newera"],
             staff_idle_timeout_min=STAFF_IDLE_MIN,
         )
         centre = SoakCentre() if settings.forward else None
@@ -87,8 +95,11 @@ def _run(stack: Stack, settings: RunSettings, centre: SoakCentre | None = None) 
             config.write(centre.section(mark_file))
     world = World(stack)
     world.start_daemon()
-    units = {f"chair-{u}": u for u in range(1, settings.pumps + 1)}
-    transports = {pump: stack.transport_of(u) for pump, u in units.items()}
+    chairs = {f"chair-{u}": u for u in range(1, settings.pumps + 1)}
+    transports = {pump: stack.transport_of(u) for pump, u in chairs.items()}
+    units = {
+        pump: sim_key(transports[pump], u, stack.newera_address(u)) for pump, u in chairs.items()
+    }
     pins: dict[str, str] = {}
     with Client(str(stack.socket_path), timeout_s=60) as admin:
         for pump in units:
@@ -111,7 +122,7 @@ def _run(stack: Stack, settings: RunSettings, centre: SoakCentre | None = None) 
     decisions = digest([s for pump in units for s in scripts[pump]], schedule[:100])
     print(
         f"soak: decisions sha256 {decisions}; {settings.sessions} sessions on "
-        f"{settings.pumps} pumps ({settings.rtu_pumps} on RTU) at x{settings.time_scale:g}",
+        f"{settings.pumps} pumps ({_mix_text(transports)}) at x{settings.time_scale:g}",
         flush=True,
     )
 
@@ -128,6 +139,7 @@ def _run(stack: Stack, settings: RunSettings, centre: SoakCentre | None = None) 
             programmer=f"N-{pump}-A",
             witness=f"N-{pump}-B",
             sampler=sampler,
+            kind=KINDS[transports[pump]],
         )
         for pump, unit in units.items()
     ]
@@ -177,6 +189,11 @@ def _run(stack: Stack, settings: RunSettings, centre: SoakCentre | None = None) 
     sampler.join()
     world.stop_daemon("END")
     evidence = _gather(stack, world, sampler, units, nurses)
+    evidence.prime_in_counter_ul = {
+        pump: KINDS[t].prime_in_counter_ul
+        for pump, t in transports.items()
+        if KINDS[t].prime_in_counter_ul
+    }
     if centre is not None:
         forward_rest(centre, stack.database, mark_file)  # as the next start would
         evidence.forwarded = centre.chain()

@@ -19,6 +19,7 @@ from pumpsim.control import ControlClient
 
 from pumpd.cli.client import Client, ClientError
 from soak.evidence import Sample
+from soak.kinds import read_sim
 from soak.world import World
 
 
@@ -50,8 +51,7 @@ class Sampler(threading.Thread):
     def sample_sim(
         self, control: ControlClient, unit: int, views: dict[str, dict[str, Any]] | None, pump: str
     ) -> None:
-        status = control.request("status", unit=unit)["status"]
-        assert isinstance(status, dict)
+        status = read_sim(control, unit)
         view = views.get(pump) if views is not None else None
         self.add(unit, status, view, views is not None)
 

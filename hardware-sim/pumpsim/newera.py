@@ -61,6 +61,11 @@ class NeraFault(enum.StrEnum):
     GARBLE = "garble"
     SILENT = "silent"
     BAD_CRC = "bad-crc"
+    LOSE_COMMANDS = "lose-commands"
+
+
+ACTION_COMMANDS = frozenset({"RUN", "STP", "PUR", "CLD"})
+"""The requests ``lose-commands`` loses: those that move the plunger or clear a counter."""
 
 
 def crc16(data: bytes) -> int:
@@ -110,6 +115,7 @@ class NeraPump:
     last_packet_wall_s: float = 0.0
     stalled: bool = False
     silent: bool = False
+    loses_commands: bool = False
     garble_left: int = 0
     bad_crc_left: int = 0
     sim_s: Fraction = Fraction(0)
@@ -322,6 +328,7 @@ class NeraPump:
             "safe_timeout_s": self.safe_timeout_s,
             "stalled": self.stalled,
             "silent": self.silent,
+            "loses_commands": self.loses_commands,
             "garble_left": self.garble_left,
             "bad_crc_left": self.bad_crc_left,
         }
@@ -564,6 +571,8 @@ class NewEraLine:
         pump = self.pumps.get(address)
         if pump is None or pump.silent:
             return
+        if pump.loses_commands and match[2].replace(" ", "").upper()[:3] in ACTION_COMMANDS:
+            return  # lost on the way: never heard, never answered
         if pump.safe and not safe:
             return  # a pump in Safe mode ignores unframed commands
         self._sync(pump)
@@ -598,6 +607,8 @@ class NewEraLine:
             pump.stalled = on
         elif which is NeraFault.SILENT:
             pump.silent = on
+        elif which is NeraFault.LOSE_COMMANDS:
+            pump.loses_commands = on
         elif which is NeraFault.WATCHDOG_EXPIRE and on:
             pump.expire_watchdog()
         elif which is NeraFault.POWER_LOSS and on:

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from pumpd.clock import Clock, ScaledClock
+from safety.syringe import SyringeCapacity
 from safety.tick import DEFAULT_POLICY, SupervisionPolicy
 
 
@@ -37,6 +38,9 @@ class ControllerConfig:
     intent_wait_s: float = 0.5
     checkpoint_every_s: float = 10.0
     policy: SupervisionPolicy = field(default=DEFAULT_POLICY)
+    syringe: SyringeCapacity | None = None
+    """The syringe a syringe pump holds (None: the pump is fed from a bag); every order and
+    moving command on this pump is checked against it (``safety.syringe``)."""
     simulation: bool = False
     """Whether no patient can be at risk (the daemon's ``simulation``); live by default."""
     accept_no_pump_watchdog: bool = False

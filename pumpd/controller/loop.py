@@ -67,6 +67,7 @@ from .errors import (
 from .executor import Executor, Outcome, Result, Setpoints
 from .journal import Journal, actor_for, code_of, dose_mg, new_correlation, supervision_record
 from .pending import pending_input
+from .syringe_check import syringe_unfit
 from .translate import MODE_OF, alarm_message, to_snapshot
 from .wake import until_poll_or_push
 
@@ -866,7 +867,8 @@ class Controller:
     ) -> None:
         """Write the step's events, command the pump if it asks for that, report the fact."""
         command = step.command
-        if unfit := self._unfit(step):
+        syringe = self.config.syringe
+        if unfit := self._unfit(step) + syringe_unfit(self._session, step, syringe, MOVING):
             if undo is not None:
                 undo()
             raise CommandRefused(step.trigger, unfit)

@@ -69,6 +69,7 @@ from pumpd.daemon.watchdog import Verdict, Watchdog
 from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.registry import make_driver
+from pumpd.drivers.syringes import loaded_syringe
 from pumpd.protocols import Library, load_library
 from pumpd.reloading import needing_restart, reloaded
 from pumpd.session import State
@@ -122,6 +123,7 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
         policy=dataclasses.replace(
             DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
         ),
+        syringe=loaded_syringe(pump.syringe, pump.syringe_diameter_mm, pump.syringe_capacity_ul),
         simulation=config.simulation,
         accept_no_pump_watchdog=pump.accept_no_pump_watchdog,
     )

@@ -79,6 +79,9 @@ from pumpd.drivers.priority import halting
 
 __all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
 
+_SAME_RUN = frozenset({Prompt.INFUSING, Prompt.PAUSED, Prompt.PAUSE_PHASE, Prompt.USER_WAIT})
+"""Prompts of a pump in the middle of a run: a RUN continues it (its volume counts on)."""
+
 HEARTBEAT_COVER_S = 0.25
 """A reply younger than this already restarted the pump's watchdog (its minimum is 1 s)."""
 
@@ -98,6 +101,7 @@ class NewEraPumpDriver:
         self._last_reply_at = 0.0
         self._program: PumpProgram | None = None
         self._primes = PrimeLedger()
+        self._last_prompt: Prompt | None = None
         self.model_number: int | None = None
         self.firmware: str | None = None
         self.alarm_pushed = asyncio.Event()
@@ -217,7 +221,19 @@ class NewEraPumpDriver:
     async def read_status(self) -> PumpStatus:
         """``DIS`` (volumes; its prompt is the state), then ``RAT`` only while the pump
         moves fluid. State and volumes come from one reply, so a prime that ends between
-        two requests is never judged on an older volume; an idle pump costs one request."""
+        two requests is never judged on an older volume; an idle pump costs one request.
+
+        An alarm that arrives during the read (answering ``RAT``, or pushed) makes the
+        ``DIS`` prompt older than the alarm: the pump has stopped since. The read is then
+        made once more, so an alarm is never reported beside the flow from before it.
+        """
+        latched = self._latched
+        status = await self._read_status_once()
+        if self._latched != latched:
+            status = await self._read_status_once()
+        return status
+
+    async def _read_status_once(self) -> PumpStatus:
         dispensed = await self._ask("DIS")
         read_at = time.monotonic()  # when the volumes arrived, not after the rate
         moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
@@ -229,6 +245,7 @@ class NewEraPumpDriver:
             raise ProtocolError(f"{self._label}: {exc}") from None
         prompt = dispensed.prompt
         assert prompt is not None  # _ask returns only replies without an alarm
+        self._last_prompt = prompt
         alarms = self._latched
         state = STATE_OF.get(prompt)
         if state is None:
@@ -274,7 +291,17 @@ class NewEraPumpDriver:
 
     # ------------------------------------------------------------- program
 
-    def _encode_program(self, program: PumpProgram) -> tuple[tuple[str, str], tuple[str, str]]:
+    def _run_base_ul(self, prompt: Prompt | None) -> Decimal:
+        """What was infused before the run the program's volume is for: a run that goes
+        on (running or paused) started from the carried volume; a stopped pump's next run
+        starts from everything infused so far (START clears the counter first)."""
+        if prompt in _SAME_RUN:
+            return self._primes.carried_ul
+        return self._primes.infused_ul
+
+    def _encode_program(
+        self, program: PumpProgram, base_ul: Decimal = Decimal(0)
+    ) -> tuple[tuple[str, str], tuple[str, str]]:
         if program.kvo_rate_ml_h != 0:
             raise InvalidProgram(
                 "kvo_rate_ml_h", program.kvo_rate_ml_h, "must be 0: the pump has no KVO rate"
@@ -285,8 +312,13 @@ class NewEraPumpDriver:
             rate = encode_rate(program.rate_ml_h)
         except NotRepresentable as exc:
             raise InvalidProgram("rate_ml_h", program.rate_ml_h, str(exc)) from None
+        run_ul = program.vtbi_ul - base_ul
+        if run_ul <= 0:
+            raise InvalidProgram(
+                "vtbi_ul", program.vtbi_ul, f"is not above the {base_ul} µL already infused"
+            )
         try:
-            volume = encode_volume(program.vtbi_ul)
+            volume = encode_volume(int(run_ul))
         except NotRepresentable as exc:
             raise InvalidProgram("vtbi_ul", program.vtbi_ul, str(exc)) from None
         self._encode_prime(program)
@@ -338,11 +370,18 @@ class NewEraPumpDriver:
         value the pump cannot hold is refused now) and written by PRIME. While the pump
         runs only the rate can change (``RAT C``, as the manual says), not the VTBI.
         """
-        rate, volume = self._encode_program(program)
-        running = (await self._ask("")).prompt is Prompt.INFUSING
+        base_ul = self._run_base_ul(self._last_prompt)
+        rate, volume = self._encode_program(program, base_ul)
+        prompt = (await self._ask("")).prompt
+        if (prompt in _SAME_RUN) != (self._last_prompt in _SAME_RUN):
+            await self.read_status()  # the pump moved on since the last reading
+            base_ul = self._run_base_ul(prompt)
+            rate, volume = self._encode_program(program, base_ul)
+        run_ul = program.vtbi_ul - base_ul
+        running = prompt is Prompt.INFUSING
         if running:
             _, _, volume_held = await self._read_run()
-            if volume_held != program.vtbi_ul:
+            if volume_held != run_ul:
                 raise InvalidProgram(
                     "vtbi_ul", program.vtbi_ul, "cannot change while the pump runs"
                 )
@@ -354,8 +393,8 @@ class NewEraPumpDriver:
             raise ProgramMismatch("direction", "INF", direction)
         if rate_held != program.rate_ml_h:
             raise ProgramMismatch("rate_ml_h", program.rate_ml_h, rate_held)
-        if volume_held != program.vtbi_ul:
-            raise ProgramMismatch("vtbi_ul", program.vtbi_ul, volume_held)
+        if volume_held != run_ul:
+            raise ProgramMismatch("vtbi_ul", run_ul, volume_held)
         self._program = program
         return program
 
@@ -402,10 +441,11 @@ class NewEraPumpDriver:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
             if before.state not in (PumpState.IDLE, PumpState.PAUSED):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
-            if before.state is PumpState.IDLE and self._primes.holds_prime:
-                # The pump's one counter still holds the prime: clear it before the run, so
-                # the pump itself counts only the infusion (and a restarted driver, which
-                # knows nothing of the prime, reads the same volume).
+            if before.state is PumpState.IDLE and self._primes.last_counter_ul > 0:
+                # Every run from a stopped pump starts from a cleared counter: the pump's
+                # VOL (written for this run) then counts from 0, a prime in the counter is
+                # gone (a restarted driver, which knows nothing of it, reads the same), and
+                # the ledger carries what the counter held, so the volume never falls.
                 await self._ask("CLD", "INF")
                 self._primes.counter_cleared()
             # RUN on a prime paused halfway resumes the prime, which reads as PRIMING.
@@ -453,8 +493,8 @@ class NewEraPumpDriver:
                     # nothing to stop, and the reads below confirm it.
                     break
                 status = await self.read_status()
-                if command is Command.STOP and status.state is PumpState.IDLE:
-                    break  # STP on a stopped pump: already where STOP leads
+                if command is Command.STOP and status.rate_actual_ml_h == 0:
+                    break  # STP on a stopped pump (alarm latched or not): where STOP leads
                 raise CommandRejected(command, seq, RESULT_OF[reply.error], status)
             if command is Command.STOP and reply.prompt is Prompt.STOPPED:
                 break
@@ -474,6 +514,8 @@ class NewEraPumpDriver:
                         return self._outcome(command, seq, sent_at, status)
                     reason = f"pump still reports {status.volume_infused_ul} µL infused"
                 elif status.state in expect:
+                    if command is Command.STOP and self._latched:
+                        status = await self._end_latch_on_stop(status)
                     return self._outcome(command, seq, sent_at, status)
                 elif status.state is PumpState.ALARM:
                     raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
@@ -482,6 +524,21 @@ class NewEraPumpDriver:
             if time.monotonic() >= deadline:
                 raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
             await asyncio.sleep(self.config.confirm_poll_s)
+
+    async def _end_latch_on_stop(self, stopped: PumpStatus) -> PumpStatus:
+        """A confirmed STOP ends a latched alarm once the pump itself shows it stopped.
+
+        The pump keeps no alarm of its own after it has reported one (its ``A?x`` reply is
+        the acknowledgement); the latch exists so that pumpd sees it. The STOP pumpd sends
+        in answer to it is that seeing, acted on: the pump, stopped, has nothing left to
+        show, and the session keeps the alarm for a person to acknowledge. Without this,
+        no step of pumpd's could ever clear the latch (pumpd never sends ACK_ALARM).
+        """
+        if stopped.rate_actual_ml_h != 0 or (await self._ask("")).prompt is not Prompt.STOPPED:
+            return stopped
+        self._latched = AlarmFlag.NONE
+        self._latched_codes.clear()
+        return await self.read_status()
 
     async def _prime(
         self, seq: int, sent_at: float, before: PumpStatus, limit_s: float

@@ -10,6 +10,7 @@ import pytest
 from pumpd.config import ConfigError, DaemonConfig, parse_config
 from pumpd.daemon.app import controller_config, make_driver
 from pumpd.drivers.newera import NewEraPumpDriver
+from safety.syringe import SyringeCapacity
 
 EXAMPLE = """
 [[pump]]
@@ -19,6 +20,7 @@ device = "/dev/ttyUSB1"        # a pseudo-terminal in simulation mode
 baudrate = 19200               # 300–19200
 address = 1                    # the pump's network address, 0–99
 syringe_diameter_mm = 26.59    # or: syringe = "<name from the syringe table>"
+syringe_capacity_ml = 60       # with a bare diameter: what the syringe holds
 heartbeat_timeout_s = 10       # SAF watchdog, 1–255 s
 """
 
@@ -38,14 +40,20 @@ def test_the_documented_example_loads() -> None:
     assert pump.transport == "newera-serial"
     assert (pump.device, pump.baudrate, pump.unit) == ("/dev/ttyUSB1", 19200, 1)
     assert pump.syringe_diameter_mm == Decimal("26.59")
+    assert pump.syringe_capacity_ul == 60_000
     assert pump.heartbeat_timeout_s == 10
+    assert controller_config(parse(EXAMPLE), pump).syringe == SyringeCapacity("26.59 mm", 60_000)
 
 
 def test_a_syringe_from_the_table() -> None:
     text = EXAMPLE.replace("syringe_diameter_mm = 26.59", 'syringe = "bd-plastic-10ml"')
+    text = text.replace("syringe_capacity_ml = 60", "")
     (pump,) = parse(text).pumps
     assert pump.syringe_diameter_mm == Decimal("14.43")
     assert pump.syringe == "bd-plastic-10ml"
+    assert pump.syringe_capacity_ul == 10_000
+    syringe = controller_config(parse(text), pump).syringe
+    assert syringe == SyringeCapacity("bd-plastic-10ml", 10_000)
 
 
 def test_the_daemon_builds_a_new_era_driver_with_an_unscaled_watchdog() -> None:
@@ -83,6 +91,26 @@ def test_the_daemon_builds_a_new_era_driver_with_an_unscaled_watchdog() -> None:
         ),
         (("syringe_diameter_mm = 26.59", ""), "pump[0].syringe_diameter_mm", "needs"),
         (
+            ("syringe_capacity_ml = 60", ""),
+            "pump[0].syringe_capacity_ml",
+            "needs its nominal capacity",
+        ),
+        (
+            ("syringe_capacity_ml = 60", "syringe_capacity_ml = 60.0005"),
+            "pump[0].syringe_capacity_ml",
+            "finer than 1 µL",
+        ),
+        (
+            ("syringe_capacity_ml = 60", "syringe_capacity_ml = 0"),
+            "pump[0].syringe_capacity_ml",
+            "greater than 0",
+        ),
+        (
+            ("syringe_diameter_mm = 26.59", 'syringe = "bd-plastic-60ml"'),
+            "pump[0].syringe_capacity_ml",
+            "the syringe table gives the capacity",
+        ),
+        (
             ("syringe_diameter_mm = 26.59", "syringe_diameter_mm = 26.591"),
             "pump[0].syringe_diameter_mm",
             "truncate",
@@ -115,6 +143,8 @@ def test_modbus_pumps_refuse_the_new_era_keys() -> None:
         '[[pump]]\nid = "c"\ntransport = "modbus-tcp"\naddress = "h:1"\nunit = 1\nsyringe = "x"\n'
     )
     assert "only for transport newera-serial" in problems(text)["pump[0].syringe"]
+    text = text.replace('syringe = "x"', "syringe_capacity_ml = 60")
+    assert "only for transport newera-serial" in problems(text)["pump[0].syringe_capacity_ml"]
     text = (
         '[[pump]]\nid = "c"\ntransport = "modbus-tcp"\naddress = "h:1"\nunit = 1\n'
         "heartbeat_timeout_s = 1\n"

@@ -454,3 +454,40 @@ async def test_a_diameter_the_pump_will_not_hold_is_refused(sim: Simulator) -> N
         await driver.connect()
     assert info.value.code is ErrorCode.OUT_OF_RANGE
     await driver.close()
+
+
+async def test_a_second_session_on_the_pump_never_sees_its_counter_go_back(
+    pump: NewEraPumpDriver,
+) -> None:
+    """After one infusion the pump's counter holds its volume. The contract's VTBI counts
+    on from there (the controller sends the volume at the session's start plus the plan),
+    the pump stops itself at it, and the reported infused volume only ever rises, though
+    the pump's own counter is cleared before each run."""
+    readings: list[int] = []
+
+    async def until_idle() -> None:
+        for _ in range(100):
+            status = await pump.read_status()
+            readings.append(status.volume_infused_ul)
+            if status.state is PumpState.IDLE:
+                return
+            await asyncio.sleep(0.02)
+        pytest.fail("the pump did not stop by itself")
+
+    for session in range(2):
+        primed = PumpProgram(
+            rate_ml_h=Decimal(600),
+            vtbi_ul=1_000 * (session + 1),
+            kvo_rate_ml_h=Decimal(0),
+            prime_volume_ul=500,
+            prime_rate_ml_h=Decimal(600),
+        )
+        await pump.write_program(primed)
+        await pump.command(Command.PRIME)
+        await until_idle()
+        await pump.write_program(primed)
+        readings.append((await pump.command(Command.START)).status.volume_infused_ul)
+        await until_idle()
+    assert readings == sorted(readings), readings
+    assert readings[-1] == 2_000  # two infusions of 1 mL, each stopped by the pump itself
+    assert WarningFlag.VTBI_COMPLETE in (await pump.read_status()).warnings

@@ -50,7 +50,10 @@ class Stack:
     """The daemon's `audit_spool`; by default `spool/audit.spool` in the working directory
     (`"off"` switches it off)."""
     rtu_pumps: int = 0
-    """The last `rtu_pumps` units are wired over the simulator's RTU pty line, not TCP."""
+    """The last `rtu_pumps` GIP-MB1 units are wired over the simulator's RTU pty line."""
+    newera_pumps: int = 0
+    """The last `newera_pumps` chairs are New Era syringe pumps (60 mL syringes) at
+    addresses 1.. on the simulator's New Era pty line; the chairs before them are GIP-MB1."""
     staff_idle_timeout_min: float | None = None
     """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
     timezone: str | None = None
@@ -97,9 +100,20 @@ class Stack:
     def rtu_link(self) -> Path:
         return self.workdir / "pump-rtu"
 
+    @property
+    def newera_link(self) -> Path:
+        return self.workdir / "pump-newera"
+
     def transport_of(self, unit: int) -> str:
-        """`tcp` or `rtu`: how the daemon reaches the pump with this unit id."""
-        return "rtu" if unit > self.pumps - self.rtu_pumps else "tcp"
+        """`tcp`, `rtu` or `newera`: how the daemon reaches the pump of chair `unit`."""
+        gip = self.pumps - self.newera_pumps
+        if unit > gip:
+            return "newera"
+        return "rtu" if unit > gip - self.rtu_pumps else "tcp"
+
+    def newera_address(self, unit: int) -> int:
+        """The New Era network address of chair `unit` (a `newera` chair)."""
+        return unit - (self.pumps - self.newera_pumps)
 
     @property
     def config_path(self) -> Path:
@@ -108,8 +122,12 @@ class Stack:
     # ------------------------------------------------------------------ processes
 
     def start_sim(self) -> None:
-        args = ["--pumps", str(self.pumps), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        gip = max(1, self.pumps - self.newera_pumps)
+        args = ["--pumps", str(gip), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
         args += ["--time-scale", str(self.time_scale)]
+        if self.newera_pumps:
+            args += ["--newera-link", str(self.newera_link)]
+            args += ["--newera-pumps", str(self.newera_pumps)]
         if self.max_rate is not None:
             args += ["--max-rate", self.max_rate]
         if self.rtu_pumps:
@@ -151,15 +169,21 @@ class Stack:
         lines.append("\n[roles]")
         lines += [f"{role} = {json.dumps(groups)}" for role, groups in self.roles.items()]
         for unit in range(1, self.pumps + 1):
-            if self.transport_of(unit) == "rtu":
-                wire = ['transport = "modbus-rtu"', f'device = "{self.rtu_link}"']
+            if self.transport_of(unit) == "newera":
+                wire = [
+                    'transport = "newera-serial"',
+                    f'device = "{self.newera_link}"',
+                    f"address = {self.newera_address(unit)}",
+                    'syringe = "bd-plastic-60ml"',
+                ]
+            elif self.transport_of(unit) == "rtu":
+                wire = ['transport = "modbus-rtu"', f'device = "{self.rtu_link}"', f"unit = {unit}"]
             else:
-                wire = ['transport = "modbus-tcp"', f'address = "{self.sim_tcp}"']
+                wire = ['transport = "modbus-tcp"', f'address = "{self.sim_tcp}"', f"unit = {unit}"]
             lines += [
                 "\n[[pump]]",
                 f'id = "chair-{unit}"',
                 *wire,
-                f"unit = {unit}",
                 f"heartbeat_timeout_s = {self.heartbeat_timeout_s}",
             ]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -2,7 +2,8 @@
 
 pumpctl → pumpd's socket → the New Era driver → a pseudo-terminal → pumpsim's New Era
 pumps (Safe mode, CRC, SAF watchdog in wall seconds while delivery runs at time scale).
-Program, double-check, a prime the pump bounds itself, start, the infusion to its volume;
+A bag protocol refused for the syringe's capacity; then the syringe protocol: program,
+double-check, a prime the pump bounds itself, start, the infusion to its volume;
 the simulator's own counter must match the plan, and the audit chain must verify.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from .conftest import IS_ROOT, Accounts
 from .stack import BIN, PIN, Stack, StackError, add_staff
 
-PROTOCOL = "ketamine-trd-standard"
+PROTOCOL = "ketamine-trd-syringe"
 
 
 @dataclass
@@ -81,6 +82,21 @@ def run_session(s: Stack, accounts: Accounts) -> None:
     pumps = json.loads(s.ok("pumps", "--json"))
     assert [(p["pump_id"], p["transport"]) for p in pumps] == [("chair-1", "newera-serial")]
 
+    untouched = s.sim_request("newera-status", address=1)["status"]
+    refused = s.pumpctl(
+        "program", "chair-1", "--patient", "P-NE-BAG", "--weight", "82kg",
+        "--protocol", "ketamine-trd-standard", "--yes",
+    )  # fmt: skip
+    # A 100 mL bag protocol and its 15 mL prime do not fit the 60 mL syringe: refused
+    # before anything reaches the pump or the session.
+    assert refused.returncode == 3, refused.stderr
+    assert "syringe.vtbi_above_capacity" in refused.stderr
+    assert "need 115 mL, more than the 60 mL the bd-plastic-60ml syringe holds" in " ".join(
+        refused.stderr.split()
+    )
+    assert s.status("chair-1")["session_state"] is None
+    assert s.sim_request("newera-status", address=1)["status"] == untouched
+
     out = s.ok(
         "program", "chair-1", "--patient", "P-NE-1", "--weight", "82kg",
         "--protocol", PROTOCOL, "--yes",
@@ -100,19 +116,19 @@ def run_session(s: Stack, accounts: Accounts) -> None:
     s.ok("prime", "chair-1", "--line-disconnected")
     view = s.wait_state("chair-1", ["PRIMED"])
     primed = s.sim_request("newera-status", address=1)["status"]
-    assert abs(primed["infused_ul"] - 15_000) <= 20, primed  # the pump stopped the prime
+    assert abs(primed["infused_ul"] - 2_000) <= 20, primed  # the pump stopped the prime
 
     s.ok("vitals", "chair-1", "--bp", "128/82", "--hr", "74", "--spo2", "98", "--rr", "14")
     s.ok("start", "chair-1")
     view = s.wait_state("chair-1", ["INFUSING"], timeout_s=40)
     assert view["session_id"] == session_id
-    assert view["vtbi_ul"] == 100_000
+    assert view["vtbi_ul"] == 41_000  # 0.5 mg/kg x 82 kg at 1 mg/mL
     view = s.wait_state("chair-1", ["OBSERVATION"])
-    assert abs(view["delivered_ul"] - 100_000) <= 200, view
+    assert abs(view["delivered_ul"] - 41_000) <= 200, view
 
     truth = s.sim_request("newera-status", address=1)["status"]
     # The prime was cleared from the pump's counter at start: the plan, nothing more.
-    assert abs(truth["infused_ul"] - 100_000) <= 200, truth
+    assert abs(truth["infused_ul"] - 41_000) <= 200, truth
     assert truth["state"] == "S"
     assert truth["safe_timeout_s"] == s.heartbeat_timeout_s  # SAF n, never × time_scale
 

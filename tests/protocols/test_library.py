@@ -19,10 +19,13 @@ from pumpd.protocols import (
     schema_json,
 )
 from safety.plan import compute_plan, parse_order, parse_patient
+from safety.start import start_requirements
+from safety.syringe import SyringeCapacity, syringe_fit
 
 SHIPPED = Path(__file__).resolve().parents[2] / "protocols"
 
 STANDARD = "ketamine-trd-standard.v1.toml"
+SIXTY_ML = SyringeCapacity("bd-plastic-60ml", 60_000)
 
 
 def test_shipped_library_loads_released_with_content_hashes() -> None:
@@ -31,6 +34,7 @@ def test_shipped_library_loads_released_with_content_hashes() -> None:
         "ketamine-chronic-pain",
         "ketamine-trd-escalation",
         "ketamine-trd-standard",
+        "ketamine-trd-syringe",
     ]
     for entry in lib:
         assert entry.released
@@ -42,6 +46,24 @@ def test_shipped_standard_plan_for_80kg_is_40mg() -> None:
     entry = load_library(SHIPPED).get("ketamine-trd-standard")
     plan = compute_plan(entry.protocol, parse_patient("80kg"), parse_order())
     assert plan.dose_mg == 40
+
+
+def test_shipped_syringe_plan_fits_a_60ml_syringe_up_to_the_hard_weight() -> None:
+    """At its default dose every weight the protocol allows fits a 60 mL syringe with its
+    prime; a heavier order is refused by the protocol or by the syringe-capacity rule."""
+    entry = load_library(SHIPPED).get("ketamine-trd-syringe")
+    protocol = entry.protocol
+    assert protocol.preparation.kind == "fixed_concentration"
+    prime_ul = start_requirements(protocol).prime_volume_ul
+    heaviest = compute_plan(protocol, parse_patient("116kg"), parse_order())
+    assert (heaviest.dose_mg, heaviest.vtbi_ul, prime_ul) == (58, 58_000, 2_000)
+    assert syringe_fit(heaviest.vtbi_ul, prime_ul, SIXTY_ML) == []
+    plan = compute_plan(protocol, parse_patient("80kg"), parse_order())
+    assert (plan.dose_mg, plan.vtbi_ul, plan.rate_ml_h) == (40, 40_000, 60)
+    overridden = compute_plan(protocol, parse_patient("100kg"), parse_order(dose="0.7mg/kg"))
+    assert [v.code for v in syringe_fit(overridden.vtbi_ul, prime_ul, SIXTY_ML)] == [
+        "syringe.vtbi_above_capacity"
+    ]
 
 
 def test_default_path_is_env_then_repository(

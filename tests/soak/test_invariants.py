@@ -4,6 +4,7 @@ name it; the same evidence without the defect must pass. Fast: no processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -306,3 +307,43 @@ def test_the_evidence_survives_a_round_trip_through_json(log: Log, tmp_path: Pat
     again = Evidence.load(tmp_path / "evidence.json")
     assert kinds(invariants.check_all(again)) == kinds(invariants.check_all(ev))
     assert kinds(invariants.check_all(again)) == ["delivery.unsupervised"]
+
+
+def test_a_syringe_pump_running_in_a_prime_or_an_infusion_state_is_supervised(log: Log) -> None:
+    """A New Era pump primes and infuses with the same motion (RUNNING): allowed in the
+    session states of either, unsupervised in any other beyond B."""
+    session(log)
+    ev = evidence(log)
+    for state in ("PRIMING", "INFUSING", "START_REQUESTED"):
+        ev.samples = [dataclasses.replace(s, pump_state="RUNNING") for s in delivery(state, 20.0)]
+        assert invariants.check_delivery(ev) == [], state
+    ev.samples = [dataclasses.replace(s, pump_state="RUNNING") for s in delivery("ALARM", 5.0)]
+    assert kinds(invariants.check_delivery(ev)) == ["delivery.unsupervised"]
+
+
+def _passing_the_bound_by(ev: Evidence, t0: float, limit: int, extra_ul: int) -> list[Sample]:
+    """The bound passed at once, then 30 µL every 0.1 s for 20 s, up to ``extra_ul`` more."""
+    out = [Sample(t0 + 0.1, 1, "RUNNING", 0.0, True, SID, "INFUSING")]
+    volume = float(limit + 1)
+    for k in range(200):
+        out.append(Sample(t0 + 0.2 + k * 0.1, 1, "RUNNING", volume, True, SID, "INFUSING"))
+        volume = min(volume + 30, limit + extra_ul)
+    return out
+
+
+def test_a_prime_counted_by_the_pump_is_allowed_once_per_prime_intent(log: Log) -> None:
+    """A New Era pump counts its prime with the infusion: the volume bound grows by the
+    prime for each prime intent of the session, and by nothing else."""
+    session(log, end="")
+    ev = evidence(log)
+    t0 = mono_of(ev, "session.checkpointed")
+    limit = invariants.volume_bound_ul(PLAN_UL)
+    ev.samples = _passing_the_bound_by(ev, t0, limit, 1_900)
+    assert kinds(invariants.check_volume(ev)) == ["volume.over_bound"]
+    ev.prime_in_counter_ul = {PUMP: 2_000}
+    assert kinds(invariants.check_volume(ev)) == ["volume.over_bound"]  # no prime intent
+    log.add("pump.command.requested", {"command": "prime"}, correlation_id="c-p", actor=NURSE)
+    ev.events = read_audit(log.url)
+    assert invariants.check_volume(ev) == []  # within the bound and the one prime
+    ev.samples = _passing_the_bound_by(ev, t0, limit, 3_500)  # 2 mL + 1.5 mL: > B flowing
+    assert kinds(invariants.check_volume(ev)) == ["volume.over_bound"]

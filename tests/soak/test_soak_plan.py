@@ -73,3 +73,35 @@ def test_every_drawn_fault_is_one_the_simulator_accepts() -> None:
         check_fault(fault.kind, True, dict(fault.params))
         probability = fault.params.get("probability")
         assert probability is None or isinstance(probability, float)
+
+
+def test_the_mix_of_pump_kinds_comes_from_the_seed() -> None:
+    from soak.kinds import draw_mix
+
+    assert draw_mix(1, 4, 1) == draw_mix(1, 4, 1)
+    seen = set()
+    for seed in range(40):
+        mix = draw_mix(seed, 6, 2)
+        assert sum(mix.values()) == 6
+        assert 1 <= mix["newera"] <= 3
+        assert mix["tcp"] >= 1
+        assert mix["rtu"] <= 2
+        seen.add(mix["newera"])
+    assert seen == {1, 2, 3}  # the seed, not a constant, decides
+    assert draw_mix(5, 1, 0) == {"newera": 0, "rtu": 0, "tcp": 1}
+
+
+def test_a_new_era_pump_draws_its_own_faults_and_a_weight_its_syringe_holds() -> None:
+    from pumpsim.newera import NeraFault
+
+    from soak.kinds import KINDS, NEWERA_FAULTS
+
+    rng = pump_stream(9, "chair-4")
+    drawn = [draw_session(rng, "chair-4", n, "newera") for n in range(400)]
+    faults = {s.fault.kind for s in drawn if s.fault is not None}
+    assert faults == set(NEWERA_FAULTS) == {f.value for f in NeraFault}
+    assert max(s.weight_kg for s in drawn) <= KINDS["newera"].max_weight_kg == 116
+    for s in drawn:
+        if s.fault is not None:
+            params = set(s.fault.params)
+            assert params <= ({"count"} if s.fault.kind in ("garble", "bad-crc") else set())
