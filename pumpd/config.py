@@ -12,6 +12,7 @@ docs/daemon.md is the reference of every key.
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import hashlib
 import ipaddress
@@ -133,7 +134,10 @@ class PumpSection(_Strict):
     device: str | None = None
     baudrate: Annotated[int, Field(ge=300, le=4_000_000)] | None = None
     unit: Annotated[int, Field(ge=1, le=247)] | None = None
-    profile: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")] = "gip-mb1"
+    profile: Annotated[
+        str, Field(pattern=r"^([a-z0-9][a-z0-9-]{0,39}|/[^\x00]{1,4000}\.toml)$")
+    ] = "gip-mb1"
+    """A shipped profile's name, or the absolute path of a site's own profile file."""
     heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
     syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
     syringe: str | None = None
@@ -141,6 +145,7 @@ class PumpSection(_Strict):
     parity: str | None = None
     stopbits: int | None = None
     bytesize: int | None = None
+    accept_no_pump_watchdog: bool = False
 
 
 class ForwardSection(_Strict):
@@ -192,6 +197,9 @@ class PumpConfig:
     bare diameter (the order's volume and prime are checked against it)."""
     serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
     """modbus-rtu only: parity, stop bits, data bits."""
+    accept_no_pump_watchdog: bool = False
+    """The site accepts, for this pump, that it has no watchdog of its own: without it
+    such a pump is refused for live use (docs/driver.md, "Capabilities")."""
 
     @property
     def address(self) -> str:
@@ -664,6 +672,8 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         seen.setdefault(section.id, index)
         if pump is None:
             continue
+        if section.accept_no_pump_watchdog:
+            pump = dataclasses.replace(pump, accept_no_pump_watchdog=True)
         if raw.daemon.simulation:
             _simulation_pump(pump, index, problems)
         # A New Era pump's SAF watchdog counts wall seconds and is never scaled.

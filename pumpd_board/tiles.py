@@ -71,6 +71,10 @@ class PumpView(BaseModel):
     delivery_ended: DeliveryEndedView | None = None
     audit_backlog: int = 0
     simulated: bool = False
+    pressure_downstream_mmhg: int | None = None
+    battery_percent: int | None = None
+    not_reported: list[str] = []
+    """Readings this pump cannot give: shown as such, never as "-" or a zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,8 @@ class Tile:
     simulated: bool
     ended_by: str | None = None
     """The alarms that ended delivery by themselves (observation follows), or None."""
+    pressure: str = "-"
+    battery: str = "-"
 
     @property
     def marker(self) -> str:
@@ -226,7 +232,19 @@ def build_tile(
         ended_by=None
         if view.delivery_ended is None
         else ", ".join(view.delivery_ended.interrupted_by) or view.delivery_ended.rule,
+        pressure=_reading(view, "pressure_downstream_mmhg", view.pressure_downstream_mmhg, "mmHg"),
+        battery=_reading(view, "battery_percent", view.battery_percent, "%"),
     )
+
+
+NOT_REPORTED = "not reported by this pump"
+
+
+def _reading(view: PumpView, key: str, value: int | None, unit: str) -> str:
+    """A figure, "-" when not known just now, or the daemon's word that the pump has none."""
+    if key in view.not_reported:
+        return NOT_REPORTED
+    return "-" if value is None else f"{value} {unit}"
 
 
 def duration(seconds: int) -> str:

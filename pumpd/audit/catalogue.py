@@ -50,6 +50,7 @@ from pumpd.audit.daemon_events import (
     ProtocolLibraryLoaded,
     PumpConnected,
     PumpRebooted,
+    PumpRiskAccepted,
     PumpUnreachable,
 )
 from pumpd.audit.errors import InvalidEnvelope, InvalidPayload, UnknownEventType
@@ -146,6 +147,7 @@ CATALOGUE: Mapping[str, EventSpec] = {
         EventSpec("pump.connected", PumpConnected, _P, "link up"),
         EventSpec("pump.unreachable", PumpUnreachable, _P, "link down"),
         EventSpec("pump.rebooted", PumpRebooted, _P, "pump lost its state"),
+        EventSpec("pump.risk.accepted", PumpRiskAccepted, _S | _P, "site accepted a risk"),
         EventSpec("access.denied", AccessDenied, _N, "request refused"),
         EventSpec("daemon.started", DaemonStarted, _N, "daemon up"),
         EventSpec("daemon.stopped", DaemonStopped, _N, "daemon down"),
@@ -281,6 +283,7 @@ __all__ = [
     "PumpConnected",
     "PumpIdText",
     "PumpRebooted",
+    "PumpRiskAccepted",
     "PumpUnreachable",
     "ReminderIssued",
     "ServiceNotice",

@@ -3,7 +3,7 @@ protocol library, and the chain's checkpoints and keys."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -11,17 +11,32 @@ from pumpd.audit.vocabulary import Code, Payload, Sha256Hex, Text
 
 
 class PumpConnected(Payload):
-    transport: Literal["tcp", "rtu"]
+    """``capabilities`` is what the pump declares it can do and report (docs/driver.md);
+    ``not_reported`` names the readings it cannot give, and ``detail`` says so in words."""
+
+    transport: Literal["tcp", "rtu", "serial"]
     address: Annotated[str, Field(min_length=1, max_length=200)]
     model: Annotated[str, Field(min_length=1, max_length=80)]
     firmware: Annotated[str, Field(max_length=80)] | None = None
     serial_number: Annotated[str, Field(max_length=80)] | None = None
+    capabilities: dict[str, Any] | None = None
+    not_reported: list[Code] = Field(default_factory=list)
+    detail: Text | None = None
 
 
 class PumpUnreachable(Payload):
     error_code: Code
     detail: Text
     unreachable_ms: Annotated[int, Field(ge=0)]
+
+
+class PumpRiskAccepted(Payload):
+    """A residual risk of this pump that the site's configuration accepts (a pump without
+    a watchdog of its own), recorded at every program and start that relies on it."""
+
+    reason_code: Code
+    detail: Text
+    config_key: Annotated[str, Field(min_length=1, max_length=80)]
 
 
 class PumpRebooted(Payload):

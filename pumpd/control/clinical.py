@@ -125,6 +125,7 @@ async def pumps_list(svc: Service, call: Call) -> Any:
                 "not_supervised_reason": None
                 if ctl is not None
                 else unsupervised.get(pump_id, "starting: pumpd is connecting to it"),
+                "capabilities": None if ctl is None else ctl.capabilities.as_dict(),
             }
         )
     return out

@@ -17,6 +17,7 @@ from pumpd.session import Session, State
 from pumpd.session.states import TERMINAL
 from safety.plan import dose_in_volume_mg
 
+from .capview import capability_fields
 from .context import ControlContext
 
 _VITALS_WATCHED = frozenset(
@@ -71,6 +72,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "simulated": ctx.simulated,
         "awaiting_approval": awaiting_approval(ctl),
         "delivery_ended": None,
+        **capability_fields(ctl),
     }
     if s is None:
         return view

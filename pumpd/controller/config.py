@@ -41,6 +41,10 @@ class ControllerConfig:
     syringe: SyringeCapacity | None = None
     """The syringe a syringe pump holds (None: the pump is fed from a bag); every order and
     moving command on this pump is checked against it (``safety.syringe``)."""
+    simulation: bool = False
+    """Whether no patient can be at risk (the daemon's ``simulation``); live by default."""
+    accept_no_pump_watchdog: bool = False
+    """The site accepts that this pump has no watchdog of its own (audited at each use)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.pump_id, str) or not self.pump_id.strip():

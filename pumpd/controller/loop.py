@@ -27,7 +27,9 @@ from typing import Any
 from pumpd.audit.store import Actor, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
+from pumpd.controller.capability import CapabilityGate
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
+from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandIntent, DeliveryFacts, PumpCommand, Session, State, Step
 from pumpd.session.errors import CommandRefused
@@ -153,6 +155,11 @@ class Controller:
             driver, clock, timeout_s=config.command_timeout_s, stop_attempts=config.stop_attempts
         )
         self._lock = asyncio.Lock()
+        self._gate = CapabilityGate(
+            driver.capabilities,
+            simulation=config.simulation,
+            no_watchdog_accepted=config.accept_no_pump_watchdog,
+        )
         self._session: Session | None = None
         self._limits: SupervisionLimits | None = None
         self._account: VolumeAccount | None = None
@@ -192,6 +199,10 @@ class Controller:
     @property
     def last_status(self) -> PumpStatus | None:
         return self._status
+
+    @property
+    def capabilities(self) -> PumpCapabilities:
+        return self._gate.capabilities
 
     @property
     def journal(self) -> Journal:
@@ -262,18 +273,27 @@ class Controller:
     async def run(self) -> None:
         """Poll until cancelled. Cancelling is how the daemon dies; the pump then stops
         itself when the heartbeat goes quiet."""
-        period_real = real_seconds(self._clock, self.config.poll_period_s)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             await self.poll()
-            next_at += period_real
+            step_real = real_seconds(self._clock, self._next_read_in_s())
+            next_at += step_real
             delay = next_at - loop.time()
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
             if await until_poll_or_push(self._driver, delay):
-                next_at -= period_real  # an extra poll now; the regular one keeps its time
+                next_at -= step_real  # an extra poll now; the regular one keeps its time
+
+    def _next_read_in_s(self) -> float:
+        """The poll period; sooner when pumpd's own stop ends the infusion and the plan's
+        volume falls due before the next poll (safety/capability.py)."""
+        s, acct = self._session, self._account
+        if s is None or acct is None or s.state is not State.INFUSING:
+            return self.config.poll_period_s
+        left_ul = s.plan.vtbi_ul - self.delivered_ul()
+        return self._gate.next_read_in_s(self.config.poll_period_s, left_ul, acct.rate_ml_h)
 
     async def poll(self) -> None:
         async with self._lock:
@@ -432,7 +452,7 @@ class Controller:
                 return
             still_running = mode.delivers
             await self._carry_out(step, DAEMON)
-            if still_running:
+            if still_running and self._gate.past_volume_is_fault():
                 over_ul = self.delivered_ul() - s.plan.vtbi_ul
                 self._latch(
                     [
@@ -813,11 +833,18 @@ class Controller:
         rate) or the prepared container cannot give; checked before the intent is written,
         and already when the order is programmed (against the pump's last reading)."""
         s = self._session
-        status = self._status
-        max_rate = None if status is None else status.max_rate_ml_h
+        max_rate = self._gate.max_rate_ml_h(self._status)
+        kind = None if step.command is None else step.command.kind
+        if s is not None and (step.trigger == "program" or kind in MOVING):
+            prime_ul = start_requirements(s.protocol.protocol).prime_volume_ul
+            refused = self._gate.refusals(
+                kvo_rate_ml_h=s.plan.kvo_rate_ml_h,
+                prime_volume_ul=prime_ul if kind is PumpCommand.PRIME else 0,
+            )
+            if refused:
+                return refused
         if s is not None and step.trigger == "program":
             return pump_fit(s.plan.rate_ml_h, s.plan.vtbi_ul, max_rate, None)
-        kind = None if step.command is None else step.command.kind
         if s is None or kind not in MOVING:
             return []
         if kind is PumpCommand.PRIME:
@@ -849,6 +876,7 @@ class Controller:
         if command is not None:
             ctx.correlation_id = new_correlation("cmd")
         events = [*extra, *self._events(step, by, ctx)]
+        events += self._gate.risk_events(step, self._journal, self._session)
         if command is None or command.kind in MOVING:
             await self._write_first(events, ctx, undo if command is not None else None)
         else:

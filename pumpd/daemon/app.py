@@ -54,7 +54,7 @@ from pumpd.central.task import summary as forward_summary
 from pumpd.clock import Clock, ScaledClock, SystemClock
 from pumpd.config import DaemonConfig, PumpConfig, load_config
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.daemon import logs
+from pumpd.daemon import liveuse, logs
 from pumpd.daemon.chainkey import (
     KEY_EVENT,
     NO_KEY_NOTICE,
@@ -68,9 +68,7 @@ from pumpd.daemon.notify import Notifier, NotifyError
 from pumpd.daemon.watchdog import Verdict, Watchdog
 from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
-from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
-from pumpd.drivers.regmap_driver import RegisterMapDriver, register_map
+from pumpd.drivers.registry import make_driver
 from pumpd.drivers.syringes import loaded_syringe
 from pumpd.protocols import Library, load_library
 from pumpd.reloading import needing_restart, reloaded
@@ -108,56 +106,6 @@ def library_sha256(library: Library) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def modbus_config(pump: PumpConfig) -> ModbusConfig:
-    if pump.transport == "modbus-tcp":
-        return ModbusConfig(
-            transport="tcp",
-            host=pump.host,
-            port=pump.port or 502,
-            unit=pump.unit,
-            profile=pump.profile,
-        )
-    return ModbusConfig(
-        transport="rtu",
-        device=pump.device,
-        baudrate=pump.baudrate or 19200,
-        unit=pump.unit,
-        profile=pump.profile,
-        parity=pump.serial.parity,
-        stopbits=pump.serial.stopbits,
-        bytesize=pump.serial.bytesize,
-    )
-
-
-def make_driver(
-    pump: PumpConfig, time_scale: float = 1.0
-) -> ModbusPumpDriver | NewEraPumpDriver | RegisterMapDriver:
-    """The driver for a pump's transport. A New Era pump counts its SAF watchdog in wall
-    seconds, so its driver divides the controller's (scaled) seconds back."""
-    if pump.transport == "newera-serial":
-        assert pump.device is not None
-        assert pump.syringe_diameter_mm is not None
-        return NewEraPumpDriver(
-            NewEraConfig(
-                device=pump.device,
-                address=pump.unit,
-                baudrate=pump.baudrate or 19200,
-                syringe_diameter_mm=pump.syringe_diameter_mm,
-                heartbeat_timeout_s=pump.heartbeat_timeout_s,
-                clock_scale=time_scale,
-            )
-        )
-    rmap = register_map(pump.profile)
-    if rmap is not None:
-        return RegisterMapDriver(
-            modbus_config(pump),
-            rmap,
-            heartbeat_timeout_s=pump.heartbeat_timeout_s,
-            clock_scale=time_scale,
-        )
-    return ModbusPumpDriver(modbus_config(pump))
-
-
 def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfig:
     """The controller's settings, in clock seconds.
 
@@ -176,6 +124,8 @@ def controller_config(config: DaemonConfig, pump: PumpConfig) -> ControllerConfi
             DEFAULT_POLICY, comm_timeout_s=DEFAULT_POLICY.comm_timeout_s * scale
         ),
         syringe=loaded_syringe(pump.syringe, pump.syringe_diameter_mm, pump.syringe_capacity_ul),
+        simulation=config.simulation,
+        accept_no_pump_watchdog=pump.accept_no_pump_watchdog,
     )
 
 
@@ -252,6 +202,11 @@ class Daemon:
                 "pumps (loopback, pseudo-terminals) are accepted",
                 time_scale=cfg.time_scale,
             )
+        refused, risk_notes = liveuse.review(cfg)
+        for note in risk_notes:
+            log.warning("pump capability", note=note)
+        if refused:
+            raise StartupError("; ".join(f"{r.key}: {r.message}" for r in refused))
         self.key = await asyncio.to_thread(load_chain_key, cfg)
         self.engine = make_daemon_engine(cfg.database)
         revision = await asyncio.to_thread(self._schema, self.engine)
@@ -545,6 +500,8 @@ class Daemon:
                 self.drivers[pump.id] = driver
                 self.failed.pop(pump.id, None)
                 log.info("pump supervised", address=pump.address, unit=pump.unit)
+                payload = liveuse.connected_payload(pump, driver.capabilities)
+                await self._audit("pump.connected", payload, pump=pump.id)
                 return
         except asyncio.CancelledError:
             raise

@@ -12,7 +12,10 @@ import asyncio
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from pumpd.drivers.capabilities import PumpCapabilities
 
 RATE_STEP_ML_H = Decimal("0.01")
 """The finest rate the contract carries; a finer value is refused, never rounded."""
@@ -230,7 +233,14 @@ class NotRepeatable(DriverError, ValueError):
 
 @runtime_checkable
 class PumpDriver(Protocol):
-    """One pump, reached through some transport."""
+    """One pump, reached through some transport.
+
+    `capabilities` says what this pump can do and report (pumpd/drivers/capabilities.py);
+    the controller and the kernel act on it, so a driver never pretends to an ability.
+    """
+
+    @property
+    def capabilities(self) -> PumpCapabilities: ...
 
     async def connect(self) -> None: ...
 

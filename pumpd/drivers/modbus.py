@@ -32,6 +32,7 @@ from pumpd.drivers.base import (
     PumpUnreachable,
     WarningFlag,
 )
+from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.drivers.line import (
     Line,
     LineSettings,
@@ -171,6 +172,8 @@ class ModbusPumpDriver:
     def __init__(self, config: ModbusConfig, profile: Profile | None = None) -> None:
         self.config = config
         self.profile = profile if profile is not None else load_profile(config.profile)
+        self.capabilities: PumpCapabilities = self.profile.capability_record
+        """What this pump can do, as its profile declares it."""
         self._line: Line | None = None
         self._seq: int | None = None
         self._heartbeat: int = 0

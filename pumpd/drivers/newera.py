@@ -42,6 +42,7 @@ from pumpd.drivers.base import (
     PumpUnreachable,
     WarningFlag,
 )
+from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.drivers.newera_codec import (
     Alarm,
     CodecError,
@@ -66,7 +67,13 @@ from pumpd.drivers.newera_line import (
     acquire_line,
     release_line,
 )
-from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, RESULT_OF, STATE_OF, PumpRefused
+from pumpd.drivers.newera_mapping import (
+    ALARM_FLAG_OF,
+    RESULT_OF,
+    STATE_OF,
+    PumpRefused,
+    capabilities,
+)
 from pumpd.drivers.newera_prime import PrimeLedger
 from pumpd.drivers.priority import halting
 
@@ -101,6 +108,8 @@ class NewEraPumpDriver:
         """Set the moment an alarm packet arrives (pushed or as a reply); cleared by
         whoever acts on it."""
         self.alarm_packets: list[tuple[float, Alarm]] = []
+        self.capabilities: PumpCapabilities = capabilities(safe_mode=config.mode == "safe")
+        """What this pump can do; Basic mode (simulation only) has no watchdog."""
 
     # ------------------------------------------------------------- lifecycle
 

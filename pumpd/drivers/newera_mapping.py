@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from pumpd.drivers.base import AlarmFlag, CommandResult, ProtocolError, PumpState
+from pumpd.drivers.capabilities import (
+    CommWatchdog,
+    Confirmation,
+    MaxRateSource,
+    PumpCapabilities,
+    WatchdogSetter,
+)
 from pumpd.drivers.newera_codec import Alarm, ErrorCode, Prompt
+from pumpd.drivers.newera_config import MAX_SAFE_TIMEOUT_S
 
 ALARM_FLAG_OF: dict[Alarm, AlarmFlag] = {
     Alarm.STALL: AlarmFlag.OCCLUSION_DOWNSTREAM,
@@ -40,3 +50,34 @@ RESULT_OF: dict[ErrorCode, CommandResult] = {
     ErrorCode.OUT_OF_RANGE: CommandResult.REJECTED_PARAMS,
     ErrorCode.IGNORED: CommandResult.REJECTED_STATE,
 }
+
+
+def capabilities(*, safe_mode: bool) -> PumpCapabilities:
+    """What an NE-1000 family pump can do (NE-1000 manual, Pub. #1200-01, §10).
+
+    - confirmation by reading the state back: the protocol has no sequence echo;
+    - ``VOL`` is a pump-side volume target: the pump stops by itself when it is dispensed;
+    - ``SAF n`` (1–255 s, Safe mode only) is its communication watchdog; Basic mode has none;
+    - it detects a motor stall (its only occlusion alarm), a Safe-mode timeout and program
+      errors; no air, door, upstream occlusion or battery alarm;
+    - ``PUR`` primes; there is no KVO, no pressure sensor and no battery;
+    - the maximum rate depends on the syringe and is checked by the pump (``?OOR``) when a
+      rate is written, and every setpoint is read back.
+    """
+    return PumpCapabilities(
+        confirmation=Confirmation.STATE_READBACK,
+        pump_vtbi_stop=True,
+        watchdog=(
+            CommWatchdog(Decimal(1), Decimal(MAX_SAFE_TIMEOUT_S), WatchdogSetter.PUMPD)
+            if safe_mode
+            else None
+        ),
+        detected_alarms=(
+            AlarmFlag.OCCLUSION_DOWNSTREAM | AlarmFlag.COMM_LOSS | AlarmFlag.SYSTEM_FAULT
+        ),
+        priming=True,
+        kvo=False,
+        reports_pressure=False,
+        reports_battery=False,
+        max_rate_source=MaxRateSource.PUMP_REFUSES,
+    )

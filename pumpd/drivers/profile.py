@@ -26,6 +26,7 @@ from pumpd.drivers.base import (
     PumpState,
     WarningFlag,
 )
+from pumpd.drivers.capabilities import CapabilitiesTable, PumpCapabilities, record_of
 
 _U16 = Annotated[int, Field(ge=0, le=0xFFFF)]
 _BIT = Annotated[int, Field(ge=0, le=14)]
@@ -175,6 +176,13 @@ class Profile(_Frozen):
     warning_bits: WarningBits
     commands: Commands
     results: Results
+    capabilities: CapabilitiesTable
+    """What the pump can do and report; required, because a map that does not say is
+    never assumed to do everything (pumpd/drivers/capabilities.py)."""
+
+    @cached_property
+    def capability_record(self) -> PumpCapabilities:
+        return record_of(self.capabilities)
 
     # Lookups derived once, used on every read.
     def state_by_code(self) -> dict[int, PumpState]:
@@ -243,6 +251,7 @@ def _check_semantics(profile: Profile) -> None:
             "must follow cmd_seq directly: both go out in one write",
         )
     _check_no_overlap(profile)
+    record_of(profile.capabilities)
     for table in ("states", "alarm_bits", "warning_bits", "commands", "results"):
         values = getattr(profile, table).model_dump()
         seen: dict[int, str] = {}

@@ -55,6 +55,7 @@ from pumpd.drivers.base import (
     PumpUnreachable,
     WarningFlag,
 )
+from pumpd.drivers.capabilities import PumpCapabilities, parse_capabilities
 from pumpd.drivers.line import Line, ModbusClient, acquire_line, release_line
 from pumpd.drivers.modbus import ModbusConfig
 from pumpd.drivers.priority import halting
@@ -62,7 +63,6 @@ from pumpd.drivers.regmap import (
     FLOW_TO_ML_H,
     TIME_TO_MS,
     VOLUME_TO_UL,
-    Capabilities,
     FlagSpec,
     Register,
     RegisterMap,
@@ -117,12 +117,14 @@ class RegisterMapDriver:
         self.guard_stops = 0
         """How often the failsafe stop went out first after a long silence."""
         self._alarm_bits = rmap.flag_bits(rmap.alarms)
+        self._capabilities = parse_capabilities(rmap.capabilities.model_dump())
         self._warning_bits = rmap.flag_bits(rmap.warnings)
 
     @property
-    def capabilities(self) -> Capabilities:
-        """What this pump can do and report (the profile's ``[capabilities]`` table)."""
-        return self.rmap.capabilities
+    def capabilities(self) -> PumpCapabilities:
+        """What this pump can do and report: the profile's ``[capabilities]`` table as the
+        driver contract's record (pumpd/drivers/capabilities.py)."""
+        return self._capabilities
 
     # ------------------------------------------------------------- lifecycle
 

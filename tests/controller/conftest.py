@@ -30,6 +30,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import ScaledClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers.profile import Profile
 from pumpd.protocols import Library, LoadedProtocol, load_library
 from pumpd.session import State
 from safety.plan import Order, Patient
@@ -87,10 +88,16 @@ class Rig:
         return ControllerConfig(**fields)
 
     async def controller(
-        self, unit: int = 1, transport: str = "tcp", timeout_s: float = 0.2, **overrides: Any
+        self,
+        unit: int = 1,
+        transport: str = "tcp",
+        timeout_s: float = 0.2,
+        profile: Profile | None = None,
+        **overrides: Any,
     ) -> Controller:
         """A controller of pump ``unit`` over Modbus TCP, or RTU on the simulator's pty;
-        ``timeout_s`` is the driver's (real seconds)."""
+        ``timeout_s`` is the driver's (real seconds); ``profile`` a map other than GIP-MB1's
+        shipped one (the same registers, other declared capabilities)."""
         if transport == "rtu":
             assert self.sim.rtu_path is not None
             link = ModbusConfig(
@@ -106,7 +113,7 @@ class Rig:
             link = ModbusConfig(
                 transport="tcp", host=host, port=port, unit=unit, timeout_s=timeout_s
             )
-        driver = ModbusPumpDriver(link)
+        driver = ModbusPumpDriver(link, profile)
         await driver.connect()
         self.drivers.append(driver)
         ctl = Controller(

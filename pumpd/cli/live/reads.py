@@ -25,7 +25,7 @@ def pumps(target: Target, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
-        _console().print(render.pumps_table(result))
+        _console().print(render.pumps_view(result))
 
 
 def _status_params(pump: str | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from pumpd.cli.live.capabilities import capability_text, reading_rows
 from pumpd.clinictime import duration_text, local_text, parse_utc, zone_or_utc
 
 _PRIORITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan"}
@@ -122,6 +123,17 @@ def pumps_table(pumps: Sequence[Mapping[str, Any]]) -> Table:
     return table
 
 
+def pumps_view(pumps: Sequence[Mapping[str, Any]]) -> Group:
+    """The pumps table, then what each pump can do and report (a line each, folded)."""
+    lines = [
+        Text.assemble(
+            (f"{dash(p.get('pump_id'))}: ", "bold"), capability_text(p.get("capabilities"))
+        )
+        for p in pumps
+    ]
+    return Group(pumps_table(pumps), Text("Capabilities", "italic"), *lines)
+
+
 def alarm_lines(items: Iterable[object], label: str) -> list[Text]:
     lines = []
     for item in items:
@@ -163,6 +175,8 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
     if not reachable:
         pump_state = Text("NOT ANSWERING", "bold red")
     figures.add_row("pump", pump_state)
+    for label, reading in reading_rows(view):
+        figures.add_row(label, reading)
     figures.add_row("session", Text(dash(session_state), "bold"))
     if view.get("session_id"):
         figures.add_row("session id", dash(view.get("session_id")))

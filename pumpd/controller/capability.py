@@ -1,0 +1,110 @@
+"""The pump's capability record, applied by the controller through the kernel's rules.
+
+The controller holds one `CapabilityGate` per pump. It turns the driver's record into the
+kernel's plain facts (`safety.capability.PumpAbilities`) once, and answers the few
+questions the controller asks on the way: may this step go ahead on this pump, is a pump
+running past the plan's volume at fault, when is the next read due, which maximum rate
+applies, and which accepted residual risk a program or start writes into the audit.
+The decisions themselves are the kernel's (safety/capability.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from pumpd.audit.store import Actor, NewEvent
+from pumpd.controller.journal import Journal
+from pumpd.drivers.base import PumpStatus
+from pumpd.drivers.capabilities import PumpCapabilities
+from pumpd.session import PumpCommand, Session, Step
+from safety.capability import (
+    PumpAbilities,
+    VolumeStop,
+    live_use,
+    next_read_in_s,
+    program_fit,
+    running_past_volume_is_fault,
+    volume_stop_role,
+)
+from safety.verdicts import Severity, Verdict
+
+ACCEPT_NO_WATCHDOG_KEY = "accept_no_pump_watchdog"
+"""The ``[[pump]]`` key by which a site accepts a pump without a watchdog of its own."""
+
+
+def abilities_of(caps: PumpCapabilities) -> PumpAbilities:
+    """The kernel's facts from a driver's capability record."""
+    return PumpAbilities(
+        stops_at_vtbi=caps.pump_vtbi_stop,
+        has_comm_watchdog=caps.watchdog is not None,
+        has_kvo=caps.kvo,
+        can_prime=caps.priming,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRisk:
+    """A residual risk the site accepted for this pump, as the audit records it."""
+
+    reason_code: str
+    detail: str
+    config_key: str
+
+
+class CapabilityGate:
+    """One pump's capabilities, and the kernel's rules on them, for its controller."""
+
+    def __init__(
+        self, caps: PumpCapabilities, *, simulation: bool, no_watchdog_accepted: bool
+    ) -> None:
+        self.capabilities = caps
+        self.abilities = abilities_of(caps)
+        self._live = live_use(
+            self.abilities, simulation=simulation, no_watchdog_accepted=no_watchdog_accepted
+        )
+
+    @property
+    def volume_stop(self) -> VolumeStop:
+        return volume_stop_role(self.abilities)
+
+    def refusals(self, *, kvo_rate_ml_h: Decimal, prime_volume_ul: int) -> list[Verdict]:
+        """The kernel's hard verdicts against moving fluid with this plan on this pump."""
+        found = [v for v in self._live if v.severity is Severity.HARD]
+        return found + program_fit(self.abilities, kvo_rate_ml_h, prime_volume_ul)
+
+    def accepted_risks(self) -> list[AcceptedRisk]:
+        """What a program or a start records: the risks the site accepted for this pump."""
+        return [
+            AcceptedRisk(v.code, v.message, ACCEPT_NO_WATCHDOG_KEY)
+            for v in self._live
+            if v.severity is Severity.NOTE
+        ]
+
+    def risk_events(self, step: Step, journal: Journal, session: Session | None) -> list[NewEvent]:
+        """``pump.risk.accepted`` for each accepted risk, with a program and with a start:
+        the audit then shows, at the moment it mattered, what the site agreed to."""
+        kind = None if step.command is None else step.command.kind
+        if step.trigger != "program" and kind is not PumpCommand.START:
+            return []
+        return [
+            journal.event(
+                "pump.risk.accepted",
+                {"reason_code": r.reason_code, "detail": r.detail, "config_key": r.config_key},
+                Actor.daemon(),
+                session=session,
+            )
+            for r in self.accepted_risks()
+        ]
+
+    def past_volume_is_fault(self) -> bool:
+        return running_past_volume_is_fault(self.abilities)
+
+    def next_read_in_s(self, poll_period_s: float, remaining_ul: int, rate_ml_h: Decimal) -> float:
+        return next_read_in_s(self.abilities, poll_period_s, remaining_ul, rate_ml_h)
+
+    def max_rate_ml_h(self, status: PumpStatus | None) -> Decimal | None:
+        """The pump's maximum rate: the record's own figure, else what the pump reports."""
+        if self.capabilities.max_rate_ml_h is not None:
+            return self.capabilities.max_rate_ml_h
+        return None if status is None else status.max_rate_ml_h

@@ -1,0 +1,132 @@
+"""The driver backends by transport: a pump's ``transport`` key chooses its driver.
+
+Modelled on python-can's ``Bus(interface=...)``: each driver module registers a factory
+for the transports it speaks (`register_backend`), and `make_driver` builds the driver a
+pump's configuration names. The daemon never names a driver class, so a new transport is
+one new module that registers itself: listed in `BUILT_IN_MODULES`, or shipped by another
+package under the ``pumpd.drivers`` entry-point group (its module registers on import).
+
+Modules are imported on the first lookup, not at start-up of this module, so a driver
+module may import this one to register without a cycle.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from pumpd.drivers.base import PumpDriver
+from pumpd.drivers.rtu_config import SerialKeys
+
+BUILT_IN_MODULES = ("pumpd.drivers.modbus_backend", "pumpd.drivers.newera_backend")
+"""The driver modules shipped with pumpd; each registers its transports on import."""
+ENTRY_POINT_GROUP = "pumpd.drivers"
+
+
+class PumpSettings(Protocol):
+    """What a backend may read from one checked ``[[pump]]`` entry (pumpd.config.PumpConfig)."""
+
+    @property
+    def transport(self) -> str: ...
+    @property
+    def unit(self) -> int: ...
+    @property
+    def profile(self) -> str: ...
+    @property
+    def heartbeat_timeout_s(self) -> int: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def baudrate(self) -> int | None: ...
+    @property
+    def syringe_diameter_mm(self) -> Decimal | None: ...
+    @property
+    def serial(self) -> SerialKeys: ...
+
+
+DriverFactory = Callable[[PumpSettings, float], PumpDriver]
+"""Builds the driver of one pump: (its settings, the daemon's time scale). No I/O: the
+driver connects later, so a factory may run at start-up to learn capabilities."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    transport: str
+    make: DriverFactory
+    module: str
+
+
+class UnknownTransport(LookupError):
+    """No backend registered for a transport; the message names the known ones."""
+
+    def __init__(self, transport: str, known: tuple[str, ...]) -> None:
+        super().__init__(
+            f"no pump driver for transport {transport!r}; known: {', '.join(known) or 'none'}"
+        )
+        self.transport = transport
+        self.known = known
+
+
+class DuplicateBackend(ValueError):
+    """Two modules registered the same transport."""
+
+
+_BACKENDS: dict[str, Backend] = {}
+_loaded = False
+
+
+def register_backend(transport: str, make: DriverFactory) -> None:
+    """Register `make` as the driver factory for `transport` (a module calls it on import).
+
+    Registering the same factory again (a module reloaded) is harmless; a different one
+    for a taken transport is refused, so one pump kind can never silently replace another.
+    """
+    module = getattr(make, "__module__", "?")
+    held = _BACKENDS.get(transport)
+    if held is not None and (held.module, held.make.__qualname__) != (
+        module,
+        getattr(make, "__qualname__", ""),
+    ):
+        raise DuplicateBackend(
+            f"transport {transport!r} is already served by {held.module}; {module} "
+            "cannot take it over"
+        )
+    _BACKENDS[transport] = Backend(transport, make, module)
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for name in BUILT_IN_MODULES:
+        importlib.import_module(name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+    _loaded = True
+
+
+def transports() -> tuple[str, ...]:
+    """Every registered transport, sorted."""
+    _load()
+    return tuple(sorted(_BACKENDS))
+
+
+def backend(transport: str) -> Backend:
+    _load()
+    try:
+        return _BACKENDS[transport]
+    except KeyError:
+        raise UnknownTransport(transport, tuple(sorted(_BACKENDS))) from None
+
+
+def make_driver(pump: PumpSettings, time_scale: float = 1.0) -> PumpDriver:
+    """The driver for a pump's transport, not yet connected."""
+    return backend(pump.transport).make(pump, time_scale)
