@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pumpd.audit.store import AuditStore, NewEvent
-from pumpd.controller.journal import supervision_record
+from pumpd.controller.events import supervision_record
 from pumpd.protocols import load_library
 from safety.plan import Order, Patient, compute_plan
 from safety.tick import DEFAULT_POLICY, supervision_limits
