@@ -6,12 +6,13 @@ and obeys it at once, then heartbeats the pump. Nurse commands and polls take th
 lock, so a command and a tick never interleave: nothing is ticked between sending a
 command and reading its result.
 
-The controller orchestrates; its collaborators each own their state and sit below it
-(docs/controller.md, "Rooms"): the pump observation (readings, restarts, the ledger, the
-kernel's inputs), the alarm board, the event builder, the checkpoint and the command path
-(write-ahead: an intent is durable before the pump is commanded; for anything that moves
-fluid a failed write means the command is not sent and the session is put back exactly as
-it was, while a stop or pause goes to the pump even when the write fails or hangs).
+The controller decides when; ``SessionSteps`` (steps.py) carries a step out, over
+collaborators that each own their state and sit below it (docs/controller.md, "Rooms and
+arrows"): the pump observation (readings, restarts, the ledger, the kernel's inputs), the
+alarm board, the event builder, the checkpoint and the command path (write-ahead: an
+intent is durable before the pump is commanded; for anything that moves fluid a failed
+write means the command is not sent and the session is put back exactly as it was, while
+a stop or pause goes to the pump even when the write fails or hangs).
 """
 
 from __future__ import annotations
