@@ -1,4 +1,4 @@
-"""Audit store benchmarks (issue 4, section 5), each against a baseline from the same run.
+"""Audit store benchmarks, each against a baseline from the same run.
 
 SQLite (WAL, synchronous=FULL) always; PostgreSQL too when ``PUMPD_TEST_PG_URL`` (or
 ``PUMPD_BENCH_PG_URL``) reaches a server. Figures:

@@ -1,4 +1,4 @@
-"""The supervising controller's reaction times and CPU cost (issue 5, section 5).
+"""The supervising controller's reaction times and CPU cost.
 
 The simulator runs in a child process (``bench/simhost.py``) at time scale 1, so the
 controllers run in real time and the simulator's CPU is not counted as the supervisor's.

@@ -1,13 +1,14 @@
 """The pump loops with forwarding off and on, alternating in one run.
 
-"Nothing about forwarding ever blocks or slows a pump loop or a halt" is a claim about
-one process: the forwarder is an asyncio task of the daemon whose database
-work runs on a thread of its own, so what it can take from the pumps is CPU and the GIL.
-This benchmark runs the pieces of that process together, as the daemon builds them: one
+"Nothing about forwarding ever blocks or slows a pump loop or a halt": the forwarder is
+an asyncio task of the daemon whose batch work runs in a process of its own
+(pumpd/central/worker.py), so what it can still take from the pumps is CPU. This
+benchmark runs the pieces of the daemon together, as the daemon builds them: one
 ``Controller`` per pump at 10 Hz over the Modbus driver (pumpsim in a child process,
 ``bench/simhost.py``), the group-committing ``AsyncAuditWriter`` on a SQLite log on disk,
-and, when forwarding is on, the daemon's own ``ForwardTask`` driving a ``Forwarder`` on an
-engine of its own (``pool_size=1``, no pre-ping, as ``Daemon._start_forwarding`` makes it).
+and, when forwarding is on, the daemon's own ``ForwardTask`` driving its forwarding
+process, as ``Daemon._start_forwarding`` makes it (``[forward] duty_cycle`` at its default,
+or ``PUMPD_BENCH_FORWARD_DUTY``).
 
 Three modes, each measured in every round, the order rotated from round to round so that
 a drift of the machine's load falls on all of them alike:
@@ -37,11 +38,10 @@ import shutil
 import socket
 import statistics
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import psycopg
@@ -54,7 +54,7 @@ from bench.bench_forward import _site
 from bench.report import Report, Row
 from pumpd.audit.store import AuditStore
 from pumpd.central import migrate as central_migrate
-from pumpd.central.forwarder import Conflict, Forwarder, ForwardSettings, ForwardStatus
+from pumpd.central.forwarder import Conflict, ForwardSettings, ForwardStatus
 from pumpd.central.task import ForwardTask
 from pumpd.daemon import logs
 from pumpd.db import make_engine
@@ -64,7 +64,6 @@ SUITE = "forward/pump loop"
 MODES = ("off", "on", "unreachable")
 BATCH = 1000  # the [forward] batch_size default
 PROBE_PERIOD_S = 0.005
-FORWARD_THREAD = "pumpd-forward"
 
 
 @dataclass(frozen=True)
@@ -92,6 +91,11 @@ class Phase:
     reaction_p50_ms: float
     reaction_p99_ms: float
     shipped_per_s: float = 0.0
+    forwarder_cpu_ms_s: float = 0.0
+    """CPU of the forwarding process (not the daemon's) per s of the window."""
+    centre_cpu_ms_s: float = 0.0
+    """CPU of the centre's PostgreSQL backend serving the forwarder, per s of the window
+    (on this machine; in a clinic the centre is another machine)."""
     backlog_left: int = 0
     state: str = ""
     notes: list[str] = field(default_factory=list)
@@ -104,19 +108,29 @@ class Phase:
 class Forwarding:
     task: ForwardTask
     runner: asyncio.Task[None]
-    engine_dispose: Callable[[], None]
 
     def status(self) -> ForwardStatus:
         return self.task.status()
 
 
+def _duty_cycle() -> float:
+    """The ``[forward] duty_cycle`` under test: the default, or ``PUMPD_BENCH_FORWARD_DUTY``
+    (1 measures an unpaced catch-up)."""
+    raw = os.environ.get("PUMPD_BENCH_FORWARD_DUTY", "")
+    default = next(f.default for f in fields(ForwardSettings) if f.name == "duty_cycle")
+    return float(raw) if raw else float(default)  # type: ignore[arg-type]
+
+
 async def _start_forwarding(site_url: str, url: str, mark: Path, site: str) -> Forwarding:
     """The daemon's forwarder, built as ``Daemon._start_forwarding`` builds it."""
     settings = ForwardSettings(
-        url=url, site=site, batch_size=BATCH, mark_file=mark, connect_timeout_s=3.0
+        url=url,
+        site=site,
+        batch_size=BATCH,
+        mark_file=mark,
+        connect_timeout_s=3.0,
+        duty_cycle=_duty_cycle(),
     )
-    engine = make_engine(site_url, pool_size=1, pool_pre_ping=False)
-    forwarder = Forwarder(engine, settings)
 
     async def on_conflict(conflict: Conflict) -> None:
         raise RuntimeError(f"forwarding conflict in a benchmark: {conflict}")
@@ -124,24 +138,56 @@ async def _start_forwarding(site_url: str, url: str, mark: Path, site: str) -> F
     async def on_lag(status: ForwardStatus) -> None:
         return None
 
-    task = ForwardTask(forwarder, on_conflict=on_conflict, on_lag=on_lag)
+    task = ForwardTask(settings, site_url, on_conflict=on_conflict, on_lag=on_lag)
     runner = asyncio.create_task(task.run(), name="forward")
-    return Forwarding(task, runner, engine.dispose)
+    return Forwarding(task, runner)
 
 
 async def _stop_forwarding(fwd: Forwarding) -> None:
-    """Stop as the daemon does, then wait for the step in flight to end on its thread, so
-    that the next phase does not pay for this one."""
+    """Stop as the daemon does (the forwarding process is killed), then wait for it to
+    end, so that the next phase does not pay for this one."""
     fwd.runner.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await fwd.runner
     fwd.task.close()
-    deadline = time.monotonic() + 30
-    while any(t.name.startswith(FORWARD_THREAD) for t in threading.enumerate()):
+    await fwd.task.wait_closed()
+
+
+async def _first_step(fwd: Forwarding) -> None:
+    """Until the forwarding process has started and answered a step: the phase measures
+    forwarding under way, not the process's start (about a second of imports)."""
+    deadline = time.monotonic() + 60
+    while fwd.status().state == "starting":
         if time.monotonic() > deadline:
-            raise RuntimeError("the forwarder's thread did not end within 30 s")
+            raise RuntimeError("the forwarding process did not answer a step within 60 s")
         await asyncio.sleep(0.05)
-    fwd.engine_dispose()
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _forwarder_cpu_s(fwd: Forwarding | None) -> float:
+    child = None if fwd is None else fwd.task.child
+    return 0.0 if child is None else _cpu_s(child.pid)
+
+
+def _centre_backends_cpu_s(centre_url: str | None) -> dict[int, float]:
+    """CPU seconds so far of each local PostgreSQL backend serving a forwarder on the
+    centre ``centre_url``, by pid."""
+    if centre_url is None:
+        return {}
+    with psycopg.connect(centre_url, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'pumpd-forward' "
+            "AND datname = current_database()"
+        ).fetchall()
+    return {int(pid): _cpu_s(int(pid)) for (pid,) in pids}
 
 
 def _closed_port() -> int:
@@ -247,10 +293,17 @@ async def _phase(
         assert centre_url is not None
         fwd = await _start_forwarding(site_url, centre_url, mark, f"bench-{uuid.uuid4().hex[:6]}")
     try:
+        if fwd is not None:
+            await _first_step(fwd)
         shipped0 = 0 if fwd is None else fwd.status().shipped
+        child_cpu0 = _forwarder_cpu_s(fwd)
+        backends0 = _centre_backends_cpu_s(centre_url if mode == "on" else None)
         t0 = time.monotonic()
         polls, cpu, loop_cpu, late = await _pump_window(rig, sizes, tag)
         shipped_window = 0 if fwd is None else fwd.status().shipped - shipped0
+        child_cpu = _forwarder_cpu_s(fwd) - child_cpu0
+        backends = _centre_backends_cpu_s(centre_url if mode == "on" else None)
+        centre_cpu = sum(cpu - backends0.get(pid, 0.0) for pid, cpu in backends.items())
         window = time.monotonic() - t0
         got = await bc._reactions(
             rig,
@@ -271,6 +324,8 @@ async def _phase(
             got.percentile(50),
             got.percentile(99),
             shipped_per_s=shipped_window / window,
+            forwarder_cpu_ms_s=child_cpu / window * 1000,
+            centre_cpu_ms_s=centre_cpu / window * 1000,
         )
         if got.misses:
             phase.notes.append(f"{len(got.misses)} fault(s) without a halt, first: {got.misses[0]}")
@@ -334,6 +389,8 @@ async def measure(report: Report, sizes: Sizes, base: str, tmp: Path) -> None:
                         f"{phase.loop_cpu_ms_per_pump_s:.1f}), late p99 "
                         f"{phase.lateness_p99_ms:.1f} ms, A p50/p99 {phase.reaction_p50_ms:.0f}/"
                         f"{phase.reaction_p99_ms:.0f} ms, shipped {phase.shipped_per_s:,.0f}/s "
+                        f"(forwarding process {phase.forwarder_cpu_ms_s:.0f}, centre backend "
+                        f"{phase.centre_cpu_ms_s:.0f} CPU ms/s) "
                         f"({time.monotonic() - started:.0f} s)",
                         flush=True,
                     )
@@ -350,7 +407,7 @@ FIGURES: tuple[tuple[str, str, str, bool], ...] = (
     ("polls_per_pump_s", "polls per pump per s", "polls/s", True),
     (
         "cpu_ms_per_pump_s",
-        "CPU per pump per s, whole process (forwarder's thread included)",
+        "CPU per pump per s, whole process (the daemon's; its forwarding process not included)",
         "CPU ms/s",
         False,
     ),
@@ -405,12 +462,16 @@ def _rows(report: Report, sizes: Sizes, phases: dict[str, list[Phase]]) -> None:
         f"each figure is the median over rounds, the spread (max − min) / median of the off "
         f"rounds; per phase {sizes.pumps} infusing pumps for {sizes.window_s:.0f} s, then "
         f"{sizes.injections} runaway faults on {sizes.lanes} pumps; site log on SQLite with a "
-        f"backlog of {sizes.backlog:,} events, batch {BATCH}"
+        f"backlog of {sizes.backlog:,} events, batch {BATCH}, duty_cycle {_duty_cycle():g}"
     )
     report.note(
         f"{SUITE}: while on, the forwarder shipped "
         + ", ".join(f"{p.shipped_per_s:,.0f}" for p in on)
-        + " events/s while the pumps infused (per round), "
+        + " events/s while the pumps infused (per round), its process using "
+        + ", ".join(f"{p.forwarder_cpu_ms_s:,.0f}" for p in on)
+        + " CPU ms/s (not the daemon's) and the centre's backend "
+        + ", ".join(f"{p.centre_cpu_ms_s:,.0f}" for p in on)
+        + " CPU ms/s (on the same 2 cores here), "
         + ", ".join(f"{p.backlog_left:,}" for p in on)
         + " events still waiting at the end of the phase; unreachable: state "
         + ", ".join(p.state for p in phases["unreachable"])

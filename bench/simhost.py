@@ -28,8 +28,34 @@ from typing import Any
 from pumpsim.harness import Simulator
 
 
+def _handle_newera(sim: Simulator, request: dict[str, Any]) -> dict[str, Any]:
+    """The New Era line's ops: ``nera_inject`` (address, fault, on), ``nera_log`` (the
+    requests heard and the alarms pushed, each from its index), ``nera_reboot`` (power
+    loss: counters to 0, state stopped, ``A?R`` pushed)."""
+    line = sim.newera
+    assert line is not None
+    op = request.get("op")
+    if op == "nera_inject":
+        line.inject(int(request["unit"]), str(request["fault"]), bool(request.get("on", True)))
+        return {"ok": True, "t": time.monotonic()}
+    if op == "nera_reboot":
+        line.inject(int(request["unit"]), "power-loss")
+        return {"ok": True, "t": time.monotonic()}
+    heard, pushed = list(line.request_log), list(line.push_log)
+    since, since_push = int(request.get("since", 0)), int(request.get("since_push", 0))
+    return {
+        "ok": True,
+        "next": len(heard),
+        "next_push": len(pushed),
+        "records": [r.as_json() for r in heard[since:]],
+        "pushed": [r.as_json() for r in pushed[since_push:]],
+    }
+
+
 def _handle(sim: Simulator, request: dict[str, Any]) -> dict[str, Any]:
     op = request.get("op")
+    if str(op).startswith("nera_"):
+        return _handle_newera(sim, request)
     if op == "inject":
         sim.inject(
             int(request["unit"]),
@@ -52,7 +78,7 @@ def _handle(sim: Simulator, request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": False, "error": f"unknown op {op!r}"}
 
 
-async def _serve(pumps: int) -> None:
+async def _serve(pumps: int, rtu: bool = False, newera: int = 0) -> None:
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[str] = asyncio.Queue()
 
@@ -61,10 +87,17 @@ async def _serve(pumps: int) -> None:
             loop.call_soon_threadsafe(lines.put_nowait, line)
         loop.call_soon_threadsafe(lines.put_nowait, "")
 
-    async with Simulator(pumps=pumps, tcp=True, time_scale=1.0) as sim:
-        assert sim.tcp_address is not None
-        host, port = sim.tcp_address
-        print(json.dumps({"ready": True, "host": host, "port": port}), flush=True)
+    async with Simulator(
+        pumps=pumps,
+        tcp=not rtu,
+        rtu=rtu,
+        time_scale=1.0,
+        newera_pumps=newera,
+    ) as sim:
+        host, port = sim.tcp_address if sim.tcp_address is not None else ("", 0)
+        ready = {"ready": True, "host": host, "port": port}
+        ready |= {"rtu_path": sim.rtu_path, "newera_path": sim.newera_path}
+        print(json.dumps(ready), flush=True)
         threading.Thread(target=read_stdin, daemon=True).start()
         while True:
             line = await lines.get()
@@ -84,7 +117,10 @@ async def _serve(pumps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.simhost")
     parser.add_argument("--pumps", type=int, default=1)
-    asyncio.run(_serve(parser.parse_args().pumps))
+    parser.add_argument("--rtu", action="store_true", help="serve Modbus RTU on a pty, not TCP")
+    parser.add_argument("--newera", type=int, default=0, help="New Era pumps on their own pty")
+    args = parser.parse_args()
+    asyncio.run(_serve(args.pumps, args.rtu, args.newera))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,8 +32,10 @@ from pumpd.central.forwarder import ForwardSettings
 from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.db import DatabaseUrlError, normalize_url
 from pumpd.drivers.newera_codec import NotRepresentable, format_number
+from pumpd.drivers.rtu_config import SerialKeys, check_profile, serial_keys, simulated_line_problem
 from pumpd.drivers.syringes import syringe
 from pumpd.protocols import default_path
+from pumpd.reloading import APPLIED, RESTART
 
 ROLES = ("nurse", "auditor", "admin")
 """The roles the control socket knows; none implies another (docs/control-socket.md)."""
@@ -135,6 +137,9 @@ class PumpSection(_Strict):
     heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
     syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
     syringe: str | None = None
+    parity: str | None = None
+    stopbits: int | None = None
+    bytesize: int | None = None
 
 
 class ForwardSection(_Strict):
@@ -181,6 +186,8 @@ class PumpConfig:
     syringe_diameter_mm: Decimal | None = None
     """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
     syringe: str | None = None
+    serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
+    """modbus-rtu only: parity, stop bits, data bits."""
 
     @property
     def address(self) -> str:
@@ -193,38 +200,42 @@ class PumpConfig:
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    """The whole checked file, with its path and the sha256 of its exact bytes."""
+    """The whole checked file, with its path and the sha256 of its exact bytes.
+
+    Each field's metadata says what a reload does with it (``pumpd.reloading``): ``APPLIED``
+    is taken from the re-read file, ``RESTART`` keeps its running value and a change is reported.
+    """
 
     path: Path
-    sha256: str
-    socket: Path
-    socket_group: str | None
-    database: str
-    audit_spool: Path | None
+    sha256: str = field(metadata=APPLIED)
+    socket: Path = field(metadata=RESTART)
+    socket_group: str | None = field(metadata=RESTART)
+    database: str = field(metadata=RESTART)
+    audit_spool: Path | None = field(metadata=RESTART)
     """Where audit events wait while the database is away; None: switched off ("off")."""
-    protocols: Path
-    poll_hz: float
-    simulation: bool
-    time_scale: float
-    upgrade_schema: bool
-    loop_stale_s: float
-    log_format: Literal["auto", "json", "console"]
-    log_level: Literal["debug", "info", "warning", "error"]
-    timezone: str
+    protocols: Path = field(metadata=APPLIED)
+    poll_hz: float = field(metadata=RESTART)
+    simulation: bool = field(metadata=RESTART)
+    time_scale: float = field(metadata=RESTART)
+    upgrade_schema: bool = field(metadata=RESTART)
+    loop_stale_s: float = field(metadata=RESTART)
+    log_format: Literal["auto", "json", "console"] = field(metadata=RESTART)
+    log_level: Literal["debug", "info", "warning", "error"] = field(metadata=RESTART)
+    timezone: str = field(metadata=RESTART)
     """The clinic's IANA time zone: every time a person reads is shown in it (the audit
     log stays UTC)."""
-    roles: Mapping[str, frozenset[str]]
-    staff_idle_timeout_s: float
-    staff_max_failures: int
-    staff_lockout_s: float
-    pumps: tuple[PumpConfig, ...]
-    forward: ForwardSettings | None = None
+    roles: Mapping[str, frozenset[str]] = field(metadata=APPLIED)
+    staff_idle_timeout_s: float = field(metadata=APPLIED)
+    staff_max_failures: int = field(metadata=APPLIED)
+    staff_lockout_s: float = field(metadata=APPLIED)
+    pumps: tuple[PumpConfig, ...] = field(metadata=RESTART)
+    forward: ForwardSettings | None = field(default=None, metadata=RESTART)
     """``[forward]``: None when this site does not forward its log (docs/central.md)."""
 
-    audit_key_file: Path | None = None
+    audit_key_file: Path | None = field(default=None, metadata=RESTART)
     """``[audit] key_file``: the chain's HMAC key; None runs unkeyed (loudly)."""
-    checkpoint_every_events: int = DEFAULT_CHECKPOINT_EVERY_EVENTS
-    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S
+    checkpoint_every_events: int = field(default=DEFAULT_CHECKPOINT_EVERY_EVENTS, metadata=RESTART)
+    checkpoint_every_s: float = field(default=DEFAULT_CHECKPOINT_EVERY_S, metadata=RESTART)
 
 
 def _key(loc: Sequence[int | str]) -> str:
@@ -286,8 +297,13 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         problems.append(
             (f"{at}.id", f"expected 1-40 of a-z 0-9 _ - (starting a-z or 0-9), got {raw.id!r}")
         )
+    serial_given = {"parity": raw.parity, "stopbits": raw.stopbits, "bytesize": raw.bytesize}
     if raw.transport == "newera-serial":
+        serial_keys(at, raw.transport, serial_given, None, problems)
         return _newera_pump(at, raw, problems, start)
+    serial = serial_keys(
+        at, raw.transport, serial_given, check_profile(at, raw.profile, problems), problems
+    )
     for key in ("syringe_diameter_mm", "syringe"):
         if getattr(raw, key) is not None:
             problems.append((f"{at}.{key}", "only for transport newera-serial"))
@@ -332,6 +348,7 @@ def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> Pump
         port=port,
         device=device,
         baudrate=baudrate,
+        serial=serial,
     )
 
 
@@ -450,6 +467,8 @@ def _simulation_pump(pump: PumpConfig, index: int, problems: list[tuple[str, str
             )
         return
     assert pump.device is not None
+    if pump.transport == "modbus-rtu" and (bad := simulated_line_problem(at, pump.serial)):
+        problems.append(bad)
     real = os.path.realpath(pump.device)
     if not PTS.fullmatch(real):
         problems.append(

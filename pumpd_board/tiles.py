@@ -33,6 +33,15 @@ class AlarmView(BaseModel):
     source: str | None = None
 
 
+class DeliveryEndedView(BaseModel):
+    """Why a session ended by itself (the kernel's rule and the alarms that caused it)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    rule: str
+    interrupted_by: list[str] = []
+
+
 class PumpView(BaseModel):
     """The fields of the daemon's ``status`` the board reads."""
 
@@ -59,6 +68,7 @@ class PumpView(BaseModel):
     vitals_due_at: str | None = None
     pause_auto_stop_at: str | None = None
     earliest_discharge_at: str | None = None
+    delivery_ended: DeliveryEndedView | None = None
     audit_backlog: int = 0
     simulated: bool = False
 
@@ -96,6 +106,8 @@ class Tile:
     earliest_discharge: Countdown | None
     audit_backlog: int
     simulated: bool
+    ended_by: str | None = None
+    """The alarms that ended delivery by themselves (observation follows), or None."""
 
     @property
     def marker(self) -> str:
@@ -211,6 +223,9 @@ def build_tile(
         ),
         audit_backlog=view.audit_backlog,
         simulated=view.simulated,
+        ended_by=None
+        if view.delivery_ended is None
+        else ", ".join(view.delivery_ended.interrupted_by) or view.delivery_ended.rule,
     )
 
 

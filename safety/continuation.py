@@ -27,6 +27,10 @@ nurse may continue the same session; this rule says when that is safe:
   The program is written and read back before the start command, by the controller as for
   every command that moves fluid.
 
+An interruption about delivery accuracy ends the session by itself instead
+(:func:`delivery_ended`): once the pump's halt is confirmed the observation starts, with no
+nurse's ``end`` needed; a nurse still acknowledges the alarm.
+
 Pure, like the rest of the kernel: the controller and the session pass the facts in.
 """
 
@@ -213,6 +217,37 @@ def check_resume_cause(interrupted_by: tuple[str, ...]) -> list[Verdict]:
             "continue.cause",
         )
     ]
+
+
+ENDED_RULE = "continue.ended"
+
+
+def delivery_ended(interrupted_by: tuple[str, ...]) -> Verdict | None:
+    """Whether the interruption ends delivery for this session: the verdict that ends it,
+    or None.
+
+    An interruption about the accuracy of delivery (:data:`DELIVERY_ACCURACY`: an
+    over-infusion, a rate mismatch, a VTBI overrun, a counter anomaly, a pump that
+    rebooted or stopped answering while delivering) leaves nobody knowing exactly what the
+    patient received, so nothing may continue the session: once the pump's halt is
+    confirmed the session ends and the observation starts, without waiting for a nurse to
+    say so. The verdict names those causes; the alarm stays latched until acknowledged.
+    Mechanical alarms and a nurse's own stop do not end it (they may be continued), and
+    neither does any other cause: a nurse ends those (``pumpctl end``). The caller asks
+    only once the halt is confirmed: the rule judges the causes, not the pump.
+    """
+    if not isinstance(interrupted_by, tuple) or not all(isinstance(c, str) for c in interrupted_by):
+        raise InvalidContinuationInput("interrupted_by must be a tuple of codes")
+    ending = [c for c in dict.fromkeys(interrupted_by) if c in DELIVERY_ACCURACY]
+    if not ending:
+        return None
+    return _hard(
+        "continue.delivery_ended",
+        f"Delivery was interrupted by {', '.join(ending)}: after that it is not known exactly "
+        "what the patient received, so the infusion is not continued; the session has ended "
+        "and the patient is observed.",
+        ENDED_RULE,
+    )
 
 
 def _time(inputs: ContinuationInputs, remaining_ul: int) -> list[Verdict]:

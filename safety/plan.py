@@ -217,6 +217,19 @@ class Plan:
         }
 
 
+DOSE_STEP_MG = Decimal("0.001")
+"""The step of a dose figure derived from a volume (the delivered dose on record and on the
+nurse's screen): a microgram, rounded half-even as ``Decimal.quantize`` does."""
+
+
+def dose_in_volume_mg(volume_ul: int, concentration_mg_per_ml: Decimal) -> Decimal:
+    """The drug in ``volume_ul`` of a solution of this concentration, to ``DOSE_STEP_MG``.
+
+    Used for what a pump has delivered so far: the controller writes it with the session's
+    end and the control socket shows it; both must give the same figure."""
+    return (Decimal(volume_ul) * concentration_mg_per_ml / UL_PER_ML).quantize(DOSE_STEP_MG)
+
+
 def compute_plan(protocol: Protocol, patient: Patient, order: Order) -> Plan:
     """The plan for ``order`` on ``patient`` under ``protocol``, with its verdicts."""
     with localcontext(prec=_PRECISION):

@@ -59,7 +59,7 @@ class Unit:
     factor: Decimal  # multiply a value in this unit by factor to get the canonical unit
 
 
-def _u(symbol: str, dimension: Dimension, factor: str) -> Unit:
+def _unit(symbol: str, dimension: Dimension, factor: str) -> Unit:
     return Unit(symbol, dimension, Decimal(factor))
 
 
@@ -67,26 +67,26 @@ def _u(symbol: str, dimension: Dimension, factor: str) -> Unit:
 UNITS: dict[str, Unit] = {
     u.symbol: u
     for u in (
-        _u("kg", Dimension.BODY_WEIGHT, "1"),
-        _u("lb", Dimension.BODY_WEIGHT, "0.45359237"),
-        _u("cm", Dimension.LENGTH, "1"),
-        _u("m", Dimension.LENGTH, "100"),
-        _u("in", Dimension.LENGTH, "2.54"),
-        _u("min", Dimension.DURATION, "1"),
-        _u("h", Dimension.DURATION, "60"),
-        _u("mg/kg", Dimension.DOSE_PER_KG, "1"),
-        _u("µg/kg", Dimension.DOSE_PER_KG, "0.001"),
-        _u("mcg/kg", Dimension.DOSE_PER_KG, "0.001"),
-        _u("mg/kg/h", Dimension.DOSE_RATE_PER_KG, "1"),
-        _u("mg/kg/min", Dimension.DOSE_RATE_PER_KG, "60"),
-        _u("µg/kg/min", Dimension.DOSE_RATE_PER_KG, "0.06"),
-        _u("mcg/kg/min", Dimension.DOSE_RATE_PER_KG, "0.06"),
-        _u("mg", Dimension.MASS, "1"),
-        _u("g", Dimension.MASS, "1000"),
-        _u("mL", Dimension.VOLUME, "1"),
-        _u("ml", Dimension.VOLUME, "1"),
-        _u("mL/h", Dimension.FLOW_RATE, "1"),
-        _u("ml/h", Dimension.FLOW_RATE, "1"),
+        _unit("kg", Dimension.BODY_WEIGHT, "1"),
+        _unit("lb", Dimension.BODY_WEIGHT, "0.45359237"),
+        _unit("cm", Dimension.LENGTH, "1"),
+        _unit("m", Dimension.LENGTH, "100"),
+        _unit("in", Dimension.LENGTH, "2.54"),
+        _unit("min", Dimension.DURATION, "1"),
+        _unit("h", Dimension.DURATION, "60"),
+        _unit("mg/kg", Dimension.DOSE_PER_KG, "1"),
+        _unit("µg/kg", Dimension.DOSE_PER_KG, "0.001"),
+        _unit("mcg/kg", Dimension.DOSE_PER_KG, "0.001"),
+        _unit("mg/kg/h", Dimension.DOSE_RATE_PER_KG, "1"),
+        _unit("mg/kg/min", Dimension.DOSE_RATE_PER_KG, "60"),
+        _unit("µg/kg/min", Dimension.DOSE_RATE_PER_KG, "0.06"),
+        _unit("mcg/kg/min", Dimension.DOSE_RATE_PER_KG, "0.06"),
+        _unit("mg", Dimension.MASS, "1"),
+        _unit("g", Dimension.MASS, "1000"),
+        _unit("mL", Dimension.VOLUME, "1"),
+        _unit("ml", Dimension.VOLUME, "1"),
+        _unit("mL/h", Dimension.FLOW_RATE, "1"),
+        _unit("ml/h", Dimension.FLOW_RATE, "1"),
     )
 }
 

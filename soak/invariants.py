@@ -1,4 +1,4 @@
-"""The invariants of issue 7 §1, checked from the evidence alone (pure: no I/O, no clock).
+"""The soak's invariants, checked from the evidence alone (pure: no I/O, no clock).
 
 Each check returns :class:`Violation` s; an empty list is a pass. The bounds are stated
 here and in docs/soak.md:

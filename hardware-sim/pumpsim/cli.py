@@ -7,6 +7,8 @@ pumpsim fault --control 127.0.0.1:5021 --unit 1 reboot
 pumpsim status --control 127.0.0.1:5021 --unit 1
 pumpsim --tcp 127.0.0.1:5020 --newera-link /tmp/newera --newera-pumps 3 --control ...
 pumpsim newera-fault --control 127.0.0.1:5021 --address 2 stall on
+pumpsim --tcp 127.0.0.1:5020 --dulco-link /tmp/dulco --dulco-timeout-ms 2000 --control ...
+pumpsim dulco-fault --control 127.0.0.1:5021 --unit 20 metering-monitor on
 pumpsim log --control 127.0.0.1:5021
 """
 
@@ -55,6 +57,7 @@ async def _serve(sim: Simulator) -> None:
         print(
             f"pumpsim ready tcp={tcp} rtu={sim.rtu_path or '-'} control={control} "
             f"pumps={len(sim.units)} newera={sim.newera_path or '-'} "
+            f"dulco={sim.dulco_path or '-'} "
             f"time_scale={sim.time_scale:g}",
             flush=True,
         )
@@ -81,6 +84,25 @@ async def _serve(sim: Simulator) -> None:
     show_default=True,
     type=click.Choice(["300", "1200", "2400", "9600", "19200"]),
 )
+@click.option(
+    "--dulco-link",
+    default=None,
+    help="Serve a DULCO flex Control pump (Modbus RTU, unit 20) on a pty linked at PATH.",
+)
+@click.option(
+    "--dulco-timeout-ms",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="The DULCO pump's Modbus timeout (register 61, set at the pump; 0 = off).",
+)
+@click.option(
+    "--dulco-baud",
+    default=19200,
+    show_default=True,
+    type=click.IntRange(1200, 4_000_000),
+    help="The DULCO line's wire timing (the pump's factory setting is 19200).",
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -95,13 +117,17 @@ def main(
     newera_link: str | None,
     newera_pumps: int,
     newera_baud: str,
+    dulco_link: str | None,
+    dulco_timeout_ms: int,
+    dulco_baud: int,
 ) -> None:
     """Simulate GIP-MB1 infusion pumps over Modbus TCP and/or RTU."""
     if ctx.invoked_subcommand is not None:
         return
-    if tcp is None and rtu_link is None and newera_link is None:
+    if tcp is None and rtu_link is None and newera_link is None and dulco_link is None:
         raise click.UsageError(
-            "nothing to serve: give --tcp HOST:PORT, --rtu-link PATH and/or --newera-link PATH"
+            "nothing to serve: give --tcp HOST:PORT, --rtu-link PATH, --newera-link PATH "
+            "and/or --dulco-link PATH"
         )
     try:
         sim = Simulator(
@@ -116,6 +142,9 @@ def main(
             newera_pumps=newera_pumps if newera_link else 0,
             newera_link=newera_link,
             newera_baud=int(newera_baud),
+            dulco_link=dulco_link,
+            dulco_timeout_ms=dulco_timeout_ms,
+            dulco_baud=dulco_baud,
         )
         asyncio.run(_serve(sim))
     except (SimError, OSError, RuntimeError) as exc:
@@ -211,6 +240,33 @@ def newera_fault(
 def newera_status(control: str, address: int) -> None:
     """Print a New Era pump's state as JSON."""
     click.echo(json.dumps(_request(control, "newera-status", address=address)["status"]))
+
+
+@main.command("dulco-fault")
+@click.option("--control", required=True, help="HOST:PORT of the control channel.")
+@click.option("--unit", default=20, show_default=True, type=click.IntRange(1, 247))
+@click.argument("name")
+@click.argument("switch", required=False, type=click.Choice(["on", "off"]))
+@click.option("--value", default=None, help="error-bit, modbus-timeout-ms, power-up, word-order")
+def dulco_fault(control: str, unit: int, name: str, switch: str | None, value: str | None) -> None:
+    """Switch a DULCO pump's fault NAME on or off (power-loss: no switch), or set a
+    keypad setting with --value (modbus-timeout-ms, power-up, word-order)."""
+    if name == "power-loss" or (value is not None and name != "error-bit"):
+        if switch == "off":
+            raise click.UsageError(f"{name} has no off")
+        switch = "on"
+    if switch is None:
+        raise click.UsageError(f"say `{name} on` or `{name} off`")
+    reply = _request(control, "dulco-fault", unit=unit, fault=name, on=switch == "on", value=value)
+    click.echo(json.dumps(reply["status"], sort_keys=True))
+
+
+@main.command("dulco-status")
+@click.option("--control", required=True, help="HOST:PORT of the control channel.")
+@click.option("--unit", default=20, show_default=True, type=click.IntRange(1, 247))
+def dulco_status(control: str, unit: int) -> None:
+    """Print a DULCO pump's state as JSON."""
+    click.echo(json.dumps(_request(control, "dulco-status", unit=unit)["status"], sort_keys=True))
 
 
 @main.command("press-alarm-key")

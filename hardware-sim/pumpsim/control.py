@@ -5,7 +5,9 @@ Reply:    {"ok": true, "id": ..., ...}  or  {"ok": false, "id": ..., "error": {"
 
 Operations: ping, status {unit}, reboot {unit}, press_alarm_key {unit}, log {unit?,
 since?}, faults, and fault {unit, fault, on, factor|ms|probability|count|direction|address};
-for the New Era line: newera-status {address}, newera-fault {address, fault, on, count?}.
+for the New Era line: newera-status {address}, newera-fault {address, fault, on, count?};
+for the DULCO flex line: dulco-status {unit}, dulco-fault {unit, fault, on, value?},
+dulco-log {unit?}.
 docs/pumpsim.md is the reference.
 """
 
@@ -83,6 +85,8 @@ def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
         return {"faults": [f.value for f in Fault]}
     if op in ("newera-status", "newera-fault"):
         return _newera(sim, op, request)
+    if op in ("dulco-status", "dulco-fault", "dulco-log"):
+        return _dulco(sim, op, request)
     raise ControlProtocolError(f"unknown op {op!r}")
 
 
@@ -104,6 +108,32 @@ def _newera(sim: Simulator, op: str, request: dict[str, object]) -> dict[str, ob
             raise ControlProtocolError("'fault' must be a name and 'on' true or false")
         line.inject(address, name, on, count=_opt_int(request, "count"))
     return {"status": line.pump(address).snapshot()}
+
+
+def _dulco(sim: Simulator, op: str, request: dict[str, object]) -> dict[str, object]:
+    """DULCO flex pumps are named by their Modbus unit id on their own line."""
+    line = sim.dulco
+    if line is None:
+        raise ControlProtocolError("this simulator serves no DULCO line (--dulco-link)")
+    if op == "dulco-log":
+        unit = request.get("unit")
+        return {"records": [w for w in line.writes if unit is None or w["unit"] == unit]}
+    unit = _require_unit(request)
+    if op == "dulco-fault":
+        unknown = set(request) - {"op", "id", "unit", "fault", "on", "value"}
+        if unknown:
+            raise ControlProtocolError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        name = request.get("fault")
+        on = request.get("on", True)
+        value = request.get("value")
+        if not isinstance(name, str) or not isinstance(on, bool):
+            raise ControlProtocolError("'fault' must be a name and 'on' true or false")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)):
+            raise ControlProtocolError(f"'value' must be an integer or a name, got {value!r}")
+        line.inject(unit, name, on, value=value)
+    snapshot = line.pump(unit).snapshot()
+    snapshot["wire"] = line.wire[unit].as_json()
+    return {"status": snapshot}
 
 
 def _opt_number(request: dict[str, object], key: str) -> str | int | float | None:

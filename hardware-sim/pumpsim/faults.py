@@ -64,7 +64,9 @@ WIRE_FAULTS = frozenset(
     }
 )
 LINK_FAULTS = WIRE_FAULTS - {Fault.DROP_LINK, Fault.LATENCY, Fault.CORRUPT_RTU}
-"""The issue 7 wire faults; their outcomes are tested in tests/wire (docs/safety/wire-faults.md)."""
+"""The finer wire faults beyond a lost link, latency and corrupted RTU frames: truncated, noisy
+and foreign RTU frames, TCP reset, half-open and silent connections; their outcomes are
+tested in tests/wire (docs/safety/wire-faults.md)."""
 
 DIRECTIONS = ("request", "reply", "both")
 """Which frames a directional wire fault hits: the client's requests, the pump's replies."""

@@ -16,6 +16,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pumpsim.bank import CommandRecord, PumpBank
 from pumpsim.bridge import RtuLine, TcpProxy, WireFaults
 from pumpsim.control import ControlServer
+from pumpsim.dulco import DulcoLine
 from pumpsim.errors import AlarmKeyRefused, SimConfigError, SimulatorStateError
 from pumpsim.faults import CONDITION_OF, WIRE_FAULTS, Fault, check_fault
 from pumpsim.model import PumpModel
@@ -58,6 +59,10 @@ class Simulator:
         newera_pumps: int = 0,
         newera_link: str | None = None,
         newera_baud: int = 19200,
+        dulco_link: str | None = None,
+        dulco: bool = False,
+        dulco_timeout_ms: int = 1000,
+        dulco_baud: int = 19200,
     ) -> None:
         if not 0 < baud <= MAX_BAUD:
             raise SimConfigError(f"baud must be in 1..{MAX_BAUD}, got {baud}")
@@ -91,6 +96,18 @@ class Simulator:
                 wire_timing=wire_timing,
             )
         self.newera_path: str | None = None
+        self.dulco: DulcoLine | None = None
+        if dulco or dulco_link is not None:
+            # A DULCO flex pump at unit 20 on its own RTU pty; delivery on the scaled
+            # clock, its Modbus timeout on the wall clock.
+            self.dulco = DulcoLine(
+                clock_now_s=self._bank.clock.now_s,
+                link_path=dulco_link,
+                modbus_timeout_ms=dulco_timeout_ms,
+                baud=dulco_baud,
+                wire_timing=wire_timing,
+            )
+        self.dulco_path: str | None = None
         self._tcp_server: ModbusTcpServer | None = None
         self._proxy: TcpProxy | None = None
         self._rtu_line: RtuLine | None = None
@@ -144,6 +161,9 @@ class Simulator:
         if self.newera is not None:
             await self.newera.start()
             self.newera_path = self.newera.path
+        if self.dulco is not None:
+            await self.dulco.start()
+            self.dulco_path = self.dulco.path
         if self._control_listen is not None:
             self._control = ControlServer(self)
             self.control_address = await self._control.start(*self._control_listen)
@@ -167,6 +187,8 @@ class Simulator:
             self._rtu_line = None
         if self.newera is not None:
             await self.newera.stop()
+        if self.dulco is not None:
+            await self.dulco.stop()
         if self._tick is not None:
             self._tick.cancel()
             with contextlib.suppress(asyncio.CancelledError):

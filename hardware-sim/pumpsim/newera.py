@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import collections
 import contextlib
 import enum
 import math
@@ -350,6 +351,18 @@ def _integer(text: str) -> int:
 # ------------------------------------------------------------------ the line
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the line heard it: when (monotonic), to which address, what."""
+
+    t_monotonic: float
+    address: int
+    text: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"t_monotonic": self.t_monotonic, "address": self.address, "text": self.text}
+
+
 class NewEraLine:
     """One pty carrying several pumps; what a client opens is `path`."""
 
@@ -384,6 +397,10 @@ class NewEraLine:
         self.path = ""
         self.noise_bytes = 0
         self.requests_seen = 0
+        self.request_log: collections.deque[RequestRecord] = collections.deque(maxlen=10_000)
+        """Every intact request heard on the line, in wire order (the last 10,000)."""
+        self.push_log: collections.deque[RequestRecord] = collections.deque(maxlen=10_000)
+        """Every alarm packet a pump sent unasked (``A?x`` as text), when it was queued."""
 
     def pump(self, address: int) -> NeraPump:
         try:
@@ -454,6 +471,7 @@ class NewEraLine:
             alarm = pump.pushed.pop(0)
             if pump.safe and not pump.silent:
                 self._send(pump, f"{pump.address:02d}A?{alarm}", safe=True)
+                self.push_log.append(RequestRecord(time.monotonic(), pump.address, f"A?{alarm}"))
 
     # -------------------------------------------------------------- bytes
 
@@ -541,6 +559,8 @@ class NewEraLine:
         match = re.match(r"\s*(\d{0,2})(.*)", text, re.DOTALL)
         assert match is not None
         address = int(match[1]) if match[1] else 0
+        if intact:
+            self.request_log.append(RequestRecord(time.monotonic(), address, match[2].strip()))
         pump = self.pumps.get(address)
         if pump is None or pump.silent:
             return

@@ -41,9 +41,9 @@ REVOKE ALL ON audit_event FROM :"writer_role", :"auditor_role";
 GRANT SELECT, INSERT ON audit_event TO :"writer_role";
 REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_event FROM :"writer_role";
 
--- The staff registry (0003_staff_registry) is state, not record: the daemon reads, adds and
--- updates entries (PIN hash, lock); nobody deletes one (disable it instead). Auditors see
--- no hashes.
+-- The staff registry (0003_staff_registry, pumpd/staff) is state, not record: the daemon
+-- reads, adds and updates entries (PIN hash, lock); nobody deletes one (disable it
+-- instead). Auditors see no hashes.
 REVOKE ALL ON staff_member FROM PUBLIC;
 REVOKE ALL ON staff_member FROM :"writer_role", :"auditor_role";
 GRANT SELECT, INSERT, UPDATE ON staff_member TO :"writer_role";

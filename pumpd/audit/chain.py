@@ -9,6 +9,7 @@ who can write the database but has not got the key cannot compute a valid chain.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -57,27 +58,16 @@ class EventRecord:
     event_hash: str
 
 
-COLUMNS: tuple[str, ...] = (
-    "seq",
-    "occurred_at",
-    "mono_ns",
-    "host",
-    "instance_id",
-    "actor_kind",
-    "actor_uid",
-    "actor_name",
-    "actor_role",
-    "pump_id",
-    "session_id",
-    "patient_ref",
-    "event_type",
-    "correlation_id",
-    "simulated",
-    "payload",
-    "prev_hash",
-    "event_hash",
-)
-"""Column order used by every raw SELECT on the read side (and by ``EventRecord``)."""
+COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EventRecord))
+"""Column order used by every raw SELECT on the read side: ``EventRecord``'s fields, the one
+definition of the event row's names and order. Its SQL form for the site's and the centre's
+table is ``pumpd.audit.schema.event_row_columns``; tests/audit holds the two equal."""
+
+
+_HASHED = len(COLUMNS) - 1
+"""Every column is hashed but the row's own hash, the last."""
+_SIMULATED_AT = 1 + COLUMNS.index("simulated")
+"""Where ``simulated`` sits in the hashed array, after ``ENCODING_TAG``."""
 
 
 def _refuse(value: object) -> object:
@@ -105,33 +95,13 @@ def encode_row(row: Sequence[object], seq: int | None = None) -> bytes:
     ``seq`` replaces the stored sequence number: verification uses it to ask "would this
     row be valid at another position?" when it classifies a break.
     """
-    fields: list[object] = [ENCODING_TAG, row[0] if seq is None else seq, *row[1:17]]
-    fields[15] = bool(fields[15])  # simulated: SQLite hands back 0/1
+    fields: list[object] = [ENCODING_TAG, row[0] if seq is None else seq, *row[1:_HASHED]]
+    fields[_SIMULATED_AT] = bool(fields[_SIMULATED_AT])  # SQLite hands back 0/1
     return _dumps(fields).encode()
 
 
 def encode(record: EventRecord) -> bytes:
-    return encode_row(
-        (
-            record.seq,
-            record.occurred_at,
-            record.mono_ns,
-            record.host,
-            record.instance_id,
-            record.actor_kind,
-            record.actor_uid,
-            record.actor_name,
-            record.actor_role,
-            record.pump_id,
-            record.session_id,
-            record.patient_ref,
-            record.event_type,
-            record.correlation_id,
-            record.simulated,
-            record.payload,
-            record.prev_hash,
-        )
-    )
+    return encode_row(tuple(getattr(record, name) for name in COLUMNS))
 
 
 class Hasher:

@@ -100,7 +100,7 @@ def _pg_json(column: str) -> str:
 
 _POSTGRES_ENCODED = (
     "SELECT seq, '[\"pumpd.audit.v1\",' || "  # noqa: S608
-    + " || ',' || ".join(_pg_json(c) for c in COLUMNS[:17])
+    + " || ',' || ".join(_pg_json(c) for c in COLUMNS[:-1])
     + f" || ']', prev_hash, event_hash, event_type FROM {READ_VIEW} ORDER BY seq"
 )
 """The same confirmation-only fast path on PostgreSQL: ``to_json`` of each column, joined

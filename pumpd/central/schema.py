@@ -6,9 +6,9 @@ the two after migrating, so they cannot drift apart silently.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text
 
-from pumpd.audit.schema import NAMING_CONVENTION
+from pumpd.audit.schema import NAMING_CONVENTION, event_row_columns
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -25,24 +25,7 @@ central_event = Table(
     "central_event",
     metadata,
     Column("site", String(64), primary_key=True),
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("occurred_at", String(27), nullable=False),
-    Column("mono_ns", BigInteger, nullable=False),
-    Column("host", String(255), nullable=False),
-    Column("instance_id", String(36), nullable=False),
-    Column("actor_kind", String(16), nullable=False),
-    Column("actor_uid", BigInteger, nullable=True),
-    Column("actor_name", String(120), nullable=False),
-    Column("actor_role", String(32), nullable=False),
-    Column("pump_id", String(80), nullable=True),
-    Column("session_id", String(80), nullable=True),
-    Column("patient_ref", String(64), nullable=True),
-    Column("event_type", String(80), nullable=False),
-    Column("correlation_id", String(80), nullable=True),
-    Column("simulated", Boolean(create_constraint=False), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("event_hash", String(64), nullable=False),
+    *event_row_columns(),
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 

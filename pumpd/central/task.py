@@ -1,32 +1,28 @@
-"""The forwarder inside the daemon: an asyncio task that drives it in a thread of its own.
+"""The forwarder under the daemon: an asyncio task that drives it in a process of its own.
 
-Every database call of the forwarder (the site's log, read-only, on an engine of its own;
-the centre, on another) runs in one dedicated worker thread, never on the event loop, so a
-pump loop or a halt never waits for it; a centre that does not answer holds only that
-thread. Stopping never waits for the network: the task is cancelled and the thread is left
-to finish its step (its transaction either commits, and the mark is written, or does not,
-and the rows are sent again at the next start). Why a task and not a unit of its own is in
-docs/central.md.
+Every step's work (the site's rows, the batch's parameters, psycopg, the hash checks, the
+mark) runs in the forwarding process (pumpd/central/worker.py), never in the daemon's
+interpreter, so it takes no lock, thread or event-loop turn from a pump loop or a halt;
+the task only asks for a step, reads the reply (a status snapshot) and decides what comes
+next: the pause that paces a catch-up, the backoff at an unreachable centre, the tamper
+alarm, the lag notice, and restarting a process that died. Stopping never waits for the
+network: the process is killed (its step committed at the centre or did not; the mark is
+never ahead of the centre, so the rows are sent again at most). Why a process and not a
+thread, and a task and not a unit, is in docs/central.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import structlog
 
-from pumpd.central.forwarder import (
-    Backoff,
-    CentreUnavailable,
-    Conflict,
-    ForwardConflict,
-    Forwarder,
-    ForwardStatus,
-)
+from pumpd.central.child import ChildGone, ForwarderChild
+from pumpd.central.forwarder import Backoff, Conflict, ForwardSettings, ForwardStatus
+from pumpd.central.ipc import StepReply
 
 log = structlog.get_logger("pumpd.forward")
 
@@ -36,63 +32,106 @@ PROGRESS_EVERY_S = 60.0
 
 def catch_up_pause_s(step_s: float, duty_cycle: float) -> float:
     """The pause after a full batch that keeps the forwarder's share of wall time at
-    ``duty_cycle``: its batch work holds the GIL, and the pump loops share that lock."""
+    ``duty_cycle``: its process competes with the pump loops for the CPUs."""
     if duty_cycle >= 1.0 or step_s <= 0.0:
         return 0.0
     return step_s * (1.0 - duty_cycle) / duty_cycle
 
 
 class ForwardTask:
-    """Runs ``forwarder`` until cancelled; tells the daemon about conflicts and lag."""
+    """Runs the forwarding process until cancelled; tells the daemon about conflicts and
+    lag. ``database`` is the site's audit database URL (the process opens its own engine)."""
 
     def __init__(
         self,
-        forwarder: Forwarder,
+        settings: ForwardSettings,
+        database: str,
         *,
         on_conflict: Callable[[Conflict], Awaitable[None]],
         on_lag: Callable[[ForwardStatus], Awaitable[None]],
     ) -> None:
-        self.forwarder = forwarder
+        self.settings = settings
+        self._database = database
         self._on_conflict = on_conflict
         self._on_lag = on_lag
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pumpd-forward")
+        self._child: ForwarderChild | None = None
+        self._status = ForwardStatus(settings.site, "starting", 0, 0, 0, 0.0)
+        self._shipped_before = 0
+        """Events acknowledged by earlier forwarding processes of this daemon."""
         self._told_conflict: tuple[str, int] | None = None
         self._lag_alerted = False
         self._last_state = ""
         self._last_progress = 0.0
         self.pauses: list[tuple[float, float]] = []
         """The last catch-up (step_s, pause_s) pairs, newest last (bounded)."""
+        self.restarts = 0
+        """Forwarding processes started after one ended unexpectedly."""
 
     def status(self) -> ForwardStatus:
-        return self.forwarder.status()
+        return self._status
+
+    @property
+    def child(self) -> ForwarderChild | None:
+        """The forwarding process now running, if any."""
+        return self._child
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        settings = self.forwarder.settings
+        settings = self.settings
         backoff = Backoff(settings.retry_max_s)
         while True:
             wait_s = settings.interval_s
-            started = time.monotonic()
             try:
-                result = await loop.run_in_executor(self._executor, self.forwarder.step)
-            except CentreUnavailable:
+                child = await self._running_child()
+                started = time.monotonic()  # the step alone, not the process's start
+                reply = await self._step(child)
+            except ChildGone as exc:
                 wait_s = backoff.failed()
-            except ForwardConflict as exc:
-                await self._conflict(exc.conflict)
-                wait_s = settings.retry_max_s
-            except Exception as exc:  # a bug here must not end forwarding silently
-                log.error("forwarding step failed", error=repr(exc))
-                wait_s = backoff.failed()
+                self.restarts += 1
+                self._status = replace(self._status, error=f"forwarding process: {exc}"[:300])
+                log.error(
+                    "the forwarding process ended; starting another",
+                    error=str(exc),
+                    exit_code=exc.exit_code,
+                    restart_in_s=wait_s,
+                    site=settings.site,
+                )
             else:
-                backoff.reset()
-                self._told_conflict = None
-                if result.full:
-                    step_s = time.monotonic() - started
-                    wait_s = catch_up_pause_s(step_s, settings.duty_cycle)
-                    self.pauses.append((step_s, wait_s))
-                    del self.pauses[:-64]
+                self._status = replace(
+                    reply.status, shipped=self._shipped_before + reply.status.shipped
+                )
+                if reply.outcome == "unavailable":
+                    wait_s = backoff.failed()
+                elif reply.outcome == "conflict":
+                    if reply.conflict is not None:
+                        await self._conflict(reply.conflict)
+                    wait_s = settings.retry_max_s
+                elif reply.outcome == "error":  # a bug here must not end forwarding silently
+                    log.error("forwarding step failed", error=reply.error)
+                    wait_s = backoff.failed()
+                else:
+                    backoff.reset()
+                    self._told_conflict = None
+                    if reply.full:
+                        step_s = time.monotonic() - started
+                        wait_s = catch_up_pause_s(step_s, settings.duty_cycle)
+                        self.pauses.append((step_s, wait_s))
+                        del self.pauses[:-64]
             await self._observe()
             await asyncio.sleep(wait_s)
+
+    async def _running_child(self) -> ForwarderChild:
+        if self._child is None:
+            self._child = await ForwarderChild.start(self.settings, self._database)
+            log.debug("forwarding process started", pid=self._child.pid)
+        return self._child
+
+    async def _step(self, child: ForwarderChild) -> StepReply:
+        try:
+            return await child.step()
+        except ChildGone:
+            self._shipped_before = self._status.shipped
+            self._child = None
+            raise
 
     async def _conflict(self, conflict: Conflict) -> None:
         key = (conflict.kind, conflict.seq)
@@ -104,7 +143,7 @@ class ForwardTask:
             kind=conflict.kind,
             seq=conflict.seq,
             detail=conflict.detail,
-            site=self.forwarder.settings.site,
+            site=self.settings.site,
         )
         try:
             await self._on_conflict(conflict)
@@ -112,7 +151,7 @@ class ForwardTask:
             log.error("forwarding conflict not announced", error=str(exc))
 
     async def _observe(self) -> None:
-        st = self.forwarder.status()
+        st = self._status
         now = time.monotonic()
         fields = {
             "site": st.site,
@@ -135,7 +174,7 @@ class ForwardTask:
         elif now - self._last_progress >= PROGRESS_EVERY_S:
             self._last_progress = now
             log.info("forwarding", **fields)
-        over = st.lag_s > self.forwarder.settings.alert_after_s
+        over = st.lag_s > self.settings.alert_after_s
         if over and not self._lag_alerted:
             self._lag_alerted = True
             try:
@@ -147,10 +186,14 @@ class ForwardTask:
             log.info("forwarding caught up", **fields)
 
     def close(self) -> None:
-        """Never waits: a step in flight finishes on its own thread."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(Exception):
-            self.forwarder.close()
+        """Never waits: the forwarding process is killed, a step in flight with it."""
+        if self._child is not None:
+            self._child.kill()
+
+    async def wait_closed(self) -> None:
+        """After :meth:`close`: until the process has ended (tests, the benchmark)."""
+        if self._child is not None:
+            await self._child.wait_closed()
 
 
 def summary(status: ForwardStatus, alert_after_s: float) -> str:

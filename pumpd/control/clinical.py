@@ -25,10 +25,25 @@ from safety.units import InputError
 from safety.verdicts import Severity, Verdict
 from safety.vitals import EntryStage, VitalsReading, entry_verdicts
 
-from . import params as p
 from .course import prior_sessions
 from .identity import Acting
 from .outage import refuse_while_unavailable
+from .params import (
+    AckParams,
+    AdjustParams,
+    ApproveParams,
+    ConfirmParams,
+    DischargeParams,
+    NoteParams,
+    PauseParams,
+    PrimeParams,
+    ProgramParams,
+    ReasonParams,
+    ResumeParams,
+    StartParams,
+    VitalsParams,
+    Witness,
+)
 from .rpc import Code, RpcError
 from .service import Call, Service
 from .views import awaiting_approval, earliest_discharge_utc, pump_view
@@ -49,13 +64,15 @@ def _order(dose: str | None, duration: str | None) -> Order:
     return _parsed(param, lambda: parse_order(dose, duration))  # type: ignore[no-any-return]
 
 
-def _patient(prm: p.ProgramParams) -> Patient:
+def _patient(params: ProgramParams) -> Patient:
     """The patient; weight, then height, then sex are added one at a time so a refusal
     names the field at fault (a height without unit is not a weight problem)."""
-    _parsed("weight", lambda: parse_patient(prm.weight))
-    if prm.height is not None:
-        _parsed("height", lambda: parse_patient(prm.weight, prm.height))
-    patient: Patient = _parsed("sex", lambda: parse_patient(prm.weight, prm.height, prm.sex))
+    _parsed("weight", lambda: parse_patient(params.weight))
+    if params.height is not None:
+        _parsed("height", lambda: parse_patient(params.weight, params.height))
+    patient: Patient = _parsed(
+        "sex", lambda: parse_patient(params.weight, params.height, params.sex)
+    )
     return patient
 
 
@@ -176,8 +193,10 @@ async def checklist(svc: Service, call: Call) -> Any:
 # -- programming ------------------------------------------------------------------------
 
 
-def _plan_inputs(svc: Service, prm: p.ProgramParams) -> tuple[LoadedProtocol, Patient, Order, Plan]:
-    proto = svc.protocol(prm.protocol, prm.version)
+def _plan_inputs(
+    svc: Service, params: ProgramParams
+) -> tuple[LoadedProtocol, Patient, Order, Plan]:
+    proto = svc.protocol(params.protocol, params.version)
     draft = protocol_released(proto.protocol.key, proto.released, svc.ctx.simulated)
     if draft:
         raise RpcError(
@@ -186,8 +205,8 @@ def _plan_inputs(svc: Service, prm: p.ProgramParams) -> tuple[LoadedProtocol, Pa
             trigger="program",
             verdicts=[v.as_dict() for v in draft],
         )
-    patient = _patient(prm)
-    order = _order(prm.dose, prm.duration)
+    patient = _patient(params)
+    order = _order(params.dose, params.duration)
     plan = compute_plan(proto.protocol, patient, order)
     return proto, patient, order, plan
 
@@ -197,9 +216,9 @@ def _verdicts(verdicts: tuple[Verdict, ...]) -> list[dict[str, str]]:
 
 
 async def session_plan(svc: Service, call: Call) -> Any:
-    prm: p.ProgramParams = call.params
-    svc.controller(prm.pump)
-    proto, _, _, plan = _plan_inputs(svc, prm)
+    params: ProgramParams = call.params
+    svc.controller(params.pump)
+    proto, _, _, plan = _plan_inputs(svc, params)
     return {
         "protocol_sha256": proto.sha256,
         "plan": plan.as_dict(),
@@ -209,20 +228,20 @@ async def session_plan(svc: Service, call: Call) -> Any:
 
 
 async def session_program(svc: Service, call: Call) -> Any:
-    prm: p.ProgramParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: ProgramParams = call.params
+    ctl = svc.controller(params.pump)
     refuse_while_unavailable(svc.ctx.writer, "program")
-    proto, patient, order, plan = _plan_inputs(svc, prm)
+    proto, patient, order, plan = _plan_inputs(svc, params)
     session_id = f"S-{secrets.token_hex(6)}"
-    prior = await asyncio.to_thread(prior_sessions, svc.ctx.engine, prm.patient_ref, session_id)
+    prior = await asyncio.to_thread(prior_sessions, svc.ctx.engine, params.patient_ref, session_id)
     await ctl.program(
         by=call.acting.name,
         session_id=session_id,
-        patient_ref=prm.patient_ref,
+        patient_ref=params.patient_ref,
         protocol=proto,
         patient=patient,
         order=order,
-        override=_override(call.acting, prm.override_reason, plan),
+        override=_override(call.acting, params.override_reason, plan),
         prior_sessions=prior,
     )
     s = ctl.session
@@ -244,7 +263,7 @@ def _same_account(svc: Service, call: Call, session_id: str) -> bool:
 
 
 async def _second_person(
-    svc: Service, call: Call, witness: p.Witness | None, first_uid: int | None, what: str
+    svc: Service, call: Call, witness: Witness | None, first_uid: int | None, what: str
 ) -> str:
     """Who the second person is: the witness (id and PIN checked here) if one is given,
     else the acting person; from the account the first person used (or when that account
@@ -288,53 +307,56 @@ async def _second_person(
 async def session_confirm(svc: Service, call: Call) -> Any:
     """The double-check, and with ``approve_override`` the approval of the order's
     override by the same second person."""
-    prm: p.ConfirmParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: ConfirmParams = call.params
+    ctl = svc.controller(params.pump)
     s = ctl.session
     if s is None:
-        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+        raise RpcError(Code.NO_SESSION, f"pump {params.pump} has no session")
     first_uid = svc.programmed_from_uid.get(s.data.session_id)
-    checker = await _second_person(svc, call, prm.witness, first_uid, "a double-check")
+    checker = await _second_person(svc, call, params.witness, first_uid, "a double-check")
     await ctl.confirm(
-        by=checker, weight=prm.weight, approve_override=prm.approve_override, shown=prm.shown
+        by=checker,
+        weight=params.weight,
+        approve_override=params.approve_override,
+        shown=params.shown,
     )
     answer: dict[str, Any] = {"state": _state(ctl), "checker": checker}
-    if prm.approve_override:
+    if params.approve_override:
         answer["override_approved_by"] = checker
     return answer
 
 
 async def session_approve(svc: Service, call: Call) -> Any:
     """A second person approves the override holding back an adjustment or a start."""
-    prm: p.ApproveParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: ApproveParams = call.params
+    ctl = svc.controller(params.pump)
     s = ctl.session
     if s is None:
-        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
+        raise RpcError(Code.NO_SESSION, f"pump {params.pump} has no session")
     refuse_while_unavailable(svc.ctx.writer, "approve")
     first_uid = svc.override_from_uid.get(s.data.session_id)
-    approver = await _second_person(svc, call, prm.witness, first_uid, "an approval")
+    approver = await _second_person(svc, call, params.witness, first_uid, "an approval")
     prior = []
     if s.data.pending_start_override is not None:
         prior = await asyncio.to_thread(
             prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
         )
-    await ctl.approve(by=approver, prior_sessions=prior, shown=prm.shown)
+    await ctl.approve(by=approver, prior_sessions=prior, shown=params.shown)
     svc.override_from_uid.pop(s.data.session_id, None)
     return {"state": _state(ctl), "approved_by": approver}
 
 
 async def session_prime(svc: Service, call: Call) -> Any:
-    prm: p.PrimeParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: PrimeParams = call.params
+    ctl = svc.controller(params.pump)
     refuse_while_unavailable(svc.ctx.writer, "prime")
-    await ctl.prime(by=call.acting.name, line_disconnected=prm.line_disconnected)
+    await ctl.prime(by=call.acting.name, line_disconnected=params.line_disconnected)
     return {"state": _state(ctl)}
 
 
 async def session_start(svc: Service, call: Call) -> Any:
-    prm: p.StartParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: StartParams = call.params
+    ctl = svc.controller(params.pump)
     refuse_while_unavailable(svc.ctx.writer, "start")
     s = ctl.session
     prior = []
@@ -342,7 +364,12 @@ async def session_start(svc: Service, call: Call) -> Any:
         prior = await asyncio.to_thread(
             prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
         )
-    await ctl.start(by=call.acting.name, prior_sessions=prior, override_reason=prm.override_reason)
+    await ctl.start(
+        by=call.acting.name,
+        prior_sessions=prior,
+        primed_confirmed=params.primed_by_hand,
+        override_reason=params.override_reason,
+    )
     return {"state": _state(ctl), "awaiting_approval": _awaiting(svc, call, ctl)}
 
 
@@ -368,18 +395,18 @@ def _where(ctl: Controller) -> dict[str, Any]:
 
 
 async def session_pause(svc: Service, call: Call) -> Any:
-    prm: p.PauseParams = call.params
-    ctl = svc.controller(prm.pump)
-    call.note = prm.reason
-    await ctl.pause(by=call.acting.name, reason=prm.reason)
+    params: PauseParams = call.params
+    ctl = svc.controller(params.pump)
+    call.note = params.reason
+    await ctl.pause(by=call.acting.name, reason=params.reason)
     return _where(ctl)
 
 
 async def session_resume(svc: Service, call: Call) -> Any:
-    prm: p.ResumeParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: ResumeParams = call.params
+    ctl = svc.controller(params.pump)
     refuse_while_unavailable(svc.ctx.writer, "resume")
-    step = await ctl.resume(by=call.acting.name, reason=prm.reason)
+    step = await ctl.resume(by=call.acting.name, reason=params.reason)
     out = _where(ctl)
     s = ctl.session
     if step.source is State.STOPPED and s is not None and s.data.last_continuation is not None:
@@ -392,24 +419,26 @@ async def session_resume(svc: Service, call: Call) -> Any:
 
 
 async def session_end(svc: Service, call: Call) -> Any:
-    prm: p.ReasonParams = call.params
-    ctl = svc.controller(prm.pump)
-    await ctl.end(by=call.acting.name, reason=prm.reason)
+    params: ReasonParams = call.params
+    ctl = svc.controller(params.pump)
+    await ctl.end(by=call.acting.name, reason=params.reason)
     return _where(ctl)
 
 
 async def session_adjust(svc: Service, call: Call) -> Any:
-    prm: p.AdjustParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: AdjustParams = call.params
+    ctl = svc.controller(params.pump)
     s = ctl.session
     if s is None:
-        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
-    order = _order(prm.dose, prm.duration)
+        raise RpcError(Code.NO_SESSION, f"pump {params.pump} has no session")
+    order = _order(params.dose, params.duration)
     override = None
-    if prm.override_reason is not None:
+    if params.override_reason is not None:
         preview = compute_plan(s.protocol.protocol, s.data.patient.patient(), order)
-        override = _override(call.acting, prm.override_reason, preview)
-    plan = await ctl.adjust(by=call.acting.name, reason=prm.reason, order=order, override=override)
+        override = _override(call.acting, params.override_reason, preview)
+    plan = await ctl.adjust(
+        by=call.acting.name, reason=params.reason, order=order, override=override
+    )
     return {
         "state": _state(ctl),
         "plan": plan.as_dict(),
@@ -432,33 +461,33 @@ async def session_adjust_cancel(svc: Service, call: Call) -> Any:
 
 
 async def session_stop(svc: Service, call: Call) -> Any:
-    prm: p.ReasonParams = call.params
-    ctl = svc.controller(prm.pump)
-    await ctl.stop(by=call.acting.name, reason=prm.reason)
+    params: ReasonParams = call.params
+    ctl = svc.controller(params.pump)
+    await ctl.stop(by=call.acting.name, reason=params.reason)
     return _where(ctl)
 
 
 async def session_acknowledge(svc: Service, call: Call) -> Any:
-    prm: p.AckParams = call.params
-    ctl = svc.controller(prm.pump)
-    await ctl.acknowledge(by=call.acting.name, note=prm.note, seen=prm.alarms)
+    params: AckParams = call.params
+    ctl = svc.controller(params.pump)
+    await ctl.acknowledge(by=call.acting.name, note=params.note, seen=params.alarms)
     return {"state": _state(ctl)}
 
 
 async def session_vitals(svc: Service, call: Call) -> Any:
-    prm: p.VitalsParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: VitalsParams = call.params
+    ctl = svc.controller(params.pump)
     systolic = diastolic = None
-    if prm.bp is not None:
-        systolic, diastolic = (int(x) for x in prm.bp.split("/"))
+    if params.bp is not None:
+        systolic, diastolic = (int(x) for x in params.bp.split("/"))
     try:
         reading = VitalsReading(
             taken_at=svc.ctx.clock.now_utc(),
             systolic_mmhg=systolic,
             diastolic_mmhg=diastolic,
-            heart_rate_bpm=prm.hr,
-            spo2_percent=prm.spo2,
-            resp_rate_per_min=prm.rr,
+            heart_rate_bpm=params.hr,
+            spo2_percent=params.spo2,
+            resp_rate_per_min=params.rr,
         )
     except ValueError as exc:
         raise RpcError(Code.INVALID_PARAMS, f"vitals: {exc}", param="vitals") from None
@@ -477,9 +506,9 @@ async def session_vitals(svc: Service, call: Call) -> Any:
 
 
 async def session_note(svc: Service, call: Call) -> Any:
-    prm: p.NoteParams = call.params
-    ctl = svc.controller(prm.pump)
-    await ctl.note(by=call.acting.name, text=prm.text)
+    params: NoteParams = call.params
+    ctl = svc.controller(params.pump)
+    await ctl.note(by=call.acting.name, text=params.text)
     return {}
 
 
@@ -491,12 +520,12 @@ async def session_observe(svc: Service, call: Call) -> Any:
 
 async def session_discharge(svc: Service, call: Call) -> Any:
     """Checklist items are given by id (``session.checklist``) or by their exact text."""
-    prm: p.DischargeParams = call.params
-    ctl = svc.controller(prm.pump)
+    params: DischargeParams = call.params
+    ctl = svc.controller(params.pump)
     s = ctl.session
     if s is None:
-        raise RpcError(Code.NO_SESSION, f"pump {prm.pump} has no session")
-    if prm.gates_only:
+        raise RpcError(Code.NO_SESSION, f"pump {params.pump} has no session")
+    if params.gates_only:
         gates = await ctl.discharge_gates()
         if gates:
             raise RpcError(
@@ -509,7 +538,7 @@ async def session_discharge(svc: Service, call: Call) -> Any:
     by_id = {code_of(t): t for t in s.protocol.protocol.discharge_checklist}
     texts = set(by_id.values())
     confirmed = []
-    for item in prm.confirmed:
+    for item in params.confirmed:
         if item in by_id:
             confirmed.append(by_id[item])
         elif item in texts:
@@ -525,9 +554,9 @@ async def session_discharge(svc: Service, call: Call) -> Any:
 
 
 async def session_abort(svc: Service, call: Call) -> Any:
-    prm: p.ReasonParams = call.params
-    ctl = svc.controller(prm.pump)
-    await ctl.abort(by=call.acting.name, reason=prm.reason)
+    params: ReasonParams = call.params
+    ctl = svc.controller(params.pump)
+    await ctl.abort(by=call.acting.name, reason=params.reason)
     state = _state(ctl)
     if state == State.ABORTED.value and ctl.session is not None:
         svc.programmed_from_uid.pop(ctl.session.data.session_id, None)

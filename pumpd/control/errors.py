@@ -19,10 +19,10 @@ from pumpd.controller import (
     SessionActive,
 )
 from pumpd.session import CommandRefused, InvalidCommandInput, InvalidInState
+from pumpd.staff import StaffError, StaffExists, StaffInputError, UnknownStaff
 from safety.units import InputError
 
 from .rpc import Code, RpcError
-from .staff import StaffError, StaffExists, StaffInputError, UnknownStaff
 
 _COMMAND_OF: dict[str, str] = {
     "program": "program",

@@ -81,6 +81,8 @@ class ApproveParams(PumpParams):
 
 class StartParams(PumpParams):
     override_reason: Words | None = None
+    primed_by_hand: bool = False
+    """The nurse confirms the line was primed by hand (a pump that cannot prime)."""
 
 
 class PrimeParams(PumpParams):

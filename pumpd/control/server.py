@@ -26,6 +26,7 @@ import stat
 import structlog
 
 from pumpd.audit.store import Actor, NewEvent
+from pumpd.staff import StaffRegistry
 
 from .context import ControlContext
 from .dispatch import Dispatcher, Peer, audit_now
@@ -34,7 +35,6 @@ from .peercred import PeerCredError, peer_credentials
 from .record import Recorder
 from .rpc import MAX_LINE_BYTES, Code, RpcError, error_line
 from .service import Service
-from .staff import StaffRegistry
 from .tokens import LoginTokens
 
 log = structlog.get_logger("pumpd.control")

@@ -15,13 +15,13 @@ from typing import Any, Literal
 from pumpd.audit.store import Actor, NewEvent
 from pumpd.controller import Controller
 from pumpd.protocols import LoadedProtocol
+from pumpd.staff import PinRefused, StaffLocked, StaffMember, StaffRegistry
 
-from . import params as p
+from . import params
 from .context import ControlContext
 from .identity import Acting, Caller
 from .record import Recorder
 from .rpc import Code, RpcError
-from .staff import PinRefused, StaffLocked, StaffMember, StaffRegistry
 from .tokens import LoginTokens
 
 CLINICAL = frozenset({"nurse"})
@@ -56,7 +56,7 @@ Handler = Callable[["Service", Call], Awaitable[Any]]
 class Method:
     name: str
     roles: frozenset[str]
-    params: type[p.Params]
+    params: type[params.Params]
     handler: Handler
     auth: Literal["token", "account", "lenient"] = "token"
     """How a staff token in ``auth`` is used: ``token`` — a bad one is refused;

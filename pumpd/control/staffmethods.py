@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import params as p
+from pumpd.staff import StaffError, StaffExists, StaffInputError, UnknownStaff
+
+from .params import StaffAddParams, StaffIdParams, StaffLoginParams, StaffPinParams
 from .rpc import Code, RpcError
 from .service import Call, Service
-from .staff import StaffError, StaffExists, StaffInputError, UnknownStaff
 
 
 def _staff_error(exc: StaffError, param: str) -> RpcError:
@@ -22,8 +23,8 @@ def _staff_error(exc: StaffError, param: str) -> RpcError:
 
 
 async def staff_login(svc: Service, call: Call) -> Any:
-    prm: p.StaffLoginParams = call.params
-    member = await svc.check_pin(call, prm.staff_id, prm.pin)
+    params: StaffLoginParams = call.params
+    member = await svc.check_pin(call, params.staff_id, params.pin)
     if member.role not in call.caller.roles:
         raise RpcError(
             Code.FORBIDDEN,
@@ -61,9 +62,9 @@ async def staff_list(svc: Service, call: Call) -> Any:
 
 
 async def staff_add(svc: Service, call: Call) -> Any:
-    prm: p.StaffAddParams = call.params
+    params: StaffAddParams = call.params
     try:
-        member = await svc.registry.add(prm.staff_id, prm.name, prm.role, prm.pin)
+        member = await svc.registry.add(params.staff_id, params.name, params.role, params.pin)
     except StaffError as exc:
         raise _staff_error(exc, "pin" if "PIN" in str(exc) else "staff_id") from None
     svc.record(
@@ -84,26 +85,26 @@ def _logins_ended(svc: Service, call: Call, staff_id: str, reason_code: str) -> 
 
 
 async def staff_set_pin(svc: Service, call: Call) -> Any:
-    prm: p.StaffPinParams = call.params
+    params: StaffPinParams = call.params
     try:
-        await svc.registry.set_pin(prm.staff_id, prm.pin)
+        await svc.registry.set_pin(params.staff_id, params.pin)
     except StaffError as exc:
         raise _staff_error(exc, "pin" if "PIN" in str(exc) else "staff_id") from None
-    svc.record(call, "staff.changed", {"staff_id": prm.staff_id, "change": "pin_set"})
-    _logins_ended(svc, call, prm.staff_id, "pin_changed")
+    svc.record(call, "staff.changed", {"staff_id": params.staff_id, "change": "pin_set"})
+    _logins_ended(svc, call, params.staff_id, "pin_changed")
     return {}
 
 
 async def _set_enabled(svc: Service, call: Call, enabled: bool) -> Any:
-    prm: p.StaffIdParams = call.params
+    params: StaffIdParams = call.params
     try:
-        await svc.registry.set_enabled(prm.staff_id, enabled)
+        await svc.registry.set_enabled(params.staff_id, enabled)
     except StaffError as exc:
         raise _staff_error(exc, "staff_id") from None
     change = "enabled" if enabled else "disabled"
-    svc.record(call, "staff.changed", {"staff_id": prm.staff_id, "change": change})
+    svc.record(call, "staff.changed", {"staff_id": params.staff_id, "change": change})
     if not enabled:
-        _logins_ended(svc, call, prm.staff_id, "disabled")
+        _logins_ended(svc, call, params.staff_id, "disabled")
     return {}
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from pumpd.clinictime import iso_utc
 from pumpd.controller import Controller
-from pumpd.controller.journal import dose_mg
-from pumpd.session import State
+from pumpd.session import Session, State
+from pumpd.session.states import TERMINAL
+from safety.plan import dose_in_volume_mg
 
 from .context import ControlContext
 
@@ -69,9 +70,11 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         "audit_notices": list(ctx.audit_notices()),
         "simulated": ctx.simulated,
         "awaiting_approval": awaiting_approval(ctl),
+        "delivery_ended": None,
     }
     if s is None:
         return view
+    view["delivery_ended"] = delivery_ended(s)
     plan = s.plan
     proto = s.protocol.protocol
     conc = plan.concentration_mg_per_ml
@@ -82,7 +85,7 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         protocol_version=proto.version,
         drug=proto.drug,
         concentration_mg_ml=_dec(conc, 4),
-        delivered_mg=_dec(dose_mg(st.delivered_ul, conc)),
+        delivered_mg=_dec(dose_in_volume_mg(st.delivered_ul, conc)),
         prescribed_mg=_dec(plan.dose_mg),
         dose_rate_mg_h=None if rate is None else _dec(rate * conc),
         dose_rate_mg_kg_h=None if rate is None else _dec(rate * conc / plan.dosing_weight_kg),
@@ -100,9 +103,25 @@ def pump_view(ctx: ControlContext, pump_id: str, ctl: Controller) -> dict[str, A
         stop_in_s = stop_mono - ctx.clock.monotonic()
         view["pause_auto_stop_at"] = iso_utc(now + dt.timedelta(seconds=stop_in_s))
     earliest = earliest_discharge_utc(ctl)
-    if earliest is not None and s.state is State.OBSERVATION:
+    observed = s.state is State.OBSERVATION or view["delivery_ended"] is not None
+    if earliest is not None and observed and s.state not in TERMINAL:
         view["earliest_discharge_at"] = iso_utc(_up_to_second(earliest))
     return view
+
+
+def delivery_ended(s: Session) -> dict[str, Any] | None:
+    """Why the session ended by itself (the kernel's rule, its sentence, the alarms that
+    caused it) and when the observation started; None when it did not. Shown also while
+    the alarm is latched on top (ALARM): the observation runs under it."""
+    d = s.data
+    if d.end_rule is None or d.observation_started_at is None:
+        return None
+    return {
+        "rule": d.end_rule,
+        "reason": d.end_reason,
+        "interrupted_by": list(d.interrupted_by),
+        "observation_started_at": iso_utc(d.observation_started_at.utc),
+    }
 
 
 def _up_to_second(moment: dt.datetime) -> dt.datetime:

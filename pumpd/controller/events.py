@@ -48,7 +48,7 @@ from pumpd.audit.catalogue import (
     VitalsRecorded,
 )
 from pumpd.audit.store import Actor, NewEvent
-from pumpd.session import CommandIntent, CommandKind, Session, State, Step
+from pumpd.session import CommandIntent, Session, State, Step
 from pumpd.session.records import OverrideRecord
 from safety.plan import Plan
 from safety.tick import SupervisionLimits, SupervisionPolicy, supervision_limits
@@ -217,12 +217,12 @@ class EventBuilder:
         )
 
     def not_durable(
-        self, kind: CommandKind, s: Session | None, correlation_id: str | None
+        self, kind: PumpCommand, s: Session | None, correlation_id: str | None
     ) -> NewEvent:
         return self.daemon(
             "pump.command.failed",
             CommandFailed(
-                command=PumpCommand(kind.value),
+                command=kind,
                 error_code="audit_unavailable",
                 detail="not sent: the intent was not durable in time",
             ),
@@ -236,9 +236,9 @@ class EventBuilder:
         )
 
     def result(
-        self, kind: CommandKind, outcome: Outcome, corr: str | None, s: Session | None
+        self, kind: PumpCommand, outcome: Outcome, corr: str | None, s: Session | None
     ) -> NewEvent:
-        command = PumpCommand(kind.value)
+        command = kind
         if outcome.result is Result.CONFIRMED and outcome.status is not None:
             return self.daemon(
                 "pump.command.confirmed",
@@ -332,11 +332,11 @@ class EventBuilder:
             if step.command is None:
                 return []
             c = step.command
-            said = {CommandKind.PAUSE: facts.pause_words, CommandKind.STOP: d.stop_reason}
+            said = {PumpCommand.PAUSE: facts.pause_words, PumpCommand.STOP: d.stop_reason}
             if c.reason_code == "nurse.continue" and d.last_continuation is not None:
-                said[CommandKind.RESUME] = d.last_continuation.reason
+                said[PumpCommand.RESUME] = d.last_continuation.reason
             requested = CommandRequested(
-                command=PumpCommand(c.kind.value),
+                command=c.kind,
                 rate_ml_h=c.rate_ml_h,
                 volume_ul=c.vtbi_ul,
                 reason_codes=[c.reason_code] if c.reason_code else [],
@@ -348,7 +348,7 @@ class EventBuilder:
                 return [self.result(ctx.command.kind, ctx.outcome, ctx.correlation_id, s)]
             if kind == "pump.command.uncertain" and d.last_uncertain is not None:
                 uncertain = CommandUncertain(
-                    command=PumpCommand(d.last_uncertain.command.value),
+                    command=d.last_uncertain.command,
                     detail=bounded(d.last_uncertain.detail),
                 )
                 return ev(uncertain, Actor.daemon(), new_correlation("cmd"))
@@ -382,10 +382,11 @@ class EventBuilder:
             return ev(
                 SessionEnded(
                     reason=bounded(d.end_reason or "", "ended"),
-                    rule="session.end",
+                    rule=d.end_rule or "session.end",
                     interrupted_by=list(d.interrupted_by),
                     delivered_volume_ul=delivered,
-                )
+                ),
+                Actor.daemon() if d.end_rule else actor,
             )
         if kind == "session.paused":
             return ev(

@@ -37,7 +37,7 @@ from pumpd.drivers.base import (
     PumpUnreachable,
     command_repeating,
 )
-from pumpd.session import CommandKind
+from pumpd.session import PumpCommand
 
 from . import logline
 from .config import real_seconds
@@ -88,9 +88,9 @@ class Setpoints:
 
 
 _MOVING_COMMAND = {
-    CommandKind.PRIME: Command.PRIME,
-    CommandKind.START: Command.START,
-    CommandKind.RESUME: Command.START,
+    PumpCommand.PRIME: Command.PRIME,
+    PumpCommand.START: Command.START,
+    PumpCommand.RESUME: Command.START,
 }
 
 
@@ -105,10 +105,10 @@ class Executor:
         self._timeout_s = timeout_s
         self._attempts = stop_attempts
 
-    async def run(self, kind: CommandKind, setpoints: Setpoints | None) -> Outcome:
+    async def run(self, kind: PumpCommand, setpoints: Setpoints | None) -> Outcome:
         sent = self._clock.monotonic()
         try:
-            if kind in (CommandKind.STOP, CommandKind.PAUSE):
+            if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
                 return await self._halt(kind, sent)
             if setpoints is None:
                 raise AssertionError(f"unreachable: {kind} without setpoints")
@@ -128,8 +128,8 @@ class Executor:
     ) -> Outcome:
         return Outcome(result, status, sent, self._clock.monotonic(), detail, error_code)
 
-    async def _halt(self, kind: CommandKind, sent: float) -> Outcome:
-        command = Command.STOP if kind is CommandKind.STOP else Command.PAUSE
+    async def _halt(self, kind: PumpCommand, sent: float) -> Outcome:
+        command = Command.STOP if kind is PumpCommand.STOP else Command.PAUSE
         try:
             outcome: CommandOutcome = await command_repeating(
                 self._driver, command, attempts=self._attempts, timeout_s=self._timeout_s
@@ -144,7 +144,7 @@ class Executor:
             return self._done(Result.UNKNOWN, None, sent, str(exc), "no_confirmation")
         return self._done(Result.CONFIRMED, outcome.status, sent, f"attempts={outcome.attempts}")
 
-    async def _move(self, kind: CommandKind, setpoints: Setpoints) -> Outcome:
+    async def _move(self, kind: PumpCommand, setpoints: Setpoints) -> Outcome:
         # The program goes first and is read back; a pump holding other setpoints is never
         # started.
         try:
@@ -153,7 +153,7 @@ class Executor:
             sent = self._clock.monotonic()
             return self._done(Result.NOT_SENT, None, sent, str(exc), "program_mismatch")
         sent = self._clock.monotonic()
-        if kind is CommandKind.SET_RATE:
+        if kind is PumpCommand.SET_RATE:
             # A new rate written while infusing acts at once; the read-back was the proof,
             # and the status shows the rate the mechanism now runs at.
             try:
@@ -229,6 +229,11 @@ class CommandPath:
     def journal(self) -> Journal:
         return self._journal
 
+    @property
+    def driver(self) -> PumpDriver:
+        """The pump's driver (the poll wait listens for the alarms it pushes)."""
+        return self._driver
+
     async def read_status(self) -> PumpStatus:
         return await self._driver.read_status()
 
@@ -241,7 +246,7 @@ class CommandPath:
 
     async def send(
         self,
-        kind: CommandKind,
+        kind: PumpCommand,
         setpoints: Setpoints | None,
         *,
         pump_id: str,

@@ -13,13 +13,13 @@ import asyncio
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
 from pumpd.audit.catalogue import CATALOGUE, Payload
 from pumpd.audit.store import Actor, NewEvent, prepare
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
+from safety.plan import dose_in_volume_mg
 
 
 class EventNotInCatalogue(LookupError):
@@ -40,8 +40,9 @@ def code_of(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:120] or "item"
 
 
-def dose_mg(delivered_ul: int, concentration_mg_per_ml: Decimal) -> Decimal:
-    return (Decimal(delivered_ul) * concentration_mg_per_ml / 1000).quantize(Decimal("0.001"))
+dose_mg = dose_in_volume_mg
+"""The dose in a delivered volume, as the controller records it; defined once with the rest
+of the dose arithmetic (``safety.plan``), where the control socket takes it from too."""
 
 
 class Journal:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from pumpd.drivers.base import PumpStatus
-from pumpd.session import CommandKind, State
+from pumpd.session import PumpCommand, State
 
 from .accounting import VolumeAccount
 from .translate import MODE_OF
@@ -63,15 +63,15 @@ class Ledger:
         """A START goes out: the session's counter starts at the baseline."""
         self.start_counter_ul = self.baseline_ul
 
-    def program_base_ul(self, kind: CommandKind) -> int:
+    def program_base_ul(self, kind: PumpCommand) -> int:
         """The counter a command's VTBI register counts on."""
-        if kind is CommandKind.START or self.account is None:
+        if kind is PumpCommand.START or self.account is None:
             return self.baseline_ul
         return self.start_counter_ul
 
     def after_command(
         self,
-        command: CommandKind | None,
+        command: PumpCommand | None,
         dest: State,
         status: PumpStatus | None,
         plan_rate_ml_h: Decimal,
@@ -81,12 +81,12 @@ class Ledger:
         delivering state runs at the plan's rate, a halt or a pump that does not deliver
         runs at zero; from the moment the command was sent."""
         at = self.sent_at_s if self.sent_at_s is not None else now_s
-        if dest is State.INFUSING and command is CommandKind.START:
+        if dest is State.INFUSING and command is PumpCommand.START:
             self.account = VolumeAccount(self.start_counter_ul, plan_rate_ml_h, at)
         elif dest is State.INFUSING and self.account is not None:
             self.account.set_rate(plan_rate_ml_h, at)
         elif self.account is not None and (
-            command in (CommandKind.STOP, CommandKind.PAUSE)
+            command in (PumpCommand.STOP, PumpCommand.PAUSE)
             or (status is not None and not MODE_OF[status.state].delivers)
         ):
             self.account.set_rate(Decimal(0), at)

@@ -48,6 +48,7 @@ from .observation import PumpObservation
 from .status import ControllerStatus
 from .steps import DAEMON, TERMINAL, SessionSteps
 from .translate import MODE_OF, to_snapshot
+from .wake import until_poll_or_push
 
 _HALT_KINDS = (ActionKind.STOP, ActionKind.PAUSE)
 
@@ -177,7 +178,8 @@ class Controller:
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
-            await asyncio.sleep(delay)
+            if await until_poll_or_push(self._commands.driver, delay):
+                next_at -= period_real  # an extra poll now; the regular one keeps its time
 
     async def poll(self) -> None:
         async with self._lock:

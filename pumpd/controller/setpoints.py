@@ -10,27 +10,27 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pumpd.session import CommandKind, Session, Step
+from pumpd.session import PumpCommand, Session, Step
 from safety.guards import pump_fit
 from safety.start import start_requirements
 from safety.verdicts import Verdict
 
 from .executor import Setpoints
 
-MOVING = frozenset({CommandKind.PRIME, CommandKind.START, CommandKind.RESUME, CommandKind.SET_RATE})
+MOVING = frozenset({PumpCommand.PRIME, PumpCommand.START, PumpCommand.RESUME, PumpCommand.SET_RATE})
 """The commands that move fluid: their intent must be durable before they are sent."""
 
 
-def setpoints(s: Session, kind: CommandKind, base_ul: int) -> Setpoints | None:
+def setpoints(s: Session, kind: PumpCommand, base_ul: int) -> Setpoints | None:
     """The program for ``kind`` (None for STOP and PAUSE); ``base_ul`` is the counter the
     VTBI register counts on."""
-    if kind in (CommandKind.STOP, CommandKind.PAUSE):
+    if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
         return None
     proto = s.protocol.protocol
     plan = s.plan
     rate, vtbi = plan.rate_ml_h, plan.vtbi_ul
     pending = s.data.pending_adjustment
-    if kind is CommandKind.SET_RATE and pending is not None:
+    if kind is PumpCommand.SET_RATE and pending is not None:
         rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
     return Setpoints(
         rate_ml_h=rate,
@@ -50,12 +50,12 @@ def unfit(s: Session | None, step: Step, max_rate: Decimal | None) -> list[Verdi
     kind = None if step.command is None else step.command.kind
     if s is None or kind not in MOVING:
         return []
-    if kind is CommandKind.PRIME:
+    if kind is PumpCommand.PRIME:
         proto = s.protocol.protocol
         prime_ul = start_requirements(proto).prime_volume_ul
         return pump_fit(proto.priming.rate_ml_h, prime_ul, max_rate, None)
     rate, vtbi = s.plan.rate_ml_h, s.plan.vtbi_ul
     pending = s.data.pending_adjustment
-    if kind is CommandKind.SET_RATE and pending is not None:
+    if kind is PumpCommand.SET_RATE and pending is not None:
         rate, vtbi = pending.rate_ml_h, pending.vtbi_ul
     return pump_fit(rate, vtbi, max_rate, s.data.container_ul)

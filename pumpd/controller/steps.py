@@ -20,7 +20,7 @@ from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
 from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import CommandIntent, CommandKind, DeliveryFacts, Session, State, Step
+from pumpd.session import CommandIntent, DeliveryFacts, PumpCommand, Session, State, Step
 from pumpd.session.errors import CommandRefused
 from safety.actions import Action, ActionKind, Priority
 from safety.pump import PumpMode, PumpSnapshot
@@ -192,7 +192,7 @@ class SessionSteps:
             await self.carry_out(step, DAEMON)
 
     def account_after(
-        self, command: CommandKind | None, dest: State, status: PumpStatus | None
+        self, command: PumpCommand | None, dest: State, status: PumpStatus | None
     ) -> None:
         s = self.session
         if s is None:
@@ -287,7 +287,7 @@ class SessionSteps:
         intent = self._events.stop_requested("pump.orphan_delivery", corr)
         await self._commands.halt_intent([intent])
         outcome = await self._commands.send(
-            CommandKind.STOP,
+            PumpCommand.STOP,
             None,
             pump_id=self.config.pump_id,
             session_id=None,
@@ -295,7 +295,7 @@ class SessionSteps:
         )
         if outcome.status is not None:
             self._pump.observe(outcome.status)
-        self.log([self._events.result(CommandKind.STOP, outcome, corr, None)])
+        self.log([self._events.result(PumpCommand.STOP, outcome, corr, None)])
         self.notice(
             "pump.orphan_delivery",
             Priority.HIGH,
@@ -334,7 +334,7 @@ class SessionSteps:
             self.checkpoint()
             return
         ledger = self._pump.ledger
-        if command.kind is CommandKind.START:
+        if command.kind is PumpCommand.START:
             ledger.start_sent()
         assert ctx.correlation_id is not None
         s = self.session
@@ -380,20 +380,20 @@ class SessionSteps:
             step = s.command_uncertain(command=kind, detail=outcome.detail[:500], at=at)
         else:
             step = s.command_failed(command=kind, detail=outcome.detail[:400], at=at)
-            if kind in (CommandKind.STOP, CommandKind.PAUSE):
+            if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
                 self.account_after(kind, step.dest, outcome.status)
         self.record(step, DAEMON, ctx)
 
-    def _confirmed(self, kind: CommandKind, at: Stamp) -> Step:
+    def _confirmed(self, kind: PumpCommand, at: Stamp) -> Step:
         s = self.session
         assert s is not None
-        if kind is CommandKind.PRIME:
+        if kind is PumpCommand.PRIME:
             return s.prime_confirmed(at=at)
-        if kind in (CommandKind.START, CommandKind.RESUME):
+        if kind in (PumpCommand.START, PumpCommand.RESUME):
             return s.start_confirmed(at=at)
-        if kind is CommandKind.PAUSE:
+        if kind is PumpCommand.PAUSE:
             return s.pause_confirmed(at=at)
-        if kind is CommandKind.STOP:
+        if kind is PumpCommand.STOP:
             return s.stop_confirmed(at=at)
         return s.adjust_confirmed(at=at)
 

@@ -109,7 +109,8 @@ def alarm_message(
         f"{title_of(code)} on {pump_id}: infusion {effect} at "
         f"{ml_text(delivered_ul)} of {ml_text(vtbi_ul)} mL."
     )
-    said = f"; the infusion is {effect}."  # the kernel's own ending: the head says it already
-    if detail.endswith(said):
-        detail = detail[: -len(said)] + "."
+    # The kernel's own ending; the head says it already.
+    kernel_ending = f"; the infusion is {effect}."
+    if detail.endswith(kernel_ending):
+        detail = detail[: -len(kernel_ending)] + "."
     return f"{head} {detail}".strip()[:500]

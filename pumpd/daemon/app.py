@@ -1,4 +1,4 @@
-"""The daemon: start-up in the order issue 6 §1 gives, supervision, reload, and a safe exit.
+"""The daemon: start-up in a fixed order, supervision, reload, and a safe exit.
 
 Start-up: check or upgrade the audit schema; load and hash the configuration and the
 protocol library and write both down (``config.loaded``, ``protocol_library.loaded``,
@@ -47,7 +47,7 @@ from pumpd.audit.keys import ChainKey
 from pumpd.audit.spool import SpoolError
 from pumpd.audit.store import Actor, AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
-from pumpd.central.forwarder import Conflict, Forwarder, ForwardStatus
+from pumpd.central.forwarder import Conflict, ForwardStatus
 from pumpd.central.heads import CentralHeadSink
 from pumpd.central.task import ForwardTask
 from pumpd.central.task import summary as forward_summary
@@ -70,7 +70,9 @@ from pumpd.db import make_engine
 from pumpd.drivers.base import DriverError, PumpDriver
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers.regmap_driver import RegisterMapDriver, register_map
 from pumpd.protocols import Library, load_library
+from pumpd.reloading import needing_restart, reloaded
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
 from safety.tick import DEFAULT_POLICY
@@ -120,10 +122,15 @@ def modbus_config(pump: PumpConfig) -> ModbusConfig:
         baudrate=pump.baudrate or 19200,
         unit=pump.unit,
         profile=pump.profile,
+        parity=pump.serial.parity,
+        stopbits=pump.serial.stopbits,
+        bytesize=pump.serial.bytesize,
     )
 
 
-def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver | NewEraPumpDriver:
+def make_driver(
+    pump: PumpConfig, time_scale: float = 1.0
+) -> ModbusPumpDriver | NewEraPumpDriver | RegisterMapDriver:
     """The driver for a pump's transport. A New Era pump counts its SAF watchdog in wall
     seconds, so its driver divides the controller's (scaled) seconds back."""
     if pump.transport == "newera-serial":
@@ -138,6 +145,14 @@ def make_driver(pump: PumpConfig, time_scale: float = 1.0) -> ModbusPumpDriver |
                 heartbeat_timeout_s=pump.heartbeat_timeout_s,
                 clock_scale=time_scale,
             )
+        )
+    rmap = register_map(pump.profile)
+    if rmap is not None:
+        return RegisterMapDriver(
+            modbus_config(pump),
+            rmap,
+            heartbeat_timeout_s=pump.heartbeat_timeout_s,
+            clock_scale=time_scale,
         )
     return ModbusPumpDriver(modbus_config(pump))
 
@@ -206,7 +221,6 @@ class Daemon:
         self.control: ControlHandle | None = None
         self.watchdog: Watchdog | None = None
         self.forward: ForwardTask | None = None
-        self._forward_engine: Engine | None = None
         self.head_sink: CentralHeadSink | None = None
         """With ``[forward]``: the centre as a sink of published chain heads."""
         self.drivers: dict[str, PumpDriver] = {}
@@ -581,8 +595,8 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.watchdog.run(), name="watchdog"))
 
     def _start_forwarding(self) -> None:
-        """The forwarder (docs/central.md): its own engines and its own thread, so it never
-        shares a connection, a lock or the event loop with the audit writer or a pump."""
+        """The forwarder (docs/central.md): a process of its own with its own engines, so it
+        never shares a connection, the interpreter or the event loop with a pump loop."""
         settings = self.config.forward
         if settings is None:
             return
@@ -590,12 +604,12 @@ class Daemon:
             raise StartupError(
                 f"forward.mark_file: the directory {settings.mark_file.parent} does not exist"
             )
-        site_engine = make_engine(self.config.database, pool_size=1, pool_pre_ping=False)
-        forwarder = Forwarder(site_engine, settings)
         self.forward = ForwardTask(
-            forwarder, on_conflict=self._forward_conflict, on_lag=self._forward_lag
+            settings,
+            self.config.database,
+            on_conflict=self._forward_conflict,
+            on_lag=self._forward_lag,
         )
-        self._forward_engine = site_engine
         self._tasks.append(asyncio.create_task(self.forward.run(), name="forward"))
         log.info(
             "forwarding to the central store", site=settings.site, centre=_safe_url(settings.url)
@@ -778,44 +792,16 @@ class Daemon:
         """Re-read the file: roles, staff settings and the protocol library take effect.
 
         A file that does not load, or a library that does not, changes nothing (raises).
-        Changed pumps, paths or modes are reported and need a restart.
+        What is taken over and what needs a restart is marked on each ``DaemonConfig`` field
+        (``pumpd.reloading``); a changed restart field is reported by name.
         """
         async with self._reload_lock:
             new = await asyncio.to_thread(load_config, self.config.path)
             library = await asyncio.to_thread(load_library, new.protocols)
-            fixed = [
-                name
-                for name in (
-                    "socket",
-                    "socket_group",
-                    "database",
-                    "audit_spool",
-                    "audit_key_file",
-                    "checkpoint_every_events",
-                    "checkpoint_every_s",
-                    "poll_hz",
-                    "simulation",
-                    "time_scale",
-                    "upgrade_schema",
-                    "pumps",
-                    "log_format",
-                    "log_level",
-                    "loop_stale_s",
-                    "forward",
-                )
-                if getattr(new, name) != getattr(self.config, name)
-            ]
+            fixed = needing_restart(self.config, new)
             await self._record_loaded(new, library)
             self.library = library
-            self.config = dataclasses.replace(
-                self.config,
-                sha256=new.sha256,
-                protocols=new.protocols,
-                roles=new.roles,
-                staff_idle_timeout_s=new.staff_idle_timeout_s,
-                staff_max_failures=new.staff_max_failures,
-                staff_lockout_s=new.staff_lockout_s,
-            )
+            self.config = reloaded(self.config, new)
             if self.control is not None:
                 self.control.update(library=library, roles=new.roles, config=self.config)
             if fixed:
@@ -889,8 +875,6 @@ class Daemon:
                 await asyncio.wait_for(closing, CLOSE_BOUND_S)
         if self.engine is not None:
             self.engine.dispose()
-        if self._forward_engine is not None:
-            self._forward_engine.dispose()
         log.info("pumpd stopped", reason=reason)
         logs.set_session_lookup(None)
         self._unlock_instance()

@@ -8,6 +8,7 @@ nothing about what a reading means for the patient.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
@@ -246,6 +247,18 @@ class PumpDriver(Protocol):
     async def heartbeat(self) -> int: ...
 
     async def set_heartbeat_timeout(self, seconds: int) -> None: ...
+
+
+@runtime_checkable
+class PushesAlarms(Protocol):
+    """A driver whose pump reports alarms unasked (New Era Safe mode).
+
+    `alarm_pushed` is set the moment such a report arrives and the driver has latched it,
+    so the next `read_status()` shows it; the controller then polls at once instead of at
+    its next poll (pumpd/controller/wake.py), and clears the event when it does.
+    """
+
+    alarm_pushed: asyncio.Event
 
 
 async def command_repeating(

@@ -2,8 +2,9 @@
 
 RS-485 is half-duplex and RTU frames carry no transaction id: two requests in flight on
 one line would have their replies confused. So every unit id on a line goes through one
-client and one asyncio.Lock, requests keep an inter-frame gap, and after a timeout the
+client and one `LineLock`, requests keep an inter-frame gap, and after a timeout the
 line stays quiet long enough for a late reply to drain before anything else is sent.
+A halting command (STOP, PAUSE) goes out next, ahead of queued reads (`priority.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
 from pumpd.drivers.base import DriverError
+from pumpd.drivers.priority import LineLock
 
 T = TypeVar("T")
 log = logging.getLogger("pumpd.drivers.line")
@@ -42,6 +44,7 @@ class LineSettings:
     baudrate: int
     parity: Literal["N", "E", "O"]
     stopbits: Literal[1, 2]
+    bytesize: Literal[7, 8]
     timeout_s: float
     gap_s: float
     quiet_after_timeout_s: float
@@ -59,7 +62,7 @@ class Line:
 
     def __init__(self, settings: LineSettings) -> None:
         self.settings = settings
-        self.lock = asyncio.Lock()
+        self.lock = LineLock()
         self.loop = asyncio.get_running_loop()
         self.users = 0
         self._ready_at = 0.0
@@ -191,7 +194,7 @@ def _make_client(s: LineSettings) -> ModbusClient:
         s.address,
         framer=FramerType.RTU,
         baudrate=s.baudrate,
-        bytesize=8,
+        bytesize=s.bytesize,
         parity=s.parity,
         stopbits=s.stopbits,
         timeout=s.timeout_s,

@@ -40,11 +40,14 @@ from pumpd.drivers.line import (
     release_line,
     resolve_address,
 )
+from pumpd.drivers.priority import halting
 from pumpd.drivers.profile import Profile, RegisterField, load_profile
 
 F = TypeVar("F", AlarmFlag, WarningFlag)
 SEQ_MAX = 0xFFFF
 MAX_REGISTERS_PER_REQUEST = 123
+MAX_RTU_FRAME_BYTES = 256
+"""The Modbus serial line spec's longest RTU frame (address, PDU of 253, CRC)."""
 # The program fields: (contract attribute, holding field name, carried as Decimal?).
 _PROGRAM_FIELDS: tuple[tuple[str, str, bool], ...] = (
     ("rate_ml_h", "rate_setpoint", True),
@@ -68,6 +71,7 @@ class ModbusConfig(BaseModel):
     baudrate: int = Field(default=115200, ge=1200, le=4_000_000)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
     profile: str = "gip-mb1"
     timeout_s: float = Field(default=0.5, gt=0, le=30)
     confirm_timeout_s: float = Field(default=2.0, gt=0, le=60)
@@ -75,7 +79,9 @@ class ModbusConfig(BaseModel):
     inter_frame_gap_s: float | None = Field(default=None, ge=0, le=1)
     """None: 3.5 character times (at least 1.75 ms) on RTU, none on TCP."""
     quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
-    """None: one timeout on RTU (a late reply could be taken for the next one), 0 on TCP."""
+    """None: on RTU the time the longest frame takes at the line's baud rate plus the
+    inter-frame gap (a reply the pump began before the timeout finishes inside it, and is
+    not taken for the next one); 0 on TCP."""
     reconnect_delay_s: float = Field(default=0.1, gt=0, le=10)
     reconnect_delay_max_s: float = Field(default=2.0, gt=0, le=30)
     trace_frames: bool = False
@@ -93,7 +99,14 @@ class ModbusConfig(BaseModel):
             assert self.device is not None
             char_s = 11 / self.baudrate
             gap = self.inter_frame_gap_s
+            if gap is None:
+                gap = max(3.5 * char_s, 0.00175)
             quiet = self.quiet_after_timeout_s
+            if quiet is None:
+                longest = rtu_frame_s(
+                    MAX_RTU_FRAME_BYTES, self.baudrate, self.parity, self.stopbits, self.bytesize
+                )
+                quiet = longest + gap
             return LineSettings(
                 transport="rtu",
                 address=resolve_address("rtu", self.device),
@@ -101,9 +114,10 @@ class ModbusConfig(BaseModel):
                 baudrate=self.baudrate,
                 parity=self.parity,
                 stopbits=self.stopbits,
+                bytesize=self.bytesize,
                 timeout_s=self.timeout_s,
-                gap_s=max(3.5 * char_s, 0.00175) if gap is None else gap,
-                quiet_after_timeout_s=self.timeout_s if quiet is None else quiet,
+                gap_s=gap,
+                quiet_after_timeout_s=quiet,
                 reconnect_delay_s=self.reconnect_delay_s,
                 reconnect_delay_max_s=self.reconnect_delay_max_s,
                 trace_frames=self.trace_frames,
@@ -116,6 +130,7 @@ class ModbusConfig(BaseModel):
             baudrate=0,
             parity="N",
             stopbits=1,
+            bytesize=8,
             timeout_s=self.timeout_s,
             gap_s=self.inter_frame_gap_s or 0.0,
             quiet_after_timeout_s=self.quiet_after_timeout_s or 0.0,
@@ -123,6 +138,14 @@ class ModbusConfig(BaseModel):
             reconnect_delay_max_s=self.reconnect_delay_max_s,
             trace_frames=self.trace_frames,
         )
+
+
+def rtu_frame_s(
+    size_bytes: int, baudrate: int, parity: str, stopbits: int, bytesize: int = 8
+) -> float:
+    """Seconds `size_bytes` take on an RTU line: start bit, data bits, parity, stop bits."""
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return size_bytes * bits / baudrate
 
 
 class _NotSent(PumpUnreachable):
@@ -373,8 +396,16 @@ class ModbusPumpDriver:
         """Send one command with a fresh cmd_seq and wait for the pump's echo of it.
 
         Never resent: a write whose reply was lost is followed by confirmation polling,
-        and if no echo arrives in time the caller gets CommandUncertain.
+        and if no echo arrives in time the caller gets CommandUncertain. A STOP or PAUSE
+        (its write and its confirming reads) goes ahead of other pumps' queued requests on
+        the line.
         """
+        if command in (Command.STOP, Command.PAUSE):
+            with halting():
+                return await self._command(command, timeout_s)
+        return await self._command(command, timeout_s)
+
+    async def _command(self, command: Command, timeout_s: float | None) -> CommandOutcome:
         if self._line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
         if self._seq is None:

@@ -68,6 +68,7 @@ from pumpd.drivers.newera_line import (
 )
 from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, RESULT_OF, STATE_OF, PumpRefused
 from pumpd.drivers.newera_prime import PrimeLedger
+from pumpd.drivers.priority import halting
 
 __all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
 
@@ -355,10 +356,17 @@ class NewEraPumpDriver:
         """Send a command and confirm it by reading the state back.
 
         START (``RUN``) is sent once: a lost reply is followed by reads, never by a second
-        RUN. STOP sends ``STP`` until the pump reports stopped (a running pump pauses on
-        the first). PRIME runs the prime's rate and volume (never ``PUR``, which has no
-        volume of its own).
+        RUN. STOP sends ``STP`` at once, with no state read before it, until the pump
+        reports stopped (a running pump pauses on the first). PRIME runs the prime's rate
+        and volume (never ``PUR``, which has no volume of its own). Every request of a STOP
+        or PAUSE goes ahead of the other pumps' queued requests on the line.
         """
+        if command in (Command.STOP, Command.PAUSE):
+            with halting():
+                return await self._command(command, timeout_s)
+        return await self._command(command, timeout_s)
+
+    async def _command(self, command: Command, timeout_s: float | None) -> CommandOutcome:
         if self._line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
         limit_s = self.config.confirm_timeout_s if timeout_s is None else timeout_s
@@ -367,6 +375,11 @@ class NewEraPumpDriver:
         self._cmd_count += 1
         seq = self._cmd_count
         sent_at = time.monotonic()
+        expect: frozenset[PumpState]
+        if command is Command.STOP:
+            # Whatever the pump is doing, STP is the way to stopped: no read goes first.
+            sends, expect = ["STP", "STP"], frozenset({PumpState.IDLE, PumpState.ALARM})
+            return await self._send_and_confirm(command, seq, sent_at, limit_s, sends, expect)
         before = await self.read_status()
         if command is Command.PRIME:
             return await self._prime(seq, sent_at, before, limit_s)
@@ -375,7 +388,6 @@ class NewEraPumpDriver:
             self._latched_codes.clear()
             status = await self.read_status()
             return self._outcome(command, seq, sent_at, status)
-        expect: frozenset[PumpState]
         if command is Command.START:
             if before.alarms:
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, before)
@@ -394,14 +406,23 @@ class NewEraPumpDriver:
             if before.state not in (PumpState.INFUSING, PumpState.PRIMING):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
             sends, expect = ["STP"], frozenset({PumpState.PAUSED})
-        elif command is Command.STOP:
-            sends, expect = ["STP", "STP"], frozenset({PumpState.IDLE, PumpState.ALARM})
         elif command is Command.CLEAR_VOLUMES:
             if before.state not in (PumpState.IDLE, PumpState.ALARM):
                 raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, before)
             sends, expect = ["CLD INF", "CLD WDR"], frozenset(PumpState)
         else:  # pragma: no cover - every Command is handled above
             raise CommandRejected(command, seq, CommandResult.UNKNOWN_COMMAND, before)
+        return await self._send_and_confirm(command, seq, sent_at, limit_s, sends, expect)
+
+    async def _send_and_confirm(
+        self,
+        command: Command,
+        seq: int,
+        sent_at: float,
+        limit_s: float,
+        sends: list[str],
+        expect: frozenset[PumpState],
+    ) -> CommandOutcome:
         reason = "not confirmed"
         for text in sends:
             name, _, argument = text.partition(" ")
@@ -418,6 +439,10 @@ class NewEraPumpDriver:
             if reply.error is ErrorCode.BAD_PACKET:
                 raise PumpUnreachable(f"{self._label}: {text}: the pump got a damaged packet")
             if reply.error is not None:
+                if command is Command.STOP and reply.prompt is Prompt.STOPPED:
+                    # ``?NA`` from a stopped pump, as after its own stall alarm: there is
+                    # nothing to stop, and the reads below confirm it.
+                    break
                 status = await self.read_status()
                 if command is Command.STOP and status.state is PumpState.IDLE:
                     break  # STP on a stopped pump: already where STOP leads

@@ -14,6 +14,19 @@ MAX_SAFE_TIMEOUT_S = 255
 """``SAF n`` takes 0–255 s; 0 is Basic mode, so the watchdog is 1–255 s."""
 
 
+LONGEST_REPLY_BYTES = 40
+"""The longest packet a pump sends in answer to anything the driver asks, with room to
+spare: the longest reply data is DIS's (address, prompt, ``I9999W9999ML``, 17 bytes; VER's
+``NE1000V3.928`` is shorter), plus 5 bytes of Safe-mode framing."""
+
+
+def longest_reply_s(baudrate: int) -> float:
+    """Seconds the longest reply (`LONGEST_REPLY_BYTES`) takes on the wire at `baudrate`,
+    8N1 (10 bits a byte): how long a reply the pump began before the timeout may still be
+    arriving after it."""
+    return LONGEST_REPLY_BYTES * 10 / baudrate
+
+
 class NewEraConfig(BaseModel):
     """How to reach one New Era pump and what syringe it holds."""
 
@@ -31,6 +44,9 @@ class NewEraConfig(BaseModel):
     confirm_poll_s: float = Field(default=0.02, ge=0, le=5)
     gap_s: float = Field(default=0.005, ge=0, le=1)
     quiet_after_timeout_s: float | None = Field(default=None, ge=0, le=30)
+    """None: the time the longest reply takes at the baud rate, plus the gap: a reply the
+    pump began before the timeout (or its own reply behind a pushed alarm that crossed the
+    request) finishes inside it."""
     reconnect_delay_s: float = Field(default=0.2, gt=0, le=30)
     clock_scale: float = Field(default=1.0, gt=0, le=10_000)
     """How many times faster the caller's clock runs than the wall (a simulation's time
@@ -61,7 +77,9 @@ class NewEraConfig(BaseModel):
             timeout_s=self.timeout_s,
             gap_s=self.gap_s,
             quiet_after_timeout_s=(
-                self.timeout_s if self.quiet_after_timeout_s is None else self.quiet_after_timeout_s
+                longest_reply_s(self.baudrate) + self.gap_s
+                if self.quiet_after_timeout_s is None
+                else self.quiet_after_timeout_s
             ),
             reconnect_delay_s=self.reconnect_delay_s,
         )

@@ -2,7 +2,8 @@
 
 The pumps are daisy-chained: every pump hears every request and only the addressed one
 answers, so, as on an RTU line, a second request in flight would have its reply confused
-with the first's. Every driver on a device goes through one `NewEraLine` and its lock.
+with the first's. Every driver on a device goes through one `NewEraLine` and its lock; a
+halting request (STP) goes out next, ahead of queued reads (`priority.py`).
 
 In Safe mode a pump also sends alarm packets nobody asked for. The line reads all the
 time, not only while a request waits, and hands such a packet to the driver of that
@@ -35,6 +36,7 @@ from pumpd.drivers.newera_codec import (
     encode_safe,
     parse_reply,
 )
+from pumpd.drivers.priority import LineLock
 
 log = logging.getLogger("pumpd.drivers.newera")
 
@@ -73,7 +75,7 @@ class NewEraLineSettings:
 class NewEraLine:
     def __init__(self, settings: NewEraLineSettings) -> None:
         self.settings = settings
-        self.lock = asyncio.Lock()
+        self.lock = LineLock()
         self.loop = asyncio.get_running_loop()
         self.users = 0
         self.key = settings.device

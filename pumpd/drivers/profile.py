@@ -278,8 +278,8 @@ def parse_profile(data: dict[str, Any]) -> Profile:
     return profile
 
 
-def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
-    """Load a shipped profile by name ("gip-mb1") or any profile file by path."""
+def read_profile_document(name_or_path: str | Path) -> dict[str, Any]:
+    """The decoded TOML of a shipped profile (by name) or of any profile file (by path)."""
     if isinstance(name_or_path, str) and _NAME.match(name_or_path):
         resource = resources.files("pumpd.drivers.profiles") / f"{name_or_path}.toml"
         if not resource.is_file():
@@ -296,7 +296,18 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
             raise ProfileError("<encoding>", f"{path} is not UTF-8: {exc.reason}") from None
         origin = str(path)
     try:
-        data = tomllib.loads(text, parse_float=Decimal)
+        return tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError("<toml>", f"{origin} is not valid TOML: {exc}") from None
+
+
+def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> Profile:
+    """Load a shipped profile by name ("gip-mb1") or any profile file by path."""
+    data = read_profile_document(name_or_path)
+    if data.get("schema") is not None:
+        raise ProfileError(
+            "schema",
+            f"{data.get('schema')!r} profiles are driven by the register-map driver, "
+            "not the GIP-MB1 one",
+        )
     return parse_profile(data)

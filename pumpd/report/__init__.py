@@ -2,6 +2,6 @@
 the patient's course, and the FHIR R4 administration record for the clinic's EHR.
 
 Everything here reads the audit store's read API only (``pumpd.audit.queries``): what a
-report shows is what the log holds, gathered into typed records first (``record``), then
-drawn (``plots``, ``document``) or mapped (``fhir``).
+report shows is what the log holds, gathered into typed records first (``record`` into
+``model``), then drawn (``plots``, ``document``) or mapped (``fhir``).
 """

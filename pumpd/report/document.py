@@ -25,7 +25,7 @@ from pumpd.cli import timeline
 from pumpd.protocols import Library
 from pumpd.report import plots
 from pumpd.report.localtime import local_text, parse_utc, zone_label
-from pumpd.report.record import SessionRecord
+from pumpd.report.model import SessionRecord
 
 MONO = "DejaVu Sans Mono"
 TEXT_PT = 7.5
@@ -53,7 +53,7 @@ def _lines(fig: Figure, lines: Sequence[str], top: float, *, size: float = TEXT_
     return y - LINE
 
 
-def _t(moment: datetime | None, zone: tzinfo) -> str:
+def _local(moment: datetime | None, zone: tzinfo) -> str:
     return "-" if moment is None else local_text(moment, zone)
 
 
@@ -81,8 +81,8 @@ def header_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     lines = [
         f"Session {record.session_id}   patient {record.patient_ref}   pump {record.device.pump_id}"
         f"{sim}",
-        f"Outcome: {record.outcome}   programmed {_t(programmed, zone)}",
-        f"Started {_t(record.started_at, zone)}   ended {_t(record.ended_at, zone)}",
+        f"Outcome: {record.outcome}   programmed {_local(programmed, zone)}",
+        f"Started {_local(record.started_at, zone)}   ended {_local(record.ended_at, zone)}",
         "",
         "PLAN",
         f"  protocol   {p.protocol}   sha256 {p.protocol_sha256}",
@@ -99,7 +99,7 @@ def header_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     if p.order_ref:
         lines.append(f"  order      {p.order_ref}")
     lines += ["", "PEOPLE"]
-    lines += [f"  {r.role:<34} {r.name:<22} {_t(r.at, zone)}" for r in record.people] or [
+    lines += [f"  {r.role:<34} {r.name:<22} {_local(r.at, zone)}" for r in record.people] or [
         "  (none recorded)"
     ]
     lines += [
@@ -107,7 +107,7 @@ def header_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
         "AUDIT CHAIN at the time of this report",
         f"  verification  {verdict}",
         f"  head          {chain.head_seq}:{chain.head_hash}",
-        f"  report made   {_t(record.generated_at, zone)}",
+        f"  report made   {_local(record.generated_at, zone)}",
     ]
     return lines
 
@@ -163,7 +163,7 @@ def _vitals_page(record: SessionRecord, zone: tzinfo) -> Figure:
 def list_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     lines = ["VITAL SIGNS"]
     lines += [
-        f"  {_t(v.at, zone)}  BP {v.systolic_mmhg or '-'}/{v.diastolic_mmhg or '-'}  "
+        f"  {_local(v.at, zone)}  BP {v.systolic_mmhg or '-'}/{v.diastolic_mmhg or '-'}  "
         f"HR {v.heart_rate_bpm or '-'}  SpO2 {v.spo2_percent or '-'}  "
         f"RR {v.respiratory_rate_per_min or '-'}  ({v.source}, {v.recorded_by})"
         for v in record.vitals
@@ -171,24 +171,25 @@ def list_lines(record: SessionRecord, zone: tzinfo) -> list[str]:
     lines += ["", "ALARMS"]
     for a in record.alarms:
         ack = (
-            f"acknowledged {_t(a.acknowledged_at, zone)} by {a.acknowledged_by}"
+            f"acknowledged {_local(a.acknowledged_at, zone)} by {a.acknowledged_by}"
             + (f": {a.note}" if a.note else "")
             if a.acknowledged_at
             else "not acknowledged"
         )
-        lines.append(f"  {_t(a.raised_at, zone)}  [{a.priority}] {a.code}: {a.message}; {ack}")
+        lines.append(f"  {_local(a.raised_at, zone)}  [{a.priority}] {a.code}: {a.message}; {ack}")
     if not record.alarms:
         lines.append("  (none)")
     lines += ["", "PAUSES"]
     for pause in record.pauses:
         lines.append(
-            f"  {_t(pause.at, zone)}  {pause.reason or pause.reason_code} ({pause.reason_code}) "
-            f"at {_ml(pause.delivered_volume_ul)}; resumed {_t(pause.resumed_at, zone)}"
+            f"  {_local(pause.at, zone)}  {pause.reason or pause.reason_code} "
+            f"({pause.reason_code}) at {_ml(pause.delivered_volume_ul)}; "
+            f"resumed {_local(pause.resumed_at, zone)}"
         )
     if not record.pauses:
         lines.append("  (none)")
     lines += ["", "NOTES"]
-    lines += [f"  {_t(n.at, zone)}  {n.author}: {n.text}" for n in record.notes] or ["  (none)"]
+    lines += [f"  {_local(n.at, zone)}  {n.author}: {n.text}" for n in record.notes] or ["  (none)"]
     return lines
 
 

@@ -28,7 +28,8 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 
 from pumpd import __version__ as PUMPD_VERSION
-from pumpd.report.record import PATIENT_SYSTEM, SessionRecord, VitalsSet
+from pumpd.report.model import SessionRecord, VitalsSet
+from pumpd.report.record import PATIENT_SYSTEM
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pumpd.report.localtime import zone_label
-from pumpd.report.record import Mark, SessionRecord, VitalsSet
+from pumpd.report.model import Mark, SessionRecord, VitalsSet
 
 matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType in the PDF: its text can be searched
 matplotlib.rcParams["font.family"] = "DejaVu Sans"

@@ -12,20 +12,34 @@ when the record is gathered, so the report states what was true when it was made
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from pumpd.audit.chain import EventRecord, Hasher
-from pumpd.audit.queries import EventFilter, SessionSummary, iter_events, session_timeline
+from pumpd.audit.queries import EventFilter, iter_events, session_timeline
 from pumpd.audit.verify import verify
 from pumpd.db import reader
 from pumpd.protocols import Library, LoadedProtocol, ProtocolFileError, load_library
 from pumpd.report.localtime import parse_utc
+from pumpd.report.model import (
+    AlarmRecord,
+    ChainCheck,
+    DeviceInfo,
+    Mark,
+    MarkKind,
+    NoteRecord,
+    PauseRecord,
+    PersonRole,
+    Plan,
+    RateStep,
+    SessionRecord,
+    VitalsSet,
+    VolumeSample,
+)
 
 PATIENT_SYSTEM = "urn:pumpd:patient-ref"
 """Default identifier system of the pseudonymous patient reference in the FHIR record; a
@@ -34,185 +48,6 @@ clinic passes its own (``pumpaudit fhir --patient-system``) so its EHR can match
 
 class NoSuchSession(LookupError):
     """The audit log holds no events, or no programming, for this session id."""
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """The plan as the nurse confirmed it (``session.programmed``)."""
-
-    protocol_id: str
-    protocol_version: str
-    protocol_sha256: str
-    drug: str
-    concentration_mg_ml: Decimal
-    weight_kg: Decimal
-    weight_basis: str
-    dose_mg_kg: Decimal
-    prescribed_dose_mg: Decimal
-    rate_ml_h: Decimal
-    volume_ul: int
-    duration_s: int
-    order_ref: str | None
-
-    @property
-    def protocol(self) -> str:
-        return f"{self.protocol_id}@{self.protocol_version}"
-
-
-@dataclass(frozen=True, slots=True)
-class VolumeSample:
-    """The pump's delivered volume and the expected volume at one recorded moment."""
-
-    at: datetime
-    pump_ul: int | None
-    expected_ul: int | None
-    source: str
-    """The event type the figures come from."""
-
-
-@dataclass(frozen=True, slots=True)
-class RateStep:
-    """From ``at`` on, the pump runs at ``rate_ml_h`` (as the pump itself reported it)."""
-
-    at: datetime
-    rate_ml_h: Decimal
-    cause: str
-
-
-MarkKind = Literal["command", "pause", "resume", "adjust", "alarm", "note", "stop", "complete"]
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """A moment worth a vertical mark on the volume plot."""
-
-    at: datetime
-    kind: MarkKind
-    label: str
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class VitalsSet:
-    at: datetime
-    seq: int
-    recorded_by: str
-    source: str
-    systolic_mmhg: int | None
-    diastolic_mmhg: int | None
-    heart_rate_bpm: int | None
-    spo2_percent: int | None
-    respiratory_rate_per_min: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmRecord:
-    raised_at: datetime
-    seq: int
-    code: str
-    priority: str
-    source: str
-    message: str
-    acknowledged_at: datetime | None = None
-    acknowledged_by: str | None = None
-    note: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PauseRecord:
-    at: datetime
-    seq: int
-    reason_code: str
-    reason: str | None
-    delivered_volume_ul: int
-    resumed_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class NoteRecord:
-    at: datetime
-    seq: int
-    author: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class PersonRole:
-    """Someone who took responsibility for a step: ``role`` says which."""
-
-    role: str
-    name: str
-    at: datetime
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    pump_id: str
-    model: str | None = None
-    serial_number: str | None = None
-    firmware: str | None = None
-    transport: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChainCheck:
-    """``pumpaudit verify`` as it answered when the record was gathered."""
-
-    ok: bool
-    checked: int
-    head_seq: int
-    head_hash: str
-    keyed: bool
-    problem: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    session_id: str
-    patient_ref: str
-    summary: SessionSummary
-    plan: Plan
-    started_at: datetime | None
-    ended_at: datetime | None
-    outcome: str
-    delivered_volume_ul: int | None
-    delivered_dose_mg: Decimal | None
-    volumes: tuple[VolumeSample, ...]
-    rates: tuple[RateStep, ...]
-    marks: tuple[Mark, ...]
-    vitals: tuple[VitalsSet, ...]
-    alarms: tuple[AlarmRecord, ...]
-    pauses: tuple[PauseRecord, ...]
-    notes: tuple[NoteRecord, ...]
-    people: tuple[PersonRole, ...]
-    device: DeviceInfo
-    events: tuple[EventRecord, ...]
-    chain: ChainCheck
-    protocol: LoadedProtocol | None
-    protocol_note: str
-    """Whether the protocol file at hand is the one the session ran with, in words."""
-    end_reason: str | None
-    """Why a stopped or aborted session ended, in the words and code of its record."""
-    clock_scale: Decimal
-    """How fast the daemon's clock ran against the wall clock (1 for a real session; the
-    simulator's time scale, e.g. 240, for a time-scaled simulation)."""
-    simulated: bool
-    generated_at: datetime
-    first_at: datetime
-    last_at: datetime
-
-    @property
-    def vtbi_ul(self) -> int:
-        return self.plan.volume_ul
-
-    def planned_end(self) -> datetime | None:
-        """When the plan, run without a pause from the start, would have delivered VTBI."""
-        if self.started_at is None:
-            return None
-        return self.started_at + timedelta(
-            seconds=float(Decimal(self.plan.duration_s) / self.clock_scale)
-        )
 
 
 def _dec(value: Any) -> Decimal | None:
@@ -531,14 +366,6 @@ def _at(text: str | None) -> datetime | None:
     return None if text is None else parse_utc(text)
 
 
-def people_names(people: Iterable[PersonRole]) -> list[str]:
-    seen: list[str] = []
-    for p in people:
-        if p.name not in seen:
-            seen.append(p.name)
-    return seen
-
-
 def dosing_weights(conn: Connection, patient_ref: str) -> dict[str, Decimal]:
     """Each session's dosing weight (its first programming), by session id."""
     weights: dict[str, Decimal] = {}
@@ -548,73 +375,3 @@ def dosing_weights(conn: Connection, patient_ref: str) -> dict[str, Decimal]:
         if event.session_id is not None and event.session_id not in weights:
             weights[event.session_id] = Decimal(_payload(event)["weight_kg"])
     return weights
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
-def record_json(record: SessionRecord) -> dict[str, Any]:
-    """The record for ``pumpaudit report SESSION --json``: UTC times, Decimals as strings."""
-    p = record.plan
-    return {
-        "session": record.summary.as_json(),
-        "plan": {
-            "protocol": p.protocol,
-            "protocol_sha256": p.protocol_sha256,
-            "drug": p.drug,
-            "concentration_mg_ml": str(p.concentration_mg_ml),
-            "weight_kg": str(p.weight_kg),
-            "weight_basis": p.weight_basis,
-            "dose_mg_kg": str(p.dose_mg_kg),
-            "prescribed_dose_mg": str(p.prescribed_dose_mg),
-            "rate_ml_h": str(p.rate_ml_h),
-            "volume_ul": p.volume_ul,
-            "duration_s": p.duration_s,
-        },
-        "protocol_file": record.protocol_note,
-        "people": [
-            {"role": r.role, "name": r.name, "at": _iso(r.at), "seq": r.seq} for r in record.people
-        ],
-        "vitals": [
-            {
-                "at": _iso(v.at),
-                "seq": v.seq,
-                "recorded_by": v.recorded_by,
-                "systolic_mmhg": v.systolic_mmhg,
-                "diastolic_mmhg": v.diastolic_mmhg,
-                "heart_rate_bpm": v.heart_rate_bpm,
-                "spo2_percent": v.spo2_percent,
-                "respiratory_rate_per_min": v.respiratory_rate_per_min,
-            }
-            for v in record.vitals
-        ],
-        "alarms": [
-            {
-                "raised_at": _iso(a.raised_at),
-                "code": a.code,
-                "priority": a.priority,
-                "message": a.message,
-                "acknowledged_at": _iso(a.acknowledged_at),
-                "acknowledged_by": a.acknowledged_by,
-            }
-            for a in record.alarms
-        ],
-        "pauses": [
-            {
-                "at": _iso(x.at),
-                "reason_code": x.reason_code,
-                "reason": x.reason,
-                "delivered_volume_ul": x.delivered_volume_ul,
-                "resumed_at": _iso(x.resumed_at),
-            }
-            for x in record.pauses
-        ],
-        "chain": {
-            "ok": record.chain.ok,
-            "checked": record.chain.checked,
-            "head": f"{record.chain.head_seq}:{record.chain.head_hash}",
-            "keyed": record.chain.keyed,
-            "problem": record.chain.problem,
-        },
-    }

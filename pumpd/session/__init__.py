@@ -4,6 +4,7 @@ See docs/session.md for the states, the commands, the guards and how the control
 it; docs/session-diagram.md is generated from the machine (``python -m pumpd.session``).
 """
 
+from pumpd.audit.catalogue import PumpCommand
 from pumpd.session.errors import (
     CommandRefused,
     InvalidCommandInput,
@@ -18,7 +19,6 @@ from pumpd.session.states import (
     EDGES,
     NURSE_TRIGGERS,
     TRIGGERS,
-    CommandKind,
     State,
     allowed_triggers,
 )
@@ -30,11 +30,11 @@ __all__ = [
     "PROPOSED_EVENTS",
     "TRIGGERS",
     "CommandIntent",
-    "CommandKind",
     "CommandRefused",
     "DeliveryFacts",
     "InvalidCommandInput",
     "InvalidInState",
+    "PumpCommand",
     "ReentrantTrigger",
     "RestoreError",
     "Session",

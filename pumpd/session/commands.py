@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Self
 
+from pumpd.audit.catalogue import PumpCommand
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
 from safety import guards
@@ -57,7 +58,7 @@ from .records import (
     VerdictRecord,
     VitalsRecord,
 )
-from .states import CommandKind, State
+from .states import State
 
 
 def _course_refusals(
@@ -263,11 +264,11 @@ class NurseCommands(SessionCore):
         data = self._update(
             line_disconnected_by=by,
             prime_requested_at=At.of(stamp),
-            pending_command=CommandKind.PRIME,
+            pending_command=PumpCommand.PRIME,
             requested_in=source,
         )
         command = CommandIntent(
-            CommandKind.PRIME,
+            PumpCommand.PRIME,
             rate_ml_h=self._protocol.protocol.priming.rate_ml_h,
             vtbi_ul=req.prime_volume_ul,
             reason_code="nurse.prime",
@@ -394,11 +395,11 @@ class NurseCommands(SessionCore):
             start_override=None if override is None else OverrideRecord.of(override),
             pending_start_override=None,
             start_verdicts=verdict_records,
-            pending_command=CommandKind.START,
+            pending_command=PumpCommand.START,
             requested_in=source,
         )
         command = CommandIntent(
-            CommandKind.START,
+            PumpCommand.START,
             rate_ml_h=self._plan.rate_ml_h,
             vtbi_ul=self._plan.vtbi_ul,
             reason_code="nurse.start",
@@ -489,7 +490,7 @@ class NurseCommands(SessionCore):
         check_stamp(at)
         check_text("reason_code", reason_code)
         refuse_if("pause", rules.person("pause", by, "pause"))
-        command = CommandIntent(CommandKind.PAUSE, reason_code=reason_code)
+        command = CommandIntent(PumpCommand.PAUSE, reason_code=reason_code)
         if source is State.ALARM:
             data = self._update(pause_reason_code=reason_code)
             return self._fire(
@@ -497,7 +498,7 @@ class NurseCommands(SessionCore):
             )
         data = self._update(
             pause_reason_code=reason_code,
-            pending_command=CommandKind.PAUSE,
+            pending_command=PumpCommand.PAUSE,
             requested_in=source,
         )
         return self._fire(
@@ -531,9 +532,9 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("resume", by, "resume")
         verdicts += check_resume_cause(self._data.interrupted_by)
         refuse_if("resume", verdicts)
-        data = self._update(pending_command=CommandKind.RESUME, requested_in=source)
+        data = self._update(pending_command=PumpCommand.RESUME, requested_in=source)
         command = CommandIntent(
-            CommandKind.RESUME,
+            PumpCommand.RESUME,
             rate_ml_h=self._plan.rate_ml_h,
             vtbi_ul=self._plan.vtbi_ul,
             reason_code="nurse.resume",
@@ -590,13 +591,13 @@ class NurseCommands(SessionCore):
             interrupted_s=interrupted_s,
         )
         data = self._update(
-            pending_command=CommandKind.RESUME,
+            pending_command=PumpCommand.RESUME,
             requested_in=State.STOPPED,
             last_continuation=record,
             continuations=d.continuations + 1,
         )
         command = CommandIntent(
-            CommandKind.RESUME,
+            PumpCommand.RESUME,
             rate_ml_h=self._plan.rate_ml_h,
             vtbi_ul=assessment.remaining_ul,
             reason_code="nurse.continue",
@@ -713,11 +714,11 @@ class NurseCommands(SessionCore):
             )
         data = self._update(
             pending_adjustment=confirmed,
-            pending_command=CommandKind.SET_RATE,
+            pending_command=PumpCommand.SET_RATE,
             requested_in=source,
         )
         command = CommandIntent(
-            CommandKind.SET_RATE,
+            PumpCommand.SET_RATE,
             rate_ml_h=new_plan.rate_ml_h,
             vtbi_ul=new_plan.vtbi_ul,
             reason_code="nurse.adjust",
@@ -758,13 +759,13 @@ class NurseCommands(SessionCore):
             "pending_adjustment": None,
             **self._interruption(reason_code, At.of(stamp)),
         }
-        command = CommandIntent(CommandKind.STOP, reason_code=reason_code)
+        command = CommandIntent(PumpCommand.STOP, reason_code=reason_code)
         dest = source
         if source in (State.ALARM, State.STOP_REQUESTED):
             data = self._update(**changes)
         else:
             dest = State.STOP_REQUESTED
-            data = self._update(**changes, pending_command=CommandKind.STOP, requested_in=source)
+            data = self._update(**changes, pending_command=PumpCommand.STOP, requested_in=source)
         return self._fire(
             "stop",
             source,
@@ -846,19 +847,25 @@ class NurseCommands(SessionCore):
                 changes["observation_started_at"] = at_rec
                 audit.append("observation.started")
         elif d.stopped_at is not None:
-            dest = State.STOPPED
+            ended, ending = self._ended(at_rec)
+            dest = State.OBSERVATION if ending else State.STOPPED
+            changes.update(ended)
+            audit += ending
         elif pump_mode is PumpMode.PAUSED:
             dest = State.PAUSED
             if d.paused_at is None:
                 changes["paused_at"] = d.alarms[0].at if d.alarms else at_rec
         else:
-            dest = State.STOPPED
+            # The pump, read just now, is idle: that confirms the halt.
+            ended, ending = self._ended(at_rec)
+            dest = State.OBSERVATION if ending else State.STOPPED
             changes["stopped_at"] = at_rec
+            changes.update(ended)
             if d.stop_reason_code is None:
                 first = d.alarms[0] if d.alarms else None
                 changes["stop_reason_code"] = first.code if first else "alarm"
                 changes["stop_reason"] = first.message if first else "stopped by an alarm"
-            audit.append("session.stopped")
+            audit += ["session.stopped", *ending]
         if d.last_uncertain is not None and d.last_uncertain.resolved_to is None:
             changes["last_uncertain"] = d.last_uncertain.model_copy(
                 update={"resolved_to": dest, "resolved_at": at_rec}
@@ -911,8 +918,8 @@ class NurseCommands(SessionCore):
         verdicts = rules.person("observe", by, "observation")
         if source is State.KVO:
             refuse_if("observe", verdicts)
-            command = CommandIntent(CommandKind.STOP, reason_code=reason_code)
-            data = self._update(pending_command=CommandKind.STOP, requested_in=State.COMPLETE)
+            command = CommandIntent(PumpCommand.STOP, reason_code=reason_code)
+            data = self._update(pending_command=PumpCommand.STOP, requested_in=State.COMPLETE)
             return self._fire(
                 "observe",
                 source,

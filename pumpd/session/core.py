@@ -19,8 +19,10 @@ from typing import Any, Final, Self
 from pydantic import ValidationError
 from transitions import EventData, Machine, MachineError
 
+from pumpd.audit.catalogue import PumpCommand
 from pumpd.clock import Stamp
 from pumpd.protocols import LoadedProtocol
+from safety.continuation import delivery_ended
 from safety.plan import Plan, compute_plan
 from safety.pump import PumpSnapshot
 from safety.tick import SessionPhase
@@ -39,7 +41,7 @@ from .records import (
     At,
     SessionData,
 )
-from .states import EDGES, TICK_PHASE, CommandKind, State, allowed_triggers
+from .states import EDGES, TICK_PHASE, State, allowed_triggers
 
 SNAPSHOT_FORMAT: Final = formats.CURRENT
 ALARM_SOURCES: Final = ("pump", "kernel", "vitals", "daemon")
@@ -53,7 +55,7 @@ PROPOSED_EVENTS: Final[frozenset[str]] = frozenset()
 class CommandIntent:
     """A pump command the session now wants; the controller audits it, then sends it."""
 
-    kind: CommandKind
+    kind: PumpCommand
     rate_ml_h: Decimal | None = None
     vtbi_ul: int | None = None
     reason_code: str | None = None
@@ -84,11 +86,11 @@ class Step:
 
 
 _REQUESTED: Final = {
-    CommandKind.PRIME: State.PRIME_REQUESTED,
-    CommandKind.START: State.START_REQUESTED,
-    CommandKind.PAUSE: State.PAUSE_REQUESTED,
-    CommandKind.RESUME: State.RESUME_REQUESTED,
-    CommandKind.SET_RATE: State.ADJUSTING,
+    PumpCommand.PRIME: State.PRIME_REQUESTED,
+    PumpCommand.START: State.START_REQUESTED,
+    PumpCommand.PAUSE: State.PAUSE_REQUESTED,
+    PumpCommand.RESUME: State.RESUME_REQUESTED,
+    PumpCommand.SET_RATE: State.ADJUSTING,
 }
 
 
@@ -331,6 +333,24 @@ class SessionCore:
         codes = d.interrupted_by if code in d.interrupted_by else (*d.interrupted_by, code)
         return {"interrupted_by": codes, "interrupted_at": d.interrupted_at or at}
 
+    def _ended(self, at: At) -> tuple[dict[str, object], tuple[str, ...]]:
+        """Called once the pump's halt is confirmed (at ``at``): when the kernel says the
+        interruption ended delivery for good (``safety.continuation.delivery_ended``), the
+        changes that end the session and start the observation then, and their audit
+        events; nothing otherwise (the session stops, and a nurse continues or ends it)."""
+        d = self._data
+        if not d.start_commanded or d.completed_at or d.observation_started_at:
+            return {}, ()
+        verdict = delivery_ended(d.interrupted_by)
+        if verdict is None:
+            return {}, ()
+        changes: dict[str, object] = {
+            "observation_started_at": at,
+            "end_reason": verdict.message,
+            "end_rule": verdict.rule,
+        }
+        return changes, ("session.ended", "observation.started")
+
     def _delivering_again(self, at: At) -> dict[str, object]:
         """The changes when the pump confirms it delivers again after a pause or a stop: the
         interruption's time joins the earlier ones, and its record is closed."""
@@ -419,6 +439,8 @@ class SessionCore:
             raise RestoreError("UNCERTAIN without an open uncertain command")
         if state in (State.OBSERVATION, State.DISCHARGED) and data.observation_started_at is None:
             raise RestoreError(f"{state.value} without the start of the observation")
+        if data.end_rule is not None and data.observation_started_at is None:
+            raise RestoreError("ended by the kernel's rule without the start of the observation")
         if state is State.KVO and data.completed_at is None:
             raise RestoreError("KVO without the completion of the infusion")
         plan = compute_plan(proto, data.patient.patient(), data.order.order())

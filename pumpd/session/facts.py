@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from pumpd.audit.catalogue import PumpCommand
 from pumpd.clock import Stamp
 from safety.actions import Priority
 from safety.plan import Plan
@@ -33,7 +34,7 @@ from .records import (
     At,
     UncertainRecord,
 )
-from .states import CommandKind, State
+from .states import State
 
 
 class DeviceFacts(SessionCore):
@@ -89,19 +90,29 @@ class DeviceFacts(SessionCore):
                 "observation.started",
                 observation_started_at=at_rec,
             )
-        settled: dict[str, object] = {}
+        # The halt is confirmed: an interruption about delivery accuracy ends the session
+        # here, and the observation starts (in ALARM under the alarm, still latched).
+        ended, ending = self._ended(at_rec)
+        settled: dict[str, object] = {**ended}
+        dest = State.ALARM if source is State.ALARM else State.STOPPED
+        if ending and source is not State.ALARM:
+            dest = State.OBSERVATION
         doubt = self._data.last_uncertain
         if doubt is not None and doubt.resolved_to is None:
             # A pump confirmed stopped settles any command that was still in doubt.
-            dest = State.ALARM if source is State.ALARM else State.STOPPED
             settled["last_uncertain"] = doubt.model_copy(
                 update={"resolved_to": dest, "resolved_at": at_rec}
             )
         if source is State.ALARM:
             stopped = self._data.stopped_at or at_rec
-            return self._confirmed("stop_confirmed", source, stopped_at=stopped, **settled)
+            # The first confirmed halt under a latched alarm records the stop when it ends
+            # the session (the acknowledgement no longer does).
+            said = ("session.stopped",) if ending and not self._data.stopped_at else ()
+            return self._confirmed(
+                "stop_confirmed", source, *said, *ending, stopped_at=stopped, **settled
+            )
         return self._confirmed(
-            "stop_confirmed", State.STOPPED, "session.stopped", stopped_at=at_rec, **settled
+            "stop_confirmed", dest, "session.stopped", *ending, stopped_at=at_rec, **settled
         )
 
     def adjust_confirmed(self, *, at: Stamp) -> Step:
@@ -146,11 +157,11 @@ class DeviceFacts(SessionCore):
             )
         data = self._update(
             completed_at=At.of(stamp),
-            pending_command=CommandKind.STOP,
+            pending_command=PumpCommand.STOP,
             requested_in=State.COMPLETE,
             pending_adjustment=None,
         )
-        command = CommandIntent(CommandKind.STOP, reason_code="infusion.complete")
+        command = CommandIntent(PumpCommand.STOP, reason_code="infusion.complete")
         return self._fire(
             "vtbi_reached",
             source,
@@ -196,9 +207,9 @@ class DeviceFacts(SessionCore):
             "alarm", state, State.ALARM, data, audit=("alarm.raised",), proposed_plan=None
         )
 
-    def _check_command(self, command: object) -> CommandKind:
-        if not isinstance(command, CommandKind):
-            raise InvalidCommandInput(f"command must be a CommandKind, got {command!r}")
+    def _check_command(self, command: object) -> PumpCommand:
+        if not isinstance(command, PumpCommand):
+            raise InvalidCommandInput(f"command must be a PumpCommand, got {command!r}")
         pending = self._data.pending_command
         if self.state is not State.ALARM and pending is not None and command is not pending:
             raise InvalidCommandInput(
@@ -206,7 +217,7 @@ class DeviceFacts(SessionCore):
             )
         return command
 
-    def command_uncertain(self, *, command: CommandKind, detail: str, at: Stamp) -> Step:
+    def command_uncertain(self, *, command: PumpCommand, detail: str, at: Stamp) -> Step:
         """The command went out and its outcome is unknown: nothing more until reconciled."""
         source = self._require("command_uncertain")
         stamp = check_stamp(at)
@@ -233,7 +244,7 @@ class DeviceFacts(SessionCore):
             "command_uncertain", source, dest, data, audit=("pump.command.uncertain",)
         )
 
-    def command_failed(self, *, command: CommandKind, detail: str, at: Stamp) -> Step:
+    def command_failed(self, *, command: PumpCommand, detail: str, at: Stamp) -> Step:
         """The pump refused the command outright: an alarm, latched until acknowledged."""
         source = self._require("command_failed")
         stamp = check_stamp(at)
@@ -255,7 +266,7 @@ class DeviceFacts(SessionCore):
             )
         record = AlarmRecord(
             code=code,
-            priority=Priority.HIGH if kind is CommandKind.STOP else Priority.MEDIUM,
+            priority=Priority.HIGH if kind is PumpCommand.STOP else Priority.MEDIUM,
             message=f"The pump refused the {kind.value} command: {detail}",
             source="pump",
             raised_in=source,
@@ -300,18 +311,18 @@ class DeviceFacts(SessionCore):
         delivering = mode in (PumpMode.INFUSING, PumpMode.KVO)
         if mode is PumpMode.ALARM:
             dest = None
-        elif kind is CommandKind.PRIME and mode is PumpMode.PRIMING:
+        elif kind is PumpCommand.PRIME and mode is PumpMode.PRIMING:
             dest = State.PRIMING
-        elif kind in (CommandKind.START, CommandKind.RESUME) and delivering:
+        elif kind in (PumpCommand.START, PumpCommand.RESUME) and delivering:
             dest = State.INFUSING
-            if kind is CommandKind.START:
+            if kind is PumpCommand.START:
                 changes["started_at"] = at_rec
                 audit.append("session.started")
             else:
                 changes.update(self._delivering_again(at_rec))
                 audit.append("session.resumed")
         elif (
-            kind is CommandKind.SET_RATE
+            kind is PumpCommand.SET_RATE
             and delivering
             and d.pending_adjustment is not None
             and rate_ml_h == d.pending_adjustment.rate_ml_h
@@ -319,19 +330,21 @@ class DeviceFacts(SessionCore):
             dest = State.INFUSING
             plan = self._applied_adjustment(changes)
             audit.append("session.adjusted")
-        elif kind is CommandKind.PAUSE and mode is PumpMode.PAUSED:
+        elif kind is PumpCommand.PAUSE and mode is PumpMode.PAUSED:
             dest = State.PAUSED
             changes["paused_at"] = at_rec
             audit.append("session.paused")
-        elif kind is CommandKind.STOP and mode is PumpMode.IDLE:
+        elif kind is PumpCommand.STOP and mode is PumpMode.IDLE:
             if uncertain.requested_in is State.COMPLETE:
                 dest = State.OBSERVATION
                 changes["observation_started_at"] = at_rec
                 audit.append("observation.started")
             else:
-                dest = State.STOPPED
+                ended, ending = self._ended(at_rec)
+                dest = State.OBSERVATION if ending else State.STOPPED
                 changes["stopped_at"] = at_rec
-                audit.append("session.stopped")
+                changes.update(ended)
+                audit += ["session.stopped", *ending]
         if dest is None:
             dest = State.ALARM
             pump_alarm = mode is PumpMode.ALARM

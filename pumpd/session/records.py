@@ -22,6 +22,7 @@ from pydantic import (
     PlainSerializer,
 )
 
+from pumpd.audit.catalogue import PumpCommand
 from pumpd.clock import Stamp
 from safety.actions import Priority
 from safety.order import Override
@@ -30,7 +31,7 @@ from safety.verdicts import Severity, Verdict
 from safety.vitals import VitalsReading
 from safety.weight import Sex
 
-from .states import CommandKind, State
+from .states import State
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -238,7 +239,7 @@ class AcknowledgedAlarm(_Record):
 class UncertainRecord(_Record):
     """A command whose outcome is unknown, and how it was settled."""
 
-    command: CommandKind
+    command: PumpCommand
     detail: str
     requested_in: State
     at: At
@@ -328,7 +329,7 @@ class SessionData(_Record):
     checklist_confirmed: tuple[str, ...] = ()
     aborted_by: str | None = None
     abort_reason: str | None = None
-    pending_command: CommandKind | None = None
+    pending_command: PumpCommand | None = None
     requested_in: State | None = None
     pending_adjustment: AdjustmentRecord | None = None
     last_adjustment: AdjustmentRecord | None = None
@@ -351,6 +352,9 @@ class SessionData(_Record):
     continuations: Count = 0
     ended_by: str | None = None
     end_reason: str | None = None
+    end_rule: str | None = None
+    """The kernel's rule when the session ended by itself (a delivery-accuracy alarm whose
+    halt was confirmed: ``safety.continuation.delivery_ended``); None when a nurse ended it."""
     vitals_alarm_acknowledged: At | None = None
     """The recording moment of the reading whose out-of-band alarm a nurse acknowledged."""
 

@@ -38,17 +38,6 @@ class State(enum.StrEnum):
     UNCERTAIN = "UNCERTAIN"
 
 
-class CommandKind(enum.StrEnum):
-    """Pump commands the session asks for; the values are the audit catalogue's names."""
-
-    PRIME = "prime"
-    START = "start"
-    PAUSE = "pause"
-    RESUME = "resume"
-    STOP = "stop"
-    SET_RATE = "set_rate"
-
-
 NURSE_TRIGGERS: tuple[str, ...] = (
     "program",
     "confirm",
@@ -160,6 +149,7 @@ EDGES: tuple[Edge, ...] = (
     Edge("pause_confirmed", (S.PAUSE_REQUESTED,), S.PAUSED),
     Edge("pause_confirmed", (S.ALARM,), None),
     Edge("stop_confirmed", (S.STOP_REQUESTED,), S.STOPPED),
+    Edge("stop_confirmed", (S.STOP_REQUESTED,), S.OBSERVATION),
     Edge("stop_confirmed", (S.COMPLETE,), S.OBSERVATION),
     Edge("stop_confirmed", (S.ALARM,), None),
     Edge("adjust_confirmed", (S.ADJUSTING,), S.INFUSING),

@@ -36,7 +36,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "audit-events.md"
 _NAME = re.compile(r"^[a-z_]+(\.[a-z_]+)*\.[a-z]+ed$")
 
 
-# States named as adjectives in the issue itself ("uncertain command", "pump unreachable").
+# States named as adjectives in the specification itself ("uncertain command", "pump unreachable").
 _ADJECTIVE_STATES = {"pump.command.uncertain", "pump.unreachable"}
 
 
@@ -53,7 +53,7 @@ def test_every_event_type_and_field_is_documented() -> None:
             assert f"`{field}`" in text, f"{name}.{field} missing from docs/audit-events.md"
 
 
-def test_issue_catalogue_is_covered() -> None:
+def test_the_specified_event_types_are_in_the_catalogue() -> None:
     needed = {
         "session.programmed", "override.granted", "double_check.completed",
         "pump.command.requested", "pump.command.confirmed", "pump.command.uncertain",

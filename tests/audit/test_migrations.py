@@ -18,6 +18,7 @@ from pumpd.audit.schema import (
 )
 from pumpd.cli.daemon import main as pumpd_main
 from pumpd.db import make_engine
+from pumpd.staff.schema import metadata as staff_metadata
 
 from .conftest import Db
 
@@ -85,7 +86,10 @@ def test_head_schema_matches_the_runtime_model(db: Db) -> None:
     engine = make_engine(db.url)
     try:
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(conn),
+                [metadata, staff_metadata],  # type: ignore[arg-type]  # alembic takes a list
+            )
     finally:
         engine.dispose()
     assert diff == []

@@ -32,10 +32,10 @@ from pumpd.audit import migrate
 from pumpd.audit.store import PG_CHAIN_LOCK, AuditStore, NewEvent
 from pumpd.clock import ManualClock
 from pumpd.control.course import prior_sessions
-from pumpd.control.staff import StaffRegistry
 from pumpd.daemon.app import make_daemon_engine
 from pumpd.db import make_engine, reader
 from pumpd.recovery import last_checkpoint
+from pumpd.staff import StaffRegistry
 
 from .conftest import Db
 from .factories import DAEMON, session_events

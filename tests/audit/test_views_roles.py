@@ -41,8 +41,8 @@ def test_sessions_view(db: Db) -> None:
         "FROM audit_sessions ORDER BY programmed_at"
     )
     assert [r[:6] for r in rows] == [
-        ("S-1", "P-0001", "ketamine_iv_depression", "2.1", "35.00", "infusion.completed"),
-        ("S-2", "P-0002", "ketamine_iv_depression", "2.1", "35.00", "session.stopped"),
+        ("S-1", "P-0001", "ketamine_iv_depression", "2.1", "35.00", "completed"),
+        ("S-2", "P-0002", "ketamine_iv_depression", "2.1", "35.00", "stopped"),
     ]
     assert [int(r[6]) for r in rows] == [35000, 1000]
     assert [Decimal(str(r[7])) for r in rows] == [Decimal("35.00"), Decimal("1.00")]

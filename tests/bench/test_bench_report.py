@@ -1,7 +1,7 @@
 """The benchmark report's shape: a tiny controller benchmark run for real, and the table.
 
 No timing is asserted: the figures are whatever the machine gives. What is checked is that
-every figure the issue asks for is there, with its baseline, ratio, goal and verdict, and
+every figure the goals ask for is there, with its baseline, ratio, goal and verdict, and
 that the verdicts and limits follow from the figures by the rules the report states.
 """
 

@@ -221,3 +221,28 @@ def test_countdown_fields_in_the_clinic_zone_and_dashes_without_them() -> None:
     assert plain.pause_auto_stop is None
     assert plain.earliest_discharge is None
     assert plain.vitals_due is None
+
+
+def test_a_session_that_ended_by_itself_says_so_on_its_tile() -> None:
+    now = dt.datetime(2026, 3, 2, 13, 0, 0, tzinfo=dt.UTC)
+    ended = {
+        **VIEW,
+        "session_state": "ALARM",
+        "delivery_ended": {
+            "rule": "continue.ended",
+            "reason": "Delivery was interrupted by tick.volume.over_infusion: …",
+            "interrupted_by": ["tick.volume.over_infusion"],
+            "observation_started_at": "2026-03-02T12:59:00Z",
+        },
+    }
+    tile = build_tile(
+        PumpView.model_validate(ended), now=now, zone=zoneinfo.ZoneInfo("UTC"), mask=False
+    )
+    assert tile.ended_by == "tick.volume.over_infusion"
+    plain = build_tile(
+        PumpView.model_validate({**VIEW, "delivery_ended": None}),
+        now=now,
+        zone=zoneinfo.ZoneInfo("UTC"),
+        mask=False,
+    )
+    assert plain.ended_by is None

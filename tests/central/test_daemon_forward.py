@@ -7,8 +7,11 @@ each site at the centre as at the site."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
+import os
+import signal
 import socket
 import sqlite3
 import time
@@ -179,6 +182,22 @@ async def test_two_site_daemons_forward_at_once(
         )
 
 
+def _connected(pid: int, port: int) -> bool:
+    """Process ``pid`` has an established TCP connection to 127.0.0.1:``port``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if state == "01" and inode in inodes and int(remote.split(":")[1], 16) == port:
+            return True
+    return False
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -220,12 +239,12 @@ async def test_an_unreachable_centre_shows_as_lag_and_a_notice(
     assert [n["notice_code"] for n in notices] == ["forward.lag"]
 
 
-async def test_a_centre_that_never_answers_holds_only_the_forwarders_thread(
+async def test_a_centre_that_never_answers_holds_only_the_forwarding_process(
     sim: Simulator, tmp_path: Path
 ) -> None:
     """A black hole for a centre: it accepts the connection and never says a word, so the
-    forwarder's step hangs in its own thread. Pumps are driven, paused and stopped, and
-    the daemon shuts down, all while that step is still hanging."""
+    forwarder's step hangs in its forwarding process. Pumps are driven, paused and stopped,
+    and the daemon shuts down, all while that step is still hanging."""
     hole = socket.socket()
     hole.bind(("127.0.0.1", 0))
     hole.listen(16)
@@ -241,6 +260,12 @@ async def test_a_centre_that_never_answers_holds_only_the_forwarders_thread(
             pass
         return bool(accepted)
 
+    def forwarding_process_connected() -> bool:
+        """The forwarding process (not the head sink) holds a connection to the hole."""
+        assert daemon.forward is not None
+        child = daemon.forward.child
+        return hanging() and child is not None and _connected(child.pid, port)
+
     directory = tmp_path / "site"
     config = site_config(directory, sim, 1, "clinic-north", f"postgresql://x@127.0.0.1:{port}/c")
     text = config.read_text().replace("connect_timeout_s = 2", "connect_timeout_s = 120")
@@ -249,7 +274,11 @@ async def test_a_centre_that_never_answers_holds_only_the_forwarders_thread(
     try:
         await daemon.start()
         try:
-            await wait_until(hanging, within_s=30, what="the forwarder to reach the black hole")
+            await wait_until(
+                forwarding_process_connected,
+                within_s=60,
+                what="the forwarding process to reach the black hole",
+            )
             ctl = await to_infusing(daemon, "chair-1", "S-1")
             await ctl.pause(by="nurse.ada", reason_code="nurse.pause")
             await ctl.stop(by="nurse.ada", reason="test")
@@ -260,6 +289,9 @@ async def test_a_centre_that_never_answers_holds_only_the_forwarders_thread(
             await daemon.shutdown("test")
         assert daemon.forward is not None
         assert daemon.forward.status().state == "starting"  # shut down around it
+        child = daemon.forward.child
+        assert child is not None
+        assert await child.wait_closed(30) == -signal.SIGKILL  # killed, not waited for
     finally:
         for conn in accepted:
             conn.close()

@@ -14,10 +14,11 @@ import psycopg
 import pytest
 
 from pumpd.audit.chain import GENESIS_HASH, Hasher, encode_row
+from pumpd.audit.store import NewEvent
 from pumpd.central.forwarder import CentreUnavailable, ForwardConflict
 from pumpd.central.mark import load_mark
 
-from .conftest import Centre, Site, drain, in_thread
+from .conftest import NURSE, Centre, Site, drain, in_thread
 
 pytestmark = pytest.mark.postgres
 
@@ -232,3 +233,29 @@ def test_site_id_collision_is_refused(centre: Centre, make_site: Callable[..., S
     assert centre.events("north") == north.rows()
     assert forwarder.status().state == "conflict"
     assert load_mark(impostor.settings.mark_file) is None
+
+
+def test_every_kind_of_value_arrives_as_the_site_holds_it(
+    centre: Centre, make_site: Callable[..., Site]
+) -> None:
+    """The batch crosses as one JSON document: text with quotes, backslashes, control
+    characters and characters beyond the BMP, NULLs, integers and booleans arrive
+    unchanged (the centre's arrival check and the row comparison both see them)."""
+    site = make_site("north")
+    odd = 'Zoë "ß" \\ \t\n 💉 {"a": [1]} \u2028'
+    site.store.append_many(
+        [
+            NewEvent(
+                "daemon.announced",
+                {"notice_code": "test.filler", "message": odd},
+                NURSE,
+                pump_id="chair-1",
+                session_id="S-1",
+            ),
+            NewEvent("daemon.announced", {"notice_code": "test.filler", "message": "-"}, NURSE),
+        ]
+    )
+    site.append(3)
+    assert drain(site.forwarder()) == 5
+    assert centre.events("north") == site.rows()
+    assert centre.conflicts() == []

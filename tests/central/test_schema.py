@@ -104,7 +104,7 @@ def test_each_kind_of_database_refuses_the_others_tools(centre: Centre, tmp_path
     assert "no site 'nowhere'" in done.output
     again = runner.invoke(daemon_cli.main, ["central", "upgrade", "--database", centre.url])
     assert again.exit_code == 0
-    assert "already at c0001_central_store" in again.output
+    assert "already at c0002_sessions_outcome" in again.output
 
 
 @pytest.fixture

@@ -514,3 +514,26 @@ def test_the_bell_is_for_a_new_high_alarm_only() -> None:
     ]
     assert high_alarms(quiet) == set()
     assert high_alarms(loud) == {("chair-1", "pump.occlusion_downstream")}
+
+
+def test_a_session_that_ended_by_itself_shows_why_and_since_when() -> None:
+    view = {
+        "pump_id": "chair-1",
+        "session_id": "S-1",
+        "session_state": "ALARM",
+        "timezone": "America/Chicago",
+        "as_of": "2026-12-04T20:00:00Z",
+        "delivery_ended": {
+            "rule": "continue.ended",
+            "reason": "Delivery was interrupted by tick.volume.over_infusion: …",
+            "interrupted_by": ["tick.volume.over_infusion"],
+            "observation_started_at": "2026-12-04T19:59:30Z",
+        },
+    }
+    text = _text(render.pump_view(view))
+    wanted = (
+        r"delivery ended\s+OBSERVATION since 13:59:30 CST: ended by "
+        r"tick\.volume\.over_infusion \(rule continue\.ended\)"
+    )
+    assert re.search(wanted, text), text
+    assert "delivery ended" not in _text(render.pump_view({**view, "delivery_ended": None}))

@@ -93,8 +93,8 @@ async def test_fuzzed_request_lines_never_crash_or_change_anything(rig: Rig) -> 
     """Mutations of valid requests (seeded): every line gets one well-formed answer."""
     rng = random.Random(6)
     seeds = [
-        json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": prm})
-        for m, prm in (
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": method_params})
+        for m, method_params in (
             ("status", {"pump": "chair-1"}),
             ("session.confirm", {"pump": "chair-1", "weight": "80kg"}),
             ("session.stop", {"pump": "chair-1", "reason": "x"}),

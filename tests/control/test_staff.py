@@ -19,7 +19,9 @@ from psycopg import sql
 
 from pumpd.audit import migrate
 from pumpd.clock import ManualClock
-from pumpd.control.staff import (
+from pumpd.control.tokens import LoginTokens, TokenProblem
+from pumpd.db import make_engine
+from pumpd.staff import (
     PinRefused,
     StaffExists,
     StaffInputError,
@@ -27,8 +29,6 @@ from pumpd.control.staff import (
     StaffRegistry,
     check_pin,
 )
-from pumpd.control.tokens import LoginTokens, TokenProblem
-from pumpd.db import make_engine
 
 from .conftest import Rig
 

@@ -246,7 +246,8 @@ def expected(fault: str, state: str) -> tuple[Expect, ...]:
 
 FAULTS = [f.value for f in Fault] + ["reboot"]
 TCP_FAULTS = [f for f in FAULTS if f not in RTU_ONLY]
-# The issue 7 wire faults; each (fault, state) batch runs them side by side.
+# The finer wire faults (pumpsim.faults.LINK_FAULTS); each (fault, state) batch runs them
+# side by side.
 LINK_FAULTS = [*RTU_ONLY, "reset-tcp", "half-open-tcp", "silent-tcp"]
 ROWS = [(f, st) for f in TCP_FAULTS if f not in LINK_FAULTS for st in STATES]
 LINK_ROWS = [(f, st) for f in LINK_FAULTS for st in STATES]
@@ -487,13 +488,14 @@ CONTINUE_ROWS: dict[str, str] = {
     "occlusion-upstream": "continued",
     "air-in-line": "continued",
     "door-open": "continued",
-    # everything else ends the session in observation: not continuable
+    # not continuable: the nurse ends the session (``end``)
     "system-fault": "continue.not_continuable",
     "battery-depleted": "continue.not_continuable",
-    "runaway": "continue.not_continuable",  # a rate mismatch: paused, never resumed
     "stuck-volume": "continued",  # an under-infusion pause: the line checked, resumed
-    "reboot": "continue.not_continuable",
-    "drop-link": "continue.not_continuable",
+    # about delivery accuracy: the session ends by itself once the halt is confirmed
+    "runaway": "ended",  # a rate mismatch (paused, never resumed) or the over-infusion stop
+    "reboot": "ended",
+    "drop-link": "ended",
 }
 
 
@@ -510,11 +512,15 @@ async def test_fault_matrix_continue(rig: Rig, fault: str) -> None:
     """Infusing, the fault stops the session (ALARM); the cause is cleared at the pump, the
     nurse acknowledges (STOPPED) and asks to continue with a reason: the kernel lets the
     mechanical alarms go on (INFUSING again, the pump programmed for the remainder) and
-    refuses every other one, the session then ending with ``end`` in OBSERVATION."""
+    refuses every other one, the session then ending with ``end`` in OBSERVATION; after a
+    delivery-accuracy alarm the session is in OBSERVATION by itself once the halt is
+    confirmed (a paused pump: once the nurse stops it)."""
     ctl = await rig.controller(transport="tcp")
     task = await running(ctl)
     try:
         await to_infusing(rig, ctl)
+        await ctl.journal.drain()
+        fault_seq = rig.store.head().seq
         _inject(rig.sim, fault)
         await wait_until(
             lambda: session_state(ctl) is S.ALARM,
@@ -532,11 +538,14 @@ async def test_fault_matrix_continue(rig: Rig, fault: str) -> None:
             seen=lambda: _seen(rig, ctl),
         )
         await ctl.acknowledge(by=NURSE, note="cause cleared at the pump")
-        assert session_state(ctl) in (S.STOPPED, S.PAUSED)
+        want = CONTINUE_ROWS[fault]
+        if want == "ended":
+            assert session_state(ctl) in (S.OBSERVATION, S.PAUSED), _seen(rig, ctl)
+        else:
+            assert session_state(ctl) in (S.STOPPED, S.PAUSED)
         await ctl.vitals(by=NURSE, reading=rig.vitals())
         await ctl.journal.drain()
         first_seq = rig.store.head().seq
-        want = CONTINUE_ROWS[fault]
         if want == "continued":
             await ctl.resume(by=NURSE, reason="cause cleared at the pump")
             assert session_state(ctl) is S.INFUSING
@@ -546,6 +555,21 @@ async def test_fault_matrix_continue(rig: Rig, fault: str) -> None:
             wanted = {"pump.command.requested", "session.resumed"}
             if fault != "stuck-volume":
                 wanted.add("session.continued")
+        elif want == "ended":
+            # Nothing to continue: a paused pump (a rate mismatch) is refused its resume
+            # and stopped by the nurse; the confirmed halt ends the session by itself.
+            first_seq = fault_seq  # ended when the halt was confirmed, or at the ack
+            if session_state(ctl) is S.PAUSED:
+                with pytest.raises(CommandRefused) as refused:
+                    await ctl.resume(by=NURSE, reason="looks fine")
+                assert "continue.not_continuable" in refused.value.codes
+                await ctl.stop(by=NURSE, reason="pump did not deliver as commanded")
+            assert session_state(ctl) is S.OBSERVATION, _seen(rig, ctl)
+            s = ctl.session
+            assert s is not None
+            assert s.data.end_rule == "continue.ended"
+            assert _pump_state(rig) == "IDLE"
+            wanted = {"session.ended", "observation.started"}
         else:
             with pytest.raises(CommandRefused) as refused:
                 await ctl.resume(by=NURSE, reason="looks fine")

@@ -50,11 +50,11 @@ async def test_adjust_slows_the_infusion_after_confirmation(rig: Rig) -> None:
     for expected in ("session.adjusted", "note.recorded", "session.paused", "session.resumed"):
         assert expected in types
     # Why it was paused is in the session's own record: the intent and session.paused.
-    said = "patient asked for a short break"
+    reason = "patient asked for a short break"
     [paused] = rig.events(session="S-1", event_type="session.paused")
-    assert json.loads(paused.payload)["reason"] == said
+    assert json.loads(paused.payload)["reason"] == reason
     intents = [json.loads(e.payload) for e in rig.events(event_type="pump.command.requested")]
-    assert [i.get("reason") for i in intents if i["command"] == "pause"] == [said]
+    assert [i.get("reason") for i in intents if i["command"] == "pause"] == [reason]
     # The start records the limits this controller supervises with (its own policy: the
     # rig's comm timeout, not the kernel default), for the auditor.
     [started] = rig.events(session="S-1", event_type="session.started")

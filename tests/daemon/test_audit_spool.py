@@ -1,4 +1,4 @@
-"""The daemon and its audit spool (issue 7 §2): the database full during an infusion (a real
+"""The daemon and its audit spool: the database full during an infusion (a real
 SQLite page limit on the daemon's own engine), STATUS= and the nurses' alarm, a SIGTERM that
 does not wait for the database, a leftover spool drained before recovery reads the log (a
 torn tail announced), the spool's place checked at start-up, the spool switched off."""

@@ -1,4 +1,4 @@
-"""pumpd.toml: the issue's example loads; every refusal names its key and changes nothing."""
+"""pumpd.toml: the documented example loads; every refusal names its key and changes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pumpd.clinictime import zone_of
 from pumpd.config import ConfigError, DaemonConfig, load_config, parse_config
 from pumpd.protocols import default_path
 
-ISSUE_EXAMPLE = """
+DOCUMENTED_EXAMPLE = """
 [daemon]
 socket = "/run/pumpd/pumpd.sock"          # control socket
 socket_group = "pumpd"                    # group owning the socket (mode 0660)
@@ -54,8 +54,8 @@ def problems(text: str) -> dict[str, str]:
     return dict(caught.value.problems)
 
 
-def test_issue_example_loads_as_written() -> None:
-    cfg = parse(ISSUE_EXAMPLE)
+def test_the_documented_example_loads_as_written() -> None:
+    cfg = parse(DOCUMENTED_EXAMPLE)
     assert cfg.socket == Path("/run/pumpd/pumpd.sock")
     assert cfg.socket_group == "pumpd"
     assert cfg.database == "sqlite+pysqlite:////var/lib/pumpd/audit.db"

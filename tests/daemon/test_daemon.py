@@ -59,7 +59,7 @@ async def test_start_up_order_ready_and_clean_stop(rig: Rig) -> None:
         fake.close()
     records = rig.events()
     kinds = [e.event_type for e in records]
-    # Start-up as issue 6 §1 orders it: config and library written down before any pump.
+    # Start-up in its fixed order: config and library written down before any pump.
     # Without a chain key the daemon says so (daemon.announced audit.key.off) before it is up.
     assert kinds[:4] == [
         "config.loaded",

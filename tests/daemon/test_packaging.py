@@ -53,7 +53,7 @@ def test_systemd_analyze_verify_would_catch_a_broken_unit(tmp_path: Path) -> Non
     assert "Failed to parse service type" in result.stderr
 
 
-def test_unit_has_the_issue_settings() -> None:
+def test_unit_has_the_required_settings() -> None:
     lines = set((PACKAGING / "systemd/pumpd.service").read_text().splitlines())
     for wanted in (
         "Type=notify",

@@ -1,4 +1,4 @@
-"""Fixtures for the database-loss cases (issue 7 §2): real SQLite files made full or
+"""Fixtures for the database-loss cases: real SQLite files made full or
 locked, a real PostgreSQL stopped and started or its connection cut, real spool files.
 
 PostgreSQL comes from ``PUMPD_TEST_PG_URL`` like in tests/audit: without a reachable server

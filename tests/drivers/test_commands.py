@@ -1,4 +1,4 @@
-"""Every command in every pump state, over real Modbus TCP, against the issue's rules.
+"""Every command in every pump state, over real Modbus TCP, against the GIP-MB1 rules.
 
 The expected table is written from the GIP-MB1 text, not from the simulator's code: the
 two are independent readings of the same specification.
@@ -85,7 +85,7 @@ SETUPS: dict[str, tuple[Setup, PumpState]] = {
 OK, STATE, ALARM = CommandResult.OK, CommandResult.REJECTED_STATE, CommandResult.REJECTED_ALARM
 S = PumpState
 
-# (setup, command) -> (result, state afterwards); from section 2 of the issue.
+# (setup, command) -> (result, state afterwards); from the GIP-MB1 command rules.
 EXPECTED: dict[tuple[str, Command], tuple[CommandResult, PumpState]] = {
     # START: IDLE or PAUSED with no condition and good parameters -> INFUSING; else 1 / 3.
     ("IDLE", Command.START): (OK, S.INFUSING),

@@ -103,15 +103,20 @@ async def test_drop_link_on_rtu_then_back(sim_rtu: Simulator) -> None:
         assert after.uptime_s >= before.uptime_s
 
 
-async def test_late_reply_never_answers_the_next_request(sim_rtu: Simulator) -> None:
-    # Every reply is 0.3 s late and the timeout is 0.25 s. Without the quiet period the
-    # second read would be sent at 0.25 s and take the first read's late reply (0.3 s)
-    # as its answer: a stale status, returned as if fresh. With the default quiet period
-    # (one timeout) the late reply drains before the next request, so each read fails.
-    async with ModbusPumpDriver(rtu_config(sim_rtu, timeout_s=0.25)) as drv:
-        sim_rtu.inject(1, Fault.LATENCY, on=True, ms=300)
-        for _ in range(3):
-            with pytest.raises(PumpUnreachable):
-                await drv.read_status()
-        sim_rtu.inject(1, Fault.LATENCY, on=False)
-        assert (await read_when_back(drv)).state is PumpState.IDLE
+async def test_late_reply_never_answers_the_next_request() -> None:
+    # At 9600 baud the status reply (47 bytes) takes 49 ms on the wire. The pump begins
+    # each reply 20 ms before the 0.25 s timeout, so it finishes about 30 ms after it.
+    # Without the quiet period the second read would be sent at once and take the first
+    # read's late reply as its answer: a stale status, returned as if fresh. The default
+    # quiet period (the longest RTU frame at this baud rate, 267 ms, plus the gap) lets
+    # that reply drain before the next request, so each read fails instead.
+    async with Simulator(pumps=1, tcp=False, rtu=True, baud=9600, time_scale=60.0) as sim:
+        config = rtu_config(sim, baudrate=9600, timeout_s=0.25)
+        assert config.line_settings().quiet_after_timeout_s > 0.26
+        async with ModbusPumpDriver(config) as drv:
+            sim.inject(1, Fault.LATENCY, on=True, ms=230)
+            for _ in range(3):
+                with pytest.raises(PumpUnreachable):
+                    await drv.read_status()
+            sim.inject(1, Fault.LATENCY, on=False)
+            assert (await read_when_back(drv)).state is PumpState.IDLE

@@ -1,4 +1,4 @@
-"""The audit database going away under the real processes (issue 7 §2).
+"""The audit database going away under the real processes.
 
 pumpd runs on a database of its own (a fresh PostgreSQL database, or SQLite on a 2 MB
 tmpfs), chair-1 infusing and chair-2 primed. Then the database goes away: PostgreSQL is

@@ -144,10 +144,10 @@ async def test_typed_vitals_are_recorded_exactly_or_refused_naming_the_option(
             assert result.exit_code == 2, (args, result.exit_code, result.output)
             assert "Traceback" not in result.output
             # The error names the option (pumpctl's own check) or the daemon's parameter.
-            said = result.output.lower()
-            assert any(f"--{n}" in said or f"{n}:" in said for n in options) or (
-                "vitals:" in said
-            ), result.output
+            lowered_output = result.output.lower()
+            assert any(
+                f"--{n}" in lowered_output or f"{n}:" in lowered_output for n in options
+            ) or ("vitals:" in lowered_output), result.output
             assert after == before, f"{options} was refused but something was recorded"
 
     await asyncio.to_thread(fuzz)

@@ -33,9 +33,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from pumpd.audit.schema import audit_event, staff_member
+from pumpd.audit.schema import audit_event
 from pumpd.control.methods import METHODS
 from pumpd.control.rpc import MAX_LINE_BYTES, Code
+from pumpd.staff import staff_member
 
 from .budget import examples, report
 
@@ -263,10 +264,10 @@ def check_error(answer: dict[str, Any], line: bytes) -> str:
     assert code is not Code.INTERNAL_ERROR, f"an unexpected exception behind {line[:200]!r}: {err}"
     if code is Code.INVALID_PARAMS:
         names = _param_names(line) | {"params", "auth", "vitals"}
-        said = err["data"].get("param") or re.split(r"[:\s]", message, maxsplit=1)[0]
+        param_named = err["data"].get("param") or re.split(r"[:\s]", message, maxsplit=1)[0]
         # A nested field is named by its path (vitals.bp); a parameter whose own name has a
         # dot (".", found by make fuzz) is named whole.
-        named = said in names or said.split(".")[0] in names
+        named = param_named in names or param_named.split(".")[0] in names
         assert named, f"does not name the parameter: {err} for {line!r}"
     return code.kind
 

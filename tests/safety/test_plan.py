@@ -1,5 +1,5 @@
 """The dose calculator: concrete plans of the shipped protocols, every unit path, rounding,
-priming, input refusal, and the properties the issue names."""
+priming, input refusal, and the properties the specification names."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from safety.plan import (
     Plan,
     WrongDoseForm,
     compute_plan,
+    dose_in_volume_mg,
     parse_order,
     parse_patient,
 )
@@ -904,3 +905,28 @@ def test_sex_and_dose_form_sentences() -> None:
         "dose '40mg' must be a dose per kg (mg/kg, µg/kg, mcg/kg) or a dose rate per kg "
         "(mg/kg/h, mg/kg/min, µg/kg/min, mcg/kg/min)"
     )
+
+
+# --- the dose in a delivered volume --------------------------------------------------------------
+
+
+def test_dose_in_a_volume_is_volume_times_concentration_to_the_microgram() -> None:
+    assert dose_in_volume_mg(40_000, Decimal("0.4")) == Decimal("16.000")
+    assert dose_in_volume_mg(1, Decimal("0.4")) == Decimal("0.000")  # 0.0004 mg
+    assert dose_in_volume_mg(2, Decimal("0.4")) == Decimal("0.001")  # 0.0008 mg
+    assert dose_in_volume_mg(1_234, Decimal("2.5")) == Decimal("3.085")
+    assert dose_in_volume_mg(0, Decimal("10")) == Decimal("0.000")
+    assert str(dose_in_volume_mg(5, Decimal("1"))) == "0.005"
+
+
+@given(
+    volume_ul=st.integers(min_value=0, max_value=10_000_000),
+    concentration=st.decimals(min_value="0.0001", max_value="1000", places=4),
+)
+def test_dose_in_a_volume_is_within_half_a_microgram_of_the_exact_figure(
+    volume_ul: int, concentration: Decimal
+) -> None:
+    exact = Decimal(volume_ul) * concentration / 1000
+    dose = dose_in_volume_mg(volume_ul, concentration)
+    assert dose.as_tuple().exponent == -3
+    assert abs(dose - exact) <= Decimal("0.0005")

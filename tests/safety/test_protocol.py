@@ -45,7 +45,7 @@ def mutate(data: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     return out
 
 
-def test_standard_protocol_holds_the_issue_numbers() -> None:
+def test_standard_protocol_holds_the_specified_figures() -> None:
     p = Protocol.model_validate(raw())
     assert p.key == "ketamine-trd-standard@1"
     assert isinstance(p.dose, TotalDose)

@@ -11,7 +11,7 @@ import pytest
 
 from pumpd.clock import ManualClock, Stamp, stamp
 from pumpd.protocols import Library, LoadedProtocol, load_library
-from pumpd.session import CommandKind, DeliveryFacts, Session, State, Step
+from pumpd.session import DeliveryFacts, PumpCommand, Session, State, Step
 from safety.actions import Priority
 from safety.plan import Order, Patient
 from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
@@ -176,7 +176,7 @@ PATHS[State.ABORTED] = [lambda b, s: s.abort(by=PROGRAMMER, reason="patient decl
 PATHS[State.ALARM] = [*PATHS[State.INFUSING], Bedside.alarm]
 PATHS[State.UNCERTAIN] = [
     *PATHS[State.START_REQUESTED],
-    _c("command_uncertain", command=CommandKind.START, detail="reply timed out"),
+    _c("command_uncertain", command=PumpCommand.START, detail="reply timed out"),
 ]
 
 

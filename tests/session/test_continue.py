@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pumpd.session import CommandKind, CommandRefused, InvalidCommandInput, State
+from pumpd.session import CommandRefused, InvalidCommandInput, PumpCommand, State
 from safety.actions import Priority
 from safety.pump import PumpMode
 
@@ -38,7 +38,7 @@ def test_an_acknowledged_occlusion_is_continued_to_infusing() -> None:
     assert step.dest is State.RESUME_REQUESTED
     assert step.audit_events == ("session.continued", "pump.command.requested")
     assert step.command is not None
-    assert step.command.kind is CommandKind.RESUME
+    assert step.command.kind is PumpCommand.RESUME
     assert step.command.vtbi_ul == s.plan.vtbi_ul - 8_000
     record = s.data.last_continuation
     assert record is not None
@@ -56,8 +56,11 @@ def test_an_acknowledged_occlusion_is_continued_to_infusing() -> None:
     assert s.phase().value == "infusing"
 
 
-def test_a_delivery_accuracy_stop_is_not_continued_and_changes_nothing() -> None:
-    b, s = _occluded("tick.volume.over_infusion")
+def test_a_stop_the_kernel_cannot_continue_is_not_continued_and_changes_nothing() -> None:
+    """A cause that is neither continuable nor about delivery accuracy (vitals in the stop
+    band) leaves the session STOPPED for a nurse to end; a delivery-accuracy one ends it by
+    itself (tests/session/test_delivery_ended.py)."""
+    b, s = _occluded("tick.vitals.stop.spo2_percent.below_min")
     before = s.snapshot()
     with pytest.raises(CommandRefused) as info:
         s.resume(by=PROGRAMMER, reason="looks fine", delivery=b.delivery(), at=b.at())

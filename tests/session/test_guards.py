@@ -9,14 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from pumpd.audit.catalogue import CATALOGUE, PumpCommand
+from pumpd.audit.catalogue import CATALOGUE
+from pumpd.audit.catalogue import PumpCommand as LoggedPumpCommand
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import (
     PROPOSED_EVENTS,
-    CommandKind,
     CommandRefused,
     InvalidCommandInput,
     InvalidInState,
+    PumpCommand,
     RestoreError,
     Session,
     State,
@@ -261,7 +262,7 @@ def test_no_prime_once_a_start_was_sent(state: State) -> None:
 def test_after_a_start_even_an_alarm_never_leads_back_to_priming() -> None:
     """The start was refused by the pump: still no prime, the drug may have moved."""
     b, s = drive(S.START_REQUESTED)
-    s.command_failed(command=CommandKind.START, detail="REJECTED_STATE", at=b.at())
+    s.command_failed(command=PumpCommand.START, detail="REJECTED_STATE", at=b.at())
     s.acknowledge(by=PROGRAMMER, pump_mode=PumpMode.IDLE, at=b.at())
     assert s.state is S.STOPPED
     assert "request_prime" not in s.allowed()
@@ -303,7 +304,7 @@ def test_start_runs_the_kernels_start_checks() -> None:
     )
     step = s.request_start(by=PROGRAMMER, pump=b.pump(), prior_sessions=(), at=b.at())
     assert step.command is not None
-    assert step.command.kind is CommandKind.START
+    assert step.command.kind is PumpCommand.START
     assert step.command.rate_ml_h == s.plan.rate_ml_h
     assert step.command.vtbi_ul == s.plan.vtbi_ul
 
@@ -356,7 +357,7 @@ def test_stop_in_alarm_keeps_the_alarm_latched() -> None:
     b, s = drive(S.ALARM)
     step = s.stop(by=PROGRAMMER, reason="occlusion", at=b.at())
     assert step.command is not None
-    assert step.command.kind is CommandKind.STOP
+    assert step.command.kind is PumpCommand.STOP
     s.stop_confirmed(at=b.at())
     assert s.state is S.ALARM
     # The stop ended delivery: the latched alarm is judged like STOPPED (no pause ladder,
@@ -436,7 +437,7 @@ def test_adjust_is_two_steps_and_slows_the_infusion() -> None:
     step = s.confirm_adjust(by=PROGRAMMER, at=b.at())
     assert step.dest is S.ADJUSTING
     assert step.command is not None
-    assert step.command.kind is CommandKind.SET_RATE
+    assert step.command.kind is PumpCommand.SET_RATE
     assert step.command.rate_ml_h == proposed.rate_ml_h
     s.adjust_confirmed(at=b.at())
     assert s.state is S.INFUSING
@@ -527,21 +528,21 @@ def test_discharge_needs_the_observation_time_and_the_whole_checklist() -> None:
 @pytest.mark.parametrize(
     ("state", "command", "mode", "dest"),
     [
-        (S.START_REQUESTED, CommandKind.START, PumpMode.INFUSING, S.INFUSING),
-        (S.START_REQUESTED, CommandKind.START, PumpMode.IDLE, S.ALARM),
-        (S.START_REQUESTED, CommandKind.START, PumpMode.ALARM, S.ALARM),
-        (S.PRIME_REQUESTED, CommandKind.PRIME, PumpMode.PRIMING, S.PRIMING),
-        (S.PAUSE_REQUESTED, CommandKind.PAUSE, PumpMode.PAUSED, S.PAUSED),
-        (S.PAUSE_REQUESTED, CommandKind.PAUSE, PumpMode.INFUSING, S.ALARM),
-        (S.RESUME_REQUESTED, CommandKind.RESUME, PumpMode.INFUSING, S.INFUSING),
-        (S.STOP_REQUESTED, CommandKind.STOP, PumpMode.IDLE, S.STOPPED),
-        (S.STOP_REQUESTED, CommandKind.STOP, PumpMode.INFUSING, S.ALARM),
-        (S.COMPLETE, CommandKind.STOP, PumpMode.IDLE, S.OBSERVATION),
-        (S.COMPLETE, CommandKind.STOP, PumpMode.KVO, S.ALARM),
+        (S.START_REQUESTED, PumpCommand.START, PumpMode.INFUSING, S.INFUSING),
+        (S.START_REQUESTED, PumpCommand.START, PumpMode.IDLE, S.ALARM),
+        (S.START_REQUESTED, PumpCommand.START, PumpMode.ALARM, S.ALARM),
+        (S.PRIME_REQUESTED, PumpCommand.PRIME, PumpMode.PRIMING, S.PRIMING),
+        (S.PAUSE_REQUESTED, PumpCommand.PAUSE, PumpMode.PAUSED, S.PAUSED),
+        (S.PAUSE_REQUESTED, PumpCommand.PAUSE, PumpMode.INFUSING, S.ALARM),
+        (S.RESUME_REQUESTED, PumpCommand.RESUME, PumpMode.INFUSING, S.INFUSING),
+        (S.STOP_REQUESTED, PumpCommand.STOP, PumpMode.IDLE, S.STOPPED),
+        (S.STOP_REQUESTED, PumpCommand.STOP, PumpMode.INFUSING, S.ALARM),
+        (S.COMPLETE, PumpCommand.STOP, PumpMode.IDLE, S.OBSERVATION),
+        (S.COMPLETE, PumpCommand.STOP, PumpMode.KVO, S.ALARM),
     ],
 )
 def test_reconciled_follows_the_pump_and_alarms_on_a_mismatch(
-    state: State, command: CommandKind, mode: PumpMode, dest: State
+    state: State, command: PumpCommand, mode: PumpMode, dest: State
 ) -> None:
     b, s = drive(state)
     s.command_uncertain(command=command, detail="reply timed out", at=b.at())
@@ -564,7 +565,7 @@ def test_an_uncertain_rate_change_is_applied_only_when_the_rate_proves_it() -> N
     b, s = drive(S.ADJUSTING)
     proposed = s.proposed_plan
     assert proposed is not None
-    s.command_uncertain(command=CommandKind.SET_RATE, detail="timeout", at=b.at())
+    s.command_uncertain(command=PumpCommand.SET_RATE, detail="timeout", at=b.at())
     assert s.phase() is SessionPhase.INFUSING
     s.reconciled(pump_mode=PumpMode.INFUSING, rate_ml_h=proposed.rate_ml_h, at=b.at())
     assert s.state is S.INFUSING
@@ -572,7 +573,7 @@ def test_an_uncertain_rate_change_is_applied_only_when_the_rate_proves_it() -> N
 
     b, s = drive(S.ADJUSTING)
     old_rate = s.plan.rate_ml_h
-    s.command_uncertain(command=CommandKind.SET_RATE, detail="timeout", at=b.at())
+    s.command_uncertain(command=PumpCommand.SET_RATE, detail="timeout", at=b.at())
     s.reconciled(pump_mode=PumpMode.INFUSING, rate_ml_h=old_rate, at=b.at())
     assert s.state is S.ALARM
     assert s.plan.rate_ml_h == old_rate
@@ -582,7 +583,7 @@ def test_the_uncertain_command_must_be_the_outstanding_one() -> None:
     b, s = drive(S.START_REQUESTED)
     before = s.snapshot()
     with pytest.raises(InvalidCommandInput):
-        s.command_uncertain(command=CommandKind.STOP, detail="timeout", at=b.at())
+        s.command_uncertain(command=PumpCommand.STOP, detail="timeout", at=b.at())
     assert s.snapshot() == before
 
 
@@ -626,7 +627,7 @@ def test_every_audit_name_is_in_the_catalogue_or_proposed() -> None:
     assert names <= set(CATALOGUE), names - set(CATALOGUE)
     assert {"session.adjusted", "note.recorded"} <= names
     assert {"session.started", "session.programmed", "alarm.acknowledged"} <= names
-    assert {k.value for k in CommandKind} == {c.value for c in PumpCommand}
+    assert PumpCommand is LoggedPumpCommand  # the session commands what the log records
 
 
 def test_refusals_serialise_for_the_control_socket() -> None:
@@ -722,7 +723,7 @@ def test_vtbi_reached_with_kvo_prescribed_but_the_pump_not_in_kvo_stops(
     step = s.vtbi_reached(pump_mode=mode, at=bedside.at())
     assert step.dest is State.COMPLETE
     assert step.command is not None
-    assert step.command.kind is CommandKind.STOP
+    assert step.command.kind is PumpCommand.STOP
 
 
 def test_vtbi_reached_without_kvo_prescribed_stops_a_pump_in_kvo() -> None:
@@ -730,7 +731,7 @@ def test_vtbi_reached_without_kvo_prescribed_stops_a_pump_in_kvo() -> None:
     step = s.vtbi_reached(pump_mode=PumpMode.KVO, at=bedside.at())
     assert step.dest is State.COMPLETE
     assert step.command is not None
-    assert step.command.kind is CommandKind.STOP
+    assert step.command.kind is PumpCommand.STOP
 
 
 def test_observe_ends_kvo_with_a_stop_and_observation_starts_when_it_is_confirmed() -> None:
@@ -739,7 +740,7 @@ def test_observe_ends_kvo_with_a_stop_and_observation_starts_when_it_is_confirme
     assert step.dest is State.COMPLETE
     assert step.command is not None
     assert (step.command.kind, step.command.reason_code) == (
-        CommandKind.STOP,
+        PumpCommand.STOP,
         "tick.vtbi.kvo_complete",
     )
     assert s.data.observation_started_at is None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pumpd.protocols import LoadedProtocol
-from pumpd.session import CommandKind, State
+from pumpd.session import PumpCommand, State
 from safety.order import Override
 from safety.plan import Order
 from safety.pump import PumpWarning
@@ -49,7 +49,7 @@ def test_an_adjustment_with_soft_verdicts_waits_for_the_second_person() -> None:
     )
     assert s.state is S.ADJUSTING
     assert step.command is not None
-    assert step.command.kind is CommandKind.SET_RATE
+    assert step.command.kind is PumpCommand.SET_RATE
     assert step.audit_events == ("override.granted", "pump.command.requested")
     pending = s.data.pending_adjustment
     assert pending is not None
@@ -128,7 +128,7 @@ def test_a_soft_start_check_is_approved_by_a_second_person_before_the_start() ->
     step = s.approve(by=CHECKER, pump=_battery_low(b), shown=["start.pump.battery_low"], at=b.at())
     assert s.state is S.START_REQUESTED
     assert step.command is not None
-    assert step.command.kind is CommandKind.START
+    assert step.command.kind is PumpCommand.START
     assert step.audit_events == ("override.granted", "pump.command.requested")
     assert s.data.start_requested_by == PROGRAMMER
     assert s.data.start_override is not None

@@ -19,10 +19,10 @@ from hypothesis.stateful import (
 
 from pumpd.session import (
     TRIGGERS,
-    CommandKind,
     CommandRefused,
     InvalidCommandInput,
     InvalidInState,
+    PumpCommand,
     Session,
     State,
 )
@@ -38,7 +38,7 @@ from .test_table import ARGS
 PEOPLE = st.sampled_from([PROGRAMMER] * 4 + [CHECKER] * 2 + [" nurse.ada ", "", "  "])
 REASONS = st.sampled_from(["patient asked", "blood pressure 172/104"] * 3 + ["", "   "])
 MODES = st.sampled_from(list(PumpMode) + [PumpMode.IDLE, PumpMode.PAUSED] * 2)
-KINDS = st.sampled_from(list(CommandKind))
+KINDS = st.sampled_from(list(PumpCommand))
 PRIORITIES = st.sampled_from(list(Priority))
 DURATIONS = st.sampled_from([Decimal(30), Decimal(45), Decimal(60), Decimal(200)])
 WEIGHTS = st.sampled_from(["80 kg"] * 4 + ["81 kg", "176 lb", "80"])
@@ -293,7 +293,7 @@ class SessionMachine(RuleBasedStateMachine):
 
     @rule(kind=KINDS, failed=st.booleans(), use_pending=st.booleans())
     @allows("command_uncertain", "command_failed")
-    def command_outcome(self, kind: CommandKind, failed: bool, use_pending: bool) -> None:
+    def command_outcome(self, kind: PumpCommand, failed: bool, use_pending: bool) -> None:
         pending = self.session.data.pending_command
         command = pending if use_pending and pending is not None else kind
         at = self.bedside.at(0)

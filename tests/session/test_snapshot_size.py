@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pumpd.session import CommandKind, RestoreError, Session, State
+from pumpd.session import PumpCommand, RestoreError, Session, State
 from pumpd.session.machine import SNAPSHOT_FORMAT
 from safety.actions import Priority
 from safety.plan import Order
@@ -188,7 +188,7 @@ def test_a_command_the_pump_keeps_refusing_in_alarm_latches_its_alarm_once() -> 
     b, s = drive(State.ALARM)
     for _ in range(3):
         s.stop(by="pumpd", reason="kernel stop", at=b.at())
-        step = s.command_failed(command=CommandKind.STOP, detail="exception 4", at=b.at())
+        step = s.command_failed(command=PumpCommand.STOP, detail="exception 4", at=b.at())
     codes = [a.code for a in s.data.alarms]
     assert codes.count("command.stop.failed") == 1
     assert step.audit_events == ("pump.command.failed",)  # each refusal is still recorded

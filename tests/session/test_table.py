@@ -15,9 +15,9 @@ import pytest
 
 from pumpd.session import (
     TRIGGERS,
-    CommandKind,
     CommandRefused,
     InvalidInState,
+    PumpCommand,
     Session,
     State,
     allowed_triggers,
@@ -32,8 +32,8 @@ S = State
 Call = Callable[[Bedside, Session], object]
 
 
-def _uncertain_kind(s: Session) -> CommandKind:
-    return s.data.pending_command or CommandKind.STOP
+def _uncertain_kind(s: Session) -> PumpCommand:
+    return s.data.pending_command or PumpCommand.STOP
 
 
 ARGS: dict[str, Call] = {

@@ -1,4 +1,4 @@
-"""Every command in every pump state, per the GIP-MB1 rules (issue 2, section 2)."""
+"""Every command in every pump state, per the GIP-MB1 rules."""
 
 from __future__ import annotations
 

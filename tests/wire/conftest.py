@@ -1,4 +1,4 @@
-"""Wire-fault tests (issue 7 §4): the real simulator, real sockets, a real pty.
+"""Wire-fault tests: the real simulator, real sockets, a real pty.
 
 Every fault lives in the simulator's byte bridge (`pumpsim/bridge.py`), so the driver and
 the controller meet it exactly as they would meet a bad cable, a second master or a peer

@@ -1,5 +1,5 @@
 """A wall-clock jump (NTP step, an administrator's ``date -s``, a VM resumed) changes no
-duration (issue 7 §4).
+duration.
 
 The controller runs on the simulator with the controller tests' shared stall-free time,
 behind :class:`JumpingClock`: its monotonic reading runs on normally while its UTC reading

@@ -121,8 +121,10 @@ async def test_second_master_on_the_line_never_yields_a_wrong_value(
 async def test_late_start_reply_is_uncertain_then_settled_by_status(sim_rtu: Simulator) -> None:
     # Every reply leaves 0.3 s late, the timeout is 0.2 s: the START executes, its reply and
     # every confirmation read miss their window. The late replies must drain in the quiet
-    # period, never answer a later request, and the START is not sent again.
-    async with ModbusPumpDriver(rtu_config(sim_rtu)) as drv:
+    # period, never answer a later request, and the START is not sent again. A pump 100 ms
+    # slower than its timeout is beyond what the default quiet period (one frame time)
+    # covers (hazard H77): the quiet period is set here to one timeout to cover it.
+    async with ModbusPumpDriver(rtu_config(sim_rtu, quiet_after_timeout_s=0.2)) as drv:
         await drv.write_program(program())
         sim_rtu.inject(1, Fault.LATENCY, ms=300)
         with pytest.raises(CommandUncertain) as caught:

@@ -1,4 +1,4 @@
-"""The simulator's issue 7 wire faults themselves: parameters checked whole before anything
+"""The simulator's finer wire faults themselves: parameters checked whole before anything
 changes, the control channel carries them, and an `address` fault hits only the frames
 that carry that register (so a test can aim at the command write and nothing else).
 """

@@ -184,6 +184,17 @@ def pump_view(view: Mapping[str, Any]) -> Panel:
             f"{number(view.get('rate_ml_h'))} mL/h | {number(view.get('dose_rate_mg_h'), 3)} mg/h",
         )
         figures.add_row("time remaining", duration(view.get("remaining_s")))
+        ended = view.get("delivery_ended")
+        if isinstance(ended, Mapping):
+            causes = ", ".join(ended.get("interrupted_by") or []) or "-"
+            since = clock(ended.get("observation_started_at"), view.get("timezone"))
+            figures.add_row(
+                "delivery ended",
+                Text(
+                    f"OBSERVATION since {since}: ended by {causes} (rule {ended.get('rule')})",
+                    "bold",
+                ),
+            )
         for label, row in _countdowns(view):
             figures.add_row(label, row)
     backlog = view.get("audit_backlog")

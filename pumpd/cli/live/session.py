@@ -34,7 +34,7 @@ def _console() -> Console:
     return Console(highlight=False)
 
 
-def _said(pump: str, result: Any, what: str) -> None:
+def _echo_result(pump: str, result: Any, what: str) -> None:
     state = result.get("state") if isinstance(result, dict) else None
     click.echo(f"{pump}: {what}" + (f"; session {state}" if state else ""))
 
@@ -43,16 +43,16 @@ def _ml(volume_ul: object) -> str:
     return f"{volume_ul / 1000:.1f}" if isinstance(volume_ul, int) else "?"
 
 
-def _said_where(pump: str, result: Any, what: str, after: str = "") -> None:
+def _echo_with_patient(pump: str, result: Any, what: str, after: str = "") -> None:
     """``chair-2 (P-0043): stopped at 8.0 of 100 mL; session STOPPED``: the patient named,
     so a wrong chair number is noticed at once."""
     if not isinstance(result, dict) or result.get("patient_ref") is None:
-        _said(pump, result, what)
+        _echo_result(pump, result, what)
         return
     vtbi = result.get("vtbi_ul")
     total = f"{vtbi / 1000:g}" if isinstance(vtbi, int) else "?"
     text = f"{what} {_ml(result.get('delivered_ul'))} of {total} mL{after}"
-    _said(f"{pump} ({result['patient_ref']})", result, text)
+    _echo_result(f"{pump} ({result['patient_ref']})", result, text)
 
 
 def _order_params(
@@ -186,7 +186,7 @@ def confirm(
     if approve_override:
         by = result.get("override_approved_by")
         click.echo(f"{pump}: override approved by {by}")
-    _said(pump, result, "double-check recorded")
+    _echo_result(pump, result, "double-check recorded")
 
 
 @click.command(
@@ -218,7 +218,7 @@ def approve(target: Target, pump: str, witness_id: str | None, pin_stdin: bool, 
             params["witness"] = {"staff_id": witness_id, "pin": pin}
         params["shown"] = _codes(waiting)
         result = call_on(c, "session.approve", params)
-    _said(pump, result, f"override approved by {result.get('approved_by')}")
+    _echo_result(pump, result, f"override approved by {result.get('approved_by')}")
 
 
 @click.command(help="Prime the line. Asks that the line is NOT connected to the patient.")
@@ -231,7 +231,7 @@ def prime(target: Target, pump: str, line_disconnected: bool) -> None:
     if not ask(f"Is the line of {pump} DISCONNECTED from the patient?", line_disconnected):
         fail(EXIT_NOT_CONFIRMED, "not primed: the line was not confirmed disconnected")
     result = call(target, "session.prime", {"pump": pump, "line_disconnected": True})
-    _said(pump, result, "priming started")
+    _echo_result(pump, result, "priming started")
 
 
 @click.command(help="Start the infusion (the kernel's start checks decide).")
@@ -241,17 +241,24 @@ def prime(target: Target, pump: str, line_disconnected: bool) -> None:
     help="Reason for starting despite a soft start check (a low battery); a second nurse "
     "approves it (pumpctl approve) unless the protocol accepts the reason alone.",
 )
+@click.option(
+    "--primed-by-hand",
+    is_flag=True,
+    help="The line was primed by hand (for a pump that cannot prime, e.g. the DULCO flex).",
+)
 @pass_target
-def start(target: Target, pump: str, override_reason: str | None) -> None:
+def start(target: Target, pump: str, override_reason: str | None, primed_by_hand: bool) -> None:
     params: dict[str, Any] = {"pump": pump}
     if override_reason is not None:
         params["override_reason"] = override_reason
+    if primed_by_hand:
+        params["primed_by_hand"] = True
     result = call(target, "session.start", params)
     if result.get("awaiting_approval"):
-        _said(pump, result, "start held, nothing sent to the pump")
+        _echo_result(pump, result, "start held, nothing sent to the pump")
         _awaiting(pump, result.get("awaiting_approval"))
         return
-    _said(pump, result, "started")
+    _echo_result(pump, result, "started")
 
 
 @click.command(help="Pause the infusion.")
@@ -262,7 +269,7 @@ def pause(target: Target, pump: str, reason: str | None) -> None:
     params: dict[str, Any] = {"pump": pump}
     if reason:
         params["reason"] = reason
-    _said_where(pump, call(target, "session.pause", params), "paused at")
+    _echo_with_patient(pump, call(target, "session.pause", params), "paused at")
 
 
 @click.command(
@@ -281,9 +288,9 @@ def resume(target: Target, pump: str, reason: str | None) -> None:
     continued = result.get("continued") if isinstance(result, dict) else None
     if isinstance(continued, dict):
         left = _ml(continued.get("remaining_ul"))
-        _said_where(pump, result, "continued at", f" ({left} mL to go)")
+        _echo_with_patient(pump, result, "continued at", f" ({left} mL to go)")
     else:
-        _said_where(pump, result, "resumed at")
+        _echo_with_patient(pump, result, "resumed at")
 
 
 @click.command(help="Change duration or dose: shows the daemon's new plan, asks, then applies.")
@@ -328,7 +335,7 @@ def adjust(
             _awaiting(pump, proposal.get("awaiting_approval"))
             return
         result = call_on(c, "session.adjust_confirm", {"pump": pump})
-    _said(pump, result, "adjusted")
+    _echo_result(pump, result, "adjusted")
 
 
 @click.command(help="Stop the infusion.")
@@ -336,7 +343,9 @@ def adjust(
 @click.option("--reason", required=True, help="Why, in words.")
 @pass_target
 def stop(target: Target, pump: str, reason: str) -> None:
-    _said_where(pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped at")
+    _echo_with_patient(
+        pump, call(target, "session.stop", {"pump": pump, "reason": reason}), "stopped at"
+    )
 
 
 @click.command(help="End an interrupted infusion instead of continuing it: the observation begins.")
@@ -344,7 +353,9 @@ def stop(target: Target, pump: str, reason: str) -> None:
 @click.option("--reason", required=True, help="Why it is not continued, in words.")
 @pass_target
 def end(target: Target, pump: str, reason: str) -> None:
-    _said_where(pump, call(target, "session.end", {"pump": pump, "reason": reason}), "ended at")
+    _echo_with_patient(
+        pump, call(target, "session.end", {"pump": pump, "reason": reason}), "ended at"
+    )
 
 
 @click.command(
@@ -363,7 +374,7 @@ def ack(target: Target, pump: str, note: str | None) -> None:
         params: dict[str, Any] = {"pump": pump, "alarms": [a["code"] for a in shown]}
         if note:
             params["note"] = note
-        _said(pump, call_on(c, "session.acknowledge", params), "alarms acknowledged")
+        _echo_result(pump, call_on(c, "session.acknowledge", params), "alarms acknowledged")
 
 
 # ASCII digits only, as for every quantity (safety/units.py): \d and int() also take other
@@ -414,7 +425,7 @@ def vitals(
         fail(rpc.EXIT_USAGE, "vitals needs at least one of --bp, --hr, --spo2, --rr")
     params["pump"] = pump
     result = call(target, "session.vitals", params)
-    _said(pump, result, "vitals recorded")
+    _echo_result(pump, result, "vitals recorded")
     for line in render.verdict_lines(result.get("verdicts") or []):
         _console().print(line)
 
@@ -432,7 +443,7 @@ def note(target: Target, pump: str, text: str) -> None:
 @click.argument("pump")
 @pass_target
 def observe(target: Target, pump: str) -> None:
-    _said(pump, call(target, "session.observe", {"pump": pump}), "observation started")
+    _echo_result(pump, call(target, "session.observe", {"pump": pump}), "observation started")
 
 
 @click.command(help="Abandon a session before any start was sent.")
@@ -440,7 +451,7 @@ def observe(target: Target, pump: str) -> None:
 @click.option("--reason", required=True, help="Why, in words.")
 @pass_target
 def abort(target: Target, pump: str, reason: str) -> None:
-    _said(pump, call(target, "session.abort", {"pump": pump, "reason": reason}), "aborted")
+    _echo_result(pump, call(target, "session.abort", {"pump": pump, "reason": reason}), "aborted")
 
 
 @click.command(help="Discharge: walks the protocol's checklist, one item at a time.")
@@ -465,7 +476,7 @@ def discharge(target: Target, pump: str, confirm_all: bool) -> None:
                 fail(EXIT_NOT_CONFIRMED, f"not discharged: {text!r} was not confirmed")
             confirmed.append(str(item.get("id")))
         result = call_on(c, "session.discharge", {"pump": pump, "confirmed": confirmed})
-    _said(pump, result, "discharged")
+    _echo_result(pump, result, "discharged")
 
 
 COMMANDS = (

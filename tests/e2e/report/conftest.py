@@ -99,8 +99,8 @@ def _discharge(s: Stack, timeout_s: float = 120.0) -> None:
         if result.returncode == 0:
             return
         assert result.returncode == 3, result.stderr
-        said = result.stdout + result.stderr
-        if "discharge.observation_too_short" not in said and "discharge.vitals_" in said:
+        output = result.stdout + result.stderr
+        if "discharge.observation_too_short" not in output and "discharge.vitals_" in output:
             # The observation time is over: the set a nurse takes before letting the
             # patient go (the discharge needs one no older than 15 simulated minutes).
             s.ok("vitals", "chair-1", "--bp", "122/78", "--hr", "72", "--spo2", "98")

@@ -31,7 +31,8 @@ from pumpd.audit.queries import EventFilter, iter_events
 from pumpd.audit.verify import verify
 from pumpd.db import make_engine
 from pumpd.report import document, plots
-from pumpd.report.record import SessionRecord, gather, open_library
+from pumpd.report.model import SessionRecord
+from pumpd.report.record import gather, open_library
 
 from .conftest import ABORTED_PATIENT, RecordedSession
 

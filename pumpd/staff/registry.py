@@ -2,7 +2,8 @@
 
 It lets a shared nurse-station account say *which person* acts (``pumpctl login``) and
 lets a second nurse witness a double-check at the same terminal with id and PIN. The
-rows live in the audit database (``staff_member``, migration 0003); every change and
+rows live in the site's database beside the log (``staff_member``, ``pumpd.staff.schema``,
+migration 0003); every change and
 every refused PIN is also an audit event, so the append-only log remains the record.
 
 PINs are hashed with argon2id (``argon2-cffi``: slow, salted, memory-hard); hashing runs
@@ -25,11 +26,11 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from pumpd.audit.schema import staff_member
 from pumpd.audit.store import utc_text
 from pumpd.clinictime import local_text, parse_utc, zone_or_utc
 from pumpd.clock import Clock
 from pumpd.db import reader
+from pumpd.staff.schema import staff_member
 
 MAX_CONCURRENT_HASHES = 2
 PIN_MIN, PIN_MAX = 6, 32

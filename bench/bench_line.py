@@ -1,0 +1,604 @@
+"""Reactions on a shared line: sixteen Modbus pumps on one TCP endpoint or one RTU line, and
+New Era pumps daisy-chained on one RS-232 line; with and without the line's priority for
+halts, and, for New Era, with and without the wake on a pump-pushed alarm.
+
+The rig is the controller benchmark's (``bench/bench_controller.py``): pumpsim in a child
+process at time scale 1 (``bench/simhost.py``), one real ``Controller`` per pump on the real
+clock at 10 Hz, the group-committing ``AsyncAuditWriter`` on a SQLite store on disk. Each
+lane cycles on its pump: fresh controller, session started (line primed by hand), a wait
+to a random phase of the poll, the fault, the measurement, clean-up.
+
+Figures, each beside the goal computed in the same run, "reaction p99 ≤ poll period +
+2 × one round trip on that line", where the round trip is the median of a driver's status
+reads on that line, idle, measured first:
+
+- Modbus (TCP, RTU on a pty at 115200 baud): **A** runaway ×1.5 → the halting command (the
+  kernel's PAUSE) taken by the pump, stamped by the simulator's command log; **B** pump
+  occlusion → the ``alarm.raised`` event durable in the store.
+- New Era (19200 baud, Safe mode): **push → STP** the stall alarm the pump sent unasked
+  (stamped when the simulator queued it) → the STP the pump heard (the simulator's request
+  log); **B** the stall fault → ``alarm.raised`` durable. With the wake the controller polls
+  when the push arrives; without it (a driver that does not offer ``alarm_pushed``) at its
+  next regular poll.
+
+The modes of one figure are measured in alternating rounds (the order rotated each round)
+and pooled, so a change in the machine's load hits every mode alike. Each cycle notes the
+polls per second its pump really got: on a line that carries fewer requests per second
+than its pumps ask for, the controllers run behind their schedule and poll back to back,
+and then the wait a push could cut short does not exist. Nothing here asserts a timing;
+the figures are printed beside their goals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bench.bench_controller import (
+    PAUSE_CODE,
+    POLL_PERIOD_S,
+    PROTOCOL,
+    RATE_SETTLE_S,
+    ROOT,
+    STOP_CODE,
+    HandoverStampingWriter,
+    Reactions,
+    Rig,
+    SimProcess,
+    StampingStore,
+    _config,
+    _to_infusing,
+)
+from bench.report import Report, Row
+from pumpd.audit import migrate
+from pumpd.audit.store import AuditStore
+from pumpd.controller import Controller
+from pumpd.daemon import logs
+from pumpd.drivers import priority
+from pumpd.drivers.base import (
+    Command,
+    CommandOutcome,
+    PumpDriver,
+    PumpProgram,
+    PumpStatus,
+)
+from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.protocols import load_library
+
+REACTION_TIMEOUT_S = 15.0
+MODBUS_PUMPS = 16
+NEWERA_PUMPS = 2
+RTU_BAUD = 115_200
+NEWERA_BAUD = 19_200
+SYRINGE_MM = Decimal("26.59")
+MAX_SETUP_FAILURES = 30
+
+
+@dataclass(frozen=True)
+class Sizes:
+    injections: int
+    newera_injections: int
+    round_trips: int
+    rounds: int = 4
+
+
+FULL = Sizes(injections=96, newera_injections=48, round_trips=200)
+QUICK = Sizes(injections=16, newera_injections=8, round_trips=50, rounds=2)
+
+
+# --------------------------------------------------------------------- the line under test
+
+
+class NoPush:
+    """A New Era driver seen without its ``alarm_pushed``: the controller polls on its clock
+    only (the comparison for the wake)."""
+
+    def __init__(self, driver: NewEraPumpDriver) -> None:
+        self._d = driver
+
+    async def connect(self) -> None:
+        await self._d.connect()
+
+    async def close(self) -> None:
+        await self._d.close()
+
+    async def read_status(self) -> PumpStatus:
+        return await self._d.read_status()
+
+    async def write_program(self, program: PumpProgram) -> PumpProgram:
+        return await self._d.write_program(program)
+
+    async def command(self, command: Command, *, timeout_s: float | None = None) -> CommandOutcome:
+        return await self._d.command(command, timeout_s=timeout_s)
+
+    async def heartbeat(self) -> int:
+        return await self._d.heartbeat()
+
+    async def set_heartbeat_timeout(self, seconds: int) -> None:
+        await self._d.set_heartbeat_timeout(seconds)
+
+
+@dataclass
+class Line:
+    kind: str  # "tcp", "rtu", "newera"
+    sim: SimProcess
+    ready: dict[str, Any]
+    wake: bool = True
+
+    def driver(self, unit: int) -> PumpDriver:
+        if self.kind == "newera":
+            d = NewEraPumpDriver(
+                NewEraConfig(
+                    device=str(self.ready["newera_path"]),
+                    address=unit,
+                    baudrate=NEWERA_BAUD,
+                    syringe_diameter_mm=SYRINGE_MM,
+                    heartbeat_timeout_s=10,
+                )
+            )
+            return d if self.wake else NoPush(d)
+        if self.kind == "rtu":
+            return ModbusPumpDriver(
+                ModbusConfig(
+                    transport="rtu",
+                    device=str(self.ready["rtu_path"]),
+                    baudrate=RTU_BAUD,
+                    unit=unit,
+                )
+            )
+        return ModbusPumpDriver(
+            ModbusConfig(transport="tcp", host=self.sim.host, port=self.sim.port, unit=unit)
+        )
+
+    @property
+    def pumps(self) -> int:
+        return NEWERA_PUMPS if self.kind == "newera" else MODBUS_PUMPS
+
+    async def inject(self, unit: int, fault: str, on: bool = True, **params: Any) -> float:
+        if self.kind == "newera":
+            reply = await self.sim.request("nera_inject", unit=unit, fault=fault, on=on)
+            return float(reply["t"])
+        return await self.sim.inject(unit, fault, on, **params)
+
+    async def reboot(self, unit: int) -> None:
+        await self.sim.request("nera_reboot" if self.kind == "newera" else "reboot", unit=unit)
+
+
+async def _start_sim(kind: str) -> tuple[SimProcess, dict[str, Any]]:
+    args = ["--pumps", str(MODBUS_PUMPS if kind != "newera" else 1)]
+    if kind == "rtu":
+        args.append("--rtu")
+    if kind == "newera":
+        args += ["--newera", str(NEWERA_PUMPS)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.simhost",
+        *args,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=1 << 24,
+    )
+    assert proc.stdout is not None
+    first = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+    ready: dict[str, Any] = json.loads(first or b"{}")
+    if not ready.get("ready"):
+        proc.kill()
+        raise RuntimeError(f"simulator child did not start: {first!r}")
+    return SimProcess(proc, str(ready["host"]), int(ready["port"])), ready
+
+
+@contextlib.asynccontextmanager
+async def _rig(kind: str) -> AsyncIterator[tuple[Rig, Line]]:
+    with tempfile.TemporaryDirectory(prefix="pumpd-bench-line-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'audit.db'}"
+        migrate.upgrade_url(url)
+        store = AuditStore.open(url, simulated=True)
+        stamps = StampingStore(store)
+        writer = HandoverStampingWriter(stamps)
+        sim, ready = await _start_sim(kind)
+        try:
+            yield Rig(sim, writer, stamps, load_library().get(PROTOCOL)), Line(kind, sim, ready)
+        finally:
+            await sim.close()
+            await writer.aclose()
+            store.close()
+
+
+# --------------------------------------------------------------------- one reaction
+
+
+@dataclass
+class Samples(Reactions):
+    polls_per_s: list[float] = field(default_factory=list)
+    """Each cycle's achieved polls per second of its pump, before the fault."""
+
+
+async def _log_since(line: Line, cursor: dict[str, int]) -> dict[str, Any]:
+    if line.kind == "newera":
+        reply = await line.sim.request(
+            "nera_log", since=cursor.get("heard", 0), since_push=cursor.get("pushed", 0)
+        )
+        cursor["heard"], cursor["pushed"] = int(reply["next"]), int(reply["next_push"])
+        return reply
+    reply = await line.sim.request("log", since=cursor.get("log", 0))
+    cursor["log"] = int(reply["next"])
+    return reply
+
+
+class Watch:
+    """The simulator's logs, read incrementally by every lane of one figure."""
+
+    def __init__(self, line: Line) -> None:
+        self.line = line
+        self.cursor: dict[str, int] = {}
+        self.heard: list[dict[str, Any]] = []
+        self.pushed: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            reply = await _log_since(self.line, self.cursor)
+            self.heard.extend(reply["records"])
+            self.pushed.extend(reply.get("pushed", []))
+
+    async def first(self, pick: Callable[[], dict[str, Any] | None], what: str) -> dict[str, Any]:
+        deadline = time.monotonic() + REACTION_TIMEOUT_S
+        while True:
+            await self.refresh()
+            if (found := pick()) is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} within {REACTION_TIMEOUT_S} s of the fault")
+            await asyncio.sleep(0.02)
+
+    def halting(self, unit: int, t0: float) -> dict[str, Any] | None:
+        for r in self.heard:
+            if self.line.kind == "newera":
+                if r["address"] == unit and r["t_monotonic"] >= t0 and r["text"] == "STP":
+                    return r
+            elif (
+                r["unit"] == unit
+                and r["t_monotonic"] >= t0
+                and r["command"] in (PAUSE_CODE, STOP_CODE)
+            ):
+                return r
+        return None
+
+    def push(self, unit: int, t0: float) -> dict[str, Any] | None:
+        for r in self.pushed:
+            if r["address"] == unit and r["t_monotonic"] >= t0 and r["text"] == "A?S":
+                return r
+        return None
+
+
+async def _alarm_durable(rig: Rig, pump_id: str, t0: float) -> float:
+    deadline = time.monotonic() + REACTION_TIMEOUT_S
+    while (found := rig.stamps.first_alarm_after(pump_id, t0, "tick.pump")) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no pump alarm event from {pump_id} within {REACTION_TIMEOUT_S} s")
+        await asyncio.sleep(0.02)
+    return found[0]
+
+
+@dataclass
+class Figure:
+    kind: str  # "A", "B" (Modbus); "P" (New Era: the push and the stall's alarm)
+    out: Samples = field(default_factory=Samples)
+    alarm: Samples = field(default_factory=Samples)
+    """New Era only: the stall → durable alarm of the same injections."""
+    replied: int = 0
+    """New Era only: stalls the pump reported in a reply, before its push."""
+    halt_waits: Samples = field(default_factory=Samples)
+    """Each halting request's wait for the line."""
+
+    def merge(self, other: Figure) -> None:
+        for mine, theirs in (
+            (self.out, other.out),
+            (self.alarm, other.alarm),
+            (self.halt_waits, other.halt_waits),
+        ):
+            mine.samples_ms += theirs.samples_ms
+            mine.misses += theirs.misses
+            mine.setup_failures += theirs.setup_failures
+            mine.polls_per_s += theirs.polls_per_s
+        self.replied += other.replied
+
+
+async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: int) -> bool:
+    """One injection on ``unit``; False when its set-up failed (the injection is given back)."""
+    driver = line.driver(unit)
+    ctl: Controller | None = None
+    task: asyncio.Task[None] | None = None
+    fault = {"A": "runaway", "B": "occlusion-downstream", "P": "stall"}[fig.kind]
+    try:
+        try:
+            await driver.connect()
+            ctl = Controller(
+                driver=driver, writer=rig.writer, clock=rig.clock, config=_config(unit)
+            )
+            await ctl.attach()
+            task = asyncio.create_task(ctl.run())
+            await _to_infusing(rig, ctl, f"{line.kind}-{fig.kind}-{unit}-{n}")
+            settle = RATE_SETTLE_S + 0.2 if fig.kind == "A" else 0.3
+            polls0, at0 = ctl.polls, time.monotonic()
+            await asyncio.sleep(settle + random.uniform(0, 2 * POLL_PERIOD_S))
+            fig.out.polls_per_s.append((ctl.polls - polls0) / (time.monotonic() - at0))
+        except Exception as exc:  # noted; the injection is given back
+            fig.out.setup_failures.append(f"{type(exc).__name__}: {exc}")
+            if len(fig.out.setup_failures) > MAX_SETUP_FAILURES:
+                raise
+            return False
+        pid = ctl.config.pump_id
+        try:
+            if fig.kind == "A":
+                t0 = await line.inject(unit, fault, factor="1.5")
+                cmd = await watch.first(lambda: watch.halting(unit, t0), "PAUSE/STOP")
+                fig.out.samples_ms.append((float(cmd["t_monotonic"]) - t0) * 1000)
+            elif fig.kind == "B":
+                t0 = await line.inject(unit, fault)
+                t1 = await _alarm_durable(rig, pid, t0)
+                fig.out.samples_ms.append((t1 - t0) * 1000)
+            else:
+                t0 = await line.inject(unit, fault)
+                stp = await watch.first(lambda: watch.halting(unit, t0), "STP")
+                pushed = watch.push(unit, t0)
+                if pushed is not None and pushed["t_monotonic"] < stp["t_monotonic"]:
+                    tp = float(pushed["t_monotonic"])
+                    fig.out.samples_ms.append((float(stp["t_monotonic"]) - tp) * 1000)
+                else:
+                    # A request reached the pump before its own tick pushed the alarm: it
+                    # answered that request with the alarm instead (no push to time).
+                    fig.replied += 1
+                t1 = await _alarm_durable(rig, pid, t0)
+                fig.alarm.samples_ms.append((t1 - t0) * 1000)
+        except TimeoutError as exc:
+            fig.out.misses.append(str(exc))
+        return True
+    finally:
+        if task is not None:
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+        await driver.close()
+        await line.inject(unit, fault, on=False)
+        await line.reboot(unit)
+
+
+async def _figure(rig: Rig, line: Line, kind: str, injections: int) -> Figure:
+    fig = Figure(kind)
+    budget = [injections]
+    watch = Watch(line)
+    await watch.refresh()
+    watch.heard.clear()
+    watch.pushed.clear()
+
+    async def lane(unit: int) -> None:
+        n = 0
+        while budget[0] > 0:
+            budget[0] -= 1
+            n += 1
+            if not await _cycle(rig, line, unit, fig, watch, n):
+                budget[0] += 1
+
+    async with asyncio.TaskGroup() as lanes:
+        for unit in range(1, line.pumps + 1):
+            lanes.create_task(lane(unit))
+    return fig
+
+
+async def _rounds(
+    rig: Rig,
+    line: Line,
+    kind: str,
+    modes: list[tuple[str, bool, bool]],
+    injections: int,
+    rounds: int,
+) -> list[Figure]:
+    """Each mode's figure, measured in `rounds` alternating rounds (the order rotated each
+    round), so that a change of the machine's load hits every mode alike."""
+    figs = [Figure(kind) for _ in modes]
+    per_round = max(1, math.ceil(injections / rounds))
+    for r in range(rounds):
+        order = list(range(len(modes)))
+        order = order[r % len(order) :] + order[: r % len(order)]
+        for i in order:
+            _, prio, wake = modes[i]
+            priority.PRIORITIZE_HALTS = prio
+            line.wake = wake
+            waits = HaltWaits()
+            with waits.installed():
+                part = await _figure(rig, line, kind, per_round)
+            part.halt_waits.samples_ms += waits.samples_ms
+            figs[i].merge(part)
+    priority.PRIORITIZE_HALTS = True
+    line.wake = True
+    return figs
+
+
+class HaltWaits:
+    """How long each request of a halting command waited for the line (from asking for
+    it to being granted it), noted around the real `LineLock.acquire` while installed.
+
+    This is the part of a halt that the priority changes; the reaction around it also
+    holds the poll's phase, the tick, the intent's commit and the machine's load."""
+
+    def __init__(self) -> None:
+        self.samples_ms: list[float] = []
+        self._original = priority.LineLock.acquire
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        original = self._original
+        samples = self.samples_ms
+
+        async def acquire(lock: priority.LineLock, urgency: priority.Urgency | None = None) -> None:
+            asked = time.perf_counter()
+            await original(lock, urgency)
+            asked_as = urgency if urgency is not None else priority.current_urgency()
+            if asked_as is priority.Urgency.HALT:
+                samples.append((time.perf_counter() - asked) * 1000)
+
+        priority.LineLock.acquire = acquire  # type: ignore[method-assign, assignment]
+        try:
+            yield
+        finally:
+            priority.LineLock.acquire = original  # type: ignore[method-assign]
+
+
+async def _round_trip_ms(line: Line, n: int) -> float:
+    """Median of one driver's status reads on the idle line (one request each)."""
+    driver = line.driver(1)
+    await driver.connect()
+    try:
+        samples = []
+        for _ in range(n):
+            started = time.perf_counter()
+            await driver.read_status()
+            samples.append((time.perf_counter() - started) * 1000)
+        return statistics.median(samples)
+    finally:
+        await driver.close()
+
+
+# --------------------------------------------------------------------- the run
+
+LABEL = {
+    "tcp": f"{MODBUS_PUMPS} Modbus pumps on one TCP line",
+    "rtu": f"{MODBUS_PUMPS} Modbus pumps on one RTU line ({RTU_BAUD} baud, pty)",
+    "newera": f"{NEWERA_PUMPS} New Era pumps on one RS-232 line ({NEWERA_BAUD} baud, pty)",
+}
+WHAT = {
+    "A": "runaway ×1.5 → halting command at the pump",
+    "B": "occlusion → alarm event durable",
+    "P": "pushed stall alarm → STP at the pump",
+    "S": "stall → alarm event durable",
+}
+
+
+def _rows(
+    report: Report,
+    kind: str,
+    mode: str,
+    samples: Samples,
+    rtt_ms: float,
+    polls: list[float],
+    quick: bool,
+) -> None:
+    line_kind, what = kind.split(":")
+    goal_ms = POLL_PERIOD_S * 1000 + 2 * rtt_ms
+    n = len(samples.samples_ms) + len(samples.misses)
+    missed = f", {len(samples.misses)} missed" if samples.misses else ""
+    label = f"{WHAT[what]}, {LABEL[line_kind]}, {mode}, n={n}{missed}{' (quick)' if quick else ''}"
+    p50, p99 = (samples.percentile(50), samples.percentile(99)) if n else (math.nan, math.nan)
+    base = f"poll period + 2 × round trip ({rtt_ms:.1f} ms)"
+    report.add(Row("line", f"{label}, p50", p50, "ms", goal_ms, base))
+    report.add(
+        Row(
+            "line",
+            f"{label}, p99",
+            p99,
+            "ms",
+            goal_ms,
+            base,
+            f"p99 ≤ {goal_ms:.0f} ms",
+            p99 <= goal_ms,
+        )
+    )
+    achieved = statistics.median(polls) if polls else math.nan
+    report.note(
+        f"line {line_kind} {what} {mode}: max {max(samples.samples_ms, default=math.nan):.1f} ms; "
+        f"each pump got {achieved:.1f} polls/s (median of cycles; 10 asked), so its own poll "
+        f"period was {1000 / achieved if achieved else math.nan:.0f} ms"
+        + (
+            f"; {len(samples.setup_failures)} set-ups failed, retried"
+            if samples.setup_failures
+            else ""
+        )
+        + (f"; first miss: {samples.misses[0]}" if samples.misses else "")
+    )
+
+
+def _wait_rows(report: Report, kind: str, what: str, mode: str, waits: Samples, rtt: float) -> None:
+    """A halting request's wait for the line, beside one round trip on it."""
+    n = len(waits.samples_ms)
+    if not n:
+        return
+    name = f"a halting request's wait for the line, {LABEL[kind]}, during {what}, {mode}, n={n}"
+    for q in (50, 99):
+        report.add(
+            Row("line", f"{name}, p{q}", waits.percentile(q), "ms", rtt, "one round trip (idle)")
+        )
+
+
+async def measure(
+    report: Report, sizes: Sizes, quick: bool, kinds: tuple[str, ...] = ("tcp", "rtu", "newera")
+) -> None:
+    for kind in kinds:
+        async with _rig(kind) as (rig, line):
+            rtt = await _round_trip_ms(line, sizes.round_trips)
+            report.add(Row("line", f"status read round trip, {LABEL[kind]}, idle (p50)", rtt, "ms"))
+            if kind == "newera":
+                modes = [
+                    ("priority, wake", True, True),
+                    ("priority, no wake", True, False),
+                    ("no priority, wake", False, True),
+                ]
+                figs = await _rounds(rig, line, "P", modes, sizes.newera_injections, sizes.rounds)
+                for (mode, _, _), fig in zip(modes, figs, strict=True):
+                    _rows(report, f"{kind}:P", mode, fig.out, rtt, fig.out.polls_per_s, quick)
+                    report.note(
+                        f"line newera {mode}: of {len(fig.alarm.samples_ms)} stalls, "
+                        f"{len(fig.out.samples_ms)} were pushed before any request reached the "
+                        f"pump, {fig.replied} were told in the reply to a request first (not "
+                        "in the push → STP figure)"
+                    )
+                    _rows(report, f"{kind}:S", mode, fig.alarm, rtt, fig.out.polls_per_s, quick)
+                    _wait_rows(report, kind, "P", mode, fig.halt_waits, rtt)
+                line.wake = True
+            else:
+                for what in ("A", "B"):
+                    pair = [("priority", True, True), ("no priority", False, True)]
+                    figs = await _rounds(rig, line, what, pair, sizes.injections, sizes.rounds)
+                    for (mode, _, _), fig in zip(pair, figs, strict=True):
+                        _rows(
+                            report, f"{kind}:{what}", mode, fig.out, rtt, fig.out.polls_per_s, quick
+                        )
+                        _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
+            priority.PRIORITIZE_HALTS = True
+    report.note(
+        "line: pumpsim in a child process at time scale 1 (bench/simhost.py), stamps from its "
+        "CLOCK_MONOTONIC; one Controller per pump at 10 Hz; audit on SQLite (WAL, "
+        "synchronous=FULL). 'no priority': the line's lock is plain FIFO "
+        "(priority.PRIORITIZE_HALTS=False); 'no wake': the controller does not see the "
+        "driver's alarm_pushed and reads the pushed alarm at its next regular poll. The goal's "
+        "round trip is the median status read of one driver on the idle line, same run."
+    )
+
+
+def run(report: Report, quick: bool) -> None:
+    with open(os.devnull, "w") as sink:
+        handler = logs.configure("json", stream=sink, simulated=True, journald=False)
+        try:
+            asyncio.run(measure(report, QUICK if quick else FULL, quick))
+        finally:
+            priority.PRIORITIZE_HALTS = True
+            logs.unconfigure(handler)
+            structlog.reset_defaults()

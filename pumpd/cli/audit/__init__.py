@@ -1,0 +1,1 @@
+"""The commands of ``pumpaudit`` (``pumpd.cli.pumpaudit``), one family per module."""

@@ -1,0 +1,44 @@
+"""The shared-line benchmark's report from a tiny real run (New Era line: the quickest)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import structlog
+
+from bench import bench_line
+from bench.report import Report
+from pumpd.daemon import logs
+from pumpd.drivers import priority
+
+
+@pytest.fixture
+def quiet_logs() -> object:
+    with open(os.devnull, "w") as sink:
+        handler = logs.configure("json", stream=sink, simulated=True, journald=False)
+        yield handler
+        logs.unconfigure(handler)
+        structlog.reset_defaults()
+
+
+async def test_new_era_rows_carry_the_goal_from_the_same_runs_round_trip(
+    quiet_logs: object,
+) -> None:
+    report = Report()
+    sizes = bench_line.Sizes(injections=2, newera_injections=2, round_trips=5)
+    await bench_line.measure(report, sizes, quick=True, kinds=("newera",))
+    assert priority.PRIORITIZE_HALTS  # put back after the "no priority" figures
+    rtt = next(r for r in report.rows if r.name.startswith("status read round trip"))
+    assert rtt.figure > 0
+    p99s = [r for r in report.rows if r.name.endswith("p99") and r.goal]
+    # push → STP and stall → durable alarm, in each of three modes
+    assert len(p99s) == 6
+    waits = [r for r in report.rows if r.name.startswith("a halting request's wait")]
+    assert waits  # the STOPs after the stalls
+    assert all(r.baseline == rtt.figure for r in waits)
+    for row in p99s:
+        assert row.baseline == pytest.approx(bench_line.POLL_PERIOD_S * 1000 + 2 * rtt.figure)
+        assert row.met is (row.figure <= row.baseline)
+    modes = {"priority, wake", "priority, no wake", "no priority, wake"}
+    assert all(any(m in r.name for r in p99s) for m in modes)

@@ -1,0 +1,129 @@
+"""A pump-pushed alarm is acted on at once, not at the next poll.
+
+A New Era pump in Safe mode sends an alarm packet unasked the moment it stalls. The
+controller here polls every 200 s (just inside the pump's longest watchdog, 255 s), so
+its next regular poll is beyond this test's own time limit (120 s):
+whatever it does after the stall, it does because the push woke it. The pump's own log
+of the requests it heard gives the order: the stall's push, then the controller's status
+read, then its STP — and the nurse's alarm is in the audit log. Real time (scale 1), the
+real New Era simulator on a pseudo-terminal, a real SQLite audit store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pumpsim.harness import Simulator
+
+from pumpd.audit.queries import EventFilter, iter_events
+from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.clock import SystemClock
+from pumpd.controller import Controller, ControllerConfig
+from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.session import State
+from safety.plan import Order, Patient
+from safety.vitals import VitalsReading
+
+from .conftest import CHECKER, NURSE, halt, make_store, protocol, session_state, wait_until
+
+LONG_POLL_S = 200.0
+CODE = "tick.pump.alarm.occlusion_downstream"
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
+    async with Simulator(
+        pumps=1, tcp=False, newera_pumps=2, newera_link=str(tmp_path / "ne"), time_scale=1.0
+    ) as sim:
+        yield sim
+
+
+async def test_a_pushed_stall_is_acted_on_without_waiting_for_the_next_poll(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    assert sim.newera is not None
+    assert sim.newera_path is not None
+    store = make_store(tmp_path / "audit.db")
+    writer = AsyncAuditWriter(store)
+    clock = SystemClock()
+    driver = NewEraPumpDriver(
+        NewEraConfig(
+            device=sim.newera_path,
+            address=1,
+            syringe_diameter_mm=Decimal("26.59"),
+            heartbeat_timeout_s=255,  # no watchdog alarm while the controller sleeps
+            timeout_s=0.5,
+        )
+    )
+    await driver.connect()
+    ctl = Controller(
+        driver=driver,
+        writer=writer,
+        clock=clock,
+        config=ControllerConfig(
+            pump_id="chair-3", poll_period_s=LONG_POLL_S, heartbeat_timeout_s=255
+        ),
+    )
+    task: asyncio.Task[None] | None = None
+    try:
+        await ctl.attach()
+        task = asyncio.create_task(ctl.run())
+        await wait_until(lambda: ctl.polls == 1, what="the first poll")
+        await ctl.program(
+            by=NURSE,
+            session_id="S-1",
+            patient_ref="P-0117",
+            protocol=protocol("ketamine-trd-standard"),
+            patient=Patient(weight_kg=Decimal(80)),
+            order=Order(),
+        )
+        await ctl.confirm(by=CHECKER, weight="80 kg")
+        await ctl.vitals(
+            by=NURSE,
+            reading=VitalsReading(
+                taken_at=clock.now_utc(),
+                systolic_mmhg=120,
+                diastolic_mmhg=80,
+                heart_rate_bpm=72,
+                spo2_percent=98,
+                resp_rate_per_min=14,
+            ),
+        )
+        await ctl.start(by=NURSE, primed_confirmed=True)
+        assert session_state(ctl) is State.INFUSING
+        polls = ctl.polls
+        mark = len(sim.newera.request_log)
+        assert ctl.polls == 1  # the next regular poll is 200 s away
+
+        sim.newera.inject(1, "stall")
+        await wait_until(lambda: session_state(ctl) is State.ALARM, what="the stall alarm")
+        await wait_until(lambda: len(driver.alarm_packets) > 0, what="the pushed packet")
+        heard = [(r.t_monotonic, r.text) for r in list(sim.newera.request_log)[mark:]]
+    finally:
+        if task is not None:
+            await halt(task)
+        await driver.close()
+        await writer.aclose()
+
+    # Every poll after the stall came from an alarm packet, not from the clock: the push,
+    # and the pump's alarm reply to the next request (each packet wakes one poll).
+    assert 1 <= ctl.polls - polls <= len(driver.alarm_packets)
+    pushed_at = driver.alarm_packets[0][0]
+    texts = [text for _, text in heard]
+    first_read = next(i for i, text in enumerate(texts) if text == "DIS")
+    first_stp = texts.index("STP")
+    assert heard[first_read][0] > pushed_at  # the read followed the push ...
+    assert first_read < first_stp  # ... and the STP followed the read
+    with store.engine.connect() as conn:
+        raised = [
+            json.loads(e.payload)["alarm_code"]
+            for e in iter_events(conn, EventFilter(event_type="alarm.raised"))
+        ]
+    store.close()
+    assert CODE in raised
+    assert "command.stop.failed" not in raised  # STP on the stalled pump is a stop, not a refusal
