@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
 
-_UL_PER_S_PER_ML_H = Decimal(1000) / Decimal(3600)
+UL_PER_S_PER_ML_H = Decimal(1000) / Decimal(3600)
 
 
 @dataclass(slots=True)
@@ -55,7 +54,7 @@ class VolumeAccount:
 
     def _segment_ul(self, now_s: float) -> Decimal:
         span = Decimal(max(0.0, now_s - self.rate_since_s))
-        return self.rate_ml_h * _UL_PER_S_PER_ML_H * span
+        return self.rate_ml_h * UL_PER_S_PER_ML_H * span
 
     def reached_s(self, volume_ul: int, now_s: float) -> float:
         """When the expected volume reached ``volume_ul`` (``now_s`` if it has not yet).
@@ -69,7 +68,7 @@ class VolumeAccount:
         missing = Decimal(volume_ul) - self.closed_ul
         if missing <= 0:
             return self.rate_since_s
-        span = missing / (self.rate_ml_h * _UL_PER_S_PER_ML_H)
+        span = missing / (self.rate_ml_h * UL_PER_S_PER_ML_H)
         return min(now_s, self.rate_since_s + float(span))
 
     def expected_ul(self, now_s: float) -> int:
@@ -79,54 +78,3 @@ class VolumeAccount:
     def delivery_elapsed_s(self, now_s: float) -> float:
         running = now_s - self.rate_since_s if self.rate_ml_h > 0 else 0.0
         return self.closed_delivery_s + max(0.0, running)
-
-    def as_dict(self, now_s: float, now_utc: str | None = None) -> dict[str, Any]:
-        """JSON for a checkpoint (no floats: the audit refuses them); ``now_utc`` is the
-        moment in UTC, so a restarted daemon can carry the expected volume across."""
-        return {
-            **({} if now_utc is None else {"at_utc": now_utc}),
-            "volume_at_start_ul": self.volume_at_start_ul,
-            "delivered_before_ul": self.delivered_before_ul,
-            "rate_ml_h": format(self.rate_ml_h, "f"),
-            "expected_ul": self.expected_ul(now_s),
-            "delivery_elapsed_ms": int(self.delivery_elapsed_s(now_s) * 1000),
-        }
-
-    @classmethod
-    def carried(cls, data: dict[str, Any], bridge_s: float, now_s: float) -> VolumeAccount:
-        """Supervision taken over after a restart, the independent figure carried across.
-
-        The checkpoint's expected volume plus its commanded rate for ``bridge_s``, the time
-        since the checkpoint as UTC measures it (the only clock a restart leaves; the
-        caller bounds it). The kernel then judges the pump's counter against it as on any
-        tick, so a pump that ran away while pumpd was down is an over-infusion.
-        """
-        rate = Decimal(str(data["rate_ml_h"]))
-        bridge = max(0.0, bridge_s)
-        expected = Decimal(int(data["expected_ul"])) + rate * _UL_PER_S_PER_ML_H * Decimal(bridge)
-        elapsed = int(data["delivery_elapsed_ms"]) / 1000 + (bridge if rate > 0 else 0.0)
-        return cls(
-            volume_at_start_ul=int(data["volume_at_start_ul"]),
-            rate_ml_h=rate,
-            rate_since_s=now_s,
-            closed_ul=expected,
-            closed_delivery_s=elapsed,
-            delivered_before_ul=int(data.get("delivered_before_ul", 0)),
-        )
-
-    @classmethod
-    def resumed(cls, data: dict[str, Any], delivered_ul: int, now_s: float) -> VolumeAccount:
-        """Supervision taken over after a restart.
-
-        The downtime was not accounted independently, so the expected volume is re-anchored
-        on the pump's counter (``delivered_ul``); from here on the accounting is independent
-        again. The checkpoint's own figure is kept in the audit record of the recovery.
-        """
-        return cls(
-            volume_at_start_ul=int(data["volume_at_start_ul"]),
-            rate_ml_h=Decimal(str(data["rate_ml_h"])),
-            rate_since_s=now_s,
-            closed_ul=Decimal(delivered_ul),
-            closed_delivery_s=int(data["delivery_elapsed_ms"]) / 1000,
-            delivered_before_ul=int(data.get("delivered_before_ul", 0)),
-        )

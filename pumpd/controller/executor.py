@@ -1,5 +1,10 @@
 """Carrying one session command out at the pump, and saying what came of it.
 
+:class:`CommandPath` is the write-ahead around it: the intent made durable (or, for a
+halt, not waited for long), the command run with the pump heartbeated meanwhile, the
+events queued in order. The session's step and its events are the controller's; the
+path only sees events and commands.
+
 The executor only talks to the driver; it decides nothing about the session. Its answer
 is one of four outcomes, because the session needs to know which fact to report:
 confirmed, refused by the pump, unknown (sent, no proof either way), or not sent.
@@ -9,10 +14,14 @@ confirmed (repeating them cannot give more drug).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from pumpd.audit.store import NewEvent
 from pumpd.clock import Clock
 from pumpd.drivers.base import (
     Command,
@@ -29,6 +38,10 @@ from pumpd.drivers.base import (
     command_repeating,
 )
 from pumpd.session import PumpCommand
+
+from . import logline
+from .config import real_seconds
+from .journal import Journal
 
 
 class Result(enum.Enum):
@@ -155,3 +168,126 @@ class Executor:
         except CommandUncertain as exc:
             return self._done(Result.UNKNOWN, None, sent, str(exc), "no_confirmation")
         return self._done(Result.CONFIRMED, outcome.status, sent, "confirmed")
+
+
+class CommandPath:
+    """Write-ahead for one pump: intent → command → confirmation, the events in order.
+
+    Every event is queued to the shared group-committing writer in order and the loop
+    does not wait for it, except an intent: one that moves fluid waits until durable (and
+    the command is not sent without it); a halt's intent waits at most ``intent_wait_s``.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        journal: Journal,
+        driver: PumpDriver,
+        clock: Clock,
+        *,
+        intent_wait_s: float,
+        poll_period_s: float,
+        on_audit_failed: Callable[[], None],
+    ) -> None:
+        self._executor = executor
+        self._journal = journal
+        self._driver = driver
+        self._clock = clock
+        self._intent_wait_s = intent_wait_s
+        self._poll_period_s = poll_period_s
+        self._audit_failed = on_audit_failed
+
+    def log(self, events: Sequence[NewEvent]) -> None:
+        """Queue events in order; the poll loop never waits for the store (nor for the log
+        lines, written once the events are queued)."""
+        self._journal.submit(events)
+        logline.events(events)
+
+    async def durable(self, events: Sequence[NewEvent], *, spool_will_do: bool = False) -> bool:
+        """Queue events and wait at most ``intent_wait_s`` for them to be durable (in the
+        database, or with ``spool_will_do`` in the spool too: Journal.submit)."""
+        durable = await self._journal.durable(
+            events, self._intent_wait_s, spool_will_do=spool_will_do
+        )
+        logline.events(events)
+        return durable
+
+    async def halt_intent(self, events: Sequence[NewEvent]) -> None:
+        """A STOP's or PAUSE's intent, durable before the command (write-ahead) but never
+        holding a halt back for long: awaited at most ``intent_wait_s``; during an outage
+        the spool makes it durable (fsync'd, in order) in milliseconds, and that is enough
+        for a halt (a start waits for the database); and when nothing can make it durable
+        (a write failed or has waited longer than that, with no working spool) the halt
+        does not wait at all."""
+        if self._journal.stalled(self._intent_wait_s) and not self._journal.spooling:
+            self.log(events)
+            self._audit_failed()
+        elif not await self.durable(events, spool_will_do=True):
+            self._audit_failed()
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    @property
+    def driver(self) -> PumpDriver:
+        """The pump's driver (the poll wait listens for the alarms it pushes)."""
+        return self._driver
+
+    async def read_status(self) -> PumpStatus:
+        return await self._driver.read_status()
+
+    async def heartbeat(self) -> None:
+        await self._driver.heartbeat()
+
+    async def arm_failsafe(self, timeout_s: int) -> None:
+        """Write the pump's own heartbeat timeout: it stops itself if pumpd goes quiet."""
+        await self._driver.set_heartbeat_timeout(timeout_s)
+
+    async def send(
+        self,
+        kind: PumpCommand,
+        setpoints: Setpoints | None,
+        *,
+        pump_id: str,
+        session_id: str | None,
+        correlation_id: str,
+    ) -> Outcome:
+        """The command at the pump (its intent written before), heartbeats meanwhile."""
+        logline.command_sent(pump_id, session_id, kind.value, correlation_id)
+        async with self.keepalive():
+            return await self._executor.run(kind, setpoints)
+
+    @contextlib.asynccontextmanager
+    async def keepalive(self) -> AsyncIterator[None]:
+        """Heartbeat the pump while a command (with its confirmations and repeats) runs.
+
+        The poll loop is busy with our own command, not dead: the pump's failsafe must not
+        trip for that. Outside commands only the poll loop heartbeats, so a hung loop still
+        lets the failsafe stop the pump.
+        """
+        period = real_seconds(self._clock, self._poll_period_s)
+        done = asyncio.Event()
+
+        async def beat() -> None:
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), period)
+                    return
+                with contextlib.suppress(DriverError):
+                    await self._driver.heartbeat()
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            # Stopped between heartbeats, never in one: a request cancelled in flight leaves
+            # its reply on the line, and on RTU the line then stays quiet for every pump on
+            # it (drivers/line.py). The wait is bounded by the driver's own timeout.
+            done.set()
+            try:
+                # asyncio.wait, not ``await task``: a cancellation of the controller itself
+                # must go through, and then the keep-alive is cancelled with it.
+                await asyncio.wait({task})
+            finally:
+                task.cancel()

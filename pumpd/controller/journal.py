@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pumpd.audit.catalogue import CATALOGUE
+from pumpd.audit.catalogue import CATALOGUE, Payload
 from pumpd.audit.store import Actor, NewEvent, prepare
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
 from safety.plan import dose_in_volume_mg
-from safety.tick import SupervisionLimits
 
 
 class EventNotInCatalogue(LookupError):
@@ -44,31 +43,6 @@ def code_of(text: str) -> str:
 dose_mg = dose_in_volume_mg
 """The dose in a delivered volume, as the controller records it; defined once with the rest
 of the dose arithmetic (``safety.plan``), where the control socket takes it from too."""
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-def supervision_record(limits: SupervisionLimits) -> dict[str, Any]:
-    """The kernel's limits for ``session.started`` (catalogue ``SupervisionRecord``): the
-    thresholds the infusion is judged by and the sources that decided them."""
-    record: dict[str, Any] = {
-        "vtbi_ul": limits.vtbi_ul,
-        "vtbi_overrun_ul": limits.vtbi_overrun_ul,
-        "kvo_max_ul": limits.kvo_max_ul,
-        "volume_tolerance_rel": format(limits.volume_tolerance_rel, "f"),
-        "volume_tolerance_abs_ul": limits.volume_tolerance_abs_ul,
-        "rate_tolerance_rel": format(limits.rate_tolerance_rel, "f"),
-        "rate_tolerance_abs_ml_h": format(limits.rate_tolerance_abs_ml_h, "f"),
-        "rate_settle_ms": _ms(limits.rate_settle_s),
-        "comm_timeout_ms": _ms(limits.comm_timeout_s),
-        "pause_stop_after_ms": _ms(limits.pause_stop_after_s),
-        "provenance": [line[:500] for line in limits.provenance],
-    }
-    if limits.max_delivery_s is not None:
-        record["max_delivery_ms"] = _ms(limits.max_delivery_s)
-    return record
 
 
 class Journal:
@@ -96,7 +70,7 @@ class Journal:
     def event(
         self,
         event_type: str,
-        payload: dict[str, Any],
+        payload: Payload | Mapping[str, Any],
         actor: Actor,
         *,
         session: Session | None = None,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from pumpd.audit.store import AuditStore, NewEvent
-from pumpd.controller.journal import supervision_record
+from pumpd.controller.events import supervision_record
 from pumpd.protocols import load_library
 from safety.plan import Order, Patient, compute_plan
 from safety.tick import DEFAULT_POLICY, supervision_limits
@@ -59,7 +59,7 @@ def test_the_documented_query_reads_the_limits_a_start_recorded(db: Db, store: A
         ("S-1", 500, Decimal(50)),  # 40 min + 25 %
         ("S-0", None, None),
     ]
-    assert record["comm_timeout_ms"] == 5000
-    assert record["vtbi_ul"] == 100_000
-    assert record["provenance"][0].startswith("volume_tolerance_abs at most 500 µL")
-    assert "(deciding)" in record["provenance"][1]
+    assert record.comm_timeout_ms == 5000
+    assert record.vtbi_ul == 100_000
+    assert record.provenance[0].startswith("volume_tolerance_abs at most 500 µL")
+    assert "(deciding)" in record.provenance[1]

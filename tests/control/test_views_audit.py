@@ -106,7 +106,7 @@ async def test_status_carries_the_countdown_times(rig: Rig) -> None:
     view = (await c.ok("status", pump="chair-1"))[0]
     as_of = _utc(view["as_of"])
     ctl = rig.supervisor.controllers["chair-1"]
-    limits = ctl._limits
+    limits = ctl.limits
     assert limits is not None
     stop_in_s = (_utc(view["pause_auto_stop_at"]) - as_of).total_seconds()
     # Simulated seconds run 600x: a few real milliseconds between reads are seconds here.

@@ -20,7 +20,7 @@ async def test_a_heartbeat_in_flight_when_the_command_ends_is_finished_not_cance
     driver = rig.drivers[-1]
     rig.sim.inject(1, Fault.LATENCY, ms=300)  # each reply from the pump takes 0.3 s
     before = driver._heartbeat
-    async with ctl._keepalive():
+    async with ctl.commands.keepalive():
         # The first heartbeat goes out one poll period (10 ms here) in; end the "command"
         # while its reply is still on the way.
         await asyncio.sleep(0.1)

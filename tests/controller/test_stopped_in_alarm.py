@@ -31,7 +31,7 @@ async def test_an_alarm_on_a_stopped_infusion_adds_no_pause_or_volume_alarms(rig
         await wait_until(lambda: session.data.stopped_at is not None, what="the stop confirmed")
         assert session.phase() is SessionPhase.OBSERVATION
         # Past the protocol's whole pause ladder: 15 simulated minutes are 1.5 s here.
-        limits = ctl._limits
+        limits = ctl.limits
         assert limits is not None
         await asyncio.sleep(1.5 * limits.pause_stop_after_s / rig.scale)
         latched = [a.code for a in session.data.alarms]

@@ -82,9 +82,9 @@ def expected_at_reading(ctl: Controller) -> int:
     """The expected volume at the moment the pump's counter was last read, as the kernel
     compares them: ``expected_ul()`` is now, and on a loaded machine the last reading can
     be a poll or more older than now."""
-    account = ctl._account
+    account = ctl.observation.ledger.account
     assert account is not None
-    return account.expected_ul(ctl._read_at_s)
+    return account.expected_ul(ctl.observation.read_at_s)
 
 
 def jumping(rig: Rig) -> JumpingClock:

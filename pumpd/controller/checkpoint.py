@@ -1,0 +1,255 @@
+"""The checkpoint: the session's whole state, written, read back and recovered here.
+
+A ``session.checkpointed`` carries the session's snapshot and, typed here as
+:class:`CheckpointAccounting`, the controller's figures: the independent account (with
+the UTC moment it was taken) and the pump's counter, uptime and command number at that
+moment. The controller writes one when the session's content changed and periodically
+while drug flows (:class:`Checkpointer`); after a restart the newest one is read back
+(``pumpd/recovery.py``) and its figures judged here: did the pump restart or lose its
+counter meanwhile, and may the expected volume be carried across the downtime.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pumpd.audit.catalogue import SessionCheckpointed
+from pumpd.clock import Clock
+from pumpd.drivers.base import PumpStatus
+from pumpd.session import Session, State
+from safety.pump import restart_evidence_of
+
+from .accounting import UL_PER_S_PER_ML_H, VolumeAccount
+from .config import ControllerConfig
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """The independent account at a checkpoint (no floats: the audit refuses them)."""
+
+    volume_at_start_ul: int
+    delivered_before_ul: int
+    rate_ml_h: Decimal
+    expected_ul: int
+    delivery_elapsed_ms: int
+    at_utc: str | None = None
+
+    @classmethod
+    def of(cls, account: VolumeAccount, now_s: float, now_utc: str | None) -> AccountRecord:
+        return cls(
+            volume_at_start_ul=account.volume_at_start_ul,
+            delivered_before_ul=account.delivered_before_ul,
+            rate_ml_h=account.rate_ml_h,
+            expected_ul=account.expected_ul(now_s),
+            delivery_elapsed_ms=int(account.delivery_elapsed_s(now_s) * 1000),
+            at_utc=now_utc,
+        )
+
+    @property
+    def start_counter_ul(self) -> int:
+        """delivered = counter − this (a restart seen before is in delivered_before)."""
+        return self.volume_at_start_ul - self.delivered_before_ul
+
+    def carried(self, bridge_s: float, now_s: float) -> VolumeAccount:
+        """Supervision taken over after a restart, the independent figure carried across.
+
+        The checkpoint's expected volume plus its commanded rate for ``bridge_s``, the time
+        since the checkpoint as UTC measures it (the only clock a restart leaves; the
+        caller bounds it). The kernel then judges the pump's counter against it as on any
+        tick, so a pump that ran away while pumpd was down is an over-infusion.
+        """
+        bridge = max(0.0, bridge_s)
+        expected = Decimal(self.expected_ul) + self.rate_ml_h * UL_PER_S_PER_ML_H * Decimal(bridge)
+        elapsed = self.delivery_elapsed_ms / 1000 + (bridge if self.rate_ml_h > 0 else 0.0)
+        return VolumeAccount(
+            volume_at_start_ul=self.volume_at_start_ul,
+            rate_ml_h=self.rate_ml_h,
+            rate_since_s=now_s,
+            closed_ul=expected,
+            closed_delivery_s=elapsed,
+            delivered_before_ul=self.delivered_before_ul,
+        )
+
+    def resumed(self, delivered_ul: int, now_s: float) -> VolumeAccount:
+        """Supervision taken over after a restart.
+
+        The downtime was not accounted independently, so the expected volume is re-anchored
+        on the pump's counter (``delivered_ul``); from here on the accounting is independent
+        again. The checkpoint's own figure is kept in the audit record of the recovery.
+        """
+        return VolumeAccount(
+            volume_at_start_ul=self.volume_at_start_ul,
+            rate_ml_h=self.rate_ml_h,
+            rate_since_s=now_s,
+            closed_ul=Decimal(delivered_ul),
+            closed_delivery_s=self.delivery_elapsed_ms / 1000,
+            delivered_before_ul=self.delivered_before_ul,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PumpRecord:
+    """The pump's own figures at a checkpoint (all 0 when it had not been read)."""
+
+    counter_ul: int = 0
+    uptime_s: int = 0
+    last_cmd_seq: int = 0
+
+    @classmethod
+    def of(cls, status: PumpStatus) -> PumpRecord:
+        return cls(status.volume_infused_ul, status.uptime_s, status.last_cmd_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointAccounting:
+    """The ``accounting`` of a ``session.checkpointed``: the account (None before the
+    start) and the pump's figures (None when it had not been read)."""
+
+    account: AccountRecord | None
+    pump: PumpRecord | None
+
+    def as_dict(self) -> dict[str, Any] | None:
+        """The payload's ``accounting``: the account's keys, then the pump's."""
+        out: dict[str, Any] = {}
+        if (a := self.account) is not None:
+            if a.at_utc is not None:
+                out["at_utc"] = a.at_utc
+            out |= {
+                "volume_at_start_ul": a.volume_at_start_ul,
+                "delivered_before_ul": a.delivered_before_ul,
+                "rate_ml_h": format(a.rate_ml_h, "f"),
+                "expected_ul": a.expected_ul,
+                "delivery_elapsed_ms": a.delivery_elapsed_ms,
+            }
+        if (p := self.pump) is not None:
+            out |= {
+                "pump_counter_ul": p.counter_ul,
+                "pump_uptime_s": p.uptime_s,
+                "pump_last_cmd_seq": p.last_cmd_seq,
+            }
+        return out if self.account is not None or self.pump is not None else None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CheckpointAccounting:
+        data = data or {}
+        account = None
+        if "volume_at_start_ul" in data:
+            raw_at = data.get("at_utc")
+            account = AccountRecord(
+                volume_at_start_ul=int(data["volume_at_start_ul"]),
+                delivered_before_ul=int(data.get("delivered_before_ul", 0)),
+                rate_ml_h=Decimal(str(data["rate_ml_h"])),
+                expected_ul=int(data["expected_ul"]),
+                delivery_elapsed_ms=int(data["delivery_elapsed_ms"]),
+                at_utc=raw_at if isinstance(raw_at, str) else None,
+            )
+        pump = PumpRecord(
+            int(data.get("pump_counter_ul", 0)),
+            int(data.get("pump_uptime_s", 0)),
+            int(data.get("pump_last_cmd_seq", 0)),
+        )
+        return cls(account, pump)
+
+    @property
+    def last_pump(self) -> PumpRecord:
+        return self.pump or PumpRecord()
+
+    def pump_lost(self, status: PumpStatus | None) -> tuple[bool, bool]:
+        """(lost, rebooted): did the pump restart, or its counter go below the
+        checkpoint's, while pumpd was down? Nothing is known of a pump that does not
+        answer."""
+        if status is None:
+            return False, False
+        last = self.last_pump
+        evidence = restart_evidence_of(
+            last.uptime_s, last.last_cmd_seq, status.uptime_s, status.last_cmd_seq
+        )
+        rebooted = evidence is not None
+        return rebooted or status.volume_infused_ul < last.counter_ul, rebooted
+
+    def downtime_bridge_s(self, now_utc: dt.datetime, limit_s: float) -> float | None:
+        """Clock seconds from the checkpoint to now, through UTC; None when UTC cannot be
+        trusted to bridge them.
+
+        Only UTC survives a restart, and it can be stepped. A step back (or a checkpoint
+        from the future) is refused: carrying a too-short downtime would call the pump's
+        real delivery an over-infusion. So is a downtime longer than a pump can deliver
+        without pumpd (``limit_s``: the checkpoint interval, plus the pump's own heartbeat
+        failsafe, plus the kernel's comm timeout): a pump found still infusing after that
+        means the clock stepped forward (or the failsafe failed) and the figure means
+        nothing. Then the expected volume is re-anchored on the counter as before, and the
+        recovery event says so; a step forward within the bound errs towards
+        under-infusion (a pause), never towards missing an over-infusion.
+        """
+        raw = None if self.account is None else self.account.at_utc
+        if raw is None:
+            return None
+        try:
+            then = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            return None
+        if then.tzinfo is None:
+            return None
+        bridge_s = (now_utc - then).total_seconds()
+        if not 0 <= bridge_s <= limit_s:
+            return None
+        return bridge_s
+
+
+def bridge_limit_s(config: ControllerConfig) -> float:
+    """The longest a pump can deliver since a checkpoint without pumpd."""
+    return config.checkpoint_every_s + config.heartbeat_timeout_s + config.policy.comm_timeout_s
+
+
+class Checkpointer:
+    """Decides when a checkpoint is due and makes its payload."""
+
+    def __init__(self, clock: Clock, every_s: float) -> None:
+        self._clock = clock
+        self._every_s = every_s
+        self._mark: tuple[int, State, Decimal | None] | None = None
+        self._written: tuple[dict[str, Any], Decimal | None] | None = None
+        self._written_at_s = clock.monotonic()
+
+    def due(self, s: Session, account: VolumeAccount | None) -> dict[str, Any] | None:
+        """The session's snapshot when a checkpoint is due now, else None.
+
+        "Changed" is judged on the content, not on the object: a command repeated in ALARM
+        gives the session new data equal to the old, and the last checkpoint is still the
+        latest state. A real change is never deferred (docs/controller.md, "Checkpoints").
+        """
+        now = self._clock.monotonic()
+        rate = None if account is None else account.rate_ml_h
+        due = now - self._written_at_s >= self._every_s
+        periodic = due and account is not None and account.rate_ml_h > 0
+        mark = (id(s.data), s.state, rate)
+        if mark == self._mark and not periodic:
+            return None
+        self._mark = mark
+        snapshot = s.snapshot()
+        if (snapshot, rate) == self._written and not periodic:
+            return None
+        self._written, self._written_at_s = (snapshot, rate), now
+        return snapshot
+
+    def payload(
+        self,
+        s: Session,
+        snapshot: dict[str, Any],
+        account: VolumeAccount | None,
+        status: PumpStatus | None,
+    ) -> SessionCheckpointed:
+        now = self._written_at_s  # the moment ``due`` judged
+        accounting = CheckpointAccounting(
+            None
+            if account is None
+            else AccountRecord.of(account, now, self._clock.now_utc().isoformat()),
+            None if status is None else PumpRecord.of(status),
+        )
+        return SessionCheckpointed(
+            state=s.state.value, snapshot=snapshot, accounting=accounting.as_dict()
+        )

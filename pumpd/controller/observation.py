@@ -1,0 +1,199 @@
+"""The pump as pumpd last saw it, and the kernel's inputs made from that.
+
+Every reading, whoever made it (a poll, a command's confirmation, a nurse's
+acknowledgement), comes through :meth:`PumpObservation.observe`: the snapshot is made
+once, a restart (uptime or command number went back) or a counter that went back is
+judged once, the ledger is re-anchored at once, and the kernel is shown the last reading
+before the loss at its next tick. :meth:`PumpObservation.tick_inputs` is the one place the
+kernel's :class:`~safety.tick.TickInputs` are made.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pumpd.clock import Clock
+from pumpd.drivers.base import PumpStatus
+from pumpd.session import Session
+from safety.pump import PumpSnapshot, restart_evidence
+from safety.tick import TickInputs
+
+from .ledger import Ledger
+from .pending import pending_input
+from .translate import to_snapshot
+
+
+class PumpObservation:
+    """Readings, reachability, restart detection and the ledger they re-anchor."""
+
+    def __init__(self, clock: Clock, ledger: Ledger) -> None:
+        self._clock = clock
+        self.ledger = ledger
+        self._status: PumpStatus | None = None
+        self._status_snapshot: PumpSnapshot | None = None
+        """The kernel's view of ``_status``, made once per reading."""
+        self._ticked: PumpSnapshot | None = None
+        self._lost_from: PumpSnapshot | None = None
+        self._rearm_failsafe = False
+        self._last_good_s = clock.monotonic()
+        self._read_at_s = self._last_good_s
+        self._unreachable_since: float | None = None
+        self._halted_on_comm = False
+
+    # -- what is known ---------------------------------------------------------------
+
+    @property
+    def status(self) -> PumpStatus | None:
+        """The last reading (kept while the pump does not answer)."""
+        return self._status
+
+    @property
+    def snapshot(self) -> PumpSnapshot | None:
+        """The kernel's view of the last reading; None while the pump does not answer."""
+        return None if self._unreachable_since is not None else self._status_snapshot
+
+    @property
+    def reachable(self) -> bool:
+        return self._unreachable_since is None and self._status is not None
+
+    @property
+    def read_at_s(self) -> float:
+        """When the pump sampled its counter for the last reading (controller clock)."""
+        return self._read_at_s
+
+    @property
+    def rearm_failsafe(self) -> bool:
+        """The pump restarted and has not had its failsafe timeout written since."""
+        return self._rearm_failsafe
+
+    def failsafe_armed(self) -> None:
+        self._rearm_failsafe = False
+
+    def delivered_ul(self) -> int:
+        """Delivered to this session by the pump's own counter (0 before the start)."""
+        return self.ledger.delivered_ul(self._status)
+
+    def snapshot_of(self, status: PumpStatus) -> PumpSnapshot:
+        if status is self._status and self._status_snapshot is not None:
+            return self._status_snapshot
+        return to_snapshot(status)
+
+    # -- readings --------------------------------------------------------------------
+
+    def unreachable(self, since_s: float) -> bool:
+        """A read failed; True when that begins an outage (its event is written once)."""
+        first = self._unreachable_since is None
+        if first:
+            self._unreachable_since = since_s
+        return first
+
+    def read(self, status: PumpStatus, sent_s: float) -> None:
+        """A status read sent at ``sent_s`` answered with ``status``."""
+        self.observe(status)
+        # The pump sampled its counter somewhere between sending and answering: the middle
+        # is the moment the expected volume is compared at (half a round trip at most off).
+        self._read_at_s = (sent_s + self._last_good_s) / 2
+
+    def observe(self, status: PumpStatus) -> None:
+        """Any reading (a poll's, a command's confirmation)."""
+        previous, previous_snap = self._status, self._status_snapshot
+        previous_at_s = self._read_at_s
+        self._last_good_s = self._clock.monotonic()
+        self._read_at_s = self._last_good_s
+        self._unreachable_since = None
+        self._halted_on_comm = False
+        self._status = status
+        self._status_snapshot = to_snapshot(status)
+        if previous is not None and previous_snap is not None:
+            self._counter_check(previous, previous_snap, previous_at_s, status)
+        self.ledger.observed(status)
+
+    def _counter_check(
+        self,
+        previous: PumpStatus,
+        previous_snap: PumpSnapshot,
+        previous_at_s: float,
+        status: PumpStatus,
+    ) -> None:
+        """A reading whose uptime or counter went down: the pump restarted (or its counter
+        went back). Whatever read it (a poll, a command's confirmation, a nurse's
+        acknowledgement), the accounting is re-anchored at once and a restarted pump's
+        failsafe is armed again; the kernel names the event at its next tick, once.
+
+        A restarted pump has no program: nothing is commanded at it any more, so the
+        expected volume stops where the pump was last seen delivering (``previous_at_s``),
+        and any volume it shows from now on is more than expected."""
+        assert self._status_snapshot is not None  # made from ``status`` by observe
+        rebooted = restart_evidence(previous_snap, self._status_snapshot) is not None
+        if not rebooted and status.volume_infused_ul >= previous.volume_infused_ul:
+            return
+        if rebooted:
+            self._rearm_failsafe = True
+        if self._lost_from is None:
+            # What the kernel compares with at its next tick, even when it has not ticked
+            # since the last reading before the loss (a command held the loop meanwhile).
+            self._lost_from = previous_snap
+        known = 0
+        acct = self.ledger.account
+        if acct is not None:
+            known = acct.delivered_ul(previous.volume_infused_ul)
+            if rebooted:
+                acct.set_rate(Decimal(0), previous_at_s)
+        self.ledger.counter_lost(known, status, rebooted=rebooted)
+
+    def proves_nothing(self, status: PumpStatus) -> bool:
+        """A reading after a restart proves nothing to the session; the kernel judges the
+        restart at its next tick."""
+        if self._lost_from is not None:
+            return True
+        return (
+            self._ticked is not None
+            and restart_evidence(self._ticked, self.snapshot_of(status)) is not None
+        )
+
+    def first_halt_on_comm(self) -> bool:
+        """One stop per outage: True the first time a halt is demanded without a reading."""
+        first = not self._halted_on_comm
+        self._halted_on_comm = True
+        return first
+
+    # -- the kernel's view -----------------------------------------------------------
+
+    def ticked(self, snap: PumpSnapshot | None) -> None:
+        """The kernel judged ``snap`` (the reading the tick began with): the next tick
+        compares with it, not with the one before a loss, which this tick has judged."""
+        if snap is not None:
+            self._ticked, self._lost_from = snap, None
+
+    def tick_inputs(self, s: Session, now: float) -> TickInputs:
+        """The kernel's inputs for ``s`` at ``now``; raises the kernel's
+        :class:`~safety.tick.InvalidTickInput` for bookkeeping it refuses."""
+        snap = self.snapshot
+        acct = self.ledger.account
+        # The counter is compared with the expected volume at the moment it was read, not
+        # at this later tick (a heartbeat write lies between the two): like with like.
+        read_at = min(self._read_at_s, now) if snap is not None else now
+        vitals = s.data.last_vitals
+        waits = pending_input(s)
+        return TickInputs(
+            now_s=now,
+            phase=s.phase(),
+            commanded_rate_ml_h=acct.rate_ml_h if acct else Decimal(0),
+            commanded_vtbi_ul=s.plan.vtbi_ul,
+            rate_commanded_at_s=min(acct.rate_since_s, now) if acct else now,
+            snapshot=snap,
+            previous_snapshot=self._lost_from or self._ticked,
+            last_good_comm_s=min(self._last_good_s, now),
+            delivery_elapsed_s=acct.delivery_elapsed_s(now) if acct else None,
+            expected_volume_ul=acct.expected_ul(read_at) if acct else 0,
+            volume_at_start_ul=acct.volume_at_start_ul if acct else self.ledger.baseline_ul,
+            delivered_before_ul=acct.delivered_before_ul if acct else 0,
+            vitals=None if vitals is None else vitals.reading(),
+            vitals_taken_s=None if vitals is None else min(vitals.at.mono_s, now),
+            paused_since_s=s.paused_since_s(),
+            pending_input=None if waits is None else waits.kind,
+            input_pending_since_s=None if waits is None else min(waits.since_s, now),
+            latched_alarm_priority=None if waits is None else waits.latched_alarm_priority,
+            vitals_acknowledged=vitals is not None
+            and s.data.vitals_alarm_acknowledged == vitals.at,
+        )
