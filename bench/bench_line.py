@@ -77,6 +77,7 @@ from pumpd.drivers.base import (
     PumpProgram,
     PumpStatus,
 )
+from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
 from pumpd.protocols import load_library
@@ -111,6 +112,10 @@ class NoPush:
 
     def __init__(self, driver: NewEraPumpDriver) -> None:
         self._d = driver
+
+    @property
+    def capabilities(self) -> PumpCapabilities:
+        return self._d.capabilities
 
     async def connect(self) -> None:
         await self._d.connect()
