@@ -181,6 +181,29 @@ async def test_rates_are_exact_or_refused_and_absent_values_are_none(sim: Simula
         assert stopped.status.state is PumpState.IDLE
 
 
+async def test_a_pause_of_a_pump_not_infusing_is_refused_and_still_stops_it(
+    sim: Simulator,
+) -> None:
+    """The pump only knows "stopped": PAUSED is the driver's memory, so a PAUSE of an idle
+    or already paused pump must not turn it into PAUSED (a completed pump would hide its
+    VTBI_COMPLETE), yet the stop it writes still goes out."""
+    assert sim.dulco is not None
+    async with driver(sim) as d:
+        await d.write_program(program())
+        with pytest.raises(CommandRejected) as idle:
+            await d.command(Command.PAUSE)
+        assert idle.value.result is CommandResult.REJECTED_STATE
+        assert idle.value.status.state is PumpState.IDLE
+        assert sim.dulco.writes[-1]["words"] == [0]  # the stop went out all the same
+        await d.command(Command.START)
+        assert (await d.command(Command.PAUSE)).status.state is PumpState.PAUSED
+        with pytest.raises(CommandRejected) as again:
+            await d.command(Command.PAUSE)
+        assert again.value.result is CommandResult.REJECTED_STATE
+        assert again.value.status.state is PumpState.PAUSED
+        assert pump(sim).motor_running is False
+
+
 async def test_the_driver_stops_at_the_programmed_volume(sim: Simulator) -> None:
     async with driver(sim) as d:
         d.clock_scale = SCALE
