@@ -150,12 +150,26 @@ class RegisterMapDriver:
             raise ProgramMismatch("power_up", power_up.force, held)
         stop = self.rmap.failsafe.stop
         held = await self._read_register(self.rmap.registers[stop.reg])
-        if held != stop.value:
+        if self._written_part(stop.reg, held) != stop.value:
             raise ProgramMismatch("start_stop", stop.value, held)
         self._paused = False
         self._switch_on = None
         self._up_since = time.monotonic()
         await self.read_status()
+
+    def _written_part(self, reg_name: str, held: int | Decimal) -> int | Decimal:
+        """A read-back without the bits the pump itself sets in the same register (an
+        alarm's or a warning's source, e.g. "stopped by timeout"): those are no part of
+        what was written, and are reported as the alarm they are."""
+        reg = self.rmap.registers[reg_name]
+        if not isinstance(held, int):
+            return held
+        own = 0
+        for sources in (*self._alarm_bits.values(), *self._warning_bits.values()):
+            for source, bit in sources:
+                if source.address == reg.address:
+                    own |= 1 << bit
+        return held & ~own
 
     async def close(self) -> None:
         timer, self._vtbi_timer = self._vtbi_timer, None

@@ -256,6 +256,32 @@ async def test_after_a_silence_the_stop_goes_out_first(sim: Simulator) -> None:
         assert AlarmFlag.COMM_LOSS in status.alarms
 
 
+async def test_a_pump_stopped_by_its_timeout_is_driven_again_after_a_new_connect(
+    sim: Simulator,
+) -> None:
+    """pumpd gone (killed) while the pump ran: the pump's timeout stopped it and set its
+    "stopped by timeout" bit beside the run bit. The next connect's stop is confirmed by
+    the run bit alone, the timeout shows as COMM_LOSS, and the nurse's ACK clears it."""
+    assert sim.dulco is not None
+    pump(sim).modbus_timeout_ms = 1000
+    first = driver(sim)
+    await first.connect()
+    await first.write_program(program())
+    await first.command(Command.START)
+    await first.close()  # no failsafe stop: the daemon was killed
+    await asyncio.sleep(1.5)
+    assert pump(sim).stopped_by_timeout
+    async with driver(sim) as again:
+        assert pump(sim).restarts_by_itself == 0
+        assert pump(sim).motor_running is False
+        status = await again.read_status()
+        assert status.state is PumpState.ALARM
+        assert AlarmFlag.COMM_LOSS in status.alarms
+        acked = await again.command(Command.ACK_ALARM)
+        assert acked.status.state is PumpState.IDLE
+        assert not pump(sim).stopped_by_timeout
+
+
 async def test_the_simulated_pump_restarts_by_itself_for_a_naive_master(sim: Simulator) -> None:
     """The hazard the driver guards against is in the simulator, so the tests above can fail."""
     assert sim.dulco_path is not None
