@@ -25,7 +25,8 @@ printing each command and its output:
   patient on the 100 mL bag protocol, the double-check and vitals; the start without a
   prime is refused until the nurse says the line was primed by hand (`start
   --primed-by-hand`); it infuses beside the others, pumpd stops it at the programmed
-  volume, and it is observed and discharged; `pumpctl pumps` lists the three kinds;
+  volume, and it is observed and discharged; `pumpctl pumps` lists the three pumps with
+  their transports;
 * chair-1: a soft-limit override approved by a second nurse;
 * `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`;
 * chair-1's session report as a PDF (and its pages as PNG) and its FHIR R4 bundle, in a
@@ -520,7 +521,7 @@ def start_dulco(demo: Demo) -> None:
     Modbus and holds no volume target, so the line is primed by hand (the kernel refuses
     the start until the nurse says so) and pumpd stops it at the programmed volume."""
     banner("chair-3, a DULCO flex over Modbus RTU: a third patient, primed by hand")
-    say("pumpd knows what each pump can do: the three kinds side by side")
+    say("the three kinds side by side: each with its own transport and line")
     demo.pumpctl("pumps")
     demo.pumpctl(
         "program", "chair-3", "--patient", "P-0233", "--weight", "70kg",
