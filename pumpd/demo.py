@@ -1,9 +1,10 @@
 """`make demo`: a full supervised ketamine session, as a clinic would run it, on a laptop.
 
 It starts the real `pumpsim` (time scale 60: one real second is one simulated minute)
-serving a mixed clinic: chair-1 a GIP-MB1 pump over Modbus TCP, chair-2 a New Era NE-1000
-syringe pump (60 mL syringe, Safe mode) on a serial line (a pseudo-terminal); chair-3 is
-kept for the ProMinent DULCO flex register-map profile over RTU (`CHAIRS`). Then the real
+serving a mixed clinic (`CHAIRS`): chair-1 a GIP-MB1 pump over Modbus TCP, chair-2 a New
+Era NE-1000 syringe pump (60 mL syringe, Safe mode) on a serial line (a pseudo-terminal),
+chair-3 a ProMinent DULCO flex metering pump driven through the `prominent-dulcoflex`
+register-map profile over Modbus RTU on another pseudo-terminal. Then the real
 `pumpd` in simulation mode on a temporary SQLite database (config, socket and database in
 a temporary directory), and it types the nurses' commands into real `pumpctl` processes,
 printing each command and its output:
@@ -20,12 +21,18 @@ printing each command and its output:
   simulator's control channel, pumpd stops the pump and raises the alarm, the nurse clears
   the line, acknowledges the alarm in pumpd and ends the infusion there (`pumpctl end`),
   then observes and discharges;
+* chair-3, the DULCO flex (no prime over Modbus, no volume target of its own): a third
+  patient on the 100 mL bag protocol, the double-check and vitals; the start without a
+  prime is refused until the nurse says the line was primed by hand (`start
+  --primed-by-hand`); it infuses beside the others, pumpd stops it at the programmed
+  volume, and it is observed and discharged; `pumpctl pumps` lists the three pumps with
+  their transports;
 * chair-1: a soft-limit override approved by a second nurse;
 * `pumpaudit sessions`, the timeline of chair-1's session and `pumpaudit verify`;
 * chair-1's session report as a PDF (and its pages as PNG) and its FHIR R4 bundle, in a
   directory that is kept.
 
-About two minutes. Every process it starts is stopped on exit or Ctrl-C. As
+About three minutes. Every process it starts is stopped on exit or Ctrl-C. As
 root, the role group (a throwaway `pumpd-demo-<pid>` group, unique to the run, so two demos
 at once do not remove each other's) is created and removed again; as any other user the
 user's own primary group is given the roles in the demo's configuration.
@@ -104,6 +111,10 @@ class Demo:
     def newera_link(self) -> Path:
         return self.workdir / "newera-line"
 
+    @property
+    def dulco_link(self) -> Path:
+        return self.workdir / "dulco-line"
+
     def start_simulator(self) -> None:
         args = [
             "--pumps",
@@ -114,6 +125,14 @@ class Demo:
             str(self.newera_link),
             "--newera-pumps",
             "1",
+            # The DULCO pump's Modbus timeout is set at its panel (3 s, as long as chair-3's
+            # heartbeat_timeout_s allows); 115200 baud keeps the scaled wire time short.
+            "--dulco-link",
+            str(self.dulco_link),
+            "--dulco-timeout-ms",
+            "3000",
+            "--dulco-baud",
+            "115200",
             "--control",
             "127.0.0.1:0",
             "--time-scale",
@@ -308,10 +327,22 @@ def _newera_serial(demo: Demo) -> list[str]:
     ]
 
 
+def _dulco_flex_rtu(demo: Demo) -> list[str]:
+    return [
+        'transport = "modbus-rtu"',
+        'profile = "prominent-dulcoflex"',
+        f'device = "{demo.dulco_link}"',
+        "baudrate = 115200",
+        'parity = "N"',  # the pump's line is 8E1; a pseudo-terminal keeps no parity
+        "unit = 20",
+        "heartbeat_timeout_s = 3",
+    ]
+
+
 CHAIRS = {
     "chair-1": _gip_mb1_tcp,
     "chair-2": _newera_serial,
-    # "chair-3": the ProMinent DULCO flex profile over RTU (its simulator line and keys)
+    "chair-3": _dulco_flex_rtu,
 }
 """Each chair's pump and how pumpd reaches it: its `[[pump]]` lines after the id."""
 
@@ -443,6 +474,7 @@ def run_story(demo: Demo) -> str:
     demo.pumpctl("alarms")
     demo.pumpctl("status", "chair-2")
     end_after_stall(demo, control)
+    start_dulco(demo)
 
     banner("chair-1: a pause and a resume, vitals every ten (simulated) minutes")
     demo.pumpctl("vitals", "chair-1", "--bp", "130/84", "--hr", "78", "--spo2", "97")
@@ -474,11 +506,38 @@ def run_story(demo: Demo) -> str:
     demo.wait_for("chair-2", ["OBSERVATION"])
     wait_for_discharge(demo, "chair-2")
     demo.pumpctl("discharge", "chair-2", "--confirm-all")
+    demo.wait_for("chair-3", ["OBSERVATION"])
+    wait_for_discharge(demo, "chair-3")
+    demo.pumpctl("discharge", "chair-3", "--confirm-all")
     wait_for_discharge(demo, "chair-1")
     demo.pumpctl("discharge", "chair-1", "--confirm-all")
     override_approved_by_second_nurse(demo)
     demo.pumpctl("logout")
     return treated
+
+
+def start_dulco(demo: Demo) -> None:
+    """chair-3, a metering pump driven through its register map: it cannot prime over
+    Modbus and holds no volume target, so the line is primed by hand (the kernel refuses
+    the start until the nurse says so) and pumpd stops it at the programmed volume."""
+    banner("chair-3, a DULCO flex over Modbus RTU: a third patient, primed by hand")
+    say("the three kinds side by side: each with its own transport and line")
+    demo.pumpctl("pumps")
+    demo.pumpctl(
+        "program", "chair-3", "--patient", "P-0233", "--weight", "70kg",
+        "--protocol", "ketamine-trd-standard", "--yes",
+    )  # fmt: skip
+    demo.pumpctl(
+        "confirm", "chair-3", "--weight", "70kg", "--witness", "N002", "--pin-stdin",
+        stdin=f"{PIN_BEN}\n", shown_stdin="echo ******",
+    )  # fmt: skip
+    demo.pumpctl("vitals", "chair-3", "--bp", "126/80", "--hr", "68", "--spo2", "98")
+    say("this pump cannot prime over its bus: a start without a prime is refused")
+    demo.pumpctl("start", "chair-3", expect=3)
+    say("the nurse primes the line by hand at the bag and says so at the start")
+    demo.pumpctl("start", "chair-3", "--primed-by-hand")
+    demo.wait_for("chair-3", ["INFUSING"])
+    demo.pumpctl("status", "chair-3")
 
 
 def end_after_stall(demo: Demo, control: list[str]) -> None:

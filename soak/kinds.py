@@ -2,8 +2,10 @@
 
 A kind is a transport of the end-to-end stack (``tests/e2e/stack.py``): GIP-MB1 over
 Modbus TCP (``tcp``), GIP-MB1 on the simulator's RTU pty line (``rtu``), a New Era syringe
-pump on the simulator's New Era pty line (``newera``). For each the soak knows the
-protocol its sessions run, the minutes of its prime, the faults its simulator injects, and
+pump on the simulator's New Era pty line (``newera``), a DULCO flex metering pump (the
+prominent-dulcoflex register-map profile) on the simulator's DULCO pty line (``dulco``; it
+cannot prime over Modbus, so its nurse starts on a line primed by hand). For each the soak
+knows the protocol its sessions run, the minutes of its prime, the faults its simulator injects, and
 how to read its state and true volume from the simulator's control channel in one shape.
 
 How many pumps of each kind a run has comes from the seed (:func:`draw_mix`).
@@ -22,10 +24,15 @@ NEWERA_KEY_BASE = 100
 """Simulator keys of New Era pumps are 100 + their network address, apart from the
 GIP-MB1 unit ids (1..20): one key space for samples, faults and evidence."""
 
-SEEDED_KINDS: tuple[str, ...] = ("newera",)
-"""Kinds the seed mixes in beside GIP-MB1 (TCP and RTU). A third kind (a register-map
-profile over RTU) is one more name here, one more :data:`KINDS` entry and its stack
-transport."""
+DULCO_KEY_BASE = 200
+"""Simulator key of the DULCO pump: 200 + its unit id (20)."""
+DULCO_UNIT = 20
+
+SEEDED_KINDS: tuple[str, ...] = ("newera", "dulco")
+"""Kinds the seed mixes in beside GIP-MB1 (TCP and RTU); a new kind is one more name here,
+one more :data:`KINDS` entry and its stack transport."""
+MAX_OF_KIND = {"dulco": 1}
+"""The simulator serves one DULCO pump on its line."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class PumpKind:
     prime_in_counter_ul: int = 0
     """The prime the simulator counts as infused (a New Era pump has one counter); the
     volume invariant allows it once per prime intent."""
+    primes: bool = True
+    """False: the pump cannot prime over its bus; the nurse starts `primed_by_hand`."""
 
 
 _GIP_PUMP_FAULTS = (
@@ -69,6 +78,16 @@ NEWERA_FAULTS = (
     "silent",
     "lose-commands",
 )
+DULCO_FAULTS = (
+    "metering-monitor",
+    "hose-rupture",
+    "level",
+    "temperature",
+    "power-loss",
+    "no-answer",
+)
+"""The DULCO simulator's pump and link faults (its keypad settings are the conformance
+suite's and the driver tests' business: a pump set up wrongly is refused at connect)."""
 
 KINDS: dict[str, PumpKind] = {
     k.name: k
@@ -98,6 +117,15 @@ KINDS: dict[str, PumpKind] = {
             frozenset({"power-loss"}),
             2_000,
         ),
+        PumpKind(
+            "dulco",
+            "ketamine-trd-standard",
+            0.0,  # no prime over Modbus: primed by hand before the start
+            125,
+            DULCO_FAULTS,
+            frozenset(),  # its volume counter survives a power loss
+            primes=False,
+        ),
     )
 }
 
@@ -111,7 +139,7 @@ def draw_mix(seed: int, pumps: int, rtu_pumps: int) -> dict[str, int]:
     left = pumps
     for kind in SEEDED_KINDS:
         n = rng.randint(1, max(1, pumps // 2)) if pumps >= 2 else 0
-        n = min(n, max(0, left - 1))
+        n = min(n, max(0, left - 1), MAX_OF_KIND.get(kind, pumps))
         mix[kind] = n
         left -= n
     mix["rtu"] = min(rtu_pumps, max(0, left - 1)) if left > 1 else 0
@@ -120,12 +148,19 @@ def draw_mix(seed: int, pumps: int, rtu_pumps: int) -> dict[str, int]:
 
 
 def sim_key(transport: str, unit: int, newera_address: int) -> int:
-    """The simulator key of a chair: its unit id, or 100 + its New Era address."""
+    """The simulator key of a chair: its unit id, 100 + its New Era address, or 200 + the
+    DULCO unit id."""
+    if transport == "dulco":
+        return DULCO_KEY_BASE + DULCO_UNIT
     return NEWERA_KEY_BASE + newera_address if transport == "newera" else unit
 
 
 def is_newera(key: int) -> bool:
-    return key > NEWERA_KEY_BASE
+    return NEWERA_KEY_BASE < key < DULCO_KEY_BASE
+
+
+def is_dulco(key: int) -> bool:
+    return key > DULCO_KEY_BASE
 
 
 def read_sim(control: ControlClient, key: int) -> dict[str, Any]:
@@ -136,6 +171,18 @@ def read_sim(control: ControlClient, key: int) -> dict[str, Any]:
     volume and holds the prime until pumpd clears it at the start (the volume invariant
     allows for the prime). An alarm the pump has not yet reported reads as ALARM.
     """
+    if is_dulco(key):
+        raw = control.request("dulco-status", unit=key - DULCO_KEY_BASE)["status"]
+        assert isinstance(raw, dict)
+        running = "INFUSING" if raw["motor_running"] else "IDLE"
+        # An error, or the pump's own "stopped by timeout": latched until reset at the pump.
+        state = "ALARM" if raw["errors"] or raw["stopped_by_timeout"] else running
+        # The counter pumpd clears at the start (register 1036): this session's true volume.
+        return {
+            "state": state,
+            "true_infused_ul": str(Fraction(str(raw["deletable_ul"]))),
+            "restarts_by_itself": int(raw["restarts_by_itself"]),
+        }
     if not is_newera(key):
         status = control.request("status", unit=key)["status"]
         assert isinstance(status, dict)

@@ -274,13 +274,18 @@ class Nurse:
             self.act("abort", "session.abort", {"reason": "patient declined before the start"})
             return
         self.fault_at(s, "priming", self.real_s(self.kind.prime_min))
-        if self.act("prime", "session.prime", {"line_disconnected": True}) is None:
-            return
-        view = self.wait_states(frozenset({"PRIMED"}), 10 + 4 * self.real_s(self.kind.prime_min))
-        if view.get("session_state") != "PRIMED":
-            return
+        start: dict[str, Any] = {}
+        if self.kind.primes:
+            if self.act("prime", "session.prime", {"line_disconnected": True}) is None:
+                return
+            primed_within_s = 10 + 4 * self.real_s(self.kind.prime_min)
+            view = self.wait_states(frozenset({"PRIMED"}), primed_within_s)
+            if view.get("session_state") != "PRIMED":
+                return
+        else:
+            start = {"primed_by_hand": True}  # the pump cannot prime over its bus
         self.act("vitals", "session.vitals", dict(NORMAL_VITALS))
-        if self.act("start", "session.start", {}) is None:
+        if self.act("start", "session.start", start) is None:
             return
         view = self.wait_states(frozenset({"INFUSING"}), 20)
         if view.get("session_state") != "INFUSING":

@@ -48,6 +48,7 @@ def render(s: Summary) -> str:
     tcp = sum(1 for t in s.pumps.values() if t == "tcp")
     rtu = sum(1 for t in s.pumps.values() if t == "rtu")
     newera = sum(1 for t in s.pumps.values() if t == "newera")
+    dulco = sum(1 for t in s.pumps.values() if t == "dulco")
     total_sessions = sum(s.sessions.values())
     violations = Counter(v.kind for v in s.violations)
     rows = [
@@ -55,7 +56,7 @@ def render(s: Summary) -> str:
         (
             "pumps",
             f"{len(s.pumps)} ({tcp} GIP-MB1 Modbus TCP, {rtu} GIP-MB1 Modbus RTU on the pty "
-            f"line, {newera} New Era on the serial pty)",
+            f"line, {newera} New Era on the serial pty, {dulco} DULCO flex over RTU on its pty)",
         ),
         ("time scale", f"x{s.scale:g}; wall time {s.wall_s:.0f} s"),
         ("sessions", f"{total_sessions}: {_counts(s.sessions)}"),

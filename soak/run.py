@@ -15,7 +15,7 @@ from pumpd.cli.client import Client
 from soak.chaos import Chaos
 from soak.evidence import Evidence, Life, PanelPress, read_audit, sim_commands_of
 from soak.forward import Cutter, SoakCentre, forward_rest, site_chain, wait_caught_up
-from soak.kinds import KINDS, draw_mix, sim_key
+from soak.kinds import KINDS, draw_mix, is_dulco, sim_key
 from soak.nurse import Nurse
 from soak.plan import (
     daemon_stream,
@@ -74,6 +74,7 @@ def run_soak(settings: RunSettings) -> Outcome:
             heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
             rtu_pumps=mix["rtu"],
             newera_pumps=mix["newera"],
+            dulco_pumps=mix["dulco"],
             staff_idle_timeout_min=STAFF_IDLE_MIN,
         )
         centre = SoakCentre() if settings.forward else None
@@ -240,6 +241,16 @@ def _gather(
                         f"session #{r.number} ({r.session_id}): {r.outcome}",
                     )
                 )
+    for pump, key in units.items():
+        if is_dulco(key):
+            # This pump starts again by itself after a Modbus timeout or an error reset if
+            # start/stop still says run; pumpd must never let it (the simulator counts it).
+            restarts = int(world.sim_status(key)["restarts_by_itself"])
+            if restarts:
+                findings.append(
+                    ("pump.restarted_by_itself", pump, f"the DULCO pump ran again by itself "
+                     f"{restarts} time(s) with no start written")
+                )  # fmt: skip
     return Evidence(
         scale=float(stack.time_scale),
         heartbeat_timeout_s=float(stack.heartbeat_timeout_s),

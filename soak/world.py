@@ -25,7 +25,7 @@ from pumpsim.control import ControlClient
 
 from pumpd.drivers.base import Command
 from soak import panel
-from soak.kinds import NEWERA_KEY_BASE, is_newera, read_sim
+from soak.kinds import DULCO_KEY_BASE, NEWERA_KEY_BASE, is_dulco, is_newera, read_sim
 from tests.e2e.stack import Stack
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
@@ -155,7 +155,11 @@ class World:
 
     def inject(self, unit: int, fault: str, on: bool, params: dict[str, Any]) -> dict[str, Any]:
         t = time.monotonic()
-        if is_newera(unit):
+        if is_dulco(unit):
+            reply = self.stack.sim_request(
+                "dulco-fault", unit=unit - DULCO_KEY_BASE, fault=fault, on=on, **params
+            )
+        elif is_newera(unit):
             reply = self.stack.sim_request(
                 "newera-fault", address=unit - NEWERA_KEY_BASE, fault=fault, on=on, **params
             )
@@ -168,6 +172,13 @@ class World:
         return reply
 
     def press(self, unit: int, command: Command) -> int:
+        if is_dulco(unit):
+            if command is not Command.ACK_ALARM:
+                raise panel.PanelError(f"pump {unit}: only the DULCO's error reset is modelled")
+            # The error reset key at the pump (the simulator's control channel stands in
+            # for the nurse's finger); it writes nothing on pumpd's line.
+            self.stack.sim_request("dulco-panel-reset", unit=unit - DULCO_KEY_BASE)
+            return 0
         if is_newera(unit):
             # The simulated New Era pump has no key pumpd's checker could tell apart; its
             # alarm is cleared by the next request that reads it (pumpd's own poll).

@@ -7,7 +7,7 @@ Operations: ping, status {unit}, reboot {unit}, press_alarm_key {unit}, log {uni
 since?}, faults, and fault {unit, fault, on, factor|ms|probability|count|direction|address};
 for the New Era line: newera-status {address}, newera-fault {address, fault, on, count?};
 for the DULCO flex line: dulco-status {unit}, dulco-fault {unit, fault, on, value?},
-dulco-log {unit?}.
+dulco-log {unit?}, dulco-panel-reset {unit} (the error reset key at the pump).
 docs/pumpsim.md is the reference.
 """
 
@@ -85,7 +85,7 @@ def dispatch(sim: Simulator, request: dict[str, object]) -> dict[str, object]:
         return {"faults": [f.value for f in Fault]}
     if op in ("newera-status", "newera-fault"):
         return _newera(sim, op, request)
-    if op in ("dulco-status", "dulco-fault", "dulco-log"):
+    if op in ("dulco-status", "dulco-fault", "dulco-log", "dulco-panel-reset"):
         return _dulco(sim, op, request)
     raise ControlProtocolError(f"unknown op {op!r}")
 
@@ -131,6 +131,8 @@ def _dulco(sim: Simulator, op: str, request: dict[str, object]) -> dict[str, obj
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)):
             raise ControlProtocolError(f"'value' must be an integer or a name, got {value!r}")
         line.inject(unit, name, on, value=value)
+    if op == "dulco-panel-reset":
+        line.pump(unit).panel_reset()
     snapshot = line.pump(unit).snapshot()
     snapshot["wire"] = line.wire[unit].as_json()
     return {"status": snapshot}

@@ -297,6 +297,11 @@ class DulcoModel:
         else:
             self.conditions &= ~(1 << bit)
 
+    def panel_reset(self) -> None:
+        """The error reset at the pump's own panel (a nurse's key, never pumpd's): the same
+        as the Modbus error reset; errors whose cause is gone clear, the timeout flag too."""
+        self.write(m.ERROR_RESET.address, [m.ERROR_RESET_MAGIC])
+
     def power_loss(self) -> None:
         """Power off and on: the pump comes up as its power-up behaviour says."""
         was_run = self.run

@@ -14,7 +14,10 @@ needs, and names each stand-in (docs/driver.md, "Register-map profiles"):
   for the pump's timeout to have run out, the failsafe stop is written: this pump restarts
   by itself when requests resume, and pumpd never lets a pump resume by itself; the
   power-up behaviour is forced to "off" so a power loss cannot restart it either;
-- PAUSED is the driver's memory of a confirmed PAUSE (the pump only knows "stopped");
+- PAUSED is the driver's memory of a confirmed PAUSE (the pump only knows "stopped"); a
+  PAUSE on a pump the driver last saw not infusing still writes the stop (a halt never
+  waits on a read) but is answered REJECTED_STATE, as the contract says, so an IDLE or
+  completed pump is never reported PAUSED;
 - the pump has no VTBI of its own: when a reading shows the programmed volume reached while
   the motor runs, the driver writes the stop within that same read (the daemon's stop at
   the plan's volume remains the backstop);
@@ -109,6 +112,7 @@ class RegisterMapDriver:
         self._last_ok_sent_at: float | None = None
         self._program: PumpProgram | None = None
         self._paused = False
+        self._last_state: PumpState | None = None
         self._switch_on: int | None = None
         self._up_since = time.monotonic()
         self._cmd_count = 0
@@ -148,12 +152,26 @@ class RegisterMapDriver:
             raise ProgramMismatch("power_up", power_up.force, held)
         stop = self.rmap.failsafe.stop
         held = await self._read_register(self.rmap.registers[stop.reg])
-        if held != stop.value:
+        if self._written_part(stop.reg, held) != stop.value:
             raise ProgramMismatch("start_stop", stop.value, held)
         self._paused = False
         self._switch_on = None
         self._up_since = time.monotonic()
         await self.read_status()
+
+    def _written_part(self, reg_name: str, held: int | Decimal) -> int | Decimal:
+        """A read-back without the bits the pump itself sets in the same register (an
+        alarm's or a warning's source, e.g. "stopped by timeout"): those are no part of
+        what was written, and are reported as the alarm they are."""
+        reg = self.rmap.registers[reg_name]
+        if not isinstance(held, int):
+            return held
+        own = 0
+        for sources in (*self._alarm_bits.values(), *self._warning_bits.values()):
+            for source, bit in sources:
+                if source.address == reg.address:
+                    own |= 1 << bit
+        return held & ~own
 
     async def close(self) -> None:
         timer, self._vtbi_timer = self._vtbi_timer, None
@@ -401,6 +419,7 @@ class RegisterMapDriver:
         program = self._program
         if state is PumpState.IDLE and program is not None and 0 < program.vtbi_ul <= volume_ul:
             warnings |= WarningFlag.VTBI_COMPLETE
+        self._last_state = state
         return PumpStatus(
             state=state,
             alarms=alarms,
@@ -542,6 +561,7 @@ class RegisterMapDriver:
         self._cmd_count += 1
         seq = self._cmd_count
         sent_at = time.monotonic()
+        last_seen = self._last_state
         spec = self.rmap.command(command)
         if spec is None or (command is Command.START and self._program is None):
             # PRIME on a pump that cannot prime over its bus; START with nothing programmed.
@@ -588,6 +608,10 @@ class RegisterMapDriver:
                         value = await self._read_register(reg)
                     done = Decimal(value) == Decimal(confirm.equals)
                 if done:
+                    if command is Command.PAUSE and last_seen not in (None, PumpState.INFUSING):
+                        # Stopped it is (the write went out), but nothing was paused.
+                        status = self._decode_status(image, read_at)
+                        raise CommandRejected(command, seq, CommandResult.REJECTED_STATE, status)
                     if command is Command.PAUSE:
                         self._paused = True
                     elif command in (Command.START, Command.STOP):

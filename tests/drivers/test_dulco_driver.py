@@ -181,6 +181,29 @@ async def test_rates_are_exact_or_refused_and_absent_values_are_none(sim: Simula
         assert stopped.status.state is PumpState.IDLE
 
 
+async def test_a_pause_of_a_pump_not_infusing_is_refused_and_still_stops_it(
+    sim: Simulator,
+) -> None:
+    """The pump only knows "stopped": PAUSED is the driver's memory, so a PAUSE of an idle
+    or already paused pump must not turn it into PAUSED (a completed pump would hide its
+    VTBI_COMPLETE), yet the stop it writes still goes out."""
+    assert sim.dulco is not None
+    async with driver(sim) as d:
+        await d.write_program(program())
+        with pytest.raises(CommandRejected) as idle:
+            await d.command(Command.PAUSE)
+        assert idle.value.result is CommandResult.REJECTED_STATE
+        assert idle.value.status.state is PumpState.IDLE
+        assert sim.dulco.writes[-1]["words"] == [0]  # the stop went out all the same
+        await d.command(Command.START)
+        assert (await d.command(Command.PAUSE)).status.state is PumpState.PAUSED
+        with pytest.raises(CommandRejected) as again:
+            await d.command(Command.PAUSE)
+        assert again.value.result is CommandResult.REJECTED_STATE
+        assert again.value.status.state is PumpState.PAUSED
+        assert pump(sim).motor_running is False
+
+
 async def test_the_driver_stops_at_the_programmed_volume(sim: Simulator) -> None:
     async with driver(sim) as d:
         d.clock_scale = SCALE
@@ -231,6 +254,32 @@ async def test_after_a_silence_the_stop_goes_out_first(sim: Simulator) -> None:
         assert pump(sim).restarts_by_itself == 0
         assert pump(sim).motor_running is False
         assert AlarmFlag.COMM_LOSS in status.alarms
+
+
+async def test_a_pump_stopped_by_its_timeout_is_driven_again_after_a_new_connect(
+    sim: Simulator,
+) -> None:
+    """pumpd gone (killed) while the pump ran: the pump's timeout stopped it and set its
+    "stopped by timeout" bit beside the run bit. The next connect's stop is confirmed by
+    the run bit alone, the timeout shows as COMM_LOSS, and the nurse's ACK clears it."""
+    assert sim.dulco is not None
+    pump(sim).modbus_timeout_ms = 1000
+    first = driver(sim)
+    await first.connect()
+    await first.write_program(program())
+    await first.command(Command.START)
+    await first.close()  # no failsafe stop: the daemon was killed
+    await asyncio.sleep(1.5)
+    assert pump(sim).stopped_by_timeout
+    async with driver(sim) as again:
+        assert pump(sim).restarts_by_itself == 0
+        assert pump(sim).motor_running is False
+        status = await again.read_status()
+        assert status.state is PumpState.ALARM
+        assert AlarmFlag.COMM_LOSS in status.alarms
+        acked = await again.command(Command.ACK_ALARM)
+        assert acked.status.state is PumpState.IDLE
+        assert not pump(sim).stopped_by_timeout
 
 
 async def test_the_simulated_pump_restarts_by_itself_for_a_naive_master(sim: Simulator) -> None:

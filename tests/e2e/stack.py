@@ -54,6 +54,9 @@ class Stack:
     newera_pumps: int = 0
     """The last `newera_pumps` chairs are New Era syringe pumps (60 mL syringes) at
     addresses 1.. on the simulator's New Era pty line; the chairs before them are GIP-MB1."""
+    dulco_pumps: int = 0
+    """0 or 1: the last chair is a DULCO flex pump (the prominent-dulcoflex profile, unit 20)
+    on the simulator's DULCO pty line; the New Era chairs come just before it."""
     staff_idle_timeout_min: float | None = None
     """`[staff] idle_timeout_min` (simulated minutes: the daemon's clock is scaled)."""
     timezone: str | None = None
@@ -104,16 +107,23 @@ class Stack:
     def newera_link(self) -> Path:
         return self.workdir / "pump-newera"
 
+    @property
+    def dulco_line(self) -> Path:
+        return self.workdir / "pump-dulco"
+
     def transport_of(self, unit: int) -> str:
-        """`tcp`, `rtu` or `newera`: how the daemon reaches the pump of chair `unit`."""
-        gip = self.pumps - self.newera_pumps
+        """`tcp`, `rtu`, `newera` or `dulco`: how the daemon reaches the pump of chair
+        `unit`."""
+        if unit > self.pumps - self.dulco_pumps:
+            return "dulco"
+        gip = self.pumps - self.dulco_pumps - self.newera_pumps
         if unit > gip:
             return "newera"
         return "rtu" if unit > gip - self.rtu_pumps else "tcp"
 
     def newera_address(self, unit: int) -> int:
         """The New Era network address of chair `unit` (a `newera` chair)."""
-        return unit - (self.pumps - self.newera_pumps)
+        return unit - (self.pumps - self.dulco_pumps - self.newera_pumps)
 
     @property
     def config_path(self) -> Path:
@@ -122,9 +132,16 @@ class Stack:
     # ------------------------------------------------------------------ processes
 
     def start_sim(self) -> None:
-        gip = max(1, self.pumps - self.newera_pumps)
+        gip = max(1, self.pumps - self.newera_pumps - self.dulco_pumps)
         args = ["--pumps", str(gip), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
         args += ["--time-scale", str(self.time_scale)]
+        if self.dulco_pumps:
+            # The pump's Modbus timeout as long as heartbeat_timeout_s allows (a loaded
+            # machine's pause is not a silence); 115200 baud: the wire time, scaled, would
+            # otherwise be minutes of pump time.
+            timeout_ms = min(10_000, self.heartbeat_timeout_s * 1000)
+            args += ["--dulco-link", str(self.dulco_line), "--dulco-baud", "115200"]
+            args += ["--dulco-timeout-ms", str(timeout_ms)]
         if self.newera_pumps:
             args += ["--newera-link", str(self.newera_link)]
             args += ["--newera-pumps", str(self.newera_pumps)]
@@ -169,7 +186,16 @@ class Stack:
         lines.append("\n[roles]")
         lines += [f"{role} = {json.dumps(groups)}" for role, groups in self.roles.items()]
         for unit in range(1, self.pumps + 1):
-            if self.transport_of(unit) == "newera":
+            if self.transport_of(unit) == "dulco":
+                wire = [
+                    'transport = "modbus-rtu"',
+                    'profile = "prominent-dulcoflex"',
+                    f'device = "{self.dulco_line}"',
+                    "baudrate = 115200",
+                    'parity = "N"',  # a pty keeps no parity
+                    "unit = 20",
+                ]
+            elif self.transport_of(unit) == "newera":
                 wire = [
                     'transport = "newera-serial"',
                     f'device = "{self.newera_link}"',

@@ -3,8 +3,9 @@
 A backend is one pump kind on one transport: how to start its simulator, how to build a
 driver for it, what it can do, and every fault its simulator can inject with the way that
 fault must surface through the driver contract. The cases in ``test_conformance.py`` are
-written once against :class:`Rig`; adding a pump kind (a register-map profile over RTU,
-say) is one more :class:`Rig` subclass here and one more entry in :data:`BACKENDS`.
+written once against :class:`Rig`; adding a pump kind is one more :class:`Rig` subclass
+here and one more entry in :data:`BACKENDS` (the DULCO flex register-map profile over RTU
+was added that way).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
+from pumpsim.dulco import DulcoFault
 from pumpsim.harness import Fault, Simulator
 from pumpsim.newera import NeraFault
 
 from pumpd.drivers.base import AlarmFlag, PumpDriver, PumpProgram, WarningFlag
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers.regmap_driver import RegisterMapDriver, register_map
 
 TIME_SCALE = 60.0
 """Delivery runs 60 times faster than the wall; watchdogs are armed in wall seconds."""
@@ -40,6 +43,8 @@ class Surface(enum.Enum):
     RIGHT_OR_UNREACHABLE = "each read is this pump's true status or PumpUnreachable"
     RESTART = "the uptime falls, the volumes are 0, the pump is IDLE"
     UNCERTAIN = "a command raises CommandUncertain, never OK"
+    UNFIT = "a keypad setting pumpd cannot drive safely: connect stops the pump, refuses it"
+    FORCED = "a keypad setting connect puts back: after a power loss the pump stays stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +76,11 @@ class Abilities:
     kvo: bool
     priming: bool
     pump_vtbi_stop: bool
+    driver_vtbi_stop: bool
+    """Without a VTBI of its own, the driver writes the stop at the programmed volume."""
     watchdog: bool
+    volume_kept_over_power_loss: bool
+    """The volume counter survives a power loss (the restart still shows in the uptime)."""
 
 
 class Rig(abc.ABC):
@@ -84,7 +93,9 @@ class Rig(abc.ABC):
     """The simulator's faults that belong to another transport (they cannot be injected
     here); with :attr:`faults` they must cover :meth:`catalogue` exactly."""
     watchdog_arm_s: ClassVar[int]
-    """``set_heartbeat_timeout`` argument that arms a watchdog of about one wall second."""
+    """``set_heartbeat_timeout`` argument that arms (or, for a watchdog set at the pump,
+    accepts) a watchdog of :attr:`watchdog_wall_s` wall seconds."""
+    watchdog_wall_s: ClassVar[float] = 1.0
 
     def __init__(self, sim: Simulator, tmp_path: Path) -> None:
         self.sim = sim
@@ -113,8 +124,9 @@ class Rig(abc.ABC):
         """A program this pump cannot hold exactly, and the field the driver must name."""
 
     @abc.abstractmethod
-    def held_setpoints(self) -> tuple[Decimal, int]:
-        """The simulator's own view of the programmed rate (mL/h) and VTBI (µL)."""
+    def held_setpoints(self) -> tuple[Decimal, int | None]:
+        """The simulator's own view of the programmed rate (mL/h) and VTBI (µL); None for
+        a pump that holds no VTBI."""
 
     @abc.abstractmethod
     def inject(self, fault: FaultCase, on: bool) -> None:
@@ -154,7 +166,9 @@ _GIP_ABILITIES = Abilities(
     kvo=True,
     priming=True,
     pump_vtbi_stop=True,
+    driver_vtbi_stop=False,
     watchdog=True,
+    volume_kept_over_power_loss=False,
 )
 
 _GIP_FAULTS = (
@@ -198,7 +212,7 @@ class _GipRig(Rig):
     def unrepresentable(self) -> tuple[PumpProgram, str]:
         return program(vtbi_ul=2**32), "vtbi_ul"  # beyond the two-register VTBI
 
-    def held_setpoints(self) -> tuple[Decimal, int]:
+    def held_setpoints(self) -> tuple[Decimal, int | None]:
         snap = self.sim.pump(1).snapshot()
         rate = Decimal(int(str(snap["rate_setpoint_centi_ml_h"]))) / 100
         return rate, int(str(snap["vtbi_ul"]))
@@ -301,7 +315,9 @@ class NewEraSerial(Rig):
         kvo=False,
         priming=True,
         pump_vtbi_stop=True,
+        driver_vtbi_stop=False,
         watchdog=True,
+        volume_kept_over_power_loss=False,
     )
     faults = (
         FaultCase(NeraFault.STALL, Surface.ALARM, AlarmFlag.OCCLUSION_DOWNSTREAM),
@@ -350,7 +366,7 @@ class NewEraSerial(Rig):
     def unrepresentable(self) -> tuple[PumpProgram, str]:
         return program(vtbi_ul=12_345), "vtbi_ul"  # 12.345 mL: the pump would keep 12.34
 
-    def held_setpoints(self) -> tuple[Decimal, int]:
+    def held_setpoints(self) -> tuple[Decimal, int | None]:
         assert self.sim.newera is not None
         pump = self.sim.newera.pump(1)
         return pump.rate_ml_h(), int(pump.volume_ul())
@@ -368,5 +384,133 @@ class NewEraSerial(Rig):
         self.sim.newera.inject(1, NeraFault.SILENT, cut)
 
 
-BACKENDS: tuple[type[Rig], ...] = (GipMb1Tcp, GipMb1Rtu, NewEraSerial)
+# ------------------------------------------------------------------- DULCO flex
+
+_DULCO_UNIT = 20
+_DULCO_TIMEOUT_MS = 3000
+"""The pump's Modbus timeout as set at its panel: long enough that a loaded machine's pause
+between two requests is not a silence, short enough for the watchdog case."""
+
+_DULCO_BAD_SETTING: dict[str, int | str] = {
+    DulcoFault.ERROR_BIT: 20,  # a bit the profile names nothing for
+    DulcoFault.MODBUS_TIMEOUT_MS: 0,  # off: the pump would run on when pumpd falls silent
+    DulcoFault.WORD_ORDER: "byte_swapped",
+    DulcoFault.POWER_UP: 1,  # "always on": a power loss would restart delivery
+}
+_DULCO_GOOD_SETTING: dict[str, int | str] = {
+    DulcoFault.MODBUS_TIMEOUT_MS: _DULCO_TIMEOUT_MS,
+    DulcoFault.WORD_ORDER: "high_first",
+    DulcoFault.POWER_UP: 0,
+}
+
+
+class DulcoFlexRtu(Rig):
+    """The prominent-dulcoflex register-map profile over RTU, pumpsim's DULCO line on a pty.
+
+    A metering pump, not an IV pump: no prime over Modbus, no VTBI of its own (the driver
+    stops it at the programmed volume), no pressure or battery reading, no KVO, and a
+    communication timeout set at the pump's panel that pumpd reads and checks.
+    """
+
+    name = "prominent-dulcoflex-rtu"
+    abilities = Abilities(
+        reports_pressure=False,
+        reports_battery=False,
+        heartbeat_echo=False,
+        reports_max_rate=True,
+        sequence_echo=False,
+        kvo=False,
+        priming=False,
+        pump_vtbi_stop=False,
+        driver_vtbi_stop=True,
+        watchdog=True,
+        volume_kept_over_power_loss=True,
+    )
+    faults = (
+        FaultCase(DulcoFault.METERING_MONITOR, Surface.ALARM, AlarmFlag.OCCLUSION_DOWNSTREAM),
+        FaultCase(DulcoFault.HOSE_RUPTURE, Surface.ALARM, AlarmFlag.SYSTEM_FAULT),
+        FaultCase(DulcoFault.LEVEL, Surface.ALARM, AlarmFlag.SYSTEM_FAULT),
+        FaultCase(DulcoFault.TEMPERATURE, Surface.ALARM, AlarmFlag.SYSTEM_FAULT),
+        FaultCase(DulcoFault.ERROR_BIT, Surface.ALARM, AlarmFlag.UNKNOWN),
+        FaultCase(DulcoFault.POWER_LOSS, Surface.RESTART),
+        FaultCase(DulcoFault.NO_ANSWER, Surface.UNREACHABLE),
+        FaultCase(DulcoFault.MODBUS_TIMEOUT_MS, Surface.UNFIT),
+        FaultCase(DulcoFault.WORD_ORDER, Surface.UNFIT),
+        FaultCase(DulcoFault.POWER_UP, Surface.FORCED),
+    )
+    watchdog_wall_s = _DULCO_TIMEOUT_MS / 1000
+    watchdog_arm_s = round(watchdog_wall_s * TIME_SCALE)  # the driver's clock_scale divides
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, tmp_path: Path) -> AsyncIterator[Rig]:
+        async with Simulator(
+            pumps=1,
+            tcp=False,
+            dulco=True,
+            dulco_baud=115_200,
+            dulco_timeout_ms=_DULCO_TIMEOUT_MS,
+            time_scale=TIME_SCALE,
+        ) as sim:
+            yield cls(sim, tmp_path)
+
+    @classmethod
+    def catalogue(cls) -> frozenset[str]:
+        return frozenset(f.value for f in DulcoFault)
+
+    def config(self, device: str) -> ModbusConfig:
+        return ModbusConfig(
+            transport="rtu",
+            device=device,
+            baudrate=115_200,
+            unit=_DULCO_UNIT,
+            profile="prominent-dulcoflex",
+            timeout_s=0.2,
+            reconnect_delay_max_s=0.5,
+        )
+
+    def _driver(self, device: str) -> PumpDriver:
+        rmap = register_map("prominent-dulcoflex")
+        assert rmap is not None
+        return RegisterMapDriver(
+            self.config(device), rmap, heartbeat_timeout_s=10, clock_scale=TIME_SCALE
+        )
+
+    def driver(self) -> PumpDriver:
+        assert self.sim.dulco_path is not None
+        return self._driver(self.sim.dulco_path)
+
+    def absent_driver(self) -> PumpDriver:
+        return self._driver(str(self.tmp_path / "no-such-line"))
+
+    def unrepresentable(self) -> tuple[PumpProgram, str]:
+        # 1000 l/h in a float32 is not exact to 0.01 mL/h: refused, never rounded.
+        return program("1000000.01"), "rate_ml_h"
+
+    def held_setpoints(self) -> tuple[Decimal, int | None]:
+        assert self.sim.dulco is not None
+        target_l_h = self.sim.dulco.pump(_DULCO_UNIT).target_l_h
+        rate = Decimal(target_l_h.numerator) / Decimal(target_l_h.denominator) * 1000
+        return rate.quantize(Decimal("0.01")), None  # the pump holds no VTBI
+
+    def inject(self, fault: FaultCase, on: bool) -> None:
+        assert self.sim.dulco is not None
+        line = self.sim.dulco
+        if fault.name == DulcoFault.POWER_LOSS:
+            if on:
+                line.inject(_DULCO_UNIT, fault.name)
+        elif fault.name == DulcoFault.ERROR_BIT:
+            line.inject(_DULCO_UNIT, fault.name, on, value=_DULCO_BAD_SETTING[fault.name])
+        elif fault.name in _DULCO_GOOD_SETTING:
+            setting = _DULCO_BAD_SETTING if on else _DULCO_GOOD_SETTING
+            line.inject(_DULCO_UNIT, fault.name, value=setting[fault.name])
+        else:
+            line.inject(_DULCO_UNIT, fault.name, on)
+
+    def cut_link(self, cut: bool) -> None:
+        assert self.sim.dulco is not None
+        self.sim.dulco.inject(_DULCO_UNIT, DulcoFault.NO_ANSWER, cut)
+
+
+BACKENDS: tuple[type[Rig], ...] = (GipMb1Tcp, GipMb1Rtu, NewEraSerial, DulcoFlexRtu)
 """Every backend the suite runs over; a new pump kind is one more entry."""
