@@ -6,18 +6,8 @@ from pumpd.clock import Stamp
 from safety.pump import PumpMode
 
 from . import rules
-from .core import (
-    SessionCore,
-    Step,
-    check_stamp,
-    check_text,
-    check_type,
-    refuse_if,
-)
-from .records import (
-    AcknowledgedAlarm,
-    At,
-)
+from .core import SessionCore, Step, check_stamp, check_text, check_type, refuse_if
+from .records import AcknowledgedAlarm, At
 from .states import State
 
 

@@ -13,25 +13,12 @@ from safety.vitals import ImplausibleVitals, VitalsReading, check_entry
 
 from . import rules
 from .alarms import AlarmCommands
-from .core import (
-    Step,
-    check_stamp,
-    check_type,
-    refuse_if,
-)
+from .core import Step, check_stamp, check_type, refuse_if
 from .delivery import DeliveryCommands
 from .ending import EndingCommands
-from .errors import (
-    CommandRefused,
-    InvalidCommandInput,
-)
+from .errors import CommandRefused, InvalidCommandInput
 from .programming import ProgrammingCommands
-from .records import (
-    At,
-    NoteRecord,
-    OverrideRecord,
-    VitalsRecord,
-)
+from .records import At, NoteRecord, OverrideRecord, VitalsRecord
 from .starting import StartCommands
 from .states import State
 

@@ -27,17 +27,8 @@ from .core import (
     check_type,
     refuse_if,
 )
-from .errors import (
-    CommandRefused,
-    InvalidCommandInput,
-)
-from .records import (
-    AdjustmentRecord,
-    At,
-    ContinuationRecord,
-    OrderRecord,
-    OverrideRecord,
-)
+from .errors import CommandRefused, InvalidCommandInput
+from .records import AdjustmentRecord, At, ContinuationRecord, OrderRecord, OverrideRecord
 from .states import State
 
 

@@ -10,21 +10,9 @@ from safety import guards
 from safety.verdicts import Verdict
 
 from . import rules
-from .core import (
-    CommandIntent,
-    SessionCore,
-    Step,
-    check_stamp,
-    check_text,
-    refuse_if,
-)
-from .errors import (
-    InvalidCommandInput,
-    InvalidInState,
-)
-from .records import (
-    At,
-)
+from .core import CommandIntent, SessionCore, Step, check_stamp, check_text, refuse_if
+from .errors import InvalidCommandInput, InvalidInState
+from .records import At
 from .states import State
 
 

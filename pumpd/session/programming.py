@@ -14,23 +14,9 @@ from safety.plan import Order, Patient, Plan
 from safety.verdicts import Severity, Verdict
 
 from . import rules
-from .core import (
-    SessionCore,
-    Step,
-    check_stamp,
-    check_type,
-    refuse_if,
-)
-from .errors import (
-    InvalidCommandInput,
-)
-from .records import (
-    At,
-    OrderRecord,
-    OverrideRecord,
-    PatientRecord,
-    SessionData,
-)
+from .core import SessionCore, Step, check_stamp, check_type, refuse_if
+from .errors import InvalidCommandInput
+from .records import At, OrderRecord, OverrideRecord, PatientRecord, SessionData
 from .states import State
 
 

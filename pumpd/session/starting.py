@@ -21,23 +21,9 @@ from safety.verdicts import Severity
 from safety.vitals import InvalidVitals
 
 from . import rules
-from .core import (
-    CommandIntent,
-    SessionCore,
-    Step,
-    check_stamp,
-    check_type,
-    refuse_if,
-)
-from .errors import (
-    CommandRefused,
-    InvalidCommandInput,
-)
-from .records import (
-    At,
-    OverrideRecord,
-    VerdictRecord,
-)
+from .core import CommandIntent, SessionCore, Step, check_stamp, check_type, refuse_if
+from .errors import CommandRefused, InvalidCommandInput
+from .records import At, OverrideRecord, VerdictRecord
 from .states import State
 
 
