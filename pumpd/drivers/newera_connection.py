@@ -1,0 +1,244 @@
+"""One New Era pump at its address: connecting, asking it (each reply's alarm latched until
+acknowledged, pushed alarm packets latched at once) and reading its status. The driver
+(`pumpd.drivers.newera`) adds programming, commands and the heartbeat on top."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Self
+
+from pumpd.drivers.base import (
+    AlarmFlag,
+    CommandResult,
+    ProgramMismatch,
+    ProtocolError,
+    PumpProgram,
+    PumpState,
+    PumpStatus,
+    PumpUnreachable,
+    WarningFlag,
+)
+from pumpd.drivers.capabilities import PumpCapabilities
+from pumpd.drivers.newera_codec import (
+    Alarm,
+    CodecError,
+    ErrorCode,
+    Prompt,
+    Reply,
+    decode_dispensed,
+    decode_rate,
+    decode_version,
+    format_number,
+    parse_number,
+    request_text,
+)
+from pumpd.drivers.newera_config import NewEraConfig
+from pumpd.drivers.newera_line import NewEraLine, acquire_line, release_line
+from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, STATE_OF, PumpRefused, capabilities
+from pumpd.drivers.newera_prime import PrimeLedger
+
+
+class NewEraConnection:
+    """The connection, the wire and the status of one pump on a (possibly shared) RS-232 line."""
+
+    def __init__(self, config: NewEraConfig) -> None:
+        self.config = config
+        self._line: NewEraLine | None = None
+        self._label = f"New Era pump {config.address}"
+        self._latched = AlarmFlag.NONE
+        self._latched_codes: set[Alarm] = set()
+        self._up_since = time.monotonic()
+        self._cmd_count = 0
+        self._heartbeats = 0
+        self._last_reply_at = 0.0
+        self._program: PumpProgram | None = None
+        self._primes = PrimeLedger()
+        self._last_prompt: Prompt | None = None
+        self.model_number: int | None = None
+        self.firmware: str | None = None
+        self.alarm_pushed = asyncio.Event()
+        """Set the moment an alarm packet arrives (pushed or as a reply); cleared by
+        whoever acts on it."""
+        self.alarm_packets: list[tuple[float, Alarm]] = []
+        self.capabilities: PumpCapabilities = capabilities(safe_mode=config.mode == "safe")
+        """What this pump can do; Basic mode (simulation only) has no watchdog."""
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> None:
+        """Open (or join) the line, arm Safe mode, check model, syringe diameter and state."""
+        if self._line is None:
+            self._line = acquire_line(self.config.line_settings())
+            self._line.subscribe(self.config.address, self._on_alarm_packet)
+        self._line.ensure_open(force=not self._line.is_open)
+        if self.config.mode == "safe":
+            await self._set_safe_timeout(self.config.heartbeat_timeout_s)
+        version = await self._ask("VER")
+        try:
+            self.model_number, self.firmware = decode_version(version.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {exc}") from None
+        await self._ensure_diameter()
+        self._up_since = time.monotonic()
+        await self.read_status()
+
+    async def close(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            line.unsubscribe(self.config.address)
+            release_line(line)
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- the wire
+
+    def _on_alarm_packet(self, alarm: Alarm) -> None:
+        self.alarm_packets.append((time.monotonic(), alarm))
+        self._latch(alarm)
+        self.alarm_pushed.set()
+
+    def _latch(self, alarm: Alarm) -> None:
+        if alarm is Alarm.RESET:
+            # Power was lost: the pump's counters restarted at 0, and so does the prime
+            # bookkeeping that lived in them.
+            self._up_since = time.monotonic()
+            self._primes.forget()
+            return
+        self._latched |= ALARM_FLAG_OF[alarm]
+        self._latched_codes.add(alarm)
+
+    async def _send(self, command: str, argument: str = "") -> Reply:
+        line = self._line
+        if line is None:
+            raise PumpUnreachable(f"{self._label}: driver is not connected")
+        text = request_text(self.config.address, command, argument)
+        reply = await line.request(self.config.address, text)
+        self._last_reply_at = time.monotonic()
+        if reply.alarm is not None:
+            self._latch(reply.alarm)
+        return reply
+
+    async def _ask(self, command: str, argument: str = "") -> Reply:
+        """Send a request that does not move fluid; an alarm reply acknowledged the alarm
+        (the request itself was not executed), so it is sent again, at most twice more."""
+        for _ in range(3):
+            reply = await self._send(command, argument)
+            if reply.alarm is None:
+                if reply.error is ErrorCode.BAD_PACKET:
+                    raise PumpUnreachable(
+                        f"{self._label}: {command}{argument}: the pump got a damaged packet"
+                    )
+                if reply.error is not None:
+                    raise PumpRefused(
+                        f"{self._label}: {command}{argument} refused: ?{reply.error.value}",
+                        reply.error,
+                    )
+                return reply
+        raise ProtocolError(f"{self._label}: {command}: the pump answers only with alarms")
+
+    async def _set_safe_timeout(self, seconds: int) -> None:
+        await self._ask("SAF", str(seconds))
+        held = await self._ask("SAF")
+        try:
+            value = int(parse_number(held.data))
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: SAF: {exc}") from None
+        if value != seconds:
+            raise ProgramMismatch("heartbeat_timeout_s", seconds, value)
+
+    async def _ensure_diameter(self) -> None:
+        wanted = self.config.syringe_diameter_mm
+        held = await self._read_number("DIA")
+        if held == wanted:
+            return
+        await self._ask("DIA", format_number(wanted))
+        held = await self._read_number("DIA")
+        if held != wanted:
+            raise ProgramMismatch("syringe_diameter_mm", wanted, held)
+
+    async def _read_number(self, command: str) -> Decimal:
+        reply = await self._ask(command)
+        try:
+            return parse_number(reply.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {command}: {exc}") from None
+
+    # ------------------------------------------------------------- status
+
+    async def read_status(self) -> PumpStatus:
+        """``DIS`` (volumes; its prompt is the state), then ``RAT`` only while the pump
+        moves fluid. State and volumes come from one reply, so a prime that ends between
+        two requests is never judged on an older volume; an idle pump costs one request.
+
+        An alarm that arrives during the read (answering ``RAT``, or pushed) makes the
+        ``DIS`` prompt older than the alarm: the pump has stopped since. The read is then
+        made once more, so an alarm is never reported beside the flow from before it.
+        """
+        latched = self._latched
+        status = await self._read_status_once()
+        if self._latched != latched:
+            status = await self._read_status_once()
+        return status
+
+    async def _read_status_once(self) -> PumpStatus:
+        dispensed = await self._ask("DIS")
+        read_at = time.monotonic()  # when the volumes arrived, not after the rate
+        moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
+        rate = await self._ask("RAT") if moving else None
+        try:
+            infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
+            rate_ml_h = Decimal(0) if rate is None else decode_rate(rate.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {exc}") from None
+        prompt = dispensed.prompt
+        assert prompt is not None  # _ask returns only replies without an alarm
+        self._last_prompt = prompt
+        alarms = self._latched
+        state = STATE_OF.get(prompt)
+        if state is None:
+            alarms |= AlarmFlag.UNKNOWN
+        counter = self._primes.observe(
+            infused_ul,
+            running=prompt is Prompt.INFUSING,
+            paused=prompt is Prompt.PAUSED and not alarms,
+        )
+        if counter.priming:
+            state = PumpState.PRIMING
+        if alarms:
+            state = PumpState.ALARM
+        assert state is not None
+        warnings = WarningFlag.NONE
+        program = self._program
+        if (
+            state is PumpState.IDLE
+            and program is not None
+            and 0 < program.vtbi_ul <= counter.infused_ul
+        ):
+            warnings |= WarningFlag.VTBI_COMPLETE
+        return PumpStatus(
+            state=state,
+            alarms=alarms,
+            warnings=warnings,
+            rate_actual_ml_h=(
+                rate_ml_h if prompt in (Prompt.INFUSING, Prompt.PURGING) else Decimal(0)
+            ),
+            volume_infused_ul=counter.infused_ul,
+            volume_primed_ul=counter.primed_ul,
+            pressure_downstream_mmhg=None,
+            battery_percent=None,
+            last_cmd_seq=0,
+            last_cmd_result=CommandResult.OK,
+            heartbeat_echo=None,
+            max_rate_ml_h=None,
+            uptime_s=int(read_at - self._up_since),
+            serial_number=None,
+            profile_version=None,
+            read_at_monotonic=read_at,
+        )
