@@ -41,7 +41,7 @@ from pumpd.drivers.line import (
     release_line,
     resolve_address,
 )
-from pumpd.drivers.priority import halting
+from pumpd.drivers.priority import halting_if
 from pumpd.drivers.profile import Profile, RegisterField, load_profile
 
 F = TypeVar("F", AlarmFlag, WarningFlag)
@@ -403,10 +403,8 @@ class ModbusPumpDriver:
         (its write and its confirming reads) goes ahead of other pumps' queued requests on
         the line.
         """
-        if command in (Command.STOP, Command.PAUSE):
-            with halting():
-                return await self._command(command, timeout_s)
-        return await self._command(command, timeout_s)
+        with halting_if(command in (Command.STOP, Command.PAUSE)):
+            return await self._command(command, timeout_s)
 
     async def _command(self, command: Command, timeout_s: float | None) -> CommandOutcome:
         if self._line is None:

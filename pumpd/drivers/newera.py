@@ -54,7 +54,7 @@ from pumpd.drivers.newera_config import MAX_SAFE_TIMEOUT_S, NewEraConfig
 from pumpd.drivers.newera_connection import NewEraConnection
 from pumpd.drivers.newera_line import NotSent
 from pumpd.drivers.newera_mapping import RESULT_OF, PumpRefused
-from pumpd.drivers.priority import halting
+from pumpd.drivers.priority import halting_if
 
 __all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
 
@@ -188,10 +188,8 @@ class NewEraPumpDriver(NewEraConnection):
         and volume (never ``PUR``, which has no volume of its own). Every request of a STOP
         or PAUSE goes ahead of the other pumps' queued requests on the line.
         """
-        if command in (Command.STOP, Command.PAUSE):
-            with halting():
-                return await self._command(command, timeout_s)
-        return await self._command(command, timeout_s)
+        with halting_if(command in (Command.STOP, Command.PAUSE)):
+            return await self._command(command, timeout_s)
 
     async def _command(self, command: Command, timeout_s: float | None) -> CommandOutcome:
         if self._line is None:

@@ -56,6 +56,12 @@ def halting() -> Iterator[None]:
         _URGENCY.reset(token)
 
 
+def halting_if(is_halt: bool) -> contextlib.AbstractContextManager[None]:
+    """`halting()` for a STOP or PAUSE, nothing for any other command: the one place the
+    drivers decide which of their commands go ahead on the line."""
+    return halting() if is_halt else contextlib.nullcontext()
+
+
 class LineLock:
     """An asyncio lock that hands the line to the most urgent waiter, FIFO within urgency.
 

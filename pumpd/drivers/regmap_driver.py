@@ -61,7 +61,7 @@ from pumpd.drivers.base import (
 from pumpd.drivers.capabilities import PumpCapabilities, parse_capabilities
 from pumpd.drivers.line import Line, ModbusClient, acquire_line, release_line
 from pumpd.drivers.modbus import ModbusConfig
-from pumpd.drivers.priority import halting
+from pumpd.drivers.priority import halting_if
 from pumpd.drivers.regmap import (
     FLOW_TO_ML_H,
     TIME_TO_MS,
@@ -547,10 +547,8 @@ class RegisterMapDriver:
         or PAUSE (its writes and confirming reads) goes ahead of other pumps' queued
         requests on the line (drivers/priority.py).
         """
-        if command in (Command.STOP, Command.PAUSE):
-            with halting():
-                return await self._command(command, timeout_s)
-        return await self._command(command, timeout_s)
+        with halting_if(command in (Command.STOP, Command.PAUSE)):
+            return await self._command(command, timeout_s)
 
     async def _command(self, command: Command, timeout_s: float | None) -> CommandOutcome:
         if self._line is None:
