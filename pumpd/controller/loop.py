@@ -22,7 +22,7 @@ from typing import Any
 
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp
-from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
+from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus, PushedAlarm
 from pumpd.drivers.capabilities import PumpCapabilities
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import Session, State, Step
@@ -168,28 +168,28 @@ class Controller:
             await self._steps.read()
 
     async def run(self) -> None:
-        """Poll until cancelled. Cancelling is how the daemon dies; the pump then stops
-        itself when the heartbeat goes quiet."""
+        """Poll until cancelled (how the daemon dies: the pump then stops itself when the
+        heartbeat goes quiet); an alarm the pump pushes is a tick at once, on its packet."""
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_at, pushed = loop.time(), None  # pushed: the alarm packet that woke the tick
         while True:
-            await self.poll()
+            await self.poll(pushed)
             step_real = real_seconds(self._clock, self._steps.next_read_in_s())
             next_at += step_real
             delay = next_at - loop.time()
             if delay < 0:
                 next_at = loop.time()
                 delay = 0
-            if await until_poll_or_push(self._commands.driver, delay):
+            if (pushed := await until_poll_or_push(self._commands.driver, delay)) is not None:
                 next_at -= step_real  # an extra poll now; the regular one keeps its time
 
-    async def poll(self) -> None:
+    async def poll(self, pushed: PushedAlarm | None = None) -> None:
         async with self._lock:
-            await self._poll()
+            await self._poll(pushed)
 
-    async def _poll(self) -> None:
+    async def _poll(self, pushed: PushedAlarm | None) -> None:
         self._pulse.polls += 1
-        status = await self._steps.read()
+        status = await self._steps.read(pushed)
         journal = self.journal
         journal.flush()
         if journal.stalled(self.config.intent_wait_s) or journal.degraded:

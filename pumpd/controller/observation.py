@@ -39,6 +39,8 @@ class PumpObservation:
         self._read_at_s = self._last_good_s
         self._unreachable_since: float | None = None
         self._halted_on_comm = False
+        self._pushed: PumpStatus | None = None
+        """The status a pump's alarm packet made (``pushed``), not a reading."""
 
     # -- what is known ---------------------------------------------------------------
 
@@ -94,6 +96,15 @@ class PumpObservation:
         # is the moment the expected volume is compared at (half a round trip at most off).
         self._read_at_s = (sent_s + self._last_good_s) / 2
 
+    def pushed(self, status: PumpStatus) -> None:
+        """The status the pump's own alarm packet made (``PushedAlarm``): observed like a
+        reading, but its volumes are the last reading's, so they are compared with the
+        expected volume at that reading's moment, and it proves no fact to the session."""
+        read_at_s = self._read_at_s
+        self.observe(status)
+        self._read_at_s = read_at_s
+        self._pushed = status
+
     def observe(self, status: PumpStatus) -> None:
         """Any reading (a poll's, a command's confirmation)."""
         previous, previous_snap = self._status, self._status_snapshot
@@ -143,8 +154,8 @@ class PumpObservation:
 
     def proves_nothing(self, status: PumpStatus) -> bool:
         """A reading after a restart proves nothing to the session; the kernel judges the
-        restart at its next tick."""
-        if self._lost_from is not None:
+        restart at its next tick. Nor does an alarm packet: it says only the alarm."""
+        if self._lost_from is not None or status is self._pushed:
             return True
         return (
             self._ticked is not None

@@ -18,7 +18,7 @@ from typing import Any
 from pumpd.audit.store import NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp, stamp
-from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus
+from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus, PushedAlarm
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandIntent, DeliveryFacts, PumpCommand, Session, State, Step
 from pumpd.session.errors import CommandRefused
@@ -105,7 +105,12 @@ class SessionSteps:
     def now(self) -> Stamp:
         return stamp(self._clock)
 
-    async def read(self) -> PumpStatus | None:
+    async def read(self, pushed: PushedAlarm | None = None) -> PumpStatus | None:
+        """Read the pump; or, woken by its alarm packet, take the packet's status as the
+        reading, so the kernel's halt is the first request after the alarm."""
+        if pushed is not None and pushed.status is not None:
+            self._pump.pushed(pushed.status)
+            return pushed.status
         before = self._clock.monotonic()
         try:
             status = await self._commands.read_status()

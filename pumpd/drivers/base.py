@@ -259,16 +259,40 @@ class PumpDriver(Protocol):
     async def set_heartbeat_timeout(self, seconds: int) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PushedAlarm:
+    """An alarm the pump reported unasked, as the driver received it.
+
+    The packet is itself a reading: it says the pump is in alarm, and which. `status` is
+    what the driver makes of it at once: the last reading with the packet's alarm (state
+    ALARM, the latched alarms, `uptime_s` and `read_at_monotonic` at the packet's
+    arrival); what the packet does not say (volumes, rate, warnings) is the last
+    reading's, unchanged. It is None when the packet says the pump lost what a reading
+    would show (a reset: its counters restarted), so only a read can tell.
+    """
+
+    alarms: AlarmFlag
+    """The packet's own alarm (NONE for a reset)."""
+    restarted: bool
+    received_at_monotonic: float
+    """The driver's time.monotonic() when the packet arrived."""
+    status: PumpStatus | None
+
+
 @runtime_checkable
 class PushesAlarms(Protocol):
     """A driver whose pump reports alarms unasked (New Era Safe mode).
 
-    `alarm_pushed` is set the moment such a report arrives and the driver has latched it,
-    so the next `read_status()` shows it; the controller then polls at once instead of at
-    its next poll (pumpd/controller/wake.py), and clears the event when it does.
+    `alarm_pushed` is set the moment such a report arrives and the driver has latched it;
+    `take_pushed_alarm()` then hands over the newest report not yet taken that no reading
+    has overtaken since (None otherwise: the reading already showed it). The controller's
+    wait between polls ends at the push, and its tick acts on the report's status with no
+    read before the halt (pumpd/controller/wake.py); it clears the event when it does.
     """
 
     alarm_pushed: asyncio.Event
+
+    def take_pushed_alarm(self) -> PushedAlarm | None: ...
 
 
 async def command_repeating(

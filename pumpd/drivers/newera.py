@@ -250,7 +250,9 @@ class NewEraPumpDriver(NewEraConnection):
         expect: frozenset[PumpState],
     ) -> CommandOutcome:
         reason = "not confirmed"
-        for text in sends:
+        queue, alarm_answers = list(sends), 0
+        while queue:
+            text = queue.pop(0)
             name, _, argument = text.partition(" ")
             try:
                 reply = await self._send(name, argument)
@@ -259,6 +261,14 @@ class NewEraPumpDriver(NewEraConnection):
             except PumpUnreachable as exc:
                 reason = f"{text} unanswered ({exc})"
                 break
+            if reply.alarm is not None and command is Command.STOP and alarm_answers < 2:
+                # The pump answered with its alarm instead (shown once, that answer is its
+                # acknowledgement) and did not execute the STP: it goes again at once. This
+                # is the first request after a pushed alarm, when the controller halts on
+                # the packet itself without reading first (PushesAlarms).
+                alarm_answers += 1
+                queue.insert(0, text)
+                continue
             if reply.alarm is not None:
                 status = await self.read_status()
                 raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)

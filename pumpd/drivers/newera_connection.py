@@ -1,10 +1,12 @@
 """One New Era pump at its address: connecting, asking it (each reply's alarm latched until
-acknowledged, pushed alarm packets latched at once) and reading its status. The driver
-(`pumpd.drivers.newera`) adds programming, commands and the heartbeat on top."""
+acknowledged, pushed alarm packets latched at once and made a status the controller can
+act on without asking again) and reading its status. The driver (`pumpd.drivers.newera`)
+adds programming, commands and the heartbeat on top."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from decimal import Decimal
 from typing import Self
@@ -18,6 +20,7 @@ from pumpd.drivers.base import (
     PumpState,
     PumpStatus,
     PumpUnreachable,
+    PushedAlarm,
     WarningFlag,
 )
 from pumpd.drivers.capabilities import PumpCapabilities
@@ -62,6 +65,9 @@ class NewEraConnection:
         """Set the moment an alarm packet arrives (pushed or as a reply); cleared by
         whoever acts on it."""
         self.alarm_packets: list[tuple[float, Alarm]] = []
+        self._pushed: PushedAlarm | None = None
+        """The newest alarm packet not yet taken by the controller."""
+        self._last_status: PumpStatus | None = None
         self.capabilities: PumpCapabilities = capabilities(safe_mode=config.mode == "safe")
         """What this pump can do; Basic mode (simulation only) has no watchdog."""
 
@@ -100,9 +106,50 @@ class NewEraConnection:
     # ------------------------------------------------------------- the wire
 
     def _on_alarm_packet(self, alarm: Alarm) -> None:
-        self.alarm_packets.append((time.monotonic(), alarm))
+        received = time.monotonic()
+        self.alarm_packets.append((received, alarm))
         self._latch(alarm)
+        self._pushed = PushedAlarm(
+            alarms=ALARM_FLAG_OF.get(alarm, AlarmFlag.NONE),
+            restarted=alarm is Alarm.RESET,
+            received_at_monotonic=received,
+            status=None if alarm is Alarm.RESET else self._pushed_status(received),
+        )
         self.alarm_pushed.set()
+
+    def _pushed_status(self, received: float) -> PumpStatus | None:
+        """The status an alarm packet makes of the last reading, with no request.
+
+        Every alarm the pump pushes (stall, watchdog, program or phase error) is one it
+        stopped on: a read after it finds the stopped prompt, so rate 0 and no
+        VTBI_COMPLETE (which the driver reports only for an idle pump), in ALARM with what
+        is latched. The volumes are the last reading's: the packet carries none.
+        """
+        last = self._last_status
+        if last is None:
+            return None
+        return dataclasses.replace(
+            last,
+            state=PumpState.ALARM,
+            alarms=self._latched,
+            warnings=WarningFlag.NONE,
+            rate_actual_ml_h=Decimal(0),
+            uptime_s=int(received - self._up_since),
+            read_at_monotonic=received,
+        )
+
+    def take_pushed_alarm(self) -> PushedAlarm | None:
+        """The newest alarm packet not yet taken (`PushesAlarms`); its status is dropped
+        when a reading has been made since it arrived: only a read shows more now."""
+        pushed, self._pushed = self._pushed, None
+        last = self._last_status
+        if (
+            pushed is not None
+            and last is not None
+            and last.read_at_monotonic >= pushed.received_at_monotonic
+        ):
+            return dataclasses.replace(pushed, status=None)
+        return pushed
 
     def _latch(self, alarm: Alarm) -> None:
         if alarm is Alarm.RESET:
@@ -177,19 +224,23 @@ class NewEraConnection:
         moves fluid. State and volumes come from one reply, so a prime that ends between
         two requests is never judged on an older volume; an idle pump costs one request.
 
-        An alarm that arrives during the read (answering ``RAT``, or pushed) makes the
-        ``DIS`` prompt older than the alarm: the pump has stopped since. The read is then
-        made once more, so an alarm is never reported beside the flow from before it.
+        An alarm that arrives after the ``DIS`` reply (answering ``RAT``, or pushed) makes
+        its prompt older than the alarm: the pump has stopped since. The read is then made
+        once more, so an alarm is never reported beside the flow from before it. One that
+        arrives before it needs no second read: ``DIS`` was answered by the alarm and asked
+        again, so its prompt is already the pump's after the alarm.
         """
-        latched = self._latched
-        status = await self._read_status_once()
-        if self._latched != latched:
-            status = await self._read_status_once()
+        status, overtaken = await self._read_status_once()
+        if overtaken:
+            status, _ = await self._read_status_once()
+        self._last_status = status
         return status
 
-    async def _read_status_once(self) -> PumpStatus:
+    async def _read_status_once(self) -> tuple[PumpStatus, bool]:
+        """The status, and whether an alarm latched after its prompt was read."""
         dispensed = await self._ask("DIS")
         read_at = time.monotonic()  # when the volumes arrived, not after the rate
+        latched_at_prompt = self._latched
         moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
         rate = await self._ask("RAT") if moving else None
         try:
@@ -222,7 +273,7 @@ class NewEraConnection:
             and 0 < program.vtbi_ul <= counter.infused_ul
         ):
             warnings |= WarningFlag.VTBI_COMPLETE
-        return PumpStatus(
+        status = PumpStatus(
             state=state,
             alarms=alarms,
             warnings=warnings,
@@ -242,3 +293,4 @@ class NewEraConnection:
             profile_version=None,
             read_at_monotonic=read_at,
         )
+        return status, self._latched != latched_at_prompt

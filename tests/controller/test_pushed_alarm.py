@@ -1,12 +1,13 @@
-"""A pump-pushed alarm is acted on at once, not at the next poll.
+"""A pump-pushed alarm is acted on within one round trip, not at the next poll.
 
 A New Era pump in Safe mode sends an alarm packet unasked the moment it stalls. The
 controller here polls every 200 s (just inside the pump's longest watchdog, 255 s), so
 its next regular poll is beyond this test's own time limit (120 s):
-whatever it does after the stall, it does because the push woke it. The pump's own log
-of the requests it heard gives the order: the stall's push, then the controller's status
-read, then its STP — and the nurse's alarm is in the audit log. Real time (scale 1), the
-real New Era simulator on a pseudo-terminal, a real SQLite audit store.
+whatever it does after the stall, it does because the push woke it. The packet itself is
+the reading: the kernel decides on it, and the STP is the first request the pump hears
+after its push (the simulator's own logs of what it pushed and heard give the order), with
+no status read before it. The nurse's alarm is in the audit log, and the STOP confirmed.
+Real time (scale 1), the real New Era simulator on a pseudo-terminal, a real SQLite store.
 """
 
 from __future__ import annotations
@@ -100,10 +101,20 @@ async def test_a_pushed_stall_is_acted_on_without_waiting_for_the_next_poll(
         mark = len(sim.newera.request_log)
         assert ctl.polls == 1  # the next regular poll is 200 s away
 
+        pushes = len(sim.newera.push_log)
         sim.newera.inject(1, "stall")
         await wait_until(lambda: session_state(ctl) is State.ALARM, what="the stall alarm")
         await wait_until(lambda: len(driver.alarm_packets) > 0, what="the pushed packet")
+        await wait_until(
+            lambda: any(r.text == "STP" for r in list(sim.newera.request_log)[mark:]),
+            what="the STP",
+        )
+        await wait_until(
+            lambda: ctl.session is not None and ctl.session.data.stopped_at is not None,
+            what="the confirmed stop",
+        )
         heard = [(r.t_monotonic, r.text) for r in list(sim.newera.request_log)[mark:]]
+        pushed = [(r.t_monotonic, r.text) for r in list(sim.newera.push_log)[pushes:]]
     finally:
         if task is not None:
             await halt(task)
@@ -113,17 +124,25 @@ async def test_a_pushed_stall_is_acted_on_without_waiting_for_the_next_poll(
     # Every poll after the stall came from an alarm packet, not from the clock: the push,
     # and the pump's alarm reply to the next request (each packet wakes one poll).
     assert 1 <= ctl.polls - polls <= len(driver.alarm_packets)
-    pushed_at = driver.alarm_packets[0][0]
+    assert [text for _, text in pushed] == ["A?S"]
+    pushed_at = pushed[0][0]
     texts = [text for _, text in heard]
-    first_read = next(i for i, text in enumerate(texts) if text == "DIS")
     first_stp = texts.index("STP")
-    assert heard[first_read][0] > pushed_at  # the read followed the push ...
-    assert first_read < first_stp  # ... and the STP followed the read
+    # Within one round trip: between the push and the STP at the pump, at most the one
+    # request that may have been in flight; here none was, and no read went first.
+    between = [text for t, text in heard[:first_stp] if t > pushed_at]
+    assert between == [], between
+    assert heard[first_stp][0] > pushed_at
     with store.engine.connect() as conn:
         raised = [
             json.loads(e.payload)["alarm_code"]
             for e in iter_events(conn, EventFilter(event_type="alarm.raised"))
         ]
+        confirmed = [
+            json.loads(e.payload)["command"]
+            for e in iter_events(conn, EventFilter(event_type="pump.command.confirmed"))
+        ]
     store.close()
+    assert "stop" in confirmed
     assert CODE in raised
     assert "command.stop.failed" not in raised  # STP on the stalled pump is a stop, not a refusal
