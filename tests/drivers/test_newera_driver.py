@@ -282,6 +282,69 @@ async def test_stall_is_pushed_at_once_and_latched_as_occlusion(
     assert acked.status.alarms == AlarmFlag.NONE
 
 
+async def test_a_pushed_stall_is_a_status_at_once_and_the_stop_needs_no_read_first(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    await pump.write_program(program("60", 5_000))
+    await pump.command(Command.START)
+    await asyncio.sleep(0.2)
+    last = await pump.read_status()
+    assert last.state is PumpState.INFUSING and last.rate_actual_ml_h == Decimal(60)
+    assert pump.take_pushed_alarm() is None
+    pump.alarm_pushed.clear()
+    mark = len(sim.newera.request_log)
+    sim.newera.inject(1, "stall")
+    await asyncio.wait_for(pump.alarm_pushed.wait(), 1.0)
+    report = pump.take_pushed_alarm()
+    assert report is not None and not report.restarted
+    assert report.alarms == AlarmFlag.OCCLUSION_DOWNSTREAM
+    assert report.status is not None
+    assert report.status.state is PumpState.ALARM
+    assert AlarmFlag.OCCLUSION_DOWNSTREAM in report.status.alarms
+    assert report.status.rate_actual_ml_h == 0  # the pump stopped on its stall
+    assert report.status.volume_infused_ul == last.volume_infused_ul  # the packet has none
+    assert report.status.read_at_monotonic == report.received_at_monotonic
+    assert pump.take_pushed_alarm() is None  # taken once
+    assert len(sim.newera.request_log) == mark  # nothing was asked to know it
+    # The STP is the first request after the push; the pump answers it with its alarm
+    # (not executed), so it goes again, and the STOP is confirmed, not refused.
+    stopped = await pump.command(Command.STOP)
+    assert stopped.status.state is PumpState.IDLE
+    heard = [r.text for r in list(sim.newera.request_log)[mark:]]
+    assert heard[:2] == ["STP", "STP"], heard
+
+
+async def test_a_pushed_alarm_a_reading_has_overtaken_brings_no_status(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    await pump.write_program(program("60", 5_000))
+    await pump.command(Command.START)
+    pump.alarm_pushed.clear()
+    sim.newera.inject(1, "stall")
+    await asyncio.wait_for(pump.alarm_pushed.wait(), 1.0)
+    assert (await pump.read_status()).state is PumpState.ALARM
+    report = pump.take_pushed_alarm()
+    assert report is not None
+    assert report.alarms == AlarmFlag.OCCLUSION_DOWNSTREAM
+    assert report.status is None  # the reading is newer than the packet: read again
+
+
+async def test_a_pushed_reset_brings_no_status_only_a_read_tells(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    await pump.read_status()
+    pump.alarm_pushed.clear()
+    sim.newera.inject(1, "power-loss")
+    await asyncio.wait_for(pump.alarm_pushed.wait(), 1.0)
+    report = pump.take_pushed_alarm()
+    assert report is not None
+    assert report.restarted and report.alarms == AlarmFlag.NONE
+    assert report.status is None
+
+
 async def test_the_watchdog_counts_wall_seconds_not_simulated_ones(
     sim: Simulator,
 ) -> None:
