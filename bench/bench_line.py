@@ -17,9 +17,11 @@ reads on that line, idle, measured first:
   occlusion → the ``alarm.raised`` event durable in the store.
 - New Era (19200 baud, Safe mode): **push → STP** the stall alarm the pump sent unasked
   (stamped when the simulator queued it) → the STP the pump heard (the simulator's request
-  log); **B** the stall fault → ``alarm.raised`` durable. With the wake the controller polls
-  when the push arrives; without it (a driver that does not offer ``alarm_pushed``) at its
-  next regular poll.
+  log), in ms and in round trips (the pump's own requests from the push to its first STP,
+  the STP included: 1 is "the STP was the first thing it heard"); **B** the stall fault →
+  ``alarm.raised`` durable. With the wake the controller ticks on the pushed packet when
+  it arrives; without it (a driver that does not offer ``alarm_pushed``) it reads the
+  alarm at its next regular poll.
 
 The modes of one figure are measured in alternating rounds (the order rotated each round)
 and pooled, so a change in the machine's load hits every mode alike. Each cycle notes the
@@ -287,6 +289,14 @@ class Watch:
                 return r
         return None
 
+    def requests_between(self, unit: int, t0: float, last: dict[str, Any]) -> int:
+        """The pump's requests heard after ``t0`` up to and including ``last``."""
+        return sum(
+            1
+            for r in self.heard
+            if r["address"] == unit and t0 < r["t_monotonic"] <= last["t_monotonic"]
+        )
+
     def push(self, unit: int, t0: float) -> dict[str, Any] | None:
         for r in self.pushed:
             if r["address"] == unit and r["t_monotonic"] >= t0 and r["text"] == "A?S":
@@ -311,6 +321,8 @@ class Figure:
     """New Era only: the stall → durable alarm of the same injections."""
     replied: int = 0
     """New Era only: stalls the pump reported in a reply, before its push."""
+    round_trips: list[int] = field(default_factory=list)
+    """New Era only: the pump's requests from the push to its first STP, STP included."""
     halt_waits: Samples = field(default_factory=Samples)
     """Each halting request's wait for the line."""
 
@@ -325,6 +337,7 @@ class Figure:
             mine.setup_failures += theirs.setup_failures
             mine.polls_per_s += theirs.polls_per_s
         self.replied += other.replied
+        self.round_trips += other.round_trips
 
 
 async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: int) -> bool:
@@ -368,6 +381,7 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
                 if pushed is not None and pushed["t_monotonic"] < stp["t_monotonic"]:
                     tp = float(pushed["t_monotonic"])
                     fig.out.samples_ms.append((float(stp["t_monotonic"]) - tp) * 1000)
+                    fig.round_trips.append(watch.requests_between(unit, tp, stp))
                 else:
                     # A request reached the pump before its own tick pushed the alarm: it
                     # answered that request with the alarm instead (no push to time).
@@ -541,6 +555,17 @@ def _rows(
     )
 
 
+def _trip_rows(report: Report, mode: str, trips: list[int], quick: bool) -> None:
+    """Pushed stall → STP in round trips of the pump (p50 and max), against one."""
+    if not trips:
+        return
+    name = f"pushed stall → STP in round trips, {LABEL['newera']}, {mode}, n={len(trips)}"
+    name += " (quick)" if quick else ""
+    p50, most = statistics.median(trips), max(trips)
+    report.add(Row("line", f"{name}, p50", p50, "round trips", 1, "one", "≤ 1", p50 <= 1))
+    report.add(Row("line", f"{name}, max", most, "round trips", 1, "one", "≤ 1", most <= 1))
+
+
 def _wait_rows(report: Report, kind: str, what: str, mode: str, waits: Samples, rtt: float) -> None:
     """A halting request's wait for the line, beside one round trip on it."""
     n = len(waits.samples_ms)
@@ -569,6 +594,7 @@ async def measure(
                 figs = await _rounds(rig, line, "P", modes, sizes.newera_injections, sizes.rounds)
                 for (mode, _, _), fig in zip(modes, figs, strict=True):
                     _rows(report, f"{kind}:P", mode, fig.out, rtt, fig.out.polls_per_s, quick)
+                    _trip_rows(report, mode, fig.round_trips, quick)
                     report.note(
                         f"line newera {mode}: of {len(fig.alarm.samples_ms)} stalls, "
                         f"{len(fig.out.samples_ms)} were pushed before any request reached the "
@@ -593,7 +619,9 @@ async def measure(
         "CLOCK_MONOTONIC; one Controller per pump at 10 Hz; audit on SQLite (WAL, "
         "synchronous=FULL). 'no priority': the line's lock is plain FIFO "
         "(priority.PRIORITIZE_HALTS=False); 'no wake': the controller does not see the "
-        "driver's alarm_pushed and reads the pushed alarm at its next regular poll. The goal's "
+        "driver's alarm_pushed and reads the pushed alarm at its next regular poll ('wake': it "
+        "ticks on the pushed packet at once). Round trips: the pump's own requests from its "
+        "push to its first STP, the STP included. The goal's "
         "round trip is the median status read of one driver on the idle line, same run."
     )
 

@@ -12,7 +12,8 @@ names each such value:
   ``A?R`` reset alarm), so a power loss shows to the kernel as a restarted pump;
 - an alarm is shown by the pump once (the next reply acknowledges it), so the driver
   latches it until ACK_ALARM, and Safe-mode alarm packets pushed by the pump latch it at
-  once (`alarm_pushed` wakes whoever waits on it).
+  once and are made a status (`alarm_pushed` wakes whoever waits on it,
+  `take_pushed_alarm` hands it over), so a STOP can follow with no read first.
 
 Setpoints that the pump cannot hold exactly (more than 4 digits) are refused before
 anything is sent, and everything written is read back.

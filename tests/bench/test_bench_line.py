@@ -42,3 +42,7 @@ async def test_new_era_rows_carry_the_goal_from_the_same_runs_round_trip(
         assert row.met is (row.figure <= row.baseline)
     modes = {"priority, wake", "priority, no wake", "no priority, wake"}
     assert all(any(m in r.name for r in p99s) for m in modes)
+    # push → STP also in round trips of the pump, against one
+    trips = [r for r in report.rows if r.unit == "round trips"]
+    assert trips
+    assert all(r.baseline == 1 and r.met is (r.figure <= 1) for r in trips)

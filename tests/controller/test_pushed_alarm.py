@@ -44,7 +44,7 @@ async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
         yield sim
 
 
-async def test_a_pushed_stall_is_acted_on_without_waiting_for_the_next_poll(
+async def test_a_pushed_stall_is_stopped_with_the_stp_as_the_first_request_after_the_push(
     sim: Simulator, tmp_path: Path
 ) -> None:
     assert sim.newera is not None

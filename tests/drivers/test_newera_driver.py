@@ -290,14 +290,16 @@ async def test_a_pushed_stall_is_a_status_at_once_and_the_stop_needs_no_read_fir
     await pump.command(Command.START)
     await asyncio.sleep(0.2)
     last = await pump.read_status()
-    assert last.state is PumpState.INFUSING and last.rate_actual_ml_h == Decimal(60)
+    assert last.state is PumpState.INFUSING
+    assert last.rate_actual_ml_h == Decimal(60)
     assert pump.take_pushed_alarm() is None
     pump.alarm_pushed.clear()
     mark = len(sim.newera.request_log)
     sim.newera.inject(1, "stall")
     await asyncio.wait_for(pump.alarm_pushed.wait(), 1.0)
     report = pump.take_pushed_alarm()
-    assert report is not None and not report.restarted
+    assert report is not None
+    assert not report.restarted
     assert report.alarms == AlarmFlag.OCCLUSION_DOWNSTREAM
     assert report.status is not None
     assert report.status.state is PumpState.ALARM
@@ -341,7 +343,8 @@ async def test_a_pushed_reset_brings_no_status_only_a_read_tells(
     await asyncio.wait_for(pump.alarm_pushed.wait(), 1.0)
     report = pump.take_pushed_alarm()
     assert report is not None
-    assert report.restarted and report.alarms == AlarmFlag.NONE
+    assert report.restarted
+    assert report.alarms == AlarmFlag.NONE
     assert report.status is None
 
 
