@@ -126,8 +126,8 @@ class NewEraConnection:
         is latched. The volumes are the last reading's: the packet carries none.
         """
         last = self._last_status
-        if last is None:
-            return None
+        if last is None or last.read_at_monotonic < self._up_since:
+            return None  # no reading since the pump (re)started: it says nothing now
         return dataclasses.replace(
             last,
             state=PumpState.ALARM,
