@@ -43,6 +43,10 @@ from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, STATE_OF, PumpRefused, c
 from pumpd.drivers.newera_prime import PrimeLedger
 
 
+class _AnsweredWithAlarm(Exception):
+    """A status request was answered with an alarm (not executed): that is the reading."""
+
+
 class NewEraConnection:
     """The connection, the wire and the status of one pump on a (possibly shared) RS-232 line."""
 
@@ -113,19 +117,20 @@ class NewEraConnection:
             alarms=ALARM_FLAG_OF.get(alarm, AlarmFlag.NONE),
             restarted=alarm is Alarm.RESET,
             received_at_monotonic=received,
-            status=None if alarm is Alarm.RESET else self._pushed_status(received),
+            status=None
+            if alarm is Alarm.RESET
+            else self._alarm_status(self._last_status, received),
         )
         self.alarm_pushed.set()
 
-    def _pushed_status(self, received: float) -> PumpStatus | None:
-        """The status an alarm packet makes of the last reading, with no request.
+    def _alarm_status(self, last: PumpStatus | None, received: float) -> PumpStatus | None:
+        """The status an alarm packet makes of a reading, with no further request.
 
-        Every alarm the pump pushes (stall, watchdog, program or phase error) is one it
+        Every alarm the pump reports (stall, watchdog, program or phase error) is one it
         stopped on: a read after it finds the stopped prompt, so rate 0 and no
         VTBI_COMPLETE (which the driver reports only for an idle pump), in ALARM with what
-        is latched. The volumes are the last reading's: the packet carries none.
+        is latched. The volumes are the reading's: the packet carries none.
         """
-        last = self._last_status
         if last is None or last.read_at_monotonic < self._up_since:
             return None  # no reading since the pump (re)started: it says nothing now
         return dataclasses.replace(
@@ -172,11 +177,14 @@ class NewEraConnection:
             self._latch(reply.alarm)
         return reply
 
-    async def _ask(self, command: str, argument: str = "") -> Reply:
+    async def _ask(self, command: str, argument: str = "", *, status: bool = False) -> Reply:
         """Send a request that does not move fluid; an alarm reply acknowledged the alarm
-        (the request itself was not executed), so it is sent again, at most twice more."""
+        (the request itself was not executed), so it is sent again, at most twice more.
+        For a `status` request an alarm (not a reset) is the answer: `_AnsweredWithAlarm`."""
         for _ in range(3):
             reply = await self._send(command, argument)
+            if status and reply.alarm is not None and reply.alarm is not Alarm.RESET:
+                raise _AnsweredWithAlarm
             if reply.alarm is None:
                 if reply.error is ErrorCode.BAD_PACKET:
                     raise PumpUnreachable(
@@ -224,25 +232,40 @@ class NewEraConnection:
         moves fluid. State and volumes come from one reply, so a prime that ends between
         two requests is never judged on an older volume; an idle pump costs one request.
 
-        An alarm that arrives after the ``DIS`` reply (answering ``RAT``, or pushed) makes
-        its prompt older than the alarm: the pump has stopped since. The read is then made
-        once more, so an alarm is never reported beside the flow from before it. One that
-        arrives before it needs no second read: ``DIS`` was answered by the alarm and asked
-        again, so its prompt is already the pump's after the alarm.
+        An alarm that answers the read (``DIS`` or ``RAT``: the pump shows an alarm once,
+        instead of executing the next request), or arrives after the ``DIS`` reply (pushed),
+        is the answer: the pump stopped on it. The status is then the reading's (or, when
+        the alarm answered ``DIS``, the last one's) in ALARM at rate 0, with no further
+        request, so a halt can follow at once and an alarm is never reported beside the
+        flow from before it. With no reading to build on it is read once more.
         """
-        status, overtaken = await self._read_status_once()
-        if overtaken:
-            status, _ = await self._read_status_once()
+        status = await self._read_or_alarm()
         self._last_status = status
         return status
 
-    async def _read_status_once(self) -> tuple[PumpStatus, bool]:
+    async def _read_or_alarm(self) -> PumpStatus:
+        reading: PumpStatus | None
+        try:
+            reading, overtaken = await self._read_status_once(alarm_ends=True)
+        except _AnsweredWithAlarm:
+            reading, overtaken = self._last_status, True
+        if not overtaken and reading is not None:
+            return reading
+        alarmed = self._alarm_status(reading, time.monotonic())
+        if alarmed is not None:
+            return alarmed
+        status, _ = await self._read_status_once(alarm_ends=False)
+        return status
+
+    async def _read_status_once(self, *, alarm_ends: bool) -> tuple[PumpStatus, bool]:
         """The status, and whether an alarm latched after its prompt was read."""
-        dispensed = await self._ask("DIS")
+        dispensed = await self._ask("DIS", status=alarm_ends)
         read_at = time.monotonic()  # when the volumes arrived, not after the rate
         latched_at_prompt = self._latched
         moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
-        rate = await self._ask("RAT") if moving else None
+        if alarm_ends and self._latched != latched_at_prompt:
+            moving = False  # an alarm came since the prompt: no rate to ask, it is the answer
+        rate = await self._ask("RAT", status=alarm_ends) if moving else None
         try:
             infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
             rate_ml_h = Decimal(0) if rate is None else decode_rate(rate.data)

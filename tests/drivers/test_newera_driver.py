@@ -268,9 +268,13 @@ async def test_stall_is_pushed_at_once_and_latched_as_occlusion(
     pump.alarm_pushed.clear()
     sim.newera.inject(1, "stall")
     await asyncio.wait_for(pump.alarm_pushed.wait(), 1.0)  # no request asked for it
+    mark = len(sim.newera.request_log)
     status = await pump.read_status()
     assert status.state is PumpState.ALARM
     assert AlarmFlag.OCCLUSION_DOWNSTREAM in status.alarms
+    assert status.rate_actual_ml_h == 0
+    # The pump answered DIS with its alarm: that answer is the reading, not asked again
+    assert [r.text for r in list(sim.newera.request_log)[mark:]] == ["DIS"]
     # Acknowledged at the pump by that read, the alarm stays latched in the driver
     assert (await pump.read_status()).state is PumpState.ALARM
     with pytest.raises(CommandRejected) as info:
