@@ -564,6 +564,8 @@ def _trip_rows(report: Report, mode: str, trips: list[int], quick: bool) -> None
     p50, most = statistics.median(trips), max(trips)
     report.add(Row("line", f"{name}, p50", p50, "round trips", 1, "one", "≤ 1", p50 <= 1))
     report.add(Row("line", f"{name}, max", most, "round trips", 1, "one", "≤ 1", most <= 1))
+    counts = ", ".join(f"{trips.count(k)}× {k}" for k in sorted(set(trips)))
+    report.note(f"line newera {mode}: pushed stall → STP in round trips: {counts}")
 
 
 def _wait_rows(report: Report, kind: str, what: str, mode: str, waits: Samples, rtt: float) -> None:
