@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Self
 
@@ -38,7 +39,7 @@ from pumpd.drivers.newera_codec import (
     request_text,
 )
 from pumpd.drivers.newera_config import NewEraConfig
-from pumpd.drivers.newera_line import NewEraLine, acquire_line, release_line
+from pumpd.drivers.newera_line import NewEraLine, Withdrawn, acquire_line, release_line
 from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, STATE_OF, PumpRefused, capabilities
 from pumpd.drivers.newera_prime import PrimeLedger
 
@@ -166,12 +167,14 @@ class NewEraConnection:
         self._latched |= ALARM_FLAG_OF[alarm]
         self._latched_codes.add(alarm)
 
-    async def _send(self, command: str, argument: str = "") -> Reply:
+    async def _send(
+        self, command: str, argument: str = "", *, unless: Callable[[], bool] | None = None
+    ) -> Reply:
         line = self._line
         if line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
         text = request_text(self.config.address, command, argument)
-        reply = await line.request(self.config.address, text)
+        reply = await line.request(self.config.address, text, unless=unless)
         self._last_reply_at = time.monotonic()
         if reply.alarm is not None:
             self._latch(reply.alarm)
@@ -180,9 +183,16 @@ class NewEraConnection:
     async def _ask(self, command: str, argument: str = "", *, status: bool = False) -> Reply:
         """Send a request that does not move fluid; an alarm reply acknowledged the alarm
         (the request itself was not executed), so it is sent again, at most twice more.
-        For a `status` request an alarm (not a reset) is the answer: `_AnsweredWithAlarm`."""
+        For a `status` request an alarm (not a reset) is the answer: `_AnsweredWithAlarm`,
+        also when one latches while the request waits for the line (it is not sent)."""
+        latched = self._latched
         for _ in range(3):
-            reply = await self._send(command, argument)
+            try:
+                reply = await self._send(
+                    command, argument, unless=(lambda: self._latched != latched) if status else None
+                )
+            except Withdrawn:
+                raise _AnsweredWithAlarm from None
             if status and reply.alarm is not None and reply.alarm is not Alarm.RESET:
                 raise _AnsweredWithAlarm
             if reply.alarm is None:

@@ -56,6 +56,10 @@ class NotSent(PumpUnreachable):
     """The line could not be opened or written: the pump cannot have seen the request."""
 
 
+class Withdrawn(Exception):
+    """The caller withdrew the request while it waited for the line: nothing was sent."""
+
+
 class BadReply(PumpUnreachable):
     """Bytes came back that failed the frame's checks (CRC, ETX, length) or made no sense."""
 
@@ -199,8 +203,13 @@ class NewEraLine:
 
     # ---------------------------------------------------------------- requests
 
-    async def request(self, address: int, text: str) -> Reply:
+    async def request(
+        self, address: int, text: str, *, unless: Callable[[], bool] | None = None
+    ) -> Reply:
         """Send one request and wait for the addressed pump's reply, alone on the line.
+
+        `unless` is asked once the line is this request's: if it is true by then (what
+        the request would ask is known already), nothing is sent and `Withdrawn` raised.
 
         An unsolicited alarm packet from the same address while the request waits is
         taken as its reply: it is the pump's answer about its state either way, and the
@@ -211,6 +220,8 @@ class NewEraLine:
             wait_s = self._ready_at - time.monotonic()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
+            if unless is not None and unless():
+                raise Withdrawn(f"address {address}: {text!r} withdrawn before it was sent")
             self.ensure_open()
             port = self._serial
             assert port is not None
