@@ -321,6 +321,32 @@ async def test_a_pushed_stall_is_a_status_at_once_and_the_stop_needs_no_read_fir
     assert heard[:2] == ["STP", "STP"], heard
 
 
+async def test_a_status_read_queued_for_the_line_when_an_alarm_is_pushed_is_not_sent(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    assert sim.newera is not None
+    await pump.write_program(program("60", 5_000))
+    await pump.command(Command.START)
+    await pump.read_status()
+    async with NewEraPumpDriver(config(sim, address=2)) as other:
+        sim.newera.inject(2, "silent")  # its next request holds the line for one timeout
+        held = asyncio.create_task(other.read_status())
+        await asyncio.sleep(0.05)
+        mark = len(sim.newera.request_log)
+        queued = asyncio.create_task(pump.read_status())  # waits behind the held request
+        await asyncio.sleep(0.02)
+        sim.newera.inject(1, "stall")
+        status = await queued
+        with pytest.raises(PumpUnreachable):
+            await held
+        sim.newera.inject(2, "silent", on=False)
+    assert status.state is PumpState.ALARM
+    assert AlarmFlag.OCCLUSION_DOWNSTREAM in status.alarms
+    assert status.rate_actual_ml_h == 0
+    # The alarm answered the queued read: it never went out
+    assert [r.text for r in list(sim.newera.request_log)[mark:] if r.address == 1] == []
+
+
 async def test_a_pushed_alarm_a_reading_has_overtaken_brings_no_status(
     sim: Simulator, pump: NewEraPumpDriver
 ) -> None:
