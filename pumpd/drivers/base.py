@@ -265,10 +265,10 @@ class PushedAlarm:
 
     The packet is itself a reading: it says the pump is in alarm, and which. `status` is
     what the driver makes of it at once: the last reading with the packet's alarm (state
-    ALARM, the latched alarms, `uptime_s` and `read_at_monotonic` at the packet's
-    arrival); what the packet does not say (volumes, rate, warnings) is the last
-    reading's, unchanged. It is None when the packet says the pump lost what a reading
-    would show (a reset: its counters restarted), so only a read can tell.
+    ALARM, the latched alarms, rate 0 and no warnings as a read after the alarm shows
+    them, `uptime_s` and `read_at_monotonic` at the packet's arrival); the volumes, which
+    the packet does not carry, are the last reading's. It is None when only a read can
+    tell: a reset (the pump's counters restarted), or a reading made after the packet.
     """
 
     alarms: AlarmFlag
@@ -284,10 +284,10 @@ class PushesAlarms(Protocol):
     """A driver whose pump reports alarms unasked (New Era Safe mode).
 
     `alarm_pushed` is set the moment such a report arrives and the driver has latched it;
-    `take_pushed_alarm()` then hands over the newest report not yet taken that no reading
-    has overtaken since (None otherwise: the reading already showed it). The controller's
-    wait between polls ends at the push, and its tick acts on the report's status with no
-    read before the halt (pumpd/controller/wake.py); it clears the event when it does.
+    `take_pushed_alarm()` then hands over the newest report not yet taken (None when there
+    is none). The controller's wait between polls ends at the push, and its tick acts on
+    the report's status with no read before the halt, or reads when it has none
+    (pumpd/controller/wake.py); it clears the event when it takes the report.
     """
 
     alarm_pushed: asyncio.Event
