@@ -348,10 +348,9 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
             task = asyncio.create_task(ctl.run())
             await _to_infusing(rig, ctl, f"{line.kind}-{fig.kind}-{unit}-{n}")
             settle = RATE_SETTLE_S + 0.2 if fig.kind == "A" else 0.3
-            polls0, at0 = await _next_poll(ctl)
-            await asyncio.sleep(settle + random.uniform(0, 2 * line.poll_period_s))
-            if ctl.polls > polls0 and ctl.last_poll_s > at0:
-                fig.out.polls_per_s.append((ctl.polls - polls0) / (ctl.last_poll_s - at0))
+            rate = await _poll_rate(ctl, settle + random.uniform(0, 2 * line.poll_period_s))
+            if rate is not None:
+                fig.out.polls_per_s.append(rate)
         except Exception as exc:  # noted; the injection is given back
             fig.out.setup_failures.append(f"{type(exc).__name__}: {exc}")
             if len(fig.out.setup_failures) > MAX_SETUP_FAILURES:
@@ -393,17 +392,23 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
         await line.reboot(unit)
 
 
-async def _next_poll(ctl: Controller) -> tuple[int, float]:
-    """The poll count and time of the controller's next poll. The achieved rate is counted
-    from poll to poll: counted from the end of the start's commands it took in the one
-    poll that follows them at once (the schedule resumes after commands that held the
-    controller past its period) and read above the rate asked."""
-    polls = ctl.polls
-    for _ in range(int(REACTION_TIMEOUT_S / 0.005)):
-        if ctl.polls != polls:
-            break
-        await asyncio.sleep(0.005)
-    return ctl.polls, ctl.last_poll_s
+async def _poll_rate(ctl: Controller, seconds: float) -> float | None:
+    """Wait `seconds`, noting when each of the controller's polls ended; the polls per
+    second between the first and the last end seen (None: fewer than two). Counted from
+    poll to poll, not from the end of the start's commands: the schedule resumes after
+    commands that held the controller past its period with one poll at once, which, counted
+    in a short window, read as a rate above the one asked."""
+    ends: list[float] = []
+    last = ctl.last_poll_s
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        if ctl.last_poll_s != last:
+            last = ctl.last_poll_s
+            ends.append(last)
+    if len(ends) < 2 or ends[-1] <= ends[0]:
+        return None
+    return (len(ends) - 1) / (ends[-1] - ends[0])
 
 
 async def _figure(rig: Rig, line: Line, kind: str, injections: int) -> Figure:
