@@ -348,7 +348,8 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
             task = asyncio.create_task(ctl.run())
             await _to_infusing(rig, ctl, f"{line.kind}-{fig.kind}-{unit}-{n}")
             settle = RATE_SETTLE_S + 0.2 if fig.kind == "A" else 0.3
-            rate = await _poll_rate(ctl, settle + random.uniform(0, 2 * line.poll_period_s))
+            window_s = settle + random.uniform(0, 2 * line.poll_period_s)
+            rate = await _poll_rate(ctl, window_s, skip_s=settle / 2)
             if rate is not None:
                 fig.out.polls_per_s.append(rate)
         except Exception as exc:  # noted; the injection is given back
@@ -392,20 +393,23 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
         await line.reboot(unit)
 
 
-async def _poll_rate(ctl: Controller, seconds: float) -> float | None:
-    """Wait `seconds`, noting when each of the controller's polls ended; the polls per
-    second between the first and the last end seen (None: fewer than two). Counted from
-    poll to poll, not from the end of the start's commands: the schedule resumes after
-    commands that held the controller past its period with one poll at once, which, counted
-    in a short window, read as a rate above the one asked."""
+async def _poll_rate(ctl: Controller, seconds: float, *, skip_s: float) -> float | None:
+    """Wait `seconds`, noting when each of the controller's polls ended after the first
+    `skip_s`; the polls per second between the first and the last end noted (None: fewer
+    than two). The first moments are skipped and the rate is counted from poll to poll:
+    the schedule resumes after the start's commands, which held the controller past its
+    period, with polls at once, and those, counted in a short window, read as a rate above
+    the one asked."""
     ends: list[float] = []
     last = ctl.last_poll_s
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    deadline = started + seconds
     while time.monotonic() < deadline:
         await asyncio.sleep(0.01)
         if ctl.last_poll_s != last:
             last = ctl.last_poll_s
-            ends.append(last)
+            if time.monotonic() - started >= skip_s:
+                ends.append(last)
     if len(ends) < 2 or ends[-1] <= ends[0]:
         return None
     return (len(ends) - 1) / (ends[-1] - ends[0])
