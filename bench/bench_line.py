@@ -394,13 +394,13 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
 
 
 async def _poll_rate(ctl: Controller, seconds: float, *, skip_s: float) -> float | None:
-    """Wait `seconds`, noting when each of the controller's polls ended after the first
-    `skip_s`; the polls per second between the first and the last end noted (None: fewer
-    than two). The first moments are skipped and the rate is counted from poll to poll:
-    the schedule resumes after the start's commands, which held the controller past its
-    period, with polls at once, and those, counted in a short window, read as a rate above
-    the one asked."""
-    ends: list[float] = []
+    """Wait `seconds`; the polls per second that ended after the first `skip_s` (None: no
+    time left to count in). The ends counted over the span's whole length, not between
+    the first and last end seen: in a span shorter than two periods only a pair of polls
+    closer than a period would give a rate, and the figure would read high. The first
+    moments are skipped because the schedule resumes after the start's commands (which
+    held the controller past its period) with a poll at once."""
+    ends = 0
     last = ctl.last_poll_s
     started = time.monotonic()
     deadline = started + seconds
@@ -409,10 +409,9 @@ async def _poll_rate(ctl: Controller, seconds: float, *, skip_s: float) -> float
         if ctl.last_poll_s != last:
             last = ctl.last_poll_s
             if time.monotonic() - started >= skip_s:
-                ends.append(last)
-    if len(ends) < 2 or ends[-1] <= ends[0]:
-        return None
-    return (len(ends) - 1) / (ends[-1] - ends[0])
+                ends += 1
+    span_s = time.monotonic() - started - skip_s
+    return ends / span_s if span_s > 0 else None
 
 
 async def _figure(rig: Rig, line: Line, kind: str, injections: int) -> Figure:
