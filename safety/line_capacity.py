@@ -35,6 +35,8 @@ to answer and the host's serial latency (a USB adapter's receive timer). An allo
 not a measurement: `make bench` measures a line's idle round trip beside it."""
 
 RULE = "line.capacity"
+_ROUNDING = 1e-9
+"""Shares within this of the limit are at it: float sums of frame times are not exact."""
 
 
 class InvalidLine(ValueError):
@@ -140,11 +142,11 @@ class LineLoad:
     def fitting_pumps(self) -> int:
         """How many such pumps (of the average load) fit at this poll rate."""
         per_pump_s = self.busy_s_per_poll / self.pumps
-        return math.floor(MAX_UTILISATION / (per_pump_s * self.poll_hz) + 1e-9)
+        return math.floor((MAX_UTILISATION + _ROUNDING) / (per_pump_s * self.poll_hz))
 
     @property
     def fits(self) -> bool:
-        return self.utilisation <= MAX_UTILISATION + 1e-12
+        return self.utilisation <= MAX_UTILISATION + _ROUNDING
 
 
 def line_load(

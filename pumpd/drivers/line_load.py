@@ -80,9 +80,9 @@ def _modbus_rtu(pump: PumpSettings) -> PollOnLine:
     if rmap is not None:
         exchanges = tuple(rtu_read(b.count) for b in rmap.status.blocks)
     else:
-        status = load_profile(pump.profile).input
-        heartbeat = load_profile(pump.profile).holding.fields.heartbeat
-        exchanges = (rtu_read(status.count), rtu_write(heartbeat.words))
+        profile = load_profile(pump.profile)
+        heartbeat = profile.holding.fields.heartbeat
+        exchanges = (rtu_read(profile.input.count), rtu_write(heartbeat.words))
     char = CharFormat(cfg.bytesize, cfg.parity != "N", cfg.stopbits)
     timing = SerialTiming(
         baudrate=cfg.baudrate,
