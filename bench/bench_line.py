@@ -4,13 +4,15 @@ halts, and, for New Era, with and without the wake on a pump-pushed alarm.
 
 The rig is the controller benchmark's (``bench/bench_controller.py``): pumpsim in a child
 process at time scale 1 (``bench/simhost.py``), one real ``Controller`` per pump on the real
-clock at 10 Hz, the group-committing ``AsyncAuditWriter`` on a SQLite store on disk. Each
+clock at a poll period the line can carry (``bench/line_period.py``: the daemon's own
+line-capacity computation, checked against the idle round trip measured first; never
+faster than 100 ms), the group-committing ``AsyncAuditWriter`` on a SQLite store on disk. Each
 lane cycles on its pump: fresh controller, session started (line primed by hand), a wait
 to a random phase of the poll, the fault, the measurement, clean-up.
 
 Figures, each beside the goal computed in the same run, "reaction p99 ≤ poll period +
-2 × one round trip on that line", where the round trip is the median of a driver's status
-reads on that line, idle, measured first:
+2 × one round trip on that line", where the poll period is the one the line was run at and
+the round trip is the median of a driver's status reads on that line, idle, measured first:
 
 - Modbus (TCP, RTU on a pty at 115200 baud): **A** runaway ×1.5 → the halting command (the
   kernel's PAUSE) taken by the pump, stamped by the simulator's command log; **B** pump
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -66,6 +69,7 @@ from bench.bench_controller import (
     _config,
     _to_infusing,
 )
+from bench.line_period import LinePeriod, bench_pumps, serial_period, tcp_period
 from bench.report import Report, Row
 from pumpd.audit import migrate
 from pumpd.audit.store import AuditStore
@@ -147,6 +151,8 @@ class Line:
     sim: SimProcess
     ready: dict[str, Any]
     wake: bool = True
+    poll_period_s: float = POLL_PERIOD_S
+    """The period every controller on this line polls at (`bench/line_period.py`)."""
 
     def driver(self, unit: int) -> PumpDriver:
         if self.kind == "newera":
@@ -349,16 +355,16 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
     try:
         try:
             await driver.connect()
-            ctl = Controller(
-                driver=driver, writer=rig.writer, clock=rig.clock, config=_config(unit)
-            )
+            config = dataclasses.replace(_config(unit), poll_period_s=line.poll_period_s)
+            ctl = Controller(driver=driver, writer=rig.writer, clock=rig.clock, config=config)
             await ctl.attach()
             task = asyncio.create_task(ctl.run())
             await _to_infusing(rig, ctl, f"{line.kind}-{fig.kind}-{unit}-{n}")
             settle = RATE_SETTLE_S + 0.2 if fig.kind == "A" else 0.3
-            polls0, at0 = ctl.polls, time.monotonic()
-            await asyncio.sleep(settle + random.uniform(0, 2 * POLL_PERIOD_S))
-            fig.out.polls_per_s.append((ctl.polls - polls0) / (time.monotonic() - at0))
+            window_s = settle + random.uniform(0, 2 * line.poll_period_s)
+            rate = await _poll_rate(ctl, window_s, skip_s=settle / 2)
+            if rate is not None:
+                fig.out.polls_per_s.append(rate)
         except Exception as exc:  # noted; the injection is given back
             fig.out.setup_failures.append(f"{type(exc).__name__}: {exc}")
             if len(fig.out.setup_failures) > MAX_SETUP_FAILURES:
@@ -399,6 +405,27 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
         await driver.close()
         await line.inject(unit, fault, on=False)
         await line.reboot(unit)
+
+
+async def _poll_rate(ctl: Controller, seconds: float, *, skip_s: float) -> float | None:
+    """Wait `seconds`; the polls per second that ended after the first `skip_s` (None: no
+    time left to count in). The ends counted over the span's whole length, not between
+    the first and last end seen: in a span shorter than two periods only a pair of polls
+    closer than a period would give a rate, and the figure would read high. The first
+    moments are skipped because the schedule resumes after the start's commands (which
+    held the controller past its period) with a poll at once."""
+    ends = 0
+    last = ctl.last_poll_s
+    started = time.monotonic()
+    deadline = started + seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+        if ctl.last_poll_s != last:
+            last = ctl.last_poll_s
+            if time.monotonic() - started >= skip_s:
+                ends += 1
+    span_s = time.monotonic() - started - skip_s
+    return ends / span_s if span_s > 0 else None
 
 
 async def _figure(rig: Rig, line: Line, kind: str, injections: int) -> Figure:
@@ -497,6 +524,17 @@ async def _round_trip_ms(line: Line, n: int) -> float:
         await driver.close()
 
 
+def _line_period(line: Line, rtt_ms: float) -> LinePeriod:
+    """The period this line can carry (`bench/line_period.py`)."""
+    if line.kind == "tcp":
+        return tcp_period(line.pumps, rtt_ms)
+    if line.kind == "rtu":
+        pumps = bench_pumps("rtu", str(line.ready["rtu_path"]), line.pumps, RTU_BAUD)
+    else:
+        pumps = bench_pumps("newera", str(line.ready["newera_path"]), line.pumps, NEWERA_BAUD)
+    return serial_period(pumps, rtt_ms)
+
+
 # --------------------------------------------------------------------- the run
 
 LABEL = {
@@ -520,14 +558,15 @@ def _rows(
     rtt_ms: float,
     polls: list[float],
     quick: bool,
+    period_s: float,
 ) -> None:
     line_kind, what = kind.split(":")
-    goal_ms = POLL_PERIOD_S * 1000 + 2 * rtt_ms
+    goal_ms = period_s * 1000 + 2 * rtt_ms
     n = len(samples.samples_ms) + len(samples.misses)
     missed = f", {len(samples.misses)} missed" if samples.misses else ""
     label = f"{WHAT[what]}, {LABEL[line_kind]}, {mode}, n={n}{missed}{' (quick)' if quick else ''}"
     p50, p99 = (samples.percentile(50), samples.percentile(99)) if n else (math.nan, math.nan)
-    base = f"poll period + 2 × round trip ({rtt_ms:.1f} ms)"
+    base = f"poll period ({period_s * 1000:.0f} ms) + 2 × round trip ({rtt_ms:.1f} ms)"
     report.add(Row("line", f"{label}, p50", p50, "ms", goal_ms, base))
     report.add(
         Row(
@@ -542,10 +581,22 @@ def _rows(
         )
     )
     achieved = statistics.median(polls) if polls else math.nan
+    asked = 1 / period_s
+    report.add(
+        Row(
+            "line",
+            f"polls per pump per s achieved (median of cycles), {label}",
+            achieved,
+            "polls/s",
+            asked,
+            "asked (1 / poll period)",
+        )
+    )
+    spread = f" ({min(polls):.1f}–{max(polls):.1f})" if polls else ""
     report.note(
         f"line {line_kind} {what} {mode}: max {max(samples.samples_ms, default=math.nan):.1f} ms; "
-        f"each pump got {achieved:.1f} polls/s (median of cycles; 10 asked), so its own poll "
-        f"period was {1000 / achieved if achieved else math.nan:.0f} ms"
+        f"each pump got {achieved:.1f} polls/s{spread} (median of cycles; {asked:.1f} asked), "
+        f"so its own poll period was {1000 / achieved if achieved else math.nan:.0f} ms"
         + (
             f"; {len(samples.setup_failures)} set-ups failed, retried"
             if samples.setup_failures
@@ -584,9 +635,14 @@ async def measure(
     report: Report, sizes: Sizes, quick: bool, kinds: tuple[str, ...] = ("tcp", "rtu", "newera")
 ) -> None:
     for kind in kinds:
+        load_before = os.getloadavg()
         async with _rig(kind) as (rig, line):
             rtt = await _round_trip_ms(line, sizes.round_trips)
             report.add(Row("line", f"status read round trip, {LABEL[kind]}, idle (p50)", rtt, "ms"))
+            carried = _line_period(line, rtt)
+            line.poll_period_s = period = carried.poll_period_s
+            report.add(Row("line", f"poll period used, {LABEL[kind]}", period * 1000, "ms"))
+            report.note(f"line {kind}: {carried.describe()}")
             if kind == "newera":
                 modes = [
                     ("priority, wake", True, True),
@@ -595,7 +651,8 @@ async def measure(
                 ]
                 figs = await _rounds(rig, line, "P", modes, sizes.newera_injections, sizes.rounds)
                 for (mode, _, _), fig in zip(modes, figs, strict=True):
-                    _rows(report, f"{kind}:P", mode, fig.out, rtt, fig.out.polls_per_s, quick)
+                    polls = fig.out.polls_per_s
+                    _rows(report, f"{kind}:P", mode, fig.out, rtt, polls, quick, period)
                     _trip_rows(report, mode, fig.round_trips, quick)
                     report.note(
                         f"line newera {mode}: of {len(fig.alarm.samples_ms)} stalls, "
@@ -603,7 +660,7 @@ async def measure(
                         f"pump, {fig.replied} were told in the reply to a request first (not "
                         "in the push → STP figure)"
                     )
-                    _rows(report, f"{kind}:S", mode, fig.alarm, rtt, fig.out.polls_per_s, quick)
+                    _rows(report, f"{kind}:S", mode, fig.alarm, rtt, polls, quick, period)
                     _wait_rows(report, kind, "P", mode, fig.halt_waits, rtt)
                 line.wake = True
             else:
@@ -612,13 +669,27 @@ async def measure(
                     figs = await _rounds(rig, line, what, pair, sizes.injections, sizes.rounds)
                     for (mode, _, _), fig in zip(pair, figs, strict=True):
                         _rows(
-                            report, f"{kind}:{what}", mode, fig.out, rtt, fig.out.polls_per_s, quick
+                            report,
+                            f"{kind}:{what}",
+                            mode,
+                            fig.out,
+                            rtt,
+                            fig.out.polls_per_s,
+                            quick,
+                            period,
                         )
                         _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
             priority.PRIORITIZE_HALTS = True
+        load_after = os.getloadavg()
+        report.note(
+            f"line {kind}: load average (1/5/15 min) "
+            f"{' / '.join(f'{x:.2f}' for x in load_before)} before, "
+            f"{' / '.join(f'{x:.2f}' for x in load_after)} after"
+        )
     report.note(
         "line: pumpsim in a child process at time scale 1 (bench/simhost.py), stamps from its "
-        "CLOCK_MONOTONIC; one Controller per pump at 10 Hz; audit on SQLite (WAL, "
+        "CLOCK_MONOTONIC; one Controller per pump at the line's poll period (above); audit on "
+        "SQLite (WAL, "
         "synchronous=FULL). 'no priority': the line's lock is plain FIFO "
         "(priority.PRIORITIZE_HALTS=False); 'no wake': the controller does not see the "
         "driver's alarm_pushed and reads the pushed alarm at its next regular poll ('wake': it "

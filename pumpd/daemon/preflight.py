@@ -21,7 +21,7 @@ from pumpd.audit import migrate
 from pumpd.audit.errors import AuditError
 from pumpd.audit.spool import Spool, SpoolError
 from pumpd.config import DaemonConfig
-from pumpd.daemon import liveuse
+from pumpd.daemon import lines, liveuse
 from pumpd.db import make_engine
 from pumpd.protocols import Library, ProtocolFileError, load_library
 
@@ -73,6 +73,9 @@ def preflight(config: DaemonConfig) -> tuple[list[Finding], list[str]]:
     pumps_refused, pump_notes = liveuse.review(config)
     found += [Finding(r.key, r.message, EXIT_FAILED) for r in pumps_refused]
     notes += pump_notes
+    lines_refused, line_warnings = lines.review(config)
+    found += [Finding(r.key, r.message, EXIT_FAILED) for r in lines_refused]
+    notes += line_warnings
     problem = _database(config)
     if problem is not None:
         found.append(Finding("daemon.database", problem, EXIT_DATABASE))

@@ -25,7 +25,7 @@ from pumpd.central.forwarder import Conflict, ForwardStatus
 from pumpd.central.heads import CentralHeadSink
 from pumpd.central.task import ForwardTask
 from pumpd.config import PumpConfig
-from pumpd.daemon import liveuse, logs
+from pumpd.daemon import lines, liveuse, logs
 from pumpd.daemon.chainkey import (
     KEY_EVENT,
     NO_KEY_NOTICE,
@@ -77,8 +77,13 @@ class DaemonStartup(DaemonReload):
         refused, risk_notes = liveuse.review(cfg)
         for note in risk_notes:
             log.warning("pump capability", note=note)
-        if refused:
-            raise StartupError("; ".join(f"{r.key}: {r.message}" for r in refused))
+        lines_refused, line_warnings = lines.review(cfg)
+        for warning in line_warnings:
+            log.warning("line oversubscribed", note=warning)
+        said = [f"{r.key}: {r.message}" for r in refused]
+        said += [f"{r.key}: {r.message}" for r in lines_refused]
+        if said:
+            raise StartupError("; ".join(said))
         self.key = await asyncio.to_thread(load_chain_key, cfg)
         self.engine = make_daemon_engine(cfg.database)
         revision = await asyncio.to_thread(self._schema, self.engine)
