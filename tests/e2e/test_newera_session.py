@@ -3,8 +3,10 @@
 pumpctl → pumpd's socket → the New Era driver → a pseudo-terminal → pumpsim's New Era
 pumps (Safe mode, CRC, SAF watchdog in wall seconds while delivery runs at time scale).
 A bag protocol refused for the syringe's capacity; then the syringe protocol: program,
-double-check, a prime the pump bounds itself, start, the infusion to its volume;
-the simulator's own counter must match the plan, and the audit chain must verify.
+double-check, a prime the pump bounds itself, start, the infusion to its volume (the
+pump's own stop at VOL, pumpd's STOP behind it, no pump fault); the simulator's own
+counter must match the plan, and the audit chain must verify. (What the pump declares and
+the views show: tests/e2e/test_capabilities.py, without a session.)
 """
 
 from __future__ import annotations
@@ -138,3 +140,15 @@ def run_session(s: Stack, accounts: Accounts) -> None:
     assert session_id in sessions.stdout
     verify = s.audit("verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # The pump stopped itself at VOL; pumpd's STOP at the plan's volume came behind it,
+    # and a pump with its own stop was not found running past it (no vtbi_ignored alarm).
+    requested = s.audit("events", "--type", "pump.command.requested", "--json")
+    assert requested.returncode == 0, requested.stderr
+    stops = [e for e in json.loads(requested.stdout) if e["payload"]["command"] == "stop"]
+    assert [e["payload"]["reason_codes"] for e in stops] == [["infusion.complete"]]
+    assert all(e["actor_kind"] == "daemon" for e in stops)
+    alarms = s.audit("events", "--type", "alarm.raised", "--json")
+    assert alarms.returncode == 0, alarms.stderr
+    raised = [e["payload"].get("alarm_code") for e in json.loads(alarms.stdout)]
+    assert "pump.vtbi_ignored" not in raised
