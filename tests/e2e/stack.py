@@ -381,6 +381,27 @@ def running_stack(**kwargs: Any) -> Iterator[Stack]:
         stack.close()
 
 
+SHORT_PROTOCOL = "ketamine-trd-short-test"
+"""ketamine-trd-standard's rate (150 mL/h) and rules with a 20 mL bag over 8 min, a 2 mL
+prime, 10 min of observation and discharge vitals no older than 5 min
+(tests/e2e/protocols/): for the tests that run a session to its volume or its discharge,
+whose point is the stop at the volume or the discharge gates, not the 40 or 30 minutes."""
+SHORT_OBSERVATION_MIN = 10
+_TEST_PROTOCOLS = Path(__file__).resolve().parent / "protocols"
+_SHIPPED_PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
+
+
+def library_with_short_protocol(directory: Path) -> Path:
+    """The shipped library (released) plus :data:`SHORT_PROTOCOL` (a draft: simulation only)
+    in a new `directory`, readable by the throwaway accounts."""
+    directory.mkdir(mode=0o755)
+    for path in (*_SHIPPED_PROTOCOLS.iterdir(), *_TEST_PROTOCOLS.glob("*.toml")):
+        if path.is_file():
+            shutil.copy(path, directory)
+    directory.chmod(0o755)
+    return directory
+
+
 PIN = {"N001": "493817", "N002": "620554", "N009": "111999"}
 
 

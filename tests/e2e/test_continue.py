@@ -14,6 +14,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,25 +22,41 @@ import pytest
 from pumpd.cli.pumpctl import EXIT_REFUSED
 
 from .conftest import IS_ROOT, Accounts
-from .stack import BIN, PIN, Stack, add_staff, running_stack
+from .stack import (
+    BIN,
+    PIN,
+    SHORT_OBSERVATION_MIN,
+    SHORT_PROTOCOL,
+    Stack,
+    add_staff,
+    library_with_short_protocol,
+    running_stack,
+)
 
-TIME_SCALE = 60  # a 40 min infusion in 40 s; the 15 min pause limit is 15 s of real time
+TIME_SCALE = 60  # the 15 min pause limit is 15 s of real time
 
 
 @pytest.fixture
-def slow_stack(accounts: Accounts) -> Iterator[Stack]:
+def slow_stack(accounts: Accounts, tmp_path: Path) -> Iterator[Stack]:
+    """x60, with the short test protocol (the standard's rules and 150 mL/h, 20 mL over
+    8 min: 8 s of infusion)."""
     with running_stack(
-        time_scale=TIME_SCALE, roles=accounts.roles, socket_group=accounts.socket_group
+        time_scale=TIME_SCALE,
+        roles=accounts.roles,
+        socket_group=accounts.socket_group,
+        protocols=library_with_short_protocol(tmp_path / "protocols"),
     ) as s:
         s.default_user = accounts.nurse
         yield s
 
 
-def start(stack: Stack, accounts: Accounts, patient: str) -> None:
+def start(
+    stack: Stack, accounts: Accounts, patient: str, protocol: str = "ketamine-trd-standard"
+) -> None:
     add_staff(stack, accounts.admin)
     stack.ok(
         "program", "chair-1", "--patient", patient, "--weight", "82kg",
-        "--protocol", "ketamine-trd-standard", "--yes",
+        "--protocol", protocol, "--yes",
     )  # fmt: skip
     if IS_ROOT:
         stack.ok("confirm", "chair-1", "--weight", "82kg", user=accounts.nurse2)
@@ -76,7 +93,7 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     slow_stack: Stack, accounts: Accounts
 ) -> None:
     stack = slow_stack
-    start(stack, accounts, "P-0043")
+    start(stack, accounts, "P-0043", SHORT_PROTOCOL)
     stack.sim_request("fault", unit=1, fault="occlusion-downstream", on=True)
     stack.wait_state("chair-1", ["ALARM"])
     refused = stack.pumpctl("resume", "chair-1", "--reason", "line straightened")
@@ -97,9 +114,9 @@ def test_a_cleared_occlusion_is_continued_to_completion(
 
     stack.wait_state("chair-1", ["OBSERVATION"], timeout_s=120)
     pump = stack.sim_status(1)
-    # never more than the plan: 100 mL, the pump's own counter (it also counts the prime
+    # never more than the plan: 20 mL, the pump's own counter (it also counts the prime
     # separately) within the kernel's overrun allowance
-    assert pump["volume_infused_ul"] <= 100_000 + 200, pump
+    assert pump["volume_infused_ul"] <= 20_000 + 200, pump
 
     continued = events(stack, "session.continued")
     assert len(continued) == 1, continued
@@ -107,7 +124,7 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     assert payload["reason"] == "kinked line straightened at the pump"
     assert payload["rule"] == "continue"
     assert payload["interrupted_by"] == ["tick.pump.alarm.occlusion_downstream"]
-    assert payload["remaining_volume_ul"] + payload["delivered_volume_ul"] == 100_000
+    assert payload["remaining_volume_ul"] + payload["delivered_volume_ul"] == 20_000
     assert continued[0]["session_id"] == view["session_id"]
     completed = events(stack, "infusion.completed")
     assert [e["session_id"] for e in completed] == [view["session_id"]]
@@ -118,13 +135,18 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     assert kernel == ["tick.pump.alarm.occlusion_downstream"], raised
 
 
-def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts: Accounts) -> None:
+def test_a_nurse_stop_names_the_patient_and_can_be_ended(
+    short_stack: Stack, accounts: Accounts
+) -> None:
+    """On the short test protocol: its 10 min of observation and 5 min discharge vitals
+    are the standard's 30 and 15 with the same gates, 5 s of waiting instead of 15."""
     from .test_signals import start_infusion
 
-    start_infusion(stack, accounts, "P-0044")
+    stack = short_stack
+    start_infusion(stack, accounts, "P-0044", SHORT_PROTOCOL)
     reply = stack.ok("stop", "chair-1", "--reason", "wrong chair?")
     assert reply.startswith("chair-1 (P-0044): stopped at "), reply
-    assert " of 100 mL" in reply, reply
+    assert " of 20 mL" in reply, reply
     missing = stack.pumpctl("resume", "chair-1")
     assert missing.returncode == EXIT_REFUSED, missing.stderr
     assert "continue.reason_missing" in missing.stderr
@@ -154,8 +176,8 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts:
     assert high.returncode == EXIT_REFUSED, high.stderr
     assert "discharge.vitals_out_of_band" in high.stderr
     assert "heart rate 125 bpm" in high.stderr
-    minimum_s = 30 * 60 / stack.time_scale + 0.5
-    time.sleep(minimum_s)  # the observation time (and the 15 min of the vitals) pass
+    minimum_s = SHORT_OBSERVATION_MIN * 60 / stack.time_scale + 0.5
+    time.sleep(minimum_s)  # the observation time (and the 5 min of the vitals) pass
     stale = stack.pumpctl("discharge", "chair-1", "--confirm-all")
     assert stale.returncode == EXIT_REFUSED, stale.stderr
     assert "discharge.vitals_stale" in stale.stderr
@@ -170,7 +192,7 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts:
     # drug is primed (the prior session read from the audit log), and nothing is recorded.
     again = stack.pumpctl(
         "program", "chair-2", "--patient", "P-0044", "--weight", "82kg",
-        "--protocol", "ketamine-trd-standard", "--yes",
+        "--protocol", SHORT_PROTOCOL, "--yes",
     )  # fmt: skip
     assert again.returncode == EXIT_REFUSED, again.stderr
     assert "course.interval.too_short" in again.stderr

@@ -23,11 +23,13 @@ from .stack import PIN, Stack, add_staff
 START_CODE = 1  # GIP-MB1 command word of START (docs/gip-mb1.md)
 
 
-def start_infusion(stack: Stack, accounts: Accounts, patient: str) -> None:
+def start_infusion(
+    stack: Stack, accounts: Accounts, patient: str, protocol: str = "ketamine-trd-standard"
+) -> None:
     add_staff(stack, accounts.admin)
     stack.ok(
         "program", "chair-1", "--patient", patient, "--weight", "82kg",
-        "--protocol", "ketamine-trd-standard", "--yes",
+        "--protocol", protocol, "--yes",
     )  # fmt: skip
     if IS_ROOT:
         stack.ok("confirm", "chair-1", "--weight", "82kg", user=accounts.nurse2)
