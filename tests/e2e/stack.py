@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import subprocess
@@ -337,13 +338,43 @@ class Stack:
     def wait_state(
         self, pump: str, states: Sequence[str], timeout_s: float = WAIT_S
     ) -> dict[str, Any]:
+        """The pump's view once its session is in one of `states`, read from one `pumpctl
+        watch --json` (a view every 0.2 s on one connection): a `pumpctl status` process per
+        read would spend a CPU-second every few reads on a 2-core machine, and see the state
+        a process start-up late."""
+        command, env = self.command(["watch", pump, "--json", "--interval", "0.2"])
         deadline = time.monotonic() + timeout_s
         view: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            view = self.status(pump)
-            if view.get("session_state") in states:
-                return view
-            time.sleep(0.3)
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors)
+            assert proc.stdout is not None
+            pending = b""
+            try:
+                while (left_s := deadline - time.monotonic()) > 0:
+                    ready, _, _ = select.select([proc.stdout], [], [], left_s)
+                    if not ready:
+                        continue
+                    chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                    if not chunk:
+                        errors.seek(0)
+                        raise StackError(
+                            f"pumpctl watch {pump} exited {proc.wait()} before {pump} was in "
+                            f"{states}: {errors.read().decode(errors='replace')}\n"
+                            f"{self.daemon_log()}"
+                        )
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        views = json.loads(line)
+                        if not isinstance(views, list):
+                            continue  # a stale notice: no answer from pumpd for a while
+                        assert len(views) == 1, views
+                        view = views[0]
+                        if view.get("session_state") in states:
+                            return view
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
         raise StackError(f"{pump} not in {states} after {timeout_s:g} s: {view}")
 
     def sim_request(self, op: str, **fields: object) -> dict[str, Any]:
