@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from .stack import Stack, library_with_short_protocol, running_stack
+from .stack import Stack, running_stack
 
 IS_ROOT = os.geteuid() == 0
 _TAG = f"e2e{os.getpid() % 100000}"
@@ -118,20 +118,6 @@ def stack(accounts: Accounts) -> Iterator[Stack]:
     """pumpsim (2 pumps, x120) and pumpd on a fresh SQLite database; pumpctl as the nurse."""
     with running_stack(
         time_scale=120, roles=accounts.roles, socket_group=accounts.socket_group
-    ) as s:
-        s.default_user = accounts.nurse
-        yield s
-
-
-@pytest.fixture
-def short_stack(accounts: Accounts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """As `stack`, with the short test protocol (stack.SHORT_PROTOCOL) in its library."""
-    library = library_with_short_protocol(tmp_path_factory.mktemp("library") / "protocols")
-    with running_stack(
-        time_scale=120,
-        roles=accounts.roles,
-        socket_group=accounts.socket_group,
-        protocols=library,
     ) as s:
         s.default_user = accounts.nurse
         yield s

@@ -25,7 +25,6 @@ from .conftest import IS_ROOT, Accounts
 from .stack import (
     BIN,
     PIN,
-    SHORT_OBSERVATION_MIN,
     SHORT_PROTOCOL,
     Stack,
     add_staff,
@@ -135,18 +134,13 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     assert kernel == ["tick.pump.alarm.occlusion_downstream"], raised
 
 
-def test_a_nurse_stop_names_the_patient_and_can_be_ended(
-    short_stack: Stack, accounts: Accounts
-) -> None:
-    """On the short test protocol: its 10 min of observation and 5 min discharge vitals
-    are the standard's 30 and 15 with the same gates, 5 s of waiting instead of 15."""
+def test_a_nurse_stop_names_the_patient_and_can_be_ended(stack: Stack, accounts: Accounts) -> None:
     from .test_signals import start_infusion
 
-    stack = short_stack
-    start_infusion(stack, accounts, "P-0044", SHORT_PROTOCOL)
+    start_infusion(stack, accounts, "P-0044")
     reply = stack.ok("stop", "chair-1", "--reason", "wrong chair?")
     assert reply.startswith("chair-1 (P-0044): stopped at "), reply
-    assert " of 20 mL" in reply, reply
+    assert " of 100 mL" in reply, reply
     missing = stack.pumpctl("resume", "chair-1")
     assert missing.returncode == EXIT_REFUSED, missing.stderr
     assert "continue.reason_missing" in missing.stderr
@@ -176,8 +170,8 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(
     assert high.returncode == EXIT_REFUSED, high.stderr
     assert "discharge.vitals_out_of_band" in high.stderr
     assert "heart rate 125 bpm" in high.stderr
-    minimum_s = SHORT_OBSERVATION_MIN * 60 / stack.time_scale + 0.5
-    time.sleep(minimum_s)  # the observation time (and the 5 min of the vitals) pass
+    minimum_s = 30 * 60 / stack.time_scale + 0.5
+    time.sleep(minimum_s)  # the observation time (and the 15 min of the vitals) pass
     stale = stack.pumpctl("discharge", "chair-1", "--confirm-all")
     assert stale.returncode == EXIT_REFUSED, stale.stderr
     assert "discharge.vitals_stale" in stale.stderr
@@ -192,7 +186,7 @@ def test_a_nurse_stop_names_the_patient_and_can_be_ended(
     # drug is primed (the prior session read from the audit log), and nothing is recorded.
     again = stack.pumpctl(
         "program", "chair-2", "--patient", "P-0044", "--weight", "82kg",
-        "--protocol", SHORT_PROTOCOL, "--yes",
+        "--protocol", "ketamine-trd-standard", "--yes",
     )  # fmt: skip
     assert again.returncode == EXIT_REFUSED, again.stderr
     assert "course.interval.too_short" in again.stderr

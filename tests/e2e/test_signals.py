@@ -23,13 +23,11 @@ from .stack import PIN, Stack, add_staff
 START_CODE = 1  # GIP-MB1 command word of START (docs/gip-mb1.md)
 
 
-def start_infusion(
-    stack: Stack, accounts: Accounts, patient: str, protocol: str = "ketamine-trd-standard"
-) -> None:
+def start_infusion(stack: Stack, accounts: Accounts, patient: str) -> None:
     add_staff(stack, accounts.admin)
     stack.ok(
         "program", "chair-1", "--patient", patient, "--weight", "82kg",
-        "--protocol", protocol, "--yes",
+        "--protocol", "ketamine-trd-standard", "--yes",
     )  # fmt: skip
     if IS_ROOT:
         stack.ok("confirm", "chair-1", "--weight", "82kg", user=accounts.nurse2)
