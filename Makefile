@@ -25,9 +25,11 @@ demo: venv
 # stop the shared PostgreSQL server (marker pg_outage), which would fail a PostgreSQL test
 # running beside them; the second pass adds to the first's coverage and checks it
 # (its exit status 5, "no test selected", is fine when PYTEST_ARGS picks other tests).
+# worksteal: a worker that runs out takes half of the other's queue (the long tests are
+# collected first, tests/conftest.py), so both finish within a short test of each other.
 TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not pg_outage" --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not pg_outage" --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m pg_outage --cov --cov-append --cov-report=term --cov-fail-under=100 $(PYTEST_ARGS) || test $$? -eq 5
 
 lint: venv

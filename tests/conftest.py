@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # CI gets more examples; a developer's run stays quick. `make fuzz` raises it further.
@@ -20,3 +21,15 @@ settings.register_profile(
     suppress_health_check=list(HealthCheck),
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def _runs_long(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None or item.nodeid.startswith("tests/e2e/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests (whole sessions through real processes, builds) run first, the many
+    short ones after them: with two workers (`make test`, `--dist worksteal`) the last test
+    to finish is then a short one, and neither worker waits a minute on the other's last
+    session. The order within each group stays as collected."""
+    items.sort(key=lambda item: not _runs_long(item))

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import subprocess
@@ -337,13 +338,43 @@ class Stack:
     def wait_state(
         self, pump: str, states: Sequence[str], timeout_s: float = WAIT_S
     ) -> dict[str, Any]:
+        """The pump's view once its session is in one of `states`, read from one `pumpctl
+        watch --json` (a view every 0.2 s on one connection): a `pumpctl status` process per
+        read would spend a CPU-second every few reads on a 2-core machine, and see the state
+        a process start-up late."""
+        command, env = self.command(["watch", pump, "--json", "--interval", "0.2"])
         deadline = time.monotonic() + timeout_s
         view: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            view = self.status(pump)
-            if view.get("session_state") in states:
-                return view
-            time.sleep(0.3)
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=errors)
+            assert proc.stdout is not None
+            pending = b""
+            try:
+                while (left_s := deadline - time.monotonic()) > 0:
+                    ready, _, _ = select.select([proc.stdout], [], [], left_s)
+                    if not ready:
+                        continue
+                    chunk = os.read(proc.stdout.fileno(), 1 << 16)
+                    if not chunk:
+                        errors.seek(0)
+                        raise StackError(
+                            f"pumpctl watch {pump} exited {proc.wait()} before {pump} was in "
+                            f"{states}: {errors.read().decode(errors='replace')}\n"
+                            f"{self.daemon_log()}"
+                        )
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        views = json.loads(line)
+                        if not isinstance(views, list):
+                            continue  # a stale notice: no answer from pumpd for a while
+                        assert len(views) == 1, views
+                        view = views[0]
+                        if view.get("session_state") in states:
+                            return view
+            finally:
+                proc.kill()
+                proc.wait()
+                proc.stdout.close()
         raise StackError(f"{pump} not in {states} after {timeout_s:g} s: {view}")
 
     def sim_request(self, op: str, **fields: object) -> dict[str, Any]:
@@ -379,6 +410,26 @@ def running_stack(**kwargs: Any) -> Iterator[Stack]:
         yield stack
     finally:
         stack.close()
+
+
+SHORT_PROTOCOL = "ketamine-trd-short-test"
+"""ketamine-trd-standard's rate (150 mL/h) and rules with a 20 mL bag over 8 min and a 2 mL
+prime (tests/e2e/protocols/): for the tests that run a session to its volume, whose point
+is the stop at the volume, not the 40 minutes. 8 min of infusion is 8 s at x60: enough for
+the commands a test makes while it runs, not at x120 on a loaded machine."""
+_TEST_PROTOCOLS = Path(__file__).resolve().parent / "protocols"
+_SHIPPED_PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
+
+
+def library_with_short_protocol(directory: Path) -> Path:
+    """The shipped library (released) plus :data:`SHORT_PROTOCOL` (a draft: simulation only)
+    in a new `directory`, readable by the throwaway accounts."""
+    directory.mkdir(mode=0o755)
+    for path in (*_SHIPPED_PROTOCOLS.iterdir(), *_TEST_PROTOCOLS.glob("*.toml")):
+        if path.is_file():
+            shutil.copy(path, directory)
+    directory.chmod(0o755)
+    return directory
 
 
 PIN = {"N001": "493817", "N002": "620554", "N009": "111999"}

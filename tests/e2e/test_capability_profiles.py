@@ -18,13 +18,21 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from .conftest import IS_ROOT, Accounts
-from .stack import PIN, Stack, StackError, add_staff
+from .stack import (
+    PIN,
+    SHORT_PROTOCOL,
+    Stack,
+    StackError,
+    add_staff,
+    library_with_short_protocol,
+)
 
 PROTOCOL = "ketamine-trd-standard"
 SHIPPED_WATCHDOG = 'watchdog = { min_s = 1, max_s = 65535, set_by = "pumpd" }'
@@ -61,10 +69,12 @@ def events(s: Stack, event_type: str) -> list[dict[str, Any]]:
     return found
 
 
-def program_and_confirm(s: Stack, accounts: Accounts, patient: str) -> str:
+def program_and_confirm(
+    s: Stack, accounts: Accounts, patient: str, protocol: str = PROTOCOL
+) -> str:
     out = s.ok(
         "program", "chair-1", "--patient", patient, "--weight", "82kg",
-        "--protocol", PROTOCOL, "--yes",
+        "--protocol", protocol, "--yes",
     )  # fmt: skip
     match = re.search(r"programmed, session (\S+)", out)
     assert match, out
@@ -91,12 +101,17 @@ async def forget_the_volume_target(address: str, unit: int) -> None:
         client.close()
 
 
-def test_pumpd_stops_a_pump_without_its_own_volume_stop_at_the_plan(accounts: Accounts) -> None:
+def test_pumpd_stops_a_pump_without_its_own_volume_stop_at_the_plan(
+    accounts: Accounts, tmp_path: Path
+) -> None:
+    # The short test protocol (20 mL at 150 mL/h) at x60: 8 s of infusion, time enough to
+    # take the volume target away from the pump before it could have stopped by itself.
     s = ProfileStack(
-        time_scale=120,
+        time_scale=60,
         pumps=1,
         roles=accounts.roles,
         socket_group=accounts.socket_group,
+        protocols=library_with_short_protocol(tmp_path / "protocols"),
         profile_text=gip_mb1_with(SHIPPED_VTBI_STOP, "pump_vtbi_stop = false"),
     )
     try:
@@ -108,18 +123,22 @@ def test_pumpd_stops_a_pump_without_its_own_volume_stop_at_the_plan(accounts: Ac
         (pump,) = json.loads(s.ok("pumps", "--json"))
         assert pump["capabilities"]["pump_vtbi_stop"] is False
         assert "no volume stop of its own: pumpd stops it" in " ".join(s.ok("pumps").split())
-        session_id = program_and_confirm(s, accounts, "P-NOVTBI")
+        session_id = program_and_confirm(s, accounts, "P-NOVTBI", SHORT_PROTOCOL)
         s.ok("prime", "chair-1", "--line-disconnected")
         s.wait_state("chair-1", ["PRIMED"])
         s.ok("vitals", "chair-1", "--bp", "128/82", "--hr", "74", "--spo2", "98", "--rr", "14")
         s.ok("start", "chair-1")
         s.wait_state("chair-1", ["INFUSING"], timeout_s=40)
         asyncio.run(forget_the_volume_target(s.sim_tcp, 1))
+        # Still running with no target of its own: only pumpd's stop can end it now.
+        running = s.sim_status(1)
+        assert running["state"] == "INFUSING", running
+        assert running["volume_infused_ul"] < 20_000, running
         view = s.wait_state("chair-1", ["COMPLETE", "OBSERVATION", "ALARM"], timeout_s=120)
         truth = s.sim_status(1)
         assert truth["state"] == "IDLE", truth  # stopped by pumpd, not by itself
-        assert truth["volume_infused_ul"] >= 100_000
-        over_ul = truth["volume_infused_ul"] - 100_000
+        assert truth["volume_infused_ul"] >= 20_000
+        over_ul = truth["volume_infused_ul"] - 20_000
         print(f"no pump-side VTBI, e2e: pumpd stopped the pump {over_ul} µL past the plan")
         assert s.stop_daemon() == 0
         stops = [

@@ -14,6 +14,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,25 +22,40 @@ import pytest
 from pumpd.cli.pumpctl import EXIT_REFUSED
 
 from .conftest import IS_ROOT, Accounts
-from .stack import BIN, PIN, Stack, add_staff, running_stack
+from .stack import (
+    BIN,
+    PIN,
+    SHORT_PROTOCOL,
+    Stack,
+    add_staff,
+    library_with_short_protocol,
+    running_stack,
+)
 
-TIME_SCALE = 60  # a 40 min infusion in 40 s; the 15 min pause limit is 15 s of real time
+TIME_SCALE = 60  # the 15 min pause limit is 15 s of real time
 
 
 @pytest.fixture
-def slow_stack(accounts: Accounts) -> Iterator[Stack]:
+def slow_stack(accounts: Accounts, tmp_path: Path) -> Iterator[Stack]:
+    """x60, with the short test protocol (the standard's rules and 150 mL/h, 20 mL over
+    8 min: 8 s of infusion)."""
     with running_stack(
-        time_scale=TIME_SCALE, roles=accounts.roles, socket_group=accounts.socket_group
+        time_scale=TIME_SCALE,
+        roles=accounts.roles,
+        socket_group=accounts.socket_group,
+        protocols=library_with_short_protocol(tmp_path / "protocols"),
     ) as s:
         s.default_user = accounts.nurse
         yield s
 
 
-def start(stack: Stack, accounts: Accounts, patient: str) -> None:
+def start(
+    stack: Stack, accounts: Accounts, patient: str, protocol: str = "ketamine-trd-standard"
+) -> None:
     add_staff(stack, accounts.admin)
     stack.ok(
         "program", "chair-1", "--patient", patient, "--weight", "82kg",
-        "--protocol", "ketamine-trd-standard", "--yes",
+        "--protocol", protocol, "--yes",
     )  # fmt: skip
     if IS_ROOT:
         stack.ok("confirm", "chair-1", "--weight", "82kg", user=accounts.nurse2)
@@ -76,7 +92,7 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     slow_stack: Stack, accounts: Accounts
 ) -> None:
     stack = slow_stack
-    start(stack, accounts, "P-0043")
+    start(stack, accounts, "P-0043", SHORT_PROTOCOL)
     stack.sim_request("fault", unit=1, fault="occlusion-downstream", on=True)
     stack.wait_state("chair-1", ["ALARM"])
     refused = stack.pumpctl("resume", "chair-1", "--reason", "line straightened")
@@ -97,9 +113,9 @@ def test_a_cleared_occlusion_is_continued_to_completion(
 
     stack.wait_state("chair-1", ["OBSERVATION"], timeout_s=120)
     pump = stack.sim_status(1)
-    # never more than the plan: 100 mL, the pump's own counter (it also counts the prime
+    # never more than the plan: 20 mL, the pump's own counter (it also counts the prime
     # separately) within the kernel's overrun allowance
-    assert pump["volume_infused_ul"] <= 100_000 + 200, pump
+    assert pump["volume_infused_ul"] <= 20_000 + 200, pump
 
     continued = events(stack, "session.continued")
     assert len(continued) == 1, continued
@@ -107,7 +123,7 @@ def test_a_cleared_occlusion_is_continued_to_completion(
     assert payload["reason"] == "kinked line straightened at the pump"
     assert payload["rule"] == "continue"
     assert payload["interrupted_by"] == ["tick.pump.alarm.occlusion_downstream"]
-    assert payload["remaining_volume_ul"] + payload["delivered_volume_ul"] == 100_000
+    assert payload["remaining_volume_ul"] + payload["delivered_volume_ul"] == 20_000
     assert continued[0]["session_id"] == view["session_id"]
     completed = events(stack, "infusion.completed")
     assert [e["session_id"] for e in completed] == [view["session_id"]]

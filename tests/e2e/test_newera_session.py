@@ -3,8 +3,10 @@
 pumpctl → pumpd's socket → the New Era driver → a pseudo-terminal → pumpsim's New Era
 pumps (Safe mode, CRC, SAF watchdog in wall seconds while delivery runs at time scale).
 A bag protocol refused for the syringe's capacity; then the syringe protocol: program,
-double-check, a prime the pump bounds itself, start, the infusion to its volume;
-the simulator's own counter must match the plan, and the audit chain must verify.
+double-check, a prime the pump bounds itself, start, the infusion to its volume (the
+pump's own stop at VOL, pumpd's STOP behind it, no pump fault); the simulator's own
+counter must match the plan, and the audit chain must verify. (What the pump declares and
+the views show: tests/e2e/test_capabilities.py, without a session.)
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+import pytest
+
 from .conftest import IS_ROOT, Accounts
 from .stack import BIN, PIN, Stack, StackError, add_staff
 
 PROTOCOL = "ketamine-trd-syringe"
+# A whole 40 min session at x120 and its audit read back: minutes on a loaded 2-core
+# machine, beyond the suite's 120 s per test.
+pytestmark = pytest.mark.timeout(400)
 
 
 @dataclass
@@ -138,3 +145,18 @@ def run_session(s: Stack, accounts: Accounts) -> None:
     assert session_id in sessions.stdout
     verify = s.audit("verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # The pump stopped itself at VOL; pumpd's STOP at the plan's volume came behind it,
+    # and a pump with its own stop was not found running past it (no vtbi_ignored alarm).
+    every = s.audit("events", "--json")
+    assert every.returncode == 0, every.stderr
+    recorded = json.loads(every.stdout)
+    stops = [
+        e
+        for e in recorded
+        if e["event_type"] == "pump.command.requested" and e["payload"]["command"] == "stop"
+    ]
+    assert [e["payload"]["reason_codes"] for e in stops] == [["infusion.complete"]]
+    assert all(e["actor_kind"] == "daemon" for e in stops)
+    raised = [e["payload"].get("alarm_code") for e in recorded if e["event_type"] == "alarm.raised"]
+    assert "pump.vtbi_ignored" not in raised
