@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pumpd.drivers.base import PumpDriver, PushesAlarms
+from pumpd.drivers import PumpDriver, PushesAlarms
 
 
 async def until_poll_or_push(driver: PumpDriver, delay_s: float) -> bool:
