@@ -30,13 +30,22 @@ import psycopg
 from psycopg import sql
 
 from bench.report import Report, Row
-from pumpd.audit import migrate
+from pumpd.audit import (
+    COLUMNS,
+    GENESIS_HASH,
+    Actor,
+    AsyncAuditWriter,
+    AuditStore,
+    Hasher,
+    NewEvent,
+    encode_row,
+    iter_sessions,
+    migrate,
+    session_timeline,
+    utc_text,
+    verify,
+)
 from pumpd.audit.catalogue import payload_text
-from pumpd.audit.chain import COLUMNS, GENESIS_HASH, Hasher, encode_row
-from pumpd.audit.queries import iter_sessions, session_timeline
-from pumpd.audit.store import Actor, AuditStore, NewEvent, utc_text
-from pumpd.audit.verify import verify
-from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.db import make_engine
 
 EVENTS_PER_SESSION = 50

@@ -53,14 +53,11 @@ import structlog
 from pymodbus.client import AsyncModbusTcpClient
 
 from bench.report import Report, Row
-from pumpd.audit import migrate
-from pumpd.audit.chain import EventRecord
-from pumpd.audit.store import AuditStore, NewEvent
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, AuditStore, EventRecord, NewEvent, migrate
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.daemon import logs
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import ModbusConfig, ModbusPumpDriver
 from pumpd.protocols import LoadedProtocol, load_library
 from pumpd.session import State
 from safety.plan import Order, Patient

@@ -16,8 +16,7 @@ from pumpsim.harness import Simulator
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 
 from bench.report import Report, Row
-from pumpd.drivers.base import Command
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import Command, ModbusConfig, ModbusPumpDriver
 
 BAUD = 115_200
 STOP_CODE = 3

@@ -28,8 +28,7 @@ from psycopg import sql
 
 from bench.bench_audit import _pg_base, chain_rows
 from bench.report import Report, Row
-from pumpd.audit import migrate
-from pumpd.audit.chain import COLUMNS, Hasher
+from pumpd.audit import COLUMNS, Hasher, migrate
 from pumpd.central import migrate as central_migrate
 from pumpd.central.forwarder import Forwarder, ForwardSettings
 from pumpd.db import make_engine

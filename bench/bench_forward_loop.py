@@ -52,7 +52,7 @@ from bench import bench_controller as bc
 from bench.bench_audit import _pg_base
 from bench.bench_forward import _site
 from bench.report import Report, Row
-from pumpd.audit.store import AuditStore
+from pumpd.audit import AuditStore
 from pumpd.central import migrate as central_migrate
 from pumpd.central.forwarder import Conflict, ForwardSettings, ForwardStatus
 from pumpd.central.task import ForwardTask

@@ -19,11 +19,7 @@ from pathlib import Path
 
 from bench.bench_audit import ROUNDS, _event, _sqlite_bare, chain_rows
 from bench.report import Report, Row
-from pumpd.audit import migrate
-from pumpd.audit.chain import Hasher
-from pumpd.audit.heads import HeadPublisher
-from pumpd.audit.keys import generate_key_file
-from pumpd.audit.store import AuditStore
+from pumpd.audit import AuditStore, Hasher, HeadPublisher, generate_key_file, migrate
 
 SUITE = "audit/keychain"
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from pumpd.config_pumps import PumpConfig
-from pumpd.drivers.line_load import poll_on_line
+from pumpd.drivers import poll_on_line
 from safety.line_capacity import MAX_UTILISATION, LineLoad, line_load
 
 NOMINAL_POLL_HZ = 10.0

@@ -11,9 +11,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from pumpd.drivers.newera_codec import NotRepresentable, format_number
-from pumpd.drivers.rtu_config import SerialKeys, check_profile, serial_keys, simulated_line_problem
-from pumpd.drivers.syringes import SyringeCapacityError, configured_capacity_ul, syringe
+from pumpd.drivers import (
+    NotRepresentable,
+    SerialKeys,
+    SyringeCapacityError,
+    check_profile,
+    configured_capacity_ul,
+    format_number,
+    serial_keys,
+    simulated_line_problem,
+    syringe,
+)
 
 if TYPE_CHECKING:
     from pumpd.config import PumpSection

@@ -355,8 +355,7 @@ def press_alarm_key(host: str, port: int, unit: int) -> None:
 
     from pymodbus.client import AsyncModbusTcpClient
 
-    from pumpd.drivers.base import Command
-    from pumpd.drivers.profile import load_profile
+    from pumpd.drivers import Command, load_profile
 
     profile = load_profile()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from pumpd.audit.queries import EventFilter, newest_event
+from pumpd.audit import EventFilter, newest_event
 from pumpd.clock import Stamp
 from pumpd.db import reader
 from pumpd.protocols import Library

@@ -7,10 +7,10 @@ import asyncio
 
 from sqlalchemy import Engine
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import Clock, stamp
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers.base import PumpDriver
+from pumpd.drivers import PumpDriver
 from pumpd.protocols import Library
 from pumpd.recovery import last_checkpoint, rebuild
 

@@ -27,7 +27,7 @@ from typing import Any
 from pumpsim.errors import ControlRequestFailed
 
 from pumpd.cli.client import Client, ClientError, DaemonUnreachable, RpcError
-from pumpd.drivers.base import Command
+from pumpd.drivers import Command
 from soak.kinds import KINDS, PumpKind
 from soak.panel import PanelError, PanelUncertain
 from soak.plan import FaultPlan, SessionScript

@@ -16,8 +16,7 @@ from __future__ import annotations
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from pumpd.drivers.base import Command
-from pumpd.drivers.profile import load_profile
+from pumpd.drivers import Command, load_profile
 
 _PROFILE = load_profile()
 

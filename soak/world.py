@@ -23,7 +23,7 @@ from typing import Any
 
 from pumpsim.control import ControlClient
 
-from pumpd.drivers.base import Command
+from pumpd.drivers import Command
 from soak import panel
 from soak.kinds import DULCO_KEY_BASE, NEWERA_KEY_BASE, is_dulco, is_newera, read_sim
 from tests.e2e.stack import Stack

@@ -34,8 +34,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.audit.chain import COLUMNS, EventRecord
-from pumpd.audit.errors import SchemaError
+from pumpd.audit import COLUMNS, EventRecord, SchemaError
 from pumpd.audit.schema import audit_event
 from pumpd.central import migrate as central_migrate
 from pumpd.central.mark import Mark, MarkError, load_mark, save_mark

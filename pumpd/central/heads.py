@@ -55,7 +55,7 @@ class _Row:
 def _ts_text(value: object) -> str:
     from datetime import datetime
 
-    from pumpd.audit.store import utc_text
+    from pumpd.audit import utc_text
 
     if isinstance(value, datetime):
         return utc_text(value)

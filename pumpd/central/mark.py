@@ -16,7 +16,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pumpd.audit.chain import GENESIS_HASH
+from pumpd.audit import GENESIS_HASH
 
 
 class MarkError(Exception):

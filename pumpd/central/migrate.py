@@ -13,8 +13,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from pumpd.audit import SchemaError
 from pumpd.audit import migrate as site_migrate
-from pumpd.audit.errors import SchemaError
 from pumpd.audit.migrate import UpgradeResult as UpgradeResult
 from pumpd.audit.migrate import current_revision as current_revision
 from pumpd.shipped import central_migrations_dir

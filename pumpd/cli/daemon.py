@@ -25,8 +25,7 @@ import click
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.audit import migrate
-from pumpd.audit.errors import AuditError
+from pumpd.audit import AuditError, migrate
 from pumpd.db import DatabaseUrlError, make_engine, url_from_env
 
 EXIT_FAILED = 1
@@ -76,8 +75,7 @@ def main(ctx: click.Context, config_path: Path | None, check: bool) -> None:
 
 
 def _run_daemon(config_path: Path, *, check: bool) -> int:
-    from pumpd.audit.errors import KeyFileError, SchemaError
-    from pumpd.audit.spool import SpoolError
+    from pumpd.audit import KeyFileError, SchemaError, SpoolError
     from pumpd.config import ConfigError, load_config
     from pumpd.daemon import app, logs
     from pumpd.daemon.notify import Notifier, NotifyError
@@ -244,8 +242,7 @@ def audit_keygen(path: Path, owner: str | None) -> None:
     Set it as [audit] key_file. The key never enters the database; keep a copy where the
     database's backups are not (an auditor needs it to verify). Prints the key's id.
     """
-    from pumpd.audit.errors import KeyFileError
-    from pumpd.audit.keys import generate_key_file
+    from pumpd.audit import KeyFileError, generate_key_file
 
     try:
         key = generate_key_file(path, owner=owner)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from pumpd.audit.chain import EventRecord
+from pumpd.audit import EventRecord
 
 CHECKPOINT: Final = "session.checkpointed"
 """The recovery snapshots: listed only on request (``pumpaudit show --checkpoints``)."""

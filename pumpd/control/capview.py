@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pumpd.controller import Controller
-from pumpd.drivers.capabilities import NOT_REPORTED
+from pumpd.drivers import NOT_REPORTED
 
 __all__ = ["NOT_REPORTED", "capability_fields"]
 

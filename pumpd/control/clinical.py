@@ -13,8 +13,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from pumpd.controller import Controller
-from pumpd.controller.journal import code_of
+from pumpd.controller import Controller, code_of
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import State
 from safety.guards import DISCHARGE_VITALS_ITEM, protocol_released

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import Clock
 from pumpd.controller import Controller
 from pumpd.protocols import Library

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from pumpd.audit.queries import EventFilter, iter_events, patient_course
+from pumpd.audit import EventFilter, iter_events, patient_course
 from pumpd.db import reader
 from safety.course import Outcome, PriorSession
 

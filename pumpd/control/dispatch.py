@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit import Actor, NewEvent
 from pumpd.clinictime import iso_utc
 
 from .errors import as_rpc_error

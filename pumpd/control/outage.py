@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clinictime import duration_text
 
 from .rpc import Code, RpcError

@@ -17,8 +17,7 @@ import asyncio
 
 import structlog
 
-from pumpd.audit.store import NewEvent
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, NewEvent
 
 log = structlog.get_logger("pumpd.control")
 

@@ -25,7 +25,7 @@ import stat
 
 import structlog
 
-from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit import Actor, NewEvent
 from pumpd.staff import StaffRegistry
 
 from .context import ControlContext

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit import Actor, NewEvent
 from pumpd.controller import Controller
 from pumpd.protocols import LoadedProtocol
 from pumpd.staff import PinRefused, StaffLocked, StaffMember, StaffRegistry

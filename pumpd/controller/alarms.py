@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pumpd.audit.store import NewEvent
+from pumpd.audit import NewEvent
 from pumpd.session import Session
 from pumpd.session.records import AlarmSource
 from safety.actions import Action, Priority

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit import Actor, NewEvent
 from pumpd.controller.journal import Journal
-from pumpd.drivers.base import PumpStatus
-from pumpd.drivers.capabilities import PumpCapabilities
+from pumpd.drivers import PumpCapabilities, PumpStatus
 from pumpd.session import PumpCommand, Session, Step
 from safety.capability import (
     PumpAbilities,

@@ -19,7 +19,7 @@ from typing import Any
 
 from pumpd.audit.catalogue import SessionCheckpointed
 from pumpd.clock import Clock
-from pumpd.drivers.base import PumpStatus
+from pumpd.drivers import PumpStatus
 from pumpd.session import Session, State
 from safety.pump import restart_evidence_of
 

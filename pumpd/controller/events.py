@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, cast
 
+from pumpd.audit import Actor, NewEvent
 from pumpd.audit.catalogue import (
     AlarmAcknowledged,
     AlarmRaised,
@@ -47,7 +48,6 @@ from pumpd.audit.catalogue import (
     SupervisionRecord,
     VitalsRecorded,
 )
-from pumpd.audit.store import Actor, NewEvent
 from pumpd.session import CommandIntent, Session, State, Step
 from pumpd.session.records import OverrideRecord
 from safety.plan import Plan

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from pumpd.audit.store import NewEvent
+from pumpd.audit import NewEvent
 from pumpd.clock import Clock
-from pumpd.drivers.base import (
+from pumpd.drivers import (
     Command,
     CommandOutcome,
     CommandRejected,

@@ -15,9 +15,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pumpd.audit import Actor, AsyncAuditWriter, NewEvent, prepare
 from pumpd.audit.catalogue import CATALOGUE, Payload
-from pumpd.audit.store import Actor, NewEvent, prepare
-from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
 from safety.plan import dose_in_volume_mg
 

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 
-from pumpd.drivers.base import PumpStatus
+from pumpd.drivers import PumpStatus
 from pumpd.session import PumpCommand, State
 
 from .accounting import VolumeAccount

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from pumpd.audit.store import NewEvent
+from pumpd.audit import NewEvent
 from pumpd.session import Step
 
 _log = structlog.get_logger("pumpd.controller")

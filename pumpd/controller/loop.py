@@ -20,10 +20,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp
-from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus, PushedAlarm
-from pumpd.drivers.capabilities import PumpCapabilities
+from pumpd.drivers import DriverError, PumpCapabilities, PumpDriver, PumpStatus, PushedAlarm
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import Session, State, Step
 from safety.actions import Action, ActionKind, Priority

@@ -13,7 +13,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from pumpd.clock import Clock
-from pumpd.drivers.base import PumpStatus
+from pumpd.drivers import PumpStatus
 from pumpd.session import Session
 from safety.pump import PumpSnapshot, restart_evidence
 from safety.tick import TickInputs

@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from pumpd.audit.store import NewEvent
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, NewEvent
 from pumpd.clock import Clock, Stamp, stamp
-from pumpd.drivers.base import DriverError, PumpDriver, PumpStatus, PushedAlarm
+from pumpd.drivers import DriverError, PumpDriver, PumpStatus, PushedAlarm
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandIntent, DeliveryFacts, PumpCommand, Session, State, Step
 from pumpd.session.errors import CommandRefused

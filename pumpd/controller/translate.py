@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pumpd.drivers.base import AlarmFlag, PumpState, PumpStatus, WarningFlag
+from pumpd.drivers import AlarmFlag, PumpState, PumpStatus, WarningFlag
 from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
 
 MODE_OF: dict[PumpState, PumpMode] = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pumpd.drivers.base import PumpDriver, PushedAlarm, PushesAlarms
+from pumpd.drivers import PumpDriver, PushedAlarm, PushesAlarms
 
 
 async def until_poll_or_push(driver: PumpDriver, delay_s: float) -> PushedAlarm | None:

@@ -43,7 +43,7 @@ from pumpd.daemon.wiring import (
     make_writer,
     same_file_system,
 )
-from pumpd.drivers.registry import make_driver
+from pumpd.drivers import make_driver
 from pumpd.session import State
 
 log = structlog.get_logger("pumpd.daemon")

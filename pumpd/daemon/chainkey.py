@@ -15,8 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
-from pumpd.audit.errors import KeyFileError
-from pumpd.audit.keys import ChainKey
+from pumpd.audit import ChainKey, KeyFileError
 from pumpd.audit.schema import audit_event
 from pumpd.config import DaemonConfig
 from pumpd.db import reader

@@ -15,11 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import Clock
 from pumpd.config import DaemonConfig
-from pumpd.control.context import ControlContext, PumpInfo
-from pumpd.control.server import ControlServer
+from pumpd.control import ControlContext, ControlServer, PumpInfo
 from pumpd.controller import Controller
 from pumpd.protocols import Library
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pumpd.config import DaemonConfig
-from pumpd.drivers.line_load import PollOnLine, poll_on_line
+from pumpd.drivers import PollOnLine, poll_on_line
 from safety.line_capacity import LineLoad, line_load, line_verdicts
 from safety.verdicts import Severity
 

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pumpd.config import DaemonConfig, PumpConfig
-from pumpd.controller.capability import ACCEPT_NO_WATCHDOG_KEY, abilities_of
-from pumpd.drivers.base import DriverError
-from pumpd.drivers.capabilities import NOT_REPORTED, PumpCapabilities
-from pumpd.drivers.registry import UnknownTransport, make_driver
+from pumpd.controller import ACCEPT_NO_WATCHDOG_KEY, abilities_of
+from pumpd.drivers import NOT_REPORTED, DriverError, PumpCapabilities, UnknownTransport, make_driver
 from safety.capability import live_use
 from safety.verdicts import Severity
 

@@ -17,9 +17,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.audit import migrate
-from pumpd.audit.errors import AuditError
-from pumpd.audit.spool import Spool, SpoolError
+from pumpd.audit import AuditError, Spool, SpoolError, migrate
 from pumpd.config import DaemonConfig
 from pumpd.daemon import lines, liveuse
 from pumpd.db import make_engine

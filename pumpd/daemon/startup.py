@@ -17,10 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd import __version__
-from pumpd.audit import migrate
-from pumpd.audit.heads import HeadPublisher, HeadSink, LogHeadSink
-from pumpd.audit.store import AuditStore
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, AuditStore, HeadPublisher, HeadSink, LogHeadSink, migrate
 from pumpd.central.forwarder import Conflict, ForwardStatus
 from pumpd.central.heads import CentralHeadSink
 from pumpd.central.task import ForwardTask
@@ -45,8 +42,7 @@ from pumpd.daemon.wiring import (
     make_writer,
     same_file_system,
 )
-from pumpd.drivers.base import DriverError
-from pumpd.drivers.registry import make_driver
+from pumpd.drivers import DriverError, make_driver
 from pumpd.protocols import load_library
 from pumpd.supervisor import Supervisor
 

@@ -11,10 +11,7 @@ from typing import Any, TextIO
 import structlog
 from sqlalchemy import Engine
 
-from pumpd.audit.heads import HeadPublisher
-from pumpd.audit.keys import ChainKey
-from pumpd.audit.store import Actor, AuditStore, NewEvent
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import Actor, AsyncAuditWriter, AuditStore, ChainKey, HeadPublisher, NewEvent
 from pumpd.central.heads import CentralHeadSink
 from pumpd.central.task import ForwardTask
 from pumpd.central.task import summary as forward_summary
@@ -25,7 +22,7 @@ from pumpd.daemon.control import ControlHandle
 from pumpd.daemon.notify import Notifier, NotifyError
 from pumpd.daemon.watchdog import Watchdog
 from pumpd.daemon.wiring import StartupError, make_clock
-from pumpd.drivers.base import PumpDriver
+from pumpd.drivers import PumpDriver
 from pumpd.protocols import Library
 from pumpd.supervisor import Supervisor
 

@@ -14,14 +14,12 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy import event as sa_event
 
-from pumpd.audit.spool import SpoolError
-from pumpd.audit.store import AuditStore
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, AuditStore, SpoolError
 from pumpd.clock import Clock, ScaledClock, SystemClock
 from pumpd.config import DaemonConfig, PumpConfig
 from pumpd.controller import ControllerConfig
 from pumpd.db import make_engine
-from pumpd.drivers.syringes import loaded_syringe
+from pumpd.drivers import loaded_syringe
 from pumpd.protocols import Library
 from safety.tick import DEFAULT_POLICY
 

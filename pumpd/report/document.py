@@ -20,7 +20,7 @@ from typing import Any
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
-from pumpd.audit.queries import CourseEntry
+from pumpd.audit import CourseEntry
 from pumpd.cli import timeline
 from pumpd.protocols import Library
 from pumpd.report import plots

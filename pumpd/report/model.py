@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from pumpd.audit.chain import EventRecord
-from pumpd.audit.queries import SessionSummary
+from pumpd.audit import EventRecord, SessionSummary
 from pumpd.protocols import LoadedProtocol
 
 

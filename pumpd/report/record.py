@@ -19,9 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from pumpd.audit.chain import EventRecord, Hasher
-from pumpd.audit.queries import EventFilter, iter_events, session_timeline
-from pumpd.audit.verify import verify
+from pumpd.audit import EventFilter, EventRecord, Hasher, iter_events, session_timeline, verify
 from pumpd.db import reader
 from pumpd.protocols import Library, LoadedProtocol, ProtocolFileError, load_library
 from pumpd.report.localtime import parse_utc

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from pumpd.audit.store import utc_text
+from pumpd.audit import utc_text
 from pumpd.clinictime import local_text, parse_utc, zone_or_utc
 from pumpd.clock import Clock
 from pumpd.db import reader

@@ -7,10 +7,10 @@ import os
 import pytest
 import structlog
 
+import pumpd.drivers.priority as priority
 from bench import bench_line
 from bench.report import Report
 from pumpd.daemon import logs
-from pumpd.drivers import priority
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pumpd.audit import migrate
-from pumpd.audit.store import Actor, AuditStore, NewEvent
+from pumpd.audit import Actor, AuditStore, NewEvent, migrate
 from pumpd.central import migrate as central_migrate
 from pumpd.central.forwarder import Forwarder, ForwardSettings, StepResult
 from pumpd.db import make_engine, normalize_url

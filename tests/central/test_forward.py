@@ -13,8 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pumpd.audit.chain import GENESIS_HASH, Hasher, encode_row
-from pumpd.audit.store import NewEvent
+from pumpd.audit import GENESIS_HASH, Hasher, NewEvent, encode_row
 from pumpd.central.forwarder import CentreUnavailable, ForwardConflict
 from pumpd.central.mark import load_mark
 

@@ -13,8 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from pumpd.audit import migrate
-from pumpd.audit.errors import SchemaError
+from pumpd.audit import SchemaError, migrate
 from pumpd.central import migrate as central_migrate
 from pumpd.central.schema import metadata
 from pumpd.cli import daemon as daemon_cli

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from pumpd.audit.store import Actor, NewEvent
+from pumpd.audit import Actor, NewEvent
 
 from .conftest import Centre, Site, drain
 

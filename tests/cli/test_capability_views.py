@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
 
 from pumpd.cli.live import capabilities as cli_caps
 from pumpd.cli.live import render
-from pumpd.drivers import capabilities as driver_caps
-from pumpd.drivers.newera_mapping import capabilities as newera_capabilities
-from pumpd.drivers.profile import load_profile
+from pumpd.drivers import NOT_REPORTED, NewEraConfig, NewEraPumpDriver, load_profile
 from pumpd_board.tiles import PumpView, build_tile
 
-SYRINGE = newera_capabilities(safe_mode=True).as_dict()
+# The record an NE-1000 in Safe mode reports (its driver is built, never connected).
+SYRINGE = NewEraPumpDriver(
+    NewEraConfig(device="/dev/null", address=0, syringe_diameter_mm=Decimal("14.5"))
+).capabilities.as_dict()
 GIP = load_profile("gip-mb1").capability_record.as_dict()
 
 
@@ -34,8 +36,8 @@ def _view(**fields: Any) -> dict[str, Any]:
 
 
 def test_the_client_and_the_daemon_use_the_same_words() -> None:
-    assert cli_caps.NOT_REPORTED == driver_caps.NOT_REPORTED
-    assert driver_caps.NOT_REPORTED == "not reported by this pump"
+    assert cli_caps.NOT_REPORTED == NOT_REPORTED
+    assert NOT_REPORTED == "not reported by this pump"
 
 
 def test_status_says_a_syringe_pump_reports_no_pressure_and_no_battery() -> None:
@@ -99,7 +101,7 @@ def test_the_board_tile_says_not_reported() -> None:
         _view(not_reported=["pressure_downstream_mmhg", "battery_percent"])
     )
     tile = build_tile(syringe, now=now, zone=zone, mask=False)
-    assert (tile.pressure, tile.battery) == (driver_caps.NOT_REPORTED,) * 2
+    assert (tile.pressure, tile.battery) == (NOT_REPORTED,) * 2
     gip = PumpView.model_validate(_view(pressure_downstream_mmhg=12, battery_percent=99))
     tile = build_tile(gip, now=now, zone=zone, mask=False)
     assert (tile.pressure, tile.battery) == ("12 mmHg", "99 %")

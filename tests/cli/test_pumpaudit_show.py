@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from pumpd.audit import migrate
-from pumpd.audit.store import Actor, AuditStore, NewEvent
+from pumpd.audit import Actor, AuditStore, NewEvent, migrate
 from pumpd.cli.pumpaudit import main
 from pumpd.clock import ManualClock, stamp
 from pumpd.db import make_engine

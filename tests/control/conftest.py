@@ -27,16 +27,11 @@ from typing import Any
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.audit import migrate
-from pumpd.audit.chain import EventRecord
-from pumpd.audit.queries import EventFilter, iter_events
-from pumpd.audit.store import AuditStore
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, AuditStore, EventFilter, EventRecord, iter_events, migrate
 from pumpd.clock import ScaledClock
 from pumpd.control import ControlContext, ControlServer, PumpInfo
 from pumpd.controller import ControllerConfig
-from pumpd.drivers.base import PumpUnreachable
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import ModbusConfig, ModbusPumpDriver, PumpUnreachable
 from pumpd.protocols import load_library
 from pumpd.supervisor import Supervisor
 from safety.tick import DEFAULT_POLICY

@@ -21,16 +21,19 @@ from typing import Any
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.audit import migrate
-from pumpd.audit.chain import EventRecord, Hasher
-from pumpd.audit.queries import EventFilter, iter_events
-from pumpd.audit.store import AuditStore
-from pumpd.audit.verify import verify
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import (
+    AsyncAuditWriter,
+    AuditStore,
+    EventFilter,
+    EventRecord,
+    Hasher,
+    iter_events,
+    migrate,
+    verify,
+)
 from pumpd.clock import ScaledClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
-from pumpd.drivers.profile import Profile
+from pumpd.drivers import ModbusConfig, ModbusPumpDriver, Profile
 from pumpd.protocols import Library, LoadedProtocol, load_library
 from pumpd.session import State
 from safety.plan import Order, Patient

@@ -11,7 +11,7 @@ import json
 from pumpsim import registers as reg
 from pumpsim.harness import Fault
 
-from pumpd.audit.chain import EventRecord
+from pumpd.audit import EventRecord
 from pumpd.session import State
 
 from .conftest import Rig, halt, running, session_state, to_infusing, wait_until

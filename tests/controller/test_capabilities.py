@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from session.kvo import kvo_protocol
 
-from pumpd.drivers.profile import Profile, parse_profile
+from pumpd.drivers import Profile, parse_profile
 from pumpd.session import State
 from pumpd.session.errors import CommandRefused
 

@@ -25,9 +25,9 @@ import pytest
 from pumpsim.harness import Fault, Simulator
 from session.kvo import kvo_protocol
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.controller import Controller, PumpNotAnswering
-from pumpd.drivers.base import DriverError
+from pumpd.drivers import DriverError
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import CommandRefused, State
 from safety.plan import Order, Patient

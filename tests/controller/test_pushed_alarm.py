@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.audit.queries import EventFilter, iter_events
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, EventFilter, iter_events
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
 from safety.plan import Order, Patient
 from safety.vitals import VitalsReading

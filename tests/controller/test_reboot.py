@@ -20,7 +20,7 @@ from pumpsim import registers as reg
 
 from pumpd.controller import Controller
 from pumpd.controller.translate import ml_text
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import ModbusConfig, ModbusPumpDriver
 from pumpd.recovery import last_checkpoint
 from pumpd.session import State
 from pumpd.supervisor import Supervisor

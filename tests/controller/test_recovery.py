@@ -12,8 +12,7 @@ from pumpsim.harness import Fault
 
 from pumpd.clock import Clock, ScaledClock, stamp
 from pumpd.controller import Controller
-from pumpd.drivers.base import Command, PumpProgram
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import Command, ModbusConfig, ModbusPumpDriver, PumpProgram
 from pumpd.recovery import last_checkpoint, rebuild
 from pumpd.session import State
 from pumpd.supervisor import Supervisor

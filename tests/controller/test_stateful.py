@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pumpsim.harness import Simulator
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.controller import Controller, ControllerError
 from pumpd.session import SessionError, State
 from safety.plan import Order, Patient

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import pytest
 
-from pumpd.control.context import ControlContext
+from pumpd.control import ControlContext
 from pumpd.control.views import pump_view
 from pumpd.controller import Controller
 from pumpd.session import State

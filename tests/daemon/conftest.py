@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.audit.chain import EventRecord
-from pumpd.audit.queries import EventFilter, iter_events
+from pumpd.audit import EventFilter, EventRecord, iter_events
 from pumpd.config import load_config
 from pumpd.controller import Controller
 from pumpd.daemon.app import Daemon

@@ -17,10 +17,7 @@ import pytest
 from pumpsim.registers import State as PumpState
 from sqlalchemy import Engine, event
 
-from pumpd.audit.chain import Hasher
-from pumpd.audit.spool import SpoolError
-from pumpd.audit.store import Actor, NewEvent
-from pumpd.audit.verify import verify
+from pumpd.audit import Actor, Hasher, NewEvent, SpoolError, verify
 from pumpd.cli.client import Client
 from pumpd.config import load_config
 from pumpd.daemon.app import Daemon

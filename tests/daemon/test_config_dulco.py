@@ -10,7 +10,7 @@ import pytest
 
 from pumpd.config import ConfigError, DaemonConfig, parse_config
 from pumpd.daemon.app import make_driver
-from pumpd.drivers.regmap_driver import RegisterMapDriver
+from pumpd.drivers import RegisterMapDriver
 
 EXAMPLE = """
 [[pump]]

@@ -9,7 +9,7 @@ import pytest
 
 from pumpd.config import ConfigError, DaemonConfig, parse_config
 from pumpd.daemon.app import controller_config, make_driver
-from pumpd.drivers.newera import NewEraPumpDriver
+from pumpd.drivers import NewEraPumpDriver
 from safety.syringe import SyringeCapacity
 
 EXAMPLE = """

@@ -17,8 +17,7 @@ import pytest
 from pumpsim.harness import Simulator
 from pumpsim.registers import State as PumpState
 
-from pumpd.audit.chain import Hasher
-from pumpd.audit.verify import verify
+from pumpd.audit import Hasher, verify
 from pumpd.config import load_config
 from pumpd.daemon.app import Daemon, StartupError, library_sha256
 from pumpd.daemon.notify import Notifier

@@ -19,9 +19,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from pumpd.audit.errors import KeyFileError
-from pumpd.audit.heads import read_heads
-from pumpd.audit.keys import generate_key_file
+from pumpd.audit import KeyFileError, generate_key_file, read_heads
 from pumpd.cli.live import render
 from pumpd.cli.pumpaudit import main as pumpaudit
 from pumpd.control.views import pump_view

@@ -26,10 +26,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy import Engine, event, text
 
-from pumpd.audit import migrate
-from pumpd.audit.chain import Hasher
-from pumpd.audit.store import Actor, AuditStore, NewEvent
-from pumpd.audit.verify import verify
+from pumpd.audit import Actor, AuditStore, Hasher, NewEvent, migrate, verify
 from pumpd.db import make_engine, normalize_url
 
 PG_ENV = "PUMPD_TEST_PG_URL"

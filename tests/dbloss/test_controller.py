@@ -27,9 +27,7 @@ from controller.test_faults import PAUSE, intents_precede_commands
 from pumpsim.harness import Fault, Simulator
 from sqlalchemy import event
 
-from pumpd.audit import migrate
-from pumpd.audit.store import AuditStore
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, AuditStore, migrate
 from pumpd.clock import ScaledClock
 from pumpd.controller import AuditUnavailable
 from pumpd.db import make_engine

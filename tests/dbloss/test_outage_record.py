@@ -10,8 +10,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from pumpd.audit.errors import AuditWriteFailed
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, AuditWriteFailed
 from pumpd.db import make_engine
 
 from .conftest import Db, fill, note, tmpfs, wait_until

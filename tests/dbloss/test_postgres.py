@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 
 from .conftest import Db, postgres_stopped, require_postgres, wait_until
 from .test_sqlite import TASKS, _burst, check_drained

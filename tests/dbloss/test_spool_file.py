@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pumpd.audit.spool import Spool, SpoolCorrupt, SpoolError, SpoolMismatch
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter, Spool, SpoolCorrupt, SpoolError, SpoolMismatch
 
 from .conftest import Db, note, wait_until
 

@@ -9,11 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pumpd.audit import migrate
-from pumpd.audit.chain import EventRecord
-from pumpd.audit.errors import AuditWriteFailed
-from pumpd.audit.spool import Spool
-from pumpd.audit.writer import AsyncAuditWriter, Receipt
+from pumpd.audit import AsyncAuditWriter, AuditWriteFailed, EventRecord, Receipt, Spool, migrate
 
 from .conftest import Db, fill, note, tmpfs, wait_until
 

@@ -22,8 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pumpd.drivers.base import ProfileError
-from pumpd.drivers.profile import Profile, load_profile, parse_profile
+from pumpd.drivers import Profile, ProfileError, load_profile, parse_profile
 from pumpd.protocols import LoadedProtocol, ProtocolFileError, load_protocol_file
 
 from .budget import examples

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pumpd.audit import migrate
-from pumpd.audit.store import Actor, AuditStore, NewEvent
+from pumpd.audit import Actor, AuditStore, NewEvent, migrate
 from soak import invariants
 from soak.evidence import Evidence, Life, Sample, SimCommand, read_audit
 

@@ -17,8 +17,7 @@ from decimal import Decimal
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.drivers.base import PumpProgram, PumpStatus, PumpUnreachable
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import ModbusConfig, ModbusPumpDriver, PumpProgram, PumpStatus, PumpUnreachable
 
 TIME_SCALE = 60.0
 START, PAUSE, STOP, PRIME = 1, 2, 3, 4

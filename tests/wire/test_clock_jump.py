@@ -32,7 +32,7 @@ from controller.conftest import (
 )
 from pumpsim.harness import Simulator
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import Clock, ScaledClock
 from pumpd.controller import Controller
 from pumpd.session import CommandRefused, State

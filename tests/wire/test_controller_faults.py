@@ -29,10 +29,10 @@ from controller.conftest import (
 )
 from pumpsim.harness import Fault, Simulator
 
-from pumpd.audit.writer import AsyncAuditWriter
+from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import ScaledClock
 from pumpd.controller import Controller
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers import ModbusConfig, ModbusPumpDriver
 from pumpd.session import State
 from safety.plan import Order, Patient
 from safety.tick import DEFAULT_POLICY

@@ -11,8 +11,7 @@ from pumpsim.errors import FaultParameterError
 from pumpsim.faults import LINK_FAULTS, Fault
 from pumpsim.harness import Simulator
 
-from pumpd.drivers.base import Command, CommandUncertain
-from pumpd.drivers.modbus import ModbusPumpDriver
+from pumpd.drivers import Command, CommandUncertain, ModbusPumpDriver
 
 from .conftest import START, commands, program, rtu_config
 

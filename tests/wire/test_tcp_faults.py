@@ -12,14 +12,14 @@ import time
 import pytest
 from pumpsim.harness import Fault, Simulator
 
-from pumpd.drivers.base import (
+from pumpd.drivers import (
     Command,
     CommandResult,
     CommandUncertain,
+    ModbusPumpDriver,
     PumpState,
     PumpUnreachable,
 )
-from pumpd.drivers.modbus import ModbusPumpDriver
 
 from .conftest import START, commands, program, read_when_back, tcp_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pumpd.audit.queries import patient_course
+from pumpd.audit import patient_course
 from pumpd.cli.audit.events import _json_array
 from pumpd.cli.audit.group import _connection, _json, _site, _UsageFailure, main
 from pumpd.cli.audit.listing import _lines

@@ -11,9 +11,10 @@ from typing import Any, TextIO
 
 import click
 
-from pumpd.audit.chain import COLUMNS, EventRecord
-from pumpd.audit.queries import (
+from pumpd.audit import (
+    COLUMNS,
     EventFilter,
+    EventRecord,
     SessionSummary,
     iter_events,
     iter_sessions,

@@ -12,9 +12,7 @@ from rich.console import Console
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.audit import migrate
-from pumpd.audit.errors import AuditError
-from pumpd.audit.queries import QueryInputError, parse_time
+from pumpd.audit import AuditError, QueryInputError, migrate, parse_time
 from pumpd.central import migrate as central_migrate
 from pumpd.central.verify import UnknownSite, check_site, narrow_to_site
 from pumpd.db import DatabaseUrlError, make_engine, url_from_env

@@ -12,9 +12,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.audit.chain import Hasher, load_key
-from pumpd.audit.errors import AuditError
-from pumpd.audit.queries import build_report
+from pumpd.audit import AuditError, Hasher, build_report, load_key
 from pumpd.cli.audit.group import (
     _connection,
     _DatabaseFailure,

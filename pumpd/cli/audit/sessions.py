@@ -8,12 +8,7 @@ from typing import Any
 
 import click
 
-from pumpd.audit.queries import (
-    SessionSummary,
-    iter_sessions,
-    patient_course,
-    session_timeline,
-)
+from pumpd.audit import SessionSummary, iter_sessions, patient_course, session_timeline
 from pumpd.cli import timeline
 from pumpd.cli.audit.events import _event_json, _json_array
 from pumpd.cli.audit.group import _connection, _json, _since, _site, _until, _UsageFailure, main

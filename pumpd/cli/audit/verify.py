@@ -13,11 +13,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from pumpd.audit.chain import Hasher, load_key
-from pumpd.audit.checkpoint import parse_checkpoint
-from pumpd.audit.errors import AuditError
-from pumpd.audit.heads import read_heads
-from pumpd.audit.verify import verify
+from pumpd.audit import AuditError, Hasher, load_key, parse_checkpoint, read_heads, verify
 from pumpd.central.verify import central_findings
 from pumpd.cli.audit.group import EXIT_BROKEN, _DatabaseFailure, _json, _site, _UsageFailure, main
 

@@ -26,9 +26,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from pypdf import PdfReader
 
-from pumpd.audit.chain import Hasher
-from pumpd.audit.queries import EventFilter, iter_events
-from pumpd.audit.verify import verify
+from pumpd.audit import EventFilter, Hasher, iter_events, verify
 from pumpd.db import make_engine
 from pumpd.report import document, plots
 from pumpd.report.model import SessionRecord
@@ -307,7 +305,7 @@ def test_course_pdf_holds_each_sessions_mg_per_kg(
 
     engine = make_engine(recorded.database, read_only=True)
     try:
-        from pumpd.audit.queries import patient_course
+        from pumpd.audit import patient_course
         from pumpd.report.record import dosing_weights
 
         with engine.connect() as conn:

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from pumpd.audit.chain import EventRecord
+from pumpd.audit import EventRecord
 from pumpd.audit.spool import SpoolConflict, SpoolEntry, already_stored
 from pumpd.audit.store import Stamped
 
