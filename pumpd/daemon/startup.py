@@ -404,9 +404,7 @@ class DaemonStartup(DaemonReload):
             log.info("watchdog: pings resumed", reason=verdict.reason)
             return
         log.error("watchdog: pings withheld", reason=verdict.reason, stale=list(verdict.stale))
-        self._tasks.append(
-            asyncio.create_task(self._announce("watchdog.withheld", verdict.reason))
-        )
+        self._tasks.append(asyncio.create_task(self._announce("watchdog.withheld", verdict.reason)))
         self._update_status()
 
 
