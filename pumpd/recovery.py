@@ -8,7 +8,6 @@ controller then reads the pump and reconciles (:meth:`Controller.recover`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy import Engine
 
 from pumpd.audit import EventFilter, newest_event
 from pumpd.clock import Stamp
+from pumpd.controller import CheckpointAccounting, CheckpointRecord, CheckpointUnreadable
 from pumpd.db import reader
 from pumpd.protocols import Library
 from pumpd.session import Session
@@ -31,7 +31,7 @@ class Checkpoint:
     session_id: str
     state: str
     snapshot: dict[str, Any]
-    accounting: dict[str, Any] | None
+    accounting: CheckpointAccounting
 
 
 def last_checkpoint(engine: Engine, pump_id: str) -> Checkpoint | None:
@@ -43,13 +43,16 @@ def last_checkpoint(engine: Engine, pump_id: str) -> Checkpoint | None:
         newest = newest_event(conn, EventFilter(pump=pump_id, event_type="session.checkpointed"))
     if newest is None:
         return None
-    payload = json.loads(newest.payload)
+    try:
+        record = CheckpointRecord.read(newest.payload)
+    except CheckpointUnreadable as exc:
+        raise RecoveryError(f"checkpoint {newest.seq}: {exc}") from exc
     return Checkpoint(
         seq=newest.seq,
         session_id=newest.session_id or "",
-        state=str(payload["state"]),
-        snapshot=payload["snapshot"],
-        accounting=payload.get("accounting"),
+        state=record.state,
+        snapshot=record.snapshot,
+        accounting=record.accounting,
     )
 
 

@@ -41,11 +41,9 @@ class Supervisor:
         await ctl.attach()
         checkpoint = await asyncio.to_thread(last_checkpoint, self._engine, config.pump_id)
         session = None
-        accounting = None
         if checkpoint is not None:
             session = rebuild(checkpoint, self._library, stamp(self._clock))
-            accounting = checkpoint.accounting
-        await ctl.recover(session, accounting)
+        await ctl.recover(session, None if checkpoint is None else checkpoint.accounting)
         self._controllers[config.pump_id] = ctl
         self._tasks[config.pump_id] = asyncio.create_task(
             ctl.run(), name=f"controller-{config.pump_id}"

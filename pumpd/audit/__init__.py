@@ -42,11 +42,13 @@ from pumpd.audit.queries import (
 from pumpd.audit.spool import Spool, SpoolCorrupt, SpoolError, SpoolMismatch
 from pumpd.audit.store import Actor, AuditStore, NewEvent, prepare, utc_text
 from pumpd.audit.verify import verify
+from pumpd.audit.vocabulary import TEXT_MAX_CHARS
 from pumpd.audit.writer import AsyncAuditWriter, Receipt
 
 __all__ = [
     "COLUMNS",
     "GENESIS_HASH",
+    "TEXT_MAX_CHARS",
     "Actor",
     "AsyncAuditWriter",
     "AuditError",

@@ -87,6 +87,7 @@ from pumpd.audit.supervision_events import (
 )
 from pumpd.audit.vocabulary import (
     ActorRole,
+    BoundedText,
     Code,
     DecimalText,
     NonNegDecimal,
@@ -94,7 +95,6 @@ from pumpd.audit.vocabulary import (
     PersonName,
     PumpCommand,
     Sha256Hex,
-    Text,
 )
 
 # -- the catalogue ----------------------------------------------------------------------
@@ -246,6 +246,7 @@ __all__ = [
     "ActorRole",
     "AlarmAcknowledged",
     "AlarmRaised",
+    "BoundedText",
     "ChainCheckpointed",
     "ChainKeyChanged",
     "Code",
@@ -306,7 +307,6 @@ __all__ = [
     "StaffPinRefused",
     "StaffRegistered",
     "SupervisionRecord",
-    "Text",
     "UtcText",
     "VitalsRecorded",
     "canonical_json",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pumpd.audit.vocabulary import Code, Payload, PersonName, Text
+from pumpd.audit.vocabulary import BoundedText, Code, Payload, PersonName
 
 Method = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]*$", max_length=80)]
 StaffId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)]
@@ -21,8 +21,8 @@ class ControlRequest(Payload):
     uid: Annotated[int, Field(ge=0)]
     roles: list[Code] = Field(default_factory=list)
     outcome_code: Code
-    message: Text | None = None
-    note: Text | None = None
+    message: BoundedText | None = None
+    note: BoundedText | None = None
     """The person's own words (a pause reason) when ``message`` is the refusal."""
 
 
@@ -65,7 +65,7 @@ class StaffChanged(Payload):
 
     staff_id: StaffId
     change: Code
-    detail: Text | None = None
+    detail: BoundedText | None = None
 
 
 class StaffLogin(Payload):
@@ -97,7 +97,7 @@ class ServiceNotice(Payload):
     """The daemon's own announcements (SIGTERM pausing infusions, watchdog trouble)."""
 
     notice_code: Code
-    message: Text
+    message: BoundedText
 
 
 class SpoolDrained(Payload):
@@ -113,4 +113,4 @@ class SpoolDrained(Payload):
     duration_ms: Annotated[int, Field(ge=0)]
     spooled_events: Annotated[int, Field(ge=0)]
     refused_events: Annotated[int, Field(ge=0)]
-    reason: Text
+    reason: BoundedText

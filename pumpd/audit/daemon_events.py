@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from pumpd.audit.vocabulary import Code, Payload, Sha256Hex, Text
+from pumpd.audit.vocabulary import BoundedText, Code, Payload, Sha256Hex
 
 
 class PumpConnected(Payload):
@@ -21,12 +21,12 @@ class PumpConnected(Payload):
     serial_number: Annotated[str, Field(max_length=80)] | None = None
     capabilities: dict[str, Any] | None = None
     not_reported: list[Code] = Field(default_factory=list)
-    detail: Text | None = None
+    detail: BoundedText | None = None
 
 
 class PumpUnreachable(Payload):
     error_code: Code
-    detail: Text
+    detail: BoundedText
     unreachable_ms: Annotated[int, Field(ge=0)]
 
 
@@ -35,12 +35,12 @@ class PumpRiskAccepted(Payload):
     a watchdog of its own), recorded at every program and start that relies on it."""
 
     reason_code: Code
-    detail: Text
+    detail: BoundedText
     config_key: Annotated[str, Field(min_length=1, max_length=80)]
 
 
 class PumpRebooted(Payload):
-    detail: Text
+    detail: BoundedText
     uptime_s: Annotated[int, Field(ge=0)] | None = None
 
 
@@ -71,7 +71,7 @@ class DaemonRecovered(Payload):
     """Start-up found work left by a previous run (open sessions, uncertain commands)."""
 
     open_sessions: list[Annotated[str, Field(min_length=1, max_length=80)]]
-    detail: Text
+    detail: BoundedText
 
 
 class ConfigLoaded(Payload):

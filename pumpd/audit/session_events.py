@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from pumpd.audit.vocabulary import (
+    BoundedText,
     Code,
     DecimalText,
     NonNegDecimal,
@@ -15,7 +16,6 @@ from pumpd.audit.vocabulary import (
     PersonName,
     PumpCommand,
     Sha256Hex,
-    Text,
 )
 
 
@@ -47,7 +47,7 @@ class OverriddenVerdict(Payload):
     """One soft verdict an override answers, with the figures the approver was shown."""
 
     code: Code
-    message: Text
+    message: BoundedText
     value: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     limit: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     unit: Annotated[str, Field(min_length=1, max_length=20)] | None = None
@@ -62,7 +62,7 @@ class OverrideGranted(Payload):
 
     verdict_codes: Annotated[list[Code], Field(min_length=1)]
     reason_code: Code
-    reason: Text
+    reason: BoundedText
     approved_by: PersonName
     witness: PersonName | None = None
     verdicts: Annotated[list[OverriddenVerdict], Field(max_length=32)] | None = None
@@ -91,7 +91,7 @@ class SupervisionRecord(Payload):
     comm_timeout_ms: Annotated[int, Field(gt=0)]
     max_delivery_ms: Annotated[int, Field(gt=0)] | None = None
     pause_stop_after_ms: Annotated[int, Field(ge=0)]
-    provenance: list[Text] = Field(default_factory=list)
+    provenance: list[BoundedText] = Field(default_factory=list)
 
 
 class SessionStarted(Payload):
@@ -108,7 +108,7 @@ class SessionPaused(Payload):
     sentence for a pause it demanded; absent when no words were given."""
 
     reason_code: Code
-    reason: Text | None = None
+    reason: BoundedText | None = None
     delivered_volume_ul: Annotated[int, Field(ge=0)]
 
 
@@ -121,7 +121,7 @@ class SessionContinued(Payload):
     pump is commanded): the nurse's reason, the kernel's rule, what had interrupted it, and
     the remaining volume from the independent account."""
 
-    reason: Text
+    reason: BoundedText
     rule: Code
     interrupted_by: Annotated[list[Code], Field(min_length=1)]
     remaining_volume_ul: Annotated[int, Field(gt=0)]
@@ -132,7 +132,7 @@ class SessionContinued(Payload):
 class SessionEnded(Payload):
     """A nurse ended an interrupted infusion instead of continuing it; observation follows."""
 
-    reason: Text
+    reason: BoundedText
     rule: Code
     interrupted_by: list[Code] = Field(default_factory=list)
     delivered_volume_ul: Annotated[int, Field(ge=0)]
@@ -142,7 +142,7 @@ class SessionStopped(Payload):
     """Ended before the plan was complete (nurse, interlock or fault)."""
 
     reason_code: Code
-    reason: Text | None = None
+    reason: BoundedText | None = None
     delivered_volume_ul: Annotated[int, Field(ge=0)]
     delivered_dose_mg: NonNegDecimal
 
@@ -164,13 +164,13 @@ class ObservationEnded(Payload):
 class PatientDischarged(Payload):
     discharged_by: PersonName
     criteria_met: list[Code] = Field(default_factory=list)
-    note: Text | None = None
+    note: BoundedText | None = None
 
 
 class SessionAdjusted(Payload):
     """A confirmed adjustment of the remaining infusion (two steps, GIP 2.1.1)."""
 
-    reason: Text
+    reason: BoundedText
     rate_ml_h: Annotated[DecimalText, Field(gt=0)]
     volume_ul: Annotated[int, Field(gt=0)]
 
@@ -178,7 +178,7 @@ class SessionAdjusted(Payload):
 class NoteRecorded(Payload):
     """A nurse's free-text note on the session (the session machine's ``note`` command)."""
 
-    text: Text
+    text: BoundedText
 
 
 class SessionCheckpointed(Payload):
@@ -198,7 +198,7 @@ class CommandRequested(Payload):
     rate_ml_h: NonNegDecimal | None = None
     volume_ul: Annotated[int, Field(ge=0)] | None = None
     reason_codes: list[Code] = Field(default_factory=list)
-    reason: Text | None = None
+    reason: BoundedText | None = None
 
 
 class CommandConfirmed(Payload):
@@ -212,10 +212,10 @@ class CommandUncertain(Payload):
     """The command went out but the pump's answer does not prove the outcome."""
 
     command: PumpCommand
-    detail: Text
+    detail: BoundedText
 
 
 class CommandFailed(Payload):
     command: PumpCommand
     error_code: Code
-    detail: Text
+    detail: BoundedText

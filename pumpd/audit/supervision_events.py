@@ -7,24 +7,24 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pumpd.audit.vocabulary import Code, Payload, Text
+from pumpd.audit.vocabulary import BoundedText, Code, Payload
 
 
 class AlarmRaised(Payload):
     alarm_code: Code
     priority: Literal["low", "medium", "high"]
     source: Literal["pump", "kernel", "vitals", "daemon"]
-    message: Text
+    message: BoundedText
 
 
 class AlarmAcknowledged(Payload):
     alarm_code: Code
-    note: Text | None = None
+    note: BoundedText | None = None
 
 
 class ReminderIssued(Payload):
     reminder_code: Code
-    message: Text
+    message: BoundedText
     priority: Literal["low", "medium", "high"] | None = None
 
 
@@ -43,4 +43,4 @@ class InterlockTriggered(Payload):
 
     action: Literal["pause", "stop", "alarm", "refuse_start", "refuse_command"]
     reason_codes: Annotated[list[Code], Field(min_length=1)]
-    detail: Text | None = None
+    detail: BoundedText | None = None

@@ -1,7 +1,8 @@
 """What every audit payload is built from: the base model (strict, frozen, no extra keys), the
-constrained field types (texts bounded, codes in lower snake case, quantities as Decimal text,
-never floats) and the enums of the log (``PumpCommand``, ``ActorRole``). Defined here, at the
-bottom, so the session, the controller and the catalogue share one vocabulary."""
+constrained field types (free text cut to its bound with a marker, codes in lower snake
+case, quantities as Decimal text, never floats) and the enums of the log (``PumpCommand``,
+``ActorRole``). Defined here, at the bottom, so the session, the controller and the
+catalogue share one vocabulary."""
 
 from __future__ import annotations
 
@@ -33,7 +34,26 @@ DecimalText = Annotated[
 """A Decimal quantity, stored and hashed as its plain string form (``"0.50"``)."""
 
 NonNegDecimal = Annotated[DecimalText, Field(ge=0)]
-Text = Annotated[str, Field(min_length=1, max_length=500)]
+TEXT_MAX_CHARS = 500
+"""The longest free text a payload holds (a reason, a message, a detail, a note)."""
+
+
+def _bounded(value: Any) -> Any:
+    """Free text over :data:`TEXT_MAX_CHARS` cut to fit, with a visible marker and the
+    original length. Refusing it instead would fail the event, and a stop or an alarm must
+    be recorded whatever words came with it (fail-safe); the cut is on record, never
+    silent."""
+    if isinstance(value, str) and len(value) > TEXT_MAX_CHARS:
+        marker = f"… [cut: {len(value)} characters]"
+        return value[: TEXT_MAX_CHARS - len(marker)] + marker
+    return value
+
+
+BoundedText = Annotated[
+    str, Field(min_length=1, max_length=TEXT_MAX_CHARS), BeforeValidator(_bounded)
+]
+"""Free text, bounded by the model itself at construction (see :func:`_bounded`): no
+caller has to remember to cut it. Empty text is still refused."""
 Code = Annotated[str, Field(pattern=r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$", max_length=120)]
 """A lower-case identifier, dotted by level; hyphens allowed (protocol ids such as
 ``ketamine-trd-standard``)."""

@@ -18,11 +18,10 @@ from decimal import Decimal
 from typing import Any, Final
 
 from pumpd.audit import EventRecord
+from pumpd.controller import CheckpointRecord, CheckpointUnreadable
 
 CHECKPOINT: Final = "session.checkpointed"
 """The recovery snapshots: listed only on request (``pumpaudit show --checkpoints``)."""
-
-_CHECKPOINT_FIGURES: Final = ("expected_ul", "pump_counter_ul", "delivery_elapsed_ms")
 
 
 def _value(value: Any) -> str:
@@ -48,9 +47,18 @@ def _pairs(payload: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
 
 
 def _checkpoint(payload: Mapping[str, Any]) -> str:
-    accounting = payload.get("accounting") or {}
     figures = [f"state={_value(payload.get('state'))}"]
-    figures += [f"{k}={_value(accounting[k])}" for k in _CHECKPOINT_FIGURES if k in accounting]
+    try:
+        record = CheckpointRecord.read(payload)
+    except CheckpointUnreadable as exc:
+        return f"{figures[0]} (unreadable recovery snapshot: {exc}; --json has it whole)"
+    accounting = record.accounting
+    if accounting.expected_ul is not None:
+        figures.append(f"expected_ul={accounting.expected_ul}")
+    if accounting.pump is not None:
+        figures.append(f"pump_counter_ul={accounting.pump.counter_ul}")
+    if accounting.delivery_elapsed_ms is not None:
+        figures.append(f"delivery_elapsed_ms={accounting.delivery_elapsed_ms}")
     return " ".join(figures) + " (recovery snapshot; --json has it whole)"
 
 

@@ -163,9 +163,9 @@ class Dispatcher:
             "outcome_code": outcome,
         }
         if message:
-            payload["message"] = message[:500]
+            payload["message"] = message
         if note and note != message:
-            payload["note"] = note[:500]
+            payload["note"] = note
         self.svc.recorder.submit(NewEvent("control.request.served", payload, call.actor()))
 
     def _read(self, peer: Peer, call: Call, method: str, params: dict[str, Any]) -> None:

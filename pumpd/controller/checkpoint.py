@@ -12,9 +12,10 @@ counter meanwhile, and may the expected volume be carried across the downtime.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pumpd.audit.catalogue import SessionCheckpointed
@@ -25,6 +26,41 @@ from safety.pump import restart_evidence_of
 
 from .accounting import UL_PER_S_PER_ML_H, VolumeAccount
 from .config import ControllerConfig
+
+
+class CheckpointUnreadable(ValueError):
+    """A stored ``session.checkpointed`` payload that is no checkpoint pumpd ever wrote: the
+    message names the key, so a report or a recovery says what is wrong, not ``KeyError``."""
+
+
+_NO_DEFAULT: Any = object()
+
+
+def _whole(data: Mapping[str, Any], key: str, default: int = _NO_DEFAULT) -> int:
+    if key not in data:
+        if default is _NO_DEFAULT:
+            raise CheckpointUnreadable(f"accounting.{key} is missing")
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise CheckpointUnreadable(f"accounting.{key} is {value!r}, not a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise CheckpointUnreadable(f"accounting.{key} is {value!r}, not a whole number") from None
+
+
+def _decimal(data: Mapping[str, Any], key: str) -> Decimal:
+    if key not in data:
+        raise CheckpointUnreadable(f"accounting.{key} is missing")
+    value = data[key]
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if isinstance(value, bool) or not number.is_finite():
+        raise CheckpointUnreadable(f"accounting.{key} is {value!r}, not a number")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +143,24 @@ class PumpRecord:
 @dataclass(frozen=True, slots=True)
 class CheckpointAccounting:
     """The ``accounting`` of a ``session.checkpointed``: the account (None before the
-    start) and the pump's figures (None when it had not been read)."""
+    start) and the pump's figures (None when it had not been read).
+
+    ``expected_ul`` and ``delivery_elapsed_ms`` are the account's, for the report and the
+    timeline; they are also read from an accounting that has them without the rest of an
+    account (no ``volume_at_start_ul``): recovery cannot carry such an account, and takes
+    the checkpoint as written before the start, as it always did, but its figures are
+    still shown.
+    """
 
     account: AccountRecord | None
     pump: PumpRecord | None
+    expected_ul: int | None = None
+    delivery_elapsed_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.account is not None:
+            object.__setattr__(self, "expected_ul", self.account.expected_ul)
+            object.__setattr__(self, "delivery_elapsed_ms", self.account.delivery_elapsed_ms)
 
     def as_dict(self) -> dict[str, Any] | None:
         """The payload's ``accounting``: the account's keys, then the pump's."""
@@ -135,24 +185,41 @@ class CheckpointAccounting:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> CheckpointAccounting:
-        data = data or {}
+        """The ``accounting`` of a stored checkpoint, of any shape pumpd has written.
+
+        The first checkpoints had neither ``delivered_before_ul`` (no pump restart was
+        counted), ``at_utc`` (no downtime bridged) nor ``pump_last_cmd_seq`` (0: no command
+        number known); those read as the defaults. No account keys: written before the start;
+        no pump keys: the pump had not been read. Anything else that is not a figure is
+        :class:`CheckpointUnreadable`, naming the key.
+        """
+        if data is None:
+            return cls(None, None)
+        if not isinstance(data, Mapping):
+            raise CheckpointUnreadable(f"accounting is {type(data).__name__}, not an object")
         account = None
         if "volume_at_start_ul" in data:
             raw_at = data.get("at_utc")
             account = AccountRecord(
-                volume_at_start_ul=int(data["volume_at_start_ul"]),
-                delivered_before_ul=int(data.get("delivered_before_ul", 0)),
-                rate_ml_h=Decimal(str(data["rate_ml_h"])),
-                expected_ul=int(data["expected_ul"]),
-                delivery_elapsed_ms=int(data["delivery_elapsed_ms"]),
+                volume_at_start_ul=_whole(data, "volume_at_start_ul"),
+                delivered_before_ul=_whole(data, "delivered_before_ul", 0),
+                rate_ml_h=_decimal(data, "rate_ml_h"),
+                expected_ul=_whole(data, "expected_ul"),
+                delivery_elapsed_ms=_whole(data, "delivery_elapsed_ms"),
                 at_utc=raw_at if isinstance(raw_at, str) else None,
             )
-        pump = PumpRecord(
-            int(data.get("pump_counter_ul", 0)),
-            int(data.get("pump_uptime_s", 0)),
-            int(data.get("pump_last_cmd_seq", 0)),
-        )
-        return cls(account, pump)
+        figures = [
+            None if key not in data else _whole(data, key)
+            for key in ("expected_ul", "delivery_elapsed_ms")
+        ]
+        pump = None
+        if "pump_counter_ul" in data:
+            pump = PumpRecord(
+                _whole(data, "pump_counter_ul"),
+                _whole(data, "pump_uptime_s", 0),
+                _whole(data, "pump_last_cmd_seq", 0),
+            )
+        return cls(account, pump, *figures)
 
     @property
     def last_pump(self) -> PumpRecord:
@@ -198,6 +265,35 @@ class CheckpointAccounting:
         if not 0 <= bridge_s <= limit_s:
             return None
         return bridge_s
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """A stored ``session.checkpointed`` read back: the session's state and snapshot (the
+    session's own business, :meth:`Session.restore`) and the typed accounting."""
+
+    state: str
+    snapshot: dict[str, Any]
+    accounting: CheckpointAccounting
+
+    @classmethod
+    def read(cls, payload: str | Mapping[str, Any]) -> CheckpointRecord:
+        """The one reading of a stored payload (its JSON text, or that text parsed) for
+        recovery, the report and the timeline; :class:`CheckpointUnreadable` if it is not
+        one."""
+        if isinstance(payload, str):
+            try:
+                payload = json.loads(payload)
+            except ValueError as exc:
+                raise CheckpointUnreadable(f"payload is not JSON: {exc}") from None
+        if not isinstance(payload, Mapping):
+            raise CheckpointUnreadable(f"payload is {type(payload).__name__}, not an object")
+        state, snapshot = payload.get("state"), payload.get("snapshot")
+        if not isinstance(state, str):
+            raise CheckpointUnreadable(f"state is {state!r}, not a session state")
+        if not isinstance(snapshot, dict):
+            raise CheckpointUnreadable("snapshot is missing or not an object")
+        return cls(state, snapshot, CheckpointAccounting.from_dict(payload.get("accounting")))
 
 
 def bridge_limit_s(config: ControllerConfig) -> float:

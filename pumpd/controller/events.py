@@ -2,8 +2,8 @@
 
 A payload is a model of ``pumpd/audit/catalogue.py`` from the moment it is made, so an
 event can never turn out invalid after the fact: a malformed one is a bug that raises
-where it is built, before anything is queued. Free text is bounded to the catalogue's
-limit here, in one place (:func:`bounded`), never by its callers.
+where it is built, before anything is queued. Free text is bounded by the catalogue's
+models themselves (``BoundedText``: cut with a marker), never by their callers.
 
 The builder decides nothing: it turns a session step (and the facts the controller holds
 about it: the delivered volume, the nurse's words, the alarms' correlation ids) into the
@@ -57,22 +57,13 @@ from safety.verdicts import Severity, Verdict
 from .executor import Outcome, Result
 from .journal import Journal, actor_for, code_of, dose_mg, new_correlation
 
-TEXT_MAX = 500
-"""The catalogue's bound on free text (``catalogue.Text``)."""
-
 Priority3 = Literal["low", "medium", "high"]
 Source = Literal["pump", "kernel", "vitals", "daemon"]
 
 
-def bounded(text: str, fallback: str = "") -> str:
-    """Free text as the catalogue takes it: at most :data:`TEXT_MAX` characters, and
-    ``fallback`` for none."""
-    return text[:TEXT_MAX] or fallback
-
-
 def words(text: str | None) -> str | None:
-    """A person's words as the audit record takes them: trimmed, bounded, or None."""
-    return bounded((text or "").strip()) or None
+    """A person's words as the audit record takes them: trimmed, or None."""
+    return (text or "").strip() or None
 
 
 def _ms(seconds: float) -> int:
@@ -93,7 +84,7 @@ def supervision_record(limits: SupervisionLimits) -> SupervisionRecord:
         rate_settle_ms=_ms(limits.rate_settle_s),
         comm_timeout_ms=_ms(limits.comm_timeout_s),
         pause_stop_after_ms=_ms(limits.pause_stop_after_s),
-        provenance=[bounded(line) for line in limits.provenance],
+        provenance=list(limits.provenance),
         max_delivery_ms=None if limits.max_delivery_s is None else _ms(limits.max_delivery_s),
     )
 
@@ -153,7 +144,7 @@ class EventBuilder:
         return self.daemon(
             "pump.unreachable",
             PumpUnreachable(
-                error_code="read_failed", detail=bounded(detail, "no reply"), unreachable_ms=0
+                error_code="read_failed", detail=detail or "no reply", unreachable_ms=0
             ),
         )
 
@@ -163,7 +154,7 @@ class EventBuilder:
             InterlockTriggered(
                 action=cast(Literal["pause", "stop"], action),
                 reason_codes=codes,
-                detail=bounded(detail),
+                detail=detail,
             ),
             session=s,
         )
@@ -183,7 +174,7 @@ class EventBuilder:
                 alarm_code=code,
                 priority=cast(Priority3, priority),
                 source=cast(Source, source),
-                message=bounded(message),
+                message=message,
             ),
             session=s,
             correlation_id=correlation_id,
@@ -203,9 +194,7 @@ class EventBuilder:
     def reminder(self, s: Session, code: str, message: str, priority: str) -> NewEvent:
         return self.daemon(
             "reminder.issued",
-            ReminderIssued(
-                reminder_code=code, message=bounded(message), priority=cast(Priority3, priority)
-            ),
+            ReminderIssued(reminder_code=code, message=message, priority=cast(Priority3, priority)),
             session=s,
         )
 
@@ -232,7 +221,7 @@ class EventBuilder:
 
     def recovered(self, open_sessions: list[str], detail: str) -> NewEvent:
         return self.daemon(
-            "daemon.recovered", DaemonRecovered(open_sessions=open_sessions, detail=bounded(detail))
+            "daemon.recovered", DaemonRecovered(open_sessions=open_sessions, detail=detail)
         )
 
     def result(
@@ -254,9 +243,7 @@ class EventBuilder:
         if outcome.result is Result.UNKNOWN:
             return self.daemon(
                 "pump.command.uncertain",
-                CommandUncertain(
-                    command=command, detail=bounded(outcome.detail, "no confirmation")
-                ),
+                CommandUncertain(command=command, detail=outcome.detail or "no confirmation"),
                 session=s,
                 correlation_id=corr,
             )
@@ -265,7 +252,7 @@ class EventBuilder:
             CommandFailed(
                 command=command,
                 error_code=outcome.error_code,
-                detail=bounded(outcome.detail, "failed"),
+                detail=outcome.detail or "failed",
             ),
             session=s,
             correlation_id=corr,
@@ -349,7 +336,7 @@ class EventBuilder:
             if kind == "pump.command.uncertain" and d.last_uncertain is not None:
                 uncertain = CommandUncertain(
                     command=d.last_uncertain.command,
-                    detail=bounded(d.last_uncertain.detail),
+                    detail=d.last_uncertain.detail,
                 )
                 return ev(uncertain, Actor.daemon(), new_correlation("cmd"))
             return []
@@ -370,7 +357,7 @@ class EventBuilder:
                 return []
             return ev(
                 SessionContinued(
-                    reason=bounded(cont.reason),
+                    reason=cont.reason,
                     rule="continue",
                     interrupted_by=list(cont.interrupted_by),
                     remaining_volume_ul=cont.remaining_ul,
@@ -381,7 +368,7 @@ class EventBuilder:
         if kind == "session.ended":
             return ev(
                 SessionEnded(
-                    reason=bounded(d.end_reason or "", "ended"),
+                    reason=d.end_reason or "ended",
                     rule=d.end_rule or "session.end",
                     interrupted_by=list(d.interrupted_by),
                     delivered_volume_ul=delivered,
@@ -400,7 +387,7 @@ class EventBuilder:
             return ev(
                 SessionStopped(
                     reason_code=d.stop_reason_code or ("abort" if d.abort_reason else "stop"),
-                    reason=bounded(d.stop_reason or d.abort_reason or "", "stopped"),
+                    reason=d.stop_reason or d.abort_reason or "stopped",
                     delivered_volume_ul=delivered,
                     delivered_dose_mg=dose_mg(delivered, plan.concentration_mg_per_ml),
                 )
@@ -436,7 +423,7 @@ class EventBuilder:
                 alarm_code=alarm.code,
                 priority=alarm.priority.value,
                 source=alarm.source,
-                message=bounded(alarm.message),
+                message=alarm.message,
             )
             return ev(raised, Actor.daemon(), corr)
         if kind == "alarm.acknowledged":
@@ -465,13 +452,13 @@ class EventBuilder:
             last = d.last_adjustment
             return ev(
                 SessionAdjusted(
-                    reason=bounded(last.reason if last else "adjusted"),
+                    reason=last.reason if last else "adjusted",
                     rate_ml_h=plan.rate_ml_h,
                     volume_ul=plan.vtbi_ul,
                 )
             )
         if kind == "note.recorded" and d.last_note is not None:
-            return ev(NoteRecorded(text=bounded(d.last_note.text)))
+            return ev(NoteRecorded(text=d.last_note.text))
         return []
 
 
@@ -513,5 +500,5 @@ def _overridden(s: Session, step: Step) -> tuple[OverrideRecord | None, list[Ver
 
 def _verdict_figures(v: Verdict) -> OverriddenVerdict:
     return OverriddenVerdict(
-        code=v.code, message=bounded(v.message), value=v.value, limit=v.limit, unit=v.unit
+        code=v.code, message=v.message, value=v.value, limit=v.limit, unit=v.unit
     )

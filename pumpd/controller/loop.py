@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import Clock, Stamp
@@ -35,6 +34,7 @@ from safety.verdicts import Verdict
 from safety.vitals import VitalsReading
 
 from .alarms import AlarmView, Notice
+from .checkpoint import CheckpointAccounting
 from .config import ControllerConfig, real_seconds
 from .errors import AlarmNotSeen, NothingToAcknowledge, PumpNotAnswering, SessionActive
 from .events import words
@@ -264,11 +264,11 @@ class Controller:
 
     # -- recovery --------------------------------------------------------------------
 
-    async def recover(self, session: Session | None, accounting: Mapping[str, Any] | None) -> None:
+    async def recover(self, session: Session | None, record: CheckpointAccounting | None) -> None:
         """Take a pump over after a restart: read it, reconcile it with the rebuilt session
         (``SessionSteps.take_over``). Never starts or resumes delivery."""
         async with self._lock:
-            await self._steps.take_over(session, accounting)
+            await self._steps.take_over(session, record)
 
     # -- the nurse's commands ----------------------------------------------------------
 

@@ -11,7 +11,7 @@ words a person gave for a pause.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -501,7 +501,7 @@ class SessionSteps:
         )
 
     async def take_over(
-        self, session: Session | None, accounting: Mapping[str, Any] | None
+        self, session: Session | None, accounting: CheckpointAccounting | None
     ) -> None:
         """Take a pump over after a restart: read it, reconcile it with the rebuilt session.
 
@@ -522,7 +522,7 @@ class SessionSteps:
             return
         s = open_session
         self.limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
-        record = CheckpointAccounting.from_dict(accounting)
+        record = CheckpointAccounting(None, None) if accounting is None else accounting
         ledger = self._pump.ledger
         now = self._clock.monotonic()
         last = record.last_pump

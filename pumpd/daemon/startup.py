@@ -297,7 +297,7 @@ class DaemonStartup(DaemonReload):
                             "pump.unreachable",
                             {
                                 "error_code": "connect_failed",
-                                "detail": str(exc)[:500] or "no reply",
+                                "detail": str(exc) or "no reply",
                                 "unreachable_ms": 0,
                             },
                             pump=pump.id,
@@ -405,9 +405,7 @@ class DaemonStartup(DaemonReload):
             log.info("watchdog: pings resumed", reason=verdict.reason)
             return
         log.error("watchdog: pings withheld", reason=verdict.reason, stale=list(verdict.stale))
-        self._tasks.append(
-            asyncio.create_task(self._announce("watchdog.withheld", verdict.reason[:500]))
-        )
+        self._tasks.append(asyncio.create_task(self._announce("watchdog.withheld", verdict.reason)))
         self._update_status()
 
 

@@ -225,6 +225,6 @@ class DaemonState:
         """A daemon notice: logged and written down (``daemon.announced``)."""
         log.warning(message, notice=code)
         try:
-            await self._audit("daemon.announced", {"notice_code": code, "message": message[:500]})
+            await self._audit("daemon.announced", {"notice_code": code, "message": message})
         except Exception as exc:  # a notice never blocks what it announces
             log.error("announcement not written", notice=code, error=str(exc))

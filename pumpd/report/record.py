@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from pumpd.audit import EventFilter, EventRecord, Hasher, iter_events, session_timeline, verify
+from pumpd.controller import CheckpointAccounting, CheckpointRecord, CheckpointUnreadable
 from pumpd.db import reader
 from pumpd.protocols import Library, LoadedProtocol, ProtocolFileError, load_library
 from pumpd.report.localtime import parse_utc
@@ -75,18 +76,13 @@ def _plan(payload: dict[str, Any]) -> Plan:
     )
 
 
-def _delivered(accounting: dict[str, Any]) -> int | None:
+def _delivered(accounting: CheckpointAccounting) -> int | None:
     """The session's delivered volume by the pump's counter, as the controller counts it."""
-    counter = accounting.get("pump_counter_ul")
-    if counter is None:
+    if accounting.pump is None:
         return None
-    if "volume_at_start_ul" not in accounting:
+    if accounting.account is None:
         return 0  # before the start: nothing of this session delivered yet
-    return (
-        int(accounting.get("delivered_before_ul", 0))
-        + int(counter)
-        - int(accounting["volume_at_start_ul"])
-    )
+    return accounting.pump.counter_ul - accounting.account.start_counter_ul
 
 
 def _clock_scale(pairs: Sequence[tuple[datetime, datetime]]) -> Decimal:
@@ -148,21 +144,23 @@ class _Gatherer:
         elif kind == "patient.discharged":
             self.person("discharged", payload["discharged_by"], event)
         elif kind == "session.checkpointed":
-            data = (payload.get("snapshot") or {}).get("data") or {}
+            try:
+                checkpoint = CheckpointRecord.read(payload)
+            except CheckpointUnreadable as exc:
+                raise CheckpointUnreadable(f"session.checkpointed seq {event.seq}: {exc}") from exc
+            data = checkpoint.snapshot.get("data") or {}
             for role, key in (("stopped", "stop_requested_by"), ("aborted", "aborted_by")):
                 name = data.get(key)
                 if isinstance(name, str) and (role, name) not in self.named:
                     self.named.add((role, name))
                     self.person(role, name, event)
-            accounting = payload.get("accounting") or {}
-            delivered = _delivered(accounting)
-            expected = accounting.get("expected_ul")
+            account = checkpoint.accounting.account
+            delivered = _delivered(checkpoint.accounting)
+            expected = checkpoint.accounting.expected_ul
             if delivered is not None or expected is not None:
-                self.volumes.append(
-                    VolumeSample(at, delivered, None if expected is None else int(expected), kind)
-                )
-            if "at_utc" in accounting:
-                self.clock_pairs.append((at, datetime.fromisoformat(accounting["at_utc"])))
+                self.volumes.append(VolumeSample(at, delivered, expected, kind))
+            if account is not None and account.at_utc is not None:
+                self.clock_pairs.append((at, datetime.fromisoformat(account.at_utc)))
         elif kind == "pump.command.requested":
             self.commands[event.correlation_id or ""] = who
         elif kind == "pump.command.confirmed":

@@ -212,10 +212,10 @@ async def test_a_pump_restarted_while_pumpd_was_down_is_recovered_and_ended(rig:
     await first.journal.drain()
     checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
     assert checkpoint is not None
-    assert checkpoint.accounting is not None
-    known_ul = int(checkpoint.accounting["pump_counter_ul"]) - int(
-        checkpoint.accounting["volume_at_start_ul"]
-    )
+    account, pump = checkpoint.accounting.account, checkpoint.accounting.pump
+    assert account is not None
+    assert pump is not None
+    known_ul = pump.counter_ul - account.volume_at_start_ul
     rig.sim.reboot(1)
     logged = len(rig.sim.command_log(1))
     assert rig.sim.tcp_address is not None

@@ -5,6 +5,7 @@ starting or resuming delivery by itself."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -110,10 +111,10 @@ async def test_rebooted_pump_is_an_alarm_with_the_last_known_volume(rig: Rig) ->
     await first.journal.drain()
     checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
     assert checkpoint is not None
-    assert checkpoint.accounting is not None
-    known_ul = int(checkpoint.accounting["pump_counter_ul"]) - int(
-        checkpoint.accounting["volume_at_start_ul"]
-    )
+    account, pump = checkpoint.accounting.account, checkpoint.accounting.pump
+    assert account is not None
+    assert pump is not None
+    known_ul = pump.counter_ul - account.volume_at_start_ul
     rig.sim.reboot(1)
     starts = _starts(rig)
     sup, ctl = await _supervised(rig)
@@ -186,11 +187,14 @@ async def test_a_clock_stepped_back_during_the_downtime_is_not_bridged(rig: Rig)
     await first.journal.drain()
     checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
     assert checkpoint is not None
-    assert checkpoint.accounting is not None
-    then = dt.datetime.fromisoformat(checkpoint.accounting["at_utc"])
+    account = checkpoint.accounting.account
+    assert account is not None
+    assert account.at_utc is not None
+    then = dt.datetime.fromisoformat(account.at_utc)
     ctl = await rig.controller()
     # The checkpoint seems to come from the future: the clock went back while pumpd was down.
-    stepped = {**checkpoint.accounting, "at_utc": (then + dt.timedelta(hours=1)).isoformat()}
+    ahead = dataclasses.replace(account, at_utc=(then + dt.timedelta(hours=1)).isoformat())
+    stepped = dataclasses.replace(checkpoint.accounting, account=ahead)
     await ctl.recover(rebuild(checkpoint, library(), stamp(rig.clock)), stepped)
     await ctl.journal.drain()
     recovered = rig.events(event_type="daemon.recovered")

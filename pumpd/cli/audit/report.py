@@ -24,6 +24,7 @@ from pumpd.cli.audit.group import (
     _UsageFailure,
     main,
 )
+from pumpd.controller import CheckpointUnreadable
 from pumpd.report.localtime import UnknownTimeZone, clinic_zone
 from pumpd.report.model import SessionRecord
 from pumpd.report.record import NoSuchSession, gather, open_library
@@ -87,6 +88,8 @@ def _gather(
         return gather(engine, session_id, hasher=hasher, library=library, now=datetime.now(UTC))
     except NoSuchSession as exc:
         raise _UsageFailure(str(exc)) from exc
+    except CheckpointUnreadable as exc:
+        raise _UsageFailure(f"the log holds an unreadable checkpoint: {exc}") from exc
     except SQLAlchemyError as exc:
         raise _DatabaseFailure(f"database error: {exc.__class__.__name__}: {exc}") from exc
     finally:
