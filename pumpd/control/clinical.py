@@ -40,6 +40,7 @@ from .params import (
     ReasonParams,
     ResumeParams,
     StartParams,
+    StopParams,
     VitalsParams,
     Witness,
 )
@@ -461,7 +462,7 @@ async def session_adjust_cancel(svc: Service, call: Call) -> Any:
 
 
 async def session_stop(svc: Service, call: Call) -> Any:
-    params: ReasonParams = call.params
+    params: StopParams = call.params
     ctl = svc.controller(params.pump)
     await ctl.stop(by=call.acting.name, reason=params.reason)
     return _where(ctl)

@@ -68,7 +68,7 @@ METHODS: dict[str, Method] = {
         Method("session.adjust", CLINICAL, params.AdjustParams, session_adjust),
         Method("session.adjust_confirm", CLINICAL, params.PumpParams, session_adjust_confirm),
         Method("session.adjust_cancel", CLINICAL, params.PumpParams, session_adjust_cancel),
-        Method("session.stop", CLINICAL, params.ReasonParams, session_stop),
+        Method("session.stop", CLINICAL, params.StopParams, session_stop),
         Method("session.acknowledge", CLINICAL, params.AckParams, session_acknowledge),
         Method("session.vitals", CLINICAL, params.VitalsParams, session_vitals),
         Method("session.note", CLINICAL, params.NoteParams, session_note),

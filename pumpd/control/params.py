@@ -12,11 +12,17 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pumpd.audit.catalogue import BoundedText
+
 from .rpc import Code, RpcError
 
 Short = Annotated[str, Field(min_length=1, max_length=80)]
 Quantity = Annotated[str, Field(min_length=1, max_length=40)]
 Words = Annotated[str, Field(min_length=1, max_length=500)]
+HaltWords = BoundedText
+"""A nurse's words with a STOP or PAUSE: cut to fit the record (with a visible marker), never
+refused for their length, so a halt is never turned away for how much was typed with it.
+The request line's own limit (``MAX_LINE_BYTES``) still bounds the work."""
 PatientRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 StaffIdText = Annotated[str, Field(min_length=1, max_length=40)]
 Pin = Annotated[str, Field(min_length=1, max_length=64)]
@@ -90,7 +96,7 @@ class PrimeParams(PumpParams):
 
 
 class PauseParams(PumpParams):
-    reason: Words | None = None
+    reason: HaltWords | None = None
 
 
 class ResumeParams(PumpParams):
@@ -115,6 +121,10 @@ class AdjustParams(PumpParams):
 
 class ReasonParams(PumpParams):
     reason: Words
+
+
+class StopParams(PumpParams):
+    reason: HaltWords
 
 
 AlarmCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,120}$")]
