@@ -15,8 +15,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pumpd.audit.actor import Actor as Actor  # who acts, as the controller is handed it
 from pumpd.audit.catalogue import CATALOGUE, Payload
-from pumpd.audit.store import Actor, NewEvent, prepare
+from pumpd.audit.store import NewEvent, prepare
 from pumpd.audit.writer import AsyncAuditWriter
 from pumpd.session import Session
 from safety.plan import dose_in_volume_mg
@@ -28,11 +29,6 @@ class EventNotInCatalogue(LookupError):
 
 def new_correlation(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-def actor_for(by: str) -> Actor:
-    """``pumpd`` is the daemon obeying the kernel; anyone else is a member of staff."""
-    return Actor.daemon() if by == "pumpd" else Actor.person(by, "nurse")
 
 
 def code_of(text: str) -> str:

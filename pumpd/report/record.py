@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from pumpd.audit.actor import DAEMON_NAME
 from pumpd.audit.chain import EventRecord, Hasher
 from pumpd.audit.queries import EventFilter, iter_events, session_timeline
 from pumpd.audit.verify import verify
@@ -171,7 +172,7 @@ class _Gatherer:
             rate = _dec(payload.get("observed_rate_ml_h"))
             if rate is not None:
                 self.rates.append(RateStep(at, rate, payload["command"]))
-            by = self.commands.get(event.correlation_id or "", "pumpd")
+            by = self.commands.get(event.correlation_id or "", DAEMON_NAME)
             self.marks.append(Mark(at, "command", f"{payload['command']} ({by})", event.seq))
         elif kind == "session.paused":
             self.pauses.append(
