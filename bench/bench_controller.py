@@ -54,6 +54,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from bench.report import Report, Row
 from pumpd.audit import migrate
+from pumpd.audit.actor import Actor
 from pumpd.audit.chain import EventRecord
 from pumpd.audit.store import AuditStore, NewEvent
 from pumpd.audit.writer import AsyncAuditWriter
@@ -72,8 +73,8 @@ GOAL_MARGIN_MS = 10.0
 FULL_RATE_SHARE = 0.95  # of the poll rate: below it the pumps are not polled at 10 Hz
 RATE_SETTLE_S = 1.0
 PROTOCOL = "ketamine-trd-standard"
-NURSE = "nurse.ada"
-CHECKER = "nurse.grace"
+NURSE = Actor.person("nurse.ada", "nurse")
+CHECKER = Actor.person("nurse.grace", "nurse")
 PAUSE_CODE = 2
 STOP_CODE = 3
 HEARTBEAT_REG = 110

@@ -106,7 +106,9 @@ class Actor:
         if self.kind == "person" and is_reserved(self.name):
             return f"{self.name.strip()!r} is the daemon's reserved name; no person acts under it"
         if self.staff_id is not None and (
-            self.kind != "person" or self.name != f"{STAFF_PREFIX}{self.staff_id}"
+            not self.staff_id
+            or self.kind != "person"
+            or self.name != f"{STAFF_PREFIX}{self.staff_id}"
         ):
             return f"a staff member acts as {STAFF_PREFIX}<staff id>, not {self.name!r}"
         return None

@@ -22,6 +22,7 @@ import pytest
 from pumpsim.harness import Simulator
 
 from pumpd.audit import migrate
+from pumpd.audit.actor import Actor
 from pumpd.audit.chain import EventRecord, Hasher
 from pumpd.audit.queries import EventFilter, iter_events
 from pumpd.audit.store import AuditStore
@@ -39,8 +40,8 @@ from safety.vitals import VitalsReading
 
 from .simtime import SimulatorTime, StallFreeClock, shared_clocks
 
-NURSE = "nurse.ada"
-CHECKER = "nurse.grace"
+NURSE = Actor.person("nurse.ada", "nurse")
+CHECKER = Actor.person("nurse.grace", "nurse")
 PUMP_ID = "chair-2"
 _LIBRARY: Library | None = None
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from pumpsim.harness import Simulator
 
+from pumpd.audit.actor import Actor
 from pumpd.audit.chain import EventRecord
 from pumpd.audit.queries import EventFilter, iter_events
 from pumpd.config import load_config
@@ -35,8 +36,8 @@ from safety.plan import Order, Patient
 from safety.vitals import VitalsReading
 
 SCALE = 60.0
-NURSE = "nurse.ada"
-CHECKER = "nurse.grace"
+NURSE = Actor.person("nurse.ada", "nurse")
+CHECKER = Actor.person("nurse.grace", "nurse")
 
 
 def write_config(
