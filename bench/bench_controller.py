@@ -53,7 +53,7 @@ import structlog
 from pymodbus.client import AsyncModbusTcpClient
 
 from bench.report import Report, Row
-from pumpd.audit import AsyncAuditWriter, AuditStore, EventRecord, NewEvent, migrate
+from pumpd.audit import Actor, AsyncAuditWriter, AuditStore, EventRecord, NewEvent, migrate
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.daemon import logs
@@ -69,8 +69,8 @@ GOAL_MARGIN_MS = 10.0
 FULL_RATE_SHARE = 0.95  # of the poll rate: below it the pumps are not polled at 10 Hz
 RATE_SETTLE_S = 1.0
 PROTOCOL = "ketamine-trd-standard"
-NURSE = "nurse.ada"
-CHECKER = "nurse.grace"
+NURSE = Actor.person("nurse.ada", "nurse")
+CHECKER = Actor.person("nurse.grace", "nurse")
 PAUSE_CODE = 2
 STOP_CODE = 3
 HEARTBEAT_REG = 110

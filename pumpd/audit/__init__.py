@@ -15,6 +15,7 @@ audit's own modules and ``pumpd.db``/``pumpd.shipped``.
 """
 
 from pumpd.audit import catalogue, migrate, schema
+from pumpd.audit.actor import DAEMON_NAME, STAFF_PREFIX, Actor, InvalidActor, is_reserved
 from pumpd.audit.chain import COLUMNS, GENESIS_HASH, EventRecord, Hasher, encode_row, load_key
 from pumpd.audit.checkpoint import parse_checkpoint
 from pumpd.audit.errors import (
@@ -40,14 +41,16 @@ from pumpd.audit.queries import (
     session_timeline,
 )
 from pumpd.audit.spool import Spool, SpoolCorrupt, SpoolError, SpoolMismatch
-from pumpd.audit.store import Actor, AuditStore, NewEvent, prepare, utc_text
+from pumpd.audit.store import AuditStore, NewEvent, prepare, utc_text
 from pumpd.audit.verify import verify
 from pumpd.audit.vocabulary import TEXT_MAX_CHARS
 from pumpd.audit.writer import AsyncAuditWriter, Receipt
 
 __all__ = [
     "COLUMNS",
+    "DAEMON_NAME",
     "GENESIS_HASH",
+    "STAFF_PREFIX",
     "TEXT_MAX_CHARS",
     "Actor",
     "AsyncAuditWriter",
@@ -62,6 +65,7 @@ __all__ = [
     "Hasher",
     "HeadPublisher",
     "HeadSink",
+    "InvalidActor",
     "KeyFileError",
     "LogHeadSink",
     "NewEvent",
@@ -77,6 +81,7 @@ __all__ = [
     "catalogue",
     "encode_row",
     "generate_key_file",
+    "is_reserved",
     "iter_events",
     "iter_sessions",
     "load_key",

@@ -11,7 +11,6 @@ because the controller must stop the pump when it cannot write down what it does
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import threading
@@ -21,14 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd.audit import migrate
-from pumpd.audit.catalogue import ActorRole, Payload, check_envelope, payload_text
+from pumpd.audit.actor import Actor as Actor  # the audit log's actor, imported from here too
+from pumpd.audit.catalogue import Payload, check_envelope, payload_text
 from pumpd.audit.chain import COLUMNS, GENESIS_HASH, EventRecord, Hasher, encode, load_key
 from pumpd.audit.errors import AuditWriteFailed, InvalidEnvelope
 from pumpd.audit.schema import audit_event
@@ -46,24 +46,6 @@ PG_CHAIN_LOCK = 0x70756D7064_0001
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
 _PATIENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 """A clinic's pseudonymous id. No spaces, so a name typed by mistake is refused."""
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who caused the event: a person (with the uid the socket saw) or the daemon itself."""
-
-    kind: Literal["person", "daemon"]
-    name: str
-    role: str
-    uid: int | None = None
-
-    @classmethod
-    def daemon(cls) -> Actor:
-        return cls(kind="daemon", name="pumpd", role=ActorRole.DAEMON.value, uid=os.getuid())
-
-    @classmethod
-    def person(cls, name: str, role: ActorRole | str, uid: int | None = None) -> Actor:
-        return cls(kind="person", name=name, role=str(role), uid=uid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,17 +158,9 @@ def prepare(event: NewEvent) -> Prepared:
 
 
 def _check_actor(kind: str, actor: Actor) -> None:
-    roles = {r.value for r in ActorRole}
-    if actor.role not in roles:
-        raise InvalidEnvelope(kind, f"actor role {actor.role!r} is not one of {sorted(roles)}")
-    if actor.kind not in ("person", "daemon"):
-        raise InvalidEnvelope(kind, f"actor kind {actor.kind!r} is not person or daemon")
-    if (actor.kind == "daemon") != (actor.role == ActorRole.DAEMON.value):
-        raise InvalidEnvelope(kind, "only the daemon actor has the daemon role")
-    if not 1 <= len(actor.name) <= 120 or not actor.name.isprintable():
-        raise InvalidEnvelope(kind, "actor name must be 1-120 printable characters")
-    if actor.uid is not None and actor.uid < 0:
-        raise InvalidEnvelope(kind, f"actor uid {actor.uid} is negative")
+    problem = actor.problem()
+    if problem is not None:
+        raise InvalidEnvelope(kind, problem)
 
 
 class AuditStore:

@@ -1,8 +1,10 @@
 """The clinical and read-only handlers: each calls the controller's nurse API.
 
 Every clinical decision stays in the session and the safety kernel; the acting person is
-``by``. What is decided here is only *who* the double-check comes from (``session_confirm``):
-a second OS account, or a witness whose staff id and PIN are checked against the registry.
+``by``: the request's :class:`~pumpd.audit.actor.Actor` as the socket made it
+(``call.actor``), passed on unchanged. What is decided here is only *who* the double-check
+comes from (``session_confirm``): a second OS account, or a witness whose staff id and PIN
+are checked against the registry (then the witness is the actor, at the caller's uid).
 Refusals travel up as the session's and controller's typed errors (``errors.py`` maps them).
 """
 
@@ -13,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from pumpd.audit import Actor
 from pumpd.controller import Controller, code_of
 from pumpd.protocols import LoadedProtocol
 from pumpd.session import State
@@ -25,7 +28,6 @@ from safety.verdicts import Severity, Verdict
 from safety.vitals import EntryStage, VitalsReading, entry_verdicts
 
 from .course import prior_sessions
-from .identity import Acting
 from .outage import refuse_while_unavailable
 from .params import (
     AckParams,
@@ -76,10 +78,10 @@ def _patient(params: ProgramParams) -> Patient:
     return patient
 
 
-def _override(acting: Acting, reason: str | None, plan: Plan) -> Override | None:
+def _override(actor: Actor, reason: str | None, plan: Plan) -> Override | None:
     if reason is None or not plan.override.required:
         return None
-    return Override(by=acting.name, reason=reason, codes=frozenset(plan.override.codes))
+    return Override(by=actor.name, reason=reason, codes=frozenset(plan.override.codes))
 
 
 def _state(ctl: Controller) -> str | None:
@@ -236,13 +238,13 @@ async def session_program(svc: Service, call: Call) -> Any:
     session_id = f"S-{secrets.token_hex(6)}"
     prior = await asyncio.to_thread(prior_sessions, svc.ctx.engine, params.patient_ref, session_id)
     await ctl.program(
-        by=call.acting.name,
+        by=call.actor,
         session_id=session_id,
         patient_ref=params.patient_ref,
         protocol=proto,
         patient=patient,
         order=order,
-        override=_override(call.acting, params.override_reason, plan),
+        override=_override(call.actor, params.override_reason, plan),
         prior_sessions=prior,
     )
     s = ctl.session
@@ -265,10 +267,11 @@ def _same_account(svc: Service, call: Call, session_id: str) -> bool:
 
 async def _second_person(
     svc: Service, call: Call, witness: Witness | None, first_uid: int | None, what: str
-) -> str:
-    """Who the second person is: the witness (id and PIN checked here) if one is given,
-    else the acting person; from the account the first person used (or when that account
-    is not known, e.g. after a restart) only a PIN-verified person counts."""
+) -> Actor:
+    """Who the second person is: the witness (id and PIN checked here, at the caller's
+    account) if one is given, else the acting person; from the account the first person
+    used (or when that account is not known, e.g. after a restart) only a PIN-verified
+    person counts."""
     if witness is not None:
         member = await svc.check_pin(call, witness.staff_id, witness.pin)
         if member.role != "nurse":
@@ -276,8 +279,8 @@ async def _second_person(
                 Code.FORBIDDEN,
                 f"witness {member.staff_id} has role {member.role}; {what} needs a nurse",
             )
-        checker = f"staff:{member.staff_id}"
-        call.note = f"witness {checker}"
+        checker = Actor.staff(member.staff_id, member.role, call.caller.uid)
+        call.note = f"witness {checker.name}"
         return checker
     if not call.acting.pin_verified and (first_uid is None or first_uid == call.caller.uid):
         trigger = "confirm" if what == "a double-check" else "approve"
@@ -302,7 +305,7 @@ async def _second_person(
             trigger=trigger,
             verdicts=[verdict.as_dict()],
         )
-    return call.acting.name
+    return call.actor
 
 
 async def session_confirm(svc: Service, call: Call) -> Any:
@@ -321,9 +324,9 @@ async def session_confirm(svc: Service, call: Call) -> Any:
         approve_override=params.approve_override,
         shown=params.shown,
     )
-    answer: dict[str, Any] = {"state": _state(ctl), "checker": checker}
+    answer: dict[str, Any] = {"state": _state(ctl), "checker": checker.name}
     if params.approve_override:
-        answer["override_approved_by"] = checker
+        answer["override_approved_by"] = checker.name
     return answer
 
 
@@ -344,14 +347,14 @@ async def session_approve(svc: Service, call: Call) -> Any:
         )
     await ctl.approve(by=approver, prior_sessions=prior, shown=params.shown)
     svc.override_from_uid.pop(s.data.session_id, None)
-    return {"state": _state(ctl), "approved_by": approver}
+    return {"state": _state(ctl), "approved_by": approver.name}
 
 
 async def session_prime(svc: Service, call: Call) -> Any:
     params: PrimeParams = call.params
     ctl = svc.controller(params.pump)
     refuse_while_unavailable(svc.ctx.writer, "prime")
-    await ctl.prime(by=call.acting.name, line_disconnected=params.line_disconnected)
+    await ctl.prime(by=call.actor, line_disconnected=params.line_disconnected)
     return {"state": _state(ctl)}
 
 
@@ -366,7 +369,7 @@ async def session_start(svc: Service, call: Call) -> Any:
             prior_sessions, svc.ctx.engine, s.data.patient_ref, s.data.session_id
         )
     await ctl.start(
-        by=call.acting.name,
+        by=call.actor,
         prior_sessions=prior,
         primed_confirmed=params.primed_by_hand,
         override_reason=params.override_reason,
@@ -399,7 +402,7 @@ async def session_pause(svc: Service, call: Call) -> Any:
     params: PauseParams = call.params
     ctl = svc.controller(params.pump)
     call.note = params.reason
-    await ctl.pause(by=call.acting.name, reason=params.reason)
+    await ctl.pause(by=call.actor, reason=params.reason)
     return _where(ctl)
 
 
@@ -407,7 +410,7 @@ async def session_resume(svc: Service, call: Call) -> Any:
     params: ResumeParams = call.params
     ctl = svc.controller(params.pump)
     refuse_while_unavailable(svc.ctx.writer, "resume")
-    step = await ctl.resume(by=call.acting.name, reason=params.reason)
+    step = await ctl.resume(by=call.actor, reason=params.reason)
     out = _where(ctl)
     s = ctl.session
     if step.source is State.STOPPED and s is not None and s.data.last_continuation is not None:
@@ -422,7 +425,7 @@ async def session_resume(svc: Service, call: Call) -> Any:
 async def session_end(svc: Service, call: Call) -> Any:
     params: ReasonParams = call.params
     ctl = svc.controller(params.pump)
-    await ctl.end(by=call.acting.name, reason=params.reason)
+    await ctl.end(by=call.actor, reason=params.reason)
     return _where(ctl)
 
 
@@ -436,10 +439,8 @@ async def session_adjust(svc: Service, call: Call) -> Any:
     override = None
     if params.override_reason is not None:
         preview = compute_plan(s.protocol.protocol, s.data.patient.patient(), order)
-        override = _override(call.acting, params.override_reason, preview)
-    plan = await ctl.adjust(
-        by=call.acting.name, reason=params.reason, order=order, override=override
-    )
+        override = _override(call.actor, params.override_reason, preview)
+    plan = await ctl.adjust(by=call.actor, reason=params.reason, order=order, override=override)
     return {
         "state": _state(ctl),
         "plan": plan.as_dict(),
@@ -450,28 +451,28 @@ async def session_adjust(svc: Service, call: Call) -> Any:
 
 async def session_adjust_confirm(svc: Service, call: Call) -> Any:
     ctl = svc.controller(call.params.pump)
-    await ctl.confirm_adjust(by=call.acting.name)
+    await ctl.confirm_adjust(by=call.actor)
     s = ctl.session
     return {"state": _state(ctl), "plan": None if s is None else s.plan.as_dict()}
 
 
 async def session_adjust_cancel(svc: Service, call: Call) -> Any:
     ctl = svc.controller(call.params.pump)
-    await ctl.cancel_adjust(by=call.acting.name)
+    await ctl.cancel_adjust(by=call.actor)
     return {"state": _state(ctl)}
 
 
 async def session_stop(svc: Service, call: Call) -> Any:
     params: StopParams = call.params
     ctl = svc.controller(params.pump)
-    await ctl.stop(by=call.acting.name, reason=params.reason)
+    await ctl.stop(by=call.actor, reason=params.reason)
     return _where(ctl)
 
 
 async def session_acknowledge(svc: Service, call: Call) -> Any:
     params: AckParams = call.params
     ctl = svc.controller(params.pump)
-    await ctl.acknowledge(by=call.acting.name, note=params.note, seen=params.alarms)
+    await ctl.acknowledge(by=call.actor, note=params.note, seen=params.alarms)
     return {"state": _state(ctl)}
 
 
@@ -492,7 +493,7 @@ async def session_vitals(svc: Service, call: Call) -> Any:
         )
     except ValueError as exc:
         raise RpcError(Code.INVALID_PARAMS, f"vitals: {exc}", param="vitals") from None
-    await ctl.vitals(by=call.acting.name, reading=reading)
+    await ctl.vitals(by=call.actor, reading=reading)
     s = ctl.session
     verdicts: list[dict[str, str]] = []
     if s is not None:
@@ -509,13 +510,13 @@ async def session_vitals(svc: Service, call: Call) -> Any:
 async def session_note(svc: Service, call: Call) -> Any:
     params: NoteParams = call.params
     ctl = svc.controller(params.pump)
-    await ctl.note(by=call.acting.name, text=params.text)
+    await ctl.note(by=call.actor, text=params.text)
     return {}
 
 
 async def session_observe(svc: Service, call: Call) -> Any:
     ctl = svc.controller(call.params.pump)
-    await ctl.observe(by=call.acting.name)
+    await ctl.observe(by=call.actor)
     return {"state": _state(ctl)}
 
 
@@ -550,14 +551,14 @@ async def session_discharge(svc: Service, call: Call) -> Any:
                 f"confirmed: {item[:60]!r} is not an item of this checklist",
                 param="confirmed",
             )
-    await ctl.discharge(by=call.acting.name, checklist_confirmed=confirmed)
+    await ctl.discharge(by=call.actor, checklist_confirmed=confirmed)
     return {"state": _state(ctl)}
 
 
 async def session_abort(svc: Service, call: Call) -> Any:
     params: ReasonParams = call.params
     ctl = svc.controller(params.pump)
-    await ctl.abort(by=call.acting.name, reason=params.reason)
+    await ctl.abort(by=call.actor, reason=params.reason)
     state = _state(ctl)
     if state == State.ABORTED.value and ctl.session is not None:
         svc.programmed_from_uid.pop(ctl.session.data.session_id, None)

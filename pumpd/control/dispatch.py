@@ -166,7 +166,7 @@ class Dispatcher:
             payload["message"] = message
         if note and note != message:
             payload["note"] = note
-        self.svc.recorder.submit(NewEvent("control.request.served", payload, call.actor()))
+        self.svc.recorder.submit(NewEvent("control.request.served", payload, call.actor))
 
     def _read(self, peer: Peer, call: Call, method: str, params: dict[str, Any]) -> None:
         """Tally an answered read on its connection. A read asked again on it (a refresh)
@@ -174,7 +174,7 @@ class Dispatcher:
         a command that reads two different things once each is not a view."""
         self.served += 1
         if peer.reader is None:
-            peer.reader = call.actor()
+            peer.reader = call.actor
             peer.reader_roles = tuple(sorted(call.acting.roles))
         peer.reads[method] += 1
         pump = params.get("pump")
@@ -269,4 +269,4 @@ def _denied_actor(caller: Caller, acting: Acting) -> Actor:
     role = next((r for r in ROLE_ORDER if r in acting.roles), None)
     if role is None:
         return Actor.daemon()
-    return Actor.person(acting.name, role, caller.uid)
+    return acting.actor(role, caller.uid)

@@ -8,8 +8,12 @@ obtained by that same uid (see ``staff.py``).
 Normalisation: OS user names cannot contain ``:`` (it separates fields in /etc/passwd),
 so ``staff:<id>`` can never collide with an OS user, and the session compares identities
 without case or surrounding spaces (``pumpd.session.rules``). The one reserved name is
-``pumpd``: the controller records ``by="pumpd"`` as the daemon itself, so an OS account
-of that name is never allowed to act as a person.
+the daemon's own (``pumpd.audit.actor.DAEMON_NAME``): an OS account of that name gets no
+role and acts as ``uid:<n>``, so no person is ever recorded under the daemon's name.
+
+An acting person becomes the audit :class:`~pumpd.audit.actor.Actor` once per request
+(:meth:`Acting.actor`, with the role that allowed it and the peer's uid); the controller
+below takes that value as it is.
 
 No implicit superuser: uid 0 gets a role only through the groups listed in ``[roles]``.
 """
@@ -21,13 +25,12 @@ import pwd
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pumpd.audit import STAFF_PREFIX, Actor, is_reserved
+
 from .peercred import GroupsSource, PeerCred
 
 ROLES = ("nurse", "auditor", "admin")
 """The roles a caller can hold; each method lists the ones it allows (``methods.py``)."""
-
-DAEMON_NAME = "pumpd"
-STAFF_PREFIX = "staff:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,12 @@ class Acting:
     def pin_verified(self) -> bool:
         """True for a staff identity: a PIN, not just an account, vouches for it."""
         return self.staff_id is not None
+
+    def actor(self, role: str, uid: int) -> Actor:
+        """The audit actor: this person acting with ``role`` at the account ``uid``."""
+        if self.staff_id is not None:
+            return Actor.staff(self.staff_id, role, uid)
+        return Actor.person(self.name, role, uid)
 
 
 def user_name(uid: int) -> str:
@@ -93,9 +102,10 @@ def caller_of(cred: PeerCred, table: Mapping[str, frozenset[str]]) -> Caller:
 
 
 def os_acting(caller: Caller) -> Acting:
-    """The OS user as the acting person (the reserved daemon name gets no roles)."""
-    if caller.user.strip().casefold() == DAEMON_NAME:
-        return Acting(caller.user, frozenset())
+    """The OS user as the acting person (an account with the daemon's reserved name gets
+    no roles, and acts as its uid: it is never recorded as the daemon)."""
+    if is_reserved(caller.user):
+        return Acting(f"uid:{caller.uid}", frozenset())
     return Acting(caller.user, caller.roles)
 
 

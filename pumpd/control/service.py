@@ -43,10 +43,13 @@ class Call:
     token: str | None = None
     note: str | None = None
     """Extra words for the audit record (a witness, a pause reason)."""
+    actor: Actor = field(init=False)
+    """Who acts, made once here: the acting person with the role used (auditor when none)
+    at the peer's uid. Every record of the request and every layer below it take this value
+    as it is (the controller writes it into the session's events)."""
 
-    def actor(self) -> Actor:
-        """The audit actor: the acting person with the role used (auditor when none)."""
-        return Actor.person(self.acting.name, self.role or "auditor", self.caller.uid)
+    def __post_init__(self) -> None:
+        self.actor = self.acting.actor(self.role or "auditor", self.caller.uid)
 
 
 Handler = Callable[["Service", Call], Awaitable[Any]]
@@ -109,7 +112,7 @@ class Service:
             raise RpcError(Code.INVALID_PARAMS, str(exc), param="protocol") from None
 
     def record(self, call: Call, event_type: str, payload: dict[str, Any]) -> None:
-        self.recorder.submit(NewEvent(event_type, payload, call.actor()))
+        self.recorder.submit(NewEvent(event_type, payload, call.actor))
 
     async def check_pin(self, call: Call, staff_id: str, pin: str) -> StaffMember:
         """The registry's member for this id and PIN, or ``login_required`` (audited)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pumpd.audit import NewEvent
+from pumpd.audit import Actor, NewEvent
 from pumpd.session import Session
 from pumpd.session.records import AlarmSource
 from safety.actions import Action, Priority
@@ -174,7 +174,7 @@ class AlarmBoard:
         return out
 
     def acknowledge_notices(
-        self, by: str, note: str | None, held: bool, s: Session | None
+        self, by: Actor, note: str | None, held: bool, s: Session | None
     ) -> tuple[int, bool]:
         """Clear the notices (the audit-log alarm stays while events are ``held``); the
         number cleared and whether the audit-log alarm stayed."""

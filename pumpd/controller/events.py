@@ -55,7 +55,7 @@ from safety.tick import SupervisionLimits, SupervisionPolicy, supervision_limits
 from safety.verdicts import Severity, Verdict
 
 from .executor import Outcome, Result
-from .journal import Journal, actor_for, code_of, dose_mg, new_correlation
+from .journal import Journal, code_of, dose_mg, new_correlation
 
 Priority3 = Literal["low", "medium", "high"]
 Source = Literal["pump", "kernel", "vitals", "daemon"]
@@ -181,12 +181,12 @@ class EventBuilder:
         )
 
     def alarm_acknowledged(
-        self, by: str, code: str, note: str | None, s: Session | None, correlation_id: str
+        self, by: Actor, code: str, note: str | None, s: Session | None, correlation_id: str
     ) -> NewEvent:
         return self._journal.event(
             "alarm.acknowledged",
             AlarmAcknowledged(alarm_code=code, note=note),
-            actor_for(by),
+            by,
             session=s,
             correlation_id=correlation_id,
         )
@@ -262,7 +262,7 @@ class EventBuilder:
         self,
         s: Session,
         step: Step,
-        by: str,
+        by: Actor,
         ctx: StepContext,
         facts: StepFacts,
         alarm_ids: AlarmIds,
@@ -278,7 +278,7 @@ class EventBuilder:
         kind: str,
         s: Session,
         step: Step,
-        by: str,
+        by: Actor,
         ctx: StepContext,
         facts: StepFacts,
         alarm_ids: AlarmIds,
@@ -286,7 +286,7 @@ class EventBuilder:
         d = s.data
         plan = s.plan
         delivered = facts.delivered_ul
-        actor = actor_for(by)
+        actor = by  # as the socket made it (or the daemon): never named again here
 
         def ev(payload: Payload, who: Actor = actor, corr: str | None = None) -> list[NewEvent]:
             return [self._journal.event(kind, payload, who, session=s, correlation_id=corr)]
@@ -311,7 +311,7 @@ class EventBuilder:
             return ev(
                 DoubleCheckCompleted(
                     first_checker=d.programmed_by,
-                    second_checker=d.confirmed_by or by,
+                    second_checker=d.confirmed_by or by.name,
                     fields_checked=["patient_ref", "weight_kg", "protocol", "plan"],
                 )
             )
@@ -408,7 +408,7 @@ class EventBuilder:
         if kind == "patient.discharged":
             return ev(
                 PatientDischarged(
-                    discharged_by=d.discharged_by or by,
+                    discharged_by=d.discharged_by or by.name,
                     criteria_met=[code_of(i) for i in d.checklist_confirmed],
                 )
             )

@@ -15,7 +15,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pumpd.audit import Actor, AsyncAuditWriter, NewEvent, prepare
+from pumpd.audit import Actor as Actor  # who acts, as the controller is handed it
+from pumpd.audit import AsyncAuditWriter, NewEvent, prepare
 from pumpd.audit.catalogue import CATALOGUE, Payload
 from pumpd.session import Session
 from safety.plan import dose_in_volume_mg
@@ -27,11 +28,6 @@ class EventNotInCatalogue(LookupError):
 
 def new_correlation(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-def actor_for(by: str) -> Actor:
-    """``pumpd`` is the daemon obeying the kernel; anyone else is a member of staff."""
-    return Actor.daemon() if by == "pumpd" else Actor.person(by, "nurse")
 
 
 def code_of(text: str) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from pumpd.audit import NewEvent
+from pumpd.audit import Actor, NewEvent
 from pumpd.session import Step
 
 _log = structlog.get_logger("pumpd.controller")
@@ -77,7 +77,7 @@ def command_sent(pump_id: str, session_id: str | None, command: str, correlation
     )
 
 
-def step(pump_id: str, session_id: str, done: Step, by: str) -> None:
+def step(pump_id: str, session_id: str, done: Step, by: Actor) -> None:
     """A session state change; a step that stays in its state writes nothing here."""
     if done.source is done.dest:
         return
@@ -86,7 +86,7 @@ def step(pump_id: str, session_id: str, done: Step, by: str) -> None:
         from_state=done.source.value,
         to_state=done.dest.value,
         trigger=done.trigger,
-        by=by,
+        by=by.name,
         pump=pump_id,
         session=session_id,
     )

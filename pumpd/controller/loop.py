@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from pumpd.audit import AsyncAuditWriter
@@ -39,11 +39,11 @@ from .config import ControllerConfig, real_seconds
 from .errors import AlarmNotSeen, NothingToAcknowledge, PumpNotAnswering, SessionActive
 from .events import words
 from .executor import CommandPath
-from .journal import Journal
+from .journal import Actor, Journal
 from .kernel import decide
 from .observation import PumpObservation
 from .status import ControllerStatus
-from .steps import DAEMON, TERMINAL, SessionSteps
+from .steps import DAEMON, TERMINAL, NurseAct, SessionSteps
 from .translate import MODE_OF, to_snapshot
 from .wake import until_poll_or_push
 
@@ -272,11 +272,11 @@ class Controller:
 
     # -- the nurse's commands ----------------------------------------------------------
 
-    async def _nurse(self, by: str, act: Callable[[Session, Stamp], Step], *, undo: bool) -> Step:
+    async def _nurse(self, by: Actor, act: NurseAct, *, undo: bool) -> Step:
         async with self._lock:
             s = self._steps.need()
             before = s.snapshot()
-            step = act(s, self._steps.now())
+            step = act(s, by.name, self._steps.now())
             await self._steps.carry_out(
                 step, by, undo=self._steps.undo_to(before, s.protocol) if undo else None
             )
@@ -285,7 +285,7 @@ class Controller:
     async def program(
         self,
         *,
-        by: str,
+        by: Actor,
         session_id: str,
         patient_ref: str,
         protocol: LoadedProtocol,
@@ -307,7 +307,7 @@ class Controller:
                     )
                 before = s.snapshot()
                 step = s.program(
-                    by=by,
+                    by=by.name,
                     patient=patient,
                     order=order,
                     at=at,
@@ -323,7 +323,7 @@ class Controller:
                     pump_id=self.config.pump_id,
                     patient_ref=patient_ref,
                     protocol=protocol,
-                    by=by,
+                    by=by.name,
                     patient=patient,
                     order=order,
                     at=at,
@@ -345,15 +345,15 @@ class Controller:
     async def confirm(
         self,
         *,
-        by: str,
+        by: Actor,
         weight: str,
         approve_override: bool = False,
         shown: Sequence[str] | None = None,
     ) -> Step:
         return await self._nurse(
             by,
-            lambda s, at: s.confirm(
-                by=by, weight=weight, approve_override=approve_override, shown=shown, at=at
+            lambda s, n, t: s.confirm(
+                by=n, weight=weight, approve_override=approve_override, shown=shown, at=t
             ),
             undo=True,
         )
@@ -361,7 +361,7 @@ class Controller:
     async def approve(
         self,
         *,
-        by: str,
+        by: Actor,
         prior_sessions: Sequence[PriorSession] = (),
         shown: Sequence[str] | None = None,
     ) -> Step:
@@ -377,7 +377,7 @@ class Controller:
                 snapshot = to_snapshot(status)
             before = s.snapshot()
             step = s.approve(
-                by=by,
+                by=by.name,
                 pump=snapshot,
                 prior_sessions=prior_sessions,
                 shown=shown,
@@ -390,17 +390,17 @@ class Controller:
                 )
             return step
 
-    async def prime(self, *, by: str, line_disconnected: bool) -> Step:
+    async def prime(self, *, by: Actor, line_disconnected: bool) -> Step:
         return await self._nurse(
             by,
-            lambda s, at: s.request_prime(by=by, line_disconnected=line_disconnected, at=at),
+            lambda s, n, t: s.request_prime(by=n, line_disconnected=line_disconnected, at=t),
             undo=True,
         )
 
     async def start(
         self,
         *,
-        by: str,
+        by: Actor,
         prior_sessions: Sequence[PriorSession] = (),
         primed_confirmed: bool = False,
         override: Override | None = None,
@@ -415,16 +415,16 @@ class Controller:
                 raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
             if override is None and override_reason is not None:
                 soft = s.start_soft_codes(
-                    by=by,
+                    by=by.name,
                     pump=to_snapshot(status),
                     prior_sessions=prior_sessions,
                     at=self._steps.now(),
                 )
                 if soft:
-                    override = Override(by=by, reason=override_reason, codes=frozenset(soft))
+                    override = Override(by=by.name, reason=override_reason, codes=frozenset(soft))
             before = s.snapshot()
             step = s.request_start(
-                by=by,
+                by=by.name,
                 pump=to_snapshot(status),
                 prior_sessions=prior_sessions,
                 primed_confirmed=primed_confirmed,
@@ -435,19 +435,19 @@ class Controller:
             return step
 
     async def pause(
-        self, *, by: str, reason_code: str = "nurse.pause", reason: str | None = None
+        self, *, by: Actor, reason_code: str = "nurse.pause", reason: str | None = None
     ) -> Step:
         """Pause; ``reason`` (the nurse's words) goes into the intent and ``session.paused``,
         so the session's own record says why (the session keeps only the code)."""
 
-        def act(s: Session, at: Stamp) -> Step:
-            step = s.pause(by=by, at=at, reason_code=reason_code)
+        def act(s: Session, name: str, at: Stamp) -> Step:
+            step = s.pause(by=name, at=at, reason_code=reason_code)
             self._steps.pause_words = words(reason)
             return step
 
         return await self._nurse(by, act, undo=False)
 
-    async def resume(self, *, by: str, reason: str | None = None) -> Step:
+    async def resume(self, *, by: Actor, reason: str | None = None) -> Step:
         """Resume a paused infusion, or continue an interrupted one (from STOPPED: the
         kernel's continuation rule decides, on the pump as read now and both figures of
         what was given; docs/controller.md, "Continuing an interrupted infusion")."""
@@ -455,7 +455,7 @@ class Controller:
             s = self._steps.need()
             if s.state is not State.STOPPED:
                 before = s.snapshot()
-                step = s.resume(by=by, at=self._steps.now())
+                step = s.resume(by=by.name, at=self._steps.now())
                 undo = self._steps.undo_to(before, s.protocol)
                 status = self._pump.status
                 if status is not None and self._pump.ledger.account is not None:
@@ -464,12 +464,12 @@ class Controller:
                 return step
             return await self._continue(s, by, reason)
 
-    async def _continue(self, s: Session, by: str, reason: str | None) -> Step:
+    async def _continue(self, s: Session, by: Actor, reason: str | None) -> Step:
         status = await self._steps.read()
         now_s = self._clock.monotonic()
         facts = self._steps.delivery_facts(s, status, now_s)
         before = s.snapshot()
-        step = s.resume(by=by, reason=reason, delivery=facts, at=self._steps.now())
+        step = s.resume(by=by.name, reason=reason, delivery=facts, at=self._steps.now())
         assert status is not None  # the kernel refuses a pump that does not answer
         undo = self._pump.ledger.reanchored(status, now_s, self._steps.undo_to(before, s.protocol))
         await self._steps.carry_out(step, by, undo=undo)
@@ -478,7 +478,7 @@ class Controller:
     async def adjust(
         self,
         *,
-        by: str,
+        by: Actor,
         reason: str,
         order: Order,
         override: Override | None = None,
@@ -488,7 +488,7 @@ class Controller:
         async with self._lock:
             s = self._steps.need()
             s.adjust(
-                by=by,
+                by=by.name,
                 reason=reason,
                 order=order,
                 delivered_ul=self.delivered_ul(),
@@ -500,18 +500,18 @@ class Controller:
             assert plan is not None
             return plan
 
-    async def confirm_adjust(self, *, by: str) -> Step:
-        step = await self._nurse(by, lambda s, at: s.confirm_adjust(by=by, at=at), undo=True)
+    async def confirm_adjust(self, *, by: Actor) -> Step:
+        step = await self._nurse(by, lambda s, n, t: s.confirm_adjust(by=n, at=t), undo=True)
         s = self._steps.session
         if s is not None:
             self._steps.limits = supervision_limits(s.protocol.protocol, s.plan, self.config.policy)
         return step
 
-    async def cancel_adjust(self, *, by: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.cancel_adjust(by=by, at=at), undo=True)
+    async def cancel_adjust(self, *, by: Actor) -> Step:
+        return await self._nurse(by, lambda s, n, t: s.cancel_adjust(by=n, at=t), undo=True)
 
-    async def stop(self, *, by: str, reason: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.stop(by=by, reason=reason, at=at), undo=False)
+    async def stop(self, *, by: Actor, reason: str) -> Step:
+        return await self._nurse(by, lambda s, n, t: s.stop(by=n, reason=reason, at=t), undo=False)
 
     def _held(self) -> bool:
         """Events wait for the audit database (its alarm cannot be acknowledged yet)."""
@@ -526,7 +526,7 @@ class Controller:
         return self._board.acknowledgeable(self._held(), in_alarm)
 
     async def acknowledge(
-        self, *, by: str, note: str | None = None, seen: Collection[str] | None = None
+        self, *, by: Actor, note: str | None = None, seen: Collection[str] | None = None
     ) -> Step | None:
         """Acknowledge the latched alarms (and the daemon's own notices).
 
@@ -561,22 +561,22 @@ class Controller:
             before = s.snapshot()
             low = {a.code for a in s.data.alarms if a.priority is Priority.LOW}
             step = s.acknowledge(
-                by=by, pump_mode=MODE_OF[status.state], note=note, at=self._steps.now()
+                by=by.name, pump_mode=MODE_OF[status.state], note=note, at=self._steps.now()
             )
             await self._steps.carry_out(step, by, undo=self._steps.undo_to(before, s.protocol))
             self._board.acked_low(low)
             return step
 
-    async def vitals(self, *, by: str, reading: VitalsReading) -> Step:
+    async def vitals(self, *, by: Actor, reading: VitalsReading) -> Step:
         return await self._nurse(
-            by, lambda s, at: s.record_vitals(by=by, reading=reading, at=at), undo=True
+            by, lambda s, n, t: s.record_vitals(by=n, reading=reading, at=t), undo=True
         )
 
-    async def note(self, *, by: str, text: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.note(by=by, text=text, at=at), undo=True)
+    async def note(self, *, by: Actor, text: str) -> Step:
+        return await self._nurse(by, lambda s, n, t: s.note(by=n, text=text, at=t), undo=True)
 
-    async def observe(self, *, by: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.observe(by=by, at=at), undo=True)
+    async def observe(self, *, by: Actor) -> Step:
+        return await self._nurse(by, lambda s, n, t: s.observe(by=n, at=t), undo=True)
 
     async def discharge_gates(self) -> list[Verdict]:
         """The observation-time and vitals gates of a discharge, judged now (nothing
@@ -584,16 +584,16 @@ class Controller:
         async with self._lock:
             return self._steps.need().discharge_gates(self._steps.now())
 
-    async def discharge(self, *, by: str, checklist_confirmed: Collection[str]) -> Step:
+    async def discharge(self, *, by: Actor, checklist_confirmed: Collection[str]) -> Step:
         return await self._nurse(
             by,
-            lambda s, at: s.discharge(by=by, checklist_confirmed=checklist_confirmed, at=at),
+            lambda s, n, t: s.discharge(by=n, checklist_confirmed=checklist_confirmed, at=t),
             undo=True,
         )
 
-    async def end(self, *, by: str, reason: str) -> Step:
+    async def end(self, *, by: Actor, reason: str) -> Step:
         """End an interrupted infusion instead of continuing it: the observation begins."""
-        return await self._nurse(by, lambda s, at: s.end(by=by, reason=reason, at=at), undo=True)
+        return await self._nurse(by, lambda s, n, t: s.end(by=n, reason=reason, at=t), undo=True)
 
-    async def abort(self, *, by: str, reason: str) -> Step:
-        return await self._nurse(by, lambda s, at: s.abort(by=by, reason=reason, at=at), undo=True)
+    async def abort(self, *, by: Actor, reason: str) -> Step:
+        return await self._nurse(by, lambda s, n, t: s.abort(by=n, reason=reason, at=t), undo=True)

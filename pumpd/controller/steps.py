@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from pumpd.audit import AsyncAuditWriter, NewEvent
+from pumpd.audit import Actor, AsyncAuditWriter, NewEvent
 from pumpd.clock import Clock, Stamp, stamp
 from pumpd.drivers import DriverError, PumpDriver, PumpStatus, PushedAlarm
 from pumpd.protocols import LoadedProtocol
@@ -43,8 +43,11 @@ from .syringe_check import syringe_unfit
 from .translate import MODE_OF, alarm_message, to_snapshot
 
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
-DAEMON = "pumpd"
-"""The name the daemon acts under when it obeys the kernel or reports a pump's fact."""
+DAEMON = Actor.daemon()
+"""Who acts when the daemon obeys the kernel or reports a pump's fact."""
+NurseAct = Callable[[Session, str, Stamp], Step]
+"""A person's command as the controller hands it to the session: ``act(session, name, at)``.
+The session records the person by name; the step's events carry the actor itself."""
 
 
 class SessionSteps:
@@ -200,7 +203,7 @@ class SessionSteps:
             return
         delivered = acct.delivered_ul(status.volume_infused_ul)
         if kvo_complete(limits, delivered, acct.expected_ul(now.mono_s)):
-            step = s.observe(by=DAEMON, at=now, reason_code="tick.vtbi.kvo_complete")
+            step = s.observe(by=DAEMON.name, at=now, reason_code="tick.vtbi.kvo_complete")
             await self.carry_out(step, DAEMON)
 
     def account_after(
@@ -246,12 +249,12 @@ class SessionSteps:
         interlock = self._events.interlock(kind.value, codes, first.message, s)
         now = self.now()
         if kind is ActionKind.PAUSE and s.state is State.INFUSING:
-            step = s.pause(by=DAEMON, reason_code=first.code, at=now)
+            step = s.pause(by=DAEMON.name, reason_code=first.code, at=now)
             self.pause_words = words(first.message)
         else:
             if "stop" not in s.allowed():
                 self.latch(actions, effect="stopped")
-            step = s.stop(by=DAEMON, reason=first.message, reason_code=first.code, at=now)
+            step = s.stop(by=DAEMON.name, reason=first.message, reason_code=first.code, at=now)
         await self.carry_out(step, DAEMON, extra=[interlock])
 
     def latch(self, actions: Sequence[Action], *, effect: str) -> None:
@@ -344,7 +347,7 @@ class SessionSteps:
     async def carry_out(
         self,
         step: Step,
-        by: str,
+        by: Actor,
         *,
         undo: Callable[[], None] | None = None,
         extra: Sequence[NewEvent] = (),
@@ -432,7 +435,7 @@ class SessionSteps:
             return s.stop_confirmed(at=at)
         return s.adjust_confirmed(at=at)
 
-    def _step_events(self, step: Step, by: str, ctx: StepContext) -> list[NewEvent]:
+    def _step_events(self, step: Step, by: Actor, ctx: StepContext) -> list[NewEvent]:
         s = self.session
         assert s is not None
         facts = StepFacts(
@@ -443,7 +446,7 @@ class SessionSteps:
         )
         return self._events.step_events(s, step, by, ctx, facts, self._board)
 
-    def record(self, step: Step, by: str, ctx: StepContext) -> None:
+    def record(self, step: Step, by: Actor, ctx: StepContext) -> None:
         self.log(self._step_events(step, by, ctx))
         self._log_step(step, by)
         self.checkpoint()
@@ -451,7 +454,7 @@ class SessionSteps:
     def _session_id(self) -> str | None:
         return None if self.session is None else self.session.data.session_id
 
-    def _log_step(self, step: Step, by: str) -> None:
+    def _log_step(self, step: Step, by: Actor) -> None:
         s = self.session
         if s is not None:
             logline.step(self.config.pump_id, s.data.session_id, step, by)

@@ -29,6 +29,7 @@ from typing import TextIO
 
 import structlog
 
+from pumpd.audit import Actor
 from pumpd.config import DaemonConfig
 from pumpd.controller import Controller
 from pumpd.daemon import logs
@@ -61,7 +62,6 @@ __all__ = [
     "same_file_system",
 ]
 
-DAEMON = "pumpd"
 SHUTDOWN_REASON = "daemon.shutdown"
 PAUSE_BOUND_S = 30.0
 """How long SIGTERM waits for the pauses (each is bounded by the controller itself)."""
@@ -178,7 +178,7 @@ class Daemon(DaemonStartup):
         async def pause(ctl: Controller) -> None:
             pump = ctl.config.pump_id
             try:
-                await ctl.pause(by=DAEMON, reason_code=SHUTDOWN_REASON)
+                await ctl.pause(by=Actor.daemon(), reason_code=SHUTDOWN_REASON)
             except Exception as exc:
                 log.error("pause at shutdown failed", pump=pump, error=str(exc))
             else:

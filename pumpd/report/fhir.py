@@ -28,6 +28,7 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.provenance import Provenance
 
 from pumpd import __version__ as PUMPD_VERSION
+from pumpd.audit import DAEMON_NAME
 from pumpd.report.model import SessionRecord, VitalsSet
 from pumpd.report.record import PATIENT_SYSTEM
 
@@ -112,7 +113,7 @@ def _notes(record: SessionRecord) -> list[dict[str, Any]]:
                 p.at,
                 {
                     "time": _instant(p.at),
-                    "authorString": "pumpd",
+                    "authorString": DAEMON_NAME,
                     "text": f"Paused ({p.reason_code}): {p.reason or p.reason_code}; "
                     f"{Decimal(p.delivered_volume_ul) / 1000} mL delivered{resumed}",
                 },
@@ -130,7 +131,7 @@ def _notes(record: SessionRecord) -> list[dict[str, Any]]:
                 a.raised_at,
                 {
                     "time": _instant(a.raised_at),
-                    "authorString": "pumpd",
+                    "authorString": DAEMON_NAME,
                     "text": f"Alarm [{a.priority}] {a.code}: {a.message}{ack}",
                 },
             )

@@ -19,7 +19,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from pumpd.audit import EventFilter, EventRecord, Hasher, iter_events, session_timeline, verify
+from pumpd.audit import (
+    DAEMON_NAME,
+    EventFilter,
+    EventRecord,
+    Hasher,
+    iter_events,
+    session_timeline,
+    verify,
+)
 from pumpd.controller import CheckpointAccounting, CheckpointRecord, CheckpointUnreadable
 from pumpd.db import reader
 from pumpd.protocols import Library, LoadedProtocol, ProtocolFileError, load_library
@@ -167,7 +175,7 @@ class _Gatherer:
             rate = _dec(payload.get("observed_rate_ml_h"))
             if rate is not None:
                 self.rates.append(RateStep(at, rate, payload["command"]))
-            by = self.commands.get(event.correlation_id or "", "pumpd")
+            by = self.commands.get(event.correlation_id or "", DAEMON_NAME)
             self.marks.append(Mark(at, "command", f"{payload['command']} ({by})", event.seq))
         elif kind == "session.paused":
             self.pauses.append(

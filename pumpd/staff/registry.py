@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from pumpd.audit import utc_text
+from pumpd.audit import is_reserved, utc_text
 from pumpd.clinictime import local_text, parse_utc, zone_or_utc
 from pumpd.clock import Clock
 from pumpd.db import reader
@@ -115,6 +115,8 @@ def check_staff_id(staff_id: str) -> str:
             f"staff id {staff_id[:60]!r} must be 1-40 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+    if is_reserved(staff_id):
+        raise StaffInputError(f"staff id {staff_id!r} is the daemon's own name; choose another")
     return staff_id
 
 
@@ -165,6 +167,8 @@ class StaffRegistry:
         name = name.strip()
         if not 1 <= len(name) <= 120:
             raise StaffInputError("a staff name must have 1 to 120 characters")
+        if is_reserved(name):
+            raise StaffInputError(f"{name!r} is the daemon's own name; no person is called so")
         if role not in STAFF_ROLES:
             raise StaffInputError(f"role {role!r} is not one of {', '.join(STAFF_ROLES)}")
         pin_hash = await self._hash(check_pin(pin))

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from daemon.conftest import SCALE, to_infusing, wait_until
 from pumpsim.harness import Simulator
 
+from pumpd.audit import Actor
 from pumpd.central.forwarder import Forwarder
 from pumpd.cli import pumpaudit
 from pumpd.config import load_config
@@ -280,8 +281,8 @@ async def test_a_centre_that_never_answers_holds_only_the_forwarding_process(
                 what="the forwarding process to reach the black hole",
             )
             ctl = await to_infusing(daemon, "chair-1", "S-1")
-            await ctl.pause(by="nurse.ada", reason_code="nurse.pause")
-            await ctl.stop(by="nurse.ada", reason="test")
+            await ctl.pause(by=Actor.person("nurse.ada", "nurse"), reason_code="nurse.pause")
+            await ctl.stop(by=Actor.person("nurse.ada", "nurse"), reason="test")
             status = daemon.forwarding()
             assert status is not None
             assert status["state"] == "starting"  # its first step has not returned

@@ -286,3 +286,15 @@ async def test_an_admin_staff_login_at_a_nurse_account_is_forbidden(rig: Rig) ->
     nurse_station = await rig.client()
     denied = await nurse_station.err("staff.login", staff_id="A001", pin="adm-4711")
     assert denied["code"] == -32001
+
+
+@pytest.mark.parametrize(
+    ("staff_id", "name"), [("pumpd", "Some One"), ("PUMPD", "Some One"), ("N050", " Pumpd ")]
+)
+async def test_no_staff_member_takes_the_daemons_name(
+    registry: tuple[StaffRegistry, ManualClock], staff_id: str, name: str
+) -> None:
+    reg, _ = registry
+    with pytest.raises(StaffInputError, match="daemon's own name"):
+        await reg.add(staff_id, name, "nurse", "4711-ada")
+    assert await reg.list() == []

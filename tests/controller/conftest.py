@@ -22,6 +22,7 @@ import pytest
 from pumpsim.harness import Simulator
 
 from pumpd.audit import (
+    Actor,
     AsyncAuditWriter,
     AuditStore,
     EventFilter,
@@ -42,8 +43,8 @@ from safety.vitals import VitalsReading
 
 from .simtime import SimulatorTime, StallFreeClock, shared_clocks
 
-NURSE = "nurse.ada"
-CHECKER = "nurse.grace"
+NURSE = Actor.person("nurse.ada", "nurse")
+CHECKER = Actor.person("nurse.grace", "nurse")
 PUMP_ID = "chair-2"
 _LIBRARY: Library | None = None
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from pumpsim.harness import Fault
 
+from pumpd.audit import Actor
 from pumpd.controller import AuditUnavailable, Controller
 from pumpd.session import State
 from pumpd.session.records import AlarmRecord
@@ -185,7 +186,7 @@ async def test_no_start_when_the_intent_cannot_be_written(rig: Rig) -> None:
         patient=Patient(weight_kg=Decimal(80)),
         order=Order(),
     )
-    await ctl.confirm(by="nurse.grace", weight="80 kg")
+    await ctl.confirm(by=Actor.person("nurse.grace", "nurse"), weight="80 kg")
     await ctl.prime(by=NURSE, line_disconnected=True)
     task = await running(ctl)
     try:

@@ -78,7 +78,7 @@ async def test_alarms_state_changes_and_commands_are_logged_not_polls(rig: Rig) 
     assert lines.index(raised) < lines.index(sent[0])
     [acked] = [x for x in lines if x["event"] == "alarm acknowledged"]
     assert acked["alarm_code"] == CODE
-    assert acked["by"] == NURSE
+    assert acked["by"] == NURSE.name
     assert acked["note"] == "line unkinked at the pump"
     moves = [
         (x["from_state"], x["to_state"]) for x in lines if x["event"] == "session state changed"

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.audit import EventFilter, EventRecord, iter_events
+from pumpd.audit import Actor, EventFilter, EventRecord, iter_events
 from pumpd.config import load_config
 from pumpd.controller import Controller
 from pumpd.daemon.app import Daemon
@@ -34,8 +34,8 @@ from safety.plan import Order, Patient
 from safety.vitals import VitalsReading
 
 SCALE = 60.0
-NURSE = "nurse.ada"
-CHECKER = "nurse.grace"
+NURSE = Actor.person("nurse.ada", "nurse")
+CHECKER = Actor.person("nurse.grace", "nurse")
 
 
 def write_config(

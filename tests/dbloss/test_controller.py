@@ -27,7 +27,7 @@ from controller.test_faults import PAUSE, intents_precede_commands
 from pumpsim.harness import Fault, Simulator
 from sqlalchemy import event
 
-from pumpd.audit import AsyncAuditWriter, AuditStore, migrate
+from pumpd.audit import Actor, AsyncAuditWriter, AuditStore, migrate
 from pumpd.clock import ScaledClock
 from pumpd.controller import AuditUnavailable
 from pumpd.db import make_engine
@@ -149,7 +149,7 @@ async def test_a_halt_in_the_outage_waits_only_for_the_spool(outage: Outage) -> 
         outage.database_full()
         await outage.until_spooling()
         asked_at = time.monotonic()
-        await ctl.pause(by="nurse.ada", reason="patient asked")
+        await ctl.pause(by=Actor.person("nurse.ada", "nurse"), reason="patient asked")
         paused = [r for r in rig.sim.command_log(1) if r.command == PAUSE]
         assert paused, "the PAUSE reached the pump"
         took_s = time.monotonic() - asked_at
@@ -172,18 +172,18 @@ async def test_no_new_start_while_the_database_is_away(outage: Outage) -> None:
     task = await running(ctl)
     try:
         await ctl.program(
-            by="nurse.ada",
+            by=Actor.person("nurse.ada", "nurse"),
             session_id="S-1",
             patient_ref="P-0117",
             protocol=protocol("ketamine-trd-standard"),
             patient=Patient(weight_kg=Decimal(80)),
             order=Order(),
         )
-        await ctl.confirm(by="nurse.grace", weight="80 kg")
+        await ctl.confirm(by=Actor.person("nurse.grace", "nurse"), weight="80 kg")
         outage.database_full()
         await outage.until_spooling()
         with pytest.raises(AuditUnavailable):
-            await ctl.prime(by="nurse.ada", line_disconnected=True)
+            await ctl.prime(by=Actor.person("nurse.ada", "nurse"), line_disconnected=True)
         assert rig.sim.status(1)["state"] not in ("PRIMING", "INFUSING")
         outage.database_back()
         await wait_until(lambda: not rig.writer.degraded, within_s=30, what="the drain")
