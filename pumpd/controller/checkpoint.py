@@ -93,15 +93,27 @@ class AccountRecord:
 
 @dataclass(frozen=True, slots=True)
 class PumpRecord:
-    """The pump's own figures at a checkpoint (all 0 when it had not been read)."""
+    """The pump's own figures at a checkpoint (counter and command number 0, the restart
+    evidence None, when it had not been read).
+
+    The evidence kept is what the pump itself keeps across a daemon restart: its uptime
+    or its switch-on count. A driver's count of reported resets is not kept: it belongs to
+    that driver's life, and the next one counts from 0 at its connect.
+    """
 
     counter_ul: int = 0
-    uptime_s: int = 0
+    uptime_s: int | None = None
     last_cmd_seq: int = 0
+    switch_on_count: int | None = None
 
     @classmethod
     def of(cls, status: PumpStatus) -> PumpRecord:
-        return cls(status.volume_infused_ul, status.uptime_s, status.last_cmd_seq)
+        return cls(
+            status.volume_infused_ul,
+            status.uptime_s,
+            status.last_cmd_seq,
+            status.switch_on_count,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +138,12 @@ class CheckpointAccounting:
                 "delivery_elapsed_ms": a.delivery_elapsed_ms,
             }
         if (p := self.pump) is not None:
-            out |= {
-                "pump_counter_ul": p.counter_ul,
-                "pump_uptime_s": p.uptime_s,
-                "pump_last_cmd_seq": p.last_cmd_seq,
-            }
+            out["pump_counter_ul"] = p.counter_ul
+            if p.uptime_s is not None:
+                out["pump_uptime_s"] = p.uptime_s
+            out["pump_last_cmd_seq"] = p.last_cmd_seq
+            if p.switch_on_count is not None:
+                out["pump_switch_on_count"] = p.switch_on_count
         return out if self.account is not None or self.pump is not None else None
 
     @classmethod
@@ -149,8 +162,9 @@ class CheckpointAccounting:
             )
         pump = PumpRecord(
             int(data.get("pump_counter_ul", 0)),
-            int(data.get("pump_uptime_s", 0)),
+            _optional_int(data.get("pump_uptime_s")),
             int(data.get("pump_last_cmd_seq", 0)),
+            _optional_int(data.get("pump_switch_on_count")),
         )
         return cls(account, pump)
 
@@ -161,15 +175,31 @@ class CheckpointAccounting:
     def pump_lost(self, status: PumpStatus | None) -> tuple[bool, bool]:
         """(lost, rebooted): did the pump restart, or its counter go below the
         checkpoint's, while pumpd was down? Nothing is known of a pump that does not
-        answer."""
+        answer.
+
+        Judged on the pump's own evidence only (``restart_evidence_of``): its uptime or
+        switch-on count against the checkpoint's, and the power-on resets it reported to
+        this driver since its connect (the previous driver's count does not carry over, so
+        the comparison is with 0). The daemon's own restart renews none of them."""
         if status is None:
             return False, False
-        last = self.last_pump
-        evidence = restart_evidence_of(
-            last.uptime_s, last.last_cmd_seq, status.uptime_s, status.last_cmd_seq
-        )
+        evidence = self.restart_evidence(status)
         rebooted = evidence is not None
-        return rebooted or status.volume_infused_ul < last.counter_ul, rebooted
+        return rebooted or status.volume_infused_ul < self.last_pump.counter_ul, rebooted
+
+    def restart_evidence(self, status: PumpStatus) -> str | None:
+        """How ``status`` shows the pump restarted since the checkpoint, or None."""
+        last = self.last_pump
+        return restart_evidence_of(
+            last.uptime_s,
+            last.last_cmd_seq,
+            status.uptime_s,
+            status.last_cmd_seq,
+            switch_on_before=last.switch_on_count,
+            switch_on=status.switch_on_count,
+            resets_before=0,
+            resets=status.resets_seen,
+        )
 
     def downtime_bridge_s(self, now_utc: dt.datetime, limit_s: float) -> float | None:
         """Clock seconds from the checkpoint to now, through UTC; None when UTC cannot be
@@ -198,6 +228,10 @@ class CheckpointAccounting:
         if not 0 <= bridge_s <= limit_s:
             return None
         return bridge_s
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def bridge_limit_s(config: ControllerConfig) -> float:

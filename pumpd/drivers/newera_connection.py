@@ -49,7 +49,9 @@ class NewEraConnection:
         self._label = f"New Era pump {config.address}"
         self._latched = AlarmFlag.NONE
         self._latched_codes: set[Alarm] = set()
-        self._up_since = time.monotonic()
+        self._resets_seen = 0
+        """Power-on resets (``A?R``) the pump reported to this connection: the pump's only
+        evidence of a restart (it keeps no uptime), counted from 0 in each driver's life."""
         self._cmd_count = 0
         self._heartbeats = 0
         self._last_reply_at = 0.0
@@ -81,7 +83,6 @@ class NewEraConnection:
         except CodecError as exc:
             raise ProtocolError(f"{self._label}: {exc}") from None
         await self._ensure_diameter()
-        self._up_since = time.monotonic()
         await self.read_status()
 
     async def close(self) -> None:
@@ -108,7 +109,7 @@ class NewEraConnection:
         if alarm is Alarm.RESET:
             # Power was lost: the pump's counters restarted at 0, and so does the prime
             # bookkeeping that lived in them.
-            self._up_since = time.monotonic()
+            self._resets_seen += 1
             self._primes.forget()
             return
         self._latched |= ALARM_FLAG_OF[alarm]
@@ -237,8 +238,9 @@ class NewEraConnection:
             last_cmd_result=CommandResult.OK,
             heartbeat_echo=None,
             max_rate_ml_h=None,
-            uptime_s=int(read_at - self._up_since),
+            uptime_s=None,
             serial_number=None,
             profile_version=None,
             read_at_monotonic=read_at,
+            resets_seen=self._resets_seen,
         )

@@ -23,8 +23,9 @@ needs, and names each stand-in (docs/driver.md, "Register-map profiles"):
   the plan's volume remains the backstop);
 - rates cross as exact Decimals: mL/h → l/h is a division by 1000 and a rate whose nearest
   float32 does not read back as the same 0.01 mL/h is refused, never rounded;
-- `uptime_s` counts from the moment the driver last saw the pump come up (connect, or a
-  change of the switch-on counter), so a power loss shows as a restart;
+- the pump keeps no uptime: `uptime_s` is None and a restart is shown by the pump's own
+  switch-on counter (`switch_on_count`, the profile's ``restart_counter``), which survives
+  a restart of pumpd where a count from the driver's own connect would not;
 - pressure, battery, heartbeat echo, serial number, profile version: absent (None).
 """
 
@@ -114,7 +115,6 @@ class RegisterMapDriver:
         self._paused = False
         self._last_state: PumpState | None = None
         self._switch_on: int | None = None
-        self._up_since = time.monotonic()
         self._cmd_count = 0
         self._heartbeats = 0
         self._vtbi_timer: asyncio.Task[None] | None = None
@@ -156,7 +156,6 @@ class RegisterMapDriver:
             raise ProgramMismatch("start_stop", stop.value, held)
         self._paused = False
         self._switch_on = None
-        self._up_since = time.monotonic()
         await self.read_status()
 
     def _written_part(self, reg_name: str, held: int | Decimal) -> int | Decimal:
@@ -390,11 +389,11 @@ class RegisterMapDriver:
                 * VOLUME_TO_UL[vreg.unit]
             ).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
         )
+        count: int | None = None
         if st.restart_counter is not None:
             count = int(self._value(image, st.restart_counter))
             if self._switch_on is not None and count != self._switch_on:
-                self._up_since = read_at  # powered up again since the last reading
-                self._paused = False
+                self._paused = False  # powered up again since the last reading
             self._switch_on = count
         alarm_names, alarm_unknown = self._flags(image, self.rmap.alarms, self._alarm_bits)
         alarms = AlarmFlag.NONE
@@ -433,10 +432,11 @@ class RegisterMapDriver:
             last_cmd_result=CommandResult.OK,
             heartbeat_echo=None,
             max_rate_ml_h=max_rate,
-            uptime_s=int(read_at - self._up_since),
+            uptime_s=None,
             serial_number=None,
             profile_version=None,
             read_at_monotonic=read_at,
+            switch_on_count=count,
         )
 
     def _flow_ml_h(self, name: str, image: dict[int, int], rounding: str) -> Decimal:
