@@ -113,7 +113,8 @@ class PumpStatus:
     """The pump's own count of power-ups, where it keeps one (DULCO flex register 1026);
     None where it keeps none, or where it keeps one that could not be read."""
     resets_seen: int = 0
-    """Power-on resets the pump reported since the driver connected (New Era ``A?R``)."""
+    """Power-on reset reports (New Era ``A?R``) since the driver connected: it rises on a
+    restart (a reset may be reported to more than one request)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -352,7 +352,7 @@ async def test_power_loss_shows_as_a_restart(sim: Simulator, pump: NewEraPumpDri
     sim.newera.inject(1, "power-loss")
     await asyncio.sleep(0.05)
     after = await pump.read_status()
-    assert after.resets_seen == before.resets_seen + 1  # the kernel's reboot rule sees this
+    assert after.resets_seen > before.resets_seen  # the kernel's reboot rule sees this
     assert after.state is PumpState.IDLE
     assert after.volume_infused_ul == 0
     assert sim.newera.pump(1).safe_timeout_s == 5  # SAF survives power loss
