@@ -65,6 +65,12 @@ WHITE_BOX: dict[tuple[str, str], str] = {
     ("tests/daemon/test_keyed_daemon.py", "pumpd.control.views"): (
         "the status view of every pump of a running keyed daemon"
     ),
+    ("tests/drivers/conformance/test_conformance.py", "pumpd.controller.checkpoint"): (
+        "each backend's restart evidence as the recovery judges it from a checkpoint"
+    ),
+    ("tests/drivers/conformance/test_conformance.py", "pumpd.controller.translate"): (
+        "each backend's restart evidence as the controller's tick judges it"
+    ),
     ("tests/fuzz/test_control_socket.py", "pumpd.control.methods"): (
         "the fuzzer draws its requests from the method table"
     ),

@@ -50,6 +50,11 @@ def _whole(data: Mapping[str, Any], key: str, default: int = _NO_DEFAULT) -> int
         raise CheckpointUnreadable(f"accounting.{key} is {value!r}, not a whole number") from None
 
 
+def _optional_whole(data: Mapping[str, Any], key: str) -> int | None:
+    """A figure only some pumps keep (an uptime, a switch-on count): None when absent."""
+    return None if data.get(key) is None else _whole(data, key)
+
+
 def _decimal(data: Mapping[str, Any], key: str) -> Decimal:
     if key not in data:
         raise CheckpointUnreadable(f"accounting.{key} is missing")
@@ -129,15 +134,27 @@ class AccountRecord:
 
 @dataclass(frozen=True, slots=True)
 class PumpRecord:
-    """The pump's own figures at a checkpoint (all 0 when it had not been read)."""
+    """The pump's own figures at a checkpoint (counter and command number 0, the restart
+    evidence None, when it had not been read).
+
+    The evidence kept is what the pump itself keeps across a daemon restart: its uptime
+    or its switch-on count. A driver's count of reported resets is not kept: it belongs to
+    that driver's life, and the next one counts from 0 at its connect.
+    """
 
     counter_ul: int = 0
-    uptime_s: int = 0
+    uptime_s: int | None = None
     last_cmd_seq: int = 0
+    switch_on_count: int | None = None
 
     @classmethod
     def of(cls, status: PumpStatus) -> PumpRecord:
-        return cls(status.volume_infused_ul, status.uptime_s, status.last_cmd_seq)
+        return cls(
+            status.volume_infused_ul,
+            status.uptime_s,
+            status.last_cmd_seq,
+            status.switch_on_count,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,11 +193,12 @@ class CheckpointAccounting:
                 "delivery_elapsed_ms": a.delivery_elapsed_ms,
             }
         if (p := self.pump) is not None:
-            out |= {
-                "pump_counter_ul": p.counter_ul,
-                "pump_uptime_s": p.uptime_s,
-                "pump_last_cmd_seq": p.last_cmd_seq,
-            }
+            out["pump_counter_ul"] = p.counter_ul
+            if p.uptime_s is not None:
+                out["pump_uptime_s"] = p.uptime_s
+            out["pump_last_cmd_seq"] = p.last_cmd_seq
+            if p.switch_on_count is not None:
+                out["pump_switch_on_count"] = p.switch_on_count
         return out if self.account is not None or self.pump is not None else None
 
     @classmethod
@@ -216,8 +234,9 @@ class CheckpointAccounting:
         if "pump_counter_ul" in data:
             pump = PumpRecord(
                 _whole(data, "pump_counter_ul"),
-                _whole(data, "pump_uptime_s", 0),
+                _optional_whole(data, "pump_uptime_s"),
                 _whole(data, "pump_last_cmd_seq", 0),
+                _optional_whole(data, "pump_switch_on_count"),
             )
         return cls(account, pump, *figures)
 
@@ -228,15 +247,31 @@ class CheckpointAccounting:
     def pump_lost(self, status: PumpStatus | None) -> tuple[bool, bool]:
         """(lost, rebooted): did the pump restart, or its counter go below the
         checkpoint's, while pumpd was down? Nothing is known of a pump that does not
-        answer."""
+        answer.
+
+        Judged on the pump's own evidence only (``restart_evidence_of``): its uptime or
+        switch-on count against the checkpoint's, and the power-on resets it reported to
+        this driver since its connect (the previous driver's count does not carry over, so
+        the comparison is with 0). The daemon's own restart renews none of them."""
         if status is None:
             return False, False
-        last = self.last_pump
-        evidence = restart_evidence_of(
-            last.uptime_s, last.last_cmd_seq, status.uptime_s, status.last_cmd_seq
-        )
+        evidence = self.restart_evidence(status)
         rebooted = evidence is not None
-        return rebooted or status.volume_infused_ul < last.counter_ul, rebooted
+        return rebooted or status.volume_infused_ul < self.last_pump.counter_ul, rebooted
+
+    def restart_evidence(self, status: PumpStatus) -> str | None:
+        """How ``status`` shows the pump restarted since the checkpoint, or None."""
+        last = self.last_pump
+        return restart_evidence_of(
+            last.uptime_s,
+            last.last_cmd_seq,
+            status.uptime_s,
+            status.last_cmd_seq,
+            switch_on_before=last.switch_on_count,
+            switch_on=status.switch_on_count,
+            resets_before=0,
+            resets=status.resets_seen,
+        )
 
     def downtime_bridge_s(self, now_utc: dt.datetime, limit_s: float) -> float | None:
         """Clock seconds from the checkpoint to now, through UTC; None when UTC cannot be

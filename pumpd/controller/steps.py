@@ -569,7 +569,7 @@ class SessionSteps:
                         Priority.HIGH,
                         "pump.state_lost",
                         f"The pump restarted or lost its volume counter while pumpd was "
-                        f"down (uptime {last.uptime_s} s → {status.uptime_s} s, counter "
+                        f"down ({record.restart_evidence(status) or 'no restart'}, counter "
                         f"{last.counter_ul} µL → {status.volume_infused_ul} µL); the last "
                         f"delivered volume on record is {known} µL.",
                         "controller.recovery",

@@ -50,6 +50,8 @@ def to_snapshot(status: PumpStatus) -> PumpSnapshot:
         volume_primed_ul=status.volume_primed_ul,
         uptime_s=status.uptime_s,
         last_cmd_seq=status.last_cmd_seq,
+        switch_on_count=status.switch_on_count,
+        resets_seen=status.resets_seen,
     )
 
 

@@ -103,10 +103,18 @@ class PumpStatus:
     last_cmd_result: CommandResult
     heartbeat_echo: int | None
     max_rate_ml_h: Decimal | None
-    uptime_s: int
+    uptime_s: int | None
+    """The pump's own uptime; None where it keeps none (never the driver's connection
+    age, which a daemon restart renews and which would read as a pump restart)."""
     serial_number: int | None
     profile_version: int | None
     read_at_monotonic: float
+    switch_on_count: int | None = None
+    """The pump's own count of power-ups, where it keeps one (DULCO flex register 1026);
+    None where it keeps none, or where it keeps one that could not be read."""
+    resets_seen: int = 0
+    """Power-on reset reports (New Era ``A?R``) since the driver connected: it rises on a
+    restart (a reset may be reported to more than one request)."""
 
 
 @dataclass(frozen=True, slots=True)

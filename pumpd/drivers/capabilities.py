@@ -69,6 +69,24 @@ class WatchdogSetter(enum.StrEnum):
     ``heartbeat_timeout_s`` and refuses live use when it is off or longer."""
 
 
+class RestartEvidence(enum.StrEnum):
+    """What the pump itself gives to show it restarted (lost power, rebooted).
+
+    Never the driver's own connect: pumpd restarting renews that, and a pump that kept
+    running would read as restarted (its volume recounted, the session stopped)."""
+
+    UPTIME_REGISTER = "uptime-register"
+    """It reports its uptime, which falls on a restart, and a command number it forgets
+    (GIP-MB1): ``PumpStatus.uptime_s``, ``last_cmd_seq``."""
+    SWITCH_ON_COUNTER = "switch-on-counter"
+    """It keeps a count of its power-ups across power loss (DULCO flex register 1026): a
+    change of it is a restart; a count that was read and can no longer be is judged as
+    lost state (``PumpStatus.switch_on_count``)."""
+    RESET_ALARM = "reset-alarm"
+    """It reports a power-on reset as an alarm to the next request, whoever sends it (New
+    Era ``A?R``): ``PumpStatus.resets_seen`` counts them from the driver's connect."""
+
+
 @dataclass(frozen=True, slots=True)
 class CommWatchdog:
     """The pump stops by itself when the link is quiet for the timeout (seconds)."""
@@ -108,6 +126,8 @@ class PumpCapabilities:
     reports_pressure: bool
     reports_battery: bool
     max_rate_source: MaxRateSource
+    restart_evidence: RestartEvidence
+    """How a restart of the pump shows; pumpd judges a restart on this evidence only."""
     max_rate_ml_h: Decimal | None = None
     """The fixed maximum; None exactly when the source has no figure of its own (REGISTER:
     read with each status; PUMP_REFUSES: checked by the pump when a rate is written)."""
@@ -140,6 +160,7 @@ class PumpCapabilities:
             "reports_pressure": self.reports_pressure,
             "reports_battery": self.reports_battery,
             "max_rate_source": self.max_rate_source.value,
+            "restart_evidence": self.restart_evidence.value,
             "max_rate_ml_h": None if self.max_rate_ml_h is None else str(self.max_rate_ml_h),
         }
 
@@ -187,6 +208,7 @@ class CapabilitiesTable(_Table):
     reports_pressure: StrictBool
     reports_battery: StrictBool
     max_rate_source: Literal["register", "profile", "config", "syringe-table", "pump-refuses"]
+    restart_evidence: Literal["uptime-register", "switch-on-counter", "reset-alarm"]
     max_rate_ml_h: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
 
     def record(self) -> PumpCapabilities:
@@ -206,6 +228,7 @@ class CapabilitiesTable(_Table):
             reports_pressure=self.reports_pressure,
             reports_battery=self.reports_battery,
             max_rate_source=MaxRateSource(self.max_rate_source),
+            restart_evidence=RestartEvidence(self.restart_evidence),
             max_rate_ml_h=self.max_rate_ml_h,
         )
 

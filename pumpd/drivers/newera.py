@@ -8,8 +8,9 @@ names each such value:
 
 - a command is confirmed by reading the pump's state back (no sequence echo); `cmd_seq`
   and `last_cmd_seq` are the driver's own count, and `last_cmd_seq` reads 0 (unknown);
-- `uptime_s` counts from the moment the driver last saw the pump come up (connect, or an
-  ``A?R`` reset alarm), so a power loss shows to the kernel as a restarted pump;
+- the pump keeps no uptime (`uptime_s` is None): a power loss shows to the kernel as the
+  ``A?R`` reset alarm the pump sends to the next request, counted in `resets_seen`; a
+  restart of pumpd (a new connect) is no restart of the pump;
 - an alarm is shown by the pump once (the next reply acknowledges it), so the driver
   latches it until ACK_ALARM, and Safe-mode alarm packets pushed by the pump latch it at
   once and are made a status (`alarm_pushed` wakes whoever waits on it,

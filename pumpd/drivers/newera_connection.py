@@ -57,7 +57,12 @@ class NewEraConnection:
         self._label = f"New Era pump {config.address}"
         self._latched = AlarmFlag.NONE
         self._latched_codes: set[Alarm] = set()
-        self._up_since = time.monotonic()
+        self._resets_seen = 0
+        """Power-on resets (``A?R``) the pump reported to this connection: the pump's only
+        evidence of a restart (it keeps no uptime), counted from 0 in each driver's life."""
+        self._reset_at = 0.0
+        """When the newest reset was reported (monotonic): a reading older than it is of
+        the pump before its restart."""
         self._cmd_count = 0
         self._heartbeats = 0
         self._last_reply_at = 0.0
@@ -92,7 +97,6 @@ class NewEraConnection:
         except CodecError as exc:
             raise ProtocolError(f"{self._label}: {exc}") from None
         await self._ensure_diameter()
-        self._up_since = time.monotonic()
         await self.read_status()
 
     async def close(self) -> None:
@@ -132,15 +136,14 @@ class NewEraConnection:
         VTBI_COMPLETE (which the driver reports only for an idle pump), in ALARM with what
         is latched. The volumes are the reading's: the packet carries none.
         """
-        if last is None or last.read_at_monotonic < self._up_since:
-            return None  # no reading since the pump (re)started: it says nothing now
+        if last is None or last.read_at_monotonic < self._reset_at:
+            return None  # no reading since the pump restarted: it says nothing now
         return dataclasses.replace(
             last,
             state=PumpState.ALARM,
             alarms=self._latched,
             warnings=WarningFlag.NONE,
             rate_actual_ml_h=Decimal(0),
-            uptime_s=int(received - self._up_since),
             read_at_monotonic=received,
         )
 
@@ -161,7 +164,8 @@ class NewEraConnection:
         if alarm is Alarm.RESET:
             # Power was lost: the pump's counters restarted at 0, and so does the prime
             # bookkeeping that lived in them.
-            self._up_since = time.monotonic()
+            self._resets_seen += 1
+            self._reset_at = time.monotonic()
             self._primes.forget()
             return
         self._latched |= ALARM_FLAG_OF[alarm]
@@ -321,9 +325,10 @@ class NewEraConnection:
             last_cmd_result=CommandResult.OK,
             heartbeat_echo=None,
             max_rate_ml_h=None,
-            uptime_s=int(read_at - self._up_since),
+            uptime_s=None,
             serial_number=None,
             profile_version=None,
             read_at_monotonic=read_at,
+            resets_seen=self._resets_seen,
         )
         return status, self._latched != latched_at_prompt

@@ -10,6 +10,7 @@ from pumpd.drivers.capabilities import (
     Confirmation,
     MaxRateSource,
     PumpCapabilities,
+    RestartEvidence,
     WatchdogSetter,
 )
 from pumpd.drivers.newera_codec import Alarm, ErrorCode, Prompt
@@ -22,7 +23,8 @@ ALARM_FLAG_OF: dict[Alarm, AlarmFlag] = {
     Alarm.PHASE_OUT_OF_RANGE: AlarmFlag.SYSTEM_FAULT,
 }
 """A motor stall is the syringe pump's only occlusion alarm. A reset (``A?R``) is not a
-latched alarm: it restarts the derived uptime, which the kernel judges as a reboot."""
+latched alarm: it is the pump's evidence of a restart (``PumpStatus.resets_seen``), which
+the kernel judges as a reboot."""
 
 STATE_OF: dict[Prompt, PumpState] = {
     Prompt.INFUSING: PumpState.INFUSING,
@@ -62,7 +64,9 @@ def capabilities(*, safe_mode: bool) -> PumpCapabilities:
       errors; no air, door, upstream occlusion or battery alarm;
     - ``PUR`` primes; there is no KVO, no pressure sensor and no battery;
     - the maximum rate depends on the syringe and is checked by the pump (``?OOR``) when a
-      rate is written, and every setpoint is read back.
+      rate is written, and every setpoint is read back;
+    - it keeps no uptime and no switch-on count: a power-on reset is reported as ``A?R``
+      to the next request, whoever sends it (so also to a restarted pumpd).
     """
     return PumpCapabilities(
         confirmation=Confirmation.STATE_READBACK,
@@ -80,4 +84,5 @@ def capabilities(*, safe_mode: bool) -> PumpCapabilities:
         reports_pressure=False,
         reports_battery=False,
         max_rate_source=MaxRateSource.PUMP_REFUSES,
+        restart_evidence=RestartEvidence.RESET_ALARM,
     )

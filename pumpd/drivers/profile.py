@@ -251,7 +251,10 @@ def _check_semantics(profile: Profile) -> None:
             "must follow cmd_seq directly: both go out in one write",
         )
     _check_no_overlap(profile)
-    record_of(profile.capabilities)
+    if record_of(profile.capabilities).restart_evidence != "uptime-register":
+        raise ProfileError(
+            "capabilities.restart_evidence", "a GIP-MB1 profile reports its uptime register"
+        )
     for table in ("states", "alarm_bits", "warning_bits", "commands", "results"):
         values = getattr(profile, table).model_dump()
         seen: dict[int, str] = {}

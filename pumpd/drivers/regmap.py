@@ -178,6 +178,7 @@ class Capabilities(_Frozen):
     reports_pressure: StrictBool
     reports_battery: StrictBool
     max_rate_source: Literal["register", "profile", "config", "syringe-table", "pump-refuses"]
+    restart_evidence: Literal["uptime-register", "switch-on-counter", "reset-alarm"]
     max_rate_ml_h: Annotated[Decimal, Field(gt=0, allow_inf_nan=False)] | None = None
 
 
@@ -506,6 +507,13 @@ def _check_rest(rmap: RegisterMap) -> None:
         raise ProfileError("capabilities.watchdog.max_s", "must agree with failsafe.max_ms")
     if caps.max_rate_source == "register" and rmap.status.max_rate is None:
         raise ProfileError("capabilities.max_rate_source", "no status.max_rate register")
+    if caps.restart_evidence != "switch-on-counter":
+        raise ProfileError(
+            "capabilities.restart_evidence",
+            "a register map shows a restart by its switch-on counter (status.restart_counter)",
+        )
+    if rmap.status.restart_counter is None:
+        raise ProfileError("status.restart_counter", "required: the pump's switch-on counter")
 
 
 def parse_register_map(data: dict[str, Any]) -> RegisterMap:

@@ -23,8 +23,9 @@ needs, and names each stand-in (docs/driver.md, "Register-map profiles"):
   the plan's volume remains the backstop);
 - rates cross as exact Decimals: mL/h → l/h is a division by 1000 and a rate whose nearest
   float32 does not read back as the same 0.01 mL/h is refused, never rounded;
-- `uptime_s` counts from the moment the driver last saw the pump come up (connect, or a
-  change of the switch-on counter), so a power loss shows as a restart;
+- the pump keeps no uptime: `uptime_s` is None and a restart is shown by the pump's own
+  switch-on counter (`switch_on_count`, the profile's ``restart_counter``), which survives
+  a restart of pumpd where a count from the driver's own connect would not;
 - pressure, battery, heartbeat echo, serial number, profile version: absent (None).
 """
 
@@ -110,7 +111,6 @@ class RegisterMapDriver(RegisterStatusDecoder):
         self._paused = False
         self._last_state: PumpState | None = None
         self._switch_on: int | None = None
-        self._up_since = time.monotonic()
         self._cmd_count = 0
         self._heartbeats = 0
         self._vtbi_timer: asyncio.Task[None] | None = None
@@ -152,7 +152,6 @@ class RegisterMapDriver(RegisterStatusDecoder):
             raise ProgramMismatch("start_stop", stop.value, held)
         self._paused = False
         self._switch_on = None
-        self._up_since = time.monotonic()
         await self.read_status()
 
     def _written_part(self, reg_name: str, held: int | Decimal) -> int | Decimal:

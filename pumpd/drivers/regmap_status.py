@@ -4,7 +4,7 @@ Part of :class:`~pumpd.drivers.regmap_driver.RegisterMapDriver`, kept apart so e
 readable: the words decoded in the learned word order, the contract's alarm and warning
 flags from the map's bits (a set bit no name covers is UNKNOWN), the volume and rates in
 the contract's units, and the state from the running bit and the driver's own memory (a
-confirmed PAUSE, the switch-on counter that dates ``uptime_s``). The driver owns that
+confirmed PAUSE, the switch-on counter last seen). The driver owns that
 memory; decoding a reading updates it, as the driver's docstring says.
 """
 
@@ -44,7 +44,6 @@ class RegisterStatusDecoder:
     _paused: bool
     _last_state: PumpState | None
     _switch_on: int | None
-    _up_since: float
     _alarm_bits: dict[str, list[tuple[Register, int]]]
     _warning_bits: dict[str, list[tuple[Register, int]]]
 
@@ -108,11 +107,11 @@ class RegisterStatusDecoder:
                 * VOLUME_TO_UL[vreg.unit]
             ).quantize(Decimal(1), rounding=ROUND_HALF_EVEN)
         )
+        count: int | None = None
         if st.restart_counter is not None:
             count = int(self._value(image, st.restart_counter))
             if self._switch_on is not None and count != self._switch_on:
-                self._up_since = read_at  # powered up again since the last reading
-                self._paused = False
+                self._paused = False  # powered up again since the last reading
             self._switch_on = count
         alarm_names, alarm_unknown = self._flags(image, self.rmap.alarms, self._alarm_bits)
         alarms = AlarmFlag.NONE
@@ -151,10 +150,11 @@ class RegisterStatusDecoder:
             last_cmd_result=CommandResult.OK,
             heartbeat_echo=None,
             max_rate_ml_h=max_rate,
-            uptime_s=int(read_at - self._up_since),
+            uptime_s=None,
             serial_number=None,
             profile_version=None,
             read_at_monotonic=read_at,
+            switch_on_count=count,
         )
 
     def _flow_ml_h(self, name: str, image: dict[int, int], rounding: str) -> Decimal:

@@ -18,6 +18,7 @@ from pumpd.drivers.capabilities import (
     Confirmation,
     MaxRateSource,
     PumpCapabilities,
+    RestartEvidence,
     WatchdogSetter,
     alarm_names,
     parse_capabilities,
@@ -46,6 +47,7 @@ def test_gip_mb1_declares_everything_its_register_map_has() -> None:
     assert caps.reports_battery
     assert caps.watchdog == CommWatchdog(Decimal(1), Decimal(65535), WatchdogSetter.PUMPD)
     assert caps.max_rate_source is MaxRateSource.REGISTER
+    assert caps.restart_evidence is RestartEvidence.UPTIME_REGISTER
     assert caps.max_rate_ml_h is None
     assert alarm_names(caps.detected_alarms) == [
         m.name for m in AlarmFlag if m not in (AlarmFlag.NONE, AlarmFlag.UNKNOWN)
@@ -66,6 +68,8 @@ def test_new_era_declares_what_the_ne1000_manual_gives() -> None:
     for absent in (AlarmFlag.AIR_IN_LINE, AlarmFlag.DOOR_OPEN, AlarmFlag.OCCLUSION_UPSTREAM):
         assert not safe.detected_alarms & absent
     assert safe.max_rate_source is MaxRateSource.PUMP_REFUSES
+    # No uptime, no switch-on count: a restart is the A?R reset it reports.
+    assert safe.restart_evidence is RestartEvidence.RESET_ALARM
     assert newera_capabilities(safe_mode=False).watchdog is None
 
 
@@ -74,6 +78,7 @@ def test_as_dict_is_plain_json() -> None:
     assert shown["watchdog"] == {"min_s": "1", "max_s": "65535", "set_by": "pumpd"}
     assert shown["max_rate_ml_h"] is None
     assert shown["max_rate_source"] == "register"
+    assert shown["restart_evidence"] == "uptime-register"
     no_wd = newera_capabilities(safe_mode=False).as_dict()
     assert no_wd["watchdog"] is None
 
@@ -90,6 +95,7 @@ def test_a_dosing_pump_table_parses() -> None:
             "reports_pressure": False,
             "reports_battery": False,
             "max_rate_source": "profile",
+            "restart_evidence": "switch-on-counter",
             "max_rate_ml_h": 12000,
         }
     )
@@ -118,6 +124,7 @@ def test_a_dosing_pump_table_parses() -> None:
         ({"detected_alarms": ["UNKNOWN"]}, "capabilities.detected_alarms.0"),
         ({"detected_alarms": ["AIR_IN_LINE", "AIR_IN_LINE"]}, "capabilities.detected_alarms"),
         ({"max_rate_source": "guess"}, "capabilities.max_rate_source"),
+        ({"restart_evidence": "connect"}, "capabilities.restart_evidence"),
         ({"max_rate_ml_h": 100}, "capabilities.max_rate_ml_h"),
         ({"max_rate_source": "profile"}, "capabilities.max_rate_ml_h"),
         ({"max_rate_source": "config", "max_rate_ml_h": 0}, "capabilities.max_rate_ml_h"),
@@ -178,6 +185,7 @@ def test_the_record_refuses_unknown_as_a_detected_alarm() -> None:
             reports_pressure=True,
             reports_battery=True,
             max_rate_source=MaxRateSource.REGISTER,
+            restart_evidence=RestartEvidence.UPTIME_REGISTER,
         )
 
 
@@ -186,3 +194,11 @@ def test_a_watchdog_must_be_finite_decimal_seconds() -> None:
         CommWatchdog(1, Decimal(2), WatchdogSetter.PUMPD)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="finite"):
         CommWatchdog(Decimal(1), Decimal("Infinity"), WatchdogSetter.PUMPD)
+
+
+def test_a_gip_mb1_profile_must_show_restarts_by_its_uptime_register() -> None:
+    data = shipped_profile()
+    data["capabilities"]["restart_evidence"] = "reset-alarm"
+    with pytest.raises(ProfileError) as caught:
+        parse_profile(data)
+    assert caught.value.key == "capabilities.restart_evidence"

@@ -135,6 +135,9 @@ BROKEN = [
     ("capabilities.watchdog", False, "capabilities.watchdog"),
     ("capabilities.watchdog.max_s", 5, "capabilities.watchdog.max_s"),
     ("capabilities.priming", True, "capabilities.priming"),
+    ("capabilities.restart_evidence", "uptime-register", "capabilities.restart_evidence"),
+    ("capabilities.restart_evidence", "reset-alarm", "capabilities.restart_evidence"),
+    ("status.restart_counter", _DELETE, "status.restart_counter"),
     ("colour", "blue", "colour"),
 ]  # fmt: skip
 

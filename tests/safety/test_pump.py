@@ -25,7 +25,12 @@ from safety.pump import InvalidPumpSnapshot, PumpAlarm, PumpMode, PumpWarning, f
         ({"volume_infused_ul": -1}, "^volume_infused_ul must"),
         ({"volume_infused_ul": 1.0}, "^volume_infused_ul must"),
         ({"volume_primed_ul": True}, "^volume_primed_ul must"),
-        ({"uptime_s": None}, "^uptime_s must"),
+        ({"uptime_s": -1}, "^uptime_s must"),
+        ({"uptime_s": 1.5}, "^uptime_s must"),
+        ({"switch_on_count": -1}, "^switch_on_count must"),
+        ({"switch_on_count": True}, "^switch_on_count must"),
+        ({"resets_seen": None}, "^resets_seen must"),
+        ({"resets_seen": -1}, "^resets_seen must"),
     ],
 )
 def test_snapshot_refuses_impossible_fields(overrides: dict[str, Any], match: str) -> None:

@@ -84,12 +84,13 @@ def test_the_mix_of_pump_kinds_comes_from_the_seed() -> None:
         mix = draw_mix(seed, 6, 2)
         assert sum(mix.values()) == 6
         assert 1 <= mix["newera"] <= 3
-        assert mix["dulco"] == 0  # held back until its restart finding is fixed
+        assert mix["dulco"] == 1  # the simulator's one DULCO pump, in every clinic of 6
         assert mix["tcp"] >= 1
         assert mix["rtu"] <= 2
         seen.add(mix["newera"])
     assert seen == {1, 2, 3}  # the seed, not a constant, decides
     assert draw_mix(5, 1, 0) == {"newera": 0, "dulco": 0, "rtu": 0, "tcp": 1}
+    assert draw_mix(5, 2, 0)["tcp"] == 1  # GIP-MB1 always keeps one chair
 
 
 def test_a_new_era_pump_draws_its_own_faults_and_a_weight_its_syringe_holds() -> None:

@@ -41,7 +41,7 @@ class Surface(enum.Enum):
     STUCK_VOLUME = "the volume counter stops while the pump says it infuses"
     UNREACHABLE = "reads raise PumpUnreachable, never an old or damaged value"
     RIGHT_OR_UNREACHABLE = "each read is this pump's true status or PumpUnreachable"
-    RESTART = "the uptime falls, the volumes are 0, the pump is IDLE"
+    RESTART = "the pump's own restart evidence shows it (uptime, switch-on count, reset alarm)"
     UNCERTAIN = "a command raises CommandUncertain, never OK"
     UNFIT = "a keypad setting pumpd cannot drive safely: connect stops the pump, refuses it"
     FORCED = "a keypad setting connect puts back: after a power loss the pump stays stopped"
@@ -80,7 +80,7 @@ class Abilities:
     """Without a VTBI of its own, the driver writes the stop at the programmed volume."""
     watchdog: bool
     volume_kept_over_power_loss: bool
-    """The volume counter survives a power loss (the restart still shows in the uptime)."""
+    """The volume counter survives a power loss (the restart still shows in its evidence)."""
 
 
 class Rig(abc.ABC):

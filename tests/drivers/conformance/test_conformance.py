@@ -16,6 +16,9 @@ from decimal import Decimal
 
 import pytest
 
+from pumpd.controller import CheckpointAccounting
+from pumpd.controller.checkpoint import PumpRecord
+from pumpd.controller.translate import to_snapshot
 from pumpd.drivers.base import (
     AlarmFlag,
     Command,
@@ -31,6 +34,7 @@ from pumpd.drivers.base import (
     command_repeating,
 )
 from pumpd.drivers.regmap_driver import PumpUnfit
+from safety.pump import restart_evidence
 
 from .backends import FaultCase, Rig, Surface, program
 
@@ -103,6 +107,10 @@ async def test_a_declared_capability_record_matches_the_wire(rig: Rig, pump: Pum
     assert (record.watchdog is not None) is can.watchdog
     assert (str(record.confirmation) == "sequence-echo") is can.sequence_echo
     assert (str(record.max_rate_source) == "register") is can.reports_max_rate
+    # The restart evidence declared is the one the pump gives, and no other is invented.
+    status = await pump.read_status()
+    assert (status.uptime_s is not None) is (record.restart_evidence == "uptime-register")
+    assert (status.switch_on_count is not None) is (record.restart_evidence == "switch-on-counter")
     for fault in rig.faults:
         # An error bit the pump's documentation names nothing for is still an alarm
         # (UNKNOWN), but no detector the record could declare.
@@ -325,7 +333,7 @@ async def _unreachable(rig: Rig, pump: PumpDriver, fault: FaultCase) -> None:
     after = await read_when_back(pump)
     assert after.state is before.state
     assert after.serial_number == before.serial_number
-    assert after.uptime_s >= before.uptime_s
+    assert restart_evidence(to_snapshot(before), to_snapshot(after)) is None  # no restart
 
 
 async def _right_or_unreachable(rig: Rig, pump: PumpDriver, fault: FaultCase) -> None:
@@ -346,14 +354,18 @@ async def _right_or_unreachable(rig: Rig, pump: PumpDriver, fault: FaultCase) ->
     assert (await read_when_back(pump)).state is PumpState.INFUSING
 
 
+def _up(status: PumpStatus) -> bool:
+    """Delivering, and up long enough that a restart shows in an uptime that has one."""
+    return status.volume_infused_ul > 0 and (status.uptime_s is None or status.uptime_s >= 1)
+
+
 async def _restart(rig: Rig, pump: PumpDriver, fault: FaultCase) -> None:
     await infuse(pump, "600")
-    before = await wait_for(
-        pump, lambda s: s.uptime_s >= 1 and s.volume_infused_ul > 0, "uptime and volume"
-    )
+    before = await wait_for(pump, _up, "uptime and volume")
     rig.inject(fault, True)
     after = await read_when_back(pump)
-    assert after.uptime_s < before.uptime_s  # the kernel's reboot rule sees this
+    # The kernel's own rule sees it, on the evidence this pump kind gives.
+    assert restart_evidence(to_snapshot(before), to_snapshot(after)) is not None
     if rig.abilities.volume_kept_over_power_loss:
         assert after.volume_infused_ul >= before.volume_infused_ul  # never went back
     else:
@@ -466,3 +478,57 @@ async def test_heartbeats_keep_the_watchdog_quiet(rig: Rig, pump: PumpDriver) ->
     assert (await pump.read_status()).state is PumpState.INFUSING
     with pytest.raises(InvalidProgram):
         await pump.set_heartbeat_timeout(-1)
+
+
+# ---------------------------------------------------------------- a restart of pumpd
+
+
+def _power_loss(rig: Rig) -> FaultCase:
+    (case,) = [f for f in rig.faults if f.surface is Surface.RESTART]
+    return case
+
+
+async def _reconnected(rig: Rig, pump: PumpDriver) -> tuple[PumpStatus, CheckpointAccounting]:
+    """pumpd's life ended mid-infusion: the checkpoint's pump figures, and the driver gone."""
+    await infuse(pump, "600")
+    before = await wait_for(pump, _up, "uptime and volume")
+    record = CheckpointAccounting(None, PumpRecord.of(before))
+    record = CheckpointAccounting.from_dict(record.as_dict())  # as the audit keeps it
+    await pump.close()
+    return before, record
+
+
+async def test_a_new_driver_on_a_pump_that_kept_running_sees_no_restart(
+    rig: Rig, pump: PumpDriver
+) -> None:
+    """A restart of pumpd is a new driver and a new connect: nothing the pump proves
+    changed, so the checkpoint's figures show no restart of the pump."""
+    before, record = await _reconnected(rig, pump)
+    await asyncio.sleep(0.2)
+    again = rig.driver()
+    await again.connect()
+    try:
+        after = await again.read_status()
+        assert record.restart_evidence(after) is None
+        assert record.pump_lost(after) == (False, False)
+        assert after.volume_infused_ul >= before.volume_infused_ul
+    finally:
+        await again.close()
+
+
+async def test_a_pump_power_cycled_while_pumpd_was_down_is_a_restart(
+    rig: Rig, pump: PumpDriver
+) -> None:
+    """The same new driver, after a power loss nobody watched: the pump's own evidence
+    (uptime, switch-on count, reset alarm) shows it against the checkpoint."""
+    _, record = await _reconnected(rig, pump)
+    rig.inject(_power_loss(rig), True)
+    await asyncio.sleep(0.1)
+    again = rig.driver()
+    await again.connect()
+    try:
+        after = await again.read_status()
+        assert record.restart_evidence(after) is not None
+        assert record.pump_lost(after) == (True, True)
+    finally:
+        await again.close()
