@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import make_url
 
-from pumpd.central.forwarder import ForwardSettings
+from pumpd.central.settings import ForwardSettings
 from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.config_pumps import PumpConfig as PumpConfig
 from pumpd.config_pumps import _pump, _same_endpoint, _simulation_pump

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import attrgetter
-from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, bindparam, select, text
@@ -39,26 +38,11 @@ from pumpd.audit.schema import audit_event
 from pumpd.central import migrate as central_migrate
 from pumpd.central.mark import Mark, MarkError, load_mark, save_mark
 from pumpd.central.schema import central_event
+from pumpd.central.settings import ForwardSettings as ForwardSettings
 from pumpd.db import make_engine, normalize_url, reader
 
 State = Literal["starting", "current", "behind", "unreachable", "conflict"]
 ConflictKind = Literal["different_event", "refused", "identity", "local_rewrite", "mark"]
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardSettings:
-    """``[forward]`` of the daemon's configuration (docs/central.md)."""
-
-    url: str
-    site: str
-    batch_size: int = 1000
-    alert_after_s: float = 900.0
-    mark_file: Path = Path("/var/lib/pumpd/forward.mark")
-    interval_s: float = 1.0
-    retry_max_s: float = 60.0
-    connect_timeout_s: float = 10.0
-    duty_cycle: float = 0.25
-    """Largest share of wall time the forwarder may work while catching up (docs/central.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,6 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from pumpd.cli.client import default_socket_path
 from pumpd.cli.live import reads, session, staff
@@ -25,8 +23,8 @@ if TYPE_CHECKING:
     from safety.plan import Plan
     from safety.protocol import Band
 
-# The protocol library and the kernel are imported by the offline commands only, when they
-# run: the live commands start faster without them (pumpctl runs once per nurse command).
+# The protocol library, the kernel and rich are imported by the offline commands only, when
+# they run: the live commands start faster without them (pumpctl runs once per nurse command).
 ENV_VAR = "PUMPD_PROTOCOLS"  # pumpd.protocols.ENV_VAR; tests/cli checks they agree
 
 EXIT_OK = 0
@@ -161,6 +159,9 @@ def plan(
 
 
 def _print_plan(entry: LoadedProtocol, p: Plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     from safety.units import fmt
     from safety.verdicts import Severity
 
@@ -241,6 +242,9 @@ def protocols(ctx: click.Context, library_path: str | None, as_json: bool) -> No
         ]
         click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"Protocol library {library.path}")
     for column in ("id", "v", "dose mode", "released", "sha256"):
         table.add_column(column, no_wrap=True)
@@ -280,6 +284,9 @@ def _band_text(band: Band | None, unit: str) -> str:
 
 
 def _print_protocol(entry: LoadedProtocol) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     from safety.protocol import FixedBag, TotalDose
     from safety.units import fmt
 

@@ -10,7 +10,7 @@ import fcntl
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
@@ -18,9 +18,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pumpd import __version__
 from pumpd.audit import AsyncAuditWriter, AuditStore, HeadPublisher, HeadSink, LogHeadSink, migrate
-from pumpd.central.forwarder import Conflict, ForwardStatus
-from pumpd.central.heads import CentralHeadSink
-from pumpd.central.task import ForwardTask
 from pumpd.config import PumpConfig
 from pumpd.daemon import lines, liveuse, logs
 from pumpd.daemon.chainkey import (
@@ -45,6 +42,12 @@ from pumpd.daemon.wiring import (
 from pumpd.drivers import DriverError, make_driver
 from pumpd.protocols import load_library
 from pumpd.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from pumpd.central.forwarder import Conflict, ForwardStatus
+
+# pumpd.central (the forwarder, its SQL and the central schema) is imported only when
+# [forward] is configured: most sites never forward, and a restart should not load it.
 
 log = structlog.get_logger("pumpd.daemon")
 
@@ -146,6 +149,8 @@ class DaemonStartup(DaemonReload):
         the central store, so a local administrator cannot rewrite every copy."""
         sinks: list[HeadSink] = [LogHeadSink(instance_id=store.instance_id)]
         if self.config.forward is not None:
+            from pumpd.central.heads import CentralHeadSink
+
             self.head_sink = CentralHeadSink(self.config.forward.site, self.config.forward.url)
             sinks.append(self.head_sink)
         return sinks
@@ -373,6 +378,8 @@ class DaemonStartup(DaemonReload):
             raise StartupError(
                 f"forward.mark_file: the directory {settings.mark_file.parent} does not exist"
             )
+        from pumpd.central.task import ForwardTask
+
         self.forward = ForwardTask(
             settings,
             self.config.database,

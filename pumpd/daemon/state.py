@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from sqlalchemy import Engine
 
 from pumpd.audit import Actor, AsyncAuditWriter, AuditStore, ChainKey, HeadPublisher, NewEvent
-from pumpd.central.heads import CentralHeadSink
-from pumpd.central.task import ForwardTask
-from pumpd.central.task import summary as forward_summary
 from pumpd.clock import Clock
 from pumpd.config import DaemonConfig
 from pumpd.daemon.chainkey import NO_KEY_NOTICE, NO_KEY_STATUS
@@ -25,6 +22,11 @@ from pumpd.daemon.wiring import StartupError, make_clock
 from pumpd.drivers import PumpDriver
 from pumpd.protocols import Library
 from pumpd.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    # Only set with [forward]; pumpd.central is imported by the start-up that creates them.
+    from pumpd.central.heads import CentralHeadSink
+    from pumpd.central.task import ForwardTask
 
 log = structlog.get_logger("pumpd.daemon")
 
@@ -165,6 +167,8 @@ class DaemonState:
         if audit:
             text = f"{audit}; {text}"
         if self.forward is not None and self.config.forward is not None:
+            from pumpd.central.task import summary as forward_summary
+
             status = self.forward.status()
             text = f"{text}; {forward_summary(status, self.config.forward.alert_after_s)}"
         if self.watchdog is not None and not self.watchdog.verdict.healthy:

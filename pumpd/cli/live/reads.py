@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from pumpd.cli.live import live_view, render
+from pumpd.cli.live import text
 from pumpd.cli.live.common import Target, call, call_on, connect, echo_json, json_option
 from pumpd.cli.live.common import pass_target as _pass_target
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich (Console, and the render and live_view modules built on it) is imported where a
+# command prints for a person: `--json`, what scripts and the tests run, never loads it.
+
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
@@ -25,6 +32,8 @@ def pumps(target: Target, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
+        from pumpd.cli.live import render
+
         _console().print(render.pumps_view(result))
 
 
@@ -41,6 +50,8 @@ def status(target: Target, pump: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(views)
     else:
+        from pumpd.cli.live import live_view
+
         _console().print(live_view.frame(views))
 
 
@@ -61,6 +72,8 @@ def status(target: Target, pump: str | None, as_json: bool) -> None:
 )
 @_pass_target
 def watch(target: Target, pump: str | None, interval: float, once: bool, as_json: bool) -> None:
+    from pumpd.cli.live import live_view
+
     console = _console()
     params = _status_params(pump)
     if once:
@@ -89,6 +102,8 @@ def alarms(target: Target, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
+        from pumpd.cli.live import render
+
         _console().print(render.alarms_table(render.by_priority(result)))
 
 
@@ -100,6 +115,8 @@ def whoami(target: Target, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
+        from pumpd.cli.live import render
+
         _console().print(render.whoami_view(result))
 
 
@@ -116,5 +133,5 @@ def checklist(target: Target, pump: str, as_json: bool) -> None:
         return
     for item in result.get("items", []):
         click.echo(f"[ ] {item.get('text')}")
-    earliest = render.local_minute(result.get("earliest_discharge_at"), zone)
+    earliest = text.local_minute(result.get("earliest_discharge_at"), zone)
     click.echo(f"earliest discharge: {earliest}")

@@ -9,13 +9,11 @@ line is not connected to the patient, ``discharge`` walks the checklist item by 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from pumpd.cli import client as rpc
-from pumpd.cli.live import render
 from pumpd.cli.live.common import (
     Target,
     ask,
@@ -30,7 +28,17 @@ from pumpd.cli.live.common import (
 EXIT_NOT_CONFIRMED = rpc.EXIT_OTHER
 
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# rich, and the render module built on it, are imported by the commands that print plans
+# and verdicts, not at import: every other pumpctl command (status --json above all) runs
+# without loading rich.
+
+
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False)
 
 
@@ -111,6 +119,8 @@ def program(
     params = _order_params(
         pump, patient, weight, protocol_id, version, dose, duration, override_reason
     )
+    from pumpd.cli.live import render
+
     console = _console()
     with connect(target) as c:
         preview = call_on(c, "session.plan", params)
@@ -129,6 +139,8 @@ def _awaiting(pump: str, waiting: Any) -> None:
     """Say what now waits for a second nurse, and the command that approves it."""
     if not isinstance(waiting, dict):
         return
+    from pumpd.cli.live import render
+
     for line in render.awaiting_lines(waiting):
         _console().print(line)
     how = (
@@ -141,6 +153,8 @@ def _awaiting(pump: str, waiting: Any) -> None:
 
 def _shown_approval(c: rpc.Client, pump: str) -> dict[str, Any] | None:
     """Show what awaits approval on ``pump`` (read from the daemon) and return it."""
+    from pumpd.cli.live import render
+
     views = call_on(c, "status", {"pump": pump})
     waiting = next((v.get("awaiting_approval") for v in views if v.get("awaiting_approval")), None)
     for line in render.awaiting_lines(waiting):
@@ -323,6 +337,8 @@ def adjust(
         params["duration"] = duration
     if dose is not None:
         params["dose"] = dose
+    from pumpd.cli.live import render
+
     with connect(target) as c:
         proposal = call_on(c, "session.adjust", params)
         plan = proposal.get("plan", {})
@@ -426,6 +442,8 @@ def vitals(
     params["pump"] = pump
     result = call(target, "session.vitals", params)
     _echo_result(pump, result, "vitals recorded")
+    from pumpd.cli.live import render
+
     for line in render.verdict_lines(result.get("verdicts") or []):
         _console().print(line)
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 
 import click
-from rich.console import Console
 
 from pumpd.cli import client as rpc
 from pumpd.cli.live import login as tokens
-from pumpd.cli.live import render
+from pumpd.cli.live import text
 from pumpd.cli.live.common import (
     Target,
     call,
@@ -51,7 +50,7 @@ def login(target: Target, staff_id: str, pin_stdin: bool) -> None:
     )
     path = tokens.save(entry)
     idle = result.get("idle_timeout_s")
-    minutes = f" after {render.duration(idle)} without a command" if idle else ""
+    minutes = f" after {text.duration(idle)} without a command" if idle else ""
     click.echo(
         f"logged in as {entry.staff_id} ({entry.name}, {entry.role}); "
         f"expires{minutes}; token in {path}"
@@ -105,6 +104,11 @@ def staff_list(target: Target, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
+        # rich only for a person's table: `--json` never loads it.
+        from rich.console import Console
+
+        from pumpd.cli.live import render
+
         Console(highlight=False).print(render.staff_table(result, zone))
 
 
