@@ -56,7 +56,8 @@ def test_the_oldest_shape_reads_with_the_later_keys_at_their_defaults() -> None:
 def test_before_the_start_and_without_accounting() -> None:
     before_start = CheckpointRecord.read(_payload({"pump_counter_ul": 0})).accounting
     assert before_start.account is None
-    assert before_start.pump == PumpRecord(0, 0, 0)
+    # no pump_uptime_s: a pump that keeps no uptime (its restart evidence is elsewhere)
+    assert before_start.pump == PumpRecord(0, None, 0)
     assert before_start.expected_ul is None
     unread = CheckpointRecord.read(_payload(None)).accounting
     assert unread == CheckpointAccounting(None, None)
