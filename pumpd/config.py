@@ -422,8 +422,8 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
             continue
         if raw.daemon.simulation:
             _simulation_pump(pump, index, problems)
-        # A New Era pump's SAF watchdog counts wall seconds and is never scaled.
-        scale = 1.0 if pump.transport == "newera-serial" else raw.daemon.time_scale
+        # A watchdog that counts wall seconds (New Era's SAF) is never scaled.
+        scale = raw.daemon.time_scale if pump.scaled_watchdog else 1.0
         scaled = pump.heartbeat_timeout_s * scale
         if scaled > 0xFFFF:
             problems.append(

@@ -73,6 +73,10 @@ class PumpConfig:
     accept_no_pump_watchdog: bool = False
     """The site accepts, for this pump, that it has no watchdog of its own: without it
     such a pump is refused for live use (docs/driver.md, "Capabilities")."""
+    unit_key: str = "unit"
+    """The key that names the pump on its line: ``unit``, or New Era's ``address``."""
+    scaled_watchdog: bool = True
+    """False for a pump whose watchdog counts wall seconds whatever the time scale."""
     keys: BaseModel | None = None
     """The transport's own keys as its backend typed them: a backend whose driver needs
     more than the fields above reads them here."""
@@ -199,7 +203,7 @@ def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]])
         serial_line = pump.device is not None
         line = os.path.realpath(pump.device or "") if serial_line else pump.address
         key = (line, str(pump.unit))
-        name = "address" if pump.transport == "newera-serial" else "unit"
+        name = pump.unit_key
         if key in units:
             problems.append(
                 (

@@ -115,6 +115,8 @@ def check_newera_keys(
         syringe_diameter_mm=diameter,
         syringe=keys.syringe,
         syringe_capacity_ul=capacity_ul,
+        unit_key="address",
+        scaled_watchdog=False,
     )
 
 

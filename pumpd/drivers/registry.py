@@ -83,6 +83,11 @@ class TransportSettings:
     syringe: str | None = None
     syringe_capacity_ul: int | None = None
     serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
+    unit_key: str = "unit"
+    """The key that names the pump on its line, for the configuration's messages."""
+    scaled_watchdog: bool = True
+    """The pump's own watchdog counts the controller's (scaled) seconds, as a simulated
+    Modbus pump does; False for one that counts wall seconds (New Era's SAF)."""
 
 
 K = TypeVar("K", bound=BaseModel)

@@ -4,6 +4,7 @@ own, and the configuration checks and builds it without knowing any of them."""
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -148,3 +149,26 @@ def test_simulation_asks_the_backend_and_refuses_one_that_cannot_tell(
     register_backend("vendor-gateway", make_gateway, PumpKeys(GatewayKeys, check_gateway))
     found = problems(sim + 'gateway = "127.0.0.1"\n')
     assert "can tell the simulator's line from real hardware" in found["pump[0].transport"]
+
+
+def test_the_settings_tell_the_configuration_how_the_pump_counts_its_watchdog() -> None:
+    """255 s is 2 550 000 pump seconds at time scale 10 000: too many for a pump whose
+    watchdog counts the scaled seconds, and nothing to a New Era pump's wall-second SAF."""
+    master, slave = os.openpty()
+    try:
+        line = os.ttyname(slave)
+        sim = "[daemon]\nsimulation = true\ntime_scale = 10000\n"
+        newera = (
+            f'[[pump]]\nid = "chair-3"\ntransport = "newera-serial"\ndevice = "{line}"\n'
+            'address = 1\nsyringe = "bd-plastic-60ml"\nheartbeat_timeout_s = 255\n'
+        )
+        (pump,) = parse(sim + newera).pumps
+        assert (pump.scaled_watchdog, pump.unit_key) == (False, "address")
+        rtu = (
+            f'[[pump]]\nid = "chair-1"\ntransport = "modbus-rtu"\ndevice = "{line}"\n'
+            "unit = 1\nheartbeat_timeout_s = 255\n"
+        )
+        assert "more than the pump's 65535" in problems(sim + rtu)["pump[0].heartbeat_timeout_s"]
+    finally:
+        os.close(master)
+        os.close(slave)
