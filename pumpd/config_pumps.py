@@ -22,9 +22,7 @@ from pumpd.drivers import (
     PumpKeys,
     SerialKeys,
     UnknownTransport,
-    backend,
-    key_owners,
-    registered_transports,
+    pump_keys,
 )
 from pumpd.drivers import is_loopback as is_loopback
 from pumpd.drivers import parse_host_port as parse_host_port
@@ -94,34 +92,21 @@ class PumpConfig:
 
 def _choices(names: Sequence[str]) -> str:
     quoted = [repr(name) for name in names]
+    if not quoted:
+        return "a registered transport (none is)"
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def _pump_keys(transport: str) -> PumpKeys[Any] | str:
     """The keys `transport`'s backend owns, or the sentence refusing the transport."""
-    configurable = [t for t in registered_transports() if backend(t).keys is not None]
     try:
-        keys = backend(transport).keys
-    except UnknownTransport:
-        keys = None
-    if keys is None:
-        return f"Input should be {_choices(configurable)}, got {transport!r}"
-    return keys
-
-
-def _foreign(key: str, keys: PumpKeys[Any]) -> str | None:
-    """Why `key`, another transport's, is refused here; None for this transport's own key
-    or a key no transport has (a typo, which the model reports as unknown)."""
-    if key in keys.refused:
-        return keys.refused[key]
-    if key in keys.model.model_fields:
-        return None
-    owners = key_owners(key)
-    return f"only for transport {', '.join(owners)}" if owners else None
+        return pump_keys(transport)
+    except UnknownTransport as exc:
+        return f"Input should be {_choices(exc.known)}, got {transport!r}"
 
 
 def _own(table: Mapping[str, Any], keys: PumpKeys[Any]) -> dict[str, Any]:
-    return {k: v for k, v in table.items() if k not in COMMON_KEYS and _foreign(k, keys) is None}
+    return {k: v for k, v in table.items() if k not in COMMON_KEYS and keys.refusal(k) is None}
 
 
 def transport_key_problems(
@@ -161,7 +146,7 @@ def _pump(index: int, raw: PumpSection, problems: list[Problem]) -> PumpConfig |
         return None
     table = raw.model_extra or {}
     for key in table:
-        if (why := _foreign(key, keys)) is not None:
+        if (why := keys.refusal(key)) is not None:
             problems.append((f"{at}.{key}", why))
     own = keys.model.model_validate(_own(table, keys))
     settings = keys.check(at, own, raw.heartbeat_timeout_s, problems)
@@ -181,8 +166,8 @@ def _simulation_pump(pump: PumpConfig, index: int, problems: list[Problem]) -> N
     """In simulation mode a pump must not be reachable real hardware: its backend says
     what of its line could be; a backend that cannot say is refused."""
     at = f"pump[{index}]"
-    keys = backend(pump.transport).keys
-    if keys is None or keys.simulated is None:
+    keys = pump_keys(pump.transport)
+    if keys.simulated is None:
         problems.append(
             (
                 f"{at}.transport",

@@ -43,11 +43,9 @@ from pumpd.drivers.registry import (
     PumpKeys,
     TransportSettings,
     UnknownTransport,
-    backend,
-    key_owners,
     make_driver,
+    pump_keys,
     register_backend,
-    registered_transports,
 )
 from pumpd.drivers.regmap_driver import RegisterMapDriver
 from pumpd.drivers.rtu_config import SerialKeys
@@ -85,16 +83,14 @@ __all__ = [
     "TransportSettings",
     "UnknownTransport",
     "WarningFlag",
-    "backend",
     "command_repeating",
     "is_loopback",
-    "key_owners",
     "load_profile",
     "loaded_syringe",
     "make_driver",
     "parse_host_port",
     "parse_profile",
     "poll_on_line",
+    "pump_keys",
     "register_backend",
-    "registered_transports",
 ]

@@ -112,6 +112,16 @@ class PumpKeys(Generic[K]):
     refused: Mapping[str, str] = field(default_factory=dict)
     simulated: Callable[[str, PumpSettings], list[Problem]] | None = None
 
+    def refusal(self, key: str) -> str | None:
+        """Why `key`, another transport's, is refused here; None for one of this
+        transport's own keys or a key no transport has (a typo, the model's to report)."""
+        if key in self.refused:
+            return self.refused[key]
+        if key in self.model.model_fields:
+            return None
+        owners = key_owners(key)
+        return f"only for transport {', '.join(owners)}" if owners else None
+
 
 @dataclass(frozen=True, slots=True)
 class Backend:
@@ -194,6 +204,18 @@ def key_owners(key: str) -> tuple[str, ...]:
         for b in _BACKENDS.values()
         if b.keys is not None and key in b.keys.model.model_fields
     )
+
+
+def pump_keys(transport: str) -> PumpKeys[Any]:
+    """The ``[[pump]]`` keys `transport`'s backend owns; `UnknownTransport` (naming, in
+    registration order, every transport a configuration may name) if there are none."""
+    _load()
+    held = _BACKENDS.get(transport)
+    if held is None or held.keys is None:
+        raise UnknownTransport(
+            transport, tuple(b.transport for b in _BACKENDS.values() if b.keys is not None)
+        )
+    return held.keys
 
 
 def backend(transport: str) -> Backend:
