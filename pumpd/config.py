@@ -12,7 +12,6 @@ docs/daemon.md is the reference of every key.
 
 from __future__ import annotations
 
-import dataclasses
 import grp
 import hashlib
 import math
@@ -30,7 +29,13 @@ from sqlalchemy.engine import make_url
 from pumpd.central.settings import ForwardSettings
 from pumpd.clinictime import UnknownZone, system_zone_name, zone_of
 from pumpd.config_pumps import PumpConfig as PumpConfig
-from pumpd.config_pumps import _pump, _same_endpoint, _simulation_pump
+from pumpd.config_pumps import (
+    PumpSection,
+    _pump,
+    _same_endpoint,
+    _simulation_pump,
+    transport_key_problems,
+)
 from pumpd.config_pumps import is_loopback as is_loopback
 from pumpd.config_pumps import parse_host_port as parse_host_port
 from pumpd.db import DatabaseUrlError, normalize_url
@@ -121,30 +126,6 @@ class AuditSection(_Strict):
     checkpoint_every_s: Annotated[float, Field(ge=0.1, le=86_400)] = DEFAULT_CHECKPOINT_EVERY_S
 
 
-class PumpSection(_Strict):
-    """One ``[[pump]]``: how to reach it and how long its own failsafe waits."""
-
-    id: str
-    transport: Literal["modbus-tcp", "modbus-rtu", "newera-serial"]
-    address: str | int | None = None
-    """``host:port`` for modbus-tcp; the pump's network address 0–99 for newera-serial."""
-    device: str | None = None
-    baudrate: Annotated[int, Field(ge=300, le=4_000_000)] | None = None
-    unit: Annotated[int, Field(ge=1, le=247)] | None = None
-    profile: Annotated[
-        str, Field(pattern=r"^([a-z0-9][a-z0-9-]{0,39}|/[^\x00]{1,4000}\.toml)$")
-    ] = "gip-mb1"
-    """A shipped profile's name, or the absolute path of a site's own profile file."""
-    heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
-    syringe_diameter_mm: Annotated[float, Field(gt=0, lt=100)] | None = None
-    syringe: str | None = None
-    syringe_capacity_ml: Annotated[float, Field(gt=0, le=1000)] | None = None
-    parity: str | None = None
-    stopbits: int | None = None
-    bytesize: int | None = None
-    accept_no_pump_watchdog: bool = False
-
-
 class ForwardSection(_Strict):
     """``[forward]``: store-and-forward of the audit log to a central PostgreSQL."""
 
@@ -222,10 +203,12 @@ def _key(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+def _pydantic_problems(
+    exc: ValidationError, prefix: tuple[int | str, ...] = ()
+) -> list[tuple[str, str]]:
     problems = []
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        loc = (*prefix, *error["loc"])
         if error["type"] == "extra_forbidden":
             message = "unknown key (a typo here would silently drop a setting, so it is refused)"
         elif error["type"] == "missing":
@@ -413,12 +396,13 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("(syntax)", str(exc))], path) from None
     nul = _nul_problems(raw_doc)
+    typed = transport_key_problems(raw_doc.get("pump"), _pydantic_problems)
     try:
         raw = _File.model_validate(raw_doc)
     except ValidationError as exc:
-        raise ConfigError(nul + _pydantic_problems(exc), path) from None
-    if nul:
-        raise ConfigError(nul, path)
+        raise ConfigError(nul + _pydantic_problems(exc) + typed, path) from None
+    if nul or typed:
+        raise ConfigError(nul + typed, path)
     problems: list[tuple[str, str]] = []
     daemon = _daemon(raw.daemon, path.parent, problems)
     roles = _roles(raw.roles, problems)
@@ -436,12 +420,10 @@ def parse_config(text: str, *, path: Path) -> DaemonConfig:
         seen.setdefault(section.id, index)
         if pump is None:
             continue
-        if section.accept_no_pump_watchdog:
-            pump = dataclasses.replace(pump, accept_no_pump_watchdog=True)
         if raw.daemon.simulation:
             _simulation_pump(pump, index, problems)
-        # A New Era pump's SAF watchdog counts wall seconds and is never scaled.
-        scale = 1.0 if pump.transport == "newera-serial" else raw.daemon.time_scale
+        # A watchdog that counts wall seconds (New Era's SAF) is never scaled.
+        scale = raw.daemon.time_scale if pump.scaled_watchdog else 1.0
         scaled = pump.heartbeat_timeout_s * scale
         if scaled > 0xFFFF:
             problems.append(

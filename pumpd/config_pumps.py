@@ -1,41 +1,57 @@
-"""The ``[[pump]]`` entries: each checked for its transport (Modbus TCP or RTU, New Era
-serial), the limits a simulation puts on them, and pumps that would share one endpoint."""
+"""The ``[[pump]]`` entries: the keys every pump has, the rest handed to the backend its
+``transport`` names (which owns, types and checks them: pumpd.drivers.registry), the
+limits a simulation puts on them, and pumps that would share one endpoint.
+
+A table is read in two passes, like the rest of the file: first every key's type
+(`transport_key_problems`, reported with the file's other type errors), then the checks
+(`_pump`), so one run names every problem.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pumpd.drivers import (
-    NotRepresentable,
+    PumpKeys,
     SerialKeys,
-    SyringeCapacityError,
-    check_profile,
-    configured_capacity_ul,
-    format_number,
-    serial_keys,
-    simulated_line_problem,
-    syringe,
+    UnknownTransport,
+    pump_keys,
 )
-
-if TYPE_CHECKING:
-    from pumpd.config import PumpSection
+from pumpd.drivers import is_loopback as is_loopback
+from pumpd.drivers import parse_host_port as parse_host_port
 
 PUMP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-PTS = re.compile(r"^/dev/pts/[0-9]+$")
+Problem = tuple[str, str]
+
+
+class PumpSection(BaseModel):
+    """One ``[[pump]]``: the keys every pump has. The others belong to its transport's
+    backend, which types them in the second half of the first pass."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    id: str
+    transport: str
+    heartbeat_timeout_s: Annotated[int, Field(ge=1, le=600)] = 10
+    accept_no_pump_watchdog: bool = False
+
+
+COMMON_KEYS = frozenset(PumpSection.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
 class PumpConfig:
-    """A checked pump: ``host``/``port`` for TCP, ``device``/``baudrate`` for RTU."""
+    """A checked pump: ``host``/``port`` for TCP, ``device``/``baudrate`` for a serial line."""
 
     id: str
-    transport: Literal["modbus-tcp", "modbus-rtu", "newera-serial"]
+    transport: str
     unit: int
     """The Modbus unit id; for newera-serial the pump's network address (0–99)."""
     profile: str
@@ -55,212 +71,112 @@ class PumpConfig:
     accept_no_pump_watchdog: bool = False
     """The site accepts, for this pump, that it has no watchdog of its own: without it
     such a pump is refused for live use (docs/driver.md, "Capabilities")."""
+    unit_key: str = "unit"
+    """The key that names the pump on its line: ``unit``, or New Era's ``address``."""
+    scaled_watchdog: bool = True
+    """False for a pump whose watchdog counts wall seconds whatever the time scale."""
+    keys: BaseModel | None = None
+    """The transport's own keys as its backend typed them: a backend whose driver needs
+    more than the fields above reads them here."""
 
     @property
     def address(self) -> str:
         """As the control socket shows it: ``127.0.0.1:5020`` or ``/dev/pts/3@19200``."""
-        if self.transport == "modbus-tcp":
-            host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        if self.host is not None:
+            host = f"[{self.host}]" if ":" in self.host else self.host
             return f"{host}:{self.port}"
-        return f"{self.device}@{self.baudrate}"
+        if self.device is not None:
+            return f"{self.device}@{self.baudrate}"
+        return self.transport
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port``; raise ValueError with the sentence to show."""
-    bad = ValueError(f'expected host:port, got "{text}"')
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if ":" in host:
-            raise bad  # a bare IPv6 address needs brackets
-    if not sep or not host or not port_text.isdigit():
-        raise bad
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port must be 1..65535, got {port}")
-    return host, port
+def _choices(names: Sequence[str]) -> str:
+    quoted = [repr(name) for name in names]
+    if not quoted:
+        return "a registered transport (none is)"
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _pump_keys(transport: str) -> PumpKeys[Any] | str:
+    """The keys `transport`'s backend owns, or the sentence refusing the transport."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return pump_keys(transport)
+    except UnknownTransport as exc:
+        return f"Input should be {_choices(exc.known)}, got {transport!r}"
 
 
-def _pump(index: int, raw: PumpSection, problems: list[tuple[str, str]]) -> PumpConfig | None:
+def _own(table: Mapping[str, Any], keys: PumpKeys[Any]) -> dict[str, Any]:
+    return {k: v for k, v in table.items() if k not in COMMON_KEYS and keys.refusal(k) is None}
+
+
+def transport_key_problems(
+    tables: object, problems_of: Callable[[ValidationError, tuple[int | str, ...]], list[Problem]]
+) -> list[Problem]:
+    """The first pass over each pump's transport keys: the transport known, and every key
+    of its own of the type its backend gives (`problems_of` words pydantic's errors, their
+    keys under the prefix it is given). Tables the file's model cannot read are its."""
+    if not isinstance(tables, list):
+        return []
+    problems: list[Problem] = []
+    for index, table in enumerate(tables):
+        if not isinstance(table, dict) or not isinstance(table.get("transport"), str):
+            continue
+        keys = _pump_keys(table["transport"])
+        if isinstance(keys, str):
+            problems.append((f"pump[{index}].transport", keys))
+            continue
+        try:
+            keys.model.model_validate(_own(table, keys))
+        except ValidationError as exc:
+            problems.extend(problems_of(exc, ("pump", index)))
+    return problems
+
+
+def _pump(index: int, raw: PumpSection, problems: list[Problem]) -> PumpConfig | None:
+    """The second pass: the common keys checked, the rest by the transport's backend."""
     at = f"pump[{index}]"
     start = len(problems)
     if not PUMP_ID.fullmatch(raw.id):
         problems.append(
             (f"{at}.id", f"expected 1-40 of a-z 0-9 _ - (starting a-z or 0-9), got {raw.id!r}")
         )
-    serial_given = {"parity": raw.parity, "stopbits": raw.stopbits, "bytesize": raw.bytesize}
-    if raw.transport == "newera-serial":
-        serial_keys(at, raw.transport, serial_given, None, problems)
-        return _newera_pump(at, raw, problems, start)
-    serial = serial_keys(
-        at, raw.transport, serial_given, check_profile(at, raw.profile, problems), problems
-    )
-    for key in ("syringe_diameter_mm", "syringe", "syringe_capacity_ml"):
-        if getattr(raw, key) is not None:
-            problems.append((f"{at}.{key}", "only for transport newera-serial"))
-    if raw.unit is None:
-        problems.append((f"{at}.unit", "required key is missing"))
-    if raw.heartbeat_timeout_s < 2:
-        problems.append((f"{at}.heartbeat_timeout_s", "Input should be greater than or equal to 2"))
-    if raw.baudrate is not None and raw.baudrate < 1200:
-        problems.append((f"{at}.baudrate", "Input should be greater than or equal to 1200"))
-    if isinstance(raw.address, int):
-        problems.append((f"{at}.address", f"expected host:port, got {raw.address!r}"))
-    host = port = device = baudrate = None
-    if raw.transport == "modbus-tcp":
-        for extra in ("device", "baudrate"):
-            if getattr(raw, extra) is not None:
-                problems.append((f"{at}.{extra}", "only for transport modbus-rtu"))
-        if raw.address is None:
-            problems.append((f"{at}.address", "modbus-tcp needs address = host:port"))
-        else:
-            try:
-                host, port = parse_host_port(str(raw.address))
-            except ValueError as exc:
-                problems.append((f"{at}.address", str(exc)))
-    else:
-        if raw.address is not None:
-            problems.append((f"{at}.address", "only for modbus-tcp; modbus-rtu uses device"))
-        if raw.device is None:
-            problems.append((f"{at}.device", "modbus-rtu needs device (e.g. /dev/ttyUSB0)"))
-        elif not raw.device.startswith("/"):
-            problems.append((f"{at}.device", f"expected an absolute path, got {raw.device!r}"))
-        device = raw.device
-        baudrate = raw.baudrate if raw.baudrate is not None else 19200
-    if len(problems) > start or raw.unit is None:
+    keys = _pump_keys(raw.transport)
+    if isinstance(keys, str):
+        problems.append((f"{at}.transport", keys))
+        return None
+    table = raw.model_extra or {}
+    for key in table:
+        if (why := keys.refusal(key)) is not None:
+            problems.append((f"{at}.{key}", why))
+    own = keys.model.model_validate(_own(table, keys))
+    settings = keys.check(at, own, raw.heartbeat_timeout_s, problems)
+    if len(problems) > start or settings is None:
         return None
     return PumpConfig(
         id=raw.id,
         transport=raw.transport,
-        unit=raw.unit,
-        profile=raw.profile,
         heartbeat_timeout_s=raw.heartbeat_timeout_s,
-        host=host,
-        port=port,
-        device=device,
-        baudrate=baudrate,
-        serial=serial,
+        accept_no_pump_watchdog=raw.accept_no_pump_watchdog,
+        keys=own,
+        **{f.name: getattr(settings, f.name) for f in fields(settings)},
     )
 
 
-NEWERA_BAUD_RATES = (300, 1200, 2400, 9600, 19200)
-
-
-def _newera_pump(
-    at: str, raw: PumpSection, problems: list[tuple[str, str]], start: int
-) -> PumpConfig | None:
-    """A New Era syringe pump on a serial line: device, baudrate, address 0–99, syringe."""
-    for key in ("unit", "profile"):
-        if key in raw.model_fields_set:
-            problems.append((f"{at}.{key}", "not for newera-serial (address names the pump)"))
-    if raw.device is None:
-        problems.append((f"{at}.device", "newera-serial needs device (e.g. /dev/ttyUSB1)"))
-    elif not raw.device.startswith("/"):
-        problems.append((f"{at}.device", f"expected an absolute path, got {raw.device!r}"))
-    baudrate = 19200 if raw.baudrate is None else raw.baudrate
-    if baudrate not in NEWERA_BAUD_RATES:
-        problems.append(
-            (
-                f"{at}.baudrate",
-                f"a New Era pump runs at {', '.join(map(str, NEWERA_BAUD_RATES))}, got {baudrate}",
-            )
-        )
-    address = raw.address
-    if address is None:
-        problems.append((f"{at}.address", "newera-serial needs address, the pump's 0-99"))
-    elif isinstance(address, str) or not 0 <= address <= 99:
-        problems.append((f"{at}.address", f"expected an integer 0-99, got {address!r}"))
-    if not 1 <= raw.heartbeat_timeout_s <= 255:
-        problems.append(
-            (
-                f"{at}.heartbeat_timeout_s",
-                f"the pump's SAF watchdog takes 1-255 s, got {raw.heartbeat_timeout_s}",
-            )
-        )
-    diameter: Decimal | None = None
-    if raw.syringe is not None and raw.syringe_diameter_mm is not None:
-        problems.append((f"{at}.syringe", "give syringe or syringe_diameter_mm, not both"))
-    elif raw.syringe is not None:
-        try:
-            diameter = syringe(raw.syringe).inside_diameter_mm
-        except KeyError as exc:
-            problems.append((f"{at}.syringe", str(exc.args[0])))
-    elif raw.syringe_diameter_mm is not None:
-        diameter = Decimal(str(raw.syringe_diameter_mm))
-        try:
-            format_number(diameter)
-        except NotRepresentable:
-            problems.append(
-                (
-                    f"{at}.syringe_diameter_mm",
-                    f"{diameter} mm has more than 4 digits or 3 decimals: the pump would "
-                    "truncate it",
-                )
-            )
-    else:
-        problems.append(
-            (f"{at}.syringe_diameter_mm", "newera-serial needs syringe_diameter_mm or syringe")
-        )
-    capacity_ul: int | None = None
-    try:
-        capacity_ul = configured_capacity_ul(
-            raw.syringe, raw.syringe_diameter_mm, raw.syringe_capacity_ml
-        )
-    except SyringeCapacityError as exc:
-        problems.append((f"{at}.{exc.key}", str(exc)))
-    if len(problems) > start or not isinstance(address, int):
-        return None
-    return PumpConfig(
-        id=raw.id,
-        transport="newera-serial",
-        unit=address,
-        profile="newera",
-        heartbeat_timeout_s=raw.heartbeat_timeout_s,
-        device=raw.device,
-        baudrate=baudrate,
-        syringe_diameter_mm=diameter,
-        syringe=raw.syringe,
-        syringe_capacity_ul=capacity_ul,
-    )
-
-
-def _simulation_pump(pump: PumpConfig, index: int, problems: list[tuple[str, str]]) -> None:
-    """In simulation mode a pump must not be reachable real hardware."""
+def _simulation_pump(pump: PumpConfig, index: int, problems: list[Problem]) -> None:
+    """In simulation mode a pump must not be reachable real hardware: its backend says
+    what of its line could be; a backend that cannot say is refused."""
     at = f"pump[{index}]"
-    if pump.transport == "modbus-tcp":
-        assert pump.host is not None
-        if not is_loopback(pump.host):
-            problems.append(
-                (
-                    f"{at}.address",
-                    f"simulation = true accepts only loopback addresses (127.0.0.1, ::1, "
-                    f"localhost), got {pump.host!r}: it could be a real pump",
-                )
-            )
-        return
-    assert pump.device is not None
-    if pump.transport == "modbus-rtu" and (bad := simulated_line_problem(at, pump.serial)):
-        problems.append(bad)
-    real = os.path.realpath(pump.device)
-    if not PTS.fullmatch(real):
+    keys = pump_keys(pump.transport)
+    if keys.simulated is None:
         problems.append(
             (
-                f"{at}.device",
-                f"simulation = true accepts only pseudo-terminals (/dev/pts/N or a link to "
-                f"one, the simulator's RTU line); {pump.device!r} resolves to {real!r}: it "
-                "could be a real serial line",
+                f"{at}.transport",
+                f"simulation = true accepts only transports that can tell the simulator's "
+                f"line from real hardware; {pump.transport} cannot",
             )
         )
+        return
+    problems.extend(keys.simulated(at, pump))
 
 
 def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]]) -> None:
@@ -269,11 +185,10 @@ def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]])
     bauds: dict[str, tuple[int, int | None]] = {}
     kinds: dict[str, tuple[int, str]] = {}
     for index, pump in enumerate(pumps):
-        line = (
-            pump.address if pump.transport == "modbus-tcp" else os.path.realpath(pump.device or "")
-        )
+        serial_line = pump.device is not None
+        line = os.path.realpath(pump.device or "") if serial_line else pump.address
         key = (line, str(pump.unit))
-        name = "address" if pump.transport == "newera-serial" else "unit"
+        name = pump.unit_key
         if key in units:
             problems.append(
                 (
@@ -282,8 +197,9 @@ def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]])
                 )
             )
         units.setdefault(key, index)
-        if pump.transport != "modbus-tcp":
+        if serial_line:
             first_kind = kinds.setdefault(line, (index, pump.transport))
+            first = bauds.setdefault(line, (index, pump.baudrate))
             if first_kind[1] != pump.transport:
                 problems.append(
                     (
@@ -292,8 +208,6 @@ def _same_endpoint(pumps: Sequence[PumpConfig], problems: list[tuple[str, str]])
                         "one line, one protocol",
                     )
                 )
-        if pump.transport in ("modbus-rtu", "newera-serial"):
-            first = bauds.setdefault(line, (index, pump.baudrate))
             if first[1] != pump.baudrate:
                 problems.append(
                     (

@@ -3,11 +3,13 @@
 registry that builds one from a ``[[pump]]`` (docs/driver.md).
 
 Everything above the driver comes through this face: the contract, the capability
-record, the driver classes and their settings, profiles, the registry, and the checks
-the configuration makes of a transport's own keys (serial line, syringe table, New
-Era number format). Every other module here is private: tests/drivers/ may import it,
-nothing else (tests/test_package_faces.py holds the rule; docs/architecture.md,
-"Package faces").
+record, the driver classes and their settings, profiles, and the registry, through which
+the configuration hands each transport's ``[[pump]]`` keys to the backend that owns and
+checks them (its serial line, syringe table, number format stay behind the face). The
+syringe a checked pump holds is read for the kernel's capacity rule (`loaded_syringe`);
+``host:port`` parsing and the loopback test serve other configurations too. Every other
+module here is private: tests/drivers/ may import it, nothing else
+(tests/test_package_faces.py holds the rule; docs/architecture.md, "Package faces").
 """
 
 from pumpd.drivers.base import (
@@ -31,30 +33,23 @@ from pumpd.drivers.base import (
     command_repeating,
 )
 from pumpd.drivers.capabilities import NOT_REPORTED, PumpCapabilities
+from pumpd.drivers.endpoints import is_loopback, parse_host_port
 from pumpd.drivers.line_load import PollOnLine, poll_on_line
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
-from pumpd.drivers.newera_codec import NotRepresentable, format_number
 from pumpd.drivers.profile import Profile, load_profile, parse_profile
 from pumpd.drivers.registry import (
     DuplicateBackend,
+    PumpKeys,
+    TransportSettings,
     UnknownTransport,
     make_driver,
+    pump_keys,
     register_backend,
 )
 from pumpd.drivers.regmap_driver import RegisterMapDriver
-from pumpd.drivers.rtu_config import (
-    SerialKeys,
-    check_profile,
-    serial_keys,
-    simulated_line_problem,
-)
-from pumpd.drivers.syringes import (
-    SyringeCapacityError,
-    configured_capacity_ul,
-    loaded_syringe,
-    syringe,
-)
+from pumpd.drivers.rtu_config import SerialKeys
+from pumpd.drivers.syringes import loaded_syringe
 
 __all__ = [
     "NOT_REPORTED",
@@ -70,13 +65,13 @@ __all__ = [
     "ModbusPumpDriver",
     "NewEraConfig",
     "NewEraPumpDriver",
-    "NotRepresentable",
     "PollOnLine",
     "Profile",
     "ProfileError",
     "ProgramMismatch",
     "PumpCapabilities",
     "PumpDriver",
+    "PumpKeys",
     "PumpProgram",
     "PumpState",
     "PumpStatus",
@@ -85,20 +80,17 @@ __all__ = [
     "PushesAlarms",
     "RegisterMapDriver",
     "SerialKeys",
-    "SyringeCapacityError",
+    "TransportSettings",
     "UnknownTransport",
     "WarningFlag",
-    "check_profile",
     "command_repeating",
-    "configured_capacity_ul",
-    "format_number",
+    "is_loopback",
     "load_profile",
     "loaded_syringe",
     "make_driver",
+    "parse_host_port",
     "parse_profile",
     "poll_on_line",
+    "pump_keys",
     "register_backend",
-    "serial_keys",
-    "simulated_line_problem",
-    "syringe",
 ]

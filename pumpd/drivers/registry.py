@@ -2,9 +2,13 @@
 
 Modelled on python-can's ``Bus(interface=...)``: each driver module registers a factory
 for the transports it speaks (`register_backend`), and `make_driver` builds the driver a
-pump's configuration names. The daemon never names a driver class, so a new transport is
-one new module that registers itself: listed in `BUILT_IN_MODULES`, or shipped by another
-package under the ``pumpd.drivers`` entry-point group (its module registers on import).
+pump's configuration names. With the factory a backend registers the ``[[pump]]`` keys it
+owns (`PumpKeys`: their types, its checks, what simulation mode demands of them), so the
+configuration reads only the keys every pump has and hands the backend the rest. The
+daemon never names a driver class and the configuration never names a transport's key,
+so a new transport is one new module that registers itself: listed in
+`BUILT_IN_MODULES`, or shipped by another package under the ``pumpd.drivers`` entry-point
+group (its module registers on import).
 
 Modules are imported on the first lookup, not at start-up of this module, so a driver
 module may import this one to register without a cycle.
@@ -13,11 +17,13 @@ module may import this one to register without a cycle.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import entry_points
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from pumpd.drivers.base import PumpDriver
 from pumpd.drivers.rtu_config import SerialKeys
@@ -57,11 +63,72 @@ DriverFactory = Callable[[PumpSettings, float], PumpDriver]
 driver connects later, so a factory may run at start-up to learn capabilities."""
 
 
+Problem = tuple[str, str]
+"""``(key, message)``, the key as the configuration names it: ``pump[0].address``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransportSettings:
+    """What a backend's check makes of its keys: the transport's part of a checked pump
+    (pumpd.config.PumpConfig adds the keys every pump has)."""
+
+    unit: int
+    """The pump's id on its line: a Modbus unit id, a New Era network address."""
+    profile: str
+    host: str | None = None
+    port: int | None = None
+    device: str | None = None
+    baudrate: int | None = None
+    syringe_diameter_mm: Decimal | None = None
+    syringe: str | None = None
+    syringe_capacity_ul: int | None = None
+    serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
+    unit_key: str = "unit"
+    """The key that names the pump on its line, for the configuration's messages."""
+    scaled_watchdog: bool = True
+    """The pump's own watchdog counts the controller's (scaled) seconds, as a simulated
+    Modbus pump does; False for one that counts wall seconds (New Era's SAF)."""
+
+
+K = TypeVar("K", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class PumpKeys(Generic[K]):
+    """The ``[[pump]]`` keys one transport owns and how they are checked.
+
+    ``model`` types them (a strict pydantic model that forbids other keys: its errors are
+    reported with the file's other type errors, before any check runs). ``check`` turns a
+    typed table into `TransportSettings`, appending ``(key, message)`` for each problem; it
+    gets ``at`` (``pump[0]``) and the pump's ``heartbeat_timeout_s``, whose limits are the
+    transport's. A key another transport owns is refused as "only for transport ..."
+    naming its owners, unless ``refused`` gives this transport's own sentence for it.
+    ``simulated`` says what simulation mode refuses of a checked pump (a line that could
+    be real hardware).
+    """
+
+    model: type[K]
+    check: Callable[[str, K, int, list[Problem]], TransportSettings | None]
+    refused: Mapping[str, str] = field(default_factory=dict)
+    simulated: Callable[[str, PumpSettings], list[Problem]] | None = None
+
+    def refusal(self, key: str) -> str | None:
+        """Why `key`, another transport's, is refused here; None for one of this
+        transport's own keys or a key no transport has (a typo, the model's to report)."""
+        if key in self.refused:
+            return self.refused[key]
+        if key in self.model.model_fields:
+            return None
+        owners = key_owners(key)
+        return f"only for transport {', '.join(owners)}" if owners else None
+
+
 @dataclass(frozen=True, slots=True)
 class Backend:
     transport: str
     make: DriverFactory
     module: str
+    keys: PumpKeys[Any] | None = None
 
 
 class UnknownTransport(LookupError):
@@ -83,8 +150,12 @@ _BACKENDS: dict[str, Backend] = {}
 _loaded = False
 
 
-def register_backend(transport: str, make: DriverFactory) -> None:
-    """Register `make` as the driver factory for `transport` (a module calls it on import).
+def register_backend(
+    transport: str, make: DriverFactory, keys: PumpKeys[Any] | None = None
+) -> None:
+    """Register `make` as the driver factory for `transport` (a module calls it on import),
+    and `keys`, the ``[[pump]]`` keys it owns; without them the transport is made from
+    code only, and a configuration naming it is refused.
 
     Registering the same factory again (a module reloaded) is harmless; a different one
     for a taken transport is refused, so one pump kind can never silently replace another.
@@ -99,7 +170,7 @@ def register_backend(transport: str, make: DriverFactory) -> None:
             f"transport {transport!r} is already served by {held.module}; {module} "
             "cannot take it over"
         )
-    _BACKENDS[transport] = Backend(transport, make, module)
+    _BACKENDS[transport] = Backend(transport, make, module, keys)
 
 
 def _load() -> None:
@@ -117,6 +188,34 @@ def transports() -> tuple[str, ...]:
     """Every registered transport, sorted."""
     _load()
     return tuple(sorted(_BACKENDS))
+
+
+def registered_transports() -> tuple[str, ...]:
+    """Every registered transport, in the order the backends registered."""
+    _load()
+    return tuple(_BACKENDS)
+
+
+def key_owners(key: str) -> tuple[str, ...]:
+    """The transports whose ``[[pump]]`` keys include `key`, in registration order."""
+    _load()
+    return tuple(
+        b.transport
+        for b in _BACKENDS.values()
+        if b.keys is not None and key in b.keys.model.model_fields
+    )
+
+
+def pump_keys(transport: str) -> PumpKeys[Any]:
+    """The ``[[pump]]`` keys `transport`'s backend owns; `UnknownTransport` (naming, in
+    registration order, every transport a configuration may name) if there are none."""
+    _load()
+    held = _BACKENDS.get(transport)
+    if held is None or held.keys is None:
+        raise UnknownTransport(
+            transport, tuple(b.transport for b in _BACKENDS.values() if b.keys is not None)
+        )
+    return held.keys
 
 
 def backend(transport: str) -> Backend:

@@ -36,17 +36,12 @@ def check_profile(at: str, name: str, problems: list[tuple[str, str]]) -> Regist
 
 def serial_keys(
     at: str,
-    transport: str,
     given: Mapping[str, object],
     rmap: RegisterMap | None,
     problems: list[tuple[str, str]],
 ) -> SerialKeys:
     """``parity``/``stopbits``/``bytesize`` as given, else the profile's, else 8N1."""
     present = {k: v for k, v in given.items() if v is not None}
-    if transport != "modbus-rtu":
-        for key in present:
-            problems.append((f"{at}.{key}", "only for transport modbus-rtu"))
-        return SerialKeys()
     line = rmap.line if rmap is not None else {}
     parity = present.get("parity", line.get("parity", "N"))
     stopbits = present.get("stopbits", line.get("stopbits", 1))
