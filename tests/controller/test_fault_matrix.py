@@ -253,11 +253,12 @@ ROWS = [(f, st) for f in TCP_FAULTS if f not in LINK_FAULTS for st in STATES]
 LINK_ROWS = [(f, st) for f in LINK_FAULTS for st in STATES]
 KVO_FAULTS = TCP_FAULTS
 """RTU-only faults are not in the KVO batch (docs/safety/fault-matrix.md says why)."""
-KVO_SCALE = 240.0
-"""KVO rows: a 40-minute infusion is 10 s real, the 30 minutes of KVO 7.5 s. Much faster is
-not sound with sixteen pumps in one process: a reply that waits 50 ms in a busy event loop
-is 12 simulated seconds at this scale, and at 150 mL/h that is the kernel's whole 500 µL
-volume band."""
+KVO_SCALE = 120.0
+"""KVO rows: a 40-minute infusion is 20 s real, the 30 minutes of KVO 15 s. Faster is not
+sound with sixteen pumps in one process beside another test worker: at x240 a reply that
+waits 50 ms in a busy event loop is 12 simulated seconds, at 150 mL/h the kernel's whole
+500 µL volume band, and with the machine busy a start's confirmation came too late and the
+whole batch failed (``command.start.failed``)."""
 LINK_SCALE = 60.0
 
 
