@@ -117,7 +117,8 @@ async def test_a_session_in_alarm_whose_stop_was_lost_is_ended_after_a_restart(
             within_s=30,
             what="the STOP's round trip to end",
         )
-        assert first.session is not None and first.session.data.stopped_at is None
+        assert first.session is not None
+        assert first.session.data.stopped_at is None
         # The pump's watchdog stops it while nobody talks to it.
         await wait_until(
             lambda: sim.newera is not None and sim.newera.pumps[1].alarm == "T",
