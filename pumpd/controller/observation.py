@@ -121,9 +121,9 @@ class PumpObservation:
         previous_at_s = self._read_at_s
         self._last_good_s = self._clock.monotonic()
         self._read_at_s = self._last_good_s
+        if self._unreachable_since is not None or self._halt is _Halt.SENT_DARK:
+            self._halt = _Halt.OWED  # an outage ended: its STOP may never have arrived
         self._unreachable_since = None
-        self._halt = _Halt.OWED
-        """Whether a halt demand is sent whatever the session's state (``stop_owed``)."""
         self._status = status
         self._status_snapshot = to_snapshot(status)
         if previous is not None and previous_snap is not None:
