@@ -10,6 +10,7 @@ kernel's :class:`~safety.tick.TickInputs` are made.
 
 from __future__ import annotations
 
+import enum
 from decimal import Decimal
 
 from pumpd.clock import Clock
@@ -21,6 +22,14 @@ from safety.tick import TickInputs
 from .ledger import Ledger
 from .pending import pending_input
 from .translate import to_snapshot
+
+
+class _Halt(enum.Enum):
+    """Where the halts of an outage stand (``first_halt_on_comm``, ``stop_owed``)."""
+
+    NONE = "none"
+    SENT_DARK = "sent without a reading"
+    OWED = "owed once a reading is back"
 
 
 class PumpObservation:
@@ -38,7 +47,8 @@ class PumpObservation:
         self._last_good_s = clock.monotonic()
         self._read_at_s = self._last_good_s
         self._unreachable_since: float | None = None
-        self._halted_on_comm = False
+        self._halt = _Halt.OWED
+        """Whether a halt demand is sent whatever the session's state (``stop_owed``)."""
         self._pushed: PumpStatus | None = None
         """The status a pump's alarm packet made (``pushed``), not a reading."""
 
@@ -111,8 +121,9 @@ class PumpObservation:
         previous_at_s = self._read_at_s
         self._last_good_s = self._clock.monotonic()
         self._read_at_s = self._last_good_s
+        if self._unreachable_since is not None or self._halt is _Halt.SENT_DARK:
+            self._halt = _Halt.OWED  # an outage ended: its STOP may never have arrived
         self._unreachable_since = None
-        self._halted_on_comm = False
         self._status = status
         self._status_snapshot = to_snapshot(status)
         if previous is not None and previous_snap is not None:
@@ -164,9 +175,19 @@ class PumpObservation:
 
     def first_halt_on_comm(self) -> bool:
         """One stop per outage: True the first time a halt is demanded without a reading."""
-        first = not self._halted_on_comm
-        self._halted_on_comm = True
+        first = self._halt is not _Halt.SENT_DARK
+        self._halt = _Halt.SENT_DARK
         return first
+
+    def stop_owed(self) -> bool:
+        """True for the first halt demanded on a reading after an outage, and the daemon's
+        own downtime is one: a STOP sent (or in flight) before it may never have arrived,
+        and the pump may have raised an alarm meanwhile (a New Era pump's watchdog, which
+        its driver latches until a confirmed STOP ends it: H80). A STOP is always safe to
+        send, so that halt goes to the pump even when the session is already in ALARM."""
+        owed = self._halt is _Halt.OWED
+        self._halt = _Halt.NONE
+        return owed
 
     # -- the kernel's view -----------------------------------------------------------
 

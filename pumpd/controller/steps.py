@@ -224,14 +224,15 @@ class SessionSteps:
         (in ALARM, or idle with an alarm condition): GIP-MB1 takes STOP in every state and
         a pump in ALARM stays there (result 0), so it cannot give drug, and it makes
         pumpd's own termination of flow a fact on record rather than the pump's claim.
-        Once the session is latched, repeated demands are not repeated commands.
+        Once the session is latched, repeated demands are not repeated commands, except
+        the first on a reading after an outage or a restart of pumpd (``stop_owed``).
         """
         s = self.session
         if snap is None:
             # One stop per outage: on a dead link it cannot arrive, and the pump's own
             # failsafe is what ends delivery; a reading that comes back is judged afresh.
             return self._pump.first_halt_on_comm()
-        if snap.mode.delivers:
+        if self._pump.stop_owed() or snap.mode.delivers:
             return True
         if s is None:
             return False
