@@ -37,16 +37,16 @@ class LineReview:
 
 def line_loads(config: DaemonConfig) -> list[LineReview]:
     """Every serial line of the configuration with the load its pumps' polls put on it."""
-    lines: dict[str, list[tuple[int, str, PollOnLine]]] = {}
-    for index, pump in enumerate(config.pumps):
+    lines: dict[str, list[tuple[str, PollOnLine]]] = {}
+    for pump in config.pumps:
         poll = poll_on_line(pump)
         if poll is not None:
-            lines.setdefault(poll.key, []).append((index, pump.id, poll))
+            lines.setdefault(poll.key, []).append((pump.id, poll))
     out = []
     for members in lines.values():
-        first = members[0][2]
-        load = line_load(first.timing, [m[2].exchanges for m in members], config.poll_hz)
-        out.append(LineReview(first.line, tuple(m[1] for m in members), load))
+        first = members[0][1]
+        load = line_load(first.timing, [poll.exchanges for _, poll in members], config.poll_hz)
+        out.append(LineReview(first.line, tuple(pump_id for pump_id, _ in members), load))
     return out
 
 
