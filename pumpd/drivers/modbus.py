@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from pumpd.drivers.base import (
@@ -41,6 +40,7 @@ from pumpd.drivers.line import (
     release_line,
     resolve_address,
 )
+from pumpd.drivers.modbus_exchange import NotSent, StrayReply, exchange, refuse_exception_reply
 from pumpd.drivers.priority import halting_if
 from pumpd.drivers.profile import Profile, RegisterField, load_profile
 
@@ -149,18 +149,6 @@ def rtu_frame_s(
     return size_bytes * bits / baudrate
 
 
-class _NotSent(PumpUnreachable):
-    """The link was down before the request left: the pump cannot have seen it."""
-
-
-class _StrayReply(PumpUnreachable):
-    """A valid frame arrived, but it answers another request (a late reply on RTU).
-
-    It says nothing about this request, so it is "no valid reply": for a command write the
-    driver goes on to poll for the echo, because the request itself did go out.
-    """
-
-
 def next_seq(seq: int) -> int:
     """The sequence number after `seq`: 1..65535, wrapping 65535 → 1, never 0."""
     return seq % SEQ_MAX + 1
@@ -228,37 +216,12 @@ class ModbusPumpDriver:
         line = self._line
         if line is None:
             raise PumpUnreachable(f"{self._label}: driver is not connected")
-        if not await line.ensure_connected():
-            # Yield once: a caller that retries at once must not starve pymodbus's redial
-            # task (found with a half-open connection: the reconnect never got to run).
-            await asyncio.sleep(0)
-            raise _NotSent(f"{self._label}: {what}: link down, redialling with backoff")
-        limit_s = self.config.timeout_s * 2 + 1.0
-        try:
-            reply = await line.run(op, limit_s)
-        except ConnectionException as exc:
-            raise _NotSent(f"{self._label}: {what}: link down ({exc})") from None
-        except ModbusIOException as exc:
-            raise PumpUnreachable(f"{self._label}: {what}: no valid reply ({exc})") from None
-        except TimeoutError:
-            raise PumpUnreachable(f"{self._label}: {what}: no reply within {limit_s} s") from None
-        except ModbusException as exc:
-            raise ProtocolError(f"{self._label}: {what}: {exc}") from None
-        # pymodbus matches an RTU reply by unit id only (RTU has no transaction id), so a late
-        # reply to an earlier request can be handed over as this one's: check it is ours.
-        reply_fc = int(reply.function_code) & 0x7F
-        if reply_fc != fc:
-            raise _StrayReply(
-                f"{self._label}: {what}: got a reply to another request "
-                f"(function 0x{reply_fc:02x}, sent 0x{fc:02x}); discarded"
-            )
-        if reply.isError():
-            code = int(getattr(reply, "exception_code", 0))
-            raise ProtocolError(
-                f"{self._label}: {what}: Modbus exception 0x{code:02x}", exception_code=code
-            )
+        reply = await exchange(
+            line, op, fc=fc, limit_s=self.config.timeout_s * 2 + 1.0, label=self._label, what=what
+        )
+        refuse_exception_reply(reply, label=self._label, what=what)
         if echo is not None and (reply.address, reply.count) != echo:
-            raise _StrayReply(
+            raise StrayReply(
                 f"{self._label}: {what}: got a reply to another request (echo of "
                 f"{reply.count} register(s) at {reply.address}, sent {echo[1]} at {echo[0]}); "
                 "discarded"
@@ -427,7 +390,7 @@ class ModbusPumpDriver:
                 fields.cmd_seq.address,
                 [seq, self.profile.command_code(command)],
             )
-        except _NotSent:
+        except NotSent:
             raise
         except PumpUnreachable as exc:
             reason = f"write unanswered ({exc})"

@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Self
 
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from pumpd.drivers.base import (
@@ -60,6 +59,7 @@ from pumpd.drivers.base import (
 from pumpd.drivers.capabilities import PumpCapabilities, parse_capabilities
 from pumpd.drivers.line import Line, ModbusClient, acquire_line, release_line
 from pumpd.drivers.modbus import ModbusConfig
+from pumpd.drivers.modbus_exchange import NotSent, exchange, refuse_exception_reply
 from pumpd.drivers.priority import halting_if
 from pumpd.drivers.regmap import (
     FLOW_TO_ML_H,
@@ -81,10 +81,6 @@ HEARTBEAT_COVER_S = 0.25
 class PumpUnfit(DriverError):
     """The pump answers, but is set up in a way pumpd refuses to drive (unknown word order,
     communication timeout off or too long). Fix it at the pump; nothing was started."""
-
-
-class _NotSent(PumpUnreachable):
-    """The link was down before the request left: the pump cannot have seen it."""
 
 
 class RegisterMapDriver(RegisterStatusDecoder):
@@ -256,33 +252,12 @@ class RegisterMapDriver(RegisterStatusDecoder):
                 "failsafe stop after silence", self.rmap.failsafe.stop, guard=False
             )
             self._paused = False
-        if not await line.ensure_connected():
-            await asyncio.sleep(0)
-            raise _NotSent(f"{self._label}: {what}: link down, redialling with backoff")
-        limit_s = self.config.timeout_s * 2 + 1.0
         sent_at = time.monotonic()
-        try:
-            reply = await line.run(op, limit_s)
-        except ConnectionException as exc:
-            raise _NotSent(f"{self._label}: {what}: link down ({exc})") from None
-        except ModbusIOException as exc:
-            raise PumpUnreachable(f"{self._label}: {what}: no valid reply ({exc})") from None
-        except TimeoutError:
-            raise PumpUnreachable(f"{self._label}: {what}: no reply within {limit_s} s") from None
-        except ModbusException as exc:
-            raise ProtocolError(f"{self._label}: {what}: {exc}") from None
-        reply_fc = int(reply.function_code) & 0x7F
-        if reply_fc != fc:
-            raise PumpUnreachable(
-                f"{self._label}: {what}: got a reply to another request "
-                f"(function 0x{reply_fc:02x}, sent 0x{fc:02x}); discarded"
-            )
+        reply = await exchange(
+            line, op, fc=fc, limit_s=self.config.timeout_s * 2 + 1.0, label=self._label, what=what
+        )
         self._last_ok_sent_at = sent_at
-        if reply.isError():
-            code = int(getattr(reply, "exception_code", 0))
-            raise ProtocolError(
-                f"{self._label}: {what}: Modbus exception 0x{code:02x}", exception_code=code
-            )
+        refuse_exception_reply(reply, label=self._label, what=what)
         return reply
 
     async def _read(self, what: str, address: int, count: int, *, guard: bool = True) -> list[int]:
@@ -461,7 +436,7 @@ class RegisterMapDriver(RegisterStatusDecoder):
         try:
             for write in spec.write:
                 await self._write_one(str(command), write)
-        except _NotSent:
+        except NotSent:
             raise
         except PumpUnreachable as exc:
             reason = f"write unanswered ({exc})"
