@@ -13,14 +13,13 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pumpd.drivers import (
     PumpKeys,
-    SerialKeys,
+    TransportSettings,
     UnknownTransport,
     pump_keys,
 )
@@ -46,35 +45,17 @@ class PumpSection(BaseModel):
 COMMON_KEYS = frozenset(PumpSection.model_fields)
 
 
-@dataclass(frozen=True, slots=True)
-class PumpConfig:
-    """A checked pump: ``host``/``port`` for TCP, ``device``/``baudrate`` for a serial line."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PumpConfig(TransportSettings):
+    """A checked pump: its transport's part as the backend checked it (``host``/``port``
+    for TCP, ``device``/``baudrate`` for a serial line, ...) and the keys every pump has."""
 
     id: str
     transport: str
-    unit: int
-    """The Modbus unit id; for newera-serial the pump's network address (0–99)."""
-    profile: str
     heartbeat_timeout_s: int
-    host: str | None = None
-    port: int | None = None
-    device: str | None = None
-    baudrate: int | None = None
-    syringe_diameter_mm: Decimal | None = None
-    """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
-    syringe: str | None = None
-    syringe_capacity_ul: int | None = None
-    """newera-serial only: from the syringe table, or ``syringe_capacity_ml`` beside a
-    bare diameter (the order's volume and prime are checked against it)."""
-    serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
-    """modbus-rtu only: parity, stop bits, data bits."""
     accept_no_pump_watchdog: bool = False
     """The site accepts, for this pump, that it has no watchdog of its own: without it
     such a pump is refused for live use (docs/driver.md, "Capabilities")."""
-    unit_key: str = "unit"
-    """The key that names the pump on its line: ``unit``, or New Era's ``address``."""
-    scaled_watchdog: bool = True
-    """False for a pump whose watchdog counts wall seconds whatever the time scale."""
     keys: BaseModel | None = None
     """The transport's own keys as its backend typed them: a backend whose driver needs
     more than the fields above reads them here."""

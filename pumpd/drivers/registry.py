@@ -80,9 +80,13 @@ class TransportSettings:
     device: str | None = None
     baudrate: int | None = None
     syringe_diameter_mm: Decimal | None = None
+    """newera-serial only: from ``syringe_diameter_mm`` or the syringe table."""
     syringe: str | None = None
     syringe_capacity_ul: int | None = None
+    """newera-serial only: from the syringe table, or ``syringe_capacity_ml`` beside a
+    bare diameter (the order's volume and prime are checked against it)."""
     serial: SerialKeys = SerialKeys()  # noqa: RUF009 (frozen, immutable)
+    """modbus-rtu only: parity, stop bits, data bits."""
     unit_key: str = "unit"
     """The key that names the pump on its line, for the configuration's messages."""
     scaled_watchdog: bool = True
