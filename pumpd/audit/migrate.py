@@ -9,6 +9,7 @@ produce events the newer reader misinterprets, so every entry point refuses it b
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -34,22 +35,35 @@ def _config(url: URL | None = None) -> Config:
     return cfg
 
 
-def _scripts() -> ScriptDirectory:
-    if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise SchemaError(f"migrations not found at {MIGRATIONS_DIR}")
-    return ScriptDirectory.from_config(_config())
+def scripts_at(directory: Path, what: str) -> ScriptDirectory:
+    """The Alembic script directory at ``directory`` (``what`` names it in errors)."""
+    if not (directory / "env.py").is_file():
+        raise SchemaError(f"{what} not found at {directory}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(directory))
+    return ScriptDirectory.from_config(cfg)
+
+
+def revisions_at(directory: Path, what: str) -> list[str]:
+    """Every revision of the script directory, oldest first."""
+    return [s.revision for s in reversed(list(scripts_at(directory, what).walk_revisions()))]
+
+
+def head_at(directory: Path, what: str) -> str:
+    """The script directory's one head; more than one is an error in the release."""
+    heads = scripts_at(directory, what).get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"{what} have {len(heads)} heads; expected exactly one")
+    return heads[0]
 
 
 def revisions() -> list[str]:
     """Every known revision, oldest first."""
-    return [s.revision for s in reversed(list(_scripts().walk_revisions()))]
+    return revisions_at(MIGRATIONS_DIR, "migrations")
 
 
 def head_revision() -> str:
-    heads = _scripts().get_heads()
-    if len(heads) != 1:
-        raise SchemaError(f"migrations have {len(heads)} heads; expected exactly one")
-    return heads[0]
+    return head_at(MIGRATIONS_DIR, "migrations")
 
 
 def current_revision(engine: Engine) -> str | None:

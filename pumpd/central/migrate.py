@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from pumpd.audit import SchemaError
@@ -28,21 +27,12 @@ def _config() -> Config:
     return cfg
 
 
-def _scripts() -> ScriptDirectory:
-    if not (CENTRAL_DIR / "env.py").is_file():
-        raise SchemaError(f"central migrations not found at {CENTRAL_DIR}")
-    return ScriptDirectory.from_config(_config())
-
-
 def revisions() -> list[str]:
-    return [s.revision for s in reversed(list(_scripts().walk_revisions()))]
+    return site_migrate.revisions_at(CENTRAL_DIR, "central migrations")
 
 
 def head_revision() -> str:
-    heads = _scripts().get_heads()
-    if len(heads) != 1:
-        raise SchemaError(f"central migrations have {len(heads)} heads; expected exactly one")
-    return heads[0]
+    return site_migrate.head_at(CENTRAL_DIR, "central migrations")
 
 
 def _refuse_foreign(revision: str | None) -> None:
