@@ -16,8 +16,10 @@ from __future__ import annotations
 import binascii
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 STX = 0x02
 ETX = 0x03
@@ -322,18 +324,23 @@ def encode_rate(rate_ml_h: Decimal) -> tuple[str, RateUnit]:
 
 
 _WITH_UNIT = re.compile(r"([0-9.]+)([A-Z]{2})", re.ASCII)
+U = TypeVar("U", RateUnit, VolumeUnit)
+
+
+def _decode_with_unit(text: str, what: str, factors: Mapping[U, Decimal]) -> Decimal:
+    """A number followed by its two-letter unit, times that unit's factor."""
+    match = _WITH_UNIT.fullmatch(text)
+    if match is None:
+        raise CodecError(f"not a {what}: {text!r}")
+    unit = next((u for u in factors if u.value == match[2]), None)
+    if unit is None:
+        raise CodecError(f"unknown {what} unit in {text!r}")
+    return parse_number(match[1]) * factors[unit]
 
 
 def decode_rate(text: str) -> Decimal:
     """``1.234MH`` → mL/h."""
-    match = _WITH_UNIT.fullmatch(text)
-    if match is None:
-        raise CodecError(f"not a rate: {text!r}")
-    try:
-        unit = RateUnit(match[2])
-    except ValueError:
-        raise CodecError(f"unknown rate unit in {text!r}") from None
-    return parse_number(match[1]) * _ML_H_PER[unit]
+    return _decode_with_unit(text, "rate", _ML_H_PER)
 
 
 _UL_PER: dict[VolumeUnit, Decimal] = {VolumeUnit.UL: Decimal(1), VolumeUnit.ML: Decimal(1000)}
@@ -351,14 +358,7 @@ def encode_volume(volume_ul: int) -> tuple[str, VolumeUnit]:
 
 def decode_volume(text: str) -> Decimal:
     """``5.000ML`` → µL."""
-    match = _WITH_UNIT.fullmatch(text)
-    if match is None:
-        raise CodecError(f"not a volume: {text!r}")
-    try:
-        unit = VolumeUnit(match[2])
-    except ValueError:
-        raise CodecError(f"unknown volume unit in {text!r}") from None
-    return parse_number(match[1]) * _UL_PER[unit]
+    return _decode_with_unit(text, "volume", _UL_PER)
 
 
 _DISPENSED = re.compile(r"I([0-9.]+)W([0-9.]+)([A-Z]{2})", re.ASCII)
