@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from pumpd.audit import DAEMON_NAME
 from pumpd.audit.schema import audit_event
 from pumpd.control.methods import METHODS
 from pumpd.control.rpc import MAX_LINE_BYTES, Code
@@ -334,7 +335,29 @@ def same_but_for_the_kernel(was: dict[str, Any] | None, now: dict[str, Any] | No
         return False
     if len(after) > len(before) and b["state"] == "ALARM":
         a, b = {**a, "state": None}, {**b, "state": None}
+        a, b = _without_the_kernels_stop(a, b, [x for x in after if x not in before])
     return bool(a == b)
+
+
+_STOP_FIELDS = ("stop_reason", "stop_reason_code", "stop_requested_by")
+
+
+def _without_the_kernels_stop(
+    was: dict[str, Any], now: dict[str, Any], raised: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Set aside the stop a newly latched kernel alarm recorded: requested by the daemon
+    itself, its reason code that alarm's code, where there was no stop before."""
+    a, b = dict(was["data"]), dict(now["data"])
+    codes = {x["code"] for x in raised if x.get("source") == "kernel"}
+    if (
+        all(a.get(k) is None for k in _STOP_FIELDS)
+        and b.get("stop_requested_by") == DAEMON_NAME
+        and b.get("stop_reason_code") in codes
+    ):
+        for k in _STOP_FIELDS:
+            a.pop(k, None)
+            b.pop(k, None)
+    return {**was, "data": a}, {**now, "data": b}
 
 
 def _difference(was: dict[str, Any] | None, now: dict[str, Any] | None) -> str:
@@ -517,4 +540,23 @@ def test_the_session_oracle_tells_a_change_from_the_kernels_alarms() -> None:
     assert not same_but_for_the_kernel(was, now("ALARM", [other]))
     assert "confirmed_by: None -> 'x'" in _difference(
         was, now("PROGRAMMED", [alarm], confirmed_by="x")
+    )
+    # The stop a newly latched kernel alarm records is the kernel's; any other is a change.
+    quiet = {"state": "PROGRAMMED", "data": {"confirmed_by": None, "alarms": []}}
+    stop = {"stop_reason": "No answer", "stop_reason_code": "tick.comm.lost"}
+    assert same_but_for_the_kernel(
+        quiet, now("ALARM", [alarm], **stop, stop_requested_by=DAEMON_NAME)
+    )
+    assert not same_but_for_the_kernel(
+        quiet, now("ALARM", [alarm], **stop, stop_requested_by="nurse1")
+    )
+    assert not same_but_for_the_kernel(
+        quiet,
+        now("ALARM", [alarm], **{**stop, "stop_reason_code": "x"}, stop_requested_by=DAEMON_NAME),
+    )
+    assert not same_but_for_the_kernel(
+        quiet, now("ALARM", [other], **stop, stop_requested_by=DAEMON_NAME)
+    )
+    assert not same_but_for_the_kernel(
+        quiet, now("PROGRAMMED", [], **stop, stop_requested_by=DAEMON_NAME)
     )
