@@ -229,6 +229,13 @@ class TickInputs:
     reading it was): while nothing is delivered, its out-of-band values remind instead of
     alarming again, so an acknowledgement is not followed by the same alarm at the next
     tick. A new reading is judged afresh."""
+    vtbi_exceeded_acknowledged_ul: int | None = None
+    """The delivered volume (same account as the tick's: delivered before + counter − start)
+    at which a nurse acknowledged ``tick.vtbi.exceeded`` on a pump read just then, stopped;
+    None while no such alarm was acknowledged. While the pump does not deliver and the
+    volume has not grown past it (by more than :data:`VTBI_ACK_COUNTER_NOISE_UL`), that
+    exceedance reminds instead of stopping and alarming again; any growth, or delivery, is
+    judged afresh."""
 
     def __post_init__(self) -> None:
         now = _instant("now_s", self.now_s)
@@ -239,6 +246,8 @@ class TickInputs:
         _microlitres("expected_volume_ul", self.expected_volume_ul)
         _microlitres("volume_at_start_ul", self.volume_at_start_ul)
         _microlitres("delivered_before_ul", self.delivered_before_ul)
+        if self.vtbi_exceeded_acknowledged_ul is not None:
+            _microlitres("vtbi_exceeded_acknowledged_ul", self.vtbi_exceeded_acknowledged_ul)
         for snap_name in ("snapshot", "previous_snapshot"):
             snap = getattr(self, snap_name)
             if snap is not None and not isinstance(snap, PumpSnapshot):
@@ -477,7 +486,13 @@ def rule_counters(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Act
 
 
 def rule_vtbi(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
-    """Never deliver beyond the plan's VTBI, whatever the pump is programmed to do."""
+    """Never deliver beyond the plan's VTBI, whatever the pump is programmed to do.
+
+    An exceedance stops the infusion with a high alarm. Once a nurse has acknowledged it on
+    a stopped pump (``vtbi_exceeded_acknowledged_ul``) it reminds instead, so the session
+    can be finished, for as long as the pump stays stopped and its volume has not grown;
+    the first alarm, with its figures, stays in the audit, and any growth or delivery stops
+    and alarms again."""
     rule = "tick.vtbi"
     if inputs.commanded_vtbi_ul > limits.vtbi_ul:
         yield Action(
@@ -496,7 +511,17 @@ def rule_vtbi(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]
     if inputs.phase in _AFTER_VTBI_PHASES:
         # What keep-vein-open was allowed to add stays allowed once it has ended.
         allowance += limits.kvo_max_ul
-    if delivered > allowance:
+    if delivered > allowance and _exceedance_acknowledged(inputs, snap, delivered):
+        yield Action(
+            ActionKind.REMIND,
+            Priority.LOW,
+            "tick.vtbi.exceeded_acknowledged",
+            f"{delivered} µL delivered, {delivered - limits.vtbi_ul} µL over the VTBI of "
+            f"{limits.vtbi_ul} µL (more than the {allowance} µL allowed); acknowledged, the "
+            "pump is stopped: watch the patient.",
+            rule,
+        )
+    elif delivered > allowance:
         yield Action(
             ActionKind.STOP,
             Priority.HIGH,
@@ -528,6 +553,29 @@ def rule_vtbi(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]
             f"{limits.kvo_max_ul} µL); stop the pump.",
             rule,
         )
+
+
+VTBI_ACK_COUNTER_NOISE_UL = 2
+"""How far the delivered volume may read above an acknowledged exceedance and still be the
+same stopped pump. A pump at rest does not move its counter; what may move is rounding: a
+driver rounds the pump's own unit to whole µL (the DULCO's counter is float32 litres, so a
+figure the pump recomputes may land on the other side of a half µL: 1 µL), and a counter lost
+meanwhile is re-anchored as what was kept plus the rise since, each rounded (1 µL). Anything
+more is delivery, judged afresh. At the most concentrated ketamine a protocol allows this
+is micrograms."""
+
+
+def _exceedance_acknowledged(inputs: TickInputs, snap: PumpSnapshot, delivered: int) -> bool:
+    """The exceedance a nurse acknowledged, still as it was: the pump neither delivers (by
+    its mode, its rate, or the session's phase) nor has delivered more since."""
+    acked = inputs.vtbi_exceeded_acknowledged_ul
+    return (
+        acked is not None
+        and delivered <= acked + VTBI_ACK_COUNTER_NOISE_UL
+        and not snap.mode.delivers
+        and snap.rate_actual_ml_h == 0
+        and inputs.phase not in _DELIVERY_PHASES
+    )
 
 
 def kvo_complete(limits: SupervisionLimits, delivered_ul: int, expected_ul: int) -> bool:

@@ -28,15 +28,14 @@ DULCO_KEY_BASE = 200
 """Simulator key of the DULCO pump: 200 + its unit id (20)."""
 DULCO_UNIT = 20
 
-SEEDED_KINDS: tuple[str, ...] = ("newera",)
+SEEDED_KINDS: tuple[str, ...] = ("newera", "dulco")
 """Kinds the seed mixes in beside GIP-MB1 (TCP and RTU); a new kind is one more name here,
 one more :data:`KINDS` entry and its stack transport."""
-HELD_BACK_KINDS: tuple[str, ...] = ("dulco",)
-"""Kinds wired into the soak but not drawn yet (each with its finding in docs/soak.md).
-The DULCO flex: its restart finding is fixed (restarts are judged on its switch-on
-counter), but at soak speed on a busy machine pumpd's own stop at the plan's volume can
-come over the kernel's 200 µL allowance, and `tick.vtbi.exceeded` is then raised again
-after every acknowledgement in OBSERVATION, so the session is never finished (open)."""
+HELD_BACK_KINDS: tuple[str, ...] = ()
+"""Kinds wired into the soak but not drawn yet, each with its open finding in docs/soak.md;
+none now. The DULCO flex was held back twice and is drawn again: a daemon restart no longer
+reads as a pump restart (its switch-on counter), and an exceedance of the plan's volume that
+a nurse acknowledged on the stopped pump no longer alarms again at every reading."""
 MAX_OF_KIND = {"dulco": 1}
 """The simulator serves one DULCO pump on its line."""
 

@@ -44,7 +44,7 @@ from .kernel import decide
 from .observation import PumpObservation
 from .status import ControllerStatus
 from .steps import DAEMON, TERMINAL, NurseAct, SessionSteps
-from .translate import MODE_OF, to_snapshot
+from .translate import to_snapshot
 from .wake import until_poll_or_push
 
 _HALT_KINDS = (ActionKind.STOP, ActionKind.PAUSE)
@@ -560,9 +560,7 @@ class Controller:
                 raise PumpNotAnswering(f"pump {self.config.pump_id} does not answer")
             before = s.snapshot()
             low = {a.code for a in s.data.alarms if a.priority is Priority.LOW}
-            step = s.acknowledge(
-                by=by.name, pump_mode=MODE_OF[status.state], note=note, at=self._steps.now()
-            )
+            step = self._pump.acknowledge(s, by.name, note, status, self._steps.now())
             await self._steps.carry_out(step, by, undo=self._steps.undo_to(before, s.protocol))
             self._board.acked_low(low)
             return step

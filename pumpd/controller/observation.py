@@ -13,15 +13,15 @@ from __future__ import annotations
 import enum
 from decimal import Decimal
 
-from pumpd.clock import Clock
+from pumpd.clock import Clock, Stamp
 from pumpd.drivers import PumpStatus
-from pumpd.session import Session
+from pumpd.session import Session, Step
 from safety.pump import PumpSnapshot, restart_evidence
 from safety.tick import TickInputs
 
 from .ledger import Ledger
 from .pending import pending_input
-from .translate import to_snapshot
+from .translate import MODE_OF, to_snapshot
 
 
 class _Halt(enum.Enum):
@@ -189,6 +189,16 @@ class PumpObservation:
         self._halt = _Halt.NONE
         return owed
 
+    def acknowledge(
+        self, s: Session, by: str, note: str | None, status: PumpStatus, at: Stamp
+    ) -> Step:
+        """A nurse's acknowledgement on ``status``, read for it just now: the pump's mode
+        says where the session goes, and what it had delivered is the figure an exceedance
+        of the plan's volume is acknowledged at (the kernel's
+        ``TickInputs.vtbi_exceeded_acknowledged_ul``)."""
+        mode, delivered_ul = MODE_OF[status.state], self.ledger.delivered_ul(status)
+        return s.acknowledge(by=by, pump_mode=mode, note=note, at=at, delivered_ul=delivered_ul)
+
     # -- the kernel's view -----------------------------------------------------------
 
     def ticked(self, snap: PumpSnapshot | None) -> None:
@@ -228,4 +238,5 @@ class PumpObservation:
             latched_alarm_priority=None if waits is None else waits.latched_alarm_priority,
             vitals_acknowledged=vitals is not None
             and s.data.vitals_alarm_acknowledged == vitals.at,
+            vtbi_exceeded_acknowledged_ul=s.data.vtbi_exceeded_acknowledged_ul,
         )

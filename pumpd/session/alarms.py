@@ -7,8 +7,12 @@ from safety.pump import PumpMode
 
 from . import rules
 from .core import SessionCore, Step, check_stamp, check_text, check_type, refuse_if
+from .errors import InvalidCommandInput
 from .records import AcknowledgedAlarm, At
 from .states import State
+
+EXCEEDED_CODE = "tick.vtbi.exceeded"
+"""The kernel's alarm that the plan's volume was exceeded (``safety.tick.rule_vtbi``)."""
 
 
 class AlarmCommands(SessionCore):
@@ -17,19 +21,29 @@ class AlarmCommands(SessionCore):
     # -- alarms ---------------------------------------------------------------------
 
     def acknowledge(
-        self, *, by: str, pump_mode: PumpMode, at: Stamp, note: str | None = None
+        self,
+        *,
+        by: str,
+        pump_mode: PumpMode,
+        at: Stamp,
+        note: str | None = None,
+        delivered_ul: int | None = None,
     ) -> Step:
         """A nurse acknowledges the latched alarms; the pump's mode decides where to go.
 
         Never to INFUSING: a paused pump leads to PAUSED (the nurse resumes explicitly), an
         idle one to STOPPED, OBSERVATION or back before the start. A pump still delivering
         or still in alarm is refused: the controller must stop it, or the pump's own alarm
-        be cleared, first.
+        be cleared, first. ``delivered_ul`` is what the pump, read for this acknowledgement,
+        had delivered: an exceedance of the plan's volume is acknowledged at that figure.
         """
         source = self._require("acknowledge")
         stamp = check_stamp(at)
         check_type("pump_mode", pump_mode, PumpMode)
         check_text("note", note, optional=True)
+        v = delivered_ul
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise InvalidCommandInput(f"delivered_ul must be an integer ≥ 0 or None, got {v!r}")
         verdicts = rules.person("acknowledge", by, "acknowledgement")
         d = self._data
         post_delivery = d.completed_at is not None or d.observation_started_at is not None
@@ -70,6 +84,11 @@ class AlarmCommands(SessionCore):
                 if d.last_vitals is not None
                 and any(a.code.startswith("tick.vitals.") for a in d.alarms)
                 else d.vitals_alarm_acknowledged
+            ),
+            "vtbi_exceeded_acknowledged_ul": (
+                delivered_ul
+                if delivered_ul is not None and any(a.code == EXCEEDED_CODE for a in d.alarms)
+                else d.vtbi_exceeded_acknowledged_ul
             ),
             "alarms_acknowledged": d.alarms_acknowledged + len(acked),
             "pending_command": None,

@@ -357,6 +357,10 @@ class SessionData(_Record):
     halt was confirmed: ``safety.continuation.delivery_ended``); None when a nurse ended it."""
     vitals_alarm_acknowledged: At | None = None
     """The recording moment of the reading whose out-of-band alarm a nurse acknowledged."""
+    vtbi_exceeded_acknowledged_ul: Count | None = None
+    """The delivered volume, read at the acknowledgement, at which a nurse acknowledged that
+    the plan's volume was exceeded (``tick.vtbi.exceeded``): the kernel reminds of that
+    exceedance instead of alarming again while the pump stays stopped at it."""
 
     @property
     def start_commanded(self) -> bool:

@@ -84,7 +84,7 @@ def test_the_mix_of_pump_kinds_comes_from_the_seed() -> None:
         mix = draw_mix(seed, 6, 2)
         assert sum(mix.values()) == 6
         assert 1 <= mix["newera"] <= 3
-        assert mix["dulco"] == 0  # held back until its over-volume finding is fixed
+        assert mix["dulco"] == 1  # pumpsim serves one DULCO flex
         assert mix["tcp"] >= 1
         assert mix["rtu"] <= 2
         seen.add(mix["newera"])
