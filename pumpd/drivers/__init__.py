@@ -47,6 +47,7 @@ from pumpd.drivers.registry import (
     pump_keys,
     register_backend,
 )
+from pumpd.drivers.regmap import RegisterMap, load_any_profile
 from pumpd.drivers.regmap_driver import RegisterMapDriver
 from pumpd.drivers.rtu_config import SerialKeys
 from pumpd.drivers.syringes import loaded_syringe
@@ -78,6 +79,7 @@ __all__ = [
     "PumpUnreachable",
     "PushedAlarm",
     "PushesAlarms",
+    "RegisterMap",
     "RegisterMapDriver",
     "SerialKeys",
     "TransportSettings",
@@ -85,6 +87,7 @@ __all__ = [
     "WarningFlag",
     "command_repeating",
     "is_loopback",
+    "load_any_profile",
     "load_profile",
     "loaded_syringe",
     "make_driver",

@@ -24,9 +24,7 @@ from pumpsim.harness import Simulator
 
 from pumpd.audit import AsyncAuditWriter
 from pumpd.controller import Controller
-from pumpd.drivers.modbus import ModbusConfig
-from pumpd.drivers.regmap import RegisterMap, load_any_profile
-from pumpd.drivers.regmap_driver import RegisterMapDriver
+from pumpd.drivers import ModbusConfig, RegisterMap, RegisterMapDriver, load_any_profile
 from pumpd.session import State
 
 from .conftest import (
