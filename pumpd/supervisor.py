@@ -4,7 +4,9 @@ how fresh each poll loop is (for the watchdog that only pets systemd while all a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import structlog
 from sqlalchemy import Engine
 
 from pumpd.audit import AsyncAuditWriter
@@ -13,6 +15,12 @@ from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers import PumpDriver
 from pumpd.protocols import Library
 from pumpd.recovery import last_checkpoint, rebuild
+
+QUIESCE_BOUND_S = 10.0
+"""How long stopping waits for commands in flight to end (a halt ends within its attempts'
+confirmation timeouts, 3 × 2 s by default) before it cuts them off."""
+
+log = structlog.get_logger("pumpd.supervisor")
 
 
 class Supervisor:
@@ -60,14 +68,28 @@ class Supervisor:
         return out
 
     async def close(self) -> None:
-        """Stop supervising (the pumps' own failsafes take over)."""
-        # A cancellation that lands inside a pymodbus request can be absorbed there, so
-        # cancel until every task is done (asyncio.wait never swallows our own cancel).
-        pending = {task for task in self._tasks.values() if not task.done()}
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.5)
+        """Stop supervising (the pumps' own failsafes take over), between commands.
+
+        Each poll loop is stopped while its controller's lock is held: a command in flight
+        (a halt the kernel demanded, a nurse's start) ends first, with its result written,
+        rather than being cut off between intent and result, the pump left not knowing it
+        was asked to stop. That wait is bounded by ``QUIESCE_BOUND_S`` for all pumps
+        together; a loop still in a command then is cancelled where it stands.
+        """
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout(QUIESCE_BOUND_S):
+                    for ctl in self._controllers.values():
+                        await held.enter_async_context(ctl.lock)
+            except TimeoutError:
+                log.warning("a command was still in flight when supervision stopped")
+            # A cancellation that lands inside a pymodbus request can be absorbed there,
+            # so cancel until every task is done (asyncio.wait never swallows our cancel).
+            pending = {task for task in self._tasks.values() if not task.done()}
+            while pending:
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.5)
         for ctl in self._controllers.values():
             await ctl.journal.drain()
         self._tasks.clear()

@@ -8,7 +8,8 @@
   request line at a time, in order. Lines are limited to ``MAX_LINE_BYTES`` (an overlong
   line is answered ``-32600`` and the connection closed); a connection silent for
   ``idle_timeout_s`` is closed; a client that does not read its answers is cut off after
-  ``write_timeout_s``. At most ``max_connections`` are served at once.
+  ``write_timeout_s``. At most ``max_connections`` are served at once. Closing lets the
+  requests being served finish (bounded), so a command is never cut off halfway.
 - Nothing here blocks the event loop: PIN hashing and registry reads run in threads,
   audit records are queued, so a bad client holds only its own task and the pump loops
   keep their pace.
@@ -22,6 +23,7 @@ import grp
 import os
 import socket
 import stat
+from typing import Any
 
 import structlog
 
@@ -38,6 +40,10 @@ from .service import Service
 from .tokens import LoginTokens
 
 log = structlog.get_logger("pumpd.control")
+
+REQUEST_GRACE_S = 10.0
+"""How long closing waits for the requests being served before it cuts them off: a halt
+ends within its attempts' confirmation timeouts (3 × 2 s by default)."""
 
 
 class ControlSocketError(Exception):
@@ -79,6 +85,9 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._inode: tuple[int, int] | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._busy: set[asyncio.Task[Any]] = set()
+        """Connections serving a request right now (a subset of ``_connections``)."""
+        self._closing = False
         self.refused_connections = 0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -113,9 +122,20 @@ class ControlServer:
         log.info("control socket listening", path=self.path, mode=oct(self.mode), group=self.group)
 
     async def close(self) -> None:
-        """Stop accepting, close every connection, unlink our socket file."""
+        """Stop accepting, close every connection, unlink our socket file.
+
+        A request being served ends first, with its answer and its audit (a nurse's STOP
+        on its way to the pump is not cut off between its intent and its result), waited
+        for at most ``REQUEST_GRACE_S``; idle connections are closed at once, and a
+        connection takes no new request once closing has begun.
+        """
+        self._closing = True
         if self._server is not None:
             self._server.close()
+        for task in list(self._connections - self._busy):
+            task.cancel()
+        if self._busy:
+            await asyncio.wait(list(self._busy), timeout=REQUEST_GRACE_S)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
@@ -209,9 +229,19 @@ class ControlServer:
                 return "client_closed"
             if not line.strip():
                 continue
-            answer = await self.dispatcher.handle(peer, line)
+            if self._closing:
+                return "daemon_stopping"
+            task = asyncio.current_task()
+            assert task is not None
+            self._busy.add(task)
+            try:
+                answer = await self.dispatcher.handle(peer, line)
+            finally:
+                self._busy.discard(task)
             if not await self._send(writer, answer):
                 return "write_failed"
+            if self._closing:
+                return "daemon_stopping"
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
         try:

@@ -77,7 +77,7 @@ class Controller:
         self._board = self._steps.board
         self._pump = self._steps.pump
         self._commands = self._steps.commands
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # its holder knows no command is in flight
         self._pulse = _Pulse(0, clock.monotonic())
 
     # -- reading -------------------------------------------------------------------
@@ -162,7 +162,7 @@ class Controller:
 
     async def attach(self) -> None:
         """Arm the pump's own failsafe; call once the driver is connected."""
-        async with self._lock:
+        async with self.lock:
             await self._commands.arm_failsafe(self.config.heartbeat_timeout_s)
             await self._steps.read()
 
@@ -183,7 +183,7 @@ class Controller:
                 next_at -= step_real  # an extra poll now; the regular one keeps its time
 
     async def poll(self, pushed: PushedAlarm | None = None) -> None:
-        async with self._lock:
+        async with self.lock:
             await self._poll(pushed)
 
     async def _poll(self, pushed: PushedAlarm | None) -> None:
@@ -267,13 +267,13 @@ class Controller:
     async def recover(self, session: Session | None, record: CheckpointAccounting | None) -> None:
         """Take a pump over after a restart: read it, reconcile it with the rebuilt session
         (``SessionSteps.take_over``). Never starts or resumes delivery."""
-        async with self._lock:
+        async with self.lock:
             await self._steps.take_over(session, record)
 
     # -- the nurse's commands ----------------------------------------------------------
 
     async def _nurse(self, by: Actor, act: NurseAct, *, undo: bool) -> Step:
-        async with self._lock:
+        async with self.lock:
             s = self._steps.need()
             before = s.snapshot()
             step = act(s, by.name, self._steps.now())
@@ -296,7 +296,7 @@ class Controller:
     ) -> Step:
         """Open a session (or program the open one again before its start); the course
         rules judge it against ``prior_sessions`` (the patient's, from the audit log)."""
-        async with self._lock:
+        async with self.lock:
             s = self._steps.session
             at = self._steps.now()
             if s is not None and s.state not in TERMINAL:
@@ -367,7 +367,7 @@ class Controller:
     ) -> Step:
         """A second person approves the override holding back an adjustment or a start;
         a held start reads the pump again, and the start checks run on that reading."""
-        async with self._lock:
+        async with self.lock:
             s = self._steps.need()
             snapshot = None
             if s.data.pending_start_override is not None:
@@ -408,7 +408,7 @@ class Controller:
     ) -> Step:
         """``override_reason``: the starting nurse's reason for the start's soft verdicts
         (the override then covers exactly the soft verdicts of this very reading)."""
-        async with self._lock:
+        async with self.lock:
             s = self._steps.need()
             status = await self._steps.read()
             if status is None:
@@ -451,7 +451,7 @@ class Controller:
         """Resume a paused infusion, or continue an interrupted one (from STOPPED: the
         kernel's continuation rule decides, on the pump as read now and both figures of
         what was given; docs/controller.md, "Continuing an interrupted infusion")."""
-        async with self._lock:
+        async with self.lock:
             s = self._steps.need()
             if s.state is not State.STOPPED:
                 before = s.snapshot()
@@ -485,7 +485,7 @@ class Controller:
         protocol: LoadedProtocol | None = None,
     ) -> Plan:
         """Step one of two: propose a new plan; returns it for the nurse to see."""
-        async with self._lock:
+        async with self.lock:
             s = self._steps.need()
             s.adjust(
                 by=by.name,
@@ -532,7 +532,7 @@ class Controller:
 
         ``seen``: the alarm codes the person was shown; when given, an alarm latched since
         (not among them) refuses the whole acknowledgement with its message."""
-        async with self._lock:
+        async with self.lock:
             if seen is not None:
                 unseen = [(c, m) for c, m in self._acknowledgeable() if c not in seen]
                 if unseen:
@@ -579,7 +579,7 @@ class Controller:
     async def discharge_gates(self) -> list[Verdict]:
         """The observation-time and vitals gates of a discharge, judged now (nothing
         changes): pumpctl asks them before any checklist question."""
-        async with self._lock:
+        async with self.lock:
             return self._steps.need().discharge_gates(self._steps.now())
 
     async def discharge(self, *, by: Actor, checklist_confirmed: Collection[str]) -> Step:

@@ -46,6 +46,7 @@ from pumpd.daemon.wiring import (
 )
 from pumpd.drivers import make_driver
 from pumpd.session import State
+from pumpd.supervisor import QUIESCE_BOUND_S
 
 log = structlog.get_logger("pumpd.daemon")
 
@@ -147,7 +148,7 @@ class Daemon(DaemonStartup):
             # Its last step waits for the pumps' queued audit events; during an outage
             # they are in the spool already, so do not wait for the database here.
             closing = asyncio.create_task(self.supervisor.close(), name="supervisor-close")
-            done, _ = await asyncio.wait({closing}, timeout=CLOSE_BOUND_S)
+            done, _ = await asyncio.wait({closing}, timeout=QUIESCE_BOUND_S + CLOSE_BOUND_S)
             if not done:
                 log.warning(
                     "audit events still wait for the database; they are in the spool and "

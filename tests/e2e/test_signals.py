@@ -2,6 +2,8 @@
 
 SIGTERM: pumpd pauses the running infusion at the pump (the simulator shows PAUSED and
 the volume no longer grows), writes it down, exits 0; pumpctl then exits 5 (unreachable).
+SIGTERM while a nurse's STOP is on its way to the pump: the STOP is not cut off; it
+reaches the pump, its result is written, the nurse gets her answer, then pumpd exits.
 SIGKILL + restart: the pump, heartbeated by nobody, stops itself within its heartbeat
 timeout (the failsafe pumpd armed; the simulator's status says COMM_LOSS and how much it
 delivered meanwhile); the new pumpd recovers the session from the audit log and
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from fractions import Fraction
 from typing import Any
@@ -103,3 +106,51 @@ def wait_pump_leaves(stack: Stack, unit: int, state: str, within_s: float) -> di
         time.sleep(0.05)
         status = stack.sim_status(unit)
     return status
+
+
+def audit_events(stack: Stack, event_type: str) -> list[dict[str, Any]]:
+    out = stack.audit("events", "--type", event_type, "--json")
+    assert out.returncode == 0, out.stderr
+    found: list[dict[str, Any]] = json.loads(out.stdout)
+    return found
+
+
+def test_sigterm_while_a_stop_is_on_its_way_lets_it_finish(
+    stack: Stack, accounts: Accounts
+) -> None:
+    start_infusion(stack, accounts, "P-TERM-STOP")
+    # The pump now answers but executes no command: the nurse's STOP is sent, looked for
+    # and sent again (its attempts take seconds), and SIGTERM lands in the middle of it.
+    stack.sim_request("fault", unit=1, fault="ignore-commands", on=True)
+    command, env = stack.command(["stop", "chair-1", "--reason", "patient asked to stop"])
+    nurse = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30.0
+    while not (intents := stop_intents(stack)):
+        assert nurse.poll() is None, nurse.communicate()
+        assert time.monotonic() < deadline, "the STOP's intent was never written"
+        time.sleep(0.05)
+    assert nurse.poll() is None, "the STOP ended before SIGTERM: the test proves nothing"
+    assert stack.stop_daemon(signal.SIGTERM) == 0, stack.daemon_log()
+    out, err = nurse.communicate(timeout=60)
+    # The nurse is told what became of her STOP (here: the pump did not confirm it), not
+    # that the connection was cut.
+    assert "stop" in (out + err).lower(), (out, err)
+    assert "connection" not in (out + err).lower(), (out, err)
+    (intent,) = intents
+    results = [
+        e["event_type"]
+        for kind in ("pump.command.confirmed", "pump.command.uncertain", "pump.command.failed")
+        for e in audit_events(stack, kind)
+        if e["correlation_id"] == intent["correlation_id"]
+    ]
+    assert len(results) == 1, results
+
+
+def stop_intents(stack: Stack) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in audit_events(stack, "pump.command.requested")
+        if e["payload"]["command"] == "stop"
+    ]
