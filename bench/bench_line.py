@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -365,14 +366,22 @@ class Figure:
 
 SEGMENTS = (
     ("fault → read asked", "fault", "read_asked"),
-    ("read asked → answered", "read_asked", "read_answered"),
+    ("read asked → line granted", "read_asked", "read_granted"),
+    ("read's line granted → answered", "read_granted", "read_answered"),
     ("answered → kernel decision", "read_answered", "decided"),
     ("decision → halt asked of the driver", "decided", "halt_asked"),
     ("halt asked → at the pump", "halt_asked", "at_pump"),
     ("decision → its intent durable", "decided", "intent_durable"),
 )
-"""Figure A's reaction cut at the stamps of :class:`Breakdown`: the first five add up to
+"""Figure A's reaction cut at the stamps of :class:`Breakdown`: the first six add up to
 the whole; the last says where the intent's commit fell (before or after the halt)."""
+
+_GRANTS: contextvars.ContextVar[list[tuple[float, int, int]] | None] = contextvars.ContextVar(
+    "bench_line_grants", default=None
+)
+"""The line grants of the status read in progress in this task (:class:`Breakdown`): when,
+how many requests held or waited for the line when it asked, and how many halting requests
+(of any pump on any line) were granted while it waited."""
 
 
 class Breakdown:
@@ -385,14 +394,23 @@ class Breakdown:
     command log, the intent's commit the store's (``StampingStore.interlocks``)."""
 
     def __init__(self, driver: PumpDriver) -> None:
-        self.reads: list[tuple[float, float]] = []
+        self.reads: list[tuple[float, float, float, int, int]] = []
+        """(asked, the line granted to it, answered, requests ahead of it on the line when
+        it asked, halting requests granted while it waited)."""
         self.halts: list[float] = []
         read_status, command = driver.read_status, driver.command
 
         async def stamped_read() -> PumpStatus:
             asked = time.monotonic()
-            status = await read_status()
-            self.reads.append((asked, time.monotonic()))
+            grants: list[tuple[float, int, int]] = []
+            token = _GRANTS.set(grants)
+            try:
+                status = await read_status()
+            finally:
+                _GRANTS.reset(token)
+            answered = time.monotonic()
+            granted, ahead, halts = grants[0] if grants else (math.nan, -1, -1)
+            self.reads.append((asked, granted, answered, ahead, halts))
             return status
 
         async def stamped_command(
@@ -412,28 +430,44 @@ class Breakdown:
         decision = next((t for t in decided if t0 <= t <= at_pump), None)
         if decision is None:
             return None
-        read = next((r for r in reversed(self.reads) if r[1] <= decision), None)
+        read = next((r for r in reversed(self.reads) if r[2] <= decision), None)
         halt = next((t for t in self.halts if decision <= t <= at_pump), None)
         if read is None or halt is None:
             return None
         stamps = {
             "fault": t0,
             "read_asked": read[0],
-            "read_answered": read[1],
+            "read_granted": read[1],
+            "read_answered": read[2],
             "decided": decision,
             "halt_asked": halt,
             "at_pump": at_pump,
             "intent_durable": next((t for t in intents if t >= decision), math.nan),
         }
-        return {name: (stamps[b] - stamps[a]) * 1000 for name, a, b in SEGMENTS}
+        parts = {name: (stamps[b] - stamps[a]) * 1000 for name, a, b in SEGMENTS}
+        parts["ahead"] = float(read[3])
+        parts["halts"] = float(read[4])
+        return parts
 
 
 @contextlib.contextmanager
 def decisions_stamped() -> Iterator[dict[str, list[float]]]:
     """Each pump's halting decisions of the kernel (time.monotonic when ``decide`` returned
-    a STOP or PAUSE), while installed."""
+    a STOP or PAUSE), while installed; and each line grant a stamped status read got."""
     stamps: dict[str, list[float]] = {}
     original = vars(controller_loop)["decide"]
+    acquire = priority.LineLock.acquire
+
+    halts_granted = [0]
+
+    async def granted(lock: priority.LineLock, urgency: priority.Urgency | None = None) -> None:
+        ahead = lock.waiting + int(lock.locked())
+        halts_before = halts_granted[0]
+        await acquire(lock, urgency)
+        if (urgency or priority.current_urgency()) is priority.Urgency.HALT:
+            halts_granted[0] += 1
+        if (grants := _GRANTS.get()) is not None:
+            grants.append((time.monotonic(), ahead, halts_granted[0] - halts_before))
 
     def stamped(limits: Any, pump: Any, s: Any, now: float) -> Any:
         decision = original(limits, pump, s, now)
@@ -442,9 +476,11 @@ def decisions_stamped() -> Iterator[dict[str, list[float]]]:
         return decision
 
     setattr(controller_loop, "decide", stamped)  # noqa: B010 (not exported: white box)
+    priority.LineLock.acquire = granted  # type: ignore[method-assign, assignment]
     try:
         yield stamps
     finally:
+        priority.LineLock.acquire = acquire  # type: ignore[method-assign]
         setattr(controller_loop, "decide", original)  # noqa: B010
 
 
@@ -762,6 +798,25 @@ def _part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float
         for q in (50, 99):
             at = values[max(0, math.ceil(q / 100 * len(values)) - 1)]
             report.add(Row("line", f"{label}, p{q}", at, "ms"))
+    # Where the tail goes: the slowest reactions, each cut into its segments.
+    whole = [name for name, _, _ in SEGMENTS[:-1]]
+    slowest = sorted(parts, key=lambda p: sum(p[n] for n in whole), reverse=True)[:5]
+    cuts = "; ".join(
+        f"{sum(p[n] for n in whole):.0f} = "
+        + " + ".join(f"{p[n]:.0f}" for n in whole)
+        + f" ({p['ahead']:.0f} ahead of the read, {p['halts']:.0f} halting requests meanwhile)"
+        for p in slowest
+    )
+    report.note(
+        f"line {kind} A {mode}: the slowest {len(slowest)} reactions in ms, total = "
+        f"{' + '.join(whole)}: {cuts}"
+    )
+    ahead = sorted(p["ahead"] for p in parts)
+    report.note(
+        f"line {kind} A {mode}: requests ahead of the read that found the fault (holding or "
+        f"waiting for the line when it asked): median {statistics.median(ahead):.0f}, max "
+        f"{ahead[-1]:.0f}"
+    )
 
 
 KINDS = ("tcp", "rtu", "newera")

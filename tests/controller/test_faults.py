@@ -290,6 +290,14 @@ async def test_a_halt_never_waits_for_a_store_that_does_not_answer(
                 f"the STOP took {took_s:.1f} s with the store not answering (intent_wait_s "
                 f"{wait_s} s): it waited for its intent"
             )
+            if known_away:
+                # Nor is the loop held after it: no wait for a store known not to answer.
+                polled = ctl.last_poll_s
+                await wait_until(
+                    lambda: ctl.last_poll_s != polled,
+                    within_s=wait_s / 4,
+                    what="the next poll after the STOP",
+                )
             await wait_until(
                 lambda: any(n.code == "audit.write_failed" for n in ctl.notices),
                 within_s=4 * wait_s,
