@@ -241,10 +241,10 @@ class HandoverStampingWriter(AsyncAuditWriter):
         super().__init__(store)
         self.alarm_handovers: list[tuple[str | None, float]] = []
 
-    async def _submit(self, event: NewEvent, *, until_database: bool) -> Any:
+    def hand_over(self, event: NewEvent, *, until_database: bool) -> asyncio.Future[Any]:
         if event.event_type == "alarm.raised":
             self.alarm_handovers.append((event.pump_id, time.monotonic()))
-        return await super()._submit(event, until_database=until_database)
+        return super().hand_over(event, until_database=until_database)
 
     def handed_over(self, pump_id: str, t0: float) -> float | None:
         return next((t for p, t in list(self.alarm_handovers) if p == pump_id and t >= t0), None)

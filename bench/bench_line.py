@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -54,6 +55,7 @@ from typing import Any
 
 import structlog
 
+import pumpd.controller.loop as controller_loop  # white box: the breakdown stamps decide
 import pumpd.drivers.priority as priority  # white box: the bench switches it off
 from bench.bench_controller import (
     PAUSE_CODE,
@@ -88,6 +90,7 @@ from pumpd.drivers import (
     PumpStatus,
 )
 from pumpd.protocols import load_library
+from safety.actions import ActionKind
 
 REACTION_TIMEOUT_S = 15.0
 MODBUS_PUMPS = 16
@@ -320,6 +323,17 @@ async def _alarm_durable(rig: Rig, pump_id: str, t0: float) -> float:
     return found[0]
 
 
+async def _intents_after(rig: Rig, pump_id: str, t0: float) -> list[float]:
+    """When ``pump_id``'s ``interlock.triggered`` events after ``t0`` committed (waited for
+    up to one second: after the change that sends a halt first, its intent commits later)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        found = [t for pid, t, _ in list(rig.stamps.interlocks) if pid == pump_id and t >= t0]
+        if found or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.02)
+
+
 @dataclass
 class Figure:
     kind: str  # "A", "B" (Modbus); "P" (New Era: the push and the stall's alarm)
@@ -332,6 +346,8 @@ class Figure:
     """New Era only: the pump's requests from the push to its first STP, STP included."""
     halt_waits: Samples = field(default_factory=Samples)
     """Each halting request's wait for the line."""
+    parts: list[dict[str, float]] = field(default_factory=list)
+    """A only: each reaction cut into its segments (:class:`Breakdown`), in ms."""
 
     def merge(self, other: Figure) -> None:
         for mine, theirs in (
@@ -345,11 +361,141 @@ class Figure:
             mine.polls_per_s += theirs.polls_per_s
         self.replied += other.replied
         self.round_trips += other.round_trips
+        self.parts += other.parts
 
 
-async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: int) -> bool:
+SEGMENTS = (
+    ("fault → read asked", "fault", "read_asked"),
+    ("read asked → line granted", "read_asked", "read_granted"),
+    ("read's line granted → answered", "read_granted", "read_answered"),
+    ("answered → kernel decision", "read_answered", "decided"),
+    ("decision → halt asked of the driver", "decided", "halt_asked"),
+    ("halt asked → at the pump", "halt_asked", "at_pump"),
+    ("decision → its intent durable", "decided", "intent_durable"),
+)
+"""Figure A's reaction cut at the stamps of :class:`Breakdown`: the first six add up to
+the whole; the last says where the intent's commit fell (before or after the halt)."""
+
+_GRANTS: contextvars.ContextVar[list[tuple[float, int, int]] | None] = contextvars.ContextVar(
+    "bench_line_grants", default=None
+)
+"""The line grants of the status read in progress in this task (:class:`Breakdown`): when,
+how many requests held or waited for the line when it asked, and how many halting requests
+(of any pump on any line) were granted while it waited."""
+
+
+class Breakdown:
+    """Stamps (time.monotonic, the simulator's clock too) of one A reaction's steps.
+
+    The driver of the cycle's pump has its ``read_status`` and ``command`` wrapped on the
+    instance (each status read asked and answered; each STOP/PAUSE asked of the driver,
+    before the line's lock); the kernel's halting decisions are stamped around
+    ``decide`` (:func:`decisions_stamped`); the halt at the pump is the simulator's
+    command log, the intent's commit the store's (``StampingStore.interlocks``)."""
+
+    def __init__(self, driver: PumpDriver) -> None:
+        self.reads: list[tuple[float, float, float, int, int]] = []
+        """(asked, the line granted to it, answered, requests ahead of it on the line when
+        it asked, halting requests granted while it waited)."""
+        self.halts: list[float] = []
+        read_status, command = driver.read_status, driver.command
+
+        async def stamped_read() -> PumpStatus:
+            asked = time.monotonic()
+            grants: list[tuple[float, int, int]] = []
+            token = _GRANTS.set(grants)
+            try:
+                status = await read_status()
+            finally:
+                _GRANTS.reset(token)
+            answered = time.monotonic()
+            granted, ahead, halts = grants[0] if grants else (math.nan, -1, -1)
+            self.reads.append((asked, granted, answered, ahead, halts))
+            return status
+
+        async def stamped_command(
+            which: Command, *, timeout_s: float | None = None
+        ) -> CommandOutcome:
+            if which in (Command.STOP, Command.PAUSE):
+                self.halts.append(time.monotonic())
+            return await command(which, timeout_s=timeout_s)
+
+        driver.read_status = stamped_read  # type: ignore[method-assign]
+        driver.command = stamped_command  # type: ignore[method-assign, assignment]
+
+    def parts(
+        self, t0: float, at_pump: float, decided: list[float], intents: list[float]
+    ) -> dict[str, float] | None:
+        """The segments in ms, or None when a stamp is missing (not counted)."""
+        decision = next((t for t in decided if t0 <= t <= at_pump), None)
+        if decision is None:
+            return None
+        read = next((r for r in reversed(self.reads) if r[2] <= decision), None)
+        halt = next((t for t in self.halts if decision <= t <= at_pump), None)
+        if read is None or halt is None:
+            return None
+        stamps = {
+            "fault": t0,
+            "read_asked": read[0],
+            "read_granted": read[1],
+            "read_answered": read[2],
+            "decided": decision,
+            "halt_asked": halt,
+            "at_pump": at_pump,
+            "intent_durable": next((t for t in intents if t >= decision), math.nan),
+        }
+        parts = {name: (stamps[b] - stamps[a]) * 1000 for name, a, b in SEGMENTS}
+        parts["ahead"] = float(read[3])
+        parts["halts"] = float(read[4])
+        return parts
+
+
+@contextlib.contextmanager
+def decisions_stamped() -> Iterator[dict[str, list[float]]]:
+    """Each pump's halting decisions of the kernel (time.monotonic when ``decide`` returned
+    a STOP or PAUSE), while installed; and each line grant a stamped status read got."""
+    stamps: dict[str, list[float]] = {}
+    original = vars(controller_loop)["decide"]
+    acquire = priority.LineLock.acquire
+
+    halts_granted = [0]
+
+    async def granted(lock: priority.LineLock, urgency: priority.Urgency | None = None) -> None:
+        ahead = lock.waiting + int(lock.locked())
+        halts_before = halts_granted[0]
+        await acquire(lock, urgency)
+        if (urgency or priority.current_urgency()) is priority.Urgency.HALT:
+            halts_granted[0] += 1
+        if (grants := _GRANTS.get()) is not None:
+            grants.append((time.monotonic(), ahead, halts_granted[0] - halts_before))
+
+    def stamped(limits: Any, pump: Any, s: Any, now: float) -> Any:
+        decision = original(limits, pump, s, now)
+        if any(a.kind in (ActionKind.STOP, ActionKind.PAUSE) for a in decision.actions):
+            stamps.setdefault(s.data.pump_id, []).append(time.monotonic())
+        return decision
+
+    setattr(controller_loop, "decide", stamped)  # noqa: B010 (not exported: white box)
+    priority.LineLock.acquire = granted  # type: ignore[method-assign, assignment]
+    try:
+        yield stamps
+    finally:
+        priority.LineLock.acquire = acquire  # type: ignore[method-assign]
+        setattr(controller_loop, "decide", original)  # noqa: B010
+
+
+async def _cycle(
+    rig: Rig,
+    line: Line,
+    unit: int,
+    fig: Figure,
+    watch: Watch,
+    n: int,
+    decided: dict[str, list[float]] | None = None,
+) -> bool:
     """One injection on ``unit``; False when its set-up failed (the injection is given back)."""
     driver = line.driver(unit)
+    stamps = Breakdown(driver) if fig.kind == "A" and decided is not None else None
     ctl: Controller | None = None
     task: asyncio.Task[None] | None = None
     fault = {"A": "runaway", "B": "occlusion-downstream", "P": "stall"}[fig.kind]
@@ -377,6 +523,13 @@ async def _cycle(rig: Rig, line: Line, unit: int, fig: Figure, watch: Watch, n: 
                 t0 = await line.inject(unit, fault, factor="1.5")
                 cmd = await watch.first(lambda: watch.halting(unit, t0), "PAUSE/STOP")
                 fig.out.samples_ms.append((float(cmd["t_monotonic"]) - t0) * 1000)
+                if stamps is not None and decided is not None:
+                    intents = await _intents_after(rig, pid, t0)
+                    parts = stamps.parts(
+                        t0, float(cmd["t_monotonic"]), decided.get(pid, []), intents
+                    )
+                    if parts is not None:
+                        fig.parts.append(parts)
             elif fig.kind == "B":
                 t0 = await line.inject(unit, fault)
                 t1 = await _alarm_durable(rig, pid, t0)
@@ -437,17 +590,18 @@ async def _figure(rig: Rig, line: Line, kind: str, injections: int) -> Figure:
     watch.heard.clear()
     watch.pushed.clear()
 
-    async def lane(unit: int) -> None:
+    async def lane(unit: int, decided: dict[str, list[float]]) -> None:
         n = 0
         while budget[0] > 0:
             budget[0] -= 1
             n += 1
-            if not await _cycle(rig, line, unit, fig, watch, n):
+            if not await _cycle(rig, line, unit, fig, watch, n, decided):
                 budget[0] += 1
 
-    async with asyncio.TaskGroup() as lanes:
-        for unit in range(1, line.pumps + 1):
-            lanes.create_task(lane(unit))
+    with decisions_stamped() as decided:
+        async with asyncio.TaskGroup() as lanes:
+            for unit in range(1, line.pumps + 1):
+                lanes.create_task(lane(unit, decided))
     return fig
 
 
@@ -632,8 +786,54 @@ def _wait_rows(report: Report, kind: str, what: str, mode: str, waits: Samples, 
         )
 
 
+def _part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float]]) -> None:
+    """Figure A cut into its segments (:data:`SEGMENTS`), p50 and p99 of each."""
+    if not parts:
+        return
+    for name, _, _ in SEGMENTS:
+        values = sorted(p[name] for p in parts if not math.isnan(p[name]))
+        if not values:
+            continue
+        label = f"A breakdown, {LABEL[kind]}, {mode}, n={len(values)}: {name}"
+        for q in (50, 99):
+            at = values[max(0, math.ceil(q / 100 * len(values)) - 1)]
+            report.add(Row("line", f"{label}, p{q}", at, "ms"))
+    # Where the tail goes: the slowest reactions, each cut into its segments.
+    whole = [name for name, _, _ in SEGMENTS[:-1]]
+    slowest = sorted(parts, key=lambda p: sum(p[n] for n in whole), reverse=True)[:5]
+    cuts = "; ".join(
+        f"{sum(p[n] for n in whole):.0f} = "
+        + " + ".join(f"{p[n]:.0f}" for n in whole)
+        + f" ({p['ahead']:.0f} ahead of the read, {p['halts']:.0f} halting requests meanwhile)"
+        for p in slowest
+    )
+    report.note(
+        f"line {kind} A {mode}: the slowest {len(slowest)} reactions in ms, total = "
+        f"{' + '.join(whole)}: {cuts}"
+    )
+    ahead = sorted(p["ahead"] for p in parts)
+    report.note(
+        f"line {kind} A {mode}: requests ahead of the read that found the fault (holding or "
+        f"waiting for the line when it asked): median {statistics.median(ahead):.0f}, max "
+        f"{ahead[-1]:.0f}"
+    )
+
+
+KINDS = ("tcp", "rtu", "newera")
+
+
+def _kinds() -> tuple[str, ...]:
+    """The lines to run: all, or those named in ``BENCH_LINE_KINDS`` (comma-separated)."""
+    named = os.environ.get("BENCH_LINE_KINDS", "")
+    chosen = tuple(k.strip() for k in named.split(",") if k.strip())
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown:
+        raise ValueError(f"BENCH_LINE_KINDS names {unknown}; known: {', '.join(KINDS)}")
+    return chosen or KINDS
+
+
 async def measure(
-    report: Report, sizes: Sizes, quick: bool, kinds: tuple[str, ...] = ("tcp", "rtu", "newera")
+    report: Report, sizes: Sizes, quick: bool, kinds: tuple[str, ...] = KINDS
 ) -> None:
     for kind in kinds:
         load_before = os.getloadavg()
@@ -680,6 +880,7 @@ async def measure(
                             period,
                         )
                         _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
+                        _part_rows(report, kind, mode, fig.parts)
             priority.PRIORITIZE_HALTS = True
         load_after = os.getloadavg()
         report.note(
@@ -704,7 +905,7 @@ def run(report: Report, quick: bool) -> None:
     with open(os.devnull, "w") as sink:
         handler = logs.configure("json", stream=sink, simulated=True, journald=False)
         try:
-            asyncio.run(measure(report, QUICK if quick else FULL, quick))
+            asyncio.run(measure(report, QUICK if quick else FULL, quick, _kinds()))
         finally:
             priority.PRIORITIZE_HALTS = True
             logs.unconfigure(handler)

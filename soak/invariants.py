@@ -46,8 +46,10 @@ ONCE_ONLY = frozenset({"start", "resume", "prime"})
 RESULT_TYPES = ("pump.command.confirmed", "pump.command.uncertain", "pump.command.failed")
 STAMP_TOLERANCE_S = 0.002
 """Placing a UTC audit stamp on the monotonic line: both clocks are read by the same host,
-the offset is sampled every ~0.1 s; 2 ms is far below the fsync + Modbus round trip
-between an intent's stamp and the pump taking the command."""
+the offset is sampled every ~0.1 s. An intent is stamped when it is handed to the writer,
+before its command is sent (a start's also committed before; a halt's not waited for:
+docs/controller.md), so a command the pump took more than 2 ms before its intent's stamp
+is a real violation; one within 2 ms before it would pass."""
 KVO_EXTRA_UL = 0
 """Every shipped protocol has kvo_rate_ml_h = 0, so no session of the soak reaches KVO; a
 soak of a KVO protocol must add the protocol's KVO allowance here."""

@@ -3,10 +3,12 @@ and a local durable spool for when the database goes away.
 
 Pump loops ``await writer.append(event)`` (resolves once the event is committed in the
 database) or ``await writer.log(event)`` (resolves once it is durable: committed, or
-fsync'd in the local spool). Validation runs at once in the caller (a bad event raises
-before anything is queued); the event then waits on a queue for the writer thread, which
-takes everything queued (up to ``max_batch``), stamps it (time, instance, a strictly
-increasing ``mono_ns``) and commits it in one transaction.
+fsync'd in the local spool); :meth:`AsyncAuditWriter.hand_over` queues at once and returns
+the future. Validation and the stamp (time, instance, a strictly increasing ``mono_ns``)
+happen at once in the caller (a bad event raises before anything is queued), so an event's
+time is when it was handed over, not when the writer got to it; the event then waits on a
+queue for the writer thread, which takes everything queued (up to ``max_batch``) and
+commits it in one transaction.
 
 Without a spool, a failed commit fails every caller of the batch with
 :class:`AuditWriteFailed`, as before. With a spool (``spool=Path``), a failed commit puts
@@ -56,7 +58,6 @@ from pumpd.audit.store import (
     Actor,
     AuditStore,
     NewEvent,
-    Prepared,
     Stamped,
     prepare,
     utc_text,
@@ -102,7 +103,8 @@ class WriterHealth:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    item: Prepared
+    item: Stamped
+    """Stamped when handed over (:meth:`AsyncAuditWriter.hand_over`)."""
     future: asyncio.Future[Any] | None
     """None for the writer's own record of an outage: nobody waits for it."""
     loop: asyncio.AbstractEventLoop | None
@@ -242,16 +244,25 @@ class AsyncAuditWriter:
         result: Receipt = await self._submit(event, until_database=False)
         return result
 
-    async def _submit(self, event: NewEvent, *, until_database: bool) -> Any:
+    def hand_over(self, event: NewEvent, *, until_database: bool) -> asyncio.Future[Any]:
+        """Queue ``event`` now, before the caller goes on: validated, stamped (its time and
+        ``mono_ns`` are this moment's) and put in line in the order of the calls. The
+        future resolves as :meth:`append` (``until_database``) or :meth:`log` do.
+
+        A caller that acts right after (a halt sent without waiting for its intent) has
+        its event's place and time fixed before it acts."""
         item = prepare(event)
         if self._closed or not self._thread.is_alive():
             raise StoreClosed("the audit writer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(item, future, loop, until_database))
+        self._queue.put(_Job(self._store.stamp(item), future, loop, until_database))
         if not self._thread.is_alive():  # it ended between the check above and the put
             self._fail_leftovers()
-        return await future
+        return future
+
+    async def _submit(self, event: NewEvent, *, until_database: bool) -> Any:
+        return await self.hand_over(event, until_database=until_database)
 
     async def aclose(self) -> None:
         """Commit (or spool) everything already queued, try the spool once more, stop."""
@@ -310,7 +321,7 @@ class AsyncAuditWriter:
         return batch
 
     def _handle(self, batch: list[_Job]) -> None:
-        stamped = [self._store.stamp(job.item) for job in batch]
+        stamped = [job.item for job in batch]
         if not self._degraded:
             try:
                 records = self._store.write_stamped(stamped)
@@ -435,7 +446,7 @@ class AsyncAuditWriter:
                 return
             batch = self._collect(first)
             if batch:
-                self._to_spool(batch, [self._store.stamp(job.item) for job in batch])
+                self._to_spool(batch, [job.item for job in batch])
 
     def _enter_degraded(self, reason: str, *, cause_code: str = "commit_failed") -> None:
         now = datetime.now(UTC)
@@ -476,7 +487,8 @@ class AsyncAuditWriter:
         if outage is not None and self._outage_record:
             # Through the ordinary path: should the database fail again right now, the
             # record is spooled like any event and written after the next drain.
-            self._handle([_Job(prepare(_outage_event(outage)), None, None, False)])
+            outage_event = self._store.stamp(prepare(_outage_event(outage)))
+            self._handle([_Job(outage_event, None, None, False)])
 
     def _retry_later(self, reason: str, *, quiet: bool = False) -> None:
         with self._state_lock:

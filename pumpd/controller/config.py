@@ -26,8 +26,9 @@ class ControllerConfig:
 
     ``heartbeat_timeout_s`` is written into the pump (whole seconds of the pump's time): if
     the daemon dies, the pump stops itself after that long. ``intent_wait_s`` bounds how long
-    a STOP or PAUSE waits for its intent event to be durable before it goes to the pump
-    anyway (a stop is never held back by a slow or failed audit store).
+    a start, prime, resume or rate change waits for its intent to be durable (not sent
+    without it), and how long after a STOP or PAUSE has gone out its intent may take before
+    the audit alarm (a halt is never held back for its intent).
     """
 
     pump_id: str

@@ -1,7 +1,7 @@
 """Carrying one session command out at the pump, and saying what came of it.
 
 :class:`CommandPath` is the write-ahead around it: the intent made durable (or, for a
-halt, not waited for long), the command run with the pump heartbeated meanwhile, the
+halt, queued first and not waited for), the command run with the pump heartbeated meanwhile, the
 events queued in order. The session's step and its events are the controller's; the
 path only sees events and commands.
 
@@ -20,6 +20,7 @@ import enum
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from pumpd.audit import NewEvent
 from pumpd.clock import Clock
@@ -170,12 +171,23 @@ class Executor:
         return self._done(Result.CONFIRMED, outcome.status, sent, "confirmed")
 
 
+@dataclass(frozen=True, slots=True)
+class HaltIntent:
+    """A halt's intent as queued: its writes, when (the loop's clock), and whether the
+    store was already known not to answer then."""
+
+    writes: Sequence[asyncio.Future[Any]]
+    queued_at_s: float
+    known_away: bool
+
+
 class CommandPath:
     """Write-ahead for one pump: intent → command → confirmation, the events in order.
 
     Every event is queued to the shared group-committing writer in order and the loop
-    does not wait for it, except an intent: one that moves fluid waits until durable (and
-    the command is not sent without it); a halt's intent waits at most ``intent_wait_s``.
+    does not wait for it, except an intent that moves fluid: it waits until durable (and
+    the command is not sent without it). A halt's intent is queued first and the halt
+    sent at once; whether it became durable is checked after the send.
     """
 
     def __init__(
@@ -203,26 +215,40 @@ class CommandPath:
         self._journal.submit(events)
         logline.events(events)
 
-    async def durable(self, events: Sequence[NewEvent], *, spool_will_do: bool = False) -> bool:
-        """Queue events and wait at most ``intent_wait_s`` for them to be durable (in the
-        database, or with ``spool_will_do`` in the spool too: Journal.submit)."""
-        durable = await self._journal.durable(
-            events, self._intent_wait_s, spool_will_do=spool_will_do
-        )
+    async def durable(self, events: Sequence[NewEvent]) -> bool:
+        """Queue events and wait at most ``intent_wait_s`` for them to be committed."""
+        durable = await self._journal.durable(events, self._intent_wait_s)
         logline.events(events)
         return durable
 
-    async def halt_intent(self, events: Sequence[NewEvent]) -> None:
-        """A STOP's or PAUSE's intent, durable before the command (write-ahead) but never
-        holding a halt back for long: awaited at most ``intent_wait_s``; during an outage
-        the spool makes it durable (fsync'd, in order) in milliseconds, and that is enough
-        for a halt (a start waits for the database); and when nothing can make it durable
-        (a write failed or has waited longer than that, with no working spool) the halt
-        does not wait at all."""
-        if self._journal.stalled(self._intent_wait_s) and not self._journal.spooling:
-            self.log(events)
+    def halt_intent(self, events: Sequence[NewEvent]) -> HaltIntent:
+        """A STOP's or PAUSE's intent, queued first and not waited for: the halt goes to
+        the pump at once, never behind a commit (a start waits for the database).
+
+        Queued ahead of the command's result, the intent is still written before it, in
+        the same order in the database or, during an outage, in the spool. What a crash
+        between the send and the commit leaves is docs/controller.md, "A halt is not
+        held for its intent". :meth:`halt_written` says afterwards whether it became
+        durable."""
+        known_away = self._journal.stalled(self._intent_wait_s) and not self._journal.spooling
+        queued = HaltIntent(
+            self._journal.submit(events, spool_will_do=True),
+            asyncio.get_running_loop().time(),
+            known_away,
+        )
+        logline.events(events)
+        return queued
+
+    async def halt_written(self, intent: HaltIntent) -> None:
+        """After the halt was sent: the nurses' audit alarm when its intent is not durable
+        (in the database, or in a working spool) within ``intent_wait_s`` of being queued,
+        or when the store was already known not to answer. Waits at most what is left of
+        that bound; the command's round trip has usually used it up."""
+        if intent.known_away:
             self._audit_failed()
-        elif not await self.durable(events, spool_will_do=True):
+            return
+        left_s = intent.queued_at_s + self._intent_wait_s - asyncio.get_running_loop().time()
+        if not await self._journal.settled(intent.writes, max(0.0, left_s)):
             self._audit_failed()
 
     @property

@@ -2,9 +2,10 @@
 
 Events are handed to the shared group-committing writer in the order they happen and the
 poll loop does not wait for them, so a slow or failed store never stalls supervision.
-Only an intent waits for durability (:meth:`Journal.durable`), and only for a bounded
-time. An event that could not be written is never dropped: it waits in a backlog and goes
-out again when the store answers.
+Only an intent that moves fluid waits for durability (:meth:`Journal.durable`), and only
+for a bounded time; a halt's intent is queued ahead of the halt and checked after it
+(:meth:`Journal.settled`). An event that could not be written is never dropped: it waits
+in a backlog and goes out again when the store answers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from pumpd.audit import Actor as Actor  # who acts, as the controller is handed it
 from pumpd.audit import AsyncAuditWriter, NewEvent, prepare
 from pumpd.audit.catalogue import CATALOGUE, Payload
+from pumpd.audit.errors import StoreClosed
 from pumpd.session import Session
 from safety.plan import dose_in_volume_mg
 
@@ -47,7 +49,7 @@ class Journal:
         self._writer = writer
         self.pump_id = pump_id
         self.backlog: list[NewEvent] = []
-        self._inflight: dict[asyncio.Task[Any], float] = {}
+        self._inflight: dict[asyncio.Future[Any], float] = {}
         self.failures = 0
 
     @property
@@ -87,21 +89,25 @@ class Journal:
 
     def submit(
         self, events: Sequence[NewEvent], *, spool_will_do: bool = False
-    ) -> list[asyncio.Task[Any]]:
-        """Queue ``events`` in order; returns at once. Each task ends when its event is
-        committed in the database or, with ``spool_will_do``, as soon as it is durable
-        anywhere: committed, or fsync'd in the writer's spool during an outage."""
+    ) -> list[asyncio.Future[Any]]:
+        """Queue ``events`` in order, now (their place and time are fixed when this returns:
+        ``AsyncAuditWriter.hand_over``). Each future ends when its event is committed in the
+        database or, with ``spool_will_do``, as soon as it is durable anywhere: committed,
+        or fsync'd in the writer's spool during an outage."""
         loop = asyncio.get_running_loop()
-        write = self._writer.log if spool_will_do else self._writer.append
-        tasks: list[asyncio.Task[Any]] = []
+        writes: list[asyncio.Future[Any]] = []
         for event in events:
-            task = asyncio.ensure_future(write(event))
-            self._inflight[task] = loop.time()
-            task.add_done_callback(lambda t, e=event: self._settled(t, e))  # type: ignore[misc]
-            tasks.append(task)
-        return tasks
+            try:
+                write = self._writer.hand_over(event, until_database=not spool_will_do)
+            except StoreClosed as exc:  # kept in the backlog like any failed write
+                write = loop.create_future()
+                write.set_exception(exc)
+            self._inflight[write] = loop.time()
+            write.add_done_callback(lambda t, e=event: self._settled(t, e))  # type: ignore[misc]
+            writes.append(write)
+        return writes
 
-    def _settled(self, task: asyncio.Task[Any], event: NewEvent) -> None:
+    def _settled(self, task: asyncio.Future[Any], event: NewEvent) -> None:
         self._inflight.pop(task, None)
         if task.cancelled() or task.exception() is not None:
             self.failures += 1
@@ -116,11 +122,18 @@ class Journal:
         False means not (yet) durable; the events stay queued (a queued event cannot be
         taken back) or join the backlog if their write failed.
         """
-        tasks = self.submit(events, spool_will_do=spool_will_do)
-        if not tasks:
+        return await self.settled(self.submit(events, spool_will_do=spool_will_do), wait_s)
+
+    @staticmethod
+    async def settled(writes: Sequence[asyncio.Future[Any]], wait_s: float) -> bool:
+        """Wait at most ``wait_s`` real seconds for queued ``writes``; True when every one
+        of them is durable (see :meth:`submit`). Only the wait is bounded: a write still
+        pending goes on, a failed one is in the backlog already."""
+        if not writes:
             return True
-        done, pending = await asyncio.wait(tasks, timeout=wait_s)
-        return not pending and all(not t.cancelled() and t.exception() is None for t in done)
+        if wait_s > 0:
+            await asyncio.wait(writes, timeout=wait_s)
+        return all(w.done() and not w.cancelled() and w.exception() is None for w in writes)
 
     def stalled(self, older_than_s: float) -> bool:
         """True when the store failed, or a write has waited longer than ``older_than_s``."""

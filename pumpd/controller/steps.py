@@ -34,7 +34,7 @@ from .checkpoint import CheckpointAccounting, Checkpointer, bridge_limit_s
 from .config import ControllerConfig
 from .errors import AuditUnavailable, NoSession
 from .events import EventBuilder, StepContext, StepFacts, words
-from .executor import CommandPath, Executor, Outcome, Result
+from .executor import CommandPath, Executor, HaltIntent, Outcome, Result
 from .journal import Journal, new_correlation
 from .ledger import Ledger
 from .observation import PumpObservation
@@ -45,6 +45,7 @@ from .translate import MODE_OF, alarm_message, to_snapshot
 TERMINAL = frozenset({State.DISCHARGED, State.ABORTED})
 DAEMON = Actor.daemon()
 """Who acts when the daemon obeys the kernel or reports a pump's fact."""
+ORPHAN = "pump.orphan_delivery"
 NurseAct = Callable[[Session, str, Stamp], Step]
 """A person's command as the controller hands it to the session: ``act(session, name, at)``.
 The session records the person by name; the step's events carry the actor itself."""
@@ -300,20 +301,17 @@ class SessionSteps:
         if snap is None or not snap.mode.delivers:
             return
         corr = new_correlation("cmd")
-        intent = self._events.stop_requested("pump.orphan_delivery", corr)
-        await self._commands.halt_intent([intent])
+        intent = self._commands.halt_intent([self._events.stop_requested(ORPHAN, corr)])
+        pump_id = self.config.pump_id
         outcome = await self._commands.send(
-            PumpCommand.STOP,
-            None,
-            pump_id=self.config.pump_id,
-            session_id=None,
-            correlation_id=corr,
+            PumpCommand.STOP, None, pump_id=pump_id, session_id=None, correlation_id=corr
         )
+        await self._commands.halt_written(intent)
         if outcome.status is not None:
             self._pump.observe(outcome.status)
         self.log([self._events.result(PumpCommand.STOP, outcome, corr, None)])
         self.notice(
-            "pump.orphan_delivery",
+            ORPHAN,
             Priority.HIGH,
             f"Pump delivering without a session on {self.config.pump_id}: pumpd stopped it "
             f"(pump was {snap.mode.value} at {snap.rate_actual_ml_h} mL/h).",
@@ -364,10 +362,12 @@ class SessionSteps:
             ctx.correlation_id = new_correlation("cmd")
         events = [*extra, *self._step_events(step, by, ctx)]
         events += self.gate.risk_events(step, self._commands.journal, self.session)
+        halt: HaltIntent | None = None
         if command is None or command.kind in MOVING:
             await self._write_first(events, ctx, undo if command is not None else None)
         else:
-            await self._commands.halt_intent(events)
+            # Queued ahead of the halt, not waited for: the halt goes out now.
+            halt = self._commands.halt_intent(events)
         self._log_step(step, by)
         if command is None:
             self.checkpoint()
@@ -385,6 +385,8 @@ class SessionSteps:
             session_id=self._session_id(),
             correlation_id=ctx.correlation_id,
         )
+        if halt is not None:
+            await self._commands.halt_written(halt)
         ledger.sent_at_s = outcome.sent_at_s
         if outcome.status is not None:
             self._pump.observe(outcome.status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -91,6 +92,50 @@ async def test_asyncio_writers_group_commit_without_gaps(db: Db) -> None:
         assert own == sorted(own)
     assert writers[0].batches_committed + writers[1].batches_committed < 2 * per_writer
     _assert_gapless_and_valid(db, 2 * per_writer)
+
+
+class _SlowStore:
+    """The real store; each write waits ``delay_s`` before it commits (a slow database)."""
+
+    def __init__(self, store: AuditStore, delay_s: float) -> None:
+        self._store = store
+        self.delay_s = delay_s
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._store, name)
+        if name != "write_stamped":
+            return method
+
+        def slow(batch: object) -> object:
+            time.sleep(self.delay_s)
+            return method(batch)
+
+        return slow
+
+
+async def test_an_event_keeps_the_time_it_was_handed_over_not_when_it_was_written(
+    store: AuditStore,
+) -> None:
+    """``hand_over`` fixes the event's time and place at once: an event handed over while
+    the writer is busy with a slow commit is not stamped when the writer gets to it (a
+    halt sent right after its intent is handed over must find the intent's time before
+    its own)."""
+    delay_s = 0.5
+    writer = AsyncAuditWriter(_SlowStore(store, delay_s))  # type: ignore[arg-type]
+    try:
+        busy = writer.hand_over(filler(0), until_database=True)
+        await asyncio.sleep(0.05)  # the writer is inside the first (slow) commit now
+        handed_at = time.time()
+        second = writer.hand_over(filler(1), until_database=True)
+        first_record, record = await asyncio.gather(busy, second)
+    finally:
+        await writer.aclose()
+    stamped_s = dt.datetime.fromisoformat(record.occurred_at).timestamp()
+    assert abs(stamped_s - handed_at) < delay_s / 4, (
+        f"stamped {stamped_s - handed_at:.3f} s after it was handed over"
+    )
+    assert first_record.seq < record.seq
+    assert first_record.mono_ns < record.mono_ns
 
 
 async def test_async_append_returns_only_committed_events(db: Db, store: AuditStore) -> None:

@@ -240,3 +240,49 @@ async def test_times_from_before_the_clock_origin_are_supervised_as_usual(rig: R
         assert not rig.events(event_type="alarm.raised")
     finally:
         await sup.close()
+
+
+async def test_a_halt_whose_intent_a_crash_lost_is_an_alarm_never_a_resumption(rig: Rig) -> None:
+    """A halt goes to the pump before its intent is durable (docs/controller.md, "A halt is
+    not held for its intent"): a crash in between leaves a stopped pump and a log whose
+    last word on the session predates the halt. The next daemon rebuilds the session as
+    infusing, reads the pump as it is, says so on record, raises an alarm, and starts
+    nothing."""
+    first = await rig.controller()
+    task = await running(first)
+    await to_infusing(rig, first)
+    await wait_until(lambda: first.delivered_ul() > 3_000, what="some delivery")
+    await halt(task)  # the daemon dies ...
+    await first.journal.drain()
+    # ... right after its STOP reached the pump, before anything of the halt was written.
+    assert rig.sim.tcp_address is not None
+    host, port = rig.sim.tcp_address
+    raw = ModbusPumpDriver(
+        ModbusConfig(transport="tcp", host=host, port=port, unit=1, timeout_s=0.2)
+    )  # the dead daemon's line settings
+    await raw.connect()
+    await raw.command(Command.STOP)
+    await raw.close()
+    assert rig.sim.status(1)["state"] != "INFUSING"
+    checkpoint = last_checkpoint(rig.store.engine, PUMP_ID)
+    assert checkpoint is not None
+    assert checkpoint.state.lower() == "infusing", "the log's last word predates the halt"
+    starts = _starts(rig)
+    sup, ctl = await _supervised(rig)
+    try:
+        await wait_until(lambda: session_state(ctl) is State.ALARM, what="the alarm")
+        session = ctl.session
+        assert session is not None
+        codes = [a.code for a in session.data.alarms]
+        assert codes, "an alarm names the pump that is not delivering"
+        await asyncio.sleep(0.2)  # polls go on; nothing is started meanwhile
+        assert rig.sim.status(1)["state"] != "INFUSING"
+    finally:
+        await sup.close()
+    assert _starts(rig) == starts, "recovery never starts the pump"
+    recovered = rig.events(event_type="daemon.recovered")
+    assert "rebuilt in INFUSING; pump IDLE" in recovered[-1].payload, "the pump as read"
+    raised = [e for e in rig.events(event_type="alarm.raised") if e.seq > recovered[-1].seq]
+    assert raised, "the alarm is on record"
+    print(f"lost halt intent: recovered with alarms {codes}; {recovered[-1].payload}")
+    assert rig.chain_ok()

@@ -6,7 +6,7 @@ Invariants, checked after every step and at the end:
 - never more than the prescribed volume plus the documented bound in the patient
   (VTBI overrun allowance + the volume band, docs/safety/supervision-rules.md), counted
   with the simulator's true volume, not the pump's counter;
-- every pump command preceded by its durable intent event;
+- every pump command preceded by its intent event (stamped before the pump took it);
 - the audit chain valid at the end.
 """
 
