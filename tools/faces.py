@@ -44,6 +44,9 @@ WHITE_BOX: dict[tuple[str, str], str] = {
     ("bench/bench_line.py", "pumpd.drivers.priority"): (
         "switches the line's halt priority off for its same-run baseline"
     ),
+    ("bench/bench_line.py", "pumpd.controller.loop"): (
+        "stamps the kernel's decision to cut a reaction into segments"
+    ),
     ("tests/bench/test_bench_line.py", "pumpd.drivers.priority"): (
         "checks the bench restores the halt priority it switched off"
     ),

@@ -24,6 +24,7 @@ from pumpd.audit.errors import (
     EventRefused,
     KeyFileError,
     SchemaError,
+    StoreClosed,
 )
 from pumpd.audit.heads import HeadPublisher, HeadSink, LogHeadSink, read_heads
 from pumpd.audit.keys import ChainKey, generate_key_file
@@ -77,6 +78,7 @@ __all__ = [
     "SpoolCorrupt",
     "SpoolError",
     "SpoolMismatch",
+    "StoreClosed",
     "build_report",
     "catalogue",
     "encode_row",

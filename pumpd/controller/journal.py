@@ -17,9 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pumpd.audit import Actor as Actor  # who acts, as the controller is handed it
-from pumpd.audit import AsyncAuditWriter, NewEvent, prepare
+from pumpd.audit import AsyncAuditWriter, NewEvent, StoreClosed, prepare
 from pumpd.audit.catalogue import CATALOGUE, Payload
-from pumpd.audit.errors import StoreClosed
 from pumpd.session import Session
 from safety.plan import dose_in_volume_mg
 
