@@ -250,6 +250,7 @@ async def test_stop_is_sent_while_the_store_is_unavailable(rig: Rig) -> None:
     assert rig.chain_ok()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [60.0])  # the infusion (40 s real) outlasts the wait
 async def test_a_halt_does_not_wait_for_a_store_known_not_to_answer(rig: Rig) -> None:
     """The first halt of an outage waits ``intent_wait_s`` for its intent; once a write has
