@@ -24,8 +24,9 @@ demo: venv
 # below it. Three passes:
 #  1. tests/safety with branch coverage of safety/ (the only source, pyproject.toml), judged
 #     there: below 100 % the run fails;
-#  2. every other test but the pg_outage ones, without coverage: its tracer costs every
-#     in-process test about half again its CPU time, for lines tests/safety already covers;
+#  2. every other test but the pg_outage ones, without coverage: its tracer costs the
+#     in-process tests a third to two thirds more CPU time (tests/controller, tests/session,
+#     tests/drivers), for lines tests/safety already covers;
 #  3. alone, the few tests that stop the shared PostgreSQL server (marker pg_outage), which
 #     would fail a PostgreSQL test running beside them.
 # Passes 1 and 2 run two pytest-xdist workers (TEST_WORKERS=0: one process). With
