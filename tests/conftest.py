@@ -28,8 +28,11 @@ def _runs_long(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long tests (whole sessions through real processes, builds) run first, the many
+    """The long tests (whole sessions through real processes, builds, and the in-process
+    tests marked ``slow``: whole infusions, the fault matrix's batches) run first, the many
     short ones after them: with two workers (`make test`, `--dist worksteal`) the last test
     to finish is then a short one, and neither worker waits a minute on the other's last
-    session. The order within each group stays as collected."""
+    session. The order within each group stays as collected, so the rows of one fault
+    matrix batch stay side by side at the head of one worker's queue, where a steal (taken
+    from a queue's tail) does not split them: a batch split across workers runs twice."""
     items.sort(key=lambda item: not _runs_long(item))

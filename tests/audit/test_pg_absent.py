@@ -40,6 +40,7 @@ def _run(ci: bool) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ci", [False, True], ids=["developer", "ci"])
 def test_unreachable_postgres(ci: bool) -> None:
     done = _run(ci)

@@ -34,6 +34,7 @@ async def _state(c: Client, pump: str = "chair-1") -> str | None:
     return views[0]["session_state"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_the_nurses_path_program_to_discharge(rig: Rig) -> None:
     await _staff(rig)

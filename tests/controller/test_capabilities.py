@@ -40,6 +40,7 @@ def gip_mb1_declaring(**capabilities: Any) -> Profile:
     return parse_profile(data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [120.0])  # a round trip then costs little volume
 async def test_pumpds_stop_at_the_plans_volume_is_primary_without_a_pump_side_stop(
     rig: Rig,

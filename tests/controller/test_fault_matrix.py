@@ -471,11 +471,13 @@ async def _batched(state: str, fault: str, faults: list[str], scale: float) -> R
     return _BATCHES[state][fault]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fault", "state"), LINK_ROWS, ids=[f"{f}-{s}" for f, s in LINK_ROWS])
 async def test_fault_matrix_link(fault: str, state: str) -> None:
     _check(await _batched(state, fault, LINK_FAULTS, LINK_SCALE))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", KVO_FAULTS)
 async def test_fault_matrix_kvo(fault: str) -> None:
     _check(await _batched("kvo", fault, KVO_FAULTS, KVO_SCALE))

@@ -253,6 +253,7 @@ async def test_stop_is_sent_while_the_store_is_unavailable(rig: Rig) -> None:
     assert rig.chain_ok()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [60.0])  # the infusion (40 s real) outlasts the wait
 @pytest.mark.parametrize("known_away", [False, True], ids=["first-of-outage", "known-away"])
 async def test_a_halt_never_waits_for_a_store_that_does_not_answer(

@@ -20,6 +20,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "order", "scale"), CASES, ids=[c[0] for c in CASES])
 async def test_protocol_runs_to_discharge(rig: Rig, name: str, order: Order, scale: float) -> None:
     ctl = await rig.controller()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from session.kvo import KVO_RATE_ML_H, kvo_protocol
 
 from pumpd.controller import Controller
@@ -35,6 +36,7 @@ async def _to_kvo(rig: Rig, ctl: Controller, session_id: str) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_kvo_runs_at_its_rate_until_its_allowance_then_observation(rig: Rig) -> None:
     auto = await rig.controller(unit=1, pump_id="chair-1")
     nurse = await rig.controller(unit=2, pump_id="chair-2")

@@ -99,6 +99,7 @@ def statuses(fake: FakeSystemd) -> list[str]:
     return [f["STATUS"] for _, f in fake.drain() if "STATUS" in f]
 
 
+@pytest.mark.slow
 async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
     fake = FakeSystemd()
     daemon = rig.daemon(Notifier.from_env({"NOTIFY_SOCKET": fake.name}))

@@ -8,6 +8,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from pumpd.config import parse_config
 from pumpd.daemon import lines
 
@@ -102,6 +104,7 @@ async def _pumpd(*args: str) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
+@pytest.mark.slow
 async def test_check_and_the_start_refuse_it_and_simulation_warns(tmp_path: Path) -> None:
     config = tmp_path / "pumpd.toml"
     config.write_text(config_text(tmp_path, pumps=16))

@@ -98,6 +98,7 @@ async def _pumpd(*args: str) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
+@pytest.mark.slow
 async def test_check_and_the_start_refuse_it(tmp_path: Path) -> None:
     config = tmp_path / "pumpd.toml"
     config.write_text(config_text(tmp_path, str(no_watchdog_profile(tmp_path))))

@@ -12,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
 from pumpsim.harness import Simulator
 from pumpsim.registers import Command
 from pumpsim.registers import State as PumpState
@@ -106,6 +107,7 @@ async def abandon(rig: Rig) -> None:
     daemon._unlock_instance()  # the kernel would drop it when the process died
 
 
+@pytest.mark.slow
 async def test_kill_restart_resumes_supervision_and_sigterm_pauses(rig: Rig) -> None:
     await abandon(rig)
     assert rig.sim.pump(1).state is PumpState.INFUSING
@@ -236,6 +238,7 @@ async def test_an_unusable_database_is_exit_3(tmp_path: Path) -> None:
     assert "pumpd ready" not in out.decode()
 
 
+@pytest.mark.slow
 async def test_a_frozen_process_withholds_pings_after_it_thaws(rig: Rig) -> None:
     """SIGSTOP freezes everything (as a hung interpreter would); on SIGCONT the first
     checks see stale poll loops and a late event loop, so no ping is sent until the
