@@ -32,7 +32,8 @@ SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
 RSS_FLOOR_WINDOW_S = 10.0
 """A daemon's RSS swings by 64 MiB per argon2id PIN hash in flight (at most two at once,
 ``pumpd.staff.registry``) and falls back when it ends; the lowest value over this window
-is what the daemon keeps. Logins and witnessed checks are seconds apart in a soak."""
+is what the daemon keeps. Logins and witnessed checks are seconds apart in a soak; if
+hashes ran back to back for the whole window the figure holds one (it errs high)."""
 
 
 @dataclass
