@@ -6,6 +6,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from soak.invariants import Violation
+from soak.world import RSS_FLOOR_WINDOW_S
+
+
+@dataclass(frozen=True)
+class Rss:
+    """One daemon life's resident set size, KiB."""
+
+    at_ready_kib: int = 0
+    at_end_kib: int = 0
+    floor_at_end_kib: int = 0
+    """The lowest in the last ``RSS_FLOOR_WINDOW_S`` of the life."""
+    peak_kib: int = 0
+    life_s: float = 0.0
 
 
 @dataclass
@@ -26,9 +39,9 @@ class Summary:
     actions: Counter[str] = field(default_factory=Counter)
     wrong: Counter[str] = field(default_factory=Counter)
     violations: list[Violation] = field(default_factory=list)
-    rss_first_kib: tuple[int, int] = (0, 0)
-    rss_last_kib: tuple[int, int] = (0, 0)
-    rss_longest_kib: tuple[int, int, float] = (0, 0, 0.0)
+    rss_first: Rss = Rss()
+    rss_last: Rss = Rss()
+    rss_longest: Rss = Rss()
     max_excess_ul: tuple[float, str] = (0.0, "-")
     bounds: str = ""
     evidence: str = ""
@@ -40,8 +53,15 @@ def _counts(c: Counter[str], limit: int = 40) -> str:
     return text + (f", … ({len(c) - limit} more kinds)" if len(c) > limit else "") or "none"
 
 
-def _mib(pair: tuple[int, int]) -> str:
-    return f"{pair[0] / 1024:.1f} MiB → {pair[1] / 1024:.1f} MiB"
+def _mib(r: Rss) -> str:
+    """A life's RSS: at ready → the lowest of its last seconds (what it keeps); then the one
+    reading at its end and the highest seen, which include the PIN hashes in flight (64 MiB
+    each, two at most)."""
+    return (
+        f"{r.at_ready_kib / 1024:.1f} → {r.floor_at_end_kib / 1024:.1f} MiB kept over "
+        f"{r.life_s:.0f} s (at ready → lowest in its last {RSS_FLOOR_WINDOW_S:g} s); at its end "
+        f"{r.at_end_kib / 1024:.1f} MiB, peak {r.peak_kib / 1024:.1f} MiB"
+    )
 
 
 def render(s: Summary) -> str:
@@ -69,13 +89,9 @@ def render(s: Summary) -> str:
         ("largest true volume above plan", f"{s.max_excess_ul[0]:.0f} µL ({s.max_excess_ul[1]})"),
         ("bounds checked", s.bounds),
         ("evidence checked", s.evidence),
-        ("daemon RSS (first daemon)", f"{_mib(s.rss_first_kib)} (at ready → at its end)"),
-        ("daemon RSS (last daemon)", f"{_mib(s.rss_last_kib)} (at ready → at the end)"),
-        (
-            "daemon RSS (longest life)",
-            f"{s.rss_longest_kib[0] / 1024:.1f} → {s.rss_longest_kib[1] / 1024:.1f} MiB over "
-            f"{s.rss_longest_kib[2]:.0f} s",
-        ),
+        ("daemon RSS (first daemon)", _mib(s.rss_first)),
+        ("daemon RSS (last daemon)", _mib(s.rss_last)),
+        ("daemon RSS (longest life)", _mib(s.rss_longest)),
         ("invariant violations", f"{len(s.violations)}: {_counts(violations)}"),
     ]
     lines = ["| soak | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]

@@ -25,9 +25,9 @@ from soak.plan import (
     pump_stream,
     sessions_of,
 )
-from soak.report import Summary
+from soak.report import Rss, Summary
 from soak.sampler import Sampler
-from soak.world import World, role_group
+from soak.world import DaemonLife, World, role_group
 from tests.e2e.stack import Stack
 
 HEARTBEAT_TIMEOUT_S = 3
@@ -285,16 +285,21 @@ def _summary(
         s.wrong.update(nurse.wrong)
     s.faults = Counter(i.fault for i in world.injections if i.on)
     s.restarts = Counter(world.restarts)
-    first, last = world.lives[0], world.lives[-1]
-    s.rss_first_kib = (first.rss_kib_at_ready, first.rss_kib_at_end or 0)
-    s.rss_last_kib = (last.rss_kib_at_ready, last.rss_kib_at_end or 0)
     longest = max(world.lives, key=lambda life: (life.ended_mono or 0) - life.ready_mono)
-    s.rss_longest_kib = (
-        longest.rss_kib_at_ready,
-        longest.rss_kib_at_end or 0,
-        (longest.ended_mono or 0) - longest.ready_mono,
+    s.rss_first, s.rss_last, s.rss_longest = (
+        _rss(life) for life in (world.lives[0], world.lives[-1], longest)
     )
     return s
+
+
+def _rss(life: DaemonLife) -> Rss:
+    return Rss(
+        at_ready_kib=life.rss_kib_at_ready,
+        at_end_kib=life.rss_kib_at_end or 0,
+        floor_at_end_kib=life.rss_kib_floor_at_end or 0,
+        peak_kib=life.rss_kib_peak,
+        life_s=(life.ended_mono or 0) - life.ready_mono,
+    )
 
 
 def _keep(stack: Stack, evidence: Evidence, keep: Path) -> None:

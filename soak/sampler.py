@@ -79,6 +79,7 @@ class Sampler(threading.Thread):
                 began = time.monotonic()
                 self.offsets.append((time.monotonic(), time.time() - time.monotonic()))
                 views = self._views()
+                self.world.note_rss()
                 for pump, unit in self.units.items():
                     self.sample_sim(control, unit, views, pump)
                 self.stop.wait(max(0.0, self.period_s - (time.monotonic() - began)))

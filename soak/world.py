@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,11 @@ from soak.kinds import DULCO_KEY_BASE, NEWERA_KEY_BASE, is_dulco, is_newera, rea
 from tests.e2e.stack import Stack
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}
+RSS_FLOOR_WINDOW_S = 10.0
+"""A daemon's RSS swings by 64 MiB per argon2id PIN hash in flight (at most two at once,
+``pumpd.staff.registry``) and falls back when it ends; the lowest value over this window
+is what the daemon keeps. Logins and witnessed checks are seconds apart in a soak; if
+hashes ran back to back for the whole window the figure holds one (it errs high)."""
 
 
 @dataclass
@@ -42,6 +47,23 @@ class DaemonLife:
     ended_by: str | None = None
     """KILL, TERM (chaos) or END (the soak's own final SIGTERM)."""
     rss_kib_at_end: int | None = None
+    rss_kib_peak: int = 0
+    """The highest RSS sampled in this life."""
+    rss_kib_floor_at_end: int | None = None
+    """The lowest RSS sampled in the last ``RSS_FLOOR_WINDOW_S`` of this life: what it
+    keeps, without the PIN hashes in flight at the moment it ended."""
+    rss_recent: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+
+    def note_rss(self, t_mono: float, kib: int) -> None:
+        self.rss_kib_peak = max(self.rss_kib_peak, kib)
+        self.rss_recent.append((t_mono, kib))
+        while self.rss_recent and self.rss_recent[0][0] < t_mono - RSS_FLOOR_WINDOW_S:
+            self.rss_recent.popleft()
+
+    @property
+    def rss_kib_floor(self) -> int:
+        """The lowest RSS sampled in the last ``RSS_FLOOR_WINDOW_S`` (0: none sampled)."""
+        return min((kib for _, kib in self.rss_recent), default=0)
 
 
 @dataclass(frozen=True)
@@ -122,11 +144,22 @@ class World:
         self.stack.start_daemon()
         assert self.stack.daemon is not None
         pid = self.stack.daemon.pid
+        ready, kib = time.monotonic(), rss_kib(pid)
+        life = DaemonLife(self.generation + 1, pid, started, ready, kib)
+        life.note_rss(ready, kib)
         with self.lock:
-            self.lives.append(
-                DaemonLife(self.generation + 1, pid, started, time.monotonic(), rss_kib(pid))
-            )
+            self.lives.append(life)
         self.up.set()
+
+    def note_rss(self) -> None:
+        """Sample the RSS of the daemon that is up (the sampler calls this each period)."""
+        with self.lock:
+            if not self.lives or self.lives[-1].ended_mono is not None:
+                return
+            life = self.lives[-1]
+            kib = rss_kib(life.pid)
+            if kib:
+                life.note_rss(time.monotonic(), kib)
 
     def stop_daemon(self, how: str) -> None:
         """Signal the daemon (``KILL``/``TERM``, or ``END`` = TERM at the end of the run)."""
@@ -135,9 +168,13 @@ class World:
         self.up.clear()
         sig = SIGNALS.get(how, signal.SIGTERM)
         with self.lock:
-            life.ended_mono = time.monotonic()
+            now = time.monotonic()
+            if rss:
+                life.note_rss(now, rss)
+            life.ended_mono = now
             life.ended_by = how
             life.rss_kib_at_end = rss
+            life.rss_kib_floor_at_end = life.rss_kib_floor
         self.stack.stop_daemon(sig)
         if how != "END":
             self.restarts[how] += 1

@@ -44,6 +44,13 @@ class RepeatLimiter(logging.Filter):
 
     Applies only to loggers under ``prefix`` (pymodbus); their messages are cut to the
     first line (pymodbus appends the last raw frames to every error).
+
+    Some of those first lines carry values (transaction ids, the bytes flushed from a
+    serial line), so over a clinic day the distinct lines are unbounded. A line is
+    therefore forgotten once its window has ended, or one window later if repeats of it
+    were counted (so a line that recurs soon still says how often it was held back):
+    lines are swept at most once per window, so what is remembered is at most the
+    distinct lines of the last three windows.
     """
 
     def __init__(
@@ -57,6 +64,12 @@ class RepeatLimiter(logging.Filter):
         self._window_s = window_s
         self._clock = clock
         self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._swept_at = clock()
+
+    @property
+    def remembered(self) -> int:
+        """How many distinct lines the limiter holds (each with its window and count)."""
+        return len(self._seen)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not (record.name == self._prefix or record.name.startswith(self._prefix + ".")):
@@ -69,10 +82,24 @@ class RepeatLimiter(logging.Filter):
             self._seen[key] = (since, repeats + 1)
             return False
         self._seen[key] = (now, 0)
+        self._forget_old(now)
         suffix = f" (repeated {repeats} times in {self._window_s:g} s)" if repeats else ""
         record.msg, record.args = first_line + suffix, ()
         record.exc_info = None
         return True
+
+    def _forget_old(self, now: float) -> None:
+        """Drop the lines whose window has ended (with repeats: one window later); at most
+        one pass per window, so the cost per line stays constant."""
+        if now - self._swept_at < self._window_s:
+            return
+        self._swept_at = now
+        window = self._window_s
+        self._seen = {
+            key: (since, repeats)
+            for key, (since, repeats) in self._seen.items()
+            if now - since < (2 * window if repeats else window)
+        }
 
 
 class JournalFormatter(structlog.stdlib.ProcessorFormatter):

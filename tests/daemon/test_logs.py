@@ -128,3 +128,36 @@ def test_repeat_limiter_window_with_a_manual_clock() -> None:
     again = record("link down")
     assert limiter.filter(again)
     assert again.getMessage() == "link down (repeated 2 times in 30 s)"
+
+
+def test_repeat_limiter_forgets_lines_whose_window_ended() -> None:
+    """pymodbus's first lines carry transaction ids: a day of late replies makes ever new
+    lines, and the limiter must not keep every one it has seen."""
+    now = [0.0]
+    limiter = logs.RepeatLimiter(window_s=30, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("pymodbus.logging", logging.ERROR, __file__, 1, msg, (), None)
+
+    for n in range(20_000):  # one new line every 50 ms: 1,000 s, 600 lines per window
+        now[0] = n * 0.05
+        assert limiter.filter(record(f"ERROR: request ask for transaction_id={n} but got id=0"))
+        assert limiter.remembered <= 3 * 600
+    assert limiter.remembered >= 600  # the last window's lines are still held
+
+
+def test_repeat_limiter_still_counts_a_line_that_recurs_after_a_sweep() -> None:
+    now = [0.0]
+    limiter = logs.RepeatLimiter(window_s=30, clock=lambda: now[0])
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("pymodbus.logging", logging.ERROR, __file__, 1, msg, (), None)
+
+    assert limiter.filter(record("link down"))
+    assert not limiter.filter(record("link down"))
+    now[0] = 31.0
+    assert limiter.filter(record("other error"))  # a sweep: "link down" has repeats, kept
+    now[0] = 45.0
+    again = record("link down")
+    assert limiter.filter(again)
+    assert again.getMessage() == "link down (repeated 1 times in 30 s)"
