@@ -37,6 +37,7 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +125,13 @@ class _Outage:
     """The time of the oldest event that had to wait in the spool."""
     spooled: int = 0
     refused: int = 0
+
+
+def _jobs(queued: object) -> list[_Job]:
+    """A job, or a tuple of jobs queued as one (never split), as the batch takes them."""
+    if isinstance(queued, tuple):
+        return list(queued)
+    return [queued] if isinstance(queued, _Job) else []
 
 
 _STOP = object()
@@ -251,15 +259,25 @@ class AsyncAuditWriter:
 
         A caller that acts right after (a halt sent without waiting for its intent) has
         its event's place and time fixed before it acts."""
-        item = prepare(event)
+        return self.hand_over_together([event], until_database=until_database)[0]
+
+    def hand_over_together(
+        self, events: Sequence[NewEvent], *, until_database: bool
+    ) -> list[asyncio.Future[Any]]:
+        """:meth:`hand_over` for ``events`` as one: the thread never splits them (a group
+        may take a batch past ``max_batch``), so they are committed in one transaction or
+        appended to the spool in one fsync'd write, and none is durable without the others."""
+        items = [prepare(event) for event in events]
         if self._closed or not self._thread.is_alive():
             raise StoreClosed("the audit writer is closed")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(self._store.stamp(item), future, loop, until_database))
+        futures: list[asyncio.Future[Any]] = [loop.create_future() for _ in items]
+        stamps = [self._store.stamp(item) for item in items]
+        jobs = tuple(_Job(i, f, loop, until_database) for i, f in zip(stamps, futures, strict=True))
+        self._queue.put(jobs[0] if len(jobs) == 1 else jobs)
         if not self._thread.is_alive():  # it ended between the check above and the put
             self._fail_leftovers()
-        return future
+        return futures
 
     async def _submit(self, event: NewEvent, *, until_database: bool) -> Any:
         return await self.hand_over(event, until_database=until_database)
@@ -303,11 +321,11 @@ class AsyncAuditWriter:
                 self._handle(batch)
 
     def _collect(self, first: object) -> list[_Job]:
-        """``first`` and whatever else is queued, up to ``max_batch``; notes a stop."""
+        """``first`` and whatever else is queued, up to ``max_batch`` (a group whole)."""
         if first is _STOP:
             self._stopping = True
             return []
-        batch: list[_Job] = [first] if isinstance(first, _Job) else []
+        batch = _jobs(first)
         while len(batch) < self._max_batch:
             try:
                 nxt = self._queue.get_nowait()
@@ -316,8 +334,7 @@ class AsyncAuditWriter:
             if nxt is _STOP:
                 self._stopping = True
                 break
-            if isinstance(nxt, _Job):
-                batch.append(nxt)
+            batch.extend(_jobs(nxt))
         return batch
 
     def _handle(self, batch: list[_Job]) -> None:
@@ -516,8 +533,8 @@ class AsyncAuditWriter:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(job, _Job):
-                _resolve(job, None, StoreClosed("the audit writer closed first"), cause=None)
+            for each in _jobs(job):
+                _resolve(each, None, StoreClosed("the audit writer closed first"), cause=None)
 
 
 def _short(exc: BaseException) -> str:

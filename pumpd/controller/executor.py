@@ -209,15 +209,21 @@ class CommandPath:
         self._poll_period_s = poll_period_s
         self._audit_failed = on_audit_failed
 
-    def log(self, events: Sequence[NewEvent]) -> None:
-        """Queue events in order; the poll loop never waits for the store (nor for the log
-        lines, written once the events are queued)."""
-        self._journal.submit(events)
+    def log(self, events: Sequence[NewEvent], *, together: bool = False) -> None:
+        """Queue events in order (``together``: in one transaction, Journal.submit); the
+        poll loop never waits for the store (nor for the log lines, written once the
+        events are queued)."""
+        self._journal.submit(events, together=together)
         logline.events(events)
 
-    async def durable(self, events: Sequence[NewEvent]) -> bool:
-        """Queue events and wait at most ``intent_wait_s`` for them to be committed."""
-        durable = await self._journal.durable(events, self._intent_wait_s)
+    async def durable(
+        self, events: Sequence[NewEvent], *, spool_will_do: bool = False, together: bool = False
+    ) -> bool:
+        """Queue events and wait at most ``intent_wait_s`` for them to be committed (with
+        ``spool_will_do``: durable, in the spool too; ``together``: see Journal.submit)."""
+        durable = await self._journal.durable(
+            events, self._intent_wait_s, spool_will_do=spool_will_do, together=together
+        )
         logline.events(events)
         return durable
 

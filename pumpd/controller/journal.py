@@ -48,6 +48,8 @@ class Journal:
         self._writer = writer
         self.pump_id = pump_id
         self.backlog: list[NewEvent] = []
+        self._groups: list[tuple[NewEvent, int]] = []
+        """Where in the backlog events that go together begin, and how many they are."""
         self._inflight: dict[asyncio.Future[Any], float] = {}
         self.failures = 0
 
@@ -87,33 +89,51 @@ class Journal:
         return event
 
     def submit(
-        self, events: Sequence[NewEvent], *, spool_will_do: bool = False
+        self, events: Sequence[NewEvent], *, spool_will_do: bool = False, together: bool = False
     ) -> list[asyncio.Future[Any]]:
         """Queue ``events`` in order, now (their place and time are fixed when this returns:
         ``AsyncAuditWriter.hand_over``). Each future ends when its event is committed in the
         database or, with ``spool_will_do``, as soon as it is durable anywhere: committed,
-        or fsync'd in the writer's spool during an outage."""
-        loop = asyncio.get_running_loop()
-        writes: list[asyncio.Future[Any]] = []
-        for event in events:
-            try:
-                write = self._writer.hand_over(event, until_database=not spool_will_do)
-            except StoreClosed as exc:  # kept in the backlog like any failed write
-                write = loop.create_future()
-                write.set_exception(exc)
-            self._inflight[write] = loop.time()
-            write.add_done_callback(lambda t, e=event: self._settled(t, e))  # type: ignore[misc]
-            writes.append(write)
-        return writes
+        or fsync'd in the writer's spool during an outage.
 
-    def _settled(self, task: asyncio.Future[Any], event: NewEvent) -> None:
+        ``together``: one future for all of them, written in one transaction (or one spool
+        write), so none is durable without the others; a step's events and the checkpoint
+        of the state it leaves go so. If that write fails they wait in the backlog as one."""
+        if together and len(events) > 1:
+            return [self._track(list(events), until_database=not spool_will_do)]
+        return [self._track([e], until_database=not spool_will_do) for e in events]
+
+    def _track(self, events: list[NewEvent], *, until_database: bool) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        write: asyncio.Future[Any]
+        try:
+            if len(events) == 1:
+                write = self._writer.hand_over(events[0], until_database=until_database)
+            else:
+                writes = self._writer.hand_over_together(events, until_database=until_database)
+                write = asyncio.gather(*writes)
+        except StoreClosed as exc:  # kept in the backlog like any failed write
+            write = loop.create_future()
+            write.set_exception(exc)
+        self._inflight[write] = loop.time()
+        write.add_done_callback(lambda t: self._settled(t, events))
+        return write
+
+    def _settled(self, task: asyncio.Future[Any], events: list[NewEvent]) -> None:
         self._inflight.pop(task, None)
         if task.cancelled() or task.exception() is not None:
             self.failures += 1
-            self.backlog.append(event)
+            self.backlog.extend(events)
+            if len(events) > 1:
+                self._groups.append((events[0], len(events)))
 
     async def durable(
-        self, events: Sequence[NewEvent], wait_s: float, *, spool_will_do: bool = False
+        self,
+        events: Sequence[NewEvent],
+        wait_s: float,
+        *,
+        spool_will_do: bool = False,
+        together: bool = False,
     ) -> bool:
         """Queue ``events`` and wait at most ``wait_s`` real seconds for all to commit (or,
         with ``spool_will_do``, to be durable in the spool, see :meth:`submit`).
@@ -121,7 +141,8 @@ class Journal:
         False means not (yet) durable; the events stay queued (a queued event cannot be
         taken back) or join the backlog if their write failed.
         """
-        return await self.settled(self.submit(events, spool_will_do=spool_will_do), wait_s)
+        writes = self.submit(events, spool_will_do=spool_will_do, together=together)
+        return await self.settled(writes, wait_s)
 
     @staticmethod
     async def settled(writes: Sequence[asyncio.Future[Any]], wait_s: float) -> bool:
@@ -145,7 +166,12 @@ class Journal:
         """Send the backlog again once nothing is in flight (so the order is kept)."""
         if self.backlog and not self._inflight:
             events, self.backlog = self.backlog, []
-            self.submit(events)
+            starts, self._groups = {id(e): n for e, n in self._groups}, []
+            i = 0
+            while i < len(events):
+                n = starts.get(id(events[i]), 1)
+                self.submit(events[i : i + n], together=True)
+                i += n
 
     async def drain(self) -> None:
         """Wait for every queued write to settle (shutdown, tests)."""

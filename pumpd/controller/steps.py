@@ -39,6 +39,7 @@ from .journal import Journal, new_correlation
 from .ledger import Ledger
 from .observation import PumpObservation
 from .setpoints import MOVING, setpoints, unfit
+from .steprecord import StepRecord
 from .syringe_check import syringe_unfit
 from .translate import MODE_OF, alarm_message, to_snapshot
 
@@ -82,7 +83,9 @@ class SessionSteps:
         )
         self._board = AlarmBoard(self._events, self._commands.log)
         self._pump = PumpObservation(clock, Ledger())
-        self._checkpoints = Checkpointer(clock, config.checkpoint_every_s)
+        self._record = StepRecord(
+            self._events, self._commands, self._pump, Checkpointer(clock, config.checkpoint_every_s)
+        )
         self.gate = CapabilityGate(
             driver.capabilities,
             simulation=config.simulation,
@@ -362,16 +365,22 @@ class SessionSteps:
             ctx.correlation_id = new_correlation("cmd")
         events = [*extra, *self._step_events(step, by, ctx)]
         events += self.gate.risk_events(step, self._commands.journal, self.session)
+        if command is None:
+            # The step and the checkpoint of the state it leaves, as one (steprecord.py);
+            # a nurse's step is answered once durable (bounded, as an intent).
+            if undo is None:
+                self._record.write(events, self.session)
+            else:
+                await self._record.write_durable(events, self.session)
+            self._log_step(step, by)
+            return
         halt: HaltIntent | None = None
-        if command is None or command.kind in MOVING:
-            await self._write_first(events, ctx, undo if command is not None else None)
+        if command.kind in MOVING:
+            await self._write_first(events, ctx, undo)
         else:
             # Queued ahead of the halt, not waited for: the halt goes out now.
             halt = self._commands.halt_intent(events)
         self._log_step(step, by)
-        if command is None:
-            self.checkpoint()
-            return
         ledger = self._pump.ledger
         if command.kind is PumpCommand.START:
             ledger.start_sent()
@@ -450,9 +459,8 @@ class SessionSteps:
         return self._events.step_events(s, step, by, ctx, facts, self._board)
 
     def record(self, step: Step, by: Actor, ctx: StepContext) -> None:
-        self.log(self._step_events(step, by, ctx))
+        self._record.write(self._step_events(step, by, ctx), self.session)
         self._log_step(step, by)
-        self.checkpoint()
 
     def _session_id(self) -> str | None:
         return None if self.session is None else self.session.data.session_id
@@ -477,15 +485,7 @@ class SessionSteps:
         """Record the session's whole state when it changed, and every
         ``checkpoint_every_s`` while drug is delivered, so a restarted daemon can rebuild
         it from the audit log alone (pumpd/recovery.py, controller/checkpoint.py)."""
-        s = self.session
-        if s is None:
-            return
-        acct = self._pump.ledger.account
-        snapshot = self._checkpoints.due(s, acct)
-        if snapshot is None:
-            return
-        payload = self._checkpoints.payload(s, snapshot, acct, self._pump.status)
-        self.log([self._events.daemon("session.checkpointed", payload, session=s)])
+        self._record.write([], self.session)
 
     def delivery_facts(self, s: Session, status: PumpStatus | None, now_s: float) -> DeliveryFacts:
         """What only the controller knows about an interrupted infusion, for the kernel's

@@ -168,6 +168,38 @@ async def test_async_failed_write_raises_to_every_caller_and_writer_survives(
         await writer.aclose()
 
 
+async def test_events_submitted_together_commit_in_one_transaction_or_not_at_all(
+    db: Db, store: AuditStore
+) -> None:
+    """A group is one job for the writer thread: never split, even at a batch bound of
+    one event (the controller writes a step and its checkpoint so: a kill between two
+    commits must not leave one without the other)."""
+    writer = AsyncAuditWriter(store, max_batch=1)
+    try:
+        await writer.append(filler(0))
+        before = writer.batches_committed
+        alone = [writer.hand_over(filler(i), until_database=True) for i in (1, 2)]
+        group = writer.hand_over_together([filler(i) for i in range(10, 15)], until_database=True)
+        logged = writer.hand_over_together([filler(20), filler(21)], until_database=False)
+        singles, records, receipts = await asyncio.gather(
+            asyncio.gather(*alone), asyncio.gather(*group), asyncio.gather(*logged)
+        )
+        assert [r.seq for r in records] == list(range(4, 9))
+        assert [r.record.seq for r in receipts if r.record is not None] == [9, 10]
+        assert [r.seq for r in singles] == [2, 3]
+        assert writer.batches_committed - before == 4  # two alone, two groups
+        db.admin("ALTER TABLE audit_event RENAME TO audit_event_away")
+        with pytest.raises(AuditWriteFailed):
+            await asyncio.gather(
+                *writer.hand_over_together([filler(30), filler(31)], until_database=True)
+            )
+        db.admin("ALTER TABLE audit_event_away RENAME TO audit_event")
+        assert (await writer.append(filler(40))).seq == 11
+    finally:
+        await writer.aclose()
+    _assert_gapless_and_valid(db, 11)
+
+
 async def test_async_invalid_event_is_refused_before_queueing(db: Db, store: AuditStore) -> None:
     writer = AsyncAuditWriter(store)
     try:
