@@ -26,14 +26,12 @@ from pumpsim import registers as reg
 from pumpsim.harness import Simulator
 
 from pumpd.audit import AsyncAuditWriter, AuditStore
-from pumpd.audit.store import Head
 from pumpd.controller import Controller
 from pumpd.drivers import ModbusConfig, ModbusPumpDriver
 from pumpd.session import Session, State
 from pumpd.supervisor import Supervisor
 
 from .conftest import CHECKER, NURSE, Rig, library, make_rig, make_store, program
-
 
 MOVING = {int(reg.Command.START), int(reg.Command.PRIME)}
 
@@ -50,7 +48,8 @@ class Photographer:
         self.wanted[event_type] = self.out_dir / f"at-{event_type}.db"
         return self.wanted[event_type]
 
-    def __call__(self, head: Head, count: int) -> None:
+    def __call__(self, head: Any, count: int) -> None:
+        """The store's commit listener: ``head`` the new chain head, ``count`` events."""
         src = sqlite3.connect(self.db_path)
         try:
             types = {
@@ -111,7 +110,7 @@ def _kept(s: Session) -> dict[str, Any]:
 
 async def _recovered_from(rig: Rig, photo: Path) -> tuple[State, dict[str, Any]]:
     """A new daemon on the database as the kill left it: its supervisor recovers the pump."""
-    assert photo.exists(), "no commit held the step's event"
+    assert photo.is_file(), "no commit held the step's event"  # noqa: ASYNC240
     logged = len(rig.sim.command_log(1))
     store = AuditStore.open(f"sqlite:///{photo}", simulated=True)
     writer = AsyncAuditWriter(store)
@@ -150,11 +149,13 @@ async def test_a_kill_right_after_the_programming_commits_leaves_the_session_rec
     photo = photos.want("session.programmed")
     ctl = await _programmed(rig)
     s = ctl.session
-    assert s is not None and s.state is State.PROGRAMMED
+    assert s is not None
+    assert s.state is State.PROGRAMMED
     state, kept = await _recovered_from(rig, photo)
     assert state is State.PROGRAMMED
     assert kept == _kept(s)
-    assert kept["session_id"] == "S-1" and kept["confirmed_by"] is None
+    assert kept["session_id"] == "S-1"
+    assert kept["confirmed_by"] is None
 
 
 async def test_a_kill_right_after_the_double_check_commits_leaves_it_verified(
@@ -165,8 +166,10 @@ async def test_a_kill_right_after_the_double_check_commits_leaves_it_verified(
     await ctl.confirm(by=CHECKER, weight="80 kg")
     await ctl.journal.drain()
     s = ctl.session
-    assert s is not None and s.state is State.VERIFIED
+    assert s is not None
+    assert s.state is State.VERIFIED
     state, kept = await _recovered_from(rig, photo)
     assert state is State.VERIFIED
     assert kept == _kept(s)
-    assert kept["programmed_by"] == NURSE.name and kept["confirmed_by"] == CHECKER.name
+    assert kept["programmed_by"] == NURSE.name
+    assert kept["confirmed_by"] == CHECKER.name
