@@ -6,7 +6,7 @@ leave a step in the log that no checkpoint shows: a ``session.programmed`` with 
 checkpoint is a session the restarted daemon never rebuilds (the nurse's double-checked
 programming gone without a word, and a session in the log that never ends). So a step's
 events and its checkpoint go to the writer as one group, committed in one transaction or
-appended to the spool in one write (``AsyncAuditWriter.log_together``): both are in the
+appended to the spool in one write (``AsyncAuditWriter.hand_over_together``): both are in the
 log, or neither is (docs/controller.md, "Checkpoints").
 """
 
