@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from decimal import Decimal
+from fractions import Fraction
 from types import TracebackType
 from typing import Self
 
@@ -90,7 +91,7 @@ class Simulator:
             # on the bank's scaled clock, their Safe-mode watchdog on the wall clock.
             self.newera = NewEraLine(
                 max(newera_pumps, 1),
-                clock_now_s=self._bank.clock.now_s,
+                clock_now_s=self._scaled_now_s,
                 baud=newera_baud,
                 link_path=newera_link,
                 wire_timing=wire_timing,
@@ -101,7 +102,7 @@ class Simulator:
             # A DULCO flex pump at unit 20 on its own RTU pty; delivery on the scaled
             # clock, its Modbus timeout on the wall clock.
             self.dulco = DulcoLine(
-                clock_now_s=self._bank.clock.now_s,
+                clock_now_s=self._scaled_now_s,
                 link_path=dulco_link,
                 modbus_timeout_ms=dulco_timeout_ms,
                 baud=dulco_baud,
@@ -211,6 +212,11 @@ class Simulator:
     @property
     def time_scale(self) -> float:
         return self._bank.clock.time_scale
+
+    def _scaled_now_s(self) -> Fraction:
+        """The bank's scaled clock, looked up at each call: the New Era and DULCO lines
+        follow it even when the bank's clock is replaced after construction."""
+        return self._bank.clock.now_s()
 
     def pump(self, unit: int) -> PumpModel:
         """The model of `unit`, brought to now (read it; change it only through faults)."""
