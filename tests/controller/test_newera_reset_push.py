@@ -76,7 +76,8 @@ def _reset_after_next_infusing_dis(sim: Simulator) -> list[Fraction]:
 async def test_a_reset_pushed_between_dis_and_rat_counts_the_volume_once(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    assert sim.newera is not None and sim.newera_path is not None
+    assert sim.newera is not None
+    assert sim.newera_path is not None
     store = make_store(tmp_path / "audit.db")
     writer = AsyncAuditWriter(store)
     clock = SystemClock()
@@ -158,8 +159,7 @@ async def test_a_reset_pushed_between_dis_and_rat_counts_the_volume_once(
 
     with store.engine.connect() as conn:
         raised = [
-            json.loads(e.payload)
-            for e in iter_events(conn, EventFilter(event_type="alarm.raised"))
+            json.loads(e.payload) for e in iter_events(conn, EventFilter(event_type="alarm.raised"))
         ]
     store.close()
     codes = [r["alarm_code"] for r in raised]
