@@ -47,15 +47,23 @@ class Ledger:
         if self.account is None:
             self.baseline_ul = status.volume_infused_ul
 
-    def counter_lost(self, known_ul: int, status: PumpStatus, *, rebooted: bool) -> None:
+    def counter_lost(
+        self, known_ul: int, status: PumpStatus, *, rebooted: bool, known_at_ul: int
+    ) -> None:
         """The pump's counter no longer continues the session's: keep the ``known_ul``
-        delivered and count on from the new counter (its rise since the restart, from 0,
-        for a pump that restarted; from this reading for a counter that went back). The
-        live loop and restart recovery share this; nothing is commanded here."""
+        delivered (at the counter ``known_at_ul``) and count on from the new counter: its
+        rise since the restart, from 0, for a pump that restarted; from this reading for a
+        counter that went back. A restarted pump whose counter is not below ``known_at_ul``
+        kept it over the restart (a DULCO flex does): it counts on from ``known_at_ul``,
+        never from 0, which would count the kept volume again. The live loop and restart
+        recovery share this; nothing is commanded here."""
         self.baseline_ul = status.volume_infused_ul
         if self.account is None:
             return
-        self.account.counter_restarted(known_ul, 0 if rebooted else status.volume_infused_ul)
+        counter_ul = status.volume_infused_ul
+        kept = rebooted and counter_ul >= known_at_ul
+        anchor_ul = known_at_ul if kept else 0 if rebooted else counter_ul
+        self.account.counter_restarted(known_ul, anchor_ul)
         # The pump's VTBI register counts on the new counter (only a resume would use it).
         self.start_counter_ul = self.account.volume_at_start_ul - self.account.delivered_before_ul
 

@@ -161,7 +161,9 @@ class PumpObservation:
             known = acct.delivered_ul(previous.volume_infused_ul)
             if rebooted:
                 acct.set_rate(Decimal(0), previous_at_s)
-        self.ledger.counter_lost(known, status, rebooted=rebooted)
+        self.ledger.counter_lost(
+            known, status, rebooted=rebooted, known_at_ul=previous.volume_infused_ul
+        )
 
     def proves_nothing(self, status: PumpStatus) -> bool:
         """A reading after a restart proves nothing to the session; the kernel judges the

@@ -564,7 +564,7 @@ class SessionSteps:
             known = max(0, last.counter_ul - ledger.start_counter_ul) if account else 0
             # Re-anchored first, as the live loop does, so the alarm's head and every
             # later figure carry the volume the log knows on from the new counter.
-            ledger.counter_lost(known, status, rebooted=rebooted)
+            ledger.counter_lost(known, status, rebooted=rebooted, known_at_ul=last.counter_ul)
             self.latch(
                 [
                     Action(

@@ -114,7 +114,9 @@ class PumpStatus:
     None where it keeps none, or where it keeps one that could not be read."""
     resets_seen: int = 0
     """Power-on reset reports (New Era ``A?R``) since the driver connected: it rises on a
-    restart (a reset may be reported to more than one request)."""
+    restart (a reset may be reported to more than one request). Counted up to the reply
+    the volumes came from, never later: a status with the counter from before a restart
+    never also claims the restart (its volume would be counted again on the new counter)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,27 +276,35 @@ class NewEraConnection:
         dispensed = await self._ask("DIS", status=alarm_ends)
         read_at = time.monotonic()  # when the volumes arrived, not after the rate
         latched_at_prompt = self._latched
-        moving = dispensed.prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
+        # The volumes are of the pump as this reply found it: a reset reported after it
+        # (pushed before the ``RAT`` below) is the next reading's, which shows the new
+        # counter; told with this one's volumes it would count them twice.
+        resets_at_prompt = self._resets_seen
+        prompt = dispensed.prompt
+        assert prompt is not None  # _ask returns only replies without an alarm
+        try:
+            infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
+        except CodecError as exc:
+            raise ProtocolError(f"{self._label}: {exc}") from None
+        # Split now, before a reset reported during the ``RAT`` clears the prime ledger.
+        counter = self._primes.observe(
+            infused_ul,
+            running=prompt is Prompt.INFUSING,
+            paused=prompt is Prompt.PAUSED and not latched_at_prompt,
+        )
+        moving = prompt in (Prompt.INFUSING, Prompt.PURGING, Prompt.WITHDRAWING)
         if alarm_ends and self._latched != latched_at_prompt:
             moving = False  # an alarm came since the prompt: no rate to ask, it is the answer
         rate = await self._ask("RAT", status=alarm_ends) if moving else None
         try:
-            infused_ul, _withdrawn_ul = decode_dispensed(dispensed.data)
             rate_ml_h = Decimal(0) if rate is None else decode_rate(rate.data)
         except CodecError as exc:
             raise ProtocolError(f"{self._label}: {exc}") from None
-        prompt = dispensed.prompt
-        assert prompt is not None  # _ask returns only replies without an alarm
         self._last_prompt = prompt
         alarms = self._latched
         state = STATE_OF.get(prompt)
         if state is None:
             alarms |= AlarmFlag.UNKNOWN
-        counter = self._primes.observe(
-            infused_ul,
-            running=prompt is Prompt.INFUSING,
-            paused=prompt is Prompt.PAUSED and not alarms,
-        )
         if counter.priming:
             state = PumpState.PRIMING
         if alarms:
@@ -329,6 +337,6 @@ class NewEraConnection:
             serial_number=None,
             profile_version=None,
             read_at_monotonic=read_at,
-            resets_seen=self._resets_seen,
+            resets_seen=resets_at_prompt,
         )
         return status, self._latched != latched_at_prompt

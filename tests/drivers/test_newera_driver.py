@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -587,3 +588,52 @@ async def test_a_second_session_on_the_pump_never_sees_its_counter_go_back(
     assert readings == sorted(readings), readings
     assert readings[-1] == 2_000  # two infusions of 1 mL, each stopped by the pump itself
     assert WarningFlag.VTBI_COMPLETE in (await pump.read_status()).warnings
+
+
+async def test_a_reset_pushed_inside_a_read_belongs_to_the_next_reading(
+    sim: Simulator, pump: NewEraPumpDriver
+) -> None:
+    """The pump answers ``DIS`` while it infuses, then loses power: its ``A?R`` push
+    arrives before the read's ``RAT``. The read is of the pump as ``DIS`` found it, all of
+    it: its volume (with what the driver carried over the counter's last clear) and no
+    restart yet; the next read is the restarted pump's (the reset, the counter at 0).
+    Were the restart told with the old volume, the controller would take that volume for
+    the new counter's and count it twice."""
+    assert sim.newera is not None
+    line = sim.newera
+    # A first run leaves a volume on the counter: the next START clears it and the
+    # driver carries it, so the figure reported is carried + counter.
+    await pump.write_program(program("600", 1_000))
+    await pump.command(Command.START)
+    for _ in range(100):
+        if (await pump.read_status()).state is PumpState.IDLE:
+            break
+        await asyncio.sleep(0.02)
+    await pump.write_program(program("60", 5_000))
+    await pump.command(Command.START)
+    await asyncio.sleep(0.5)
+    before = await pump.read_status()
+    assert before.volume_infused_ul > 1_000
+
+    sim_pump = line.pumps[1]
+    original = sim_pump.handle
+    answered: list[int] = []
+
+    def handle(text: str, sim_s: Fraction, wall_s: float) -> str:
+        reply = original(text, sim_s, wall_s)
+        if not answered and text.strip().upper().startswith("DIS") and sim_pump.state == "I":
+            answered.append(int(sim_pump.infused_ul))
+            asyncio.get_running_loop().call_soon(line.inject, 1, "power-loss")
+        return reply
+
+    sim_pump.handle = handle  # type: ignore[method-assign]
+    reading = await pump.read_status()
+    assert answered, "the power loss was not injected"
+    assert pump.alarm_packets, "the reset was not pushed"
+    assert reading.resets_seen == before.resets_seen
+    assert reading.volume_infused_ul == 1_000 + answered[0]
+    assert reading.volume_infused_ul >= before.volume_infused_ul
+    after = await pump.read_status()
+    assert after.resets_seen > before.resets_seen
+    assert after.volume_infused_ul == 0
+    assert after.state is PumpState.IDLE
