@@ -71,7 +71,10 @@ def test_a_stopped_acknowledged_exceedance_reminds_with_its_figures() -> None:
     decision = decide_at(100_600, 100_600)
     assert vtbi_actions(decision) == REMINDED
     (said,) = [a.message for a in decision.actions if a.rule == "tick.vtbi"]
-    assert "100600 µL delivered, 600 µL over the VTBI of 100000 µL" in said
+    assert said == (
+        "100600 µL delivered, 600 µL over the VTBI of 100000 µL (more than the 100200 µL "
+        "allowed); acknowledged, the pump is stopped: watch the patient."
+    )
     # Within the counter's noise it is the same stopped pump; one µL more is delivery.
     noise = VTBI_ACK_COUNTER_NOISE_UL
     assert vtbi_actions(decide_at(100_600 + noise, 100_600)) == REMINDED
@@ -153,3 +156,8 @@ def test_the_first_exceedance_always_raises(
 )
 def test_within_the_allowance_nothing_is_said(delivered: int, acked: int | None) -> None:
     assert vtbi_actions(decide_at(delivered, acked)) == {}
+
+
+def test_at_the_allowance_itself_nothing_is_said_even_when_acknowledged() -> None:
+    assert vtbi_actions(decide_at(ALLOWANCE_UL, ALLOWANCE_UL)) == {}
+    assert vtbi_actions(decide_at(ALLOWANCE_UL, None)) == {}
