@@ -32,7 +32,7 @@ from pumpd.audit import (
     migrate,
     verify,
 )
-from pumpd.clock import ScaledClock
+from pumpd.clock import Clock, ScaledClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers import ModbusConfig, ModbusPumpDriver, Profile
 from pumpd.protocols import Library, LoadedProtocol, load_library
@@ -137,14 +137,7 @@ class Rig:
         return verify(self.store.engine, Hasher(None)).ok
 
     def vitals(self) -> VitalsReading:
-        return VitalsReading(
-            taken_at=self.clock.now_utc(),
-            systolic_mmhg=120,
-            diastolic_mmhg=80,
-            heart_rate_bpm=72,
-            spo2_percent=98,
-            resp_rate_per_min=14,
-        )
+        return normal_vitals(self.clock)
 
 
 def make_store(db_path: Path) -> AuditStore:
@@ -255,6 +248,30 @@ async def to_infusing(
     await wait_until(lambda: session_state(ctl) is State.PRIMED, what="priming to finish")
     await ctl.vitals(by=NURSE, reading=rig.vitals())
     await ctl.start(by=NURSE)
+    assert session_state(ctl) is State.INFUSING
+
+
+def normal_vitals(clock: Clock) -> VitalsReading:
+    """The test patient's unremarkable vital signs, taken now."""
+    return VitalsReading(
+        taken_at=clock.now_utc(),
+        systolic_mmhg=120,
+        diastolic_mmhg=80,
+        heart_rate_bpm=72,
+        spo2_percent=98,
+        resp_rate_per_min=14,
+    )
+
+
+async def to_infusing_primed_by_hand(
+    ctl: Controller, clock: Clock, name: str = "ketamine-trd-standard"
+) -> None:
+    """Program, double-check, vitals, start on a line the nurse primed by hand: the path of
+    a pump that cannot prime over its bus, or of a test whose point is not the prime."""
+    await program(ctl, name)
+    await ctl.confirm(by=CHECKER, weight="80 kg")
+    await ctl.vitals(by=NURSE, reading=normal_vitals(clock))
+    await ctl.start(by=NURSE, primed_confirmed=True)
     assert session_state(ctl) is State.INFUSING
 
 

@@ -28,16 +28,15 @@ from pumpd.drivers import ModbusConfig, RegisterMap, RegisterMapDriver, load_any
 from pumpd.session import State
 
 from .conftest import (
-    CHECKER,
     NURSE,
     Rig,
     halt,
     make_rig,
     make_store,
-    program,
     protocol,
     running,
     session_state,
+    to_infusing_primed_by_hand,
     wait_until,
 )
 
@@ -122,13 +121,9 @@ async def test_an_acknowledged_overrun_is_quiet_and_the_session_is_finished(
     ctl, _driver = await dulco_controller(rig)
     task = await running(ctl)
     try:
-        await program(ctl, PROTOCOL)
-        await ctl.confirm(by=CHECKER, weight="80 kg")
-        await ctl.vitals(by=NURSE, reading=rig.vitals())
-        await ctl.start(by=NURSE, primed_confirmed=True)  # the DULCO cannot prime over Modbus
+        await to_infusing_primed_by_hand(ctl, rig.clock, PROTOCOL)  # it cannot prime over Modbus
         session = ctl.session
         assert session is not None
-        assert session_state(ctl) is State.INFUSING
         vtbi_ul = session.plan.vtbi_ul
         await wait_until(lambda: ctl.delivered_ul() > 500, what="some delivery")
         # The pump runs on past the plan's volume before pumpd's stop reaches it.

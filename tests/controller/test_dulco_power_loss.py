@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import re
 
-from .conftest import CHECKER, NURSE, Rig, halt, program, running, session_state, wait_until
+from .conftest import Rig, halt, running, session_state, to_infusing_primed_by_hand, wait_until
 from .test_dulco_overrun_ack import PROTOCOL, dulco_controller, pump, raised
 from .test_dulco_overrun_ack import dulco_rig as dulco_rig  # the fixture
 
-FALSE_ALARMS = {"tick.vtbi.exceeded", "tick.pump.counter_backwards"}
-"""Not over-infusion: on this rig the simulated DULCO runs ahead of the controller's
-expected volume from the start (its line keeps its own time at x240), restart or not."""
+FALSE_ALARMS = {"tick.vtbi.exceeded", "tick.volume.over_infusion", "tick.pump.counter_backwards"}
 RESOLUTION_UL = 2
 """The driver's volume in whole µL from the pump's litres; and a reading's rounding."""
 
@@ -29,10 +27,7 @@ async def test_a_power_loss_keeps_the_kept_counter_counted_once(dulco_rig: Rig) 
     ctl, _driver = await dulco_controller(rig)
     task = await running(ctl)
     try:
-        await program(ctl, PROTOCOL)
-        await ctl.confirm(by=CHECKER, weight="80 kg")
-        await ctl.vitals(by=NURSE, reading=rig.vitals())
-        await ctl.start(by=NURSE, primed_confirmed=True)
+        await to_infusing_primed_by_hand(ctl, rig.clock, PROTOCOL)
         await wait_until(lambda: ctl.delivered_ul() > 500, what="some delivery")
         assert rig.sim.dulco is not None
         # It comes up stopped (its keypad's power-up "off"): whatever it shows after the

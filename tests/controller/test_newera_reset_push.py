@@ -32,10 +32,14 @@ from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
-from safety.plan import Order, Patient
-from safety.vitals import VitalsReading
 
-from .conftest import CHECKER, NURSE, halt, make_store, protocol, session_state, wait_until
+from .conftest import (
+    halt,
+    make_store,
+    session_state,
+    to_infusing_primed_by_hand,
+    wait_until,
+)
 
 INFUSE_S = 4.0
 RESOLUTION_UL = 1
@@ -107,28 +111,7 @@ async def test_a_reset_pushed_between_dis_and_rat_counts_the_volume_once(
     try:
         await ctl.attach()
         task = asyncio.create_task(ctl.run())
-        await ctl.program(
-            by=NURSE,
-            session_id="S-1",
-            patient_ref="P-0117",
-            protocol=protocol("ketamine-trd-standard"),
-            patient=Patient(weight_kg=Decimal(80)),
-            order=Order(),
-        )
-        await ctl.confirm(by=CHECKER, weight="80 kg")
-        await ctl.vitals(
-            by=NURSE,
-            reading=VitalsReading(
-                taken_at=clock.now_utc(),
-                systolic_mmhg=120,
-                diastolic_mmhg=80,
-                heart_rate_bpm=72,
-                spo2_percent=98,
-                resp_rate_per_min=14,
-            ),
-        )
-        await ctl.start(by=NURSE, primed_confirmed=True)
-        assert session_state(ctl) is State.INFUSING
+        await to_infusing_primed_by_hand(ctl, clock)
         await asyncio.sleep(INFUSE_S)
         truth = _reset_after_next_infusing_dis(sim)
         await wait_until(lambda: bool(truth), what="the power loss")

@@ -27,10 +27,16 @@ from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
-from safety.plan import Order, Patient
-from safety.vitals import VitalsReading
 
-from .conftest import CHECKER, NURSE, halt, library, make_store, protocol, session_state, wait_until
+from .conftest import (
+    NURSE,
+    halt,
+    library,
+    make_store,
+    session_state,
+    to_infusing_primed_by_hand,
+    wait_until,
+)
 
 WATCHDOG_S = 2
 PUMP_ID = "chair-4"
@@ -70,28 +76,7 @@ async def _driver(sim: Simulator) -> NewEraPumpDriver:
 
 
 async def _infusing(ctl: Controller, clock: SystemClock) -> None:
-    await ctl.program(
-        by=NURSE,
-        session_id="S-1",
-        patient_ref="P-0117",
-        protocol=protocol("ketamine-trd-standard"),
-        patient=Patient(weight_kg=Decimal(80)),
-        order=Order(),
-    )
-    await ctl.confirm(by=CHECKER, weight="80 kg")
-    await ctl.vitals(
-        by=NURSE,
-        reading=VitalsReading(
-            taken_at=clock.now_utc(),
-            systolic_mmhg=120,
-            diastolic_mmhg=80,
-            heart_rate_bpm=72,
-            spo2_percent=98,
-            resp_rate_per_min=14,
-        ),
-    )
-    await ctl.start(by=NURSE, primed_confirmed=True)
-    assert session_state(ctl) is State.INFUSING
+    await to_infusing_primed_by_hand(ctl, clock)
 
 
 async def test_a_session_in_alarm_whose_stop_was_lost_is_ended_after_a_restart(

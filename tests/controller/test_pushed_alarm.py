@@ -26,10 +26,14 @@ from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
-from safety.plan import Order, Patient
-from safety.vitals import VitalsReading
 
-from .conftest import CHECKER, NURSE, halt, make_store, protocol, session_state, wait_until
+from .conftest import (
+    halt,
+    make_store,
+    session_state,
+    to_infusing_primed_by_hand,
+    wait_until,
+)
 
 LONG_POLL_S = 200.0
 CODE = "tick.pump.alarm.occlusion_downstream"
@@ -74,28 +78,7 @@ async def test_a_pushed_stall_is_stopped_with_the_stp_as_the_first_request_after
         await ctl.attach()
         task = asyncio.create_task(ctl.run())
         await wait_until(lambda: ctl.polls == 1, what="the first poll")
-        await ctl.program(
-            by=NURSE,
-            session_id="S-1",
-            patient_ref="P-0117",
-            protocol=protocol("ketamine-trd-standard"),
-            patient=Patient(weight_kg=Decimal(80)),
-            order=Order(),
-        )
-        await ctl.confirm(by=CHECKER, weight="80 kg")
-        await ctl.vitals(
-            by=NURSE,
-            reading=VitalsReading(
-                taken_at=clock.now_utc(),
-                systolic_mmhg=120,
-                diastolic_mmhg=80,
-                heart_rate_bpm=72,
-                spo2_percent=98,
-                resp_rate_per_min=14,
-            ),
-        )
-        await ctl.start(by=NURSE, primed_confirmed=True)
-        assert session_state(ctl) is State.INFUSING
+        await to_infusing_primed_by_hand(ctl, clock)
         polls = ctl.polls
         mark = len(sim.newera.request_log)
         assert ctl.polls == 1  # the next regular poll is 200 s away
