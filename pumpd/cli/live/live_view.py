@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from rich.console import Console, Group, RenderableType
@@ -68,6 +72,18 @@ def silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+@contextmanager
+def stopped_by_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C (SIGINT) sets ``stop`` instead of raising KeyboardInterrupt wherever the
+    program happens to be (inside a socket read, a console lock, a half-written frame): the
+    loop ends at its next wait and the view closes in order."""
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Watch:
     """The refresh loop; ``mode`` is how frames are written (in place, appended, JSON)."""
 
@@ -91,6 +107,8 @@ class Watch:
         self.stale_reason: str | None = None
         self._stale_shown_mono: float | None = None
         self.seen_high: set[tuple[str, str]] = set()
+        self.stop = threading.Event()
+        """Set by Ctrl-C (:func:`stopped_by_ctrl_c`): the loop ends at its next wait."""
 
     # -- the daemon -------------------------------------------------------------------
 
@@ -161,7 +179,7 @@ class Watch:
 
     def _run_live(self) -> None:
         with Live(console=self.console, auto_refresh=False) as live:
-            while True:
+            while not self.stop.is_set():
                 if self.stale_reason is None:
                     self._ring_for_new_alarms()
                     live.update(frame(self.views), refresh=True)
@@ -171,7 +189,7 @@ class Watch:
 
     def _run_appending(self) -> None:
         was_ok = True
-        while True:
+        while not self.stop.is_set():
             if self.stale_reason is None:
                 self._ring_for_new_alarms()
                 self._write_frame(reconnected=not was_ok)
@@ -183,8 +201,8 @@ class Watch:
     def _pause_then_fetch(self) -> bool:
         """Wait, read again; returns whether the view was current before this read."""
         ok_now = self.stale_reason is None
-        time.sleep(self.interval_s if ok_now else max(1.0, self.interval_s))
-        self._fetch()
+        if not self.stop.wait(self.interval_s if ok_now else max(1.0, self.interval_s)):
+            self._fetch()
         return ok_now
 
     def _write_frame(self, *, reconnected: bool) -> None:

@@ -86,8 +86,9 @@ def watch(target: Target, pump: str | None, interval: float, once: bool, as_json
     mode: live_view.Mode = "json" if as_json else ("live" if console.is_terminal else "stream")
     view = live_view.Watch(target.socket_path, params, interval, console, mode)
     try:
-        view.run()
-    except KeyboardInterrupt:
+        with live_view.stopped_by_ctrl_c(view.stop):
+            view.run()
+    except KeyboardInterrupt:  # before the handler was in place
         return
     except BrokenPipeError:
         # The reader of our output went away (`pumpctl watch | head`): end quietly.
