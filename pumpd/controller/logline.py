@@ -2,7 +2,8 @@
 
 The audit log is the record; these lines are for ``journalctl -u pumpd``: an alarm raised
 or acknowledged (with its priority and the nurse's sentence), a session changing state, a
-pump command sent, confirmed, uncertain or failed, an interlock. Never one per poll: only
+pump command sent, confirmed, uncertain or failed, an interlock, a pump that stopped
+answering. Never one per poll: only
 facts that happen, once. Each line names its pump and session itself, because a nurse's
 command runs in the control socket's task, where the daemon has not bound ``pump``.
 """
@@ -41,6 +42,9 @@ _LINES: dict[str, tuple[str, int, tuple[str, ...]]] = {
     "pump.command.confirmed": ("pump command confirmed", logging.INFO, _COMMAND),
     "pump.command.uncertain": ("pump command uncertain", logging.WARNING, _COMMAND),
     "pump.command.failed": ("pump command failed", logging.ERROR, _COMMAND),
+    # Once when reads start failing (not at every failed poll): on call, the log then says
+    # why a pump fell silent before the kernel's comm-loss alarm does.
+    "pump.unreachable": ("pump unreachable", logging.WARNING, ("error_code", "detail")),
 }
 
 

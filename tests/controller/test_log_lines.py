@@ -85,3 +85,24 @@ async def test_alarms_state_changes_and_commands_are_logged_not_polls(rig: Rig) 
     ]
     assert moves[-1] == ("ALARM", "STOPPED"), moves
     assert all(x["pump"] == "chair-2" and x["session"] == "S-1" for x in lines)
+
+
+async def test_a_pump_that_stops_answering_is_one_line_not_one_per_failed_poll(rig: Rig) -> None:
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        await wait_until(lambda: ctl.polls > 3, what="a few polls")
+        with capture_logs() as silent:
+            rig.sim.inject(1, Fault.DROP_LINK, on=True)
+            polls = ctl.polls
+            await wait_until(lambda: ctl.polls > polls + 10, what="ten polls of a silent pump")
+            rig.sim.inject(1, Fault.DROP_LINK, on=False)
+    finally:
+        await halt(task)
+    lines = [x for x in silent if x["event"] == "pump unreachable"]
+    assert len(lines) == 1, silent
+    (line,) = lines
+    assert line["pump"] == ctl.config.pump_id
+    assert line["log_level"] == "warning"
+    assert line["error_code"] == "read_failed", line
+    assert line["detail"], line
