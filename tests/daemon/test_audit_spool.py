@@ -159,7 +159,16 @@ async def test_full_database_during_an_infusion_then_sigterm(rig: Rig) -> None:
         # at x60 a loaded machine gets there.) Recovered from the INFUSING checkpoint it
         # would be an ALARM: the pump is not delivering.
         later = {State.PAUSED: {State.PAUSED, State.STOP_REQUESTED, State.STOPPED}}
-        assert ctl.session.state in later.get(final, {final}), ctl.session.data.alarms
+        codes = {a.code for a in ctl.session.data.alarms}
+        ended_by_the_pause_rule = (
+            final is State.PAUSED
+            and ctl.session.state is State.ALARM
+            and codes == {"tick.pause.too_long"}  # only a session known paused gets this
+        )
+        assert ended_by_the_pause_rule or ctl.session.state in later.get(final, {final}), (
+            ctl.session.state,
+            ctl.session.data.alarms,
+        )
     finally:
         await again.shutdown("sigterm")
     assert not spool.exists(), "a drained spool is removed"
