@@ -42,6 +42,7 @@ from .executor import CommandPath
 from .journal import Actor, Journal
 from .kernel import decide
 from .observation import PumpObservation
+from .schedule import PollSchedule
 from .status import ControllerStatus
 from .steps import DAEMON, TERMINAL, NurseAct, SessionSteps
 from .translate import to_snapshot
@@ -169,18 +170,15 @@ class Controller:
     async def run(self) -> None:
         """Poll until cancelled (how the daemon dies: the pump then stops itself when the
         heartbeat goes quiet); an alarm the pump pushes is a tick at once, on its packet."""
-        loop = asyncio.get_running_loop()
-        next_at, pushed = loop.time(), None  # pushed: the alarm packet that woke the tick
+        driver = self._commands.driver
+        schedule = PollSchedule.for_driver(driver)
+        pushed = None  # the alarm packet that woke the tick
         while True:
             await self.poll(pushed)
-            step_real = real_seconds(self._clock, self._steps.next_read_in_s())
-            next_at += step_real
-            delay = next_at - loop.time()
-            if delay < 0:
-                next_at = loop.time()
-                delay = 0
-            if (pushed := await until_poll_or_push(self._commands.driver, delay)) is not None:
-                next_at -= step_real  # an extra poll now; the regular one keeps its time
+            step_s = real_seconds(self._clock, self._steps.next_read_in_s())
+            delay = schedule.delay_s(step_s, real_seconds(self._clock, self.config.poll_period_s))
+            if (pushed := await until_poll_or_push(driver, delay)) is not None:
+                schedule.extra_poll(step_s)
 
     async def poll(self, pushed: PushedAlarm | None = None) -> None:
         async with self.lock:

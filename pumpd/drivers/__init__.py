@@ -29,6 +29,7 @@ from pumpd.drivers.base import (
     PumpUnreachable,
     PushedAlarm,
     PushesAlarms,
+    SharesLine,
     WarningFlag,
     command_repeating,
 )
@@ -50,6 +51,7 @@ from pumpd.drivers.registry import (
 from pumpd.drivers.regmap import RegisterMap, load_any_profile
 from pumpd.drivers.regmap_driver import RegisterMapDriver
 from pumpd.drivers.rtu_config import SerialKeys
+from pumpd.drivers.slots import PollSlot, PollSlots
 from pumpd.drivers.syringes import loaded_syringe
 
 __all__ = [
@@ -67,6 +69,8 @@ __all__ = [
     "NewEraConfig",
     "NewEraPumpDriver",
     "PollOnLine",
+    "PollSlot",
+    "PollSlots",
     "Profile",
     "ProfileError",
     "ProgramMismatch",
@@ -82,6 +86,7 @@ __all__ = [
     "RegisterMap",
     "RegisterMapDriver",
     "SerialKeys",
+    "SharesLine",
     "TransportSettings",
     "UnknownTransport",
     "WarningFlag",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pumpd.drivers.capabilities import PumpCapabilities
+    from pumpd.drivers.slots import PollSlot
 
 RATE_STEP_ML_H = Decimal("0.01")
 """The finest rate the contract carries; a finer value is refused, never rounded."""
@@ -303,6 +304,15 @@ class PushesAlarms(Protocol):
     alarm_pushed: asyncio.Event
 
     def take_pushed_alarm(self) -> PushedAlarm | None: ...
+
+
+@runtime_checkable
+class SharesLine(Protocol):
+    """A driver on a line other pumps may share: its slot in the line's poll period
+    (pumpd/drivers/slots.py), which the controller polls in; None while not on its line."""
+
+    @property
+    def poll_slot(self) -> PollSlot | None: ...
 
 
 async def command_repeating(

@@ -22,6 +22,7 @@ from pymodbus.framer import FramerType
 
 from pumpd.drivers.base import DriverError
 from pumpd.drivers.priority import LineLock
+from pumpd.drivers.slots import PollSlots
 
 T = TypeVar("T")
 log = logging.getLogger("pumpd.drivers.line")
@@ -65,6 +66,7 @@ class Line:
         self.lock = LineLock()
         self.loop = asyncio.get_running_loop()
         self.users = 0
+        self.slots = PollSlots(self.loop.time())
         self._ready_at = 0.0
         self._next_dial = 0.0
         self._dial_delay_s = settings.reconnect_delay_s

@@ -43,6 +43,7 @@ from pumpd.drivers.line import (
 from pumpd.drivers.modbus_exchange import NotSent, StrayReply, exchange, refuse_exception_reply
 from pumpd.drivers.priority import halting_if
 from pumpd.drivers.profile import Profile, RegisterField, load_profile
+from pumpd.drivers.slots import PollSlot
 
 F = TypeVar("F", AlarmFlag, WarningFlag)
 SEQ_MAX = 0xFFFF
@@ -163,6 +164,8 @@ class ModbusPumpDriver:
         self.capabilities: PumpCapabilities = self.profile.capability_record
         """What this pump can do, as its profile declares it."""
         self._line: Line | None = None
+        self.poll_slot: PollSlot | None = None
+        """This pump's place in its line's poll period (drivers/slots.py); None off it."""
         self._seq: int | None = None
         self._heartbeat: int = 0
         self._state_by_code = self.profile.state_by_code()
@@ -182,6 +185,7 @@ class ModbusPumpDriver:
         """Open (or join) the line and learn the pump's last cmd_seq and heartbeat."""
         if self._line is None:
             self._line = acquire_line(self.config.line_settings())
+            self.poll_slot = self._line.slots.take()
         if not await self._line.ensure_connected(force=True):
             raise PumpUnreachable(f"{self._label}: cannot open {self._line.settings.address}")
         status = await self.read_status()
@@ -192,8 +196,11 @@ class ModbusPumpDriver:
     async def close(self) -> None:
         """Leave the line; the last driver on it closes the client."""
         line, self._line = self._line, None
+        slot, self.poll_slot = self.poll_slot, None
         self._seq = None
         if line is not None:
+            if slot is not None:
+                line.slots.give_back(slot)
             release_line(line)
 
     async def __aenter__(self) -> Self:

@@ -42,6 +42,7 @@ from pumpd.drivers.newera_config import NewEraConfig
 from pumpd.drivers.newera_line import NewEraLine, Withdrawn, acquire_line, release_line
 from pumpd.drivers.newera_mapping import ALARM_FLAG_OF, STATE_OF, PumpRefused, capabilities
 from pumpd.drivers.newera_prime import PrimeLedger
+from pumpd.drivers.slots import PollSlot
 
 
 class _AnsweredWithAlarm(Exception):
@@ -54,6 +55,8 @@ class NewEraConnection:
     def __init__(self, config: NewEraConfig) -> None:
         self.config = config
         self._line: NewEraLine | None = None
+        self.poll_slot: PollSlot | None = None
+        """This pump's place in its line's poll period (drivers/slots.py); None off it."""
         self._label = f"New Era pump {config.address}"
         self._latched = AlarmFlag.NONE
         self._latched_codes: set[Alarm] = set()
@@ -87,6 +90,7 @@ class NewEraConnection:
         """Open (or join) the line, arm Safe mode, check model, syringe diameter and state."""
         if self._line is None:
             self._line = acquire_line(self.config.line_settings())
+            self.poll_slot = self._line.slots.take()
             self._line.subscribe(self.config.address, self._on_alarm_packet)
         self._line.ensure_open(force=not self._line.is_open)
         if self.config.mode == "safe":
@@ -101,7 +105,10 @@ class NewEraConnection:
 
     async def close(self) -> None:
         line, self._line = self._line, None
+        slot, self.poll_slot = self.poll_slot, None
         if line is not None:
+            if slot is not None:
+                line.slots.give_back(slot)
             line.unsubscribe(self.config.address)
             release_line(line)
 

@@ -37,6 +37,7 @@ from pumpd.drivers.newera_codec import (
     parse_reply,
 )
 from pumpd.drivers.priority import LineLock
+from pumpd.drivers.slots import PollSlots
 
 log = logging.getLogger("pumpd.drivers.newera")
 
@@ -82,6 +83,7 @@ class NewEraLine:
         self.lock = LineLock()
         self.loop = asyncio.get_running_loop()
         self.users = 0
+        self.slots = PollSlots(self.loop.time())
         self.key = settings.device
         self._serial: serial.Serial | None = None
         self._reader: SafeReader | BasicReader = (

@@ -73,6 +73,7 @@ from pumpd.drivers.regmap import (
     nearest_float32,
 )
 from pumpd.drivers.regmap_status import RegisterStatusDecoder
+from pumpd.drivers.slots import PollSlot
 
 HEARTBEAT_COVER_S = 0.25
 """A request younger than this already fed the pump's timeout: a heartbeat sends nothing."""
@@ -100,6 +101,8 @@ class RegisterMapDriver(RegisterStatusDecoder):
         self.clock_scale = clock_scale
         self._label = f"{rmap.name} unit {config.unit}"
         self._line: Line | None = None
+        self.poll_slot: PollSlot | None = None
+        """This pump's place in its line's poll period (drivers/slots.py); None off it."""
         self._order: WordOrder | None = rmap.word_order.fixed
         self.pump_timeout_ms: int | None = None
         self._last_ok_sent_at: float | None = None
@@ -129,6 +132,7 @@ class RegisterMapDriver(RegisterStatusDecoder):
         communication timeout, then read it. The stop is the first frame on the wire."""
         if self._line is None:
             self._line = acquire_line(self.config.line_settings())
+            self.poll_slot = self._line.slots.take()
         if not await self._line.ensure_connected(force=True):
             raise PumpUnreachable(f"{self._label}: cannot open {self._line.settings.address}")
         self._last_ok_sent_at = None
@@ -169,7 +173,10 @@ class RegisterMapDriver(RegisterStatusDecoder):
         if timer is not None:
             timer.cancel()
         line, self._line = self._line, None
+        slot, self.poll_slot = self.poll_slot, None
         if line is not None:
+            if slot is not None:
+                line.slots.give_back(slot)
             release_line(line)
 
     async def __aenter__(self) -> Self:
