@@ -84,6 +84,7 @@ from pumpd.drivers import (
     ModbusPumpDriver,
     NewEraConfig,
     NewEraPumpDriver,
+    PollSlot,
     PumpCapabilities,
     PumpDriver,
     PumpProgram,
@@ -147,6 +148,10 @@ class NoPush:
 
     async def set_heartbeat_timeout(self, seconds: int) -> None:
         await self._d.set_heartbeat_timeout(seconds)
+
+    @property
+    def poll_slot(self) -> PollSlot | None:
+        return self._d.poll_slot
 
 
 @dataclass
@@ -822,6 +827,20 @@ def _part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float
 KINDS = ("tcp", "rtu", "newera")
 
 
+def _storm() -> bool:
+    """Whether to run the storm (every pump of the line faulting over and over) beside the
+    one-fault-at-a-time figures: yes, unless ``BENCH_LINE_STORM=0``."""
+    return os.environ.get("BENCH_LINE_STORM", "1") != "0"
+
+
+def _setup_note(report: Report, kind: str, what: str, mode: str, fig: Figure) -> None:
+    if fig.out.setup_failures:
+        report.note(
+            f"line {kind} {what} {mode}: {len(fig.out.setup_failures)} restarts failed "
+            f"(first: {fig.out.setup_failures[0]})"
+        )
+
+
 def _kinds() -> tuple[str, ...]:
     """The lines to run: all, or those named in ``BENCH_LINE_KINDS`` (comma-separated)."""
     named = os.environ.get("BENCH_LINE_KINDS", "")
@@ -835,6 +854,8 @@ def _kinds() -> tuple[str, ...]:
 async def measure(
     report: Report, sizes: Sizes, quick: bool, kinds: tuple[str, ...] = KINDS
 ) -> None:
+    from bench.bench_line_steady import steady_rounds  # it builds on this module's parts
+
     for kind in kinds:
         load_before = os.getloadavg()
         async with _rig(kind) as (rig, line):
@@ -866,6 +887,16 @@ async def measure(
                 line.wake = True
             else:
                 for what in ("A", "B"):
+                    for mode, fig in await steady_rounds(
+                        rig, line, what, sizes.injections, sizes.rounds
+                    ):
+                        polls = fig.out.polls_per_s
+                        _rows(report, f"{kind}:{what}", mode, fig.out, rtt, polls, quick, period)
+                        _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
+                        _part_rows(report, kind, mode, fig.parts)
+                        _setup_note(report, kind, what, mode, fig)
+                    if not _storm():
+                        continue
                     pair = [("priority", True, True), ("no priority", False, True)]
                     figs = await _rounds(rig, line, what, pair, sizes.injections, sizes.rounds)
                     for (mode, _, _), fig in zip(pair, figs, strict=True):
