@@ -10,8 +10,10 @@ command runs in the control socket's task, where the daemon has not bound ``pump
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -20,6 +22,38 @@ from pumpd.audit import Actor, NewEvent
 from pumpd.session import Step
 
 _log = structlog.get_logger("pumpd.controller")
+
+_HELD: contextvars.ContextVar[list[tuple[int, str, dict[str, Any]]] | None] = (
+    contextvars.ContextVar("logline_held", default=None)
+)
+
+
+@contextlib.contextmanager
+def held_while_halting() -> Iterator[None]:
+    """Lines written inside this block (in this task) are written when it ends, in order.
+
+    A halt's lines (the alarm, the interlock, the session's step, the command sent) are
+    each a structured log record rendered on the pump loop's thread: a millisecond or so
+    between the kernel's decision and the STOP or PAUSE on the wire. The audit events are
+    queued there as before (the record, and the write-ahead intent); the person on call's
+    lines follow once the command has gone out and been confirmed, in the same order."""
+    held: list[tuple[int, str, dict[str, Any]]] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        for level, text, fields in held:
+            _write(level, text, fields)
+
+
+def _write(level: int, text: str, fields: dict[str, Any]) -> None:
+    held = _HELD.get()
+    if held is not None:
+        held.append((level, text, fields))
+    else:
+        _log.log(level, text, **fields)
+
 
 # IEC 60601-1-8 priority → log level: a high alarm is what `journalctl -p err` must show.
 _ALARM_LEVEL = {"high": logging.ERROR, "medium": logging.WARNING, "low": logging.INFO}
@@ -67,17 +101,15 @@ def events(written: Sequence[NewEvent]) -> None:
             fields["session"] = event.session_id
         if event.correlation_id is not None:
             fields["correlation_id"] = event.correlation_id
-        _log.log(level, text, **fields)
+        _write(level, text, fields)
 
 
 def command_sent(pump_id: str, session_id: str | None, command: str, correlation: str) -> None:
     """The moment the command goes on the wire (its intent is already queued or durable)."""
-    _log.info(
+    _write(
+        logging.INFO,
         "pump command sent",
-        command=command,
-        pump=pump_id,
-        session=session_id,
-        correlation_id=correlation,
+        {"command": command, "pump": pump_id, "session": session_id, "correlation_id": correlation},
     )
 
 
@@ -85,12 +117,15 @@ def step(pump_id: str, session_id: str, done: Step, by: Actor) -> None:
     """A session state change; a step that stays in its state writes nothing here."""
     if done.source is done.dest:
         return
-    _log.info(
+    _write(
+        logging.INFO,
         "session state changed",
-        from_state=done.source.value,
-        to_state=done.dest.value,
-        trigger=done.trigger,
-        by=by.name,
-        pump=pump_id,
-        session=session_id,
+        {
+            "from_state": done.source.value,
+            "to_state": done.dest.value,
+            "trigger": done.trigger,
+            "by": by.name,
+            "pump": pump_id,
+            "session": session_id,
+        },
     )

@@ -5,6 +5,7 @@ polled."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -28,6 +29,7 @@ OURS = {
     "interlock triggered",
 }
 CODE = "tick.pump.alarm.occlusion_downstream"
+STOP_CODE = 3
 
 
 def _ours(lines: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
@@ -106,3 +108,32 @@ async def test_a_pump_that_stops_answering_is_one_line_not_one_per_failed_poll(r
     assert line["log_level"] == "warning"
     assert line["error_code"] == "read_failed", line
     assert line["detail"], line
+
+
+def _stamped(_: object, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    event_dict["t_monotonic"] = time.monotonic()
+    return event_dict
+
+
+async def test_a_halts_lines_are_written_after_the_halt_reached_the_pump(rig: Rig) -> None:
+    """Rendering the alarm's, the interlock's and the command's lines is not on the way from
+    the kernel's decision to the pump: they are written once the STOP has gone out (and
+    been confirmed), in the order they were made."""
+    ctl = await rig.controller()
+    task = await running(ctl)
+    try:
+        await to_infusing(rig, ctl)
+        with capture_logs(processors=[_stamped]) as alarmed:
+            rig.sim.inject(1, Fault.OCCLUSION_DOWNSTREAM, on=True)
+            await wait_until(lambda: session_state(ctl) is State.ALARM, what="the alarm")
+    finally:
+        await halt(task)
+    [stop] = [r for r in rig.sim.command_log(1) if r.command == STOP_CODE]
+    lines = _ours(alarmed)
+    names = [x["event"] for x in lines]
+    assert names.index("alarm raised") < names.index("interlock triggered")
+    assert names.index("interlock triggered") < names.index("pump command sent")
+    early = [(x["event"], round((stop.t_monotonic - x["t_monotonic"]) * 1000, 2)) for x in lines]
+    assert all(x["t_monotonic"] > stop.t_monotonic for x in lines), (
+        f"lines written before the STOP reached the pump (ms before it): {early}"
+    )
