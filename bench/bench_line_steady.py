@@ -44,6 +44,11 @@ MAX_RESTARTING = 2
 session at another chair, not the whole line at once (that is `bench_line.py`'s storm)."""
 
 
+STEADY_PERIODS = 5
+"""Periods of polling alone before the first fault; a chair's polls per second are counted
+over at least this many periods."""
+
+
 @dataclass
 class Chair:
     """One pump of the line with the controller running it."""
@@ -122,6 +127,7 @@ async def steady_figure(rig: Rig, line: Line, kind: str, injections: int) -> Fig
     with decisions_stamped() as decided:
         try:
             await asyncio.gather(*(ward.start(c) for c in ward.chairs))
+            await asyncio.sleep(STEADY_PERIODS * line.poll_period_s)  # the line polled, only
             await watch.refresh()
             watch.heard.clear()
             done = 0
@@ -154,7 +160,7 @@ async def _react(
     ctl = chair.ctl
     assert ctl is not None
     span = time.monotonic() - chair.ready_at
-    if span > 0.5:
+    if span >= STEADY_PERIODS * ward.line.poll_period_s:
         fig.out.polls_per_s.append((ctl.polls - chair.polls_at_ready) / span)
     pid = ctl.config.pump_id
     try:

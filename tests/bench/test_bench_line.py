@@ -49,3 +49,32 @@ async def test_new_era_rows_carry_the_goal_from_the_same_runs_round_trip(
     trips = [r for r in report.rows if r.unit == "round trips"]
     assert trips
     assert all(r.baseline == 1 and r.met is (r.figure <= 1) for r in trips)
+
+
+async def test_one_fault_at_a_time_rows_on_a_small_tcp_line(
+    quiet_logs: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The goal's own scene (bench_line_steady.py), on three pumps instead of sixteen."""
+    monkeypatch.setattr(bench_line, "MODBUS_PUMPS", 3)
+    monkeypatch.setenv("BENCH_LINE_STORM", "0")
+    report = Report()
+    sizes = bench_line.Sizes(injections=2, newera_injections=2, round_trips=5, rounds=1)
+    await bench_line.measure(report, sizes, quick=True, kinds=("tcp",))
+    assert priority.PRIORITIZE_HALTS
+    p99s = [r for r in report.rows if r.name.endswith("p99") and r.goal]
+    scenes = {
+        (what, mode)
+        for r in p99s
+        for what in ("runaway", "occlusion")
+        for mode in ("one fault at a time, priority", "one fault at a time, no priority")
+        if r.name.startswith(what) and f"{mode}," in r.name
+    }
+    assert len(scenes) == 4, [r.name for r in p99s]
+    assert len(p99s) == 4  # the storm was not run
+    assert all("missed" not in r.name for r in p99s), [r.name for r in p99s]
+    parts = [
+        r for r in report.rows if r.name.startswith("A breakdown") and "fault → read" in r.name
+    ]
+    assert parts  # A cut into its segments
+    polls = [r for r in report.rows if r.name.startswith("polls per pump per s")]
+    assert polls and all(r.figure > 0 for r in polls)
