@@ -77,4 +77,5 @@ async def test_one_fault_at_a_time_rows_on_a_small_tcp_line(
     ]
     assert parts  # A cut into its segments
     polls = [r for r in report.rows if r.name.startswith("polls per pump per s")]
-    assert polls and all(r.figure > 0 for r in polls)
+    assert polls
+    assert all(r.figure > 0 for r in polls)
