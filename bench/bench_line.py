@@ -47,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -617,9 +617,12 @@ async def _rounds(
     modes: list[tuple[str, bool, bool]],
     injections: int,
     rounds: int,
+    figure: Callable[[Rig, Line, str, int], Awaitable[Figure]] | None = None,
 ) -> list[Figure]:
     """Each mode's figure, measured in `rounds` alternating rounds (the order rotated each
-    round), so that a change of the machine's load hits every mode alike."""
+    round), so that a change of the machine's load hits every mode alike. ``figure``
+    measures one round of one mode (the storm's lanes unless another scene is named)."""
+    figure = figure or _figure
     figs = [Figure(kind) for _ in modes]
     per_round = max(1, math.ceil(injections / rounds))
     for r in range(rounds):
@@ -631,7 +634,7 @@ async def _rounds(
             line.wake = wake
             waits = HaltWaits()
             with waits.installed():
-                part = await _figure(rig, line, kind, per_round)
+                part = await figure(rig, line, kind, per_round)
             part.halt_waits.samples_ms += waits.samples_ms
             figs[i].merge(part)
     priority.PRIORITIZE_HALTS = True

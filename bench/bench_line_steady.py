@@ -24,16 +24,15 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import pumpd.drivers.priority as priority  # white box: the bench switches it off
 from bench.bench_controller import RATE_SETTLE_S, Rig, _config, _to_infusing
 from bench.bench_line import (
     Breakdown,
     Figure,
-    HaltWaits,
     Line,
     Watch,
     _alarm_durable,
     _intents_after,
+    _rounds,
     decisions_stamped,
 )
 from pumpd.controller import Controller
@@ -187,17 +186,9 @@ async def steady_rounds(
     rig: Rig, line: Line, kind: str, injections: int, rounds: int
 ) -> list[tuple[str, Figure]]:
     """The figure with and without the line's priority, in alternating rounds."""
-    modes = [("one fault at a time, priority", True), ("one fault at a time, no priority", False)]
-    figs = [Figure(kind) for _ in modes]
-    per_round = max(1, math.ceil(injections / rounds))
-    for r in range(rounds):
-        order = [r % 2, 1 - r % 2]
-        for i in order:
-            priority.PRIORITIZE_HALTS = modes[i][1]
-            waits = HaltWaits()
-            with waits.installed():
-                part = await steady_figure(rig, line, kind, per_round)
-            part.halt_waits.samples_ms += waits.samples_ms
-            figs[i].merge(part)
-    priority.PRIORITIZE_HALTS = True
-    return [(name, fig) for (name, _), fig in zip(modes, figs, strict=True)]
+    modes = [
+        ("one fault at a time, priority", True, True),
+        ("one fault at a time, no priority", False, True),
+    ]
+    figs = await _rounds(rig, line, kind, modes, injections, rounds, steady_figure)
+    return [(name, fig) for (name, _, _), fig in zip(modes, figs, strict=True)]

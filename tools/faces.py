@@ -44,9 +44,6 @@ WHITE_BOX: dict[tuple[str, str], str] = {
     ("bench/bench_line.py", "pumpd.drivers.priority"): (
         "switches the line's halt priority off for its same-run baseline"
     ),
-    ("bench/bench_line_steady.py", "pumpd.drivers.priority"): (
-        "switches the line's halt priority off for its same-run baseline"
-    ),
     ("bench/bench_line.py", "pumpd.controller.loop"): (
         "stamps the kernel's decision to cut a reaction into segments"
     ),
