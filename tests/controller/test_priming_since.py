@@ -11,28 +11,52 @@ The syringe protocol primes 2 mL at 60 mL/h: 120 s planned, the bound 250 s.
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal
+
+from pumpd.clock import ManualClock, Stamp, stamp
 from pumpd.controller.kernel import own_rules
+from pumpd.protocols import LoadedProtocol
 from pumpd.session import PumpCommand, Session, State
+from safety.plan import Order, Patient
 from safety.pump import PumpMode
 
-from .conftest import PROGRAMMER, Bedside, library
+from .conftest import CHECKER, NURSE, protocol
 
 BOUND_S = 2 * 120 + 10
+PROGRAMMER = NURSE.name
 
 
-def _syringe() -> Bedside:
-    return Bedside(library().get("ketamine-trd-syringe"))
+class Bedside:
+    """A manual clock and the syringe protocol, for one session driven by its commands."""
+
+    def __init__(self) -> None:
+        self.clock = ManualClock(dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC))
+        self.protocol: LoadedProtocol = protocol("ketamine-trd-syringe")
+
+    def at(self, advance_s: float = 1.0) -> Stamp:
+        self.clock.advance(advance_s)
+        return stamp(self.clock)
 
 
 def _requested(b: Bedside) -> Session:
-    s = b.open()
-    b.confirm(s)
+    s, _ = Session.open(
+        session_id="s-1",
+        pump_id="chair-4",
+        patient_ref="p-7f3a",
+        protocol=b.protocol,
+        by=PROGRAMMER,
+        patient=Patient(weight_kg=Decimal(80)),
+        order=Order(),
+        at=b.at(),
+    )
+    s.confirm(by=CHECKER.name, weight="80 kg", at=b.at())
     s.request_prime(by=PROGRAMMER, line_disconnected=True, at=b.at())
     return s
 
 
 def test_a_prime_confirmed_after_a_slow_programming_is_bounded_from_its_confirmation() -> None:
-    b = _syringe()
+    b = Bedside()
     s = _requested(b)
     requested_s = b.clock.monotonic()
     s.prime_confirmed(at=b.at(200))  # the line took 200 s (simulated) to start the prime
@@ -47,7 +71,7 @@ def test_a_prime_confirmed_after_a_slow_programming_is_bounded_from_its_confirma
 
 
 def test_a_prime_settled_after_a_doubt_is_bounded_from_the_reading_that_settled_it() -> None:
-    b = _syringe()
+    b = Bedside()
     s = _requested(b)
     s.command_uncertain(command=PumpCommand.PRIME, detail="RUN unanswered", at=b.at(30))
     s.reconciled(pump_mode=PumpMode.PRIMING, at=b.at(100))
@@ -60,7 +84,7 @@ def test_a_prime_settled_after_a_doubt_is_bounded_from_the_reading_that_settled_
 
 
 def test_a_second_prime_is_bounded_from_its_own_start() -> None:
-    b = _syringe()
+    b = Bedside()
     s = _requested(b)
     s.prime_confirmed(at=b.at())
     s.prime_complete(volume_primed_ul=2_000, at=b.at(120))
@@ -76,7 +100,7 @@ def test_a_second_prime_is_bounded_from_its_own_start() -> None:
 
 
 def test_a_session_restored_from_before_the_stamp_counts_from_the_request() -> None:
-    b = _syringe()
+    b = Bedside()
     s = _requested(b)
     requested = s.data.prime_requested_at
     assert requested is not None
