@@ -28,8 +28,8 @@ from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
 
 TIMEOUT_S = 2.0
 """The attempt's confirmation timeout, as the controller's default `command_timeout_s`."""
-QUICK_S = 1.0
-"""Well under one attempt's timeout, well over the few exchanges a re-sent STP takes."""
+QUICK_S = 1.5
+"""Under one attempt's timeout, well over the few exchanges a re-sent STP takes."""
 
 
 @pytest.fixture
