@@ -47,15 +47,20 @@ def own_rules(s: Session, now_s: float) -> list[Action]:
     """The controller's own check where the kernel has none: priming must end.
 
     A pump whose prime counter stops (a stuck sensor) would prime for ever; twice the
-    planned priming time plus ten seconds is the bound.
+    planned priming time plus ten seconds is the bound, counted from when the pump was
+    shown priming (``priming_since``). Not from the nurse's request: the program written
+    and read back before the prime's RUN is not priming, and on a slow or shared serial
+    line (New Era: some twenty exchanges) it took most of the bound at a simulation's time
+    scale (docs/soak.md). A session restored from before that stamp counts from the request.
     """
     d = s.data
-    if s.state is not State.PRIMING or d.prime_requested_at is None:
+    since = d.priming_since or d.prime_requested_at
+    if s.state is not State.PRIMING or since is None:
         return []
     proto = s.protocol.protocol
     rate_ul_s = proto.priming.rate_ml_h * 1000 / 3600
     planned_s = float(start_requirements(proto).prime_volume_ul / rate_ul_s)
-    running_s = now_s - d.prime_requested_at.mono_s
+    running_s = now_s - since.mono_s
     if running_s <= 2 * planned_s + 10:
         return []
     return [

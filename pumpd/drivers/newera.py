@@ -63,6 +63,14 @@ __all__ = ["NewEraConfig", "NewEraPumpDriver", "PumpRefused"]
 _SAME_RUN = frozenset({Prompt.INFUSING, Prompt.PAUSED, Prompt.PAUSE_PHASE, Prompt.USER_WAIT})
 """Prompts of a pump in the middle of a run: a RUN continues it (its volume counts on)."""
 
+_STP_MOVES_ON = {
+    Command.STOP: frozenset({PumpState.INFUSING, PumpState.PRIMING, PumpState.PAUSED}),
+    Command.PAUSE: frozenset({PumpState.INFUSING, PumpState.PRIMING}),
+}
+"""States a read can show while a STOP or PAUSE is being confirmed from which one more
+``STP`` takes the pump on towards the state wanted (a running pump pauses, a paused one
+stops): an ``STP`` went unheard, or was not the last one needed."""
+
 HEARTBEAT_COVER_S = 0.25
 """A reply younger than this already restarted the pump's watchdog (its minimum is 1 s)."""
 
@@ -186,7 +194,9 @@ class NewEraPumpDriver(NewEraConnection):
 
         START (``RUN``) is sent once: a lost reply is followed by reads, never by a second
         RUN. STOP sends ``STP`` at once, with no state read before it, until the pump
-        reports stopped (a running pump pauses on the first). PRIME runs the prime's rate
+        reports stopped (a running pump pauses on the first). A STOP or PAUSE whose read
+        shows the pump short of where it leads (an STP unheard, or its reply lost) sends
+        its STPs again at once, within the attempt's timeout. PRIME runs the prime's rate
         and volume (never ``PUR``, which has no volume of its own). Every request of a STOP
         or PAUSE goes ahead of the other pumps' queued requests on the line.
         """
@@ -251,6 +261,47 @@ class NewEraPumpDriver(NewEraConnection):
         sends: list[str],
         expect: frozenset[PumpState],
     ) -> CommandOutcome:
+        reason = await self._send_each(command, seq, sends)
+        deadline = sent_at + limit_s
+        while True:
+            try:
+                status = await self.read_status()
+            except PumpUnreachable as exc:
+                reason = f"{reason}; no status ({exc})"
+            except ProtocolError as exc:
+                raise CommandUncertain(command, seq, f"status unreadable: {exc}") from exc
+            else:
+                if command is Command.CLEAR_VOLUMES:
+                    if status.volume_infused_ul == 0:
+                        self._primes.forget()
+                        status = dataclasses.replace(status, volume_primed_ul=0)
+                        return self._outcome(command, seq, sent_at, status)
+                    reason = f"pump still reports {status.volume_infused_ul} µL infused"
+                elif status.state in expect:
+                    if command is Command.STOP and self._latched:
+                        status = await self._end_latch_on_stop(status)
+                    return self._outcome(command, seq, sent_at, status)
+                elif status.state is PumpState.ALARM:
+                    raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
+                elif status.state in _STP_MOVES_ON.get(command, ()):
+                    # An STP went unheard, or its reply was lost after the pump acted on it
+                    # and the STP after it was never sent: the read shows the pump short of
+                    # where the command leads, so its STPs go again now (a STOP's end at
+                    # the first that finds it stopped), not after this attempt's whole
+                    # timeout of reads while the pump may still run.
+                    again = await self._send_each(command, seq, sends)
+                    reason = f"pump reported {status.state}; STP sent again: {again}"
+                else:
+                    reason = f"pump reports {status.state}"
+            if time.monotonic() >= deadline:
+                raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
+            await asyncio.sleep(self.config.confirm_poll_s)
+
+    async def _send_each(self, command: Command, seq: int, sends: list[str]) -> str:
+        """Send a command's requests in order; returns what its confirmation starts from:
+        ``not confirmed``, or the request that went unanswered (none is sent after it).
+        An STP answered with an alarm goes again (at most twice); the sends end early at a
+        STOP's STP that finds the pump stopped; any other refusal is the command's."""
         reason = "not confirmed"
         queue, alarm_answers = list(sends), 0
         while queue:
@@ -287,32 +338,7 @@ class NewEraPumpDriver(NewEraConnection):
                 raise CommandRejected(command, seq, RESULT_OF[reply.error], status)
             if command is Command.STOP and reply.prompt is Prompt.STOPPED:
                 break
-        deadline = sent_at + limit_s
-        while True:
-            try:
-                status = await self.read_status()
-            except PumpUnreachable as exc:
-                reason = f"{reason}; no status ({exc})"
-            except ProtocolError as exc:
-                raise CommandUncertain(command, seq, f"status unreadable: {exc}") from exc
-            else:
-                if command is Command.CLEAR_VOLUMES:
-                    if status.volume_infused_ul == 0:
-                        self._primes.forget()
-                        status = dataclasses.replace(status, volume_primed_ul=0)
-                        return self._outcome(command, seq, sent_at, status)
-                    reason = f"pump still reports {status.volume_infused_ul} µL infused"
-                elif status.state in expect:
-                    if command is Command.STOP and self._latched:
-                        status = await self._end_latch_on_stop(status)
-                    return self._outcome(command, seq, sent_at, status)
-                elif status.state is PumpState.ALARM:
-                    raise CommandRejected(command, seq, CommandResult.REJECTED_ALARM, status)
-                else:
-                    reason = f"pump reports {status.state}"
-            if time.monotonic() >= deadline:
-                raise CommandUncertain(command, seq, f"after {limit_s} s: {reason}")
-            await asyncio.sleep(self.config.confirm_poll_s)
+        return reason
 
     async def _end_latch_on_stop(self, stopped: PumpStatus) -> PumpStatus:
         """A confirmed STOP ends a latched alarm once the pump itself shows it stopped.

@@ -46,8 +46,8 @@ class DeviceFacts(SessionCore):
         return self._fire(trigger, source, dest, data, audit=("pump.command.confirmed", *extra))
 
     def prime_confirmed(self, *, at: Stamp) -> Step:
-        check_stamp(at)
-        return self._confirmed("prime_confirmed", State.PRIMING)
+        since = At.of(check_stamp(at))
+        return self._confirmed("prime_confirmed", State.PRIMING, priming_since=since)
 
     def prime_complete(self, *, volume_primed_ul: int, at: Stamp) -> Step:
         source = self._require("prime_complete")
@@ -313,6 +313,7 @@ class DeviceFacts(SessionCore):
             dest = None
         elif kind is PumpCommand.PRIME and mode is PumpMode.PRIMING:
             dest = State.PRIMING
+            changes["priming_since"] = at_rec
         elif kind in (PumpCommand.START, PumpCommand.RESUME) and delivering:
             dest = State.INFUSING
             if kind is PumpCommand.START:

@@ -307,6 +307,10 @@ class SessionData(_Record):
     confirmed_at: At | None = None
     line_disconnected_by: str | None = None
     prime_requested_at: At | None = None
+    priming_since: At | None = None
+    """When the pump was first shown priming for the latest prime (its confirmation, or the
+    reading that settled it after a doubt); the controller's prime bound counts from here,
+    not from the request, whose programming on a slow or shared line is not priming."""
     primed_at: At | None = None
     volume_primed_ul: int | None = None
     start_requested_by: str | None = None

@@ -43,6 +43,7 @@ class StartCommands(SessionCore):
         data = self._update(
             line_disconnected_by=by,
             prime_requested_at=At.of(stamp),
+            priming_since=None,
             pending_command=PumpCommand.PRIME,
             requested_in=source,
         )
