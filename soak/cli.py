@@ -17,7 +17,7 @@ from pathlib import Path
 from soak import invariants
 from soak.evidence import Evidence
 from soak.invariants import volume_bound_ul
-from soak.report import render
+from soak.report import render, violation_text
 from soak.run import RunSettings, run_soak
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         ev = Evidence.load(args.check_only)
         found = invariants.check_all(ev)
         for v in found:
-            print(f"VIOLATION {v.kind} [{v.pump_id or '-'}]: {v.detail}")
+            print(violation_text(v))
         print(f"{len(found)} invariant violations")
         return 1 if found else 0
     print(f"soak: seed {args.seed} (replay: python -m soak --seed {args.seed} ...)", flush=True)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(ev.samples)} samples; {len(ev.sim_commands)} commands in the simulator's log "
         f"({in_log} pressed at a pump panel; {unanswered} presses unanswered) "
         f"against {intents} intents; "
-        f"{len(ev.lives)} daemon lives"
+        f"{len(ev.lives)} daemon lives; {len(ev.injections)} fault injections kept"
     )
     summary.alarms = Counter(
         str(e.payload.get("alarm_code")) for e in ev.events if e.event_type == "alarm.raised"

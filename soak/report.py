@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from soak.evidence import FAULT_WINDOW_S, FaultInjection
 from soak.invariants import Violation
 from soak.world import RSS_FLOOR_WINDOW_S
 
@@ -64,6 +65,28 @@ def _mib(r: Rss) -> str:
     )
 
 
+def _fault_text(i: FaultInjection, t_mono: float) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(i.params.items()))
+    text = f"{i.fault}{f' ({params})' if params else ''} on {i.pump_kind} unit {i.unit}: on at "
+    text += f"{i.on_utc} (mono {i.on_mono:.3f}, {t_mono - i.on_mono:.2f} s before, "
+    text += f"daemon life {i.on_life if i.on_life is not None else 'none up'})"
+    if i.off_mono is None:
+        return text + ", never turned off"
+    life = i.off_life if i.off_life is not None else "none up"
+    return text + f", off at {i.off_utc} (mono {i.off_mono:.3f}, daemon life {life})"
+
+
+def violation_text(v: Violation) -> str:
+    """A violation as printed, with the faults on its pump just before it."""
+    text = f"VIOLATION {v.kind} [{v.pump_id or '-'}]: {v.detail}"
+    if v.pump_id is None or v.t_mono is None or v.faults is None:
+        return text
+    if not v.faults:
+        return text + f"\n  no fault injected on {v.pump_id} in the {FAULT_WINDOW_S:g} s before"
+    head = f"\n  faults on {v.pump_id} in the {FAULT_WINDOW_S:g} s before (mono {v.t_mono:.3f}):"
+    return text + head + "".join(f"\n  - {_fault_text(i, v.t_mono)}" for i in v.faults)
+
+
 def render(s: Summary) -> str:
     tcp = sum(1 for t in s.pumps.values() if t == "tcp")
     rtu = sum(1 for t in s.pumps.values() if t == "rtu")
@@ -96,7 +119,7 @@ def render(s: Summary) -> str:
     ]
     lines = ["| soak | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     for v in s.violations[:50]:
-        lines.append(f"\nVIOLATION {v.kind} [{v.pump_id or '-'}]: {v.detail}")
+        lines.append("\n" + violation_text(v))
     if len(s.violations) > 50:
         lines.append(f"\n… and {len(s.violations) - 50} more violations")
     return "\n".join(lines)
