@@ -44,6 +44,8 @@ class Summary:
     rss_last: Rss = Rss()
     rss_longest: Rss = Rss()
     max_excess_ul: tuple[float, str] = (0.0, "-")
+    max_excess_faults: tuple[str, float, tuple[FaultInjection, ...]] | None = None
+    """The largest overrun's pump, when it passed its plan, the faults on it just before."""
     bounds: str = ""
     evidence: str = ""
 
@@ -87,6 +89,15 @@ def violation_text(v: Violation) -> str:
     return text + head + "".join(f"\n  - {_fault_text(i, v.t_mono)}" for i in v.faults)
 
 
+def excess_faults_text(found: tuple[str, float, tuple[FaultInjection, ...]] | None) -> str:
+    """The faults before the largest overrun passed its plan (``soak.causes``), as printed."""
+    if found is None:
+        return "-"
+    pump, t_mono, faults = found
+    head = f"{pump}, passed at mono {t_mono:.3f}; in the {FAULT_WINDOW_S:g} s before: "
+    return head + ("; ".join(_fault_text(i, t_mono) for i in faults) or "no fault injected")
+
+
 def render(s: Summary) -> str:
     tcp = sum(1 for t in s.pumps.values() if t == "tcp")
     rtu = sum(1 for t in s.pumps.values() if t == "rtu")
@@ -110,6 +121,7 @@ def render(s: Summary) -> str:
         ("nurse actions", f"{sum(s.actions.values())}: {_counts(s.actions, 12)}"),
         ("wrong actions tried", f"{sum(s.wrong.values())}: {_counts(s.wrong)}"),
         ("largest true volume above plan", f"{s.max_excess_ul[0]:.0f} µL ({s.max_excess_ul[1]})"),
+        ("faults before it passed its plan", excess_faults_text(s.max_excess_faults)),
         ("bounds checked", s.bounds),
         ("evidence checked", s.evidence),
         ("daemon RSS (first daemon)", _mib(s.rss_first)),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from soak import invariants
+from soak.causes import faults_before_overrun
 from soak.evidence import (
     FAULT_WINDOW_S,
     UTC_FORMAT,
@@ -19,7 +20,7 @@ from soak.evidence import (
     Sample,
 )
 from soak.injections import paired
-from soak.report import violation_text
+from soak.report import excess_faults_text, violation_text
 from soak.world import DaemonLife, Injection
 
 
@@ -125,3 +126,48 @@ def test_a_violation_names_the_faults_on_its_pump_just_before_it(tmp_path: Path)
     [v] = invariants.check_all(Evidence.load(tmp_path / "old.json"))
     assert v.faults is None
     assert "fault" not in violation_text(v)
+
+
+def test_the_largest_overrun_is_named_with_the_faults_before_it_passed_its_plan() -> None:
+    """An overrun stopped within B is no violation (the DULCO's 25 mL of seed 642880), yet
+    the summary names the faults on its pump before it passed its plan."""
+    now = time.monotonic()
+    wall = time.time() - now
+    t0 = now - 60
+
+    def event(seq: int, at: float, event_type: str, payload: dict[str, object]) -> AuditEvent:
+        return AuditEvent(seq, utc(at + wall), "i-1", event_type, "chair-1", "S-1", None,
+                          "daemon", payload)  # fmt: skip
+
+    ev = Evidence(
+        scale=240.0,
+        heartbeat_timeout_s=3.0,
+        units={"chair-1": 1},
+        events=[
+            event(1, t0, "session.programmed", {"volume_ul": 1000}),
+            event(2, t0 + 20, "session.checkpointed", {"state": "DISCHARGED"}),
+        ],
+        offsets=[(now - 100, wall), (now, wall)],
+        lives=[Life(1, now - 100, None, None)],
+    )
+    # 100 µL a second from t0 + 1: past the plan of 1000 µL at t0 + 11.1, stopped at 1 300.
+    ev.samples = [
+        Sample(t0 + 1 + k * 0.1, 1, "INFUSING", min(10.0 * k, 1300.0), True) for k in range(150)
+    ]
+    ev.injections = [
+        injection("chair-1", "no-answer", t0 + 10.6, t0 + 14.0),
+        injection("chair-1", "latency", t0 - 40, t0 - 25, ms=3000),  # ended > 30 s before
+    ]
+    assert invariants.check_volume(ev) == []  # within the bound L: no violation
+    assert round(invariants.max_excess_ul(ev)[0]) == 300
+    found = faults_before_overrun(ev, "S-1")
+    assert found is not None
+    pump, t_mono, faults = found
+    assert pump == "chair-1"
+    assert abs(t_mono - (t0 + 11.1)) < 0.01
+    assert [i.fault for i in faults] == ["no-answer"]
+    text = excess_faults_text(found)
+    assert "no-answer" in text
+    assert ev.injections[0].on_utc in text
+    assert "0.50 s before" in text
+    assert faults_before_overrun(ev, "S-other") is None
