@@ -21,9 +21,13 @@ from soak.kinds import DULCO_KEY_BASE, NEWERA_KEY_BASE
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SOAK = ["--sessions", "4", "--pumps", "3", "--seed", "45", "--kill-every", "15"]
-"""Seed 45 on 3 pumps (1 tcp, 1 newera, 1 dulco): a door-open while infusing on the
-GIP-MB1 pump and a bad-crc by count on the New Era pump's line, a kill; about 35 s."""
+SOAK = ["--sessions", "4", "--pumps", "4", "--seed", "1576", "--no-kills"]
+"""Seed 1576 on 4 pumps (1 tcp, 2 newera, 1 dulco), one session each: a runaway (factor
+0.5) on the GIP-MB1 pump early in its infusion and a garble by count on a New Era pump's
+line; about 35 s. Chosen because both fired in every run looked at (on a loaded machine):
+which drawn faults fire depends on real timing (at seeds 45 and 243, with kills and
+without, a run now and then injected fewer or none). The daemon life of an injection
+across kills: test_fault_causes.py."""
 ANSWER_S = 10.0
 """The soak's control requests time out after 10 s: the simulator took each within that
 of the soak's stamp."""
@@ -95,9 +99,9 @@ def test_the_evidence_keeps_every_injection_the_simulator_was_told(tmp_path: Pat
     ev = Evidence.load(keep / "evidence.json")
     told = told_to_the_simulator(keep / "pumpsim-control.jsonl", ev)
     kept = kept_in_the_evidence(ev)
-    assert len(told) >= 4, "the seed's faults were not injected: pick another seed"
-    assert any(t.params for t, _ in told)
-    assert any(not t.on for t, _ in told)
+    assert any(t.on for t, _ in told), "no fault was injected: pick another seed"
+    assert any(not t.on for t, _ in told), "no fault was turned off: pick another seed"
+    assert any(t.params for t, _ in told), "no fault with parameters: pick another seed"
 
     unmatched = list(kept)
     for t, op_kind in sorted(told, key=lambda pair: pair[0].t_mono):
