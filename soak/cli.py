@@ -15,9 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 from soak import invariants
+from soak.causes import faults_before_overrun
 from soak.evidence import Evidence
 from soak.invariants import volume_bound_ul
-from soak.report import render
+from soak.report import excess_faults_text, render, violation_text
 from soak.run import RunSettings, run_soak
 
 
@@ -61,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         ev = Evidence.load(args.check_only)
         found = invariants.check_all(ev)
         for v in found:
-            print(f"VIOLATION {v.kind} [{v.pump_id or '-'}]: {v.detail}")
+            print(violation_text(v))
+        excess, session_id = invariants.max_excess_ul(ev)
+        if excess > 0:
+            faults = excess_faults_text(faults_before_overrun(ev, session_id))
+            print(f"largest true volume above plan: {excess:.0f} µL ({session_id}); faults before "
+                  f"it passed its plan: {faults}")  # fmt: skip
         print(f"{len(found)} invariant violations")
         return 1 if found else 0
     print(f"soak: seed {args.seed} (replay: python -m soak --seed {args.seed} ...)", flush=True)
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = outcome.summary
     summary.violations = found
     summary.max_excess_ul = invariants.max_excess_ul(ev)
+    if summary.max_excess_ul[0] > 0:
+        summary.max_excess_faults = faults_before_overrun(ev, summary.max_excess_ul[1])
     summary.bounds = (
         f"reaction B = {invariants.reaction_bound_s(ev):g} s real; volume L = plan + 200 µL + "
         f"max(5 % of plan/0.95, 500 µL) = {volume_bound_ul(100_000)} µL for 100 mL, passed for "
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(ev.samples)} samples; {len(ev.sim_commands)} commands in the simulator's log "
         f"({in_log} pressed at a pump panel; {unanswered} presses unanswered) "
         f"against {intents} intents; "
-        f"{len(ev.lives)} daemon lives"
+        f"{len(ev.lives)} daemon lives; {len(ev.injections)} fault injections kept"
     )
     summary.alarms = Counter(
         str(e.payload.get("alarm_code")) for e in ev.events if e.event_type == "alarm.raised"

@@ -8,7 +8,10 @@
 * the offset between this host's UTC and monotonic clocks, sampled all along, so an
   audit event's UTC stamp can be placed on the simulator's monotonic time line;
 * the daemon's lives (ready, ended, how), the keys pressed at the pumps, what each nurse
-  saw (wrong actions accepted, bad input that changed something).
+  saw (wrong actions accepted, bad input that changed something);
+* every fault the soak injected: which, on which pump, with which parameters, when it was
+  turned on and off (UTC and monotonic) and in which daemon life, so a violation can name
+  the faults on its pump just before it (:meth:`Evidence.faults_before`).
 
 Everything here can be written to and read from JSON (``--keep``), so a failed run can
 be checked again, and the checker's tests build it from small hand-made databases.
@@ -24,6 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+FAULT_WINDOW_S = 30.0
+"""A violation names the faults on its pump that were on at any time in this many real
+seconds before it (docs/soak.md)."""
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""The audit's stamps, the simulator's journal and the injections: ISO 8601, UTC."""
 
 # The audit event types whose payloads the checks read (the rest are only counted).
 PAYLOAD_TYPES = frozenset(
@@ -92,6 +101,36 @@ class PanelPress:
     """False: written, no reply (the pump may not have taken it)."""
 
 
+@dataclass(frozen=True)
+class FaultInjection:
+    """One fault the soak injected at a pump (the simulator's control channel), on to off."""
+
+    pump_id: str
+    pump_kind: str
+    """``tcp``, ``rtu``, ``newera`` or ``dulco`` (soak/kinds.py)."""
+    unit: int
+    """The pump's key in the soak (GIP-MB1 unit; New Era and DULCO keys: soak/kinds.py)."""
+    fault: str
+    params: dict[str, Any]
+    """As told to the simulator (``factor``, ``ms``, ``count``, ``probability``...)."""
+    on_mono: float
+    """The soak's ``time.monotonic()`` as it told the simulator (the same clock as the
+    samples, the lives and the simulator's logs)."""
+    on_utc: str
+    on_life: int | None
+    """The daemon life (``Life.generation``) up then; None: no daemon was up (between a
+    signal and the next one's ready)."""
+    off_mono: float | None = None
+    """None: never turned off (a reboot or power loss is one act; or left on at the end)."""
+    off_utc: str | None = None
+    off_life: int | None = None
+
+    def overlaps(self, begin_mono: float, end_mono: float) -> bool:
+        """On at any time within [begin_mono, end_mono]."""
+        off = self.on_mono if self.off_mono is None else self.off_mono
+        return self.on_mono <= end_mono and off >= begin_mono
+
+
 @dataclass
 class Evidence:
     scale: float
@@ -116,13 +155,17 @@ class Evidence:
     central_conflicts: list[tuple[str, int, str]] = field(default_factory=list)
     prime_in_counter_ul: dict[str, int] = field(default_factory=dict)
     """pump_id → the prime its simulator counts as infused (New Era: one counter)."""
+    injections: list[FaultInjection] = field(default_factory=list)
+    """Every fault the soak injected, in the order it was turned on."""
+    injections_kept: bool = True
+    """False: evidence from before the injections were kept (nothing known of them)."""
     _walls: list[float] = field(default_factory=list, repr=False)
 
     # ------------------------------------------------------------------ time
 
     def mono_of_utc(self, occurred_at: str) -> float:
         """An audit UTC stamp on this host's monotonic time line (nearest offset sample)."""
-        wall = datetime.strptime(occurred_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        wall = datetime.strptime(occurred_at, UTC_FORMAT).replace(tzinfo=UTC)
         epoch = wall.timestamp()
         if not self.offsets:
             raise ValueError("no clock offsets were sampled")
@@ -133,6 +176,21 @@ class Evidence:
         candidates = [j for j in (i - 1, i) if 0 <= j < len(walls)]
         j = min(candidates, key=lambda k: abs(walls[k] - epoch))
         return epoch - self.offsets[j][1]
+
+    # ------------------------------------------------------------------ faults
+
+    def faults_before(
+        self, pump_id: str | None, t_mono: float | None, window_s: float = FAULT_WINDOW_S
+    ) -> tuple[FaultInjection, ...]:
+        """The faults injected at ``pump_id`` that were on at any time in the ``window_s``
+        before ``t_mono`` (none without a pump or a time)."""
+        if pump_id is None or t_mono is None:
+            return ()
+        return tuple(
+            i
+            for i in self.injections
+            if i.pump_id == pump_id and i.overlaps(t_mono - window_s, t_mono)
+        )
 
     # ------------------------------------------------------------------ files
 
@@ -165,6 +223,8 @@ class Evidence:
             site_chain=[(a, b, c) for a, b, c in raw.get("site_chain", [])],
             central_conflicts=[(a, b, c) for a, b, c in raw.get("central_conflicts", [])],
             prime_in_counter_ul=dict(raw.get("prime_in_counter_ul", {})),
+            injections=[FaultInjection(**i) for i in raw.get("injections", [])],
+            injections_kept="injections" in raw,
         )
 
 

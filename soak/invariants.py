@@ -20,12 +20,13 @@ here and in docs/soak.md:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from dataclasses import dataclass
 from itertools import pairwise
 
-from soak.evidence import AuditEvent, Evidence, Sample, SimCommand
+from soak.evidence import AuditEvent, Evidence, FaultInjection, Sample, SimCommand
 
 FINAL_STATES = frozenset({"DISCHARGED", "ABORTED"})
 DELIVERING = frozenset({"PRIMING", "INFUSING", "KVO", "RUNNING"})
@@ -60,6 +61,11 @@ class Violation:
     kind: str
     pump_id: str | None
     detail: str
+    t_mono: float | None = None
+    """When it was seen on the monotonic line (None: a finding with no moment)."""
+    faults: tuple[FaultInjection, ...] | None = None
+    """The faults on its pump in the window before ``t_mono`` (``check_all`` fills it; None:
+    not known, the evidence kept no injections)."""
 
 
 def reaction_bound_s(ev: Evidence) -> float:
@@ -84,7 +90,9 @@ def check_all(ev: Evidence) -> list[Violation]:
         check_forwarding,
     ):
         found += check(ev)
-    return found
+    if not ev.injections_kept:
+        return found
+    return [dataclasses.replace(v, faults=ev.faults_before(v.pump_id, v.t_mono)) for v in found]
 
 
 # ---------------------------------------------------------------------- the log itself
@@ -189,6 +197,7 @@ def check_intents(ev: Evidence) -> list[Violation]:
                     pump,
                     f"the pump took {kinds[0]} (word {c.command}, cmd_seq {c.cmd_seq}) at "
                     f"{c.t_mono:.3f} with no intent of that kind open before it",
+                    c.t_mono,
                 )
             )
             continue
@@ -203,6 +212,7 @@ def check_intents(ev: Evidence) -> list[Violation]:
                         pump,
                         f"{command} (correlation {it.event.correlation_id}) reached the pump "
                         f"{it.commands} times",
+                        it.t_mono,
                     )
                 )
             if command in ONCE_ONLY and it.event.actor_kind == "daemon":
@@ -251,6 +261,7 @@ def check_results(ev: Evidence) -> list[Violation]:
                     e.pump_id,
                     f"{e.payload.get('command')} intent seq {e.seq} ({e.correlation_id}) has "
                     "no result and its daemon was not killed",
+                    ev.mono_of_utc(e.occurred_at),
                 )
             )
     return found
@@ -315,6 +326,7 @@ def check_delivery(ev: Evidence) -> list[Violation]:
                             pump_of_unit.get(unit),
                             f"pump {s.pump_state} for > {bound:g} s (from {began:.3f}) while "
                             f"the session was {state}",
+                            s.t_mono,
                         )
                     )
                     announced = True  # one violation per interval
@@ -388,6 +400,7 @@ def check_volume(ev: Evidence) -> list[Violation]:
                         f"session {w.session_id}: {total:.0f} µL delivered against a plan of "
                         f"{w.plan_ul} µL (bound {limit} µL) and still flowing "
                         f"{cur.t_mono - over_at:.2f} s after passing the bound",
+                        cur.t_mono,
                     )
                 )
                 break
@@ -405,6 +418,7 @@ def check_volume(ev: Evidence) -> list[Violation]:
                         pump,
                         f"{moved:.0f} µL between {prev.t_mono:.3f} and {cur.t_mono:.3f} with "
                         "no session on the pump",
+                        cur.t_mono,
                     )
                 )
     return found
@@ -506,19 +520,22 @@ def check_sessions_ended(ev: Evidence) -> list[Violation]:
     found: list[Violation] = []
     state_of: dict[str, str] = {}
     pump_of: dict[str, str | None] = {}
+    last_at: dict[str, str] = {}
     for e in ev.events:
         if e.session_id is None:
             continue
         if e.event_type == "session.programmed":
             state_of.setdefault(e.session_id, "PROGRAMMED")
             pump_of[e.session_id] = e.pump_id
+        if e.event_type in ("session.programmed", "session.checkpointed"):
+            last_at[e.session_id] = e.occurred_at
         if e.event_type == "session.checkpointed":
             state_of[e.session_id] = str(e.payload.get("state"))
     for sid, state in state_of.items():
         if state not in FINAL_STATES:
-            found.append(
-                Violation("session.unfinished", pump_of.get(sid), f"session {sid} left in {state}")
-            )
+            at = ev.mono_of_utc(last_at[sid])  # the faults before it entered that state
+            found.append(Violation("session.unfinished", pump_of.get(sid),
+                                   f"session {sid} left in {state}", at))  # fmt: skip
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from soak.evidence import FAULT_WINDOW_S, FaultInjection
 from soak.invariants import Violation
 from soak.world import RSS_FLOOR_WINDOW_S
 
@@ -43,6 +44,8 @@ class Summary:
     rss_last: Rss = Rss()
     rss_longest: Rss = Rss()
     max_excess_ul: tuple[float, str] = (0.0, "-")
+    max_excess_faults: tuple[str, float, tuple[FaultInjection, ...]] | None = None
+    """The largest overrun's pump, when it passed its plan, the faults on it just before."""
     bounds: str = ""
     evidence: str = ""
 
@@ -62,6 +65,37 @@ def _mib(r: Rss) -> str:
         f"{r.life_s:.0f} s (at ready → lowest in its last {RSS_FLOOR_WINDOW_S:g} s); at its end "
         f"{r.at_end_kib / 1024:.1f} MiB, peak {r.peak_kib / 1024:.1f} MiB"
     )
+
+
+def _fault_text(i: FaultInjection, t_mono: float) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(i.params.items()))
+    text = f"{i.fault}{f' ({params})' if params else ''} on {i.pump_kind} unit {i.unit}: on at "
+    text += f"{i.on_utc} (mono {i.on_mono:.3f}, {t_mono - i.on_mono:.2f} s before, "
+    text += f"daemon life {i.on_life if i.on_life is not None else 'none up'})"
+    if i.off_mono is None:
+        return text + ", never turned off"
+    life = i.off_life if i.off_life is not None else "none up"
+    return text + f", off at {i.off_utc} (mono {i.off_mono:.3f}, daemon life {life})"
+
+
+def violation_text(v: Violation) -> str:
+    """A violation as printed, with the faults on its pump just before it."""
+    text = f"VIOLATION {v.kind} [{v.pump_id or '-'}]: {v.detail}"
+    if v.pump_id is None or v.t_mono is None or v.faults is None:
+        return text
+    if not v.faults:
+        return text + f"\n  no fault injected on {v.pump_id} in the {FAULT_WINDOW_S:g} s before"
+    head = f"\n  faults on {v.pump_id} in the {FAULT_WINDOW_S:g} s before (mono {v.t_mono:.3f}):"
+    return text + head + "".join(f"\n  - {_fault_text(i, v.t_mono)}" for i in v.faults)
+
+
+def excess_faults_text(found: tuple[str, float, tuple[FaultInjection, ...]] | None) -> str:
+    """The faults before the largest overrun passed its plan (``soak.causes``), as printed."""
+    if found is None:
+        return "-"
+    pump, t_mono, faults = found
+    head = f"{pump}, passed at mono {t_mono:.3f}; in the {FAULT_WINDOW_S:g} s before: "
+    return head + ("; ".join(_fault_text(i, t_mono) for i in faults) or "no fault injected")
 
 
 def render(s: Summary) -> str:
@@ -87,6 +121,7 @@ def render(s: Summary) -> str:
         ("nurse actions", f"{sum(s.actions.values())}: {_counts(s.actions, 12)}"),
         ("wrong actions tried", f"{sum(s.wrong.values())}: {_counts(s.wrong)}"),
         ("largest true volume above plan", f"{s.max_excess_ul[0]:.0f} µL ({s.max_excess_ul[1]})"),
+        ("faults before it passed its plan", excess_faults_text(s.max_excess_faults)),
         ("bounds checked", s.bounds),
         ("evidence checked", s.evidence),
         ("daemon RSS (first daemon)", _mib(s.rss_first)),
@@ -96,7 +131,7 @@ def render(s: Summary) -> str:
     ]
     lines = ["| soak | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
     for v in s.violations[:50]:
-        lines.append(f"\nVIOLATION {v.kind} [{v.pump_id or '-'}]: {v.detail}")
+        lines.append("\n" + violation_text(v))
     if len(s.violations) > 50:
         lines.append(f"\n… and {len(s.violations) - 50} more violations")
     return "\n".join(lines)

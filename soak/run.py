@@ -15,6 +15,7 @@ from pumpd.cli.client import Client
 from soak.chaos import Chaos
 from soak.evidence import Evidence, Life, PanelPress, read_audit, sim_commands_of
 from soak.forward import Cutter, SoakCentre, forward_rest, site_chain, wait_caught_up
+from soak.injections import paired
 from soak.kinds import KINDS, draw_mix, is_dulco, sim_key
 from soak.nurse import Nurse
 from soak.plan import (
@@ -190,6 +191,7 @@ def _run(stack: Stack, settings: RunSettings, centre: SoakCentre | None = None) 
     sampler.join()
     world.stop_daemon("END")
     evidence = _gather(stack, world, sampler, units, nurses)
+    evidence.injections = paired(world.injections, units, transports, world.lives)
     evidence.prime_in_counter_ul = {
         pump: KINDS[t].prime_in_counter_ul
         for pump, t in transports.items()
@@ -307,6 +309,6 @@ def _keep(stack: Stack, evidence: Evidence, keep: Path) -> None:
     evidence.dump(keep / "evidence.json")
     for path in stack.workdir.iterdir():
         if path.is_file() and (
-            path.suffix in (".log", ".toml") or path.name.startswith("audit.db")
+            path.suffix in (".log", ".toml", ".jsonl") or path.name.startswith("audit.db")
         ):
             shutil.copy2(path, keep / path.name)

@@ -68,11 +68,16 @@ class DaemonLife:
 
 @dataclass(frozen=True)
 class Injection:
+    """One fault request the simulator answered: turned on or off (soak/injections.py pairs
+    them for the evidence)."""
+
     t_mono: float
     unit: int
     fault: str
     on: bool
     params: dict[str, object]
+    t_epoch: float
+    """``time.time()`` read with ``t_mono``, as the request was sent."""
 
 
 @dataclass(frozen=True)
@@ -191,7 +196,7 @@ class World:
             return read_sim(control, unit)
 
     def inject(self, unit: int, fault: str, on: bool, params: dict[str, Any]) -> dict[str, Any]:
-        t = time.monotonic()
+        t, epoch = time.monotonic(), time.time()
         if is_dulco(unit):
             reply = self.stack.sim_request(
                 "dulco-fault", unit=unit - DULCO_KEY_BASE, fault=fault, on=on, **params
@@ -205,7 +210,7 @@ class World:
         else:
             reply = self.stack.sim_request("fault", unit=unit, fault=fault, on=on, **params)
         with self.lock:
-            self.injections.append(Injection(t, unit, fault, on, dict(params)))
+            self.injections.append(Injection(t, unit, fault, on, dict(params), epoch))
         return reply
 
     def press(self, unit: int, command: Command) -> int:

@@ -72,6 +72,11 @@ async def _serve(sim: Simulator) -> None:
 @click.option("--baud", default=115_200, show_default=True, type=click.IntRange(1, 4_000_000))
 @click.option("--time-scale", default=1.0, show_default=True, type=click.FloatRange(min=0.001))
 @click.option("--control", "control", default=None, help="Control channel on HOST:PORT.")
+@click.option(
+    "--control-journal",
+    default=None,
+    help="Append every control request that changes a pump to PATH (JSON lines).",
+)
 @click.option("--serial-base", default=DEFAULT_SERIAL_BASE, show_default=True, type=int)
 @click.option("--max-rate", "max_rate", default="1200.00", show_default=True, help="mL/h")
 @click.option(
@@ -112,6 +117,7 @@ def main(
     baud: int,
     time_scale: float,
     control: str | None,
+    control_journal: str | None,
     serial_base: int,
     max_rate: str,
     newera_link: str | None,
@@ -137,6 +143,7 @@ def main(
             baud=baud,
             time_scale=time_scale,
             control=_host_port(control, "--control") if control else False,
+            control_journal=control_journal,
             serial_base=serial_base,
             max_rate_ml_h=_decimal(max_rate, "--max-rate"),
             newera_pumps=newera_pumps if newera_link else 0,

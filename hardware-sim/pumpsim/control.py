@@ -9,6 +9,11 @@ for the New Era line: newera-status {address}, newera-fault {address, fault, on,
 for the DULCO flex line: dulco-status {unit}, dulco-fault {unit, fault, on, value?},
 dulco-log {unit?}, dulco-panel-reset {unit} (the error reset key at the pump).
 docs/pumpsim.md is the reference.
+
+With a journal (``pumpsim --control-journal PATH``) every request that changes a pump
+(``JOURNAL_OPS``) is written there as it arrives, one JSON object a line: its
+``t_monotonic`` and ``t_utc``, the request as told and whether it was taken. A soak's
+fault injections can so be checked against what the simulator itself was told.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import asyncio
 import contextlib
 import json
 import socket
-from typing import TYPE_CHECKING
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from pumpsim.errors import ControlProtocolError, ControlRequestFailed, SimError
 from pumpsim.faults import Fault
@@ -27,6 +35,10 @@ if TYPE_CHECKING:
 
 MAX_LINE_BYTES = 64 * 1024
 _FAULT_PARAMS = ("factor", "ms", "probability", "count", "direction", "address")
+JOURNAL_OPS = frozenset(
+    {"fault", "reboot", "press_alarm_key", "newera-fault", "dulco-fault", "dulco-panel-reset"}
+)
+"""The requests that change a pump (the others only read it): what the journal keeps."""
 
 
 def _require_unit(request: dict[str, object]) -> int:
@@ -190,13 +202,39 @@ def handle_line(sim: Simulator, line: bytes) -> dict[str, object]:
         }
 
 
+def journal_record(
+    line: bytes, reply: dict[str, object], t_monotonic: float, t_epoch: float
+) -> dict[str, object] | None:
+    """The journal's line for one request (None: a request that only reads)."""
+    try:
+        request = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(request, dict) or request.get("op") not in JOURNAL_OPS:
+        return None
+    request.pop("id", None)
+    record: dict[str, object] = {
+        "t_monotonic": t_monotonic,
+        "t_utc": datetime.fromtimestamp(t_epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "request": request,
+        "ok": reply.get("ok") is True,
+    }
+    if "error" in reply:
+        record["error"] = reply["error"]
+    return record
+
+
 class ControlServer:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Simulator, journal: Path | None = None) -> None:
         self._sim = sim
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._journal_path = journal
+        self._journal: IO[str] | None = None
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
+        if self._journal_path is not None:
+            self._journal = self._journal_path.open("a", encoding="utf-8", buffering=1)
         self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE_BYTES)
         sockname = self._server.sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
@@ -219,7 +257,9 @@ class ControlServer:
                     break
                 if not line.strip():
                     continue
+                t_monotonic, t_epoch = time.monotonic(), time.time()
                 reply = handle_line(self._sim, line)
+                self._note(line, reply, t_monotonic, t_epoch)
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
         except ConnectionError:
@@ -228,7 +268,19 @@ class ControlServer:
             self._writers.discard(writer)
             writer.close()
 
+    def _note(
+        self, line: bytes, reply: dict[str, object], t_monotonic: float, t_epoch: float
+    ) -> None:
+        if self._journal is None:
+            return
+        record = journal_record(line, reply, t_monotonic, t_epoch)
+        if record is not None:
+            self._journal.write(json.dumps(record, sort_keys=True) + "\n")
+
     async def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         if self._server is None:
             return
         self._server.close()

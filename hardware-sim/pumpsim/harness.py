@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -54,6 +55,7 @@ class Simulator:
         baud: int = 115_200,
         time_scale: float = 1.0,
         control: bool | Address = False,
+        control_journal: str | Path | None = None,
         serial_base: int = DEFAULT_SERIAL_BASE,
         max_rate_ml_h: Decimal = Decimal("1200.00"),
         wire_timing: bool = True,
@@ -84,6 +86,7 @@ class Simulator:
         self._rtu_link = rtu_link
         self._baud = baud
         self._control_listen = _listen_address(control)
+        self._control_journal = None if control_journal is None else Path(control_journal)
         self._wire_timing = wire_timing
         self.newera: NewEraLine | None = None
         if newera_pumps or newera_link is not None:
@@ -166,7 +169,7 @@ class Simulator:
             await self.dulco.start()
             self.dulco_path = self.dulco.path
         if self._control_listen is not None:
-            self._control = ControlServer(self)
+            self._control = ControlServer(self, self._control_journal)
             self.control_address = await self._control.start(*self._control_listen)
 
     async def stop(self) -> None:

@@ -101,6 +101,11 @@ class Stack:
         return self.workdir / "spool" / "audit.spool"
 
     @property
+    def control_journal(self) -> Path:
+        """What the simulator's control channel was told (`pumpsim --control-journal`)."""
+        return self.workdir / "pumpsim-control.jsonl"
+
+    @property
     def rtu_link(self) -> Path:
         return self.workdir / "pump-rtu"
 
@@ -135,6 +140,7 @@ class Stack:
     def start_sim(self) -> None:
         gip = max(1, self.pumps - self.newera_pumps - self.dulco_pumps)
         args = ["--pumps", str(gip), "--tcp", "127.0.0.1:0", "--control", "127.0.0.1:0"]
+        args += ["--control-journal", str(self.control_journal)]
         args += ["--time-scale", str(self.time_scale)]
         if self.dulco_pumps:
             # The pump's Modbus timeout as long as heartbeat_timeout_s allows (a loaded

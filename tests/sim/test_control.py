@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pumpsim.control import ControlClient
@@ -167,3 +169,33 @@ async def test_client_raises_the_remote_error_type(sim: Simulator) -> None:
     with pytest.raises(ControlRequestFailed) as caught:
         await request(sim, "status", unit=3)
     assert caught.value.error_type == "UnknownUnitError"
+
+
+async def test_the_journal_keeps_every_request_that_changes_a_pump(tmp_path: Path) -> None:
+    """`--control-journal`: what the simulator was told, in its own time, refusals too;
+    requests that only read are not kept."""
+    journal = tmp_path / "control.jsonl"
+    async with Simulator(pumps=2, control=True, control_journal=journal) as sim:
+        before = time.monotonic()
+        await request(sim, "fault", unit=2, fault="runaway", on=True, factor="1.5")
+        await request(sim, "status", unit=2)
+        await request(sim, "log")
+        await request(sim, "fault", unit=2, fault="runaway", on=False)
+        with pytest.raises(ControlRequestFailed):
+            await request(sim, "fault", unit=9, fault="door-open", on=True)
+        await request(sim, "reboot", unit=1, id=7)
+        after = time.monotonic()
+    records = [json.loads(line) for line in journal.read_text(encoding="utf-8").splitlines()]
+    assert [r["request"] for r in records] == [
+        {"op": "fault", "unit": 2, "fault": "runaway", "on": True, "factor": "1.5"},
+        {"op": "fault", "unit": 2, "fault": "runaway", "on": False},
+        {"op": "fault", "unit": 9, "fault": "door-open", "on": True},
+        {"op": "reboot", "unit": 1},
+    ]
+    assert [r["ok"] for r in records] == [True, True, False, True]
+    assert records[2]["error"]["type"] == "UnknownUnitError"
+    stamps = [r["t_monotonic"] for r in records]
+    assert before <= stamps[0] <= stamps[1] <= stamps[2] <= stamps[3] <= after
+    for r in records:
+        wall = datetime.strptime(r["t_utc"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert abs(wall.timestamp() - time.time()) < 60
