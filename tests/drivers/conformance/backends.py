@@ -189,7 +189,7 @@ _TCP_ONLY = (Fault.RESET_TCP, Fault.HALF_OPEN_TCP, Fault.SILENT_TCP)
 _RTU_ONLY = (Fault.CORRUPT_RTU, Fault.TRUNCATE_RTU, Fault.NOISE_RTU, Fault.FOREIGN_FRAME_RTU)
 
 _LATENCY_MS = 600
-"""Beyond the driver's 0.2 s timeout: every reply comes too late to be taken."""
+"""Beyond the drivers' 0.35 s timeout: every reply comes too late to be taken."""
 
 
 class _GipRig(Rig):
@@ -261,7 +261,7 @@ class GipMb1Tcp(_GipRig):
             host=host,
             port=port,
             unit=unit,
-            timeout_s=0.2,
+            timeout_s=0.35,
             reconnect_delay_max_s=0.5,
         )
 
@@ -296,7 +296,7 @@ class GipMb1Rtu(_GipRig):
             device=self.sim.rtu_path,
             baudrate=115_200,
             unit=unit,
-            timeout_s=0.2,
+            timeout_s=0.35,
             reconnect_delay_max_s=0.5,
         )
 
@@ -465,7 +465,7 @@ class DulcoFlexRtu(Rig):
             baudrate=115_200,
             unit=_DULCO_UNIT,
             profile="prominent-dulcoflex",
-            timeout_s=0.2,
+            timeout_s=0.35,
             reconnect_delay_max_s=0.5,
         )
 

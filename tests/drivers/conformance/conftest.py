@@ -46,7 +46,7 @@ async def rig(backend: type[Rig], tmp_path: Path) -> AsyncIterator[Rig]:
 async def connect_when_up(driver: PumpDriver, within_s: float = 10.0) -> None:
     """Dial until the simulator answers, as the daemon redials a pump it cannot reach yet.
 
-    A driver's dial is bounded by its short request timeout (0.2 s here); on a loaded
+    A driver's dial is bounded by its short request timeout (0.35 s here); on a loaded
     machine the first dial to a simulator that has just started can miss it. The cases
     judge what the pump does once connected (the dial itself is judged by
     ``test_a_pump_that_is_not_there_is_unreachable``), so setup waits for the link as the
