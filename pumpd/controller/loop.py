@@ -29,6 +29,7 @@ from safety.course import PriorSession
 from safety.order import Override
 from safety.plan import Order, Patient, Plan
 from safety.pump import PumpSnapshot
+from safety.runon import stop_repeats_unanswered
 from safety.tick import SupervisionLimits, supervision_limits
 from safety.verdicts import Verdict
 from safety.vitals import VitalsReading
@@ -222,7 +223,8 @@ class Controller:
             # as the last session left it (a restart in between is nobody's event).
             self._pump.ticked(snap)
             return
-        decision = decide(self._steps.limits, self._pump, s, self._clock.monotonic())
+        now, limits = self._clock.monotonic(), self._steps.limits
+        decision = decide(limits, self._pump, s, now, self._steps.gate.volume_stop)
         await self._obey(decision.actions, snap)
         self._pump.ticked(snap)
 
@@ -233,7 +235,7 @@ class Controller:
             effect = "stopped" if kind is ActionKind.STOP else "paused"
             # Whether to command is decided on the session as this tick found it, before
             # its alarm latches (_must_command says why a pump in ALARM still gets it).
-            command = self._steps.must_command(kind, snap)
+            command = self._steps.must_command(kind, snap) or stop_repeats_unanswered(halting)
             if snap is None or not command:
                 # No reading: latched at once (a STOP into a dead link can take all its
                 # attempts to fail); nothing to send: nothing to wait for.
