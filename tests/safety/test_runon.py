@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_tick_nominal import decide, inputs, snapshot
+from test_tick_nominal import decide, inputs, limits, snapshot
 from test_tick_properties import inputs_st, limits_st
 
 from safety.actions import Action, ActionKind, Priority
@@ -119,6 +119,40 @@ def test_the_stop_is_demanded_exactly_in_its_case(lim: Any, tick: Any) -> None:
     if due:
         # Whatever else is found, the infusion is stopped with a high alarm, whatever the
         # communication timeout says.
+        assert decision.outcome is Outcome.STOP
+        assert decision.priority is Priority.HIGH
+
+
+@given(
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(SessionPhase),
+    st.sampled_from([D(0), D("0.01"), D(150), D(1200)]),
+    st.integers(-1_000, 1_000),
+    st.floats(min_value=0, max_value=1999, allow_nan=False),
+)
+def test_near_the_case_the_stop_comes_exactly_in_it(
+    primary: bool,
+    answered: bool,
+    phase: SessionPhase,
+    rate: Decimal,
+    from_due_ul: int,
+    last_good_s: float,
+) -> None:
+    tick = inputs(
+        phase=phase,
+        paused_since_s=1999.0 if phase is SessionPhase.PAUSED else None,
+        commanded_rate_ml_h=rate,
+        snapshot=snapshot(volume_infused_ul=90_000) if answered else None,
+        volume_stop_primary=primary,
+        expected_volume_ul=100_000 + from_due_ul,
+        last_good_comm_s=last_good_s,
+    )
+    decision = evaluate(limits(), tick)
+    due = primary and not answered and phase in TIMED and rate > 0 and from_due_ul >= 0
+    assert (VOLUME_DUE_RULE in decision.codes) == due
+    assert stop_repeats_unanswered(decision.actions) == due
+    if due:
         assert decision.outcome is Outcome.STOP
         assert decision.priority is Priority.HIGH
 
