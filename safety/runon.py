@@ -31,7 +31,7 @@ from safety.verdicts import Severity, Verdict
 VOLUME_DUE_RULE = "tick.comm.volume_due"
 """The rule (and alarm code) of a plan's volume falling due on a pump that does not answer."""
 RUN_ON_RULE = "pump.watchdog_run_on"
-_UL_PER_S_PER_ML_H = Decimal(1000) / Decimal(3600)
+_S_PER_H = Decimal(3600)
 
 
 def _ml(volume_ul: int) -> str:
@@ -117,11 +117,12 @@ def watchdog_run_on(
     if watchdog_s is None or volume_stop_role(abilities) is VolumeStop.BACKSTOP:
         return []
     seconds = _finite_decimal("watchdog_s", watchdog_s)
-    run_on = seconds * rate * _UL_PER_S_PER_ML_H
-    if run_on <= overrun_ul:
+    # Compared in µL × 3.6 (s × mL/h): exact, where a rate constant of 1000/3600 rounded
+    # to the context's precision could refuse the very timeout the sentence names.
+    if seconds * rate * 1000 <= overrun_ul * _S_PER_H:
         return []
-    run_on_ul = int(run_on.to_integral_value(rounding=ROUND_CEILING))
-    longest_s = (Decimal(overrun_ul) / (rate * _UL_PER_S_PER_ML_H)).quantize(
+    run_on_ul = int((seconds * rate * 1000 / _S_PER_H).to_integral_value(rounding=ROUND_CEILING))
+    longest_s = (overrun_ul * _S_PER_H / (rate * 1000)).quantize(
         Decimal("0.1"), rounding=ROUND_FLOOR
     )
     return [

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from test_tick_nominal import decide, inputs, limits, snapshot
 from test_tick_properties import inputs_st, limits_st
@@ -131,6 +131,9 @@ def test_the_stop_is_demanded_exactly_in_its_case(lim: Any, tick: Any) -> None:
     st.integers(-1_000, 1_000),
     st.floats(min_value=0, max_value=1999, allow_nan=False),
 )
+@example(True, False, SessionPhase.INFUSING, D("0.01"), 0, 1999.5)  # at the very µL
+@example(True, False, SessionPhase.PAUSED, D(150), 1_000, 0.0)  # held, long silent
+@example(True, False, SessionPhase.INFUSING, D(150), -1, 1999.5)  # one µL short
 def test_near_the_case_the_stop_comes_exactly_in_it(
     primary: bool,
     answered: bool,
@@ -255,12 +258,15 @@ abilities = st.builds(
     st.decimals(min_value=0, max_value=1200, places=2),
     st.integers(0, 5_000),
 )
+# 899.1 s at 4 mL/h is 999 µL exactly: a rate constant rounded to 28 digits refused it.
+@example(DULCO, D(1000), D(4), 999)
 def test_refused_exactly_when_the_run_on_exceeds_the_allowance(
     a: PumpAbilities, seconds: Decimal | None, rate: Decimal, overrun: int
 ) -> None:
     found = watchdog_run_on(a, watchdog_s=seconds, rate_ml_h=rate, overrun_ul=overrun)
-    run_on = None if seconds is None else seconds * rate * 1000 / 3600
-    assert bool(found) == (not a.stops_at_vtbi and run_on is not None and run_on > overrun)
+    # In µL × 3600, exact: seconds × mL/h × 1000 against the allowance.
+    beyond = seconds is not None and seconds * rate * 1000 > overrun * 3600
+    assert bool(found) == (not a.stops_at_vtbi and beyond)
     if found:
         # The timeout it names fits, and a tenth of a second more does not.
         longest = D(found[0].message.split("at most ")[1].split(" s")[0])
