@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from pumpd.session import State
 from safety.tick import DEFAULT_POLICY
 
 from .conftest import Rig, halt, running, session_state, to_infusing_primed_by_hand, wait_until
@@ -128,7 +127,13 @@ async def test_a_silent_pump_whose_volume_falls_due_is_alarmed_and_stopped_at_on
         await wait_until(
             lambda: bool(_stops(rig, "pump.command.confirmed")), what="the STOP confirmed"
         )
-        assert session_state(ctl) is State.ALARM
+        # Delivery past the plan unsupervised: not known exactly what was given, so the
+        # session ends at the confirmed stop (continue.ended names the cause, below).
+        await wait_until(
+            lambda: session.data.observation_started_at is not None,
+            what="the session ended at the confirmed stop",
+            seen=lambda: f"{session_state(ctl)}",
+        )
     finally:
         await halt(task)
     await ctl.journal.drain()
@@ -138,6 +143,9 @@ async def test_a_silent_pump_whose_volume_falls_due_is_alarmed_and_stopped_at_on
     unanswered = _stops(rig, "pump.command.uncertain")
     assert len(unanswered) >= 2, (sent, unanswered)
     assert all(s["reason_codes"] == [CODE] for s in sent[: len(unanswered)]), sent
+    ended = [json.loads(e.payload) for e in rig.events(session="S-1", event_type="session.ended")]
+    assert ended, rig.types(session="S-1")
+    assert CODE in json.dumps(ended[0]), ended  # the cause named
     codes = [c for c, _ in raised(rig)]
     assert CODE in codes, codes
     assert "tick.comm.lost" not in codes, codes
