@@ -70,6 +70,7 @@ DELIVERY_ACCURACY: frozenset[str] = frozenset(
         "tick.pump.counter_backwards",
         "tick.pump.counter_below_start",
         "tick.comm.lost",
+        "tick.comm.volume_due",
         "pump.state_lost",
         "pump.vtbi_ignored",
         "controller.bookkeeping",

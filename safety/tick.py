@@ -28,6 +28,7 @@ from safety.pump import (
     flag_names,
     restart_evidence,
 )
+from safety.runon import volume_due_unanswered
 from safety.vitals import VitalsReading, VitalsRules, breaches, missing_kinds
 
 
@@ -236,9 +237,16 @@ class TickInputs:
     volume has not grown past it (by more than :data:`VTBI_ACK_COUNTER_NOISE_UL`), that
     exceedance reminds instead of stopping and alarming again; any growth, or delivery, is
     judged afresh."""
+    volume_stop_primary: bool = False
+    """pumpd's stop at the plan's volume is the one that ends the infusion (the pump has
+    no volume stop of its own: ``safety.capability.volume_stop_role``)."""
 
     def __post_init__(self) -> None:
         now = _instant("now_s", self.now_s)
+        if not isinstance(self.volume_stop_primary, bool):
+            raise InvalidTickInput(
+                f"volume_stop_primary must be a bool, got {self.volume_stop_primary!r}"
+            )
         if not isinstance(self.phase, SessionPhase):
             raise InvalidTickInput(f"phase must be a SessionPhase, got {self.phase!r}")
         _decimal("commanded_rate_ml_h", self.commanded_rate_ml_h, upper=MAX_RATE_ML_H)
@@ -396,6 +404,23 @@ def rule_comm(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]
             "stop the infusion at the pump and check the connection.",
             "tick.comm",
         )
+
+
+def rule_volume_due_unanswered(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
+    """A pump whose stop at the plan's volume is pumpd's, silent when pumpd's own count
+    says that volume is due: STOP with a high alarm now, not ``comm_timeout_s`` later
+    (safety/runon.py; the controller sends that STOP at every tick until the pump answers)."""
+    found = volume_due_unanswered(
+        volume_stop_primary=inputs.volume_stop_primary,
+        answered=inputs.snapshot is not None,
+        timed_phase=inputs.phase in _TIMED_PHASES,
+        rate_ml_h=inputs.commanded_rate_ml_h,
+        expected_ul=inputs.expected_volume_ul,
+        vtbi_ul=limits.vtbi_ul,
+        silent_s=inputs.now_s - inputs.last_good_comm_s,
+    )
+    if found is not None:
+        yield found
 
 
 def rule_phase(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Action]:
@@ -836,6 +861,7 @@ def rule_duration(limits: SupervisionLimits, inputs: TickInputs) -> Iterator[Act
 RULES: tuple[_Rule, ...] = (
     rule_pump_alarm,
     rule_comm,
+    rule_volume_due_unanswered,
     rule_phase,
     rule_counters,
     rule_vtbi,

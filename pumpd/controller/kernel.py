@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pumpd.session import Session, State
 from safety.actions import Action, ActionKind, Priority
+from safety.capability import VolumeStop
 from safety.start import start_requirements
 from safety.tick import InvalidTickInput, SupervisionLimits, TickDecision, evaluate
 
@@ -17,12 +18,18 @@ from .observation import PumpObservation
 
 
 def decide(
-    limits: SupervisionLimits, pump: PumpObservation, s: Session, now: float
+    limits: SupervisionLimits,
+    pump: PumpObservation,
+    s: Session,
+    now: float,
+    volume_stop: VolumeStop = VolumeStop.BACKSTOP,
 ) -> TickDecision:
     """The kernel's decision for ``s`` at ``now``, the controller's own rules merged in
-    (strongest kind first, then the highest priority)."""
+    (strongest kind first, then the highest priority); ``volume_stop`` says whose stop at
+    the plan's volume ends the infusion (the pump's capability record)."""
     try:
-        decision = evaluate(limits, pump.tick_inputs(s, now))
+        primary = volume_stop is VolumeStop.PRIMARY
+        decision = evaluate(limits, pump.tick_inputs(s, now, volume_stop_primary=primary))
     except InvalidTickInput as exc:
         # The kernel says: broken bookkeeping is treated as a stop with a high alarm.
         decision = TickDecision(

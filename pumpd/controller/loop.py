@@ -39,9 +39,9 @@ from .config import ControllerConfig, real_seconds
 from .errors import AlarmNotSeen, NothingToAcknowledge, PumpNotAnswering, SessionActive
 from .events import words
 from .executor import CommandPath
+from .halting import obey_halt
 from .journal import Actor, Journal
 from .kernel import decide
-from .logline import held_while_halting
 from .observation import PumpObservation
 from .schedule import PollSchedule
 from .status import ControllerStatus
@@ -221,15 +221,15 @@ class Controller:
             # as the last session left it (a restart in between is nobody's event).
             self._pump.ticked(snap)
             return
-        decision = decide(self._steps.limits, self._pump, s, self._clock.monotonic())
+        now, limits = self._clock.monotonic(), self._steps.limits
+        decision = decide(limits, self._pump, s, now, self._steps.gate.volume_stop)
         await self._obey(decision.actions, snap)
         self._pump.ticked(snap)
 
     async def _obey(self, actions: Sequence[Action], snap: PumpSnapshot | None) -> None:
         halting = [a for a in actions if a.kind in _HALT_KINDS]
         if halting:
-            with held_while_halting():  # the log's lines after the halt, not before it
-                await self._halt(halting, snap)
+            await obey_halt(self._steps, halting, snap)
         delivering = snap is None or snap.mode.delivers
         for action in actions:
             if action.kind is ActionKind.ALARM:
@@ -244,26 +244,6 @@ class Controller:
             [a for a in actions if a.kind is ActionKind.REMIND], self._steps.live_session()
         )
         self._board.lasting({a.code for a in actions if a.kind is ActionKind.ALARM})
-
-    async def _halt(self, halting: Sequence[Action], snap: PumpSnapshot | None) -> None:
-        kind = ActionKind.STOP if halting[0].kind is ActionKind.STOP else ActionKind.PAUSE
-        effect = "stopped" if kind is ActionKind.STOP else "paused"
-        # Whether to command is decided on the session as this tick found it, before its
-        # alarm latches (_must_command says why a pump in ALARM still gets it).
-        command = self._steps.must_command(kind, snap)
-        if snap is None or not command:
-            # No reading: latched at once (a STOP into a dead link can take all its
-            # attempts to fail); nothing to send: nothing to wait for.
-            self._steps.latch(halting, effect=effect)
-        else:
-            # Alarm first: its event is queued now, ahead of the STOP's intent; the
-            # session latches it once the command's round trip is over.
-            self._steps.announce(halting, effect=effect)
-        try:
-            if command:
-                await self._steps.halt(kind, halting)
-        finally:
-            self._steps.latch(halting, effect=effect)
 
     # -- recovery --------------------------------------------------------------------
 

@@ -209,8 +209,11 @@ class PumpObservation:
         if snap is not None:
             self._ticked, self._lost_from = snap, None
 
-    def tick_inputs(self, s: Session, now: float) -> TickInputs:
-        """The kernel's inputs for ``s`` at ``now``; raises the kernel's
+    def tick_inputs(
+        self, s: Session, now: float, *, volume_stop_primary: bool = False
+    ) -> TickInputs:
+        """The kernel's inputs for ``s`` at ``now`` (``volume_stop_primary``: the pump has no
+        stop at its own volume, pumpd's ends the infusion); raises the kernel's
         :class:`~safety.tick.InvalidTickInput` for bookkeeping it refuses."""
         snap = self.snapshot
         acct = self.ledger.account
@@ -241,4 +244,5 @@ class PumpObservation:
             vitals_acknowledged=vitals is not None
             and s.data.vitals_alarm_acknowledged == vitals.at,
             vtbi_exceeded_acknowledged_ul=s.data.vtbi_exceeded_acknowledged_ul,
+            volume_stop_primary=volume_stop_primary,
         )

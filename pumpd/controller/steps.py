@@ -82,14 +82,10 @@ class SessionSteps:
             on_audit_failed=self.audit_failed,
         )
         self._board = AlarmBoard(self._events, self._commands.log)
+        self.gate = CapabilityGate.of(driver, config, clock)
         self._pump = PumpObservation(clock, Ledger())
         self._record = StepRecord(
             self._events, self._commands, self._pump, Checkpointer(clock, config.checkpoint_every_s)
-        )
-        self.gate = CapabilityGate(
-            driver.capabilities,
-            simulation=config.simulation,
-            no_watchdog_accepted=config.accept_no_pump_watchdog,
         )
         self.session: Session | None = None
         self.limits: SupervisionLimits | None = None
@@ -235,6 +231,7 @@ class SessionSteps:
         if snap is None:
             # One stop per outage: on a dead link it cannot arrive, and the pump's own
             # failsafe is what ends delivery; a reading that comes back is judged afresh.
+            # (The kernel's tick.comm.volume_due STOP is sent at every tick: loop._obey.)
             return self._pump.first_halt_on_comm()
         if self._pump.stop_owed() or snap.mode.delivers:
             return True
@@ -338,8 +335,7 @@ class SessionSteps:
         if s is not None and (step.trigger == "program" or kind in MOVING):
             prime_ul = start_requirements(s.protocol.protocol).prime_volume_ul
             refused = self.gate.refusals(
-                kvo_rate_ml_h=s.plan.kvo_rate_ml_h,
-                prime_volume_ul=prime_ul if kind is PumpCommand.PRIME else 0,
+                s.plan, prime_volume_ul=prime_ul if kind is PumpCommand.PRIME else 0
             )
             if refused:
                 return refused

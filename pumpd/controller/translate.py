@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from pumpd.drivers import AlarmFlag, PumpState, PumpStatus, WarningFlag
 from safety.pump import PumpAlarm, PumpMode, PumpSnapshot, PumpWarning
+from safety.runon import VOLUME_DUE_RULE
 
 MODE_OF: dict[PumpState, PumpMode] = {
     PumpState.IDLE: PumpMode.IDLE,
@@ -67,6 +68,7 @@ _TITLES: tuple[tuple[str, str], ...] = (
     ("tick.pump.alarm_mode", "Pump alarm"),
     ("tick.pump.battery_low", "Pump battery low"),
     ("tick.comm.lost", "No answer from the pump"),
+    ("tick.comm.volume_due", "Pump not answering when its volume fell due"),
     ("tick.pump.delivering_unexpectedly", "Pump delivering unexpectedly"),
     ("tick.pump.flow_while_stopped", "Flow while stopped"),
     ("tick.pump.not_delivering", "Pump not delivering"),
@@ -106,11 +108,19 @@ def ml_text(volume_ul: int) -> str:
 def alarm_message(
     code: str, pump_id: str, effect: str, delivered_ul: int, vtbi_ul: int, detail: str
 ) -> str:
-    """ "Downstream occlusion on chair-2: infusion stopped at 23.4 of 100 mL. <detail>"."""
+    """ "Downstream occlusion on chair-2: infusion stopped at 23.4 of 100 mL. <detail>".
+
+    A pump that does not answer when its volume falls due is not known to have stopped:
+    its head gives the volume at its last answer instead of an effect."""
     head = (
         f"{title_of(code)} on {pump_id}: infusion {effect} at "
         f"{ml_text(delivered_ul)} of {ml_text(vtbi_ul)} mL."
     )
+    if code == VOLUME_DUE_RULE:
+        head = (
+            f"{title_of(code)} on {pump_id}: {ml_text(delivered_ul)} of "
+            f"{ml_text(vtbi_ul)} mL at its last answer."
+        )
     # The kernel's own ending; the head says it already.
     kernel_ending = f"; the infusion is {effect}."
     if detail.endswith(kernel_ending):

@@ -29,11 +29,12 @@ from pumpd.drivers.base import (
     PumpUnreachable,
     PushedAlarm,
     PushesAlarms,
+    ReadsPumpTimeout,
     SharesLine,
     WarningFlag,
     command_repeating,
 )
-from pumpd.drivers.capabilities import NOT_REPORTED, PumpCapabilities
+from pumpd.drivers.capabilities import NOT_REPORTED, PumpCapabilities, WatchdogSetter
 from pumpd.drivers.endpoints import is_loopback, parse_host_port
 from pumpd.drivers.line_load import PollOnLine, poll_on_line
 from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
@@ -83,6 +84,7 @@ __all__ = [
     "PumpUnreachable",
     "PushedAlarm",
     "PushesAlarms",
+    "ReadsPumpTimeout",
     "RegisterMap",
     "RegisterMapDriver",
     "SerialKeys",
@@ -90,6 +92,7 @@ __all__ = [
     "TransportSettings",
     "UnknownTransport",
     "WarningFlag",
+    "WatchdogSetter",
     "command_repeating",
     "is_loopback",
     "load_any_profile",

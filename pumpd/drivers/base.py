@@ -315,6 +315,19 @@ class SharesLine(Protocol):
     def poll_slot(self) -> PollSlot | None: ...
 
 
+@runtime_checkable
+class ReadsPumpTimeout(Protocol):
+    """A driver whose pump's communication timeout is set at the pump and read at connect
+    (the DULCO flex's register 61, `WatchdogSetter.PUMP_PANEL`).
+
+    `pump_timeout_ms` is what the pump holds, in wall-clock milliseconds (None before the
+    read): how long it runs on after pumpd's last request reached it. The kernel judges a
+    plan's run-on on it (safety/runon.py).
+    """
+
+    pump_timeout_ms: int | None
+
+
 async def command_repeating(
     driver: PumpDriver,
     command: Command,

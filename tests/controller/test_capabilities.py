@@ -127,3 +127,24 @@ async def test_a_plan_with_kvo_is_refused_on_a_pump_without_kvo(rig: Rig) -> Non
     with pytest.raises(CommandRefused) as refused:
         await program(ctl, loaded=kvo_protocol())
     assert [v.code for v in refused.value.verdicts] == ["pump.no_kvo"]
+
+
+async def test_a_watchdog_pumpd_arms_is_judged_in_wall_seconds_where_its_stop_is_primary(
+    rig: Rig,
+) -> None:
+    # heartbeat_timeout_s = 10 s (held by the controller as 10 × the time scale of its
+    # clock's seconds): at the plan's 150 mL/h a silent pumpd leaves the pump 417 µL past
+    # the plan, beyond the kernel's 200 µL. The same pump with its own stop is not judged.
+    hb = round(10 * rig.scale)
+    primary = await rig.controller(
+        profile=gip_mb1_declaring(pump_vtbi_stop=False), heartbeat_timeout_s=hb
+    )
+    with pytest.raises(CommandRefused) as refused:
+        await program(primary)
+    (verdict,) = refused.value.verdicts
+    assert verdict.code == "pump.watchdog_run_on"
+    assert "timeout of 10 s" in verdict.message
+    assert "417 µL past the plan" in verdict.message
+    backstop = await rig.controller(unit=2, heartbeat_timeout_s=hb)
+    await program(backstop)
+    assert session_state(backstop) is State.PROGRAMMED

@@ -13,10 +13,12 @@ figures stays in the audit, and the pump moving again alarms again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pumpsim.dulco_model import DulcoModel
@@ -49,6 +51,13 @@ PROTOCOL = "ketamine-trd-standard"
 
 @pytest.fixture
 async def dulco_rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with dulco_rig_with(tmp_path, PUMP_TIMEOUT_S) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def dulco_rig_with(tmp_path: Path, pump_timeout_s: int) -> AsyncIterator[Rig]:
+    """A rig with one DULCO pump whose Modbus timeout is ``pump_timeout_s`` (wall)."""
     db_path = tmp_path / "audit.db"
     store = make_store(db_path)
     writer = AsyncAuditWriter(store)
@@ -58,7 +67,7 @@ async def dulco_rig(tmp_path: Path) -> AsyncIterator[Rig]:
         dulco=True,
         time_scale=SCALE,
         dulco_baud=115_200,
-        dulco_timeout_ms=PUMP_TIMEOUT_S * 1000,
+        dulco_timeout_ms=pump_timeout_s * 1000,
     ) as sim:
         made = make_rig(sim, store, writer, db_path)
         yield made
@@ -68,7 +77,12 @@ async def dulco_rig(tmp_path: Path) -> AsyncIterator[Rig]:
     store.close()
 
 
-async def dulco_controller(rig: Rig) -> tuple[Controller, RegisterMapDriver]:
+async def dulco_controller(
+    rig: Rig, timeout_s: float = 0.5, pump_timeout_s: int = PUMP_TIMEOUT_S, **overrides: Any
+) -> tuple[Controller, RegisterMapDriver]:
+    """The controller of the DULCO pump; ``timeout_s`` is the driver's (real seconds),
+    ``pump_timeout_s`` the Modbus timeout set at the simulated pump (its
+    ``heartbeat_timeout_s``), ``overrides`` the controller's settings beside the rig's."""
     assert rig.sim.dulco_path is not None
     loaded = load_any_profile("prominent-dulcoflex")
     assert isinstance(loaded, RegisterMap)
@@ -78,16 +92,17 @@ async def dulco_controller(rig: Rig) -> tuple[Controller, RegisterMapDriver]:
         baudrate=115_200,
         unit=UNIT,
         profile="prominent-dulcoflex",
+        timeout_s=timeout_s,
     )
     driver = RegisterMapDriver(
-        config, loaded, heartbeat_timeout_s=PUMP_TIMEOUT_S, clock_scale=SCALE
+        config, loaded, heartbeat_timeout_s=pump_timeout_s, clock_scale=SCALE
     )
     await driver.connect()
     ctl = Controller(
         driver=driver,
         writer=rig.writer,
         clock=rig.clock,
-        config=rig.config(heartbeat_timeout_s=int(PUMP_TIMEOUT_S * SCALE)),
+        config=rig.config(**{"heartbeat_timeout_s": int(pump_timeout_s * SCALE), **overrides}),
     )
     await ctl.attach()
     return ctl, driver

@@ -49,6 +49,7 @@ codes = st.lists(
         "tick.pump.counter_below_start",
         "tick.pump.rebooted",
         "tick.comm.lost",
+        "tick.comm.volume_due",  # ran on past the plan unsupervised (H74)
         "pump.state_lost",
         "pump.vtbi_ignored",
         "controller.bookkeeping",

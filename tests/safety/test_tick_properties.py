@@ -96,6 +96,7 @@ def inputs_st(draw: st.DrawFn, alarms: st.SearchStrategy[int] | None = None) -> 
         else None,
         vitals_taken_s=draw(before_now) if with_vitals else None,
         paused_since_s=draw(before_now) if phase is SessionPhase.PAUSED else None,
+        volume_stop_primary=draw(st.booleans()),
     )
 
 

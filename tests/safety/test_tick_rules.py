@@ -21,6 +21,7 @@ D = Decimal
 RULE_OF_CODE = [
     ("tick.pump.alarm", "tick.pump_alarm"),
     ("tick.pump.battery_low", "tick.pump_alarm"),
+    ("tick.comm.volume_due", "tick.comm.volume_due"),
     ("tick.comm.", "tick.comm"),
     ("tick.pump.delivering_unexpectedly", "tick.phase"),
     ("tick.pump.flow_while_stopped", "tick.phase"),
@@ -43,6 +44,7 @@ KIND_OF_CODE = [
     ("tick.pump.alarm", ActionKind.STOP, Priority.HIGH),
     ("tick.pump.battery_low", ActionKind.ALARM, Priority.LOW),
     ("tick.comm.lost", ActionKind.STOP, Priority.HIGH),
+    ("tick.comm.volume_due", ActionKind.STOP, Priority.HIGH),
     ("tick.pump.delivering_unexpectedly", ActionKind.STOP, Priority.HIGH),
     ("tick.pump.flow_while_stopped", ActionKind.STOP, Priority.HIGH),
     ("tick.pump.not_delivering", ActionKind.ALARM, Priority.MEDIUM),
@@ -94,6 +96,40 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], set[str], Outcome]] = [
         {},
         {"snapshot": None, "last_good_comm_s": NOW - 6},
         {"tick.comm.lost"},
+        Outcome.STOP,
+    ),
+    # -- the plan's volume due on a silent pump whose stop at it is pumpd's (safety/runon.py)
+    (
+        "volume due while unanswered, pumpd's stop primary",
+        {},
+        {"snapshot": None, "volume_stop_primary": True, "expected_volume_ul": 100_000},
+        {"tick.comm.volume_due"},
+        Outcome.STOP,
+    ),
+    (
+        "volume one µL short while unanswered",
+        {},
+        {"snapshot": None, "volume_stop_primary": True, "expected_volume_ul": 99_999},
+        set(),
+        Outcome.CONTINUE,
+    ),
+    (
+        "volume due while unanswered, the pump's own stop",
+        {},
+        {"snapshot": None, "expected_volume_ul": 100_000},
+        set(),
+        Outcome.CONTINUE,
+    ),
+    (
+        "volume due while unanswered and past the comm timeout",
+        {},
+        {
+            "snapshot": None,
+            "volume_stop_primary": True,
+            "expected_volume_ul": 100_400,
+            "last_good_comm_s": NOW - 6,
+        },
+        {"tick.comm.volume_due", "tick.comm.lost"},
         Outcome.STOP,
     ),
     # -- pump alarm mode and warnings
