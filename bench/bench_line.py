@@ -474,8 +474,8 @@ def decisions_stamped() -> Iterator[dict[str, list[float]]]:
         if (grants := _GRANTS.get()) is not None:
             grants.append((time.monotonic(), ahead, halts_granted[0] - halts_before))
 
-    def stamped(limits: Any, pump: Any, s: Any, now: float) -> Any:
-        decision = original(limits, pump, s, now)
+    def stamped(limits: Any, pump: Any, s: Any, *rest: Any) -> Any:
+        decision = original(limits, pump, s, *rest)
         if any(a.kind in (ActionKind.STOP, ActionKind.PAUSE) for a in decision.actions):
             stamps.setdefault(s.data.pump_id, []).append(time.monotonic())
         return decision
