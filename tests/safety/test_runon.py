@@ -239,8 +239,20 @@ def test_a_pump_with_its_own_stop_or_without_a_watchdog_is_not_judged_here() -> 
 def test_figures_of_the_wrong_kind_are_a_caller_bug(kwargs: dict[str, Any], name: str) -> None:
     values: dict[str, Any] = {"watchdog_s": D(3), "rate_ml_h": D(150), "overrun_ul": 200}
     values.update(kwargs)
-    with pytest.raises(InvalidAbilities, match=name):
+    with pytest.raises(InvalidAbilities, match=f"^{name} must"):
         watchdog_run_on(DULCO, **values)
+
+
+def test_the_run_on_is_rounded_up_and_the_longest_timeout_down() -> None:
+    """The sentence never says less run-on than there is, nor a timeout that would still be
+    refused: 10 s at 72.01 mL/h is 200.03 µL (said 201, not 200); at 70 mL/h the longest
+    timeout is 10.28 s (said 10.2, not 10.3)."""
+    (over,) = watchdog_run_on(DULCO, watchdog_s=D(10), rate_ml_h=D("72.01"), overrun_ul=200)
+    assert over.value == "201"
+    assert "201 µL past the plan" in over.message
+    (slow,) = watchdog_run_on(DULCO, watchdog_s=D(11), rate_ml_h=D(70), overrun_ul=200)
+    assert "to at most 10.2 s" in slow.message
+    assert not watchdog_run_on(DULCO, watchdog_s=D("10.2"), rate_ml_h=D(70), overrun_ul=200)
 
 
 abilities = st.builds(
