@@ -29,17 +29,21 @@ demo: venv
 #     tests/drivers), for lines tests/safety already covers;
 #  3. alone, the few tests that stop the shared PostgreSQL server (marker pg_outage), which
 #     would fail a PostgreSQL test running beside them.
-# Passes 1 and 2 run two pytest-xdist workers (TEST_WORKERS=0: one process). With
+# Pass 1 runs two pytest-xdist workers (its tests are CPU-bound hypothesis runs: three
+# workers on two cores took 78 s against 49 s), pass 2 three (its tests mostly wait on real
+# processes and scaled clocks: 712 s with three workers against 851 s with two on this
+# 2-core machine, 2026-12-07); TEST_WORKERS=0: one process. With
 # PYTEST_ARGS (a path, -k ...) the picked tests run in passes 2 and 3 only, and coverage is
 # not judged (of a part of the suite it means nothing); pass 3's exit status 5, "no test
 # selected", is then fine.
 # worksteal: a worker that runs out takes half of the other's queue (the long tests are
 # collected first, tests/conftest.py), so both finish within a short test of each other.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
+SAFETY_WORKERS ?= $(if $(filter 0,$(TEST_WORKERS)),0,2)
 PYTEST_XDIST = -n $(TEST_WORKERS) --dist worksteal
 test: venv
 ifeq ($(strip $(PYTEST_ARGS)),)
-	$(BIN)/python -m pytest $(PYTEST_XDIST) --cov --cov-report=term --cov-fail-under=100 tests/safety
+	$(BIN)/python -m pytest -n $(SAFETY_WORKERS) --dist worksteal --cov --cov-report=term --cov-fail-under=100 tests/safety
 	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not pg_outage" --ignore=tests/safety
 	$(BIN)/python -m pytest -m pg_outage
 else
