@@ -43,7 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -757,13 +757,19 @@ async def measure(report: Report, sizes: Sizes) -> None:
     )
 
 
-def run(report: Report, quick: bool) -> None:
-    # The controllers log as in the daemon (JSON lines, pumpd/daemon/logs.py), so the cost
-    # of their lines is in the figures; the lines go nowhere, the report stays readable.
+@contextlib.contextmanager
+def daemon_logs_to_nowhere() -> Iterator[None]:
+    """The controllers log as in the daemon (JSON lines, pumpd/daemon/logs.py), so the cost
+    of their lines is in the figures; the lines go nowhere, the report stays readable."""
     with open(os.devnull, "w") as sink:
         handler = logs.configure("json", stream=sink, simulated=True, journald=False)
         try:
-            asyncio.run(measure(report, QUICK if quick else FULL))
+            yield
         finally:
             logs.unconfigure(handler)
             structlog.reset_defaults()
+
+
+def run(report: Report, quick: bool) -> None:
+    with daemon_logs_to_nowhere():
+        asyncio.run(measure(report, QUICK if quick else FULL))

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import psycopg
-import structlog
 from psycopg import sql
 
 from bench import bench_controller as bc
@@ -56,7 +55,6 @@ from pumpd.audit import AuditStore
 from pumpd.central import migrate as central_migrate
 from pumpd.central.forwarder import Conflict, ForwardSettings, ForwardStatus
 from pumpd.central.task import ForwardTask
-from pumpd.daemon import logs
 from pumpd.db import make_engine
 from pumpd.session import State
 
@@ -488,11 +486,8 @@ def run(report: Report, quick: bool) -> None:
         report.note(f"{SUITE}: skipped, no reachable PUMPD_TEST_PG_URL / PUMPD_BENCH_PG_URL")
         return
     tmp = Path(tempfile.mkdtemp(prefix="pumpd-bench-fwdloop-"))
-    with open(os.devnull, "w") as sink:
-        handler = logs.configure("json", stream=sink, simulated=True, journald=False)
+    with bc.daemon_logs_to_nowhere():
         try:
             asyncio.run(measure(report, QUICK if quick else FULL, base, tmp))
         finally:
-            logs.unconfigure(handler)
-            structlog.reset_defaults()
             shutil.rmtree(tmp, ignore_errors=True)

@@ -53,8 +53,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 import pumpd.controller.loop as controller_loop  # white box: the breakdown stamps decide
 import pumpd.drivers.priority as priority  # white box: the bench switches it off
 from bench.bench_controller import (
@@ -71,12 +69,12 @@ from bench.bench_controller import (
     StampingStore,
     _config,
     _to_infusing,
+    daemon_logs_to_nowhere,
 )
 from bench.line_period import LinePeriod, bench_pumps, serial_period, tcp_period
 from bench.report import Report, Row
 from pumpd.audit import AuditStore, migrate
 from pumpd.controller import Controller
-from pumpd.daemon import logs
 from pumpd.drivers import (
     Command,
     CommandOutcome,
@@ -936,11 +934,8 @@ async def measure(
 
 
 def run(report: Report, quick: bool) -> None:
-    with open(os.devnull, "w") as sink:
-        handler = logs.configure("json", stream=sink, simulated=True, journald=False)
+    with daemon_logs_to_nowhere():
         try:
             asyncio.run(measure(report, QUICK if quick else FULL, quick, _kinds()))
         finally:
             priority.PRIORITIZE_HALTS = True
-            logs.unconfigure(handler)
-            structlog.reset_defaults()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import tempfile
 import threading
 import time
@@ -30,16 +29,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 from argon2 import PasswordHasher
 from pymodbus.client import AsyncModbusTcpClient
 
-from bench.bench_controller import HEARTBEAT_REG, POLL_PERIOD_S, STATUS_REGS, SimProcess, _paced
+from bench.bench_controller import (
+    HEARTBEAT_REG,
+    POLL_PERIOD_S,
+    STATUS_REGS,
+    SimProcess,
+    _paced,
+    daemon_logs_to_nowhere,
+)
 from bench.report import Report, Row
 from pumpd.audit import AsyncAuditWriter, AuditStore, migrate
 from pumpd.clock import SystemClock
 from pumpd.controller import ControllerConfig
-from pumpd.daemon import logs
 from pumpd.drivers import ModbusConfig, ModbusPumpDriver
 from pumpd.protocols import load_library
 from pumpd.staff import StaffRegistry
@@ -229,12 +233,9 @@ async def measure(report: Report, sizes: Sizes) -> None:
 
 
 def run(report: Report, quick: bool) -> None:
-    with open(os.devnull, "w") as sink:
-        handler = logs.configure("json", stream=sink, simulated=True, journald=False)
+    with daemon_logs_to_nowhere():
         try:
             asyncio.run(measure(report, QUICK if quick else FULL))
         finally:
-            logs.unconfigure(handler)
-            structlog.reset_defaults()
             with contextlib.suppress(Exception):
                 tracemalloc.stop()

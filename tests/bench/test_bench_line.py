@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 
 import pytest
-import structlog
 
 import pumpd.drivers.priority as priority
 from bench import bench_line
+from bench.bench_controller import daemon_logs_to_nowhere
 from bench.report import Report
-from pumpd.daemon import logs
 
 
 @pytest.fixture
-def quiet_logs() -> object:
-    with open(os.devnull, "w") as sink:
-        handler = logs.configure("json", stream=sink, simulated=True, journald=False)
-        yield handler
-        logs.unconfigure(handler)
-        structlog.reset_defaults()
+def quiet_logs() -> Iterator[None]:
+    with daemon_logs_to_nowhere():
+        yield
 
 
 async def test_new_era_rows_carry_the_goal_from_the_same_runs_round_trip(
