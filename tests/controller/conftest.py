@@ -152,10 +152,21 @@ def scale() -> float:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, scale: float) -> AsyncIterator[Rig]:
+def writer_max_batch() -> int | None:
+    """The rig's writer's batch bound, None for the writer's own (a module may override it:
+    1 commits each event alone)."""
+    return None
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, scale: float, writer_max_batch: int | None) -> AsyncIterator[Rig]:
     db_path = tmp_path / "audit.db"
     store = make_store(db_path)
-    writer = AsyncAuditWriter(store)
+    writer = (
+        AsyncAuditWriter(store)
+        if writer_max_batch is None
+        else AsyncAuditWriter(store, max_batch=writer_max_batch)
+    )
     async with Simulator(pumps=2, tcp=True, time_scale=scale) as sim:
         made = make_rig(sim, store, writer, db_path)
         yield made

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pumpsim import registers as reg
-from pumpsim.harness import Simulator
 
 from pumpd.audit import AsyncAuditWriter, AuditStore
 from pumpd.controller import Controller
@@ -31,7 +29,7 @@ from pumpd.drivers import ModbusConfig, ModbusPumpDriver
 from pumpd.session import Session, State
 from pumpd.supervisor import Supervisor
 
-from .conftest import CHECKER, NURSE, Rig, library, make_rig, make_store, program
+from .conftest import CHECKER, NURSE, Rig, library, program
 
 MOVING = {int(reg.Command.START), int(reg.Command.PRIME)}
 
@@ -69,18 +67,9 @@ class Photographer:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, scale: float) -> AsyncIterator[Rig]:
-    """The controllers' rig, its writer committing one event per transaction."""
-    db_path = tmp_path / "audit.db"
-    store = make_store(db_path)
-    writer = AsyncAuditWriter(store, max_batch=1)
-    async with Simulator(pumps=2, tcp=True, time_scale=scale) as sim:
-        made = make_rig(sim, store, writer, db_path)
-        yield made
-        for driver in made.drivers:
-            await driver.close()
-    await writer.aclose()
-    store.close()
+def writer_max_batch() -> int:
+    """The controllers' rig (conftest.py), its writer committing one event per transaction."""
+    return 1
 
 
 @pytest.fixture
