@@ -79,6 +79,9 @@ class CapabilityGate:
     ) -> None:
         self.capabilities = caps
         self.abilities = abilities_of(caps)
+        self.volume_stop: VolumeStop = volume_stop_role(self.abilities)
+        """Whose stop at the plan's volume ends the infusion: fixed by the record, so
+        judged once here rather than at every tick."""
         self._live = live_use(
             self.abilities, simulation=simulation, no_watchdog_accepted=no_watchdog_accepted
         )
@@ -96,10 +99,6 @@ class CapabilityGate:
             watchdog_s=lambda: watchdog_wall_s(caps, driver, config, clock),
             overrun_ul=config.policy.vtbi_overrun_ul,
         )
-
-    @property
-    def volume_stop(self) -> VolumeStop:
-        return volume_stop_role(self.abilities)
 
     def refusals(self, plan: Plan, *, prime_volume_ul: int) -> list[Verdict]:
         """The kernel's hard verdicts against moving fluid with this plan on this pump:
