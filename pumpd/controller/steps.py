@@ -231,7 +231,7 @@ class SessionSteps:
         if snap is None:
             # One stop per outage: on a dead link it cannot arrive, and the pump's own
             # failsafe is what ends delivery; a reading that comes back is judged afresh.
-            # (The kernel's tick.comm.volume_due STOP is sent at every tick: loop._obey.)
+            # (The kernel's tick.comm.volume_due STOP is sent at every tick: halting.py.)
             return self._pump.first_halt_on_comm()
         if self._pump.stop_owed() or snap.mode.delivers:
             return True
