@@ -336,6 +336,7 @@ def same_but_for_the_kernel(was: dict[str, Any] | None, now: dict[str, Any] | No
     if len(after) > len(before) and b["state"] == "ALARM":
         a, b = {**a, "state": None}, {**b, "state": None}
         a, b = _without_the_kernels_stop(a, b, [x for x in after if x not in before])
+    a, b = _without_the_halts_confirmation(a, b, now)
     return bool(a == b)
 
 
@@ -357,6 +358,29 @@ def _without_the_kernels_stop(
         for k in _STOP_FIELDS:
             a.pop(k, None)
             b.pop(k, None)
+    return {**was, "data": a}, {**now, "data": b}
+
+
+def _without_the_halts_confirmation(
+    was: dict[str, Any], now: dict[str, Any], original: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Set aside the confirmation of the daemon's own halt under a latched alarm: the pump
+    read idle after the kernel's STOP records ``stopped_at`` (and settles the STOP that was
+    pending), whenever that read lands. A refused request sends no command, so it cannot
+    confirm a halt; any other change, and a stop that is not the daemon's, still fails
+    (``original`` is the session as read now, before any field was set aside)."""
+    a, b = dict(was["data"]), dict(now["data"])
+    if (
+        original["state"] == "ALARM"
+        and original["data"].get("stop_requested_by") == DAEMON_NAME
+        and a.get("stopped_at") is None
+        and b.get("stopped_at") is not None
+    ):
+        a.pop("stopped_at", None)
+        b.pop("stopped_at", None)
+        if b.get("pending_command") is None:
+            a.pop("pending_command", None)
+            b.pop("pending_command", None)
     return {**was, "data": a}, {**now, "data": b}
 
 
@@ -559,4 +583,27 @@ def test_the_session_oracle_tells_a_change_from_the_kernels_alarms() -> None:
     )
     assert not same_but_for_the_kernel(
         quiet, now("PROGRAMMED", [], **stop, stop_requested_by=DAEMON_NAME)
+    )
+    # The daemon's halt under a latched alarm is confirmed whenever the pump is read idle:
+    # its stopped_at (and the STOP no longer pending) land meanwhile; a nurse's does not.
+    at = {"mono_s": "1.5", "utc": "2026-12-07T15:45:15Z"}
+    halted = {**stop, "stop_requested_by": DAEMON_NAME}
+    latched = now("ALARM", [alarm], **halted, stopped_at=None, pending_command="stop")
+    assert same_but_for_the_kernel(
+        latched, now("ALARM", [alarm], **halted, stopped_at=at, pending_command=None)
+    )
+    assert same_but_for_the_kernel(
+        quiet, now("ALARM", [alarm], **halted, stopped_at=at, pending_command=None)
+    )
+    assert not same_but_for_the_kernel(
+        latched, now("ALARM", [alarm], **halted, stopped_at=at, pending_command="start")
+    )
+    by_nurse = {**stop, "stop_requested_by": "nurse1"}
+    assert not same_but_for_the_kernel(
+        now("ALARM", [alarm], **by_nurse, stopped_at=None),
+        now("ALARM", [alarm], **by_nurse, stopped_at=at),
+    )
+    assert not same_but_for_the_kernel(
+        now("ALARM", [alarm], **halted, stopped_at=None),
+        now("STOPPED", [alarm], **halted, stopped_at=at),
     )
