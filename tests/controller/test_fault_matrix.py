@@ -122,12 +122,22 @@ async def to_kvo(rig: Rig, ctl: Controller, session_id: str) -> None:
     """A whole infusion of the KVO protocol: at its VTBI the pump goes on at the KVO rate."""
     await _programmed(rig, ctl, kvo_protocol(), session_id)
     await _start(ctl)
+    assert session_state(ctl) is S.INFUSING, (
+        f"{ctl.config.pump_id} did not start: {session_state(ctl)}, {_alarm_texts(ctl)}"
+    )
     await wait_until(
         lambda: session_state(ctl) is S.KVO,
         within_s=90,
         what=f"{ctl.config.pump_id} to reach KVO",
-        seen=lambda: f"{session_state(ctl)}, {ctl.delivered_ul()} µL, {_alarm_codes(ctl)}",
+        seen=lambda: f"{session_state(ctl)}, {ctl.delivered_ul()} µL, {_alarm_texts(ctl)}",
     )
+
+
+def _alarm_texts(ctl: Controller) -> list[str]:
+    """Each latched alarm and notice with its message: a failed setup says why."""
+    s = ctl.session
+    alarms = [] if s is None else [f"{a.code} ({a.message})" for a in s.data.alarms]
+    return alarms + [f"{n.code} ({n.message})" for n in ctl.notices]
 
 
 @dataclass(frozen=True)
