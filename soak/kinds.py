@@ -47,7 +47,9 @@ class PumpKind:
     prime_min: float
     """Simulated minutes of the protocol's prime at its rate."""
     max_weight_kg: int
-    """The heaviest patient the soak draws for this kind (inside the protocol's hard limit)."""
+    """The heaviest patient the soak draws for this kind: inside the protocol's soft limits,
+    because the soak's nurse gives no weight override and a program above the soft limit is
+    refused (``weight.above_soft_max``), leaving a session that never runs."""
     faults: tuple[str, ...]
     """Every fault the kind's simulator can inject (the soak draws from these)."""
     resets: frozenset[str]
@@ -117,7 +119,7 @@ KINDS: dict[str, PumpKind] = {
             "newera",
             "ketamine-trd-syringe",
             2.0,  # 2 mL at 60 mL/h
-            116,  # 0.5 mg/kg at 1 mg/mL with its 2 mL prime fills a 60 mL syringe
+            110,  # the syringe protocol's soft maximum (its hard maximum, 116 kg, fills the syringe)
             NEWERA_FAULTS,
             frozenset({"power-loss"}),
             2_000,

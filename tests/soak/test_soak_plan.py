@@ -102,8 +102,26 @@ def test_a_new_era_pump_draws_its_own_faults_and_a_weight_its_syringe_holds() ->
     drawn = [draw_session(rng, "chair-4", n, "newera") for n in range(400)]
     faults = {s.fault.kind for s in drawn if s.fault is not None}
     assert faults == set(NEWERA_FAULTS) == {f.value for f in NeraFault}
-    assert max(s.weight_kg for s in drawn) <= KINDS["newera"].max_weight_kg == 116
+    assert max(s.weight_kg for s in drawn) <= KINDS["newera"].max_weight_kg == 110
     for s in drawn:
         if s.fault is not None:
             params = set(s.fault.params)
             assert params <= ({"count"} if s.fault.kind in ("garble", "bad-crc") else set())
+
+
+def test_every_kind_draws_weights_its_protocol_takes_without_an_override() -> None:
+    """The soak's nurse gives no weight override: a weight outside the protocol's soft band
+    is refused at program and its session never runs."""
+    from pumpd.protocols import load_library
+
+    from soak.kinds import KINDS
+
+    library = load_library()
+    for kind in KINDS.values():
+        band = library.get(kind.protocol).protocol.limits.weight_kg
+        drawn = [
+            draw_session(pump_stream(3, "chair-1"), "chair-1", n, kind.name).weight_kg
+            for n in range(300)
+        ]
+        assert band.soft_min <= min(drawn), kind.name
+        assert max(drawn) <= kind.max_weight_kg <= band.soft_max, kind.name
