@@ -119,7 +119,7 @@ KINDS: dict[str, PumpKind] = {
             "newera",
             "ketamine-trd-syringe",
             2.0,  # 2 mL at 60 mL/h
-            110,  # the syringe protocol's soft maximum (its hard maximum, 116 kg, fills the syringe)
+            110,  # the syringe protocol's soft maximum (its hard 116 kg fills the syringe)
             NEWERA_FAULTS,
             frozenset({"power-loss"}),
             2_000,

@@ -113,7 +113,6 @@ def test_every_kind_draws_weights_its_protocol_takes_without_an_override() -> No
     """The soak's nurse gives no weight override: a weight outside the protocol's soft band
     is refused at program and its session never runs."""
     from pumpd.protocols import load_library
-
     from soak.kinds import KINDS
 
     library = load_library()
