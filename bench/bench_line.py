@@ -351,6 +351,8 @@ class Figure:
     """Each halting request's wait for the line."""
     parts: list[dict[str, float]] = field(default_factory=list)
     """A only: each reaction cut into its segments (:class:`Breakdown`), in ms."""
+    b_parts: list[dict[str, float]] = field(default_factory=list)
+    """B, one fault at a time: each reaction cut into its segments (:func:`b_parts`), in ms."""
 
     def merge(self, other: Figure) -> None:
         for mine, theirs in (
@@ -365,6 +367,7 @@ class Figure:
         self.replied += other.replied
         self.round_trips += other.round_trips
         self.parts += other.parts
+        self.b_parts += other.b_parts
 
 
 SEGMENTS = (
@@ -378,6 +381,43 @@ SEGMENTS = (
 )
 """Figure A's reaction cut at the stamps of :class:`Breakdown`: the first six add up to
 the whole; the last says where the intent's commit fell (before or after the halt)."""
+
+B_SEGMENTS = (
+    ("fault → read asked", "fault", "read_asked"),
+    ("read asked → answered", "read_asked", "read_answered"),
+    ("answered → alarm handed to the writer", "read_answered", "handed"),
+    ("handed → its write began", "handed", "write_began"),
+    ("write began → committed", "write_began", "committed"),
+)
+"""Figure B's reaction cut at the stamps of :func:`b_parts`; they add up to the whole."""
+
+
+def b_parts(
+    reads: list[tuple[float, float, float, int, int]],
+    t0: float,
+    handed: float | None,
+    write: tuple[float, int] | None,
+    committed: float,
+) -> dict[str, float] | None:
+    """Figure B's segments in ms (the read that found the occlusion is the last one answered
+    before the alarm was handed over), or None when a stamp is missing (not counted)."""
+    if handed is None or write is None:
+        return None
+    read = next((r for r in reversed(reads) if r[2] <= handed), None)
+    if read is None or read[0] < t0:
+        return None
+    stamps = {
+        "fault": t0,
+        "read_asked": read[0],
+        "read_answered": read[2],
+        "handed": handed,
+        "write_began": write[0],
+        "committed": committed,
+    }
+    parts = {name: (stamps[b] - stamps[a]) * 1000 for name, a, b in B_SEGMENTS}
+    parts["batch"] = float(write[1])
+    return parts
+
 
 _GRANTS: contextvars.ContextVar[list[tuple[float, int, int]] | None] = contextvars.ContextVar(
     "bench_line_grants", default=None
@@ -792,18 +832,48 @@ def _wait_rows(report: Report, kind: str, what: str, mode: str, waits: Samples, 
         )
 
 
+def _segment_rows(
+    report: Report,
+    figure: str,
+    label: str,
+    segments: tuple[tuple[str, str, str], ...],
+    parts: list[dict[str, float]],
+) -> None:
+    for name, _, _ in segments:
+        values = sorted(p[name] for p in parts if not math.isnan(p[name]))
+        if not values:
+            continue
+        row = f"{figure} breakdown, {label}, n={len(values)}: {name}"
+        for q in (50, 99):
+            at = values[max(0, math.ceil(q / 100 * len(values)) - 1)]
+            report.add(Row("line", f"{row}, p{q}", at, "ms"))
+
+
+def b_part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float]]) -> None:
+    """Figure B cut into its segments (:data:`B_SEGMENTS`), p50 and p99 of each, and the
+    slowest reactions cut the same way."""
+    if not parts:
+        return
+    _segment_rows(report, "B", f"{LABEL[kind]}, {mode}", B_SEGMENTS, parts)
+    whole = [name for name, _, _ in B_SEGMENTS]
+    slowest = sorted(parts, key=lambda p: sum(p[n] for n in whole), reverse=True)[:5]
+    cuts = "; ".join(
+        f"{sum(p[n] for n in whole):.1f} = "
+        + " + ".join(f"{p[n]:.1f}" for n in whole)
+        + f" (batch of {p['batch']:.0f})"
+        for p in slowest
+    )
+    report.note(
+        f"line {kind} B {mode}: the slowest {len(slowest)} reactions in ms, total = "
+        f"{' + '.join(whole)}: {cuts}"
+    )
+
+
 def _part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float]]) -> None:
     """Figure A cut into its segments (:data:`SEGMENTS`), p50 and p99 of each."""
     if not parts:
         return
-    for name, _, _ in SEGMENTS:
-        values = sorted(p[name] for p in parts if not math.isnan(p[name]))
-        if not values:
-            continue
-        label = f"A breakdown, {LABEL[kind]}, {mode}, n={len(values)}: {name}"
-        for q in (50, 99):
-            at = values[max(0, math.ceil(q / 100 * len(values)) - 1)]
-            report.add(Row("line", f"{label}, p{q}", at, "ms"))
+    _segment_rows(report, "A", f"{LABEL[kind]}, {mode}", SEGMENTS, parts)
     # Where the tail goes: the slowest reactions, each cut into its segments.
     whole = [name for name, _, _ in SEGMENTS[:-1]]
     slowest = sorted(parts, key=lambda p: sum(p[n] for n in whole), reverse=True)[:5]
@@ -895,6 +965,7 @@ async def measure(
                         _rows(report, f"{kind}:{what}", mode, fig.out, rtt, polls, quick, period)
                         _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
                         _part_rows(report, kind, mode, fig.parts)
+                        b_part_rows(report, kind, mode, fig.b_parts)
                         _setup_note(report, kind, what, mode, fig)
                     if not _storm():
                         continue

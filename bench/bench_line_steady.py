@@ -33,6 +33,7 @@ from bench.bench_line import (
     _alarm_durable,
     _intents_after,
     _rounds,
+    b_parts,
     decisions_stamped,
 )
 from pumpd.controller import Controller
@@ -75,7 +76,7 @@ class Ward:
         chair.sessions += 1
         driver = self.line.driver(chair.unit)
         chair.driver = driver
-        chair.stamps = Breakdown(driver) if self.fig.kind == "A" else None
+        chair.stamps = Breakdown(driver)
         await driver.connect()
         config = dataclasses.replace(_config(chair.unit), poll_period_s=self.line.poll_period_s)
         ctl = Controller(driver=driver, writer=self.rig.writer, clock=self.rig.clock, config=config)
@@ -178,6 +179,11 @@ async def _react(
             t0 = await line.inject(chair.unit, fault)
             t1 = await _alarm_durable(rig, pid, t0)
             fig.out.samples_ms.append((t1 - t0) * 1000)
+            if chair.stamps is not None:
+                write = rig.stamps.alarm_writes.get((pid, t1))
+                cut = b_parts(chair.stamps.reads, t0, rig.writer.handed_over(pid, t0), write, t1)
+                if cut is not None:
+                    fig.b_parts.append(cut)
     except TimeoutError as exc:
         fig.out.misses.append(str(exc))
 

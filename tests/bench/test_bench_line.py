@@ -72,6 +72,24 @@ async def test_one_fault_at_a_time_rows_on_a_small_tcp_line(
         r for r in report.rows if r.name.startswith("A breakdown") and "fault → read" in r.name
     ]
     assert parts  # A cut into its segments
+    b_cut = [r for r in report.rows if r.name.startswith("B breakdown") and "write began" in r.name]
+    assert b_cut  # B too
+    assert any(n.startswith("line tcp B one fault at a time") for n in report.notes)
     polls = [r for r in report.rows if r.name.startswith("polls per pump per s")]
     assert polls
     assert all(r.figure > 0 for r in polls)
+
+
+def test_b_is_cut_at_the_read_that_found_the_fault_and_its_parts_add_up() -> None:
+    reads = [(0.90, 0.90, 0.901, 0, 0), (1.00, 1.00, 1.001, 0, 0), (1.10, 1.10, 1.102, 0, 0)]
+    parts = bench_line.b_parts(reads, 0.95, handed=1.0015, write=(1.002, 3), committed=1.004)
+    assert parts is not None
+    whole = sum(parts[name] for name, _, _ in bench_line.B_SEGMENTS)
+    assert whole == pytest.approx((1.004 - 0.95) * 1000)
+    assert parts["fault → read asked"] == pytest.approx(50.0)
+    assert parts["read asked → answered"] == pytest.approx(1.0)
+    assert parts["batch"] == 3
+    # no handover, no write, or only a read from before the fault: not counted
+    assert bench_line.b_parts(reads, 0.95, None, (1.002, 3), 1.004) is None
+    assert bench_line.b_parts(reads, 0.95, 1.0015, None, 1.004) is None
+    assert bench_line.b_parts(reads, 1.05, 1.0015, (1.002, 3), 1.004) is None
