@@ -1,6 +1,6 @@
 """What a session waits for from a person, and since when: the kernel's input for GIP 2.2.1.
 
-The kernel (``safety.tick.rule_input_pending``) re-alerts every interval while a person's
+The kernel (``safety.bedside_rules.rule_input_pending``) re-alerts every interval while a person's
 input is pending; the controller says which input and since when, on the monotonic clock,
 from the session's own stamps, so a restart (which rebases them) keeps the waiting time.
 """

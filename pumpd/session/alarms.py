@@ -12,7 +12,7 @@ from .records import AcknowledgedAlarm, At
 from .states import State
 
 EXCEEDED_CODE = "tick.vtbi.exceeded"
-"""The kernel's alarm that the plan's volume was exceeded (``safety.tick.rule_vtbi``)."""
+"""The kernel's alarm that the plan's volume was exceeded (``safety.delivery_rules.rule_vtbi``)."""
 
 
 class AlarmCommands(SessionCore):

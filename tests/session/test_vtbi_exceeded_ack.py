@@ -1,6 +1,6 @@
 """An acknowledged exceedance of the plan's volume is kept with the volume it was
 acknowledged at: the kernel reminds of it, instead of alarming again, while the pump stays
-stopped at that volume (``safety.tick.rule_vtbi``). The figure is in the checkpoint, so a
+stopped at that volume (``safety.delivery_rules.rule_vtbi``). The figure is in the checkpoint, so a
 restart of pumpd keeps it; an acknowledgement of any other alarm leaves it as it was."""
 
 from __future__ import annotations
