@@ -1,8 +1,9 @@
 """The size rules a maintainer relies on, held by the suite rather than by memory.
 
-No module of the daemon or of the safety kernel grows past 600 lines, and no class of the controller holds more
-than 12 instance fields (docs/architecture.md, "Rooms"): past those sizes a room starts to
-do more than one job, and the next change goes in where it is easiest, not where it belongs.
+No module of the daemon or of the safety kernel grows past 600 lines, and no class of the
+controller holds more than 12 instance fields (docs/architecture.md, "Rooms"): past those
+sizes a room starts to do more than one job, and the next change goes in where it is
+easiest, not where it belongs.
 """
 
 from __future__ import annotations
