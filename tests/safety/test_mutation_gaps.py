@@ -88,7 +88,7 @@ def test_within_one_kind_the_most_urgent_action_comes_first() -> None:
 
 
 def test_a_restart_before_anything_was_delivered_says_zero() -> None:
-    """Kills safety.tick.x_rule_counters__mutmut_20 (``max(0, …)`` → ``max(1, …)``).
+    """Kills safety.delivery_rules.x_rule_counters__mutmut_20 (``max(0, …)`` → ``max(1, …)``).
 
     The nurse and the audit read how much had been delivered before the pump lost its
     counter; a restart before the start (or with bookkeeping below the new counter) is
@@ -106,8 +106,8 @@ def test_a_restart_before_anything_was_delivered_says_zero() -> None:
 
 
 def test_a_long_wait_and_a_long_interval_are_said_in_whole_minutes() -> None:
-    """Kills safety.tick.x_rule_input_pending__mutmut_25 and _27 (``/ 60`` → ``/ 61`` in the
-    sentence): at 15 min both divisions round alike; at 120 min of waiting with an hourly
+    """Kills safety.bedside_rules.x_rule_input_pending__mutmut_25 and _27 (``/ 60`` → ``/ 61``
+    in the sentence): at 15 min both divisions round alike; at 120 min of waiting with an hourly
     interval they do not (118 and 59)."""
     lim = limits(input_remind_every_s=3600.0)
     [action] = rule_input_pending(lim, inputs(**waiting(PendingInput.START, 7200.0)))
