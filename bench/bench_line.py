@@ -855,17 +855,34 @@ def b_part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, floa
     if not parts:
         return
     _segment_rows(report, "B", f"{LABEL[kind]}, {mode}", B_SEGMENTS, parts)
-    whole = [name for name, _, _ in B_SEGMENTS]
+    _slowest_note(
+        report,
+        f"line {kind} B {mode}",
+        [name for name, _, _ in B_SEGMENTS],
+        parts,
+        lambda p: f" (batch of {p['batch']:.0f})",
+        digits=1,
+    )
+
+
+def _slowest_note(
+    report: Report,
+    what: str,
+    whole: list[str],
+    parts: list[dict[str, float]],
+    aside: Callable[[dict[str, float]], str],
+    digits: int = 0,
+) -> None:
+    """Where the tail goes: the five slowest reactions, each cut into its segments."""
     slowest = sorted(parts, key=lambda p: sum(p[n] for n in whole), reverse=True)[:5]
     cuts = "; ".join(
-        f"{sum(p[n] for n in whole):.1f} = "
-        + " + ".join(f"{p[n]:.1f}" for n in whole)
-        + f" (batch of {p['batch']:.0f})"
+        f"{sum(p[n] for n in whole):.{digits}f} = "
+        + " + ".join(f"{p[n]:.{digits}f}" for n in whole)
+        + aside(p)
         for p in slowest
     )
     report.note(
-        f"line {kind} B {mode}: the slowest {len(slowest)} reactions in ms, total = "
-        f"{' + '.join(whole)}: {cuts}"
+        f"{what}: the slowest {len(slowest)} reactions in ms, total = {' + '.join(whole)}: {cuts}"
     )
 
 
@@ -874,18 +891,14 @@ def _part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float
     if not parts:
         return
     _segment_rows(report, "A", f"{LABEL[kind]}, {mode}", SEGMENTS, parts)
-    # Where the tail goes: the slowest reactions, each cut into its segments.
-    whole = [name for name, _, _ in SEGMENTS[:-1]]
-    slowest = sorted(parts, key=lambda p: sum(p[n] for n in whole), reverse=True)[:5]
-    cuts = "; ".join(
-        f"{sum(p[n] for n in whole):.0f} = "
-        + " + ".join(f"{p[n]:.0f}" for n in whole)
-        + f" ({p['ahead']:.0f} ahead of the read, {p['halts']:.0f} halting requests meanwhile)"
-        for p in slowest
-    )
-    report.note(
-        f"line {kind} A {mode}: the slowest {len(slowest)} reactions in ms, total = "
-        f"{' + '.join(whole)}: {cuts}"
+    _slowest_note(
+        report,
+        f"line {kind} A {mode}",
+        [name for name, _, _ in SEGMENTS[:-1]],
+        parts,
+        lambda p: (
+            f" ({p['ahead']:.0f} ahead of the read, {p['halts']:.0f} halting requests meanwhile)"
+        ),
     )
     ahead = sorted(p["ahead"] for p in parts)
     report.note(
