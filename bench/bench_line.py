@@ -353,6 +353,8 @@ class Figure:
     """A only: each reaction cut into its segments (:class:`Breakdown`), in ms."""
     b_parts: list[dict[str, float]] = field(default_factory=list)
     """B, one fault at a time: each reaction cut into its segments (:func:`b_parts`), in ms."""
+    b_uncut: list[str] = field(default_factory=list)
+    """B, one fault at a time: each reaction that could not be cut, and why (:func:`b_uncut`)."""
 
     def merge(self, other: Figure) -> None:
         for mine, theirs in (
@@ -368,6 +370,7 @@ class Figure:
         self.round_trips += other.round_trips
         self.parts += other.parts
         self.b_parts += other.b_parts
+        self.b_uncut += other.b_uncut
 
 
 SEGMENTS = (
@@ -417,6 +420,30 @@ def b_parts(
     parts = {name: (stamps[b] - stamps[a]) * 1000 for name, a, b in B_SEGMENTS}
     parts["batch"] = float(write[1])
     return parts
+
+
+def b_uncut(
+    reads: list[tuple[float, float, float, int, int]],
+    t0: float,
+    handed: float | None,
+    write: tuple[float, int] | None,
+    committed: float,
+) -> str:
+    """Why :func:`b_parts` could not cut a reaction: the report names these, since the
+    slowest reactions are often the ones whose stamps do not line up."""
+    total = f"{(committed - t0) * 1000:.0f} ms"
+    if handed is None:
+        return f"{total}: no hand-over of its alarm seen"
+    if write is None:
+        return f"{total}: its write was not stamped"
+    read = next((r for r in reversed(reads) if r[2] <= handed), None)
+    if read is None:
+        return f"{total}: no read answered before the alarm was handed over"
+    return (
+        f"{total}: the last read before the hand-over was asked {(t0 - read[0]) * 1000:.0f} ms "
+        f"before the fault and answered {(read[2] - t0) * 1000:.0f} ms after it; the "
+        f"hand-over came {(handed - t0) * 1000:.0f} ms after the fault"
+    )
 
 
 _GRANTS: contextvars.ContextVar[list[tuple[float, int, int]] | None] = contextvars.ContextVar(
@@ -849,12 +876,16 @@ def _segment_rows(
             report.add(Row("line", f"{row}, p{q}", at, "ms"))
 
 
-def b_part_rows(report: Report, kind: str, mode: str, parts: list[dict[str, float]]) -> None:
+def b_part_rows(
+    report: Report, kind: str, mode: str, parts: list[dict[str, float]], uncut: list[str]
+) -> None:
     """Figure B cut into its segments (:data:`B_SEGMENTS`), p50 and p99 of each, and the
     slowest reactions cut the same way."""
     if not parts:
         return
     _segment_rows(report, "B", f"{LABEL[kind]}, {mode}", B_SEGMENTS, parts)
+    if uncut:
+        report.note(f"line {kind} B {mode}: {len(uncut)} not cut: {'; '.join(uncut)}")
     _slowest_note(
         report,
         f"line {kind} B {mode}",
@@ -978,7 +1009,7 @@ async def measure(
                         _rows(report, f"{kind}:{what}", mode, fig.out, rtt, polls, quick, period)
                         _wait_rows(report, kind, what, mode, fig.halt_waits, rtt)
                         _part_rows(report, kind, mode, fig.parts)
-                        b_part_rows(report, kind, mode, fig.b_parts)
+                        b_part_rows(report, kind, mode, fig.b_parts, fig.b_uncut)
                         _setup_note(report, kind, what, mode, fig)
                     if not _storm():
                         continue

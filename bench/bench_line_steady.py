@@ -34,6 +34,7 @@ from bench.bench_line import (
     _intents_after,
     _rounds,
     b_parts,
+    b_uncut,
     decisions_stamped,
 )
 from pumpd.controller import Controller
@@ -181,9 +182,12 @@ async def _react(
             fig.out.samples_ms.append((t1 - t0) * 1000)
             if chair.stamps is not None:
                 write = rig.stamps.alarm_writes.get((pid, t1))
-                cut = b_parts(chair.stamps.reads, t0, rig.writer.handed_over(pid, t0), write, t1)
+                handed = rig.writer.handed_over(pid, t0)
+                cut = b_parts(chair.stamps.reads, t0, handed, write, t1)
                 if cut is not None:
                     fig.b_parts.append(cut)
+                else:
+                    fig.b_uncut.append(b_uncut(chair.stamps.reads, t0, handed, write, t1))
     except TimeoutError as exc:
         fig.out.misses.append(str(exc))
 

@@ -93,3 +93,8 @@ def test_b_is_cut_at_the_read_that_found_the_fault_and_its_parts_add_up() -> Non
     assert bench_line.b_parts(reads, 0.95, None, (1.002, 3), 1.004) is None
     assert bench_line.b_parts(reads, 0.95, 1.0015, None, 1.004) is None
     assert bench_line.b_parts(reads, 1.05, 1.0015, (1.002, 3), 1.004) is None
+    # and each of those says why
+    assert "no hand-over" in bench_line.b_uncut(reads, 0.95, None, (1.002, 3), 1.004)
+    assert "not stamped" in bench_line.b_uncut(reads, 0.95, 1.0015, None, 1.004)
+    early = bench_line.b_uncut(reads, 1.05, 1.0015, (1.002, 3), 1.004)
+    assert "asked 50 ms before the fault" in early, early
