@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
@@ -103,27 +103,52 @@ class Line:
         the wait is bounded by the queue of requests ahead, which is the line's honest
         capacity, not a sign that this pump is unreachable.
         """
-        async with self.lock:
+        await self.lock.acquire()
+        try:
             wait_s = self._ready_at - time.monotonic()
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            clean = False
-            try:
-                async with asyncio.timeout(limit_s):
-                    result = await op(self.client)
-                clean = True
-            finally:
-                now = time.monotonic()
-                if clean:
-                    self._ready_at = now + self.settings.gap_s
-                else:
-                    # A cancelled or failed request may still be answered late.
-                    self._ready_at = max(self._ready_at, now + self.settings.quiet_after_timeout_s)
+            request = asyncio.ensure_future(self._timed(op, limit_s))
+        except BaseException:
+            self.lock.release()
+            raise
+        try:
+            result = await asyncio.shield(request)
+        except asyncio.CancelledError:
+            if request.done():
+                self._settle(request)
+            else:
+                # The caller is cancelled (its controller stopped) with its request on the
+                # wire: the request keeps the line until it is answered or times out, so
+                # the next one is never sent beside it. Sent beside it, it was a second
+                # request in flight on one connection: a Modbus TCP server that reads both
+                # in one segment answered only the first, and the other pump's read waited
+                # out its whole timeout (0.5 s of every pump on the line unsupervised).
+                request.add_done_callback(self._settle)
+            raise
+        except BaseException:
+            self._settle(request)
+            raise
+        self._settle(request)
         # Let the next request on the line go out before this caller works on its reply
         # (decoding, the kernel's tick): the line then carries one pump's request while
         # another pump's reading is judged, instead of idling through every tick.
         await asyncio.sleep(0)
         return result
+
+    async def _timed(self, op: Callable[[ModbusClient], Awaitable[T]], limit_s: float) -> T:
+        async with asyncio.timeout(limit_s):
+            return await op(self.client)
+
+    def _settle(self, request: asyncio.Future[Any]) -> None:
+        """The request is over: pace the next one and hand the line on."""
+        now = time.monotonic()
+        if not request.cancelled() and request.exception() is None:
+            self._ready_at = now + self.settings.gap_s
+        else:
+            # A cancelled or failed request may still be answered late.
+            self._ready_at = max(self._ready_at, now + self.settings.quiet_after_timeout_s)
+        self.lock.release()
 
 
 _LINES: dict[tuple[str, str, int], Line] = {}
