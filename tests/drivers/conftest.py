@@ -51,6 +51,13 @@ def rtu_config(sim: Simulator, unit: int = 1, **overrides: object) -> ModbusConf
     return ModbusConfig.model_validate(fields)
 
 
+def traced_config(kind: str, sim: Simulator, unit: int) -> ModbusConfig:
+    """A driver config on the simulator's TCP endpoint or RTU pty whose frames are logged
+    (``trace_frames``), for tests that read what went on the wire and in which order."""
+    make = tcp_config if kind == "tcp" else rtu_config
+    return make(sim, unit=unit, timeout_s=2.0, trace_frames=True)
+
+
 def program(
     rate_ml_h: str = "1.00",
     vtbi_ul: int = 100_000,

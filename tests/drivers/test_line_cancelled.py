@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 import pytest
 from pumpsim.harness import Fault, Simulator
 
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers.modbus import ModbusPumpDriver
 
-from .conftest import rtu_config, tcp_config
+from .conftest import traced_config
 
 SLOW_MS = 300
 
@@ -33,11 +33,6 @@ async def line_sim(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, S
         pumps=2, tcp=kind == "tcp", rtu=kind == "rtu", baud=115_200, time_scale=60.0
     ) as sim:
         yield kind, sim
-
-
-def _config(kind: str, sim: Simulator, unit: int) -> ModbusConfig:
-    make = tcp_config if kind == "tcp" else rtu_config
-    return make(sim, unit=unit, timeout_s=2.0, trace_frames=True)
 
 
 def _wire(caplog: pytest.LogCaptureFixture, kind: str) -> list[tuple[str, int]]:
@@ -59,7 +54,7 @@ async def test_the_next_request_waits_for_the_cancelled_ones_reply(
 ) -> None:
     kind, sim = line_sim
     caplog.set_level(logging.DEBUG, logger="pumpd.drivers.line")
-    stopped, other = (ModbusPumpDriver(_config(kind, sim, unit)) for unit in (1, 2))
+    stopped, other = (ModbusPumpDriver(traced_config(kind, sim, unit)) for unit in (1, 2))
     await stopped.connect()
     await other.connect()
     try:

@@ -21,10 +21,10 @@ from pumpsim.harness import Fault, Simulator
 
 from pumpd.drivers import priority
 from pumpd.drivers.base import Command, CommandResult, PumpState, PumpUnreachable
-from pumpd.drivers.modbus import ModbusConfig, ModbusPumpDriver
+from pumpd.drivers.modbus import ModbusPumpDriver
 from pumpd.drivers.newera import NewEraConfig, NewEraPumpDriver
 
-from .conftest import program, rtu_config, tcp_config
+from .conftest import program, traced_config
 
 QUEUED = 4
 SLOW_MS = 1000
@@ -38,11 +38,6 @@ async def line_sim(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, S
         pumps=STOP_UNIT, tcp=kind == "tcp", rtu=kind == "rtu", baud=115_200, time_scale=60.0
     ) as sim:
         yield kind, sim
-
-
-def _config(kind: str, sim: Simulator, unit: int) -> ModbusConfig:
-    make = tcp_config if kind == "tcp" else rtu_config
-    return make(sim, unit=unit, timeout_s=2.0, trace_frames=True)
 
 
 def _wire_order(caplog: pytest.LogCaptureFixture, kind: str) -> list[tuple[int, int]]:
@@ -63,7 +58,7 @@ def _wire_order(caplog: pytest.LogCaptureFixture, kind: str) -> list[tuple[int, 
 
 async def _scene(kind: str, sim: Simulator, caplog: pytest.LogCaptureFixture) -> list[int]:
     """Units whose frames went out after the stop was asked for; the stop's write is -1."""
-    drivers = [ModbusPumpDriver(_config(kind, sim, unit)) for unit in range(1, STOP_UNIT + 1)]
+    drivers = [ModbusPumpDriver(traced_config(kind, sim, unit)) for unit in range(1, STOP_UNIT + 1)]
     for d in drivers:
         await d.connect()
     try:
