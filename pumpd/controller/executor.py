@@ -313,9 +313,9 @@ class CommandPath:
         try:
             yield
         finally:
-            # Stopped between heartbeats, never in one: a request cancelled in flight leaves
-            # its reply on the line, and on RTU the line then stays quiet for every pump on
-            # it (drivers/line.py). The wait is bounded by the driver's own timeout.
+            # Stopped between heartbeats, never in one: a request cancelled in flight keeps
+            # the line until its reply comes or it times out, so every pump on the line
+            # waits for it (drivers/line.py). The wait is bounded by the driver's own timeout.
             done.set()
             try:
                 # asyncio.wait, not ``await task``: a cancellation of the controller itself
