@@ -112,24 +112,16 @@ class Line:
         except BaseException:
             self.lock.release()
             raise
-        try:
-            result = await asyncio.shield(request)
-        except asyncio.CancelledError:
-            if request.done():
-                self._settle(request)
-            else:
-                # The caller is cancelled (its controller stopped) with its request on the
-                # wire: the request keeps the line until it is answered or times out, so
-                # the next one is never sent beside it. Sent beside it, it was a second
-                # request in flight on one connection: a Modbus TCP server that reads both
-                # in one segment answered only the first, and the other pump's read waited
-                # out its whole timeout (0.5 s of every pump on the line unsupervised).
-                request.add_done_callback(self._settle)
-            raise
-        except BaseException:
-            self._settle(request)
-            raise
-        self._settle(request)
+        # The request hands the line on when it ends, not when its caller does: a caller
+        # cancelled (its controller stopped) with its request on the wire leaves the
+        # request holding the line until it is answered or times out, so the next one is
+        # never sent beside it. Sent beside it, it was a second request in flight on one
+        # connection: a Modbus TCP server that reads both in one segment answered only
+        # the first, and the other pump's read waited out its whole timeout (0.5 s of
+        # every pump on the line unsupervised). Added before the shield's own callback,
+        # this runs first: the line is handed on before the caller resumes.
+        request.add_done_callback(self._settle)
+        result = await asyncio.shield(request)
         # Let the next request on the line go out before this caller works on its reply
         # (decoding, the kernel's tick): the line then carries one pump's request while
         # another pump's reading is judged, instead of idling through every tick.
