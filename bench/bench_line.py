@@ -395,6 +395,13 @@ B_SEGMENTS = (
 """Figure B's reaction cut at the stamps of :func:`b_parts`; they add up to the whole."""
 
 
+def _read_before(
+    reads: list[tuple[float, float, float, int, int]], handed: float
+) -> tuple[float, float, float, int, int] | None:
+    """The read that found it: the last one answered before the alarm was handed over."""
+    return next((r for r in reversed(reads) if r[2] <= handed), None)
+
+
 def b_parts(
     reads: list[tuple[float, float, float, int, int]],
     t0: float,
@@ -406,7 +413,7 @@ def b_parts(
     before the alarm was handed over), or None when a stamp is missing (not counted)."""
     if handed is None or write is None:
         return None
-    read = next((r for r in reversed(reads) if r[2] <= handed), None)
+    read = _read_before(reads, handed)
     if read is None or read[0] < t0:
         return None
     stamps = {
@@ -436,7 +443,7 @@ def b_uncut(
         return f"{total}: no hand-over of its alarm seen"
     if write is None:
         return f"{total}: its write was not stamped"
-    read = next((r for r in reversed(reads) if r[2] <= handed), None)
+    read = _read_before(reads, handed)
     if read is None:
         return f"{total}: no read answered before the alarm was handed over"
     return (
@@ -881,11 +888,11 @@ def b_part_rows(
 ) -> None:
     """Figure B cut into its segments (:data:`B_SEGMENTS`), p50 and p99 of each, and the
     slowest reactions cut the same way."""
+    if uncut:
+        report.note(f"line {kind} B {mode}: {len(uncut)} not cut: {'; '.join(uncut)}")
     if not parts:
         return
     _segment_rows(report, "B", f"{LABEL[kind]}, {mode}", B_SEGMENTS, parts)
-    if uncut:
-        report.note(f"line {kind} B {mode}: {len(uncut)} not cut: {'; '.join(uncut)}")
     _slowest_note(
         report,
         f"line {kind} B {mode}",
