@@ -220,10 +220,15 @@ class CommandPath:
         self, events: Sequence[NewEvent], *, spool_will_do: bool = False, together: bool = False
     ) -> bool:
         """Queue events and wait at most ``intent_wait_s`` for them to be committed (with
-        ``spool_will_do``: durable, in the spool too; ``together``: see Journal.submit)."""
-        durable = await self._journal.durable(
-            events, self._intent_wait_s, spool_will_do=spool_will_do, together=together
-        )
+        ``spool_will_do``: durable, in the spool too; ``together``: see Journal.submit).
+
+        The pump is heartbeated meanwhile: the caller holds the controller's lock, so the
+        poll loop, which heartbeats outside commands, waits too, and a commit slower than
+        the pump's failsafe must not stop a running pump (H103)."""
+        async with self.keepalive():
+            durable = await self._journal.durable(
+                events, self._intent_wait_s, spool_will_do=spool_will_do, together=together
+            )
         logline.events(events)
         return durable
 
@@ -254,7 +259,12 @@ class CommandPath:
             self._audit_failed()
             return
         left_s = intent.queued_at_s + self._intent_wait_s - asyncio.get_running_loop().time()
-        if not await self._journal.settled(intent.writes, max(0.0, left_s)):
+        if all(w.done() for w in intent.writes) or left_s <= 0:
+            settled = await self._journal.settled(intent.writes, 0.0)
+        else:
+            async with self.keepalive():  # as in :meth:`durable`: the lock is held
+                settled = await self._journal.settled(intent.writes, left_s)
+        if not settled:
             self._audit_failed()
 
     @property

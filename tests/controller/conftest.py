@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -144,6 +144,51 @@ def make_store(db_path: Path) -> AuditStore:
     url = f"sqlite:///{db_path}"
     migrate.upgrade_url(url)
     return AuditStore.open(url, simulated=True)
+
+
+class SlowStore:
+    """The real :class:`AuditStore`; each write (a group commit) waits ``delay_s`` before it
+    commits, as a database behind a network or behind the other pumps' group commits does,
+    and the monotonic time each event type's commit returned is noted."""
+
+    WRITES = ("write", "write_stamped")
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+        self.delay_s = 0.0
+        self.commits: list[tuple[str, str | None, float]] = []
+        """(event type, correlation id, when its commit returned)."""
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if name not in self.WRITES:
+            return method
+
+        def slow_write(batch: Sequence[Any]) -> Any:
+            if self.delay_s:
+                time.sleep(self.delay_s)  # the writer's own thread, as a slow commit is
+            records = method(batch)
+            t = time.monotonic()
+            self.commits += [(r.event_type, r.correlation_id, t) for r in records]
+            return records
+
+        return slow_write
+
+
+@pytest.fixture
+async def slow(tmp_path: Path) -> AsyncIterator[tuple[Rig, SlowStore]]:
+    """A rig whose audit writer commits through a :class:`SlowStore` (not slow until told)."""
+    db_path = tmp_path / "audit.db"
+    store = make_store(db_path)
+    slow_store = SlowStore(store)
+    writer = AsyncAuditWriter(slow_store)  # type: ignore[arg-type]
+    async with Simulator(pumps=2, tcp=True, time_scale=600.0) as sim:
+        made = make_rig(sim, store, writer, db_path)
+        yield made, slow_store
+        for driver in made.drivers:
+            await driver.close()
+    await writer.aclose()
+    store.close()
 
 
 @pytest.fixture

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import pytest
-from pumpsim.harness import Fault, Simulator
+from pumpsim.harness import Fault
 
-from pumpd.audit import AsyncAuditWriter, AuditStore
 from pumpd.session import State
 
 from .conftest import (
     Rig,
+    SlowStore,
     halt,
-    make_rig,
-    make_store,
     running,
     session_state,
     to_infusing,
@@ -33,49 +28,6 @@ from .test_faults import PAUSE, STOP, intents_precede_commands
 
 DELAY_S = 1.0
 """How much longer each commit takes once the store is made slow (real seconds)."""
-
-
-class SlowStore:
-    """The real :class:`AuditStore`; each write (a group commit) waits ``delay_s`` before it
-    commits, and the monotonic time each event type's commit returned is noted."""
-
-    WRITES = ("write", "write_stamped")
-
-    def __init__(self, store: AuditStore) -> None:
-        self._store = store
-        self.delay_s = 0.0
-        self.commits: list[tuple[str, str | None, float]] = []
-        """(event type, correlation id, when its commit returned)."""
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._store, name)
-        if name not in self.WRITES:
-            return method
-
-        def slow_write(batch: Sequence[Any]) -> Any:
-            if self.delay_s:
-                time.sleep(self.delay_s)  # the writer's own thread, as a slow commit is
-            records = method(batch)
-            t = time.monotonic()
-            self.commits += [(r.event_type, r.correlation_id, t) for r in records]
-            return records
-
-        return slow_write
-
-
-@pytest.fixture
-async def slow(tmp_path: Path) -> AsyncIterator[tuple[Rig, SlowStore]]:
-    db_path = tmp_path / "audit.db"
-    store = make_store(db_path)
-    slow_store = SlowStore(store)
-    writer = AsyncAuditWriter(slow_store)  # type: ignore[arg-type]
-    async with Simulator(pumps=2, tcp=True, time_scale=600.0) as sim:
-        made = make_rig(sim, store, writer, db_path)
-        yield made, slow_store
-        for driver in made.drivers:
-            await driver.close()
-    await writer.aclose()
-    store.close()
 
 
 def _monotonic(occurred_at: str) -> float:

@@ -1,0 +1,137 @@
+"""A nurse's step holds the controller while its record becomes durable (at most
+``intent_wait_s``), and the poll loop, which heartbeats the pump, waits for it. The pump is
+heartbeated through that wait too, so a slow commit never lets the pump's own failsafe
+stop it: an infusion stopped by a slow disk during a nurse's vitals entry or a rate change
+is an interruption of therapy nobody asked for.
+
+Real time: the New Era simulator's Safe-mode watchdog counts wall seconds in every state,
+as the pump's does (the GIP-MB1 rig of this folder runs a stall-free simulated time in
+which an idle wait does not pass). Commits are made to take ``DELAY_S``, longer than the
+pump's watchdog and shorter than the intent bound, as a disk busy with other pumps'
+commits or a database behind a network can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pumpsim.harness import Simulator
+
+from pumpd.audit import AsyncAuditWriter
+from pumpd.clock import SystemClock
+from pumpd.controller import Controller, ControllerConfig
+from pumpd.drivers import NewEraConfig, NewEraPumpDriver
+from pumpd.session import State
+from safety.plan import Order
+
+from .conftest import (
+    NURSE,
+    SlowStore,
+    halt,
+    make_store,
+    normal_vitals,
+    session_state,
+    to_infusing_primed_by_hand,
+)
+
+WATCHDOG_S = 1
+"""The pump's Safe-mode watchdog (``SAF 1``): silence for a second stops it."""
+DELAY_S = 1.6
+"""Each commit's added wait once the store is slow: over the watchdog, under the bound."""
+INTENT_WAIT_S = 3.0
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[tuple[Simulator, Controller, SlowStore]]:
+    async with Simulator(
+        pumps=1, tcp=False, newera_pumps=1, newera_link=str(tmp_path / "ne"), time_scale=1.0
+    ) as sim:
+        assert sim.newera_path is not None
+        store = make_store(tmp_path / "audit.db")
+        slow = SlowStore(store)
+        writer = AsyncAuditWriter(slow)  # type: ignore[arg-type]
+        driver = NewEraPumpDriver(
+            NewEraConfig(
+                device=sim.newera_path,
+                address=1,
+                syringe_diameter_mm=Decimal("26.59"),
+                heartbeat_timeout_s=WATCHDOG_S,
+                timeout_s=0.3,
+            )
+        )
+        await driver.connect()
+        config = ControllerConfig(
+            pump_id="chair-4",
+            poll_period_s=0.2,
+            heartbeat_timeout_s=WATCHDOG_S,
+            command_timeout_s=0.5,
+            intent_wait_s=INTENT_WAIT_S,
+        )
+        clock = SystemClock()
+        ctl = Controller(driver=driver, writer=writer, clock=clock, config=config)
+        await ctl.attach()
+        task = asyncio.create_task(ctl.run())
+        try:
+            await to_infusing_primed_by_hand(ctl, clock)
+            await ctl.journal.drain()
+            yield sim, ctl, slow
+        finally:
+            slow.delay_s = 0.0
+            await halt(task)
+            await driver.close()
+            await writer.aclose()
+            store.close()
+
+
+def _watchdog_tripped(sim: Simulator) -> bool:
+    assert sim.newera is not None
+    return sim.newera.pumps[1].alarm == "T"
+
+
+async def _slowly(slow: SlowStore, step: Callable[[], Awaitable[object]]) -> float:
+    """Run the nurse's ``step`` with every commit ``DELAY_S`` slow; how long it took."""
+    slow.delay_s = DELAY_S
+    started = asyncio.get_running_loop().time()
+    await step()
+    return asyncio.get_running_loop().time() - started
+
+
+async def test_a_nurse_step_whose_record_commits_slowly_keeps_the_pump_heartbeated(
+    rig: tuple[Simulator, Controller, SlowStore],
+) -> None:
+    sim, ctl, slow = rig
+    took_s = await _slowly(slow, lambda: ctl.vitals(by=NURSE, reading=normal_vitals(SystemClock())))
+    assert took_s > WATCHDOG_S, f"the step was answered in {took_s:.2f} s, before its commit"
+    assert not _watchdog_tripped(sim), "the pump's watchdog stopped it during the step's wait"
+    assert session_state(ctl) is State.INFUSING
+
+
+async def test_a_rate_change_whose_intent_commits_slowly_keeps_the_pump_heartbeated(
+    rig: tuple[Simulator, Controller, SlowStore],
+) -> None:
+    sim, ctl, slow = rig
+    await ctl.adjust(
+        by=NURSE, reason="patient too dissociated", order=Order(duration_min=Decimal(60))
+    )
+    await ctl.journal.drain()
+    took_s = await _slowly(slow, lambda: ctl.confirm_adjust(by=NURSE))
+    assert took_s > WATCHDOG_S, f"the change was made in {took_s:.2f} s, before its intent"
+    assert not _watchdog_tripped(sim), "the pump's watchdog stopped it during the intent's wait"
+    assert session_state(ctl) is State.INFUSING
+
+
+async def test_a_pause_whose_intent_commits_slowly_keeps_the_paused_pump_heartbeated(
+    rig: tuple[Simulator, Controller, SlowStore],
+) -> None:
+    """The PAUSE goes out at once, and the controller then waits (bounded) to learn whether
+    its intent became durable: the paused pump is heartbeated through that wait, as its
+    watchdog runs whether it delivers or not."""
+    sim, ctl, slow = rig
+    took_s = await _slowly(slow, lambda: ctl.pause(by=NURSE, reason="patient asked for a break"))
+    assert took_s > WATCHDOG_S, f"the pause was answered in {took_s:.2f} s, before its intent"
+    assert not _watchdog_tripped(sim), "the pump's watchdog tripped during the intent's wait"
+    assert session_state(ctl) is State.PAUSED
