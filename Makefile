@@ -54,7 +54,7 @@ endif
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy pumpd pumpd_board safety hardware-sim/pumpsim
+	$(BIN)/mypy pumpd pumpd_board safety hardware-sim/pumpsim bench
 
 format: venv
 	$(BIN)/ruff format .

@@ -56,6 +56,7 @@ from pumpd.central import migrate as central_migrate
 from pumpd.central.forwarder import Conflict, ForwardSettings, ForwardStatus
 from pumpd.central.task import ForwardTask
 from pumpd.db import make_engine
+from pumpd.protocols import load_library
 from pumpd.session import State
 
 SUITE = "forward/pump loop"
@@ -226,7 +227,7 @@ async def _pump_window(rig: bc.Rig, sizes: Sizes, tag: str) -> tuple[float, floa
             ]
         sups = [t.result() for t in tasks]
         await asyncio.sleep(1.0)  # the starts' audit writes settle
-        stop, late = asyncio.Event(), []
+        stop, late = asyncio.Event(), list[float]()
         probe = asyncio.create_task(_lateness(stop, late))
         polls0 = sum(s.ctl.polls for s in sups)
         cpu0, loop_cpu0, wall0 = time.process_time(), time.thread_time(), time.monotonic()
@@ -270,7 +271,7 @@ async def _rig(tmp: Path, sizes: Sizes) -> AsyncIterator[tuple[bc.Rig, str]]:
     writer = bc.HandoverStampingWriter(stamps)
     sim = await bc.SimProcess.start(max(sizes.pumps, sizes.lanes))
     try:
-        yield bc.Rig(sim, writer, stamps, bc.load_library().get(bc.PROTOCOL)), url
+        yield bc.Rig(sim, writer, stamps, load_library().get(bc.PROTOCOL)), url
     finally:
         await sim.close()
         await writer.aclose()

@@ -390,11 +390,11 @@ class Stack:
 
     def sim_status(self, unit: int) -> dict[str, Any]:
         reply = self.sim_request("status", unit=unit)
-        status: dict[str, Any] = reply["status"]  # type: ignore[assignment]
+        status: dict[str, Any] = reply["status"]
         return status
 
     def sim_log(self, unit: int) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = self.sim_request("log", unit=unit)["records"]  # type: ignore[assignment]
+        records: list[dict[str, Any]] = self.sim_request("log", unit=unit)["records"]
         return records
 
     def audit(self, *args: str) -> subprocess.CompletedProcess[str]:
