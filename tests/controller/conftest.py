@@ -34,7 +34,13 @@ from pumpd.audit import (
 )
 from pumpd.clock import Clock, ScaledClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers import ModbusConfig, ModbusPumpDriver, Profile
+from pumpd.drivers import (
+    ModbusConfig,
+    ModbusPumpDriver,
+    NewEraConfig,
+    NewEraPumpDriver,
+    Profile,
+)
 from pumpd.protocols import Library, LoadedProtocol, load_library
 from pumpd.session import State
 from safety.plan import Order, Patient
@@ -138,6 +144,25 @@ class Rig:
 
     def vitals(self) -> VitalsReading:
         return normal_vitals(self.clock)
+
+
+async def newera_driver(
+    sim: Simulator, *, heartbeat_timeout_s: int, timeout_s: float = 0.3
+) -> NewEraPumpDriver:
+    """A connected driver of the New Era pump at address 1 of ``sim``'s line (a 60 mL
+    syringe, 26.59 mm); ``heartbeat_timeout_s`` is its Safe-mode watchdog (wall seconds)."""
+    assert sim.newera_path is not None
+    driver = NewEraPumpDriver(
+        NewEraConfig(
+            device=sim.newera_path,
+            address=1,
+            syringe_diameter_mm=Decimal("26.59"),
+            heartbeat_timeout_s=heartbeat_timeout_s,
+            timeout_s=timeout_s,
+        )
+    )
+    await driver.connect()
+    return driver
 
 
 def make_store(db_path: Path) -> AuditStore:

@@ -24,7 +24,6 @@ from pumpsim.harness import Simulator
 from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
 from safety.plan import Order
 
@@ -33,6 +32,7 @@ from .conftest import (
     SlowStore,
     halt,
     make_store,
+    newera_driver,
     normal_vitals,
     session_state,
     to_infusing_primed_by_hand,
@@ -50,20 +50,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[Simulator, Controller, Slow
     async with Simulator(
         pumps=1, tcp=False, newera_pumps=1, newera_link=str(tmp_path / "ne"), time_scale=1.0
     ) as sim:
-        assert sim.newera_path is not None
         store = make_store(tmp_path / "audit.db")
         slow = SlowStore(store)
         writer = AsyncAuditWriter(slow)  # type: ignore[arg-type]
-        driver = NewEraPumpDriver(
-            NewEraConfig(
-                device=sim.newera_path,
-                address=1,
-                syringe_diameter_mm=Decimal("26.59"),
-                heartbeat_timeout_s=WATCHDOG_S,
-                timeout_s=0.3,
-            )
-        )
-        await driver.connect()
+        driver = await newera_driver(sim, heartbeat_timeout_s=WATCHDOG_S)
         config = ControllerConfig(
             pump_id="chair-4",
             poll_period_s=0.2,

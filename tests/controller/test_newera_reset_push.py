@@ -20,7 +20,6 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,12 +29,12 @@ from pumpsim.harness import Simulator
 from pumpd.audit import AsyncAuditWriter, EventFilter, iter_events
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
 
 from .conftest import (
     halt,
     make_store,
+    newera_driver,
     session_state,
     to_infusing_primed_by_hand,
     wait_until,
@@ -85,16 +84,7 @@ async def test_a_reset_pushed_between_dis_and_rat_counts_the_volume_once(
     store = make_store(tmp_path / "audit.db")
     writer = AsyncAuditWriter(store)
     clock = SystemClock()
-    driver = NewEraPumpDriver(
-        NewEraConfig(
-            device=sim.newera_path,
-            address=1,
-            syringe_diameter_mm=Decimal("26.59"),
-            heartbeat_timeout_s=3,
-            timeout_s=0.3,
-        )
-    )
-    await driver.connect()
+    driver = await newera_driver(sim, heartbeat_timeout_s=3)
     ctl = Controller(
         driver=driver,
         writer=writer,

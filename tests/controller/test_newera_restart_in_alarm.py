@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from pumpsim.harness import Simulator
 from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers import NewEraConfig, NewEraPumpDriver
+from pumpd.drivers import NewEraPumpDriver
 from pumpd.session import State
 from pumpd.supervisor import Supervisor
 
@@ -33,6 +32,7 @@ from .conftest import (
     halt,
     library,
     make_store,
+    newera_driver,
     session_state,
     to_infusing_primed_by_hand,
     wait_until,
@@ -61,18 +61,7 @@ def _config() -> ControllerConfig:
 
 
 async def _driver(sim: Simulator) -> NewEraPumpDriver:
-    assert sim.newera_path is not None
-    driver = NewEraPumpDriver(
-        NewEraConfig(
-            device=sim.newera_path,
-            address=1,
-            syringe_diameter_mm=Decimal("26.59"),
-            heartbeat_timeout_s=WATCHDOG_S,
-            timeout_s=0.3,
-        )
-    )
-    await driver.connect()
-    return driver
+    return await newera_driver(sim, heartbeat_timeout_s=WATCHDOG_S)
 
 
 async def _infusing(ctl: Controller, clock: SystemClock) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,12 @@ from pumpsim.harness import Simulator
 from pumpd.audit import AsyncAuditWriter, EventFilter, iter_events
 from pumpd.clock import SystemClock
 from pumpd.controller import Controller, ControllerConfig
-from pumpd.drivers import NewEraConfig, NewEraPumpDriver
 from pumpd.session import State
 
 from .conftest import (
     halt,
     make_store,
+    newera_driver,
     session_state,
     to_infusing_primed_by_hand,
     wait_until,
@@ -55,16 +54,8 @@ async def test_a_pushed_stall_is_stopped_with_the_stp_as_the_first_request_after
     store = make_store(tmp_path / "audit.db")
     writer = AsyncAuditWriter(store)
     clock = SystemClock()
-    driver = NewEraPumpDriver(
-        NewEraConfig(
-            device=sim.newera_path,
-            address=1,
-            syringe_diameter_mm=Decimal("26.59"),
-            heartbeat_timeout_s=255,  # no watchdog alarm while the controller sleeps
-            timeout_s=0.5,
-        )
-    )
-    await driver.connect()
+    # No watchdog alarm while the controller sleeps.
+    driver = await newera_driver(sim, heartbeat_timeout_s=255, timeout_s=0.5)
     ctl = Controller(
         driver=driver,
         writer=writer,
