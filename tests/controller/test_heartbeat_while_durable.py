@@ -77,27 +77,34 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[Simulator, Controller, Slow
             store.close()
 
 
-def _watchdog_tripped(sim: Simulator) -> bool:
-    assert sim.newera is not None
-    return sim.newera.pumps[1].alarm == "T"
-
-
-async def _slowly(slow: SlowStore, step: Callable[[], Awaitable[object]]) -> float:
-    """Run the nurse's ``step`` with every commit ``DELAY_S`` slow; how long it took."""
+async def _slowly_and_heartbeated(
+    sim: Simulator,
+    ctl: Controller,
+    slow: SlowStore,
+    step: Callable[[], Awaitable[object]],
+    then: State,
+) -> None:
+    """Run the nurse's ``step`` with every commit ``DELAY_S`` slow: it is answered only once
+    its record is durable (longer than the pump's watchdog), the watchdog never trips, and
+    the session is left in ``then``."""
     slow.delay_s = DELAY_S
     started = asyncio.get_running_loop().time()
     await step()
-    return asyncio.get_running_loop().time() - started
+    took_s = asyncio.get_running_loop().time() - started
+    assert took_s > WATCHDOG_S, f"answered in {took_s:.2f} s, before its record was durable"
+    assert sim.newera is not None
+    assert sim.newera.pumps[1].alarm != "T", "the pump's watchdog tripped during the wait"
+    assert session_state(ctl) is then
 
 
 async def test_a_nurse_step_whose_record_commits_slowly_keeps_the_pump_heartbeated(
     rig: tuple[Simulator, Controller, SlowStore],
 ) -> None:
     sim, ctl, slow = rig
-    took_s = await _slowly(slow, lambda: ctl.vitals(by=NURSE, reading=normal_vitals(SystemClock())))
-    assert took_s > WATCHDOG_S, f"the step was answered in {took_s:.2f} s, before its commit"
-    assert not _watchdog_tripped(sim), "the pump's watchdog stopped it during the step's wait"
-    assert session_state(ctl) is State.INFUSING
+    reading = normal_vitals(SystemClock())
+    await _slowly_and_heartbeated(
+        sim, ctl, slow, lambda: ctl.vitals(by=NURSE, reading=reading), State.INFUSING
+    )
 
 
 async def test_a_rate_change_whose_intent_commits_slowly_keeps_the_pump_heartbeated(
@@ -108,10 +115,9 @@ async def test_a_rate_change_whose_intent_commits_slowly_keeps_the_pump_heartbea
         by=NURSE, reason="patient too dissociated", order=Order(duration_min=Decimal(60))
     )
     await ctl.journal.drain()
-    took_s = await _slowly(slow, lambda: ctl.confirm_adjust(by=NURSE))
-    assert took_s > WATCHDOG_S, f"the change was made in {took_s:.2f} s, before its intent"
-    assert not _watchdog_tripped(sim), "the pump's watchdog stopped it during the intent's wait"
-    assert session_state(ctl) is State.INFUSING
+    await _slowly_and_heartbeated(
+        sim, ctl, slow, lambda: ctl.confirm_adjust(by=NURSE), State.INFUSING
+    )
 
 
 async def test_a_pause_whose_intent_commits_slowly_keeps_the_paused_pump_heartbeated(
@@ -121,7 +127,5 @@ async def test_a_pause_whose_intent_commits_slowly_keeps_the_paused_pump_heartbe
     its intent became durable: the paused pump is heartbeated through that wait, as its
     watchdog runs whether it delivers or not."""
     sim, ctl, slow = rig
-    took_s = await _slowly(slow, lambda: ctl.pause(by=NURSE, reason="patient asked for a break"))
-    assert took_s > WATCHDOG_S, f"the pause was answered in {took_s:.2f} s, before its intent"
-    assert not _watchdog_tripped(sim), "the pump's watchdog tripped during the intent's wait"
-    assert session_state(ctl) is State.PAUSED
+    pause = lambda: ctl.pause(by=NURSE, reason="patient asked for a break")  # noqa: E731
+    await _slowly_and_heartbeated(sim, ctl, slow, pause, State.PAUSED)
