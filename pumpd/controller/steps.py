@@ -425,7 +425,12 @@ class SessionSteps:
         elif outcome.result is Result.UNKNOWN:
             step = s.command_uncertain(command=kind, detail=outcome.detail[:500], at=at)
         else:
-            step = s.command_failed(command=kind, detail=outcome.detail[:400], at=at)
+            step = s.command_failed(
+                command=kind,
+                detail=outcome.detail[:400],
+                at=at,
+                sent=outcome.result is not Result.NOT_SENT,
+            )
             if kind in (PumpCommand.STOP, PumpCommand.PAUSE):
                 self.account_after(kind, step.dest, outcome.status)
         self.record(step, DAEMON, ctx)

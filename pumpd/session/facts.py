@@ -244,8 +244,13 @@ class DeviceFacts(SessionCore):
             "command_uncertain", source, dest, data, audit=("pump.command.uncertain",)
         )
 
-    def command_failed(self, *, command: PumpCommand, detail: str, at: Stamp) -> Step:
-        """The pump refused the command outright: an alarm, latched until acknowledged."""
+    def command_failed(
+        self, *, command: PumpCommand, detail: str, at: Stamp, sent: bool = True
+    ) -> Step:
+        """The pump refused the command outright, or (``sent`` False) pumpd could not send
+        it: the link failed, or the driver refused a setpoint the pump cannot hold exactly.
+        An alarm, latched until acknowledged; its words say which, so a nurse is not told
+        the pump refused what it never heard."""
         source = self._require("command_failed")
         stamp = check_stamp(at)
         kind = self._check_command(command)
@@ -267,8 +272,12 @@ class DeviceFacts(SessionCore):
         record = AlarmRecord(
             code=code,
             priority=Priority.HIGH if kind is PumpCommand.STOP else Priority.MEDIUM,
-            message=f"The pump refused the {kind.value} command: {detail}",
-            source="pump",
+            message=(
+                f"The pump refused the {kind.value} command: {detail}"
+                if sent
+                else f"The {kind.value} command was not sent to the pump: {detail}"
+            ),
+            source="pump" if sent else "daemon",
             raised_in=source,
             at=At.of(stamp),
         )

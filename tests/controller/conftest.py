@@ -32,7 +32,7 @@ from pumpd.audit import (
     migrate,
     verify,
 )
-from pumpd.clock import Clock, ScaledClock
+from pumpd.clock import Clock, ScaledClock, SystemClock
 from pumpd.controller import Controller, ControllerConfig
 from pumpd.drivers import (
     ModbusConfig,
@@ -214,6 +214,46 @@ async def slow(tmp_path: Path) -> AsyncIterator[tuple[Rig, SlowStore]]:
             await driver.close()
     await writer.aclose()
     store.close()
+
+
+NEWERA_WATCHDOG_S = 1
+"""The New Era rig's Safe-mode watchdog (``SAF 1``): a second of silence stops the pump."""
+NeweraRig = tuple[Simulator, Controller, "SlowStore"]
+
+
+@pytest.fixture
+async def newera_infusing(tmp_path: Path) -> AsyncIterator[NeweraRig]:
+    """A New Era syringe pump (address 1) on its own line, in real time, infusing the
+    standard protocol (primed by hand); its watchdog ``NEWERA_WATCHDOG_S``, the intent bound
+    3 s, the audit writer's commits through a :class:`SlowStore` (not slow until told)."""
+    async with Simulator(
+        pumps=1, tcp=False, newera_pumps=1, newera_link=str(tmp_path / "ne"), time_scale=1.0
+    ) as sim:
+        store = make_store(tmp_path / "audit.db")
+        slow = SlowStore(store)
+        writer = AsyncAuditWriter(slow)  # type: ignore[arg-type]
+        driver = await newera_driver(sim, heartbeat_timeout_s=NEWERA_WATCHDOG_S)
+        config = ControllerConfig(
+            pump_id="chair-4",
+            poll_period_s=0.2,
+            heartbeat_timeout_s=NEWERA_WATCHDOG_S,
+            command_timeout_s=0.5,
+            intent_wait_s=3.0,
+        )
+        clock = SystemClock()
+        ctl = Controller(driver=driver, writer=writer, clock=clock, config=config)
+        await ctl.attach()
+        task = asyncio.create_task(ctl.run())
+        try:
+            await to_infusing_primed_by_hand(ctl, clock)
+            await ctl.journal.drain()
+            yield sim, ctl, slow
+        finally:
+            slow.delay_s = 0.0
+            await halt(task)
+            await driver.close()
+            await writer.aclose()
+            store.close()
 
 
 @pytest.fixture

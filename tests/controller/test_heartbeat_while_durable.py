@@ -14,67 +14,28 @@ commits or a database behind a network can.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from pumpsim.harness import Simulator
 
-from pumpd.audit import AsyncAuditWriter
 from pumpd.clock import SystemClock
-from pumpd.controller import Controller, ControllerConfig
+from pumpd.controller import Controller
 from pumpd.session import State
 from safety.plan import Order
 
 from .conftest import (
+    NEWERA_WATCHDOG_S,
     NURSE,
+    NeweraRig,
     SlowStore,
-    halt,
-    make_store,
-    newera_driver,
     normal_vitals,
     session_state,
-    to_infusing_primed_by_hand,
 )
 
-WATCHDOG_S = 1
-"""The pump's Safe-mode watchdog (``SAF 1``): silence for a second stops it."""
 DELAY_S = 1.6
-"""Each commit's added wait once the store is slow: over the watchdog, under the bound."""
-INTENT_WAIT_S = 3.0
-
-
-@pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[tuple[Simulator, Controller, SlowStore]]:
-    async with Simulator(
-        pumps=1, tcp=False, newera_pumps=1, newera_link=str(tmp_path / "ne"), time_scale=1.0
-    ) as sim:
-        store = make_store(tmp_path / "audit.db")
-        slow = SlowStore(store)
-        writer = AsyncAuditWriter(slow)  # type: ignore[arg-type]
-        driver = await newera_driver(sim, heartbeat_timeout_s=WATCHDOG_S)
-        config = ControllerConfig(
-            pump_id="chair-4",
-            poll_period_s=0.2,
-            heartbeat_timeout_s=WATCHDOG_S,
-            command_timeout_s=0.5,
-            intent_wait_s=INTENT_WAIT_S,
-        )
-        clock = SystemClock()
-        ctl = Controller(driver=driver, writer=writer, clock=clock, config=config)
-        await ctl.attach()
-        task = asyncio.create_task(ctl.run())
-        try:
-            await to_infusing_primed_by_hand(ctl, clock)
-            await ctl.journal.drain()
-            yield sim, ctl, slow
-        finally:
-            slow.delay_s = 0.0
-            await halt(task)
-            await driver.close()
-            await writer.aclose()
-            store.close()
+"""Each commit's added wait once the store is slow: over the pump's watchdog
+(``NEWERA_WATCHDOG_S``), under the intent bound."""
 
 
 async def _slowly_and_heartbeated(
@@ -91,16 +52,16 @@ async def _slowly_and_heartbeated(
     started = asyncio.get_running_loop().time()
     await step()
     took_s = asyncio.get_running_loop().time() - started
-    assert took_s > WATCHDOG_S, f"answered in {took_s:.2f} s, before its record was durable"
+    assert took_s > NEWERA_WATCHDOG_S, f"answered in {took_s:.2f} s, before its record was durable"
     assert sim.newera is not None
     assert sim.newera.pumps[1].alarm != "T", "the pump's watchdog tripped during the wait"
     assert session_state(ctl) is then
 
 
 async def test_a_nurse_step_whose_record_commits_slowly_keeps_the_pump_heartbeated(
-    rig: tuple[Simulator, Controller, SlowStore],
+    newera_infusing: NeweraRig,
 ) -> None:
-    sim, ctl, slow = rig
+    sim, ctl, slow = newera_infusing
     reading = normal_vitals(SystemClock())
     await _slowly_and_heartbeated(
         sim, ctl, slow, lambda: ctl.vitals(by=NURSE, reading=reading), State.INFUSING
@@ -108,9 +69,9 @@ async def test_a_nurse_step_whose_record_commits_slowly_keeps_the_pump_heartbeat
 
 
 async def test_a_rate_change_whose_intent_commits_slowly_keeps_the_pump_heartbeated(
-    rig: tuple[Simulator, Controller, SlowStore],
+    newera_infusing: NeweraRig,
 ) -> None:
-    sim, ctl, slow = rig
+    sim, ctl, slow = newera_infusing
     await ctl.adjust(
         by=NURSE, reason="patient too dissociated", order=Order(duration_min=Decimal(60))
     )
@@ -121,11 +82,11 @@ async def test_a_rate_change_whose_intent_commits_slowly_keeps_the_pump_heartbea
 
 
 async def test_a_pause_whose_intent_commits_slowly_keeps_the_paused_pump_heartbeated(
-    rig: tuple[Simulator, Controller, SlowStore],
+    newera_infusing: NeweraRig,
 ) -> None:
     """The PAUSE goes out at once, and the controller then waits (bounded) to learn whether
     its intent became durable: the paused pump is heartbeated through that wait, as its
     watchdog runs whether it delivers or not."""
-    sim, ctl, slow = rig
+    sim, ctl, slow = newera_infusing
     pause = lambda: ctl.pause(by=NURSE, reason="patient asked for a break")  # noqa: E731
     await _slowly_and_heartbeated(sim, ctl, slow, pause, State.PAUSED)
