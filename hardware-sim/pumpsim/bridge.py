@@ -43,14 +43,6 @@ from pathlib import Path
 from pumpsim.errors import SimulatorStateError
 from pumpsim.wire_faults import WireFaults, WireFaultTable
 
-__all__ = [
-    "RtuLine",
-    "TcpProxy",
-    "WireFaults",
-    "rtu_request_length",
-    "rtu_response_length",
-]
-
 MBAP_HEADER_LEN = 7
 MAX_MBAP_LENGTH = 254  # unit id + PDU (max 253)
 RTU_MAX_FRAME = 256

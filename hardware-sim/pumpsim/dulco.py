@@ -27,9 +27,10 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from pumpsim import dulco_map as m
-from pumpsim.bridge import RtuLine, WireFaults
+from pumpsim.bridge import RtuLine
 from pumpsim.dulco_model import DulcoModel
 from pumpsim.errors import FaultParameterError, UnknownFaultError, UnknownUnitError
+from pumpsim.wire_faults import WireFaults
 
 TICK_S = 0.02
 _FIRST = m.BLOCKS[0][0]

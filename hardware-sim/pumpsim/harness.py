@@ -16,7 +16,7 @@ from typing import Self
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from pumpsim.bank import CommandRecord, PumpBank
-from pumpsim.bridge import RtuLine, TcpProxy, WireFaults
+from pumpsim.bridge import RtuLine, TcpProxy
 from pumpsim.control import ControlServer
 from pumpsim.dulco import DulcoLine
 from pumpsim.errors import AlarmKeyRefused, SimConfigError, SimulatorStateError
@@ -24,6 +24,7 @@ from pumpsim.faults import CONDITION_OF, WIRE_FAULTS, Fault, check_fault
 from pumpsim.model import PumpModel
 from pumpsim.newera import NewEraLine
 from pumpsim.registers import AlarmFlag, CmdResult
+from pumpsim.wire_faults import WireFaults
 
 __all__ = ["CommandRecord", "Fault", "Simulator"]
 

@@ -36,17 +36,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from pumpsim.errors import FaultParameterError, SimConfigError, UnknownFaultError, UnknownUnitError
-from pumpsim.newera_pump import NeraPump, truncate4
-
-__all__ = [
-    "NeraFault",
-    "NeraPump",
-    "NewEraLine",
-    "RequestRecord",
-    "crc16",
-    "safe_packet",
-    "truncate4",
-]
+from pumpsim.newera_pump import NeraPump
 
 STX, ETX, CR = 0x02, 0x03, 0x0D
 INTER_BYTE_TIMEOUT_S = 0.5

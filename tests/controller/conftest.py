@@ -218,7 +218,7 @@ async def slow(tmp_path: Path) -> AsyncIterator[tuple[Rig, SlowStore]]:
 
 NEWERA_WATCHDOG_S = 1
 """The New Era rig's Safe-mode watchdog (``SAF 1``): a second of silence stops the pump."""
-NeweraRig = tuple[Simulator, Controller, "SlowStore"]
+NeweraRig = tuple[Simulator, Controller, SlowStore]
 
 
 @pytest.fixture

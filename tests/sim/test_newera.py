@@ -15,7 +15,8 @@ import pytest
 from pumpsim.control import ControlClient
 from pumpsim.errors import ControlRequestFailed, SimConfigError
 from pumpsim.harness import Simulator
-from pumpsim.newera import NeraPump, NewEraLine, crc16, safe_packet, truncate4
+from pumpsim.newera import NewEraLine, crc16, safe_packet
+from pumpsim.newera_pump import NeraPump, truncate4
 
 
 def fresh(**fields: object) -> NeraPump:
