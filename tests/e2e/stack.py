@@ -388,6 +388,27 @@ class Stack:
         with ControlClient(host, port, timeout_s=10) as c:
             return c.request(op, **fields)
 
+    def wait_halted(self, unit: int, pump: str, settle_s: float = 1.0) -> dict[str, Any]:
+        """The pump's view once the simulated pump is halted (PAUSED or IDLE), pumpd reads it
+        so, and ``settle_s`` more of polls (10 at 10 Hz) have judged its final volume.
+
+        A fault that drives a pump wrong is seen by more than one rule, in either order: a
+        runaway's rate mismatch pauses it, and the readings after that pause can still show
+        the volume it ran ahead crossing the over-infusion band, a second alarm latched a
+        poll or two after the first. A test that acknowledges the first before the second
+        is in acknowledges only half of it."""
+        deadline = time.monotonic() + WAIT_S
+        while self.sim_status(unit)["state"] not in ("PAUSED", "IDLE"):
+            if time.monotonic() > deadline:
+                raise StackError(f"pump {unit} still delivers after {WAIT_S:g} s")
+            time.sleep(0.05)
+        while (view := self.status(pump))["pump_state"] not in ("PAUSED", "IDLE"):
+            if time.monotonic() > deadline:
+                raise StackError(f"pumpd does not read {pump} halted after {WAIT_S:g} s: {view}")
+            time.sleep(0.05)
+        time.sleep(settle_s)
+        return self.status(pump)
+
     def sim_status(self, unit: int) -> dict[str, Any]:
         reply = self.sim_request("status", unit=unit)
         status: dict[str, Any] = reply["status"]
