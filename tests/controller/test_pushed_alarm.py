@@ -78,8 +78,9 @@ async def test_a_pushed_stall_is_stopped_with_the_stp_as_the_first_request_after
         sim.newera.inject(1, "stall")
         await wait_until(lambda: session_state(ctl) is State.ALARM, what="the stall alarm")
         await wait_until(lambda: len(driver.alarm_packets) > 0, what="the pushed packet")
+        line = sim.newera
         await wait_until(
-            lambda: any(r.text == "STP" for r in list(sim.newera.request_log)[mark:]),
+            lambda: any(r.text == "STP" for r in list(line.request_log)[mark:]),
             what="the STP",
         )
         await wait_until(
