@@ -447,7 +447,7 @@ class RtuLine:
             # The device's receiver sees half a frame, then the gap: it resets and drops it.
             self._discard_request(frame[: len(frame) // 2])
             return
-        if faults.take_corruption("request", address):
+        if faults.take(faults.corruption, "request", address):
             frame = _break_crc(frame)  # delivered; the device checks the CRC and ignores it
         self._to_device.send(frame)
 
@@ -467,7 +467,7 @@ class RtuLine:
             self._to_client.send(faults.noise_bytes(), delay_s)
         if faults.take(faults.foreign):
             self._to_client.send(self._foreign_frame(), delay_s)
-        if faults.take_corruption("reply", address):
+        if faults.take(faults.corruption, "reply", address):
             frame = _break_crc(frame)
         if faults.take(faults.truncate, "reply", address):
             frame = frame[: max(1, len(frame) // 2)]

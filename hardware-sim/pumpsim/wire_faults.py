@@ -66,13 +66,8 @@ class WireFaults:
     drop: bool = False
     latency_ms: int = 0
     latency_address: int | None = None
-    corrupt: bool = False
-    corrupt_probability: float | None = None
-    corrupt_remaining: int | None = None
-    corrupt_direction: str = "reply"
-    corrupt_address: int | None = None
     frames_dropped: int = 0
-    frames_corrupted: int = 0
+    corruption: FrameTrigger = field(default_factory=FrameTrigger)
     truncate: FrameTrigger = field(default_factory=FrameTrigger)
     noise: FrameTrigger = field(default_factory=FrameTrigger)
     foreign: FrameTrigger = field(default_factory=FrameTrigger)
@@ -90,16 +85,11 @@ class WireFaults:
         elif which is Fault.LATENCY:
             self.latency_ms = request.latency_ms or 0
             self.latency_address = request.address
-        elif which is Fault.CORRUPT_RTU:
-            self.corrupt = request.on
-            self.corrupt_probability = request.corrupt_probability
-            self.corrupt_remaining = request.corrupt_count
-            self.corrupt_direction = request.direction or "reply"
-            self.corrupt_address = request.address
         elif which is Fault.SILENT_TCP:
             self.silent = request.on
         else:
             trigger = {
+                Fault.CORRUPT_RTU: self.corruption,
                 Fault.TRUNCATE_RTU: self.truncate,
                 Fault.NOISE_RTU: self.noise,
                 Fault.FOREIGN_FRAME_RTU: self.foreign,
@@ -125,34 +115,31 @@ class WireFaults:
         """What a second master's garbage looks like: 4 to 16 random bytes."""
         return self._rng.randbytes(self._rng.randint(4, 16))
 
-    def take_corruption(self, direction: str = "reply", address: int | None = None) -> bool:
-        """Whether this frame gets a broken CRC; counts a `count` fault down."""
-        if not self.corrupt or self.corrupt_direction not in (direction, "both"):
-            return False
-        if self.corrupt_address is not None and address != self.corrupt_address:
-            return False
-        if self.corrupt_probability is not None and self._rng.random() >= self.corrupt_probability:
-            return False
-        if self.corrupt_remaining is not None:
-            self.corrupt_remaining -= 1
-            if self.corrupt_remaining <= 0:
-                self.corrupt = False
-                self.corrupt_remaining = None
-        self.frames_corrupted += 1
-        return True
+    @property
+    def corrupt(self) -> bool:
+        """CRC corruption is on (a count fault switches itself off)."""
+        return self.corruption.on
+
+    @property
+    def corrupt_remaining(self) -> int | None:
+        return self.corruption.remaining
+
+    @property
+    def frames_corrupted(self) -> int:
+        return self.corruption.fired
 
     def as_json(self) -> dict[str, object]:
         return {
             "drop_link": self.drop,
             "latency_ms": self.latency_ms,
             "latency_address": self.latency_address,
-            "corrupt_rtu": self.corrupt,
-            "corrupt_probability": self.corrupt_probability,
-            "corrupt_remaining": self.corrupt_remaining,
-            "corrupt_direction": self.corrupt_direction,
-            "corrupt_address": self.corrupt_address,
+            "corrupt_rtu": self.corruption.on,
+            "corrupt_probability": self.corruption.probability,
+            "corrupt_remaining": self.corruption.remaining,
+            "corrupt_direction": self.corruption.direction,
+            "corrupt_address": self.corruption.address,
             "frames_dropped": self.frames_dropped,
-            "frames_corrupted": self.frames_corrupted,
+            "frames_corrupted": self.corruption.fired,
             "truncate_rtu": self.truncate.as_json(),
             "noise_rtu": self.noise.as_json(),
             "foreign_frame_rtu": self.foreign.as_json(),
