@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,10 +344,22 @@ class Stack:
     def wait_state(
         self, pump: str, states: Sequence[str], timeout_s: float = WAIT_S
     ) -> dict[str, Any]:
-        """The pump's view once its session is in one of `states`, read from one `pumpctl
-        watch --json` (a view every 0.2 s on one connection): a `pumpctl status` process per
-        read would spend a CPU-second every few reads on a 2-core machine, and see the state
-        a process start-up late."""
+        """The pump's view once its session is in one of `states`."""
+        return self.wait_view(
+            pump, lambda v: v.get("session_state") in states, f"in {states}", timeout_s
+        )
+
+    def wait_view(
+        self,
+        pump: str,
+        wanted: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout_s: float = WAIT_S,
+    ) -> dict[str, Any]:
+        """The pump's first view that is `wanted`, read from one `pumpctl watch --json` (a
+        view every 0.2 s on one connection): a `pumpctl status` process per read would spend
+        a CPU-second every few reads on a 2-core machine, and see the state a process
+        start-up late."""
         command, env = self.command(["watch", pump, "--json", "--interval", "0.2"])
         deadline = time.monotonic() + timeout_s
         view: dict[str, Any] = {}
@@ -364,8 +376,8 @@ class Stack:
                     if not chunk:
                         errors.seek(0)
                         raise StackError(
-                            f"pumpctl watch {pump} exited {proc.wait()} before {pump} was in "
-                            f"{states}: {errors.read().decode(errors='replace')}\n"
+                            f"pumpctl watch {pump} exited {proc.wait()} before {pump} was "
+                            f"{what}: {errors.read().decode(errors='replace')}\n"
                             f"{self.daemon_log()}"
                         )
                     *lines, pending = (pending + chunk).split(b"\n")
@@ -375,37 +387,29 @@ class Stack:
                             continue  # a stale notice: no answer from pumpd for a while
                         assert len(views) == 1, views
                         view = views[0]
-                        if view.get("session_state") in states:
+                        if wanted(view):
                             return view
             finally:
                 proc.kill()
                 proc.wait()
                 proc.stdout.close()
-        raise StackError(f"{pump} not in {states} after {timeout_s:g} s: {view}")
+        raise StackError(f"{pump} not {what} after {timeout_s:g} s: {view}")
 
     def sim_request(self, op: str, **fields: object) -> dict[str, Any]:
         host, port = self.sim_control
         with ControlClient(host, port, timeout_s=10) as c:
             return c.request(op, **fields)
 
-    def wait_halted(self, unit: int, pump: str, settle_s: float = 1.0) -> dict[str, Any]:
-        """The pump's view once the simulated pump is halted (PAUSED or IDLE), pumpd reads it
-        so, and ``settle_s`` more of polls (10 at 10 Hz) have judged its final volume.
+    def wait_halted(self, pump: str, settle_s: float = 1.0) -> dict[str, Any]:
+        """The pump's view once pumpd reads it halted (PAUSED or IDLE) and ``settle_s`` more
+        of polls (10 at 10 Hz) have judged its final volume.
 
         A fault that drives a pump wrong is seen by more than one rule, in either order: a
         runaway's rate mismatch pauses it, and the readings after that pause can still show
         the volume it ran ahead crossing the over-infusion band, a second alarm latched a
         poll or two after the first. A test that acknowledges the first before the second
         is in acknowledges only half of it."""
-        deadline = time.monotonic() + WAIT_S
-        while self.sim_status(unit)["state"] not in ("PAUSED", "IDLE"):
-            if time.monotonic() > deadline:
-                raise StackError(f"pump {unit} still delivers after {WAIT_S:g} s")
-            time.sleep(0.05)
-        while (view := self.status(pump))["pump_state"] not in ("PAUSED", "IDLE"):
-            if time.monotonic() > deadline:
-                raise StackError(f"pumpd does not read {pump} halted after {WAIT_S:g} s: {view}")
-            time.sleep(0.05)
+        self.wait_view(pump, lambda v: v.get("pump_state") in ("PAUSED", "IDLE"), "read halted")
         time.sleep(settle_s)
         return self.status(pump)
 

@@ -217,7 +217,7 @@ def test_an_over_infusion_is_not_continued(unhurried_stack: Stack, accounts: Acc
     # (whichever it saw first, and the over-infusion may follow the pause); neither is
     # resumed nor continued: the stopped session is in observation by itself
     # (tests/e2e/test_delivery_ended.py)
-    view = stack.wait_halted(1, "chair-1")
+    view = stack.wait_halted("chair-1")
     assert view["session_state"] == "ALARM", view
     codes = {a["code"] for a in view["alarms"]}
     assert codes, view
