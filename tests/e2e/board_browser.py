@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,17 @@ def need_chromium() -> None:
         pytest.fail(f"CI requires Chromium for the board's browser tests: {reason}", pytrace=False)
     warnings.warn(f"board browser tests SKIPPED: {reason}", stacklevel=1)
     pytest.skip(f"board browser tests SKIPPED: {reason}")
+
+
+def wait_js(page: Any, expression: str, timeout_s: float = 30.0) -> None:
+    """Poll an expression through the DevTools protocol: Playwright's wait_for_function
+    evaluates a string in the page, which the board's Content-Security-Policy refuses."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if page.evaluate(f"() => Boolean({expression})"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not true after {timeout_s:g} s: {expression}")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from .board_browser import (
     add_board_section,
     need_chromium,
     running_board,
+    wait_js,
 )
 from .conftest import Accounts
 from .stack import Stack
@@ -211,17 +212,6 @@ def test_board_follows_an_infusion_through_an_occlusion(
     page.locator("#overlay").wait_for(state="hidden", timeout=20_000)
     assert "OBSERVATION" in tile.locator(".state").inner_text()
     assert not errors, errors
-
-
-def wait_js(page: Any, expression: str, timeout_s: float = 30.0) -> None:
-    """Poll an expression through the DevTools protocol: Playwright's wait_for_function
-    evaluates a string in the page, which the board's Content-Security-Policy refuses."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if page.evaluate(f"() => Boolean({expression})"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not true after {timeout_s:g} s: {expression}")
 
 
 def _seconds(text: str) -> int:

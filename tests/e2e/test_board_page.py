@@ -25,7 +25,7 @@ from pumpd_board.settings import load_settings
 from pumpd_board.source import Hub, Snapshot
 from pumpd_board.tiles import PumpView, build_tile
 
-from .board_browser import CHROMIUM, CHROMIUM_ARGS, need_chromium
+from .board_browser import CHROMIUM, CHROMIUM_ARGS, need_chromium, wait_js
 
 pytestmark = pytest.mark.slow
 
@@ -143,9 +143,7 @@ def test_flash_rates_markers_and_the_tone(served: tuple[str, uvicorn.Server], pa
     tone.click()
     # The audio context resumes on the browser's audio thread, in real time (not on the
     # page's installed clock): on a loaded machine that takes a while.
-    deadline = time.monotonic() + 15.0
-    while tone.inner_text() != "Alarm tone on" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_js(page, 'document.getElementById("tone").textContent === "Alarm tone on"', 15.0)
     assert tone.inner_text() == "Alarm tone on"
     page.clock.run_for(25_000)  # a burst at once, then every 10 s while the high alarm stands
     assert tone.get_attribute("data-bursts") == "3"
